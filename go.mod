@@ -1,0 +1,3 @@
+module github.com/vmmdev/vmm
+
+go 1.26.8

@@ -1,0 +1,77 @@
+// Package layout is the guest-physical memory map of the vmm platform: where the
+// VMM puts boot structures, tables and devices. Every package that writes into
+// guest memory takes its addresses from here so that nothing overlaps.
+package layout
+
+const (
+	// RealModeIVTEnd is the end of the real-mode interrupt vector table and BIOS data area.
+	RealModeIVTEnd = 0x500
+
+	// BootGDT is the GDT the VMM builds for protected- and long-mode entries.
+	BootGDT = 0x500
+	// BootIDT is an empty IDT (limit 0) loaded before entry.
+	BootIDT = 0x520
+
+	// BootInfo holds the boot protocol's info block: the PVH start_info or the
+	// multiboot information structure, with its memory map and module list (one page).
+	BootInfo = 0x6000
+	// ZeroPage is the Linux boot_params ("zero page").
+	ZeroPage = 0x7000
+
+	// PML4 and the following pages are the identity-mapping page tables used for
+	// 64-bit entry: PML4, one PDPT, four page directories of 2 MiB pages (4 GiB).
+	PML4 = 0x9000
+	PDPT = 0xa000
+	PD   = 0xb000 // four consecutive pages: 0xb000..0xefff
+
+	// Cmdline is where the kernel command line is copied.
+	Cmdline = 0x20000
+	// CmdlineMax bounds the command line area (including the NUL).
+	CmdlineMax = 0x10000
+
+	// EBDA is the start of the extended BIOS data area; the MP table lives here.
+	EBDA = 0x9fc00
+	// MPTable is where the Intel MultiProcessor floating pointer and table go.
+	MPTable = EBDA
+	// LowRAMEnd is where usable conventional memory ends.
+	LowRAMEnd = EBDA
+
+	// VGAHole starts the legacy VGA / option ROM / BIOS area (reserved, 0xa0000-0xfffff).
+	VGAHole = 0xa0000
+	// ACPITables is where the RSDP and ACPI tables are placed (inside the BIOS
+	// area that Linux scans for the RSDP, 0xe0000-0xfffff).
+	ACPITables = 0xe0000
+	// ACPITablesEnd bounds the ACPI area.
+	ACPITablesEnd = 0x100000
+
+	// HighMemory is the first byte above 1 MiB; protected-mode kernels load here.
+	HighMemory = 0x100000
+
+	// MMIOHoleStart and MMIOHoleEnd bound the 32-bit hole below 4 GiB reserved for
+	// device MMIO, the IOAPIC, the LAPIC and firmware. RAM that does not fit below
+	// it continues at 4 GiB.
+	MMIOHoleStart = 0xc0000000
+	MMIOHoleEnd   = 0x100000000
+
+	// IOAPICBase and LAPICBase are the architectural interrupt controller windows.
+	IOAPICBase = 0xfec00000
+	LAPICBase  = 0xfee00000
+
+	// KVMTSSAddr is the three pages KVM needs for its real-mode TSS (Intel); the
+	// identity map page follows it. Both sit in the hole, away from RAM.
+	KVMTSSAddr      = 0xfeffd000
+	KVMIdentityAddr = 0xfeffc000
+)
+
+// Ports of the platform's legacy devices.
+const (
+	PortDebugExit = 0xf4
+	PortCOM1      = 0x3f8
+	PortI8042     = 0x60 // and 0x64
+	PortCMOS      = 0x70 // and 0x71
+	IRQCOM1       = 4
+	// PortPMBase is the ACPI hardware-reduced sleep control/status and reset registers.
+	PortSleepControl = 0x3c0
+	PortSleepStatus  = 0x3c1
+	PortReset        = 0x3c2
+)
