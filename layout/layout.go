@@ -29,10 +29,8 @@ const (
 	// CmdlineMax bounds the command line area (including the NUL).
 	CmdlineMax = 0x10000
 
-	// EBDA is the start of the extended BIOS data area; the MP table lives here.
+	// EBDA is the start of the extended BIOS data area; usable conventional memory ends here.
 	EBDA = 0x9fc00
-	// MPTable is where the Intel MultiProcessor floating pointer and table go.
-	MPTable = EBDA
 	// LowRAMEnd is where usable conventional memory ends.
 	LowRAMEnd = EBDA
 
@@ -42,7 +40,11 @@ const (
 	// area that Linux scans for the RSDP, 0xe0000-0xfffff).
 	ACPITables = 0xe0000
 	// ACPITablesEnd bounds the ACPI area.
-	ACPITablesEnd = 0x100000
+	ACPITablesEnd = 0xf0000
+	// MPTable is where the Intel MultiProcessor floating pointer and
+	// configuration table go: the BIOS area Linux scans, with room for many CPUs.
+	MPTable    = 0xf0000
+	MPTableEnd = 0x100000
 
 	// HighMemory is the first byte above 1 MiB; protected-mode kernels load here.
 	HighMemory = 0x100000
@@ -70,8 +72,17 @@ const (
 	PortI8042     = 0x60 // and 0x64
 	PortCMOS      = 0x70 // and 0x71
 	IRQCOM1       = 4
-	// PortPMBase is the ACPI hardware-reduced sleep control/status and reset registers.
+	// The ACPI hardware-reduced sleep control/status registers and the reset
+	// register named by the FADT, one byte each.
 	PortSleepControl = 0x3c0
 	PortSleepStatus  = 0x3c1
 	PortReset        = 0x3c2
+	// ResetValue is what the guest writes to PortReset to reset (FADT RESET_VALUE).
+	ResetValue = 0x01
+	// SleepTypeS5 is the SLP_TYP value the DSDT's \_S5 package gives for soft-off.
+	SleepTypeS5 = 5
+	// PortPVPanic is QEMU's ISA pvpanic port (ACPI device QEMU0001).
+	PortPVPanic = 0x505
+	// SCIIRQ is the ACPI system control interrupt.
+	SCIIRQ = 9
 )
