@@ -1,0 +1,138 @@
+package vmm
+
+import (
+	"fmt"
+	"sync"
+)
+
+// StopKind says why a VM ended. Each kind maps to one exit code of `vmm run`.
+type StopKind int
+
+const (
+	// StopPowerOff: the guest powered off (ACPI S5).
+	StopPowerOff StopKind = iota
+	// StopError: the VMM failed (KVM error, an exit it cannot handle).
+	StopError
+	// StopPanic: the guest panicked (pvpanic, a recognised console panic).
+	StopPanic
+	// StopTimeout: the run's deadline passed.
+	StopTimeout
+	// StopReset: the guest reset or triple-faulted.
+	StopReset
+	// StopDebugExit: the guest wrote to the debug-exit port.
+	StopDebugExit
+	// StopInterrupted: the user (a signal) stopped the VM.
+	StopInterrupted
+)
+
+func (k StopKind) String() string {
+	switch k {
+	case StopPowerOff:
+		return "poweroff"
+	case StopError:
+		return "error"
+	case StopPanic:
+		return "panic"
+	case StopTimeout:
+		return "timeout"
+	case StopReset:
+		return "reset"
+	case StopDebugExit:
+		return "debug-exit"
+	case StopInterrupted:
+		return "interrupted"
+	}
+	return fmt.Sprintf("stop(%d)", int(k))
+}
+
+// Exit codes of `vmm run` (DESIGN.md).
+const (
+	ExitPowerOff    = 0
+	ExitError       = 1
+	ExitUsage       = 2
+	ExitPanic       = 3
+	ExitTimeout     = 4
+	ExitReset       = 5
+	ExitInterrupted = 130 // as a shell reports SIGINT: 128+2
+)
+
+// StopReason is the one reason a VM ended.
+type StopReason struct {
+	Kind StopKind
+	// Source names what produced the reason (a device, the run loop, a vCPU).
+	Source string
+	// Detail is a human-readable explanation.
+	Detail string
+	// Value is the value the guest wrote to the debug-exit port (StopDebugExit).
+	Value uint32
+	// Err is the underlying error for StopError.
+	Err error
+}
+
+// ExitCode maps the reason to the exit code of `vmm run`. A debug-exit write
+// of k gives 2k+1, truncated to 8 bits as a process exit status is (QEMU's
+// isa-debug-exit does the same).
+func (r StopReason) ExitCode() int {
+	switch r.Kind {
+	case StopPowerOff:
+		return ExitPowerOff
+	case StopPanic:
+		return ExitPanic
+	case StopTimeout:
+		return ExitTimeout
+	case StopReset:
+		return ExitReset
+	case StopDebugExit:
+		return int((r.Value<<1 | 1) & 0xff)
+	case StopInterrupted:
+		return ExitInterrupted
+	}
+	return ExitError
+}
+
+func (r StopReason) String() string {
+	s := r.Kind.String()
+	if r.Source != "" {
+		s += " from " + r.Source
+	}
+	if r.Kind == StopDebugExit {
+		s += fmt.Sprintf(" (value %#x)", r.Value)
+	}
+	if r.Detail != "" {
+		s += ": " + r.Detail
+	}
+	if r.Err != nil {
+		s += ": " + r.Err.Error()
+	}
+	return s
+}
+
+// stopLatch records the first stop reason and signals everyone waiting.
+// Later reasons are dropped: a VM has exactly one.
+type stopLatch struct {
+	once   sync.Once
+	done   chan struct{}
+	reason StopReason
+}
+
+func newStopLatch() *stopLatch { return &stopLatch{done: make(chan struct{})} }
+
+// Stop records r if no reason was recorded yet. It reports whether r won.
+func (l *stopLatch) Stop(r StopReason) bool {
+	won := false
+	l.once.Do(func() {
+		l.reason = r
+		won = true
+		close(l.done)
+	})
+	return won
+}
+
+// Done is closed once a reason is recorded.
+func (l *stopLatch) Done() <-chan struct{} { return l.done }
+
+// Reason returns the recorded reason; valid after Done is closed.
+func (l *stopLatch) Reason() StopReason {
+	<-l.done
+	return l.reason
+}
