@@ -1,0 +1,175 @@
+// Package scenario is the protocol between the host-side e2e tools and the
+// outer init of the nested test host: the scenario list the init reads from
+// /scenarios.json and the "E2E:" lines it prints on its console. Both sides
+// use this package so the format has one definition.
+package scenario
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Runners a scenario can name.
+const (
+	RunnerVMM  = "vmm"
+	RunnerQEMU = "qemu"
+)
+
+// Check results as the guest agent reports them.
+const (
+	Pass = "pass"
+	Fail = "fail"
+)
+
+// DefaultTimeout bounds a scenario that names no timeout.
+const DefaultTimeout = 120 * time.Second
+
+// ErrInvalid is returned (wrapped) for a scenario list that cannot be run.
+var ErrInvalid = errors.New("invalid scenario")
+
+// Scenario is one inner VMM invocation and what it must produce.
+type Scenario struct {
+	Name string `json:"name"`
+	// Runner is "vmm" (the default) or "qemu".
+	Runner string `json:"runner,omitempty"`
+	// Args are the runner's arguments, e.g. ["run", "--kernel", "/guest/vmlinuz", ...].
+	Args []string `json:"args"`
+	// WantExit is the runner's expected exit status.
+	WantExit int `json:"want_exit"`
+	// WantChecks maps agent check names to the result they must report.
+	WantChecks map[string]string `json:"want_checks,omitempty"`
+	// Timeout is a Go duration string; DefaultTimeout when empty.
+	Timeout string `json:"timeout,omitempty"`
+	// Repeat runs the scenario this many times (at least once).
+	Repeat int `json:"repeat,omitempty"`
+	// Bench scenarios run after the others, interleaved round-robin so that
+	// runners being compared see the same machine load.
+	Bench bool `json:"bench,omitempty"`
+	// Stream prints the runner's console live as "E2E-CON" lines.
+	Stream bool `json:"stream,omitempty"`
+}
+
+// namePattern keeps names safe to embed unquoted in E2E lines and test names.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Runs is how many times the scenario runs.
+func (s Scenario) Runs() int {
+	if s.Repeat < 1 {
+		return 1
+	}
+	return s.Repeat
+}
+
+// RunnerName is the runner with the default applied.
+func (s Scenario) RunnerName() string {
+	if s.Runner == "" {
+		return RunnerVMM
+	}
+	return s.Runner
+}
+
+// Deadline is the scenario's timeout with the default applied.
+func (s Scenario) Deadline() (time.Duration, error) {
+	if s.Timeout == "" {
+		return DefaultTimeout, nil
+	}
+	d, err := time.ParseDuration(s.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("%w: scenario %q: timeout: %w", ErrInvalid, s.Name, err)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%w: scenario %q: timeout %s is not positive", ErrInvalid, s.Name, d)
+	}
+	return d, nil
+}
+
+// Validate reports the first problem that would stop the scenario from running.
+func (s Scenario) Validate() error {
+	if !namePattern.MatchString(s.Name) {
+		return fmt.Errorf("%w: name %q must match %s", ErrInvalid, s.Name, namePattern)
+	}
+	switch s.RunnerName() {
+	case RunnerVMM, RunnerQEMU:
+	default:
+		return fmt.Errorf("%w: scenario %q: unknown runner %q", ErrInvalid, s.Name, s.Runner)
+	}
+	if len(s.Args) == 0 {
+		return fmt.Errorf("%w: scenario %q: no args", ErrInvalid, s.Name)
+	}
+	if s.Repeat < 0 || s.Repeat > 1000 {
+		return fmt.Errorf("%w: scenario %q: repeat %d out of range", ErrInvalid, s.Name, s.Repeat)
+	}
+	for name, want := range s.WantChecks {
+		if want != Pass && want != Fail {
+			return fmt.Errorf("%w: scenario %q: check %q: want %q, not pass or fail", ErrInvalid, s.Name, name, want)
+		}
+	}
+	_, err := s.Deadline()
+	return err
+}
+
+// Parse decodes and validates a scenario list; names must be unique.
+func Parse(data []byte) ([]Scenario, error) {
+	var list []Scenario
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("%w: decoding scenario list: %w", ErrInvalid, err)
+	}
+	seen := make(map[string]bool, len(list))
+	for _, s := range list {
+		if err := s.Validate(); err != nil {
+			return nil, err
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("%w: duplicate scenario name %q", ErrInvalid, s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return list, nil
+}
+
+// Encode validates a scenario list and renders it as /scenarios.json.
+func Encode(list []Scenario) ([]byte, error) {
+	data, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding scenario list: %w", err)
+	}
+	if _, err := Parse(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// Run is one execution of a scenario in the order the outer init runs them.
+type Run struct {
+	Scenario Scenario
+	// Index counts from 1 within the scenario's repeats.
+	Index int
+}
+
+// Schedule orders the runs: ordinary scenarios first, each repeated in place,
+// then the bench scenarios round-robin (a1 b1 a2 b2 ...) so that compared
+// runners alternate.
+func Schedule(list []Scenario) []Run {
+	var runs []Run
+	maxBench := 0
+	for _, s := range list {
+		if s.Bench {
+			maxBench = max(maxBench, s.Runs())
+			continue
+		}
+		for i := 1; i <= s.Runs(); i++ {
+			runs = append(runs, Run{Scenario: s, Index: i})
+		}
+	}
+	for i := 1; i <= maxBench; i++ {
+		for _, s := range list {
+			if s.Bench && i <= s.Runs() {
+				runs = append(runs, Run{Scenario: s, Index: i})
+			}
+		}
+	}
+	return runs
+}

@@ -1,0 +1,79 @@
+package scenario
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseValidList(t *testing.T) {
+	data := []byte(`[
+	 {"name": "boot-1cpu", "args": ["run", "--kernel", "/guest/vmlinuz"], "want_exit": 0,
+	  "want_checks": {"boot": "pass"}, "timeout": "90s"},
+	 {"name": "ref", "runner": "qemu", "args": ["-M", "microvm"], "want_exit": 3, "repeat": 2, "bench": true}
+	]`)
+	list, err := Parse(data)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Equal(t, RunnerVMM, list[0].RunnerName())
+	require.Equal(t, RunnerQEMU, list[1].RunnerName())
+	d, err := list[0].Deadline()
+	require.NoError(t, err)
+	require.Equal(t, 90*time.Second, d)
+	d, err = list[1].Deadline()
+	require.NoError(t, err)
+	require.Equal(t, DefaultTimeout, d)
+	require.Equal(t, 1, list[0].Runs())
+	require.Equal(t, 2, list[1].Runs())
+}
+
+func TestParseRejects(t *testing.T) {
+	for name, data := range map[string]string{
+		"not json":       `{`,
+		"bad name":       `[{"name": "a b", "args": ["x"]}]`,
+		"empty name":     `[{"name": "", "args": ["x"]}]`,
+		"no args":        `[{"name": "a"}]`,
+		"unknown runner": `[{"name": "a", "runner": "bochs", "args": ["x"]}]`,
+		"bad timeout":    `[{"name": "a", "args": ["x"], "timeout": "soon"}]`,
+		"zero timeout":   `[{"name": "a", "args": ["x"], "timeout": "0s"}]`,
+		"bad want":       `[{"name": "a", "args": ["x"], "want_checks": {"boot": "ok"}}]`,
+		"neg repeat":     `[{"name": "a", "args": ["x"], "repeat": -1}]`,
+		"duplicate":      `[{"name": "a", "args": ["x"]}, {"name": "a", "args": ["y"]}]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(data))
+			require.ErrorIs(t, err, ErrInvalid)
+		})
+	}
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	in := []Scenario{{Name: "a", Args: []string{"run"}, WantExit: 5, WantChecks: map[string]string{"cpus": Fail}, Stream: true}}
+	data, err := Encode(in)
+	require.NoError(t, err)
+	out, err := Parse(data)
+	require.NoError(t, err)
+	require.Equal(t, in, out)
+
+	_, err = Encode([]Scenario{{Name: "bad name"}})
+	require.ErrorIs(t, err, ErrInvalid)
+}
+
+func TestScheduleInterleavesBench(t *testing.T) {
+	list := []Scenario{
+		{Name: "vmm-bench", Bench: true, Repeat: 3},
+		{Name: "boot", Repeat: 2},
+		{Name: "qemu-bench", Bench: true, Repeat: 2},
+		{Name: "panic"},
+	}
+	var got []string
+	for _, r := range Schedule(list) {
+		got = append(got, fmt.Sprintf("%s#%d", r.Scenario.Name, r.Index))
+	}
+	require.Equal(t, []string{
+		"boot#1", "boot#2", "panic#1",
+		"vmm-bench#1", "qemu-bench#1", "vmm-bench#2", "qemu-bench#2", "vmm-bench#3",
+	}, got)
+}
