@@ -1,0 +1,135 @@
+// Command outer is /init of the nested test host: it loads the KVM modules,
+// runs the scenarios of /scenarios.json (each an inner VMM invocation),
+// prints one "E2E:" line per run on the console (see package scenario) and
+// powers the outer machine off.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// Paths inside the outer initramfs; images.OuterInitramfs puts them there.
+const (
+	scenariosPath = "/scenarios.json"
+	modulesPath   = "/etc/outer-modules"
+	vmmPath       = "/vmm"
+	qemuPath      = "/usr/bin/qemu-system-x86_64"
+	kvmPath       = "/dev/kvm"
+)
+
+// moduleTimeout bounds one module's load (TCG makes module init slow, not this slow).
+const moduleTimeout = 60 * time.Second
+
+func main() {
+	pid1 := os.Getpid() == 1
+	if pid1 {
+		if err := setupPID1(); err != nil {
+			// Without a console nothing can be reported; still power off.
+			fmt.Fprintln(os.Stderr, scenario.ErrorLine(err.Error()))
+			powerOff()
+		}
+	}
+	out := &lineEmitter{w: os.Stdout}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	code := runSuite(context.Background(), out.emit, log)
+	if pid1 {
+		powerOff()
+	}
+	os.Exit(code)
+}
+
+// runSuite loads KVM, runs the scenarios and returns the process exit code.
+func runSuite(ctx context.Context, emit func(string), log *slog.Logger) int {
+	if err := loadKVM(ctx, log); err != nil {
+		emit(scenario.KVMFailedLine(err.Error()))
+		return 1
+	}
+	emit(scenario.KVMReadyLine())
+
+	data, err := os.ReadFile(scenariosPath)
+	if err != nil {
+		emit(scenario.ErrorLine(fmt.Sprintf("reading scenarios: %v", err)))
+		return 1
+	}
+	list, err := scenario.Parse(data)
+	if err != nil {
+		emit(scenario.ErrorLine(err.Error()))
+		return 1
+	}
+	r := &runner{vmm: vmmPath, qemu: qemuPath, emit: emit}
+	pass, fail := r.suite(ctx, list)
+	emit(scenario.DoneLine(pass, fail))
+	if fail > 0 {
+		return 1
+	}
+	return 0
+}
+
+func loadKVM(ctx context.Context, log *slog.Logger) error {
+	f, err := os.Open(modulesPath)
+	if err != nil {
+		return fmt.Errorf("module list: %w", err)
+	}
+	paths, err := readModuleList(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		mctx, cancel := context.WithTimeout(ctx, moduleTimeout)
+		start := time.Now()
+		err := loadModule(mctx, p)
+		cancel()
+		if err != nil {
+			return err
+		}
+		log.Debug("module loaded", "path", p, "took", time.Since(start))
+	}
+	return checkKVM(kvmPath)
+}
+
+// setupPID1 mounts the pseudo file systems and points stdio at /dev/console:
+// the kernel opens the console before init only if the archive has the node.
+func setupPID1() error {
+	mounts := []struct{ fstype, target string }{
+		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/tmp"}, {"tmpfs", "/run"},
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.fstype, m.target, m.fstype, 0, ""); err != nil && err != unix.EBUSY {
+			return fmt.Errorf("mounting %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	fd, err := unix.Open("/dev/console", unix.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("opening /dev/console: %w", err)
+	}
+	for _, target := range []int{0, 1, 2} {
+		if err := unix.Dup3(fd, target, 0); err != nil && fd != target {
+			return fmt.Errorf("dup3 console to fd %d: %w", target, err)
+		}
+	}
+	if fd > 2 {
+		unix.Close(fd)
+	}
+	return os.Setenv("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+}
+
+func powerOff() {
+	unix.Sync()
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		fmt.Fprintln(os.Stderr, scenario.ErrorLine(fmt.Sprintf("power off: %v", err)))
+	}
+	// init must not exit: that panics the kernel. Block without spinning.
+	select {}
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// Bounds on what one run keeps of a (hostile) guest console.
+const (
+	maxLineBytes = 4096
+	maxLogLines  = 2000
+)
+
+// waitDelay bounds how long a killed runner's output may keep its pipe open.
+const waitDelay = 5 * time.Second
+
+// logLine is one console line with its time since the runner started.
+type logLine struct {
+	at   time.Duration
+	text string
+}
+
+// console splits a runner's combined output into timestamped lines, notes
+// the agent's first line and check results, and keeps the last maxLogLines.
+// exec calls Write from one goroutine at a time (Stdout == Stderr); the mutex
+// makes reading the state after Wait safe for the race detector too.
+type console struct {
+	mu      sync.Mutex
+	start   time.Time
+	partial []byte
+	lines   []logLine
+	dropped int
+	first   time.Duration // -1 until the agent's first line
+	checks  map[string]string
+	// stream, if set, gets each line as it completes.
+	stream func(text string)
+}
+
+func newConsole(start time.Time, stream func(string)) *console {
+	return &console{start: start, first: -1, checks: map[string]string{}, stream: stream}
+}
+
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Since(c.start)
+	rest := p
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			c.partial = appendBounded(c.partial, rest)
+			break
+		}
+		c.partial = appendBounded(c.partial, rest[:i])
+		c.line(now)
+		rest = rest[i+1:]
+	}
+	return len(p), nil
+}
+
+func appendBounded(dst, src []byte) []byte {
+	room := maxLineBytes - len(dst)
+	if room <= 0 {
+		return dst
+	}
+	if len(src) > room {
+		src = src[:room]
+	}
+	return append(dst, src...)
+}
+
+// line ends the partial line; the caller holds mu.
+func (c *console) line(at time.Duration) {
+	text := strings.ToValidUTF8(strings.TrimRight(string(c.partial), "\r"), "?")
+	c.partial = c.partial[:0]
+	if c.first < 0 && scenario.IsAgentStart(text) {
+		c.first = at
+	}
+	if chk, ok := scenario.ParseAgentCheck(text); ok {
+		c.checks[chk.Name] = chk.Result
+	}
+	if c.stream != nil {
+		c.stream(text)
+	}
+	if len(c.lines) == maxLogLines {
+		copy(c.lines, c.lines[1:])
+		c.lines = c.lines[:maxLogLines-1]
+		c.dropped++
+	}
+	c.lines = append(c.lines, logLine{at: at, text: text})
+}
+
+// flush ends an unterminated last line.
+func (c *console) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.partial) > 0 {
+		c.line(time.Since(c.start))
+	}
+}
+
+// runner runs scenarios with the binaries at these paths.
+type runner struct {
+	vmm, qemu string
+	// emit prints one protocol line on the outer console.
+	emit func(line string)
+}
+
+// run executes one scenario run and reports it; on failure it has already
+// emitted the run's console as E2E-LOG lines.
+func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
+	s := run.Scenario
+	res := scenario.Result{
+		Name: s.Name, Run: run.Index, Runner: s.RunnerName(), WantExit: s.WantExit,
+		Exit: scenario.ExitNone, FirstLineS: scenario.NoFirstLine,
+	}
+	timeout, err := s.Deadline()
+	if err != nil {
+		res.Reason = err.Error()
+		return res
+	}
+	bin := r.vmm
+	if s.RunnerName() == scenario.RunnerQEMU {
+		bin = r.qemu
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, s.Args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Kill the whole process group: a VMM may have helper processes.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = waitDelay
+	var stream func(string)
+	if s.Stream {
+		stream = func(text string) { r.emit(scenario.ConsoleLine(s.Name, text)) }
+	}
+	start := time.Now()
+	con := newConsole(start, stream)
+	cmd.Stdout, cmd.Stderr = con, con
+
+	runErr := cmd.Run()
+	res.TotalS = time.Since(start).Seconds()
+	con.flush()
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+
+	con.mu.Lock()
+	defer con.mu.Unlock()
+	if con.first >= 0 {
+		res.FirstLineS = con.first.Seconds()
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case runErr == nil:
+		res.Exit = 0
+	case errors.As(runErr, &exitErr) && exitErr.ExitCode() >= 0:
+		res.Exit = exitErr.ExitCode()
+	}
+	res.Reason = verdict(s, res.Exit, runErr, timedOut, timeout, con.checks)
+	res.Pass = res.Reason == ""
+	if !res.Pass {
+		if con.dropped > 0 {
+			r.emit(scenario.LogLine(s.Name, fmt.Sprintf("(%d earlier lines dropped)", con.dropped)))
+		}
+		for _, l := range con.lines {
+			r.emit(scenario.LogLine(s.Name, fmt.Sprintf("[%8.3f] %s", l.at.Seconds(), l.text)))
+		}
+	}
+	return res
+}
+
+// verdict explains why a run failed, or returns "" when it passed.
+func verdict(s scenario.Scenario, exit int, runErr error, timedOut bool, timeout time.Duration, checks map[string]string) string {
+	var why []string
+	if timedOut {
+		why = append(why, fmt.Sprintf("killed after the scenario timeout of %s", timeout))
+	}
+	var exitErr *exec.ExitError
+	if runErr != nil && !errors.As(runErr, &exitErr) {
+		why = append(why, fmt.Sprintf("running %s: %v", s.RunnerName(), runErr))
+	}
+	if exit != s.WantExit {
+		why = append(why, fmt.Sprintf("exit %d, want %d", exit, s.WantExit))
+	}
+	names := make([]string, 0, len(s.WantChecks))
+	for name := range s.WantChecks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		got, ok := checks[name]
+		switch {
+		case !ok:
+			why = append(why, fmt.Sprintf("check %s not reported, want %s", name, s.WantChecks[name]))
+		case got != s.WantChecks[name]:
+			why = append(why, fmt.Sprintf("check %s = %s, want %s", name, got, s.WantChecks[name]))
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// suite runs every scheduled run, emitting one result line each, and
+// returns the pass and fail counts.
+func (r *runner) suite(ctx context.Context, list []scenario.Scenario) (pass, fail int) {
+	for _, run := range scenario.Schedule(list) {
+		res := r.run(ctx, run)
+		r.emit(res.Line())
+		if res.Pass {
+			pass++
+		} else {
+			fail++
+		}
+	}
+	return pass, fail
+}
+
+// lineEmitter serialises protocol lines onto one writer.
+type lineEmitter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (e *lineEmitter) emit(line string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	// The console is all we have; a failed write has nowhere to be reported.
+	_, _ = io.WriteString(e.w, line+"\n")
+}

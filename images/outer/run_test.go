@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// fakeEnv makes the test binary act as an inner VMM (see fakeVMM).
+const fakeEnv = "OUTER_TEST_FAKE_VMM"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeEnv) != "" {
+		os.Exit(fakeVMM(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeVMM prints what an inner guest would and exits like vmm does.
+func fakeVMM(args []string) int {
+	switch args[0] {
+	case "boot":
+		fmt.Print("[    0.000000] Linux version 6.1.0\r\n")
+		fmt.Print("VMM-AGENT: start\r\n")
+		fmt.Print(`VMM-AGENT: check=boot result=pass detail="6.1.0"` + "\r\n")
+		fmt.Fprint(os.Stderr, "vmm: guest powered off\n")
+		fmt.Print(`VMM-AGENT: check=cpus result=fail detail="1 != 2"` + "\r\n")
+		return 0
+	case "exit":
+		fmt.Print("no newline at the end")
+		return 7
+	case "hang":
+		fmt.Println("VMM-AGENT: start")
+		select {}
+	}
+	return 99
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) emit(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, line)
+}
+
+func (r *recorder) events(t *testing.T) []scenario.Event {
+	t.Helper()
+	var evs []scenario.Event
+	for _, l := range r.lines {
+		ev, err := scenario.ParseLine(l)
+		require.NoError(t, err, l)
+		require.NotEqual(t, scenario.KindNone, ev.Kind, l)
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func newTestRunner(t *testing.T) (*runner, *recorder) {
+	t.Setenv(fakeEnv, "1")
+	rec := &recorder{}
+	return &runner{vmm: os.Args[0], qemu: os.Args[0], emit: rec.emit}, rec
+}
+
+func TestRunPassCollectsChecksAndFirstLine(t *testing.T) {
+	r, rec := newTestRunner(t)
+	s := scenario.Scenario{Name: "boot", Args: []string{"boot"}, WantChecks: map[string]string{"boot": "pass", "cpus": "fail"}}
+	res := r.run(context.Background(), scenario.Run{Scenario: s, Index: 2})
+	require.True(t, res.Pass, res.Reason)
+	require.Equal(t, 0, res.Exit)
+	require.Equal(t, 2, res.Run)
+	require.Equal(t, scenario.RunnerVMM, res.Runner)
+	require.GreaterOrEqual(t, res.FirstLineS, 0.0)
+	require.GreaterOrEqual(t, res.TotalS, res.FirstLineS)
+	require.Empty(t, rec.lines, "a passing run prints no log")
+}
+
+func TestRunFailureLogsConsole(t *testing.T) {
+	r, rec := newTestRunner(t)
+	s := scenario.Scenario{Name: "bad", Runner: scenario.RunnerQEMU, Args: []string{"exit"}, WantExit: 0,
+		WantChecks: map[string]string{"boot": "pass"}}
+	res := r.run(context.Background(), scenario.Run{Scenario: s, Index: 1})
+	require.False(t, res.Pass)
+	require.Equal(t, 7, res.Exit)
+	require.Equal(t, float64(scenario.NoFirstLine), res.FirstLineS)
+	require.Equal(t, "exit 7, want 0; check boot not reported, want pass", res.Reason)
+	evs := rec.events(t)
+	require.Len(t, evs, 1)
+	require.Equal(t, scenario.KindLog, evs[0].Kind)
+	require.Equal(t, "bad", evs[0].Name)
+	require.True(t, strings.HasSuffix(evs[0].Text, "] no newline at the end"), evs[0].Text)
+}
+
+func TestRunTimeoutKillsRunner(t *testing.T) {
+	r, _ := newTestRunner(t)
+	s := scenario.Scenario{Name: "hang", Args: []string{"hang"}, WantExit: 4, Timeout: "1s"}
+	start := time.Now()
+	res := r.run(context.Background(), scenario.Run{Scenario: s, Index: 1})
+	require.Less(t, time.Since(start), waitDelay+10*time.Second)
+	require.False(t, res.Pass)
+	require.Equal(t, scenario.ExitNone, res.Exit)
+	require.GreaterOrEqual(t, res.FirstLineS, 0.0)
+	require.Contains(t, res.Reason, "killed after the scenario timeout of 1s")
+	require.Contains(t, res.Reason, "exit -1, want 4")
+}
+
+func TestRunMissingBinary(t *testing.T) {
+	rec := &recorder{}
+	r := &runner{vmm: "/nonexistent/vmm", emit: rec.emit}
+	res := r.run(context.Background(), scenario.Run{Scenario: scenario.Scenario{Name: "x", Args: []string{"run"}}, Index: 1})
+	require.False(t, res.Pass)
+	require.Contains(t, res.Reason, "running vmm:")
+}
+
+func TestSuiteStreamsAndCounts(t *testing.T) {
+	r, rec := newTestRunner(t)
+	list := []scenario.Scenario{
+		{Name: "demo", Args: []string{"boot"}, Stream: true},
+		{Name: "bad", Args: []string{"exit"}, WantExit: 7, WantChecks: map[string]string{"boot": "pass"}},
+	}
+	pass, fail := r.suite(context.Background(), list)
+	require.Equal(t, 1, pass)
+	require.Equal(t, 1, fail)
+	var consoles []string
+	var results []scenario.Result
+	for _, ev := range rec.events(t) {
+		switch ev.Kind {
+		case scenario.KindConsole:
+			require.Equal(t, "demo", ev.Name)
+			consoles = append(consoles, ev.Text)
+		case scenario.KindResult:
+			results = append(results, ev.Result)
+		}
+	}
+	require.Contains(t, consoles, "VMM-AGENT: start")
+	require.Contains(t, consoles, "vmm: guest powered off")
+	require.Len(t, results, 2)
+	require.True(t, results[0].Pass)
+	require.Equal(t, "check boot not reported, want pass", results[1].Reason)
+}
+
+func TestConsoleBounds(t *testing.T) {
+	c := newConsole(time.Now(), nil)
+	long := strings.Repeat("x", 3*maxLineBytes)
+	_, err := c.Write([]byte(long + "\n"))
+	require.NoError(t, err)
+	require.Len(t, c.lines, 1)
+	require.Len(t, c.lines[0].text, maxLineBytes)
+	for i := range maxLogLines + 5 {
+		_, err := fmt.Fprintf(c, "line %d\n", i)
+		require.NoError(t, err)
+	}
+	require.Len(t, c.lines, maxLogLines)
+	require.Equal(t, 6, c.dropped)
+	require.Equal(t, fmt.Sprintf("line %d", maxLogLines+4), c.lines[maxLogLines-1].text)
+	// Bytes split across writes join into one line; invalid UTF-8 is replaced.
+	_, _ = c.Write([]byte("VMM-AGENT: st"))
+	_, _ = c.Write([]byte("art\r\n\xff\n"))
+	require.GreaterOrEqual(t, c.first, time.Duration(0))
+	require.Equal(t, "?", c.lines[len(c.lines)-1].text)
+}
+
+func FuzzConsole(f *testing.F) {
+	f.Add([]byte("VMM-AGENT: start\r\nVMM-AGENT: check=boot result=pass detail=\"\"\n"), 3)
+	f.Add([]byte("\xff\xfe\n\n\r"), 1)
+	f.Fuzz(func(t *testing.T, data []byte, split int) {
+		c := newConsole(time.Now(), func(string) {})
+		if split <= 0 || split > len(data) {
+			split = len(data)
+		}
+		_, _ = c.Write(data[:split])
+		_, _ = c.Write(data[split:])
+		c.flush()
+		if len(c.lines) > maxLogLines {
+			t.Fatalf("%d lines kept", len(c.lines))
+		}
+		for name, res := range c.checks {
+			if res != scenario.Pass && res != scenario.Fail {
+				t.Fatalf("check %q recorded result %q", name, res)
+			}
+		}
+	})
+}
+
+func TestModuleList(t *testing.T) {
+	paths, err := readModuleList(strings.NewReader("# load order\n/lib/a.ko\n\n  /lib/b.ko.xz \n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"/lib/a.ko", "/lib/b.ko.xz"}, paths)
+	require.Equal(t, 0, moduleFlags("/lib/a.ko"))
+	require.Equal(t, unix.MODULE_INIT_COMPRESSED_FILE, moduleFlags("/lib/b.ko.xz"))
+	require.Equal(t, unix.MODULE_INIT_COMPRESSED_FILE, moduleFlags("/lib/c.ko.zst"))
+}
+
+func TestLoadModuleErrors(t *testing.T) {
+	err := loadModule(context.Background(), "/nonexistent/kvm.ko")
+	require.ErrorContains(t, err, "opening module")
+	// Not a module: the kernel refuses it (EPERM unprivileged, ENOEXEC as root).
+	path := t.TempDir() + "/junk.ko"
+	require.NoError(t, os.WriteFile(path, []byte("not an ELF"), 0o644))
+	require.ErrorContains(t, loadModule(context.Background(), path), "finit_module "+path)
+}
+
+func TestCheckKVMMissing(t *testing.T) {
+	require.ErrorContains(t, checkKVM("/nonexistent/kvm"), "opening /nonexistent/kvm")
+}
+
+func TestCheckKVMReal(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm on this machine")
+	}
+	require.NoError(t, checkKVM("/dev/kvm"))
+}
