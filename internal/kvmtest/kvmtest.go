@@ -1,0 +1,39 @@
+// Package kvmtest gives host KVM tests one way to get /dev/kvm: skip loudly
+// where it is missing, fail where CI=true says it must be there.
+package kvmtest
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/vmmdev/vmm/vmm/kvm"
+)
+
+// Path is the KVM device the tests open.
+const Path = "/dev/kvm"
+
+// Require opens /dev/kvm for t and closes it when t ends. Without a usable
+// /dev/kvm it skips the test with a "no /dev/kvm: ..." message, or fails it
+// when the environment variable CI is "true".
+func Require(t testing.TB) *kvm.System {
+	t.Helper()
+	sys, err := kvm.Open(Path)
+	if err != nil {
+		unavailable := errors.Is(err, kvm.ErrNoKVM) || errors.Is(err, kvm.ErrPermission)
+		switch {
+		case !unavailable:
+			t.Fatalf("open %s: %v", Path, err)
+		case os.Getenv("CI") == "true":
+			t.Fatalf("no /dev/kvm: %v (CI=true requires KVM)", err)
+		default:
+			t.Skipf("no /dev/kvm: %v -- SKIPPING host KVM test; set CI=true to make this a failure", err)
+		}
+	}
+	t.Cleanup(func() {
+		if err := sys.Close(); err != nil {
+			t.Errorf("close %s: %v", Path, err)
+		}
+	})
+	return sys
+}
