@@ -1,0 +1,184 @@
+// Package i8042 emulates the minimum of a PS/2 keyboard controller that
+// guests expect on a PC: Linux and firmware probe it (self test, command
+// byte), and "reboot=k" resets the machine by pulsing its reset line. No
+// keyboard or mouse is attached; bytes sent to them are dropped, and the
+// controller raises no interrupts.
+package i8042
+
+import "sync"
+
+// Offsets in a registration of [layout.PortI8042, layout.PortI8042+Size):
+// 0x60 is the data port, 0x64 status (read) and command (write). 0x61-0x63
+// belong to other chips (port 0x61 is KVM's PIT); they read as all ones.
+const (
+	offData    = 0
+	offCommand = 4
+	// Size is the length of the registration.
+	Size = 5
+)
+
+const (
+	stOBF      = 0x01 // output buffer full
+	stSYS      = 0x04 // system flag: POST passed
+	stCMD      = 0x08 // last write went to the command port
+	stUnlocked = 0x10 // keyboard not inhibited by the keylock
+
+	ctrSYS    = 0x04
+	ctrKbdDis = 0x10
+	ctrAuxDis = 0x20
+	// Keyboard interrupt on, POST passed, scancode translation: what a BIOS leaves.
+	ctrDefault = 0x01 | ctrSYS | 0x40
+
+	outPortReset = 0x01 // active low: writing 0 here resets the CPU
+	outPortA20   = 0x02
+)
+
+// Controller commands written to port 0x64.
+const (
+	cmdReadCTR      = 0x20
+	cmdWriteCTR     = 0x60
+	cmdDisableAux   = 0xa7
+	cmdEnableAux    = 0xa8
+	cmdSelfTest     = 0xaa
+	cmdTestKbd      = 0xab
+	cmdDisableKbd   = 0xad
+	cmdEnableKbd    = 0xae
+	cmdReadOutPort  = 0xd0
+	cmdWriteOutPort = 0xd1
+	cmdWriteKbdOut  = 0xd2 // next data byte appears as if the keyboard sent it
+	cmdPulseReset   = 0xfe
+
+	selfTestOK  = 0x55
+	portTestOK  = 0x00
+	pulseBase   = 0xf0 // 0xf0-0xff pulse output lines whose mask bit is 0
+	pulseLineRS = 0x01 // mask bit of the reset line
+)
+
+// Controller is the i8042. Its methods are safe for concurrent use.
+type Controller struct {
+	reset func()
+
+	mu      sync.Mutex
+	ctr     byte
+	outPort byte
+	out     byte // output buffer; reads return it again once drained, as the chip does
+	outFull bool
+	pending byte // command waiting for its data byte, or 0
+	cmdLast bool
+	sys     bool
+}
+
+// New returns a controller whose reset line calls reset (outside the
+// controller's lock, so reset may do anything). reset may be nil.
+func New(reset func()) *Controller {
+	return &Controller{reset: reset, ctr: ctrDefault, outPort: outPortReset | outPortA20, sys: true}
+}
+
+// Read implements bus.Device; wider accesses read consecutive ports.
+func (c *Controller) Read(off uint64, data []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range data {
+		p := off + uint64(i)
+		switch {
+		case p == offData && p >= off:
+			c.outFull = false
+			data[i] = c.out
+		case p == offCommand && p >= off:
+			data[i] = c.status()
+		default:
+			data[i] = 0xff
+		}
+	}
+}
+
+// Write implements bus.Device.
+func (c *Controller) Write(off uint64, data []byte) {
+	reset := false
+	c.mu.Lock()
+	for i, v := range data {
+		p := off + uint64(i)
+		if p < off {
+			continue
+		}
+		switch p {
+		case offData:
+			reset = c.writeData(v) || reset
+		case offCommand:
+			reset = c.command(v) || reset
+		}
+	}
+	c.mu.Unlock()
+	if reset && c.reset != nil {
+		c.reset()
+	}
+}
+
+func (c *Controller) status() byte {
+	s := byte(stUnlocked)
+	if c.outFull {
+		s |= stOBF
+	}
+	if c.sys {
+		s |= stSYS
+	}
+	if c.cmdLast {
+		s |= stCMD
+	}
+	return s
+}
+
+func (c *Controller) output(v byte) {
+	c.out, c.outFull = v, true
+}
+
+// command runs a controller command and reports whether it resets the machine.
+func (c *Controller) command(v byte) bool {
+	c.cmdLast = true
+	c.pending = 0
+	switch v {
+	case cmdReadCTR:
+		c.output(c.ctr)
+	case cmdWriteCTR, cmdWriteOutPort, cmdWriteKbdOut:
+		c.pending = v
+	case cmdDisableAux:
+		c.ctr |= ctrAuxDis
+	case cmdEnableAux:
+		c.ctr &^= ctrAuxDis
+	case cmdSelfTest:
+		c.sys = true
+		c.output(selfTestOK)
+	case cmdTestKbd:
+		c.output(portTestOK)
+	case cmdDisableKbd:
+		c.ctr |= ctrKbdDis
+	case cmdEnableKbd:
+		c.ctr &^= ctrKbdDis
+	case cmdReadOutPort:
+		c.output(c.outPort)
+	default:
+		// 0xfe is the usual form; any pulse command with the reset line's
+		// mask bit clear resets too. Unknown commands are ignored.
+		return v >= pulseBase && v&pulseLineRS == 0
+	}
+	return false
+}
+
+// writeData handles a data port write and reports whether it resets the machine.
+func (c *Controller) writeData(v byte) bool {
+	c.cmdLast = false
+	cmd := c.pending
+	c.pending = 0
+	switch cmd {
+	case cmdWriteCTR:
+		c.ctr = v
+		c.sys = v&ctrSYS != 0
+	case cmdWriteOutPort:
+		c.outPort = v
+		return v&outPortReset == 0
+	case cmdWriteKbdOut:
+		c.output(v)
+	}
+	// Otherwise the byte is for the keyboard, and none is attached.
+	return false
+}
