@@ -1,0 +1,48 @@
+package cmos
+
+import (
+	"testing"
+	"time"
+)
+
+// FuzzPorts feeds the RTC hostile (op, offset, width, value) sequences, with
+// the host clock moving between accesses, and checks that it never panics,
+// never reports an update in progress, keeps status D valid, and always
+// reads back a well-formed time.
+func FuzzPorts(f *testing.F) {
+	// Index/data pairs: set time Linux-style; switch to binary 12h; a word write.
+	f.Add([]byte{1, 0, 0, regB, 1, 1, 0, 0x82, 1, 0, 0, regMonth, 1, 1, 0, 0x13, 1, 0, 0, regB, 1, 1, 0, 0x02, 0, 1, 0, 0})
+	f.Add([]byte{1, 0, 0, regB, 1, 1, 0, 0x04, 1, 0, 0, regHours, 1, 1, 0, 0xff, 0, 1, 0, 0})
+	f.Add([]byte{1, 0, 1, 0x8a, 0, 1, 0, 0, 2, 0, 0, 0x30, 0, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		clk := &fakeClock{t: start}
+		c := New(uint64(len(ops))*mib, clk.now)
+		for len(ops) >= 4 {
+			op, off, width, val := ops[0]%3, uint64(ops[1]%(Size+2)), []int{1, 2, 4}[ops[2]%3], ops[3]
+			ops = ops[4:]
+			data := make([]byte, width)
+			switch op {
+			case 0:
+				c.Read(off, data)
+			case 1:
+				for i := range data {
+					data[i] = val ^ byte(i)
+				}
+				c.Write(off, data)
+			case 2:
+				clk.advance(time.Duration(val) * 37 * time.Second)
+			}
+			c.mu.Lock()
+			idx := c.index
+			c.mu.Unlock()
+			if idx > 0x7f {
+				t.Fatalf("index %#x escaped the NMI mask", idx)
+			}
+			if get(c, regA)&aUIP != 0 || get(c, regD) != dVRT || get(c, regC) != 0 {
+				t.Fatal("status registers A/C/D broke")
+			}
+			checkClockValid(t, c)
+			c.Write(offIndex, []byte{idx}) // the checks moved the index; put it back
+		}
+	})
+}
