@@ -1,0 +1,117 @@
+package images
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ModulePath is the import path of this Go module; ModuleRoot looks for its go.mod.
+const ModulePath = "github.com/vmmdev/vmm"
+
+// ErrNoModuleRoot is returned when no enclosing go.mod declares ModulePath.
+var ErrNoModuleRoot = errors.New("not inside the " + ModulePath + " module")
+
+// OuterModules are what the nested test host loads to get /dev/kvm.
+// Dependencies (irqbypass, ccp) are resolved from the modules' own metadata,
+// so they need not be listed. A new slice each call: callers may append.
+func OuterModules() []string { return []string{"kvm", "kvm_amd"} }
+
+// GuestModules are what an inner guest may need to drive vmm's devices.
+func GuestModules() []string {
+	return []string{
+		"virtio", "virtio_ring", "virtio_pci", "virtio_mmio",
+		"virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
+	}
+}
+
+// Config says where artifacts go and what goes into them. The zero value is
+// usable: WithDefaults fills every empty field.
+type Config struct {
+	// Out is the artifact directory; default <module root>/build/images.
+	Out string
+	// KernelPackage is the Debian package whose dependency is the versioned
+	// kernel image; default "linux-image-amd64".
+	KernelPackage string
+	// Modules are the kernel modules (names) copied out of the Debian package,
+	// with their dependencies; default OuterModules() + GuestModules().
+	Modules []string
+	// GuestModules go into the guest initramfs; default GuestModules().
+	GuestModules []string
+	// StepTimeout bounds each external step (apt-get, dpkg, go build);
+	// default 10 minutes.
+	StepTimeout time.Duration
+	// Log receives progress; default slog.Default().
+	Log *slog.Logger
+}
+
+// WithDefaults returns c with every empty field set to its default.
+func (c Config) WithDefaults() (Config, error) {
+	if c.Out == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			return c, err
+		}
+		c.Out = filepath.Join(root, "build", "images")
+	}
+	out, err := filepath.Abs(c.Out)
+	if err != nil {
+		return c, fmt.Errorf("artifact dir: %w", err)
+	}
+	c.Out = out
+	if c.KernelPackage == "" {
+		c.KernelPackage = "linux-image-amd64"
+	}
+	if c.Modules == nil {
+		c.Modules = append(OuterModules(), GuestModules()...)
+	}
+	if c.GuestModules == nil {
+		c.GuestModules = GuestModules()
+	}
+	if c.StepTimeout == 0 {
+		c.StepTimeout = 10 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c, nil
+}
+
+// ModuleRoot returns the directory of this module's go.mod, searching upwards
+// from the working directory (tests run in their package's directory).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("module root: %w", err)
+	}
+	for {
+		if isModuleRoot(filepath.Join(dir, "go.mod")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", ErrNoModuleRoot
+		}
+		dir = parent
+	}
+}
+
+func isModuleRoot(gomod string) bool {
+	f, err := os.Open(gomod)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == ModulePath
+		}
+	}
+	return false
+}

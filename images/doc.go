@@ -1,0 +1,43 @@
+// Package images builds what the end-to-end tests boot: Debian's kernel and
+// modules, the guest initramfs (the guest agent as /init) and the pieces the
+// outer "nested test host" initramfs is assembled from. Artifacts live under
+// build/images at the module root and are rebuilt only when their inputs
+// change.
+//
+// API (everything takes a Config; its zero value means the defaults):
+//
+//	Kernel(ctx, cfg) (*KernelArtifacts, error)
+//	    apt-get download + dpkg -x of the versioned Debian kernel (never
+//	    installed). Result: Vmlinuz, ConfigFile, Version (uname -r),
+//	    ModulesRoot (holds lib/modules/<Version>/ with cfg.Modules and their
+//	    dependencies, uncompressed, and a modules.dep for them).
+//	ModuleClosure(root, version, names...) ([]string, error)
+//	    absolute .ko paths of names + dependencies, in load order.
+//	ModuleEntries(k, names...) ([]Entry, error)
+//	    initramfs entries for those modules at lib/modules/<Version>/ plus
+//	    a modules.dep of exactly them: modload.LoadAll then loads them all.
+//	WriteInitramfs(path, entries) error
+//	    deterministic newc cpio, gzip'd if path ends in ".gz". Entries:
+//	    File, HostFile, Dir, Symlink, CharDev, HostTree; parents are added.
+//	BaseEntries() []Entry
+//	    dev/console, dev/null and the usual mount points.
+//	BuildGo(ctx, pkg, out) error          static (CGO_ENABLED=0) go build
+//	GoBinary(ctx, cfg, pkg, name) (string, error)
+//	    BuildGo into <Out>/bin/<name>, cached by SourceKey(pkg).
+//	SourceKey(ctx, pkgs...) (string, error)
+//	    hash of all module sources and dependency versions of pkgs.
+//	Cached(artifact, key, build func(tmp string) error) (rebuilt bool, err error)
+//	    the content cache: <artifact>.stamp holds {key, sha256}; reuse only
+//	    if both match, else build into tmp (same suffix) and move in place.
+//	KeyOf(parts...) string, HashPath(path) (string, error), EntriesKey(tag, entries)
+//	GuestInitramfs(ctx, cfg, k) (string, error)   -> <Out>/guest.cpio.gz
+//	EnsureQEMU(ctx, cfg) (string, error)
+//	    path of qemu-system-x86_64, apt-get installing it when missing and root.
+//
+// In-guest helpers: package images/moddep (modules.dep parsing and load
+// order) and images/modload (finit_module loader: modload.LoadAll(dir, nil)
+// with dir = /lib/modules/<uname -r>; modload.Dir() returns it).
+//
+// Debian 12's kernel ships no modules.dep (depmod writes it when installed),
+// so Kernel reads each module's .modinfo "depends=" like depmod does.
+package images

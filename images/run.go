@@ -1,0 +1,54 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// ErrStepTimeout marks an external step that ran past its deadline.
+var ErrStepTimeout = errors.New("step timed out")
+
+// step runs one external command with a deadline and returns its stdout. The
+// error names the step and carries the tail of stderr, so a failure in CI
+// says which step broke and why.
+type step struct {
+	name    string // what the step does, for errors: "apt-get download"
+	timeout time.Duration
+	dir     string
+	env     []string // added to the environment
+}
+
+func (s step) run(ctx context.Context, argv ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = s.dir
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		return nil, fmt.Errorf("%s: %w after %v (%s)", s.name, ErrStepTimeout, s.timeout, strings.Join(argv, " "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %w: %s", s.name, strings.Join(argv, " "), err, tail(stderr.String(), 2000))
+	}
+	return stdout.Bytes(), nil
+}
+
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
