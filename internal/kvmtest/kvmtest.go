@@ -18,12 +18,17 @@ const Path = "/dev/kvm"
 // when the environment variable CI is "true".
 func Require(t testing.TB) *kvm.System {
 	t.Helper()
-	sys, err := kvm.Open(Path)
+	return requireAt(t, Path)
+}
+
+func requireAt(t testing.TB, path string) *kvm.System {
+	t.Helper()
+	sys, err := kvm.Open(path)
 	if err != nil {
 		unavailable := errors.Is(err, kvm.ErrNoKVM) || errors.Is(err, kvm.ErrPermission)
 		switch {
 		case !unavailable:
-			t.Fatalf("open %s: %v", Path, err)
+			t.Fatalf("open %s: %v", path, err)
 		case os.Getenv("CI") == "true":
 			t.Fatalf("no /dev/kvm: %v (CI=true requires KVM)", err)
 		default:
@@ -32,7 +37,7 @@ func Require(t testing.TB) *kvm.System {
 	}
 	t.Cleanup(func() {
 		if err := sys.Close(); err != nil {
-			t.Errorf("close %s: %v", Path, err)
+			t.Errorf("close %s: %v", path, err)
 		}
 	})
 	return sys

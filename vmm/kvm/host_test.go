@@ -310,7 +310,7 @@ func TestUserSpaceMSRFilter(t *testing.T) {
 		0xf4,
 	}
 	m := newMachine(t, code, setup{irqchip: true, before: func(t *testing.T, vm *kvm.VM) {
-		if err := vm.EnableCap(kvm.CapX86UserSpaceMSR, uint64(kvm.MSRExitReasonFilter)); err != nil {
+		if err := vm.EnableCap(kvm.CapX86UserSpaceMSR, kvm.MSRExitReasonFilter); err != nil {
 			t.Fatal(err)
 		}
 		// All-zero bitmap: every Hyper-V synthetic MSR is denied and so exits.

@@ -140,11 +140,12 @@ func enableCap(fd int, on string, c Cap, args []uint64) error {
 
 // Arguments of KVM_CAP_X86_USER_SPACE_MSR: which failed MSR accesses exit to
 // userspace instead of injecting #GP (KVM_MSR_EXIT_REASON_*). They also
-// appear in MSRExit.Reason.
+// appear in MSRExit.Reason. Untyped so they serve as EnableCap arguments
+// (uint64) and as Reason values (uint32) alike.
 const (
-	MSRExitReasonInval   uint32 = 1 << 0 // access KVM would #GP
-	MSRExitReasonUnknown uint32 = 1 << 1 // MSR KVM does not know
-	MSRExitReasonFilter  uint32 = 1 << 2 // access denied by the MSR filter
+	MSRExitReasonInval   = 1 << 0 // access KVM would #GP
+	MSRExitReasonUnknown = 1 << 1 // MSR KVM does not know
+	MSRExitReasonFilter  = 1 << 2 // access denied by the MSR filter
 )
 
 // GetClock returns the VM's kvmclock time in nanoseconds (KVM_GET_CLOCK).
