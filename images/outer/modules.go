@@ -1,15 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
+	"log/slog"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/images/modload"
 )
 
 // kvmAPIVersion is what KVM_GET_API_VERSION has returned since Linux 2.6.22.
@@ -18,56 +16,34 @@ const kvmAPIVersion = 12
 // kvmGetAPIVersion is _IO(KVMIO=0xAE, 0x00).
 const kvmGetAPIVersion = 0xAE00
 
-// readModuleList parses the module list the initramfs builder wrote: one path
-// per line, in load order; blank lines and #-comments are skipped.
-func readModuleList(r io.Reader) ([]string, error) {
-	var paths []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		paths = append(paths, line)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading module list: %w", err)
-	}
-	return paths, nil
-}
-
-// moduleFlags picks finit_module's flags from the file name: compressed
-// modules are handed to the kernel to decompress.
-func moduleFlags(path string) int {
-	for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz"} {
-		if strings.HasSuffix(path, ext) {
-			return unix.MODULE_INIT_COMPRESSED_FILE
-		}
-	}
-	return 0
-}
-
-// loadModule loads one module file. A module that is already present
-// (built in, or loaded as someone's dependency) is not an error.
-func loadModule(ctx context.Context, path string) error {
-	f, err := os.Open(path)
+// loadModules loads every module the initramfs carries (its modules.dep
+// lists exactly the KVM closure) from the running kernel's module dir.
+// finit_module cannot be interrupted, so the load runs aside: a stuck module
+// init still lets the suite report and power off.
+func loadModules(ctx context.Context, log *slog.Logger) error {
+	dir, err := modload.Dir()
 	if err != nil {
-		return fmt.Errorf("opening module: %w", err)
+		return err
 	}
-	defer f.Close()
-	// finit_module cannot be interrupted; run it aside so a stuck module
-	// init still lets the suite report and power off.
-	done := make(chan error, 1)
-	go func() { done <- unix.FinitModule(int(f.Fd()), "", moduleFlags(path)) }()
+	type outcome struct {
+		loaded []string
+		err    error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		loaded, err := modload.LoadAll(dir, nil)
+		done <- outcome{loaded, err}
+	}()
 	select {
-	case err = <-done:
+	case o := <-done:
+		if o.err != nil {
+			return fmt.Errorf("loading modules from %s (loaded %v): %w", dir, o.loaded, o.err)
+		}
+		log.Debug("modules loaded", "dir", dir, "modules", o.loaded)
+		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("finit_module %s: %w", path, ctx.Err())
+		return fmt.Errorf("loading modules from %s: %w", dir, ctx.Err())
 	}
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("finit_module %s: %w", path, err)
-	}
-	return nil
 }
 
 // checkKVM opens /dev/kvm and asks for its API version.

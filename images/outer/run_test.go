@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/images/scenario"
 )
@@ -192,24 +191,6 @@ func FuzzConsole(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestModuleList(t *testing.T) {
-	paths, err := readModuleList(strings.NewReader("# load order\n/lib/a.ko\n\n  /lib/b.ko.xz \n"))
-	require.NoError(t, err)
-	require.Equal(t, []string{"/lib/a.ko", "/lib/b.ko.xz"}, paths)
-	require.Equal(t, 0, moduleFlags("/lib/a.ko"))
-	require.Equal(t, unix.MODULE_INIT_COMPRESSED_FILE, moduleFlags("/lib/b.ko.xz"))
-	require.Equal(t, unix.MODULE_INIT_COMPRESSED_FILE, moduleFlags("/lib/c.ko.zst"))
-}
-
-func TestLoadModuleErrors(t *testing.T) {
-	err := loadModule(context.Background(), "/nonexistent/kvm.ko")
-	require.ErrorContains(t, err, "opening module")
-	// Not a module: the kernel refuses it (EPERM unprivileged, ENOEXEC as root).
-	path := t.TempDir() + "/junk.ko"
-	require.NoError(t, os.WriteFile(path, []byte("not an ELF"), 0o644))
-	require.ErrorContains(t, loadModule(context.Background(), path), "finit_module "+path)
 }
 
 func TestCheckKVMMissing(t *testing.T) {

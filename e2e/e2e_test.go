@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
+)
+
+func TestScenariosValid(t *testing.T) {
+	list, err := Scenarios()
+	require.NoError(t, err)
+	data, err := scenario.Encode(list)
+	require.NoError(t, err)
+	back, err := scenario.Parse(data)
+	require.NoError(t, err)
+	names := map[string]int{}
+	for _, s := range back {
+		names[s.Name] = s.WantExit
+		require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
+		require.Equal(t, scenario.Pass, s.WantChecks["boot"], s.Name)
+	}
+	require.Equal(t, map[string]int{"boot-1cpu": 0, "boot-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5}, names)
+}
+
+// TestE2E boots the nested test host once and runs every scenario in it,
+// reporting one subtest per scenario.
+func TestE2E(t *testing.T) {
+	if os.Getenv("VMM_E2E") == "" {
+		t.Skip("SKIPPED: the nested-host e2e suite runs with VMM_E2E=1 (make e2e)")
+	}
+	ci := os.Getenv("CI") == "true"
+	ctx := context.Background()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+		defer cancel()
+	}
+	list, err := Scenarios()
+	require.NoError(t, err)
+
+	suite := testhost.Suite{Scenarios: list, InstallQEMU: ci && os.Geteuid() == 0}
+	m, err := suite.Prepare(ctx)
+	switch {
+	case errors.Is(err, testhost.ErrNoQEMU) && !ci:
+		t.Skipf("SKIPPED LOUDLY: %v: install qemu-system-x86 (make setup) to run the nested-host e2e suite", err)
+	case errors.Is(err, testhost.ErrVMMBuild):
+		t.Fatalf("vmm must build for the e2e suite (CGO_ENABLED=0 go build ./cmd/vmm): %v", err)
+	}
+	require.NoError(t, err, "preparing the nested test host")
+
+	root, err := images.ModuleRoot()
+	require.NoError(t, err)
+	logPath := filepath.Join(root, "build", "e2e", "outer-console.log")
+	require.NoError(t, os.MkdirAll(filepath.Dir(logPath), 0o755))
+	logFile, err := os.Create(logPath)
+	require.NoError(t, err)
+	defer logFile.Close()
+	m.Console = logFile
+	m.OnEvent = func(ev scenario.Event) {
+		if ev.Kind == scenario.KindResult {
+			t.Logf("%s", ev.Result.Line())
+		}
+	}
+	t.Logf("booting the outer machine (timeout %s); console in %s", m.Timeout, logPath)
+	out, runErr := m.Run(ctx)
+	require.NotNil(t, out)
+	if out.KVMFailed != "" {
+		t.Fatalf("the outer machine has no KVM: %s", out.KVMFailed)
+	}
+	if len(out.Errors) > 0 {
+		t.Fatalf("the outer init could not run the suite: %s", strings.Join(out.Errors, "; "))
+	}
+	for _, s := range list {
+		t.Run(s.Name, func(t *testing.T) {
+			results := out.ResultsFor(s.Name)
+			if len(results) == 0 {
+				t.Fatalf("scenario did not report (outer machine: %v)", runErr)
+			}
+			for _, r := range results {
+				t.Logf("exit=%d first_line_s=%.1f total_s=%.1f", r.Exit, r.FirstLineS, r.TotalS)
+				if !r.Pass {
+					t.Errorf("%s\nconsole:\n%s", r.Reason, strings.Join(out.Logs[s.Name], "\n"))
+				}
+			}
+		})
+	}
+	if runErr != nil {
+		t.Errorf("outer machine: %v", runErr)
+	}
+	for _, l := range out.Malformed {
+		t.Errorf("malformed protocol line: %q", l)
+	}
+}

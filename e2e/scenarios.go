@@ -1,0 +1,58 @@
+// Package e2e boots real Debian guests under vmm inside the nested test host
+// (see images/testhost) and checks what the guest agent reports. The test
+// runs only with VMM_E2E=1 (`make e2e`): one outer boot under QEMU/TCG takes
+// minutes.
+package e2e
+
+import (
+	"time"
+
+	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
+)
+
+// Exit codes of `vmm run` (DESIGN.md) the scenarios expect.
+const (
+	exitPoweroff = 0
+	exitPanic    = 3
+	exitTimeout  = 4
+	exitReset    = 5
+)
+
+// Scenarios is the suite one outer boot runs. Every guest boot takes tens of
+// seconds two levels down, so each scenario boots once and most boot quiet;
+// boot-1cpu keeps the kernel log for diagnosing a failed boot.
+func Scenarios() ([]scenario.Scenario, error) {
+	allPass := map[string]string{"boot": scenario.Pass, "cpus": scenario.Pass, "clocksource": scenario.Pass}
+	bootOnly := map[string]string{"boot": scenario.Pass}
+	specs := []struct {
+		name   string
+		guest  testhost.Guest
+		exit   int
+		checks map[string]string
+	}{
+		{"boot-1cpu", testhost.Guest{CPUs: 1}, exitPoweroff, allPass},
+		{"boot-2cpu", testhost.Guest{CPUs: 2, ExpectCPUs: 2, Quiet: true}, exitPoweroff, allPass},
+		{"panic", testhost.Guest{Action: "panic", Quiet: true}, exitPanic, bootOnly},
+		{"hang", testhost.Guest{Action: "hang", Quiet: true, Timeout: 40 * time.Second}, exitTimeout, bootOnly},
+		{"reboot", testhost.Guest{Action: "reboot", Quiet: true}, exitReset, bootOnly},
+	}
+	list := make([]scenario.Scenario, 0, len(specs))
+	for _, s := range specs {
+		g := s.guest
+		if g.Timeout == 0 {
+			// vmm's own limit, so a stuck boot ends as exit 4 with vmm's report
+			// rather than as a kill.
+			g.Timeout = 150 * time.Second
+		}
+		args, err := g.Args(scenario.RunnerVMM)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, scenario.Scenario{
+			Name: s.name, Args: args, WantExit: s.exit, WantChecks: s.checks,
+			Timeout: (g.Timeout + 30*time.Second).String(),
+		})
+	}
+	return list, nil
+}

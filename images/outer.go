@@ -1,0 +1,148 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// OuterInitPackage is the outer init's package, built as the outer machine's /init.
+const OuterInitPackage = "./images/outer"
+
+// Paths inside the outer initramfs; images/outer reads them.
+const (
+	OuterGuestKernel    = "/guest/vmlinuz"
+	OuterGuestInitramfs = "/guest/guest.cpio.gz"
+	OuterVMM            = "/vmm"
+	OuterQEMU           = "/usr/bin/qemu-system-x86_64"
+)
+
+// qemuFirmware are the files of QEMU's data directory that
+// `-M microvm -kernel` may read: the qboot BIOS (bios-microvm.bin is Debian's
+// link to qboot.rom) and the option ROMs for direct kernel boot.
+func qemuFirmware() []string {
+	return []string{
+		"bios-microvm.bin", "qboot.rom", "linuxboot_dma.bin", "linuxboot.bin",
+		"pvh.bin", "multiboot_dma.bin", "kvmvapic.bin",
+	}
+}
+
+// qemuDataDir is where Debian's QEMU looks for firmware.
+const qemuDataDir = "/usr/share/qemu"
+
+// OuterInitramfs builds <Out>/outer.cpio.gz, the nested test host's
+// initramfs: /init is the outer init, with the KVM modules of k, the inner
+// guest's kernel and initramfs under /guest, vmmBinary as /vmm (left out when
+// empty: vmm scenarios then fail inside with a clear reason), scenarios as
+// /scenarios.json and, with withQEMU, this host's QEMU with its shared
+// libraries and microvm firmware (for the benchmark's reference runs).
+// Rebuilt only when any of that content changes; returns its path.
+func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, guestInitramfs, vmmBinary string, scenarios []byte, withQEMU bool) (string, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return "", err
+	}
+	init, err := GoBinary(ctx, cfg, OuterInitPackage, "outer-init")
+	if err != nil {
+		return "", fmt.Errorf("outer initramfs: %w", err)
+	}
+	entries := append(BaseEntries(),
+		HostFile("init", 0o755, init),
+		HostFile(OuterGuestKernel, 0o644, k.Vmlinuz),
+		HostFile(OuterGuestInitramfs, 0o644, guestInitramfs),
+		File("scenarios.json", 0o644, scenarios),
+	)
+	if vmmBinary != "" {
+		entries = append(entries, HostFile(OuterVMM, 0o755, vmmBinary))
+	}
+	mods, err := ModuleEntries(k, OuterModules()...)
+	if err != nil {
+		return "", fmt.Errorf("outer initramfs: %w", err)
+	}
+	entries = append(entries, mods...)
+	if withQEMU {
+		q, err := qemuEntries(ctx, cfg)
+		if err != nil {
+			return "", fmt.Errorf("outer initramfs: %w", err)
+		}
+		entries = append(entries, q...)
+	}
+	key, err := EntriesKey("outer-v1", entries)
+	if err != nil {
+		return "", fmt.Errorf("outer initramfs: %w", err)
+	}
+	out := filepath.Join(cfg.Out, "outer.cpio.gz")
+	rebuilt, err := Cached(out, key, func(tmp string) error { return WriteInitramfs(tmp, entries) })
+	if err != nil {
+		return "", err
+	}
+	cfg.Log.Info("outer initramfs ready", "path", out, "rebuilt", rebuilt, "qemu", withQEMU, "vmm", vmmBinary != "")
+	return out, nil
+}
+
+// qemuEntries returns this host's qemu-system-x86_64, the shared libraries
+// ldd names (at the paths ldd gives, the dynamic loader included) and the
+// microvm firmware, all as regular files (symlinks resolved on the host).
+func qemuEntries(ctx context.Context, cfg Config) ([]Entry, error) {
+	bin, err := EnsureQEMU(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := (step{name: "ldd qemu", timeout: time.Minute}).run(ctx, "ldd", bin)
+	if err != nil {
+		return nil, err
+	}
+	libs, err := parseLdd(string(raw))
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", bin, err)
+	}
+	entries := []Entry{HostFile(OuterQEMU, 0o755, bin)}
+	for _, lib := range libs {
+		entries = append(entries, HostFile(lib, 0o755, lib))
+	}
+	for _, name := range qemuFirmware() {
+		host := filepath.Join(qemuDataDir, name)
+		if _, err := os.Stat(host); err != nil {
+			return nil, fmt.Errorf("qemu firmware: %w", err)
+		}
+		entries = append(entries, HostFile(path.Join(qemuDataDir, name), 0o644, host))
+	}
+	return entries, nil
+}
+
+// lddLine matches "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" and
+// "/lib64/ld-linux-x86-64.so.2 (0x...)"; the vDSO has no path and no match.
+var (
+	lddLine     = regexp.MustCompile(`^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$`)
+	lddNotFound = regexp.MustCompile(`=>\s+not found`)
+)
+
+// parseLdd returns the absolute library paths of ldd's output, sorted.
+// A library ldd could not find is an error: QEMU would not start.
+func parseLdd(out string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if lddNotFound.MatchString(line) {
+			return nil, fmt.Errorf("missing library: %s", line)
+		}
+		if m := lddLine.FindStringSubmatch(line); m != nil {
+			seen[m[1]] = true
+		}
+	}
+	if len(seen) == 0 {
+		return nil, fmt.Errorf("no libraries in ldd output %q", out)
+	}
+	libs := make([]string, 0, len(seen))
+	for l := range seen {
+		libs = append(libs, l)
+	}
+	sort.Strings(libs)
+	return libs, nil
+}

@@ -1,0 +1,217 @@
+package testhost
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// Errors a caller may branch on.
+var (
+	// ErrOuterTimeout: the outer machine ran past Machine.Timeout.
+	ErrOuterTimeout = errors.New("outer machine timed out")
+	// ErrIncomplete: the outer machine stopped without "E2E: done".
+	ErrIncomplete = errors.New("outer machine stopped before the suite finished")
+)
+
+// tailLines is how much of the outer console an Outcome keeps for diagnosis.
+const tailLines = 60
+
+// Machine is one boot of the outer machine.
+type Machine struct {
+	QEMU   string // qemu-system-x86_64
+	Kernel string // the outer kernel (Debian's vmlinuz)
+	Initrd string // outer.cpio.gz
+	// MemoryMiB defaults to 3072.
+	MemoryMiB int
+	// CPUs defaults to 1: with more, multi-threaded TCG made no inner boot
+	// faster and hung one early in boot (reference/nested-host.md).
+	CPUs int
+	// Append is the outer kernel's command line; default "console=ttyS0 quiet panic=-1".
+	Append string
+	// Timeout bounds the whole boot; required.
+	Timeout time.Duration
+	// Console, if set, receives the outer console verbatim.
+	Console io.Writer
+	// OnEvent, if set, sees every protocol event as it arrives.
+	OnEvent func(scenario.Event)
+}
+
+// Args is the outer QEMU's command line.
+func (m Machine) Args() []string {
+	mem, cpus, app := m.MemoryMiB, m.CPUs, m.Append
+	if mem <= 0 {
+		mem = 3072
+	}
+	if cpus <= 0 {
+		cpus = 1
+	}
+	if app == "" {
+		app = "console=ttyS0 quiet panic=-1"
+	}
+	return []string{
+		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-nographic", "-no-reboot", "-nic", "none",
+		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", app,
+	}
+}
+
+// Run boots the outer machine and collects what its init reports. The
+// Outcome is returned even with an error, holding whatever arrived.
+func (m Machine) Run(ctx context.Context) (*Outcome, error) {
+	if m.Timeout <= 0 {
+		return nil, errors.New("outer machine: no timeout set")
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, m.QEMU, m.Args()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+
+	out := NewOutcome()
+	out.OnEvent = m.OnEvent
+	if err := cmd.Start(); err != nil {
+		return out, fmt.Errorf("starting outer QEMU %s: %w", m.QEMU, err)
+	}
+	read := make(chan error, 1)
+	go func() { read <- out.Read(pr, m.Console) }()
+	waitErr := cmd.Wait()
+	pw.Close()
+	readErr := <-read
+
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return out, fmt.Errorf("%w after %s (%s)", ErrOuterTimeout, m.Timeout, out.Summary())
+	case waitErr != nil:
+		return out, fmt.Errorf("outer QEMU: %w (%s)", waitErr, out.Summary())
+	case readErr != nil:
+		return out, fmt.Errorf("reading outer console: %w", readErr)
+	case !out.Done:
+		return out, fmt.Errorf("%w (%s)", ErrIncomplete, out.Summary())
+	}
+	return out, nil
+}
+
+// Outcome is what one outer boot reported.
+type Outcome struct {
+	KVMReady bool
+	// KVMFailed is the reason the KVM modules did not load, if they did not.
+	KVMFailed string
+	// Errors are "E2E: error" reasons: the suite could not run.
+	Errors []string
+	// Results are the scenario runs, in the order they ran.
+	Results []scenario.Result
+	// Logs holds the E2E-LOG lines of failed runs, by scenario name.
+	Logs map[string][]string
+	// Console holds the E2E-CON lines of streamed runs, by scenario name.
+	Console map[string][]string
+	// Done is set by "E2E: done"; Pass and Fail are its counts.
+	Done       bool
+	Pass, Fail int
+	// Malformed are lines that looked like protocol lines but did not parse.
+	Malformed []string
+	// Tail is the last console lines, for when the outer machine dies.
+	Tail []string
+	// OnEvent, if set, sees every event as Add records it.
+	OnEvent func(scenario.Event)
+}
+
+// NewOutcome returns an empty Outcome.
+func NewOutcome() *Outcome {
+	return &Outcome{Logs: map[string][]string{}, Console: map[string][]string{}}
+}
+
+// Read adds every line of r (copying it to raw when set) until EOF.
+func (o *Outcome) Read(r io.Reader, raw io.Writer) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if raw != nil {
+			if _, err := io.WriteString(raw, line+"\n"); err != nil {
+				raw = nil // a broken log must not stop the suite
+			}
+		}
+		o.Add(line)
+	}
+	if err := sc.Err(); err != nil {
+		// Drain so QEMU never blocks on a full pipe.
+		_, _ = io.Copy(io.Discard, r)
+		return err
+	}
+	return nil
+}
+
+// Add records one console line.
+func (o *Outcome) Add(line string) {
+	line = strings.TrimRight(line, "\r")
+	if len(o.Tail) == tailLines {
+		copy(o.Tail, o.Tail[1:])
+		o.Tail = o.Tail[:tailLines-1]
+	}
+	o.Tail = append(o.Tail, line)
+	ev, err := scenario.ParseLine(line)
+	if err != nil {
+		o.Malformed = append(o.Malformed, line)
+		return
+	}
+	switch ev.Kind {
+	case scenario.KindNone:
+		return
+	case scenario.KindKVMReady:
+		o.KVMReady = true
+	case scenario.KindKVMFailed:
+		o.KVMFailed = ev.Reason
+	case scenario.KindError:
+		o.Errors = append(o.Errors, ev.Reason)
+	case scenario.KindResult:
+		o.Results = append(o.Results, ev.Result)
+	case scenario.KindDone:
+		o.Done, o.Pass, o.Fail = true, ev.Pass, ev.Fail
+	case scenario.KindLog:
+		o.Logs[ev.Name] = append(o.Logs[ev.Name], ev.Text)
+	case scenario.KindConsole:
+		o.Console[ev.Name] = append(o.Console[ev.Name], ev.Text)
+	}
+	if o.OnEvent != nil {
+		o.OnEvent(ev)
+	}
+}
+
+// ResultsFor returns the runs of one scenario, in order.
+func (o *Outcome) ResultsFor(name string) []scenario.Result {
+	var rs []scenario.Result
+	for _, r := range o.Results {
+		if r.Name == name {
+			rs = append(rs, r)
+		}
+	}
+	return rs
+}
+
+// Summary says in one line how far the outer machine got.
+func (o *Outcome) Summary() string {
+	switch {
+	case o.KVMFailed != "":
+		return "KVM failed in the outer machine: " + o.KVMFailed
+	case len(o.Errors) > 0:
+		return "outer init error: " + strings.Join(o.Errors, "; ")
+	case !o.KVMReady:
+		return "outer init never reported KVM ready; last console lines:\n" + strings.Join(o.Tail, "\n")
+	case !o.Done:
+		return fmt.Sprintf("%d scenario runs reported, no E2E: done; last console lines:\n%s", len(o.Results), strings.Join(o.Tail, "\n"))
+	}
+	return fmt.Sprintf("done: pass=%d fail=%d", o.Pass, o.Fail)
+}

@@ -1,0 +1,139 @@
+package testhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// Errors a caller may branch on.
+var (
+	// ErrVMMBuild: ./cmd/vmm does not build, so vmm scenarios cannot run.
+	ErrVMMBuild = errors.New("vmm does not build")
+	// ErrNoQEMU: qemu-system-x86_64 is missing and installing it was not allowed.
+	ErrNoQEMU = errors.New("qemu-system-x86_64 not installed")
+)
+
+// VMMPackage is what `vmm run` is built from.
+const VMMPackage = "./cmd/vmm"
+
+// outerBootBudget is the outer machine's time besides its scenarios: the
+// TCG boot of the outer kernel and the KVM module loads.
+const outerBootBudget = 5 * time.Minute
+
+// Suite is what one outer boot runs.
+type Suite struct {
+	Config    images.Config
+	Scenarios []scenario.Scenario
+	// InstallQEMU allows apt-get installing qemu-system-x86 when it is
+	// missing (CI, as root).
+	InstallQEMU bool
+}
+
+// needs reports which runners the scenarios use.
+func (s Suite) needs() (vmm, qemu bool) {
+	for _, sc := range s.Scenarios {
+		switch sc.RunnerName() {
+		case scenario.RunnerVMM:
+			vmm = true
+		case scenario.RunnerQEMU:
+			qemu = true
+		}
+	}
+	return vmm, qemu
+}
+
+// Timeout is enough for every scheduled run plus the outer boot.
+func (s Suite) Timeout() (time.Duration, error) {
+	total := outerBootBudget
+	for _, r := range scenario.Schedule(s.Scenarios) {
+		d, err := r.Scenario.Deadline()
+		if err != nil {
+			return 0, err
+		}
+		// A killed run may take waitDelay more to be reaped.
+		total += d + 10*time.Second
+	}
+	return total, nil
+}
+
+// FindQEMU returns qemu-system-x86_64's path; when it is missing it installs
+// it if allowed (images.EnsureQEMU), and otherwise returns ErrNoQEMU.
+func FindQEMU(ctx context.Context, cfg images.Config, install bool) (string, error) {
+	if p, err := exec.LookPath(images.QEMUBinary); err == nil {
+		return p, nil
+	}
+	if !install {
+		return "", ErrNoQEMU
+	}
+	p, err := images.EnsureQEMU(ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrNoQEMU, err)
+	}
+	return p, nil
+}
+
+// BuildVMM builds ./cmd/vmm into <module root>/build/bin/vmm (go's build
+// cache makes an unchanged rebuild cheap).
+func BuildVMM(ctx context.Context) (string, error) {
+	root, err := images.ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(root, "build", "bin", "vmm")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", fmt.Errorf("build dir: %w", err)
+	}
+	if err := images.BuildGo(ctx, VMMPackage, out); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrVMMBuild, err)
+	}
+	return out, nil
+}
+
+// Prepare builds (or reuses) everything the suite needs and returns the
+// outer machine to boot; its Timeout covers every scheduled run.
+func (s Suite) Prepare(ctx context.Context) (Machine, error) {
+	cfg, err := s.Config.WithDefaults()
+	if err != nil {
+		return Machine{}, err
+	}
+	data, err := scenario.Encode(s.Scenarios)
+	if err != nil {
+		return Machine{}, err
+	}
+	timeout, err := s.Timeout()
+	if err != nil {
+		return Machine{}, err
+	}
+	qemu, err := FindQEMU(ctx, cfg, s.InstallQEMU)
+	if err != nil {
+		return Machine{}, err
+	}
+	needVMM, needQEMU := s.needs()
+	vmm := ""
+	if needVMM {
+		if vmm, err = BuildVMM(ctx); err != nil {
+			return Machine{}, err
+		}
+	}
+	k, err := images.Kernel(ctx, cfg)
+	if err != nil {
+		return Machine{}, fmt.Errorf("kernel: %w", err)
+	}
+	guest, err := images.GuestInitramfs(ctx, cfg, k)
+	if err != nil {
+		return Machine{}, fmt.Errorf("guest initramfs: %w", err)
+	}
+	outer, err := images.OuterInitramfs(ctx, cfg, k, guest, vmm, data, needQEMU)
+	if err != nil {
+		return Machine{}, err
+	}
+	return Machine{QEMU: qemu, Kernel: k.Vmlinuz, Initrd: outer, Timeout: timeout}, nil
+}

@@ -1,0 +1,155 @@
+package testhost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// fakeEnv makes the test binary act as the outer QEMU (see fakeQEMU).
+const fakeEnv = "TESTHOST_FAKE_QEMU"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(fakeEnv); mode != "" {
+		os.Exit(fakeQEMU(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func fakeQEMU(mode string) int {
+	fmt.Print("SeaBIOS (version 1.16)\r\n")
+	fmt.Println(scenario.KVMReadyLine())
+	fmt.Println(scenario.Result{Name: "boot", Run: 1, Runner: "vmm", Pass: true, FirstLineS: 20, TotalS: 22}.Line())
+	switch mode {
+	case "done":
+		fmt.Println(scenario.DoneLine(1, 0))
+	case "crash":
+		fmt.Fprintln(os.Stderr, "Kernel panic - not syncing: Attempted to kill init!")
+	case "hang":
+		select {}
+	}
+	return 0
+}
+
+func fakeMachine(t *testing.T, mode string) Machine {
+	t.Setenv(fakeEnv, mode)
+	return Machine{QEMU: os.Args[0], Kernel: "k", Initrd: "i", Timeout: time.Minute}
+}
+
+func TestMachineRunDone(t *testing.T) {
+	var raw strings.Builder
+	var kinds []scenario.Kind
+	m := fakeMachine(t, "done")
+	m.Console = &raw
+	m.OnEvent = func(ev scenario.Event) { kinds = append(kinds, ev.Kind) }
+	out, err := m.Run(context.Background())
+	require.NoError(t, err)
+	require.True(t, out.KVMReady)
+	require.True(t, out.Done)
+	require.Equal(t, 1, out.Pass)
+	require.Len(t, out.ResultsFor("boot"), 1)
+	require.Equal(t, 20.0, out.ResultsFor("boot")[0].FirstLineS)
+	require.Contains(t, raw.String(), "SeaBIOS")
+	require.Equal(t, []scenario.Kind{scenario.KindKVMReady, scenario.KindResult, scenario.KindDone}, kinds)
+}
+
+func TestMachineRunIncomplete(t *testing.T) {
+	out, err := fakeMachine(t, "crash").Run(context.Background())
+	require.ErrorIs(t, err, ErrIncomplete)
+	require.Contains(t, err.Error(), "Attempted to kill init")
+	require.Len(t, out.Results, 1)
+}
+
+func TestMachineRunTimeout(t *testing.T) {
+	m := fakeMachine(t, "hang")
+	m.Timeout = time.Second
+	start := time.Now()
+	out, err := m.Run(context.Background())
+	require.ErrorIs(t, err, ErrOuterTimeout)
+	require.Less(t, time.Since(start), 30*time.Second)
+	require.True(t, out.KVMReady)
+}
+
+func TestMachineArgs(t *testing.T) {
+	args := strings.Join(Machine{Kernel: "/k", Initrd: "/i"}.Args(), " ")
+	require.Equal(t, "-accel tcg -cpu max -m 3072 -smp 1 -nographic -no-reboot -nic none -kernel /k -initrd /i -append console=ttyS0 quiet panic=-1", args)
+}
+
+func TestOutcomeAdd(t *testing.T) {
+	o := NewOutcome()
+	for _, l := range []string{
+		"[    1.0] random noise",
+		scenario.KVMFailedLine("finit_module kvm_amd.ko: no such device") + "\r",
+		scenario.ErrorLine("bad list"),
+		scenario.LogLine("panic", "[  1.000] Kernel panic"),
+		scenario.ConsoleLine("demo", "VMM-AGENT: start"),
+		"E2E: nonsense",
+	} {
+		o.Add(l)
+	}
+	require.Equal(t, "finit_module kvm_amd.ko: no such device", o.KVMFailed)
+	require.Equal(t, []string{"bad list"}, o.Errors)
+	require.Equal(t, []string{"[  1.000] Kernel panic"}, o.Logs["panic"])
+	require.Equal(t, []string{"VMM-AGENT: start"}, o.Console["demo"])
+	require.Equal(t, []string{"E2E: nonsense"}, o.Malformed)
+	require.Contains(t, o.Summary(), "KVM failed")
+	require.False(t, o.Done)
+
+	for i := range tailLines + 10 {
+		o.Add(fmt.Sprintf("line %d", i))
+	}
+	require.Len(t, o.Tail, tailLines)
+	require.Equal(t, fmt.Sprintf("line %d", tailLines+9), o.Tail[tailLines-1])
+}
+
+func FuzzOutcomeAdd(f *testing.F) {
+	f.Add("E2E: done pass=1 fail=2\nE2E-LOG a: x\nE2E: kvm ready")
+	f.Add("E2E: scenario=a result=pass exit=0 want_exit=0 first_line_s=1 total_s=1 run=1 runner=vmm reason=\"\"")
+	f.Fuzz(func(t *testing.T, text string) {
+		o := NewOutcome()
+		require.NoError(t, o.Read(strings.NewReader(text), nil))
+		_ = o.Summary()
+		if len(o.Tail) > tailLines {
+			t.Fatalf("tail of %d lines", len(o.Tail))
+		}
+	})
+}
+
+func TestGuestArgs(t *testing.T) {
+	g := Guest{CPUs: 2, ExpectCPUs: 2, Action: "hang", Quiet: true, Timeout: 40 * time.Second}
+	require.Equal(t, "console=ttyS0 quiet panic=-1 vmm.checks=boot,cpus,clocksource vmm.action=hang vmm.expect_cpus=2", g.Cmdline())
+	args, err := g.Args(scenario.RunnerVMM)
+	require.NoError(t, err)
+	require.Equal(t, []string{"run", "--kernel", "/guest/vmlinuz", "--initrd", "/guest/guest.cpio.gz",
+		"--cmdline", g.Cmdline(), "--cpus", "2", "--memory", "256M", "--console", "stdio", "--timeout", "40s"}, args)
+
+	args, err = Guest{}.Args(scenario.RunnerQEMU)
+	require.NoError(t, err)
+	joined := strings.Join(args, " ")
+	require.Contains(t, joined, "-M microvm -enable-kvm -cpu host -m 256 -smp 1")
+	require.Contains(t, joined, "-append console=ttyS0 panic=-1 vmm.checks=boot,cpus,clocksource vmm.action=poweroff -no-reboot")
+	require.Contains(t, joined, "isa-debug-exit,iobase=0xf4")
+
+	_, err = Guest{}.Args("bochs")
+	require.ErrorIs(t, err, scenario.ErrInvalid)
+}
+
+func TestSuiteTimeoutAndNeeds(t *testing.T) {
+	s := Suite{Scenarios: []scenario.Scenario{
+		{Name: "a", Args: []string{"x"}, Timeout: "60s", Repeat: 2},
+		{Name: "b", Runner: scenario.RunnerQEMU, Args: []string{"x"}, Timeout: "30s"},
+	}}
+	d, err := s.Timeout()
+	require.NoError(t, err)
+	require.Equal(t, outerBootBudget+60*time.Second*2+30*time.Second+3*10*time.Second, d)
+	vmm, qemu := s.needs()
+	require.True(t, vmm)
+	require.True(t, qemu)
+}
