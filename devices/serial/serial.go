@@ -381,16 +381,31 @@ func (u *UART) InputSpace() <-chan struct{} {
 // InputWait queues all of p, waiting for room as the guest reads, until ctx
 // is done. It returns how many bytes were queued.
 func (u *UART) InputWait(ctx context.Context, p []byte) (int, error) {
-	done := 0
+	n, ok := u.inputUntil(p, ctx.Done())
+	if !ok {
+		return n, fmt.Errorf("serial input: %d of %d bytes queued: %w", n, len(p), ctx.Err())
+	}
+	return n, nil
+}
+
+// InputBlocking is InputWait for callers holding a done channel rather than
+// a context: it reports whether all of p was queued before done closed.
+func (u *UART) InputBlocking(p []byte, done <-chan struct{}) bool {
+	_, ok := u.inputUntil(p, done)
+	return ok
+}
+
+func (u *UART) inputUntil(p []byte, done <-chan struct{}) (int, bool) {
+	n := 0
 	for {
-		done += u.Input(p[done:])
-		if done == len(p) {
-			return done, nil
+		n += u.Input(p[n:])
+		if n == len(p) {
+			return n, true
 		}
 		select {
 		case <-u.space:
-		case <-ctx.Done():
-			return done, fmt.Errorf("serial input: %d of %d bytes queued: %w", done, len(p), ctx.Err())
+		case <-done:
+			return n, false
 		}
 	}
 }

@@ -361,3 +361,23 @@ func TestConcurrentAccess(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestInputBlocking(t *testing.T) {
+	u := New(nil, nil)
+	done := make(chan struct{})
+	msg := bytes.Repeat([]byte{'b'}, FIFOSize+5)
+	res := make(chan bool, 1)
+	go func() { res <- u.InputBlocking(msg, done) }()
+	for range 5 { // make room for the rest, one byte at a time as the guest would
+		for rd(u, regLSR)&lsrDR == 0 {
+		}
+		rd(u, regData)
+	}
+	if ok := <-res; !ok {
+		t.Fatal("InputBlocking gave up with done open")
+	}
+	close(done)
+	if u.InputBlocking([]byte{'c'}, done) {
+		t.Fatal("InputBlocking into a full FIFO succeeded after done closed")
+	}
+}
