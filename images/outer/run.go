@@ -169,7 +169,8 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	}
 	res.Reason = verdict(s, res.Exit, runErr, timedOut, timeout, con.checks)
 	res.Pass = res.Reason == ""
-	if !res.Pass {
+	// A streamed run's console is already out; don't print it twice.
+	if !res.Pass && !s.Stream {
 		if con.dropped > 0 {
 			r.emit(scenario.LogLine(s.Name, fmt.Sprintf("(%d earlier lines dropped)", con.dropped)))
 		}

@@ -128,26 +128,34 @@ func TestSuiteStreamsAndCounts(t *testing.T) {
 	list := []scenario.Scenario{
 		{Name: "demo", Args: []string{"boot"}, Stream: true},
 		{Name: "bad", Args: []string{"exit"}, WantExit: 7, WantChecks: map[string]string{"boot": "pass"}},
+		{Name: "streamed-bad", Args: []string{"exit"}, Stream: true},
 	}
 	pass, fail := r.suite(context.Background(), list)
 	require.Equal(t, 1, pass)
-	require.Equal(t, 1, fail)
+	require.Equal(t, 2, fail)
+	logs := map[string]int{}
 	var consoles []string
 	var results []scenario.Result
 	for _, ev := range rec.events(t) {
 		switch ev.Kind {
+		case scenario.KindLog:
+			logs[ev.Name]++
 		case scenario.KindConsole:
-			require.Equal(t, "demo", ev.Name)
-			consoles = append(consoles, ev.Text)
+			if ev.Name == "demo" {
+				consoles = append(consoles, ev.Text)
+			}
 		case scenario.KindResult:
 			results = append(results, ev.Result)
 		}
 	}
 	require.Contains(t, consoles, "VMM-AGENT: start")
 	require.Contains(t, consoles, "vmm: guest powered off")
-	require.Len(t, results, 2)
+	require.Len(t, results, 3)
 	require.True(t, results[0].Pass)
 	require.Equal(t, "check boot not reported, want pass", results[1].Reason)
+	require.Equal(t, "exit 7, want 0", results[2].Reason)
+	// A failed streamed run's console was already printed live: no E2E-LOG.
+	require.Equal(t, map[string]int{"bad": 1}, logs)
 }
 
 func TestConsoleBounds(t *testing.T) {

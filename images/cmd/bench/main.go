@@ -1,0 +1,176 @@
+// Command bench compares guest boot times of vmm and QEMU (-M microvm) inside
+// one boot of the nested test host: the same kernel and initramfs, runs
+// alternating between the two, timed from runner start to the guest agent's
+// first line ("VMM-AGENT: start"). It prints every run, the medians and
+// the ratio vmm/QEMU. Times two levels down are only comparable within one
+// outer boot, which is why both runners share it.
+//
+//	go run ./images/cmd/bench [-n 5] [-json FILE]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
+)
+
+type options struct {
+	out, jsonPath, consoleLog string
+	runners                   []string
+	n, cpus, memory           int
+	timeout                   time.Duration
+	install, verbose          bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var runners string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.out, "out", "", "artifact directory (default build/images at the module root)")
+	fs.IntVar(&o.n, "n", 5, "boots per runner")
+	fs.StringVar(&runners, "runners", "vmm,qemu", "runners to compare, in alternation order")
+	fs.IntVar(&o.cpus, "cpus", 1, "guest vCPUs")
+	fs.IntVar(&o.memory, "memory", 256, "guest memory in MiB")
+	fs.DurationVar(&o.timeout, "timeout", 150*time.Second, "limit for one guest boot")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the runs and medians as JSON to this file")
+	fs.StringVar(&o.consoleLog, "console-log", "", "write the outer machine's whole console to this file")
+	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
+	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.n < 1 {
+		return o, errors.New("-n must be at least 1")
+	}
+	if o.timeout <= 0 {
+		return o, errors.New("-timeout must be positive")
+	}
+	o.runners = strings.Split(runners, ",")
+	return o, nil
+}
+
+// scenarioName is the bench scenario of a runner.
+func scenarioName(runner string) string { return "bench-" + runner }
+
+// scenarios are one bench scenario per runner, repeated n times; the outer
+// init interleaves bench scenarios round-robin. The guest boots quiet and
+// runs only the boot check: the measure is time to userspace.
+func (o options) scenarios() ([]scenario.Scenario, error) {
+	var list []scenario.Scenario
+	for _, runner := range o.runners {
+		g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot"}, Quiet: true}
+		kill := o.timeout
+		if runner == scenario.RunnerVMM {
+			g.Timeout = o.timeout
+			kill += 30 * time.Second
+		}
+		args, err := g.Args(runner)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, scenario.Scenario{
+			Name: scenarioName(runner), Runner: runner, Args: args, Repeat: o.n, Bench: true,
+			WantChecks: map[string]string{"boot": scenario.Pass}, Timeout: kill.String(),
+		})
+	}
+	if _, err := scenario.Encode(list); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	list, err := o.scenarios()
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 2
+	}
+	level := slog.LevelWarn
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	cfg := images.Config{Out: o.out, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	m, err := testhost.Suite{Config: cfg, Scenarios: list, InstallQEMU: o.install}.Prepare(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: preparing the nested test host: %v\n", err)
+		return 1
+	}
+	if o.consoleLog != "" {
+		f, err := os.Create(o.consoleLog)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		m.Console = f
+	}
+	m.OnEvent = func(ev scenario.Event) {
+		if ev.Kind == scenario.KindResult {
+			fmt.Fprintf(stderr, "bench: %s\n", ev.Result.Line())
+		}
+	}
+	fmt.Fprintf(stderr, "bench: booting the outer machine under TCG for %d boots (timeout %s)\n", o.n*len(o.runners), m.Timeout)
+	out, runErr := m.Run(ctx)
+	if out == nil {
+		fmt.Fprintf(stderr, "bench: %v\n", runErr)
+		return 1
+	}
+	rep := summarize(o.runners, out.Results)
+	rep.write(stdout)
+	if o.jsonPath != "" {
+		data, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(o.jsonPath, append(data, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: writing %s: %v\n", o.jsonPath, err)
+			return 1
+		}
+	}
+	code := 0
+	if runErr != nil {
+		fmt.Fprintf(stderr, "bench: outer machine: %v\n", runErr)
+		code = 1
+	}
+	logged := map[string]bool{}
+	for _, r := range out.Results {
+		if r.Pass {
+			continue
+		}
+		code = 1
+		fmt.Fprintf(stderr, "bench: %s run %d failed: %s\n", r.Name, r.Run, r.Reason)
+		if !logged[r.Name] {
+			logged[r.Name] = true
+			fmt.Fprintf(stderr, "%s\n", strings.Join(out.Logs[r.Name], "\n"))
+		}
+	}
+	return code
+}
