@@ -25,12 +25,15 @@ func (f *fakeClock) advance(d time.Duration) {
 	f.t = f.t.Add(d)
 }
 
-// A Sunday afternoon, with a fraction of a second that must not leak into reads.
-var start = time.Date(2026, time.November, 22, 13, 5, 9, 400_000_000, time.UTC)
+// startTime is a Sunday afternoon, with a fraction of a second that must not
+// leak into reads.
+func startTime() time.Time {
+	return time.Date(2026, time.November, 22, 13, 5, 9, 400_000_000, time.UTC)
+}
 
 func newCMOS(t *testing.T) (*CMOS, *fakeClock) {
 	t.Helper()
-	clk := &fakeClock{t: start}
+	clk := &fakeClock{t: startTime()}
 	return New(256*mib, clk.now), clk
 }
 
@@ -54,9 +57,9 @@ func TestClockFormats(t *testing.T) {
 		at   time.Time
 		want []byte // in the order of regs
 	}{
-		{"BCD 24h default", bDefault, start, []byte{0x09, 0x05, 0x13, 0x01, 0x22, 0x11, 0x26, 0x20}},
-		{"binary 24h", b24h | bBinary, start, []byte{9, 5, 13, 1, 22, 11, 26, 20}},
-		{"BCD 12h afternoon", 0, start, []byte{0x09, 0x05, hourPM | 0x01, 0x01, 0x22, 0x11, 0x26, 0x20}},
+		{"BCD 24h default", bDefault, startTime(), []byte{0x09, 0x05, 0x13, 0x01, 0x22, 0x11, 0x26, 0x20}},
+		{"binary 24h", b24h | bBinary, startTime(), []byte{9, 5, 13, 1, 22, 11, 26, 20}},
+		{"BCD 12h afternoon", 0, startTime(), []byte{0x09, 0x05, hourPM | 0x01, 0x01, 0x22, 0x11, 0x26, 0x20}},
 		{"BCD 12h midnight", 0, time.Date(1999, 12, 31, 0, 30, 59, 0, time.UTC), []byte{0x59, 0x30, 0x12, 0x06, 0x31, 0x12, 0x99, 0x19}},
 		{"BCD 12h noon", 0, time.Date(2000, 1, 1, 12, 0, 0, 0, time.UTC), []byte{0x00, 0x00, hourPM | 0x12, 0x07, 0x01, 0x01, 0x00, 0x20}},
 		{"binary 12h evening", bBinary, time.Date(2100, 2, 28, 23, 59, 58, 0, time.UTC), []byte{58, 59, hourPM | 11, 1, 28, 2, 0, 21}},

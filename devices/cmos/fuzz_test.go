@@ -15,7 +15,7 @@ func FuzzPorts(f *testing.F) {
 	f.Add([]byte{1, 0, 0, regB, 1, 1, 0, 0x04, 1, 0, 0, regHours, 1, 1, 0, 0xff, 0, 1, 0, 0})
 	f.Add([]byte{1, 0, 1, 0x8a, 0, 1, 0, 0, 2, 0, 0, 0x30, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		clk := &fakeClock{t: start}
+		clk := &fakeClock{t: startTime()}
 		c := New(uint64(len(ops))*mib, clk.now)
 		for len(ops) >= 4 {
 			op, off, width, val := ops[0]%3, uint64(ops[1]%(Size+2)), []int{1, 2, 4}[ops[2]%3], ops[3]

@@ -41,18 +41,21 @@ type step struct {
 	off       uint64
 	val, want byte
 	mask      byte
-	irq       *bool // line level expected after the step, if set
+	irq       level // line level expected after the step
 }
 
-var (
-	hi = func() *bool { b := true; return &b }()
-	lo = func() *bool { b := false; return &b }()
+// level is an expected interrupt line level; the zero value checks nothing.
+type level int8
+
+const (
+	hi level = 1
+	lo level = -1
 )
 
 func w(off uint64, v byte) step        { return step{write: true, off: off, val: v} }
 func r(off uint64, want byte) step     { return step{off: off, want: want} }
 func rm(off uint64, want, m byte) step { return step{off: off, want: want, mask: m} }
-func (s step) line(l *bool) step       { s.irq = l; return s }
+func (s step) line(l level) step       { s.irq = l; return s }
 
 func TestRegisters(t *testing.T) {
 	tests := []struct {
@@ -162,8 +165,8 @@ func TestRegisters(t *testing.T) {
 						t.Fatalf("step %d: read reg %d = %#02x (mask %#02x), want %#02x", i, s.off, got, m, s.want)
 					}
 				}
-				if s.irq != nil && line.high() != *s.irq {
-					t.Fatalf("step %d: irq line %v, want %v", i, line.high(), *s.irq)
+				if s.irq != 0 && line.high() != (s.irq == hi) {
+					t.Fatalf("step %d: irq line %v, want %v", i, line.high(), s.irq == hi)
 				}
 			}
 			// Only loopback and divisor writes may be swallowed; none of these
