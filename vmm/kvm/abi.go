@@ -199,3 +199,27 @@ type MSREntry struct {
 	_     uint32
 	Data  uint64
 }
+
+// kvmDeviceAttr is struct kvm_device_attr; Addr points at the attribute's value.
+type kvmDeviceAttr struct {
+	Flags uint32
+	Group uint32
+	Attr  uint64
+	Addr  uint64
+}
+
+// kvmIRQRoutingHeader is the fixed head of struct kvm_irq_routing (nr, flags; entries[] follow).
+type kvmIRQRoutingHeader struct {
+	NR    uint32
+	Flags uint32
+}
+
+// kvmIRQRoutingEntry is struct kvm_irq_routing_entry; U is the 32-byte union
+// (irqchip: chip, pin; msi: address_lo, address_hi, data, devid).
+type kvmIRQRoutingEntry struct {
+	GSI   uint32
+	Type  uint32
+	Flags uint32
+	_     uint32
+	U     [8]uint32
+}

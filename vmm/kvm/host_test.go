@@ -546,3 +546,69 @@ func TestTSCAndClock(t *testing.T) {
 		t.Errorf("GetClock after SetClock(5s) = %d ns", ns)
 	}
 }
+
+func TestGSIRouting(t *testing.T) {
+	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
+	var routes []kvm.IRQRoute
+	for pin := uint32(0); pin < 24; pin++ {
+		routes = append(routes, kvm.IRQRoute{GSI: pin, Type: kvm.IRQRoutingIRQChip, IRQChip: kvm.IRQChipIOAPIC, Pin: pin})
+	}
+	routes = append(routes, kvm.IRQRoute{GSI: 24, Type: kvm.IRQRoutingMSI, AddressLo: 0xfee00000, Data: 0x31})
+	if err := m.vm.SetGSIRouting(routes); err != nil {
+		t.Fatal(err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(efd) })
+	// An irqfd on the MSI route is what virtio devices use to interrupt.
+	if err := m.vm.IRQFD(efd, 24, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.vm.IRQLine(4, true); err != nil {
+		t.Fatalf("IRQLine through the new IOAPIC route: %v", err)
+	}
+	// The kernel rejects an irqchip pin beyond the IOAPIC's 24.
+	bad := []kvm.IRQRoute{{GSI: 0, Type: kvm.IRQRoutingIRQChip, IRQChip: kvm.IRQChipIOAPIC, Pin: 99}}
+	if err := m.vm.SetGSIRouting(bad); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("route to IOAPIC pin 99 = %v, want EINVAL", err)
+	}
+}
+
+func TestTSCOffsetAttr(t *testing.T) {
+	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
+	if n, _ := m.sys.CheckExtension(kvm.CapVCPUAttributes); n == 0 {
+		t.Skip("KVM_CAP_VCPU_ATTRIBUTES not offered by this host")
+	}
+	ok, err := m.vcpu.HasDeviceAttr(kvm.VCPUTSCCtrl, kvm.VCPUTSCOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Skip("vCPU has no TSC offset attribute on this host")
+	}
+	if ok, err := m.vcpu.HasDeviceAttr(kvm.VCPUTSCCtrl, 12345); err != nil || ok {
+		t.Errorf("HasDeviceAttr(unknown) = %t, %v; want false", ok, err)
+	}
+	initial, err := m.vcpu.GetDeviceAttr(kvm.VCPUTSCCtrl, kvm.VCPUTSCOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const offset = 0x1000000
+	if err := m.vcpu.SetDeviceAttr(kvm.VCPUTSCCtrl, kvm.VCPUTSCOffset, offset); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.vcpu.GetDeviceAttr(kvm.VCPUTSCCtrl, kvm.VCPUTSCOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if initial == 0 && got == 0 {
+		// Seen on the PVM hosts: the attribute exists, reads 0 and drops
+		// writes (a C program doing the same ioctls sees the same).
+		t.Skip("host ignores KVM_VCPU_TSC_OFFSET (reads 0, writes dropped); round trip not checkable here")
+	}
+	if got != offset {
+		t.Errorf("TSC offset = %#x, want %#x", got, offset)
+	}
+}

@@ -71,6 +71,8 @@ const (
 	kvmSignalMSI = iocWrite<<iocDirShift | unsafe.Sizeof(kvmMSI{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xa5
 	// KVM_X86_SET_MSR_FILTER = _IOW(KVMIO, 0xc6, struct kvm_msr_filter)
 	kvmX86SetMSRFilter = iocWrite<<iocDirShift | unsafe.Sizeof(kvmMSRFilter{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xc6
+	// KVM_SET_GSI_ROUTING = _IOW(KVMIO, 0x6a, struct kvm_irq_routing)
+	kvmSetGSIRouting = iocWrite<<iocDirShift | unsafe.Sizeof(kvmIRQRoutingHeader{})<<iocSizeShift | kvmIO<<iocTypeShift | 0x6a
 	// KVM_ENABLE_CAP = _IOW(KVMIO, 0xa3, struct kvm_enable_cap); on VM and vCPU fds.
 	kvmEnableCap = iocWrite<<iocDirShift | unsafe.Sizeof(kvmEnableCapArg{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xa3
 )
@@ -113,6 +115,12 @@ const (
 	kvmSetTSCKHz = iocNone<<iocDirShift | kvmIO<<iocTypeShift | 0xa2
 	// KVM_GET_TSC_KHZ = _IO(KVMIO, 0xa3); the frequency is the return value.
 	kvmGetTSCKHz = iocNone<<iocDirShift | kvmIO<<iocTypeShift | 0xa3
+	// KVM_SET_DEVICE_ATTR = _IOW(KVMIO, 0xe1, struct kvm_device_attr); also on vCPU fds.
+	kvmSetDeviceAttr = iocWrite<<iocDirShift | unsafe.Sizeof(kvmDeviceAttr{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xe1
+	// KVM_GET_DEVICE_ATTR = _IOW(KVMIO, 0xe2, struct kvm_device_attr) (_IOW: the struct holds a pointer the kernel writes through).
+	kvmGetDeviceAttr = iocWrite<<iocDirShift | unsafe.Sizeof(kvmDeviceAttr{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xe2
+	// KVM_HAS_DEVICE_ATTR = _IOW(KVMIO, 0xe3, struct kvm_device_attr)
+	kvmHasDeviceAttr = iocWrite<<iocDirShift | unsafe.Sizeof(kvmDeviceAttr{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xe3
 )
 
 // ioctl issues an ioctl whose argument is a plain integer and returns the

@@ -30,6 +30,8 @@ func goABI() map[string]uintptr {
 		fe   failEntryExit
 		ex   exceptionExit
 		hc   HypercallExit
+		da   kvmDeviceAttr
+		re   kvmIRQRoutingEntry
 	)
 	u := unsafe.Offsetof(run.Exit)
 	return map[string]uintptr{
@@ -138,6 +140,19 @@ func goABI() map[string]uintptr {
 		"offsetof kvm_msr_filter.ranges":                       unsafe.Offsetof(mf.Ranges),
 		"sizeof kvm_pit_config":                                unsafe.Sizeof(kvmPITConfig{}),
 		"sizeof kvm_irq_level":                                 unsafe.Sizeof(kvmIRQLevel{}),
+		"sizeof kvm_device_attr":                               unsafe.Sizeof(da),
+		"offsetof kvm_device_attr.group":                       unsafe.Offsetof(da.Group),
+		"offsetof kvm_device_attr.attr":                        unsafe.Offsetof(da.Attr),
+		"offsetof kvm_device_attr.addr":                        unsafe.Offsetof(da.Addr),
+		"sizeof kvm_irq_routing":                               unsafe.Sizeof(kvmIRQRoutingHeader{}),
+		"sizeof kvm_irq_routing_entry":                         unsafe.Sizeof(re),
+		"offsetof kvm_irq_routing_entry.type":                  unsafe.Offsetof(re.Type),
+		"offsetof kvm_irq_routing_entry.flags":                 unsafe.Offsetof(re.Flags),
+		"offsetof kvm_irq_routing_entry.u":                     unsafe.Offsetof(re.U),
+		"offsetof kvm_irq_routing_entry.u.irqchip.pin":         unsafe.Offsetof(re.U) + 4,
+		"offsetof kvm_irq_routing_entry.u.msi.address_hi":      unsafe.Offsetof(re.U) + 4,
+		"offsetof kvm_irq_routing_entry.u.msi.data":            unsafe.Offsetof(re.U) + 8,
+		"offsetof kvm_irq_routing_entry.u.msi.devid":           unsafe.Offsetof(re.U) + 12,
 		"sizeof kvm_clock_data":                                unsafe.Sizeof(cd),
 		"offsetof kvm_clock_data.realtime":                     unsafe.Offsetof(cd.Realtime),
 		"offsetof kvm_clock_data.host_tsc":                     unsafe.Offsetof(cd.HostTSC),
@@ -162,6 +177,10 @@ func goABI() map[string]uintptr {
 		"ioctl KVM_SIGNAL_MSI":             kvmSignalMSI,
 		"ioctl KVM_X86_SET_MSR_FILTER":     kvmX86SetMSRFilter,
 		"ioctl KVM_ENABLE_CAP":             kvmEnableCap,
+		"ioctl KVM_SET_GSI_ROUTING":        kvmSetGSIRouting,
+		"ioctl KVM_SET_DEVICE_ATTR":        kvmSetDeviceAttr,
+		"ioctl KVM_GET_DEVICE_ATTR":        kvmGetDeviceAttr,
+		"ioctl KVM_HAS_DEVICE_ATTR":        kvmHasDeviceAttr,
 		"ioctl KVM_RUN":                    kvmRun,
 		"ioctl KVM_GET_REGS":               kvmGetRegs,
 		"ioctl KVM_SET_REGS":               kvmSetRegs,
@@ -188,7 +207,24 @@ func goABI() map[string]uintptr {
 // without a C compiler. Sizes and offsets are in bytes.
 func kernelABI() map[string]uintptr {
 	return map[string]uintptr{
-		"sizeof kvm_run": 2352,
+		"sizeof kvm_device_attr":                                    24,
+		"offsetof kvm_device_attr.group":                            4,
+		"offsetof kvm_device_attr.attr":                             8,
+		"offsetof kvm_device_attr.addr":                             16,
+		"sizeof kvm_irq_routing":                                    8,
+		"sizeof kvm_irq_routing_entry":                              48,
+		"offsetof kvm_irq_routing_entry.type":                       4,
+		"offsetof kvm_irq_routing_entry.flags":                      8,
+		"offsetof kvm_irq_routing_entry.u":                          16,
+		"offsetof kvm_irq_routing_entry.u.irqchip.pin":              20,
+		"offsetof kvm_irq_routing_entry.u.msi.address_hi":           20,
+		"offsetof kvm_irq_routing_entry.u.msi.data":                 24,
+		"offsetof kvm_irq_routing_entry.u.msi.devid":                28,
+		"ioctl KVM_SET_GSI_ROUTING":                                 0x4008ae6a,
+		"ioctl KVM_SET_DEVICE_ATTR":                                 0x4018aee1,
+		"ioctl KVM_GET_DEVICE_ATTR":                                 0x4018aee2,
+		"ioctl KVM_HAS_DEVICE_ATTR":                                 0x4018aee3,
+		"sizeof kvm_run":                                            2352,
 		"offsetof kvm_run.request_interrupt_window":                 0,
 		"offsetof kvm_run.immediate_exit":                           1,
 		"offsetof kvm_run.exit_reason":                              8,

@@ -267,8 +267,14 @@ func (vm *VM) SetMSRFilter(f MSRFilter) error {
 	if err != nil {
 		return err
 	}
+	// The kernel copies the bitmaps during the ioctl; pinning keeps them
+	// allocated and in place until it returns.
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	for _, bm := range keep {
+		pin.Pin(&bm[0])
+	}
 	_, err = ioctlPtr(vm.fd, kvmX86SetMSRFilter, unsafe.Pointer(k))
-	// The kernel copies the bitmaps during the ioctl: they must outlive it.
 	runtime.KeepAlive(keep)
 	if err != nil {
 		return fmt.Errorf("KVM_X86_SET_MSR_FILTER (%d ranges): %w", len(f.Ranges), err)
