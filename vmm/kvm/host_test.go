@@ -612,3 +612,52 @@ func TestTSCOffsetAttr(t *testing.T) {
 		t.Errorf("TSC offset = %#x, want %#x", got, offset)
 	}
 }
+
+// TestKickRunningVCPU checks the cancellation recipe vmm relies on: set
+// immediate_exit, then signal the vCPU thread. Whether the signal lands
+// while the guest runs or before KVM_RUN is entered, Run returns EINTR.
+func TestKickRunningVCPU(t *testing.T) {
+	// out 0x10,al; jmp $ (spins in the guest until kicked)
+	m := newMachine(t, []byte{0xe6, 0x10, 0xeb, 0xfe}, setup{irqchip: true})
+	type result struct {
+		exit uint32
+		err  error
+	}
+	tid := make(chan int)
+	done := make(chan result)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := m.vcpu.Run(); err != nil {
+			done <- result{err: err}
+			return
+		}
+		if r := m.vcpu.RunData().ExitReason; r != kvm.ExitIO {
+			done <- result{exit: r}
+			return
+		}
+		tid <- unix.Gettid()
+		for {
+			err := m.vcpu.Run()
+			if errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			done <- result{exit: m.vcpu.RunData().ExitReason, err: err}
+			return
+		}
+	}()
+	var thread int
+	select {
+	case thread = <-tid:
+	case r := <-done:
+		t.Fatalf("first run: exit %s, err %v; want the IO exit", kvm.ExitReasonName(r.exit), r.err)
+	}
+	m.vcpu.RunData().ImmediateExit = 1
+	if err := unix.Tgkill(unix.Getpid(), thread, unix.SIGURG); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if !errors.Is(r.err, unix.EINTR) {
+		t.Fatalf("kicked Run = exit %s, err %v; want EINTR", kvm.ExitReasonName(r.exit), r.err)
+	}
+}
