@@ -1,0 +1,44 @@
+package acpi
+
+import (
+	"fmt"
+
+	"github.com/vmmdev/vmm/firmware/acpi/aml"
+	"github.com/vmmdev/vmm/layout"
+)
+
+// dsdtBody is the DSDT's AML: the S5 sleep type for power-off, a processor
+// device per CPU (matched to the MADT by _UID), COM1, the pvpanic device and
+// whatever cfg.Devices adds to \_SB.
+func dsdtBody(cfg Config) []byte {
+	sb := make([]aml.Term, 0, cfg.CPUs+2+len(cfg.Devices))
+	for i := range cfg.CPUs {
+		sb = append(sb, aml.Device(fmt.Sprintf("C%03X", i),
+			aml.Name("_HID", aml.String("ACPI0007")),
+			aml.Name("_UID", aml.Int(i)),
+		))
+	}
+	sb = append(sb,
+		aml.Device("COM1",
+			aml.Name("_HID", aml.EISAID("PNP0501")),
+			aml.Name("_UID", aml.One),
+			aml.Name("_CRS", aml.ResourceTemplate(
+				aml.IO(true, layout.PortCOM1, layout.PortCOM1, 0, 8),
+				aml.IRQNoFlags(layout.IRQCOM1),
+			)),
+		),
+		// QEMU's ISA pvpanic device; Linux's pvpanic driver binds to QEMU0001.
+		aml.Device("PEVT",
+			aml.Name("_HID", aml.String("QEMU0001")),
+			aml.Name("_CRS", aml.ResourceTemplate(
+				aml.IO(true, layout.PortPVPanic, layout.PortPVPanic, 1, 1),
+			)),
+			aml.Method("_STA", 0, false, aml.Return(aml.Int(0x0f))),
+		),
+	)
+	sb = append(sb, cfg.Devices...)
+	return aml.Terms(
+		aml.Name(`\_S5`, aml.Package(aml.Int(layout.SleepTypeS5), aml.Zero)),
+		aml.Scope(`\_SB`, sb...),
+	).AML()
+}
