@@ -28,10 +28,12 @@ func GoBinary(ctx context.Context, cfg Config, pkg, name string) (string, error)
 	if err != nil {
 		return "", err
 	}
-	key, err := SourceKey(ctx, pkg)
+	src, err := SourceKey(ctx, pkg)
 	if err != nil {
 		return "", err
 	}
+	// The tag names BuildGo's flags: changing them must change the key.
+	key := KeyOf("gobuild-v1 static trimpath -s -w", src)
 	out := filepath.Join(cfg.Out, "bin", name)
 	rebuilt, err := Cached(out, key, func(tmp string) error { return BuildGo(ctx, pkg, tmp) })
 	if err != nil {

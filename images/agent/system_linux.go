@@ -93,6 +93,10 @@ func readKernelLog() ([]string, error) {
 
 // end performs the action. It returns only on failure.
 func (s linuxSystem) end(action string, failures int) error {
+	// Console writes return once the tty has the bytes, not once the UART
+	// sent them; a debug-exit write or poweroff ends the VM at once and
+	// would lose the summary. Wait for the console to drain first.
+	drainConsole()
 	switch action {
 	case actionReboot:
 		unix.Sync()
@@ -155,4 +159,10 @@ func (linuxSystem) hang() {
 	for {
 		_ = unix.Pause() // returns only when a signal is caught; pause again
 	}
+}
+
+// drainConsole waits until the console has transmitted what was written
+// (tcdrain: TCSBRK with a non-zero argument sends no break).
+func drainConsole() {
+	_ = unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
 }
