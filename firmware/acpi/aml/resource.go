@@ -12,9 +12,6 @@ type Descriptor interface {
 	Descriptor() []byte
 }
 
-// endTag is the small End Tag item; a zero checksum means "treat as valid".
-var endTag = []byte{0x79, 0x00}
-
 // ResourceTemplate is ASL's ResourceTemplate(){...}: a Buffer holding the
 // descriptors followed by an End Tag.
 func ResourceTemplate(descs ...Descriptor) Term {
@@ -22,7 +19,8 @@ func ResourceTemplate(descs ...Descriptor) Term {
 	for _, d := range descs {
 		b = append(b, d.Descriptor()...)
 	}
-	return Buffer(append(b, endTag...))
+	// The small End Tag item; a zero checksum means "treat as valid".
+	return Buffer(append(b, 0x79, 0x00))
 }
 
 type descBytes []byte
