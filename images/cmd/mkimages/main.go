@@ -1,40 +1,65 @@
-// Command mkimages builds the images the end-to-end tests boot: Debian's
-// kernel and modules and the guest initramfs, under build/images by default.
-// Each artifact is rebuilt only when its inputs change.
+// Command mkimages builds the images the end-to-end tests boot, under
+// build/images by default: Debian's kernel and modules, the guest initramfs
+// (guest agent as /init) and, unless -outer=false, the nested test host's
+// outer initramfs with vmm and the e2e suite's scenarios. Each artifact is
+// rebuilt only when its inputs change.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"time"
 
+	"github.com/vmmdev/vmm/e2e"
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/testhost"
 )
 
+type options struct {
+	out     string
+	outer   bool
+	timeout time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("mkimages", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.out, "out", "", "artifact directory (default <module root>/build/images)")
+	fs.BoolVar(&o.outer, "outer", true, "also build the outer initramfs (builds ./cmd/vmm; needs qemu-system-x86_64, installed when missing and root)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "deadline for the whole build")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() != 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, nil
+}
+
 func main() {
-	out := flag.String("out", "", "artifact directory (default <module root>/build/images)")
-	timeout := flag.Duration("timeout", 30*time.Minute, "deadline for the whole build")
-	flag.Parse()
-	if flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: mkimages [-out DIR] [-timeout DUR]")
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mkimages:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, images.Config{Out: *out, Log: log}); err != nil {
+	if err := run(ctx, o, images.Config{Out: o.out, Log: log}, os.Stdout); err != nil {
 		log.Error("mkimages failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cfg images.Config) error {
+func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) error {
 	k, err := images.Kernel(ctx, cfg)
 	if err != nil {
 		return err
@@ -43,6 +68,19 @@ func run(ctx context.Context, cfg images.Config) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("kernel=%s\nversion=%s\nmodules=%s\nguest=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest)
+	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest)
+	if !o.outer {
+		return nil
+	}
+	scenarios, err := e2e.Scenarios()
+	if err != nil {
+		return fmt.Errorf("e2e scenarios: %w", err)
+	}
+	suite := testhost.Suite{Config: cfg, Scenarios: scenarios, InstallQEMU: os.Geteuid() == 0}
+	m, err := suite.Prepare(ctx)
+	if err != nil {
+		return fmt.Errorf("outer initramfs: %w", err)
+	}
+	fmt.Fprintf(stdout, "outer=%s\n", m.Initrd)
 	return nil
 }
