@@ -40,12 +40,12 @@ const (
 	startInfoVersion = 1 // the version with the memory map fields
 
 	// Layout of the BootInfo page: start_info, one module entry, memory map.
-	offModList    = 64 // past the 56-byte start_info, 8-byte aligned
-	modEntrySize  = 32
-	offMemMap     = offModList + modEntrySize
-	memMapEntry   = 24
-	bootInfoSize  = 4096
-	maxMemMap     = (bootInfoSize - offMemMap) / memMapEntry
+	offModList   = 64 // past the 56-byte start_info, 8-byte aligned
+	modEntrySize = 32
+	offMemMap    = offModList + modEntrySize
+	memMapEntry  = 24
+	bootInfoSize = 4096
+	maxMemMap    = (bootInfoSize - offMemMap) / memMapEntry
 
 	pageSize = 4096
 )

@@ -66,7 +66,7 @@ func TestParseErrors(t *testing.T) {
 		"not ELF":      {[]byte("MZ not an elf file"), ErrNotELF},
 		"no note":      {vmlinux(elf.ELFCLASS64, nil), ErrNoPVHNote},
 		"odd note":     {vmlinux(elf.ELFCLASS64, []byte{1, 2}), ErrMalformed},
-		"entry > 4G":   {vmlinux(elf.ELFCLASS64, entry8(1 << 32)), ErrUnsupported},
+		"entry > 4G":   {vmlinux(elf.ELFCLASS64, entry8(1<<32)), ErrUnsupported},
 		"truncated":    {full[:len(full)-30], ErrTruncated},
 		"below 1 MiB":  {low, ErrUnsupported},
 		"no segments":  {noLoad, ErrMalformed},
