@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmmdev/vmm/boot"
 	"github.com/vmmdev/vmm/boot/internal/fakemem"
+	"github.com/vmmdev/vmm/boot/internal/testkernel"
 	"github.com/vmmdev/vmm/firmware/e820"
 	"github.com/vmmdev/vmm/layout"
 )
@@ -23,29 +24,7 @@ var le = binary.LittleEndian
 func bzImage(pmSize int) []byte { return bzImageSetup(4, pmSize) }
 
 // bzImageSetup is bzImage with setupSects setup sectors (small fuzz seeds).
-func bzImageSetup(setupSects, pmSize int) []byte {
-	data := make([]byte, (setupSects+1)*512+pmSize)
-	data[offSetupSects] = byte(setupSects)
-	le.PutUint32(data[offSysSize:], uint32((pmSize+15)/16))
-	le.PutUint16(data[offBootFlag:], bootFlag)
-	data[offJump], data[offJump+1] = 0xeb, 0x6a // header ends at 0x26c
-	le.PutUint32(data[offHeaderMagic:], headerMagic)
-	le.PutUint16(data[offVersion:], 0x020f)
-	data[offLoadFlags] = loadedHigh
-	le.PutUint32(data[offInitrdAddrMax:], 0x7fffffff)
-	le.PutUint32(data[offKernelAlign:], 0x200000)
-	data[offRelocatable] = 1
-	le.PutUint16(data[offXLoadFlags:], 0x3)
-	le.PutUint32(data[offCmdlineSize:], 2047)
-	le.PutUint32(data[offPayloadOffset:], 0x10)
-	le.PutUint32(data[offPayloadLength:], uint32(pmSize/2))
-	le.PutUint64(data[offPrefAddress:], 0x1000000)
-	le.PutUint32(data[offInitSize:], 0x800000)
-	for i := (setupSects + 1) * 512; i < len(data); i++ {
-		data[i] = byte(i*7 + 1)
-	}
-	return data
-}
+func bzImageSetup(setupSects, pmSize int) []byte { return testkernel.BzImage(setupSects, pmSize) }
 
 func TestParse(t *testing.T) {
 	data := bzImage(8192)

@@ -1,0 +1,170 @@
+package loader
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/boot/internal/elfbuild"
+	"github.com/vmmdev/vmm/boot/internal/fakemem"
+	"github.com/vmmdev/vmm/boot/internal/testkernel"
+	"github.com/vmmdev/vmm/boot/linux"
+	"github.com/vmmdev/vmm/boot/multiboot"
+	"github.com/vmmdev/vmm/boot/pvh"
+	"github.com/vmmdev/vmm/layout"
+)
+
+const mib = 1 << 20
+
+// pvhAndMultiboot is an ELF with both a PVH note and a multiboot header: PVH wins.
+func pvhAndMultiboot() []byte {
+	entry := make([]byte, 4)
+	binary.LittleEndian.PutUint32(entry, 0x100000)
+	text := append(make([]byte, 16), testkernel.MultibootHeader(0)...)
+	return elfbuild.Build(elf.ELFCLASS32, elf.EM_386, 0x100000, []elfbuild.Segment{
+		{Type: elf.PT_LOAD, Paddr: 0x100000, Vaddr: 0x100000, Data: text},
+		{Type: elf.PT_NOTE, Data: elfbuild.Note("Xen", 18, entry)},
+	})
+}
+
+// plainELF is an ELF executable with neither a PVH note nor a multiboot header.
+func plainELF() []byte {
+	return elfbuild.Build(elf.ELFCLASS64, elf.EM_X86_64, 0x400000, []elfbuild.Segment{
+		{Type: elf.PT_LOAD, Paddr: 0x400000, Vaddr: 0x400000, Data: []byte("hello")},
+	})
+}
+
+func TestDetect(t *testing.T) {
+	brokenBz := testkernel.BzImage(4, 4096)
+	brokenBz[0x206] = 0 // protocol 2.00
+	for name, tc := range map[string]struct {
+		data []byte
+		want Format
+	}{
+		"bzImage":               {testkernel.BzImage(4, 4096), BzImage},
+		"bzImage, unsupported":  {brokenBz, BzImage},
+		"bzImage, truncated":    {testkernel.BzImage(4, 4096)[:3000], BzImage},
+		"PVH":                   {testkernel.PVH(), PVH},
+		"PVH truncated":         {testkernel.PVH()[:200], PVH},
+		"multiboot ELF":         {testkernel.Multiboot(), Multiboot},
+		"PVH and multiboot":     {pvhAndMultiboot(), PVH},
+		"multiboot flat binary": {append(make([]byte, 64), testkernel.MultibootHeader(0x10000, 0x100040, 0x100000, 0, 0, 0x100000)...), Multiboot},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Detect(tc.data)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	for name, data := range map[string][]byte{
+		"empty":     nil,
+		"text":      []byte("#!/bin/sh\necho not a kernel\n"),
+		"plain ELF": plainELF(),
+		"PE":        append([]byte("MZ"), make([]byte, 4096)...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Detect(data)
+			require.ErrorIs(t, err, ErrNotKernel)
+			require.Equal(t, Unknown, got)
+		})
+	}
+}
+
+func TestFormatString(t *testing.T) {
+	require.Equal(t, "bzImage", BzImage.String())
+	require.Equal(t, "PVH ELF", PVH.String())
+	require.Equal(t, "multiboot", Multiboot.String())
+	require.Equal(t, "unknown", Format(42).String())
+}
+
+func TestLoadEachFormat(t *testing.T) {
+	const memSize = 128 * mib
+	for name, tc := range map[string]struct {
+		kernel []byte
+		want   boot.Entry
+	}{
+		"bzImage":   {testkernel.BzImage(4, 4096), boot.Entry{Mode: boot.Long64, IP: 0x100200, RSI: layout.ZeroPage}},
+		"PVH":       {testkernel.PVH(), boot.Entry{Mode: boot.Protected32, IP: testkernel.PVHEntry, RBX: layout.BootInfo}},
+		"multiboot": {testkernel.Multiboot(), boot.Entry{Mode: boot.Protected32, IP: testkernel.MultibootEntry, RAX: 0x2badb002, RBX: layout.BootInfo}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			initrd := []byte("initrd!")
+			require.NoError(t, Check(tc.kernel, int64(len(initrd)), "console=ttyS0", memSize))
+			mem := fakemem.New(memSize)
+			entry, err := Load(tc.kernel, initrd, "console=ttyS0", mem, memSize, 0xe0000)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, entry)
+			require.Equal(t, []byte("console=ttyS0\x00"), mem.Read(layout.Cmdline, 14))
+		})
+	}
+}
+
+func TestLoadInitrdIsMultibootModule(t *testing.T) {
+	mem := fakemem.New(16 * mib)
+	_, err := Load(testkernel.Multiboot(), []byte("mod"), "", mem, 16*mib, 0)
+	require.NoError(t, err)
+	info := mem.Read(layout.BootInfo, 32)
+	require.Equal(t, uint32(1), binary.LittleEndian.Uint32(info[20:]), "mods_count")
+	mod := mem.Read(uint64(binary.LittleEndian.Uint32(info[24:])), 8)
+	require.Equal(t, []byte("mod"), mem.Read(uint64(binary.LittleEndian.Uint32(mod)), 3))
+
+	mem = fakemem.New(16 * mib)
+	_, err = Load(testkernel.Multiboot(), nil, "", mem, 16*mib, 0)
+	require.NoError(t, err)
+	require.Zero(t, binary.LittleEndian.Uint32(mem.Read(layout.BootInfo+20, 4)), "no initrd, no module")
+}
+
+func TestCheckErrors(t *testing.T) {
+	bz := testkernel.BzImage(4, 4096)
+	for name, tc := range map[string]struct {
+		err  error
+		want error
+	}{
+		"not a kernel":      {Check([]byte("hello"), 0, "", 64*mib), ErrNotKernel},
+		"bz truncated":      {Check(bz[:len(bz)-64], 0, "", 64*mib), linux.ErrTruncated},
+		"bz cmdline":        {Check(bz, 0, string(make([]byte, 2048)), 64*mib), linux.ErrCmdlineTooLong},
+		"bz initrd":         {Check(bz, 64*mib, "", 64*mib), linux.ErrInitrdTooLarge},
+		"bz memory":         {Check(bz, 0, "", 16*mib), linux.ErrNotEnoughMemory},
+		"PVH truncated":     {Check(testkernel.PVH()[:300], 0, "", 64*mib), pvh.ErrTruncated},
+		"PVH initrd":        {Check(testkernel.PVH(), 63*mib, "", 64*mib), pvh.ErrInitrdTooLarge},
+		"PVH memory":        {Check(testkernel.PVH(), 0, "", 17*mib), pvh.ErrNotEnoughMemory},
+		"multiboot initrd":  {Check(testkernel.Multiboot(), 64*mib, "", 64*mib), multiboot.ErrModulesTooLarge},
+		"multiboot cmdline": {Check(testkernel.Multiboot(), 0, string(make([]byte, layout.CmdlineMax)), 64*mib), multiboot.ErrCmdlineTooLong},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.ErrorIs(t, tc.err, tc.want)
+		})
+	}
+	require.ErrorContains(t, Check(bz[:len(bz)-64], 0, "", 64*mib), "bzImage kernel: ")
+	require.Error(t, Check(bz, -1, "", 64*mib))
+
+	// Load refuses the same inputs before writing anything.
+	mem := fakemem.New(64 * mib)
+	_, err := Load(bz, make([]byte, 64*mib), "", mem, 64*mib, 0)
+	require.ErrorIs(t, err, linux.ErrInitrdTooLarge)
+	require.Zero(t, mem.Writes)
+	_, err = Load([]byte("nope"), nil, "", mem, 64*mib, 0)
+	require.ErrorIs(t, err, ErrNotKernel)
+}
+
+func FuzzDetect(f *testing.F) {
+	f.Add(testkernel.BzImage(1, 64))
+	f.Add(testkernel.PVH())
+	f.Add(testkernel.Multiboot())
+	f.Add(plainELF())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		format, err := Detect(data)
+		if (err == nil) == (format == Unknown) {
+			t.Fatalf("format %v with error %v", format, err)
+		}
+		if err := Check(data, 1, "console=ttyS0", 64*mib); err != nil {
+			return
+		}
+		if _, err := Load(data, []byte{1}, "console=ttyS0", fakemem.New(64*mib), 64*mib, 0); err != nil {
+			t.Fatalf("Check passed but Load failed: %v", err)
+		}
+	})
+}
