@@ -29,6 +29,9 @@ func (s step) run(ctx context.Context, argv ...string) ([]byte, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = s.dir
+	// A killed step's children (apt's download methods) may keep its pipes
+	// open; do not wait on them for long.
+	cmd.WaitDelay = 5 * time.Second
 	if len(s.env) > 0 {
 		cmd.Env = append(os.Environ(), s.env...)
 	}
@@ -36,7 +39,7 @@ func (s step) run(ctx context.Context, argv ...string) ([]byte, error) {
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	err := cmd.Run()
-	if ctx.Err() == context.DeadlineExceeded {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("%s: %w after %v (%s)", s.name, ErrStepTimeout, s.timeout, strings.Join(argv, " "))
 	}
 	if err != nil {
