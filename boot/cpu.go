@@ -48,7 +48,8 @@ const (
 	gdtSize  = 4 * 8
 	idtSize  = 8
 	// pdPages page directories of 512 2-MiB entries map 4 GiB.
-	pdPages = 4
+	pdPages        = 4
+	identityMapped = pdPages << 30
 )
 
 // Segment descriptors (flags nibble, access byte) for the boot GDT; base 0,
@@ -81,6 +82,9 @@ func SetupCPU(mem io.WriterAt, e Entry, sregs *kvm.Sregs, regs *kvm.Regs) error 
 		}
 		setupProtected(sregs, false)
 	case Long64:
+		if e.IP >= identityMapped {
+			return fmt.Errorf("%w: 64-bit entry point %#x beyond the identity-mapped 4 GiB", ErrBadEntry, e.IP)
+		}
 		if err := writeGDT(mem, flagsCode64); err != nil {
 			return err
 		}

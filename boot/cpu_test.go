@@ -116,6 +116,7 @@ func TestSetupCPUErrors(t *testing.T) {
 		{Mode: Mode(7)},
 		{Mode: RealMode, IP: 0x10000},
 		{Mode: Protected32, IP: 1 << 32},
+		{Mode: Long64, IP: 1 << 32},
 	} {
 		s := resetSregs()
 		require.ErrorIs(t, SetupCPU(fakemem.New(1<<20), e, &s, &regs), ErrBadEntry, "%+v", e)

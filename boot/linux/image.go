@@ -145,6 +145,9 @@ func Parse(data []byte) (*Image, error) {
 		return nil, fmt.Errorf("%w: compressed payload ends at %d, protected-mode code is %d bytes", ErrTruncated, end, len(pm))
 	}
 	hdrEnd := min(offHeaderMagic+int(data[offJump+1]), headerMax)
+	if hdrEnd < offInitSize+4 {
+		return nil, fmt.Errorf("%w: setup header ends at %#x, before init_size", ErrUnsupported, hdrEnd)
+	}
 	return &Image{
 		Header:        h,
 		SetupSects:    setupSects,

@@ -65,6 +65,7 @@ func TestParseErrors(t *testing.T) {
 		"payload beyond":   {func(b []byte) []byte { le.PutUint32(b[offPayloadLength:], 1<<20); return b }, ErrTruncated},
 		"old protocol":     {func(b []byte) []byte { le.PutUint16(b[offVersion:], 0x020b); return b }, ErrUnsupported},
 		"no 64-bit entry":  {func(b []byte) []byte { le.PutUint16(b[offXLoadFlags:], 0x2); return b }, ErrUnsupported},
+		"short header":     {func(b []byte) []byte { b[offJump+1] = 0x20; return b }, ErrUnsupported},
 		"zImage":           {func(b []byte) []byte { b[offLoadFlags] = 0; return b }, ErrUnsupported},
 	} {
 		t.Run(name, func(t *testing.T) {
