@@ -28,7 +28,9 @@ func BuildGo(ctx context.Context, pkg, out string) error {
 	}
 	s := step{name: "go build " + pkg, timeout: 10 * time.Minute, dir: root,
 		env: []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}}
-	_, err = s.run(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	// -buildvcs=false: the binary depends on the sources only, not on the
+	// checkout's git state (and needs no git).
+	_, err = s.run(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
 	return err
 }
 

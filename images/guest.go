@@ -33,7 +33,7 @@ func GoBinary(ctx context.Context, cfg Config, pkg, name string) (string, error)
 		return "", err
 	}
 	// The tag names BuildGo's flags: changing them must change the key.
-	key := KeyOf("gobuild-v1 static trimpath -s -w", src)
+	key := KeyOf("gobuild-v2 static trimpath buildvcs=false -s -w", src)
 	out := filepath.Join(cfg.Out, "bin", name)
 	rebuilt, err := Cached(out, key, func(tmp string) error { return BuildGo(ctx, pkg, tmp) })
 	if err != nil {
