@@ -1,0 +1,52 @@
+# vmm: build, test, images, benchmarks. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+export CGO_ENABLED := 0
+
+# Debian packages the tests and images need (installed by `make setup`).
+DEB_PACKAGES := qemu-system-x86 acpica-tools
+
+.PHONY: all build setup test unit lint fuzz e2e images run bench clean help
+
+all: build
+
+build: ## build bin/vmm (static)
+	$(GO) build -o $(BIN)/vmm ./cmd/vmm
+
+setup: ## install the Debian packages and Go tools the tests need (idempotent)
+	@scripts/setup.sh $(DEB_PACKAGES)
+
+test: setup lint unit ## everything: lint, unit + host-KVM tests, fuzz seeds; e2e in the nested test host when CI=true
+ifeq ($(CI),true)
+	$(MAKE) fuzz e2e
+endif
+
+unit: build
+	$(GO) test -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$$($(GO) env GOPATH)/bin/staticcheck ./...
+
+fuzz: ## run every fuzz target for a bounded time (FUZZTIME, default 15s each)
+	@scripts/fuzz.sh $${FUZZTIME:-15s}
+
+images: ## build the guest and nested-test-host images under build/
+	$(GO) run ./images/cmd/mkimages -out build/images
+
+e2e: build ## boot real Debian guests under vmm inside the nested test host
+	VMM_E2E=1 $(GO) test -count=1 -v -timeout 50m ./e2e/
+
+run: build setup ## boot the default Debian guest (directly on hardware KVM, else in the nested test host)
+	@scripts/run-default.sh
+
+bench: build setup ## vmm vs QEMU boot times inside one nested-host boot
+	$(GO) run ./images/cmd/bench
+
+clean:
+	rm -rf $(BIN) build
+
+help:
+	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed -E 's/:.*## /\t/'

@@ -1,0 +1,227 @@
+// Command vmm runs KVM virtual machines: `vmm run` boots a guest, `vmm probe`
+// reports what this host's KVM offers. This file is flag parsing and exit
+// codes only; the machine lives in package vmm.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmmdev/vmm/vmm"
+	"github.com/vmmdev/vmm/vmm/console"
+)
+
+const usage = `usage: vmm <command> [flags]
+
+commands:
+  run     boot a guest (vmm run -h for flags)
+  probe   report what this host's KVM offers (--json for machine-readable output)
+
+exit codes of vmm run:
+  0 guest powered off   1 VMM error   2 usage error   3 guest panic   4 timeout
+  5 guest reset or triple fault   2k+1 guest wrote k to the debug-exit port 0xf4
+  130 interrupted by a signal
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return vmm.ExitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "probe":
+		return cmdProbe(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "vmm: unknown command %q\n%s", args[0], usage)
+	return vmm.ExitUsage
+}
+
+// runFlags are the flags of `vmm run`.
+type runFlags struct {
+	kernel, initrd, cmdline string
+	cpus                    int
+	memory                  string
+	console                 string
+	timeout                 time.Duration
+	logLevel                string
+	kvmDevice               string
+}
+
+func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vmm run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f runFlags
+	fs.StringVar(&f.kernel, "kernel", "", "guest kernel: bzImage, PVH ELF (vmlinux) or multiboot ELF (required)")
+	fs.StringVar(&f.initrd, "initrd", "", "initial ramdisk (multiboot: the first module)")
+	fs.StringVar(&f.cmdline, "cmdline", "console=ttyS0", "kernel command line")
+	fs.IntVar(&f.cpus, "cpus", vmm.DefaultCPUs, "number of vCPUs")
+	fs.StringVar(&f.memory, "memory", "512M", "guest RAM: a number of MiB, or with a K, M, G or T suffix")
+	fs.StringVar(&f.console, "console", "stdio", "serial console: stdio, file:PATH or none")
+	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest with exit code 4 after this long (e.g. 60s); 0 for none")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "VMM log level on stderr: debug, info, warn or error")
+	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return vmm.ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vmm run: unexpected argument %q\n", fs.Arg(0))
+		return vmm.ExitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "vmm run: --log-level: %q is not one of debug, info, warn, error\n", f.logLevel)
+		return vmm.ExitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	mem, err := parseSize(f.memory)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmm run: --memory: %v\n", err)
+		return vmm.ExitUsage
+	}
+	cfg := vmm.Config{
+		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
+		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "vmm run: %v\n", err)
+		return vmm.ExitError
+	}
+	con, err := console.Open(f.console, stdin, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmm run: --console: %v\n", err)
+		return vmm.ExitError
+	}
+	defer con.Close()
+	cfg.ConsoleOut, cfg.ConsoleIn = con.Out(), con.In()
+
+	m, err := vmm.New(cfg, log)
+	if err != nil {
+		con.Close()
+		fmt.Fprintf(stderr, "vmm run: %v\n", err)
+		return vmm.ExitError
+	}
+	defer m.Close()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	res := m.Run(ctx)
+	con.Close()
+	code := res.Reason.ExitCode()
+	log.Info("guest stopped", "reason", res.Reason.String(), "exit_code", code, "wall", res.Wall)
+	if res.Reason.Kind == vmm.StopError {
+		fmt.Fprintf(stderr, "vmm run: %s\n", res.Reason)
+	}
+	return code
+}
+
+// parseSize reads a memory size: a plain number is MiB (as QEMU's -m);
+// K, M, G and T suffixes (optionally followed by "iB" or "B") are binary units.
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
+	mult := uint64(1 << 20)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'm', 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'g', 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 't', 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size (examples: 512, 512M, 2G)", s)
+	}
+	if n > (1<<64-1)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+func cmdProbe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vmm probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	dev := fs.String("device", "/dev/kvm", "KVM device node")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return vmm.ExitUsage
+	}
+	r := vmm.Probe(*dev)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			fmt.Fprintf(stderr, "vmm probe: %v\n", err)
+			return vmm.ExitError
+		}
+	} else {
+		printProbe(stdout, r)
+	}
+	if !r.Available {
+		return vmm.ExitError
+	}
+	return 0
+}
+
+func printProbe(w io.Writer, r vmm.ProbeResult) {
+	if !r.Available {
+		fmt.Fprintf(w, "KVM: not available at %s: %s\n", r.Device, r.Error)
+	} else {
+		fmt.Fprintf(w, "KVM: %s, API version %d, up to %d vCPUs\n", r.Device, r.APIVersion, r.MaxVCPUs)
+	}
+	hw := "no"
+	if r.Virtualization == vmm.VirtHardware {
+		hw = "yes"
+	}
+	fmt.Fprintf(w, "hardware virtualization: %s (%s)\n", hw, r.Virtualization)
+	fmt.Fprintf(w, "can boot a real kernel directly: %v\n", r.CanBootLinux)
+	if r.Available {
+		fmt.Fprintf(w, "supported CPUID leaves: %d, MSRs: %d\n", r.CPUIDLeaves, r.MSRs)
+		names := make([]string, 0, len(r.Capabilities))
+		for k := range r.Capabilities {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		for _, k := range names {
+			fmt.Fprintf(w, "  %-24s %d\n", k, r.Capabilities[k])
+		}
+	}
+	for _, m := range r.Missing {
+		fmt.Fprintf(w, "missing (required): %s\n", m)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/internal/testimage"
+)
+
+// TestBadInput: every bad flag or file gives exit 1 (2 for flag syntax) and
+// exactly one line on stderr naming the problem, before any VM exists (the
+// KVM device is a path that does not exist, so reaching KVM would say so).
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+		return p
+	}
+	good := write("bzImage", testimage.BzImage64([]byte{0xf4}))
+	text := write("notes.txt", []byte("this is not a kernel\n"))
+	truncated := write("truncated", testimage.BzImage64([]byte{0xf4})[:700])
+	bigInitrd := write("initrd", make([]byte, 8<<20))
+	noKVM := "--kvm-device=" + filepath.Join(dir, "no-such-kvm")
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string // substring of the one stderr line
+	}{
+		{"no command", nil, 2, "usage"},
+		{"unknown command", []string{"start"}, 2, "unknown command"},
+		{"unknown flag", []string{"run", "--bogus"}, 2, "bogus"},
+		{"cpus not a number", []string{"run", "--cpus", "two"}, 2, "cpus"},
+		{"timeout not a duration", []string{"run", "--timeout", "soon"}, 2, "timeout"},
+		{"memory not a size", []string{"run", "--kernel", good, "--memory", "lots"}, 2, "--memory"},
+		{"memory overflow", []string{"run", "--kernel", good, "--memory", "99999999999T"}, 2, "--memory"},
+		{"stray argument", []string{"run", "--kernel", good, "extra"}, 2, "extra"},
+		{"bad log level", []string{"run", "--log-level", "loud"}, 2, "--log-level"},
+		{"no kernel", []string{"run"}, 1, "--kernel"},
+		{"missing kernel", []string{"run", noKVM, "--kernel", filepath.Join(dir, "nope")}, 1, "no such file"},
+		{"kernel is a directory", []string{"run", noKVM, "--kernel", dir}, 1, "not a regular file"},
+		{"not a kernel", []string{"run", noKVM, "--kernel", text}, 1, "--kernel"},
+		{"truncated bzImage", []string{"run", noKVM, "--kernel", truncated}, 1, "--kernel"},
+		{"missing initrd", []string{"run", noKVM, "--kernel", good, "--initrd", filepath.Join(dir, "nope")}, 1, "--initrd"},
+		{"initrd does not fit", []string{"run", noKVM, "--kernel", good, "--initrd", bigInitrd, "--memory", "4M"}, 1, "initrd"},
+		{"memory zero", []string{"run", noKVM, "--kernel", good, "--memory", "0"}, 1, "--memory"},
+		{"memory unaligned", []string{"run", noKVM, "--kernel", good, "--memory", "1000001K"}, 1, "--memory"},
+		{"memory beyond host", []string{"run", noKVM, "--kernel", good, "--memory", "900G"}, 1, "--memory"},
+		{"zero cpus", []string{"run", noKVM, "--kernel", good, "--cpus", "0"}, 1, "--cpus"},
+		{"too many cpus", []string{"run", noKVM, "--kernel", good, "--cpus", "100000"}, 1, "--cpus"},
+		{"cmdline too long", []string{"run", noKVM, "--kernel", good, "--cmdline", strings.Repeat("a", 4096)}, 1, "command line"},
+		{"negative timeout", []string{"run", noKVM, "--kernel", good, "--timeout", "-1s"}, 1, "--timeout"},
+		{"bad console", []string{"run", noKVM, "--kernel", good, "--console", "tty"}, 1, "--console"},
+		{"console file in missing dir", []string{"run", noKVM, "--kernel", good, "--console", "file:" + filepath.Join(dir, "x", "y")}, 1, "--console"},
+		{"no /dev/kvm", []string{"run", noKVM, "--kernel", good}, 1, "no-such-kvm"},
+		{"probe bad flag", []string{"probe", "--yaml"}, 2, "yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(c.args, nil, &stdout, &stderr)
+			require.Equal(t, c.code, code, "stderr: %s", stderr.String())
+			msg := stderr.String()
+			require.Contains(t, strings.ToLower(msg), strings.ToLower(c.want))
+			if c.code == 1 {
+				require.Equal(t, 1, strings.Count(msg, "\n"), "one line: %q", msg)
+				require.True(t, strings.HasPrefix(msg, "vmm run: "), msg)
+			}
+			require.Empty(t, stdout.String())
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"512": 512 << 20, "512M": 512 << 20, "2G": 2 << 30, "2GiB": 2 << 30, "64K": 64 << 10, "1T": 1 << 40, "4MB": 4 << 20,
+	} {
+		got, err := parseSize(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "M", "-1", "1.5G", "0x10", "99999999999999T"} {
+		_, err := parseSize(in)
+		require.Error(t, err, in)
+	}
+}
+
+func TestProbeWithoutKVM(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"probe", "--device", filepath.Join(t.TempDir(), "none")}, nil, &stdout, &stderr)
+	require.Equal(t, 1, code)
+	require.Contains(t, stdout.String(), "KVM: not available")
+	require.Contains(t, stdout.String(), "hardware virtualization:")
+}

@@ -1,0 +1,164 @@
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/boot"
+)
+
+// Limits that keep a bad flag from turning into a host-sized allocation.
+const (
+	minMemory     = 1 << 20
+	maxMemory     = 1 << 40
+	maxKernelSize = 512 << 20
+	maxInitrdSize = 2 << 30
+)
+
+// ErrInvalidConfig marks configuration errors (bad user input), as opposed to
+// failures of KVM or the host.
+var ErrInvalidConfig = errors.New("invalid configuration")
+
+// Program is a raw guest program copied into RAM and entered directly, with
+// no boot protocol: the tiny test guests and tools use it.
+type Program struct {
+	Addr  uint64
+	Code  []byte
+	Entry boot.Entry
+}
+
+// Config is everything needed to build a VM.
+type Config struct {
+	// Kernel is a bzImage, a PVH ELF (vmlinux) or a multiboot ELF.
+	Kernel string
+	// Initrd is an optional initramfs (for multiboot kernels: module 0).
+	Initrd  string
+	Cmdline string
+	// Program replaces Kernel with a raw program (tests, tools).
+	Program *Program
+
+	CPUs   int
+	Memory uint64 // bytes
+	// Timeout ends the VM with StopTimeout; zero means none.
+	Timeout time.Duration
+
+	// ConsoleOut receives what the guest writes to its serial port; nil discards it.
+	ConsoleOut io.Writer
+	// ConsoleIn, if set, feeds the guest's serial port.
+	ConsoleIn io.Reader
+
+	// DevKVM is the KVM device node; empty means /dev/kvm.
+	DevKVM string
+}
+
+// Defaults of `vmm run`.
+const (
+	DefaultCPUs   = 1
+	DefaultMemory = 512 << 20
+)
+
+func (c *Config) devKVM() string {
+	if c.DevKVM == "" {
+		return "/dev/kvm"
+	}
+	return c.DevKVM
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// Validate checks what can be checked without KVM: sizes, counts and files.
+// It reads nothing but file metadata.
+func (c *Config) Validate() error {
+	if c.Kernel == "" && c.Program == nil {
+		return invalid("--kernel: no kernel given")
+	}
+	if c.Kernel != "" && c.Program != nil {
+		return invalid("a kernel and a raw program are mutually exclusive")
+	}
+	if c.CPUs < 1 {
+		return invalid("--cpus: %d vCPUs; need at least 1", c.CPUs)
+	}
+	if c.CPUs > 254 {
+		return invalid("--cpus: %d vCPUs; at most 254 are supported (xAPIC IDs, one for the IOAPIC)", c.CPUs)
+	}
+	if c.Memory < minMemory {
+		return invalid("--memory: %d bytes is too small; need at least 1 MiB", c.Memory)
+	}
+	if c.Memory > maxMemory {
+		return invalid("--memory: %d bytes is more than vmm supports (1 TiB)", c.Memory)
+	}
+	if c.Memory%4096 != 0 {
+		return invalid("--memory: %d bytes is not a multiple of 4 KiB", c.Memory)
+	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err == nil {
+		host := uint64(si.Totalram) * uint64(si.Unit)
+		if host > 0 && c.Memory > host {
+			return invalid("--memory: %d MiB is more than this host's %d MiB of RAM", c.Memory>>20, host>>20)
+		}
+	}
+	if c.Timeout < 0 {
+		return invalid("--timeout: negative duration %v", c.Timeout)
+	}
+	if c.Kernel != "" {
+		if _, err := checkFile("--kernel", c.Kernel, maxKernelSize); err != nil {
+			return err
+		}
+	}
+	if c.Initrd != "" {
+		if _, err := checkFile("--initrd", c.Initrd, maxInitrdSize); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkFile makes sure path is a readable regular file no larger than limit.
+func checkFile(flag, path string, limit int64) (int64, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, invalid("%s %s: %v", flag, path, unwrapPathError(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, invalid("%s %s: not a regular file", flag, path)
+	}
+	if fi.Size() > limit {
+		return 0, invalid("%s %s: %d bytes is larger than the %d MiB vmm accepts", flag, path, fi.Size(), limit>>20)
+	}
+	if err := unix.Access(path, unix.R_OK); err != nil {
+		return 0, invalid("%s %s: not readable: %v", flag, path, err)
+	}
+	return fi.Size(), nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// readFile reads a file that checkFile accepted, bounding it again in case it grew.
+func readFile(flag, path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, invalid("%s %s: %v", flag, path, unwrapPathError(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", flag, path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, invalid("%s %s: larger than the %d MiB vmm accepts", flag, path, limit>>20)
+	}
+	return b, nil
+}

@@ -1,0 +1,423 @@
+// Package vmm is the machine: guest memory, vCPUs, the run loop and exit
+// dispatch, and the assembly of a VM from a Config.
+package vmm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/boot/loader"
+	"github.com/vmmdev/vmm/devices/acpipm"
+	"github.com/vmmdev/vmm/devices/bus"
+	"github.com/vmmdev/vmm/devices/cmos"
+	"github.com/vmmdev/vmm/devices/debugexit"
+	"github.com/vmmdev/vmm/devices/i8042"
+	"github.com/vmmdev/vmm/devices/pvpanic"
+	"github.com/vmmdev/vmm/devices/serial"
+	"github.com/vmmdev/vmm/firmware/acpi"
+	"github.com/vmmdev/vmm/firmware/mptable"
+	"github.com/vmmdev/vmm/layout"
+	"github.com/vmmdev/vmm/vmm/kvm"
+)
+
+// Machine is one VM, built by New and started by Run. It runs once.
+type Machine struct {
+	cfg   Config
+	log   *slog.Logger
+	sys   *kvm.System
+	vm    *kvm.VM
+	mem   *Memory
+	pio   *bus.Bus
+	mmio  *bus.Bus
+	uart  *serial.UART
+	vcpus []*vcpu
+	latch *stopLatch
+	disp  dispatcher
+	ran   atomic.Bool
+
+	consoleBytes atomic.Uint64
+	firstOutput  atomic.Int64 // nanoseconds after Run started; 0 until the first console byte
+	started      time.Time
+}
+
+// Result is what a finished run reports.
+type Result struct {
+	Reason StopReason
+	// Wall is the time from Run to the last vCPU stopping.
+	Wall time.Duration
+	// FirstOutput is the time from Run to the guest's first console byte (0 if none).
+	FirstOutput time.Duration
+	// Exits counts vCPU exits by kind, summed over vCPUs.
+	Exits map[string]uint64
+	// Unclaimed counts accesses no device claimed.
+	UnclaimedPIO, UnclaimedMMIO bus.Stats
+}
+
+// New builds a VM from cfg: it validates cfg, opens KVM, maps memory, creates
+// the interrupt controllers and devices, loads the guest and creates vCPUs.
+func New(cfg Config, log *slog.Logger) (*Machine, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Machine{cfg: cfg, log: log, latch: newStopLatch(),
+		pio: bus.New("pio"), mmio: bus.New("mmio")}
+	built := false
+	defer func() {
+		if !built {
+			m.Close()
+		}
+	}()
+
+	// Read the guest images before touching KVM, so that a bad file is a
+	// configuration error and no VM is created for it.
+	var kernel, initrd []byte
+	var err error
+	if cfg.Kernel != "" {
+		if kernel, err = readFile("--kernel", cfg.Kernel, maxKernelSize); err != nil {
+			return nil, err
+		}
+		if cfg.Initrd != "" {
+			if initrd, err = readFile("--initrd", cfg.Initrd, maxInitrdSize); err != nil {
+				return nil, err
+			}
+		}
+		if err := loader.Check(kernel, int64(len(initrd)), cfg.Cmdline, cfg.Memory); err != nil {
+			return nil, fmt.Errorf("%w: --kernel %s: %w", ErrInvalidConfig, cfg.Kernel, err)
+		}
+	}
+
+	if m.sys, err = OpenKVM(cfg.devKVM()); err != nil {
+		return nil, err
+	}
+	if max, err := MaxVCPUs(m.sys); err == nil && cfg.CPUs > max {
+		return nil, invalid("--cpus: %d vCPUs; KVM on this host allows at most %d", cfg.CPUs, max)
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return nil, fmt.Errorf("create VM: %w", err)
+	}
+	if err := m.setupPlatform(); err != nil {
+		return nil, err
+	}
+	if m.mem, err = NewMemory(cfg.Memory); err != nil {
+		return nil, err
+	}
+	if err := m.mapMemory(); err != nil {
+		return nil, err
+	}
+	if err := m.setupDevices(); err != nil {
+		return nil, err
+	}
+	entry, err := m.loadGuest(kernel, initrd)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.createVCPUs(entry); err != nil {
+		return nil, err
+	}
+	m.disp = dispatcher{pio: m.pio, mmio: m.mmio}
+	built = true
+	return m, nil
+}
+
+// OpenKVM opens the KVM device and checks the API version and the
+// capabilities vmm cannot work without.
+func OpenKVM(path string) (*kvm.System, error) {
+	sys, err := kvm.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if v, err := sys.APIVersion(); err != nil || v != 12 {
+		sys.Close()
+		if err == nil {
+			err = fmt.Errorf("unsupported API version %d (want 12)", v)
+		}
+		return nil, fmt.Errorf("KVM API version of %s: %w", path, err)
+	}
+	for _, c := range []kvm.Cap{kvm.CapIRQChip, kvm.CapUserMemory, kvm.CapPIT2, kvm.CapImmediateExit} {
+		if n, err := sys.CheckExtension(c); err != nil || n == 0 {
+			sys.Close()
+			return nil, fmt.Errorf("KVM at %s lacks %v, which vmm needs", path, c)
+		}
+	}
+	return sys, nil
+}
+
+// MaxVCPUs is the number of vCPUs KVM allows in one VM.
+func MaxVCPUs(sys *kvm.System) (int, error) {
+	n, err := sys.CheckExtension(kvm.CapMaxVCPUs)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		// KVM's API: without KVM_CAP_MAX_VCPUS, KVM_CAP_NR_VCPUS is the limit.
+		if n, err = sys.CheckExtension(kvm.CapNrVCPUs); err != nil {
+			return 0, err
+		}
+	}
+	if n == 0 {
+		n = 4
+	}
+	return n, nil
+}
+
+func (m *Machine) setupPlatform() error {
+	// Intel needs the TSS and identity map pages placed before the first
+	// vCPU runs; they sit in the MMIO hole, away from RAM.
+	if err := m.vm.SetIdentityMapAddr(layout.KVMIdentityAddr); err != nil {
+		return fmt.Errorf("set identity map address: %w", err)
+	}
+	if err := m.vm.SetTSSAddr(layout.KVMTSSAddr); err != nil {
+		return fmt.Errorf("set TSS address: %w", err)
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return fmt.Errorf("create in-kernel irqchip: %w", err)
+	}
+	if err := m.vm.SetGSIRouting(pcIRQRouting()); err != nil {
+		return fmt.Errorf("set PC interrupt routing: %w", err)
+	}
+	// The speaker-dummy flag lets KVM answer port 0x61, which Linux reads
+	// while calibrating against the PIT.
+	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+		return fmt.Errorf("create in-kernel PIT: %w", err)
+	}
+	return nil
+}
+
+func (m *Machine) mapMemory() error {
+	for i, r := range m.mem.Regions() {
+		host := m.mem.host(i)
+		err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+			Slot:          uint32(i),
+			GuestPhysAddr: r.Start,
+			MemorySize:    r.Size,
+			UserspaceAddr: uint64(uintptrOf(host)),
+		})
+		if err != nil {
+			return fmt.Errorf("register guest memory [%#x, %#x): %w", r.Start, r.End(), err)
+		}
+	}
+	return nil
+}
+
+// irqLine drives one in-kernel PIC/IOAPIC input.
+type irqLine struct {
+	vm  *kvm.VM
+	irq uint32
+	log *slog.Logger
+}
+
+func (l irqLine) SetLevel(high bool) {
+	if err := l.vm.IRQLine(l.irq, high); err != nil {
+		l.log.Warn("set interrupt line", "irq", l.irq, "err", err)
+	}
+}
+
+func (m *Machine) setupDevices() error {
+	out := newConsoleWatch(countingWriter{m, m.cfg.ConsoleOut})
+	out.On("Kernel panic - not syncing", func(line string) {
+		m.latch.Stop(StopReason{Kind: StopPanic, Source: "console", Detail: line})
+	})
+	m.uart = serial.New(irqLine{m.vm, layout.IRQCOM1, m.log}, out)
+
+	stopWith := func(kind StopKind, source, detail string) func() {
+		return func() { m.latch.Stop(StopReason{Kind: kind, Source: source, Detail: detail}) }
+	}
+	regs := []struct {
+		base, size uint64
+		dev        bus.Device
+		name       string
+	}{
+		{layout.PortCOM1, serial.Size, m.uart, "com1"},
+		{layout.PortI8042, i8042.Size, i8042.New(stopWith(StopReset, "i8042", "keyboard controller reset")), "i8042"},
+		{layout.PortCMOS, cmos.Size, cmos.New(m.cfg.Memory, time.Now), "cmos"},
+		{layout.PortDebugExit, debugexit.Size, debugexit.New(func(v uint32) {
+			m.latch.Stop(StopReason{Kind: StopDebugExit, Source: "debug-exit port", Value: v})
+		}), "debug-exit"},
+		{layout.PortSleepControl, acpipm.Size, acpipm.New(
+			stopWith(StopPowerOff, "acpi", "S5 soft-off"),
+			stopWith(StopReset, "acpi", "reset register")), "acpi-pm"},
+		{layout.PortPVPanic, pvpanic.Size, pvpanic.New(
+			stopWith(StopPanic, "pvpanic", "guest panicked"),
+			func() { m.log.Info("guest loaded a crash kernel (pvpanic)") }), "pvpanic"},
+	}
+	for _, r := range regs {
+		if err := m.pio.Register(r.base, r.size, r.dev, r.name); err != nil {
+			return fmt.Errorf("register %s: %w", r.name, err)
+		}
+	}
+	if m.cfg.ConsoleIn != nil {
+		go m.feedConsole(m.cfg.ConsoleIn)
+	}
+	return nil
+}
+
+// countingWriter notes when the guest's first console byte arrives.
+type countingWriter struct {
+	m   *Machine
+	out io.Writer
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	if w.m.consoleBytes.Add(uint64(len(p))) == uint64(len(p)) && !w.m.started.IsZero() {
+		w.m.firstOutput.CompareAndSwap(0, int64(max(time.Since(w.m.started), 1)))
+	}
+	if w.out == nil {
+		return len(p), nil
+	}
+	return w.out.Write(p)
+}
+
+// feedConsole copies host input to the UART until the VM stops or input ends.
+func (m *Machine) feedConsole(in io.Reader) {
+	buf := make([]byte, 64)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if !m.uart.InputBlocking(buf[:n], m.latch.Done()) {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+		select {
+		case <-m.latch.Done():
+			return
+		default:
+		}
+	}
+}
+
+func (m *Machine) loadGuest(kernel, initrd []byte) (boot.Entry, error) {
+	if err := mptable.Write(m.mem, m.cfg.CPUs); err != nil {
+		return boot.Entry{}, fmt.Errorf("write MP table: %w", err)
+	}
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs})
+	if err != nil {
+		return boot.Entry{}, fmt.Errorf("build ACPI tables: %w", err)
+	}
+	rsdp, err := tables.WriteTo(m.mem, layout.ACPITables, layout.ACPITablesEnd)
+	if err != nil {
+		return boot.Entry{}, fmt.Errorf("write ACPI tables: %w", err)
+	}
+	if p := m.cfg.Program; p != nil {
+		if _, err := m.mem.WriteAt(p.Code, int64(p.Addr)); err != nil {
+			return boot.Entry{}, fmt.Errorf("load program at %#x: %w", p.Addr, err)
+		}
+		return p.Entry, nil
+	}
+	entry, err := loader.Load(kernel, initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
+	if err != nil {
+		return boot.Entry{}, fmt.Errorf("load kernel %s: %w", m.cfg.Kernel, err)
+	}
+	m.log.Debug("kernel loaded", "mode", entry.Mode, "entry", fmt.Sprintf("%#x", entry.IP))
+	return entry, nil
+}
+
+// Close releases the VM, its vCPUs and memory. Safe after a failed New.
+func (m *Machine) Close() error {
+	var errs []error
+	for _, v := range m.vcpus {
+		errs = append(errs, v.kvm.Close())
+	}
+	m.vcpus = nil
+	if m.vm != nil {
+		errs = append(errs, m.vm.Close())
+		m.vm = nil
+	}
+	if m.mem != nil {
+		errs = append(errs, m.mem.Close())
+		m.mem = nil
+	}
+	if m.sys != nil {
+		errs = append(errs, m.sys.Close())
+		m.sys = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Stop ends the VM with r (if it has no reason yet). Safe from any goroutine.
+func (m *Machine) Stop(r StopReason) { m.latch.Stop(r) }
+
+// Memory gives access to guest RAM (tests, tools).
+func (m *Machine) Memory() *Memory { return m.mem }
+
+// Run starts every vCPU and blocks until the VM stops: the guest powers off,
+// resets, panics or exits, the timeout passes, ctx is cancelled, or the VMM
+// fails. Every vCPU thread has returned when Run returns.
+func (m *Machine) Run(ctx context.Context) Result {
+	if !m.ran.CompareAndSwap(false, true) {
+		return Result{Reason: StopReason{Kind: StopError, Source: "vmm", Err: errors.New("machine already ran")}}
+	}
+	m.started = time.Now()
+	var wg sync.WaitGroup
+	for _, v := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.runVCPU(v)
+		}()
+	}
+	var timeout <-chan time.Time
+	if m.cfg.Timeout > 0 {
+		t := time.NewTimer(m.cfg.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-m.latch.Done():
+	case <-timeout:
+		m.latch.Stop(StopReason{Kind: StopTimeout, Source: "vmm", Detail: fmt.Sprintf("no result within %v", m.cfg.Timeout)})
+	case <-ctx.Done():
+		m.latch.Stop(StopReason{Kind: StopInterrupted, Source: "vmm", Detail: context.Cause(ctx).Error()})
+	}
+	m.kickAll(&wg)
+	res := Result{
+		Reason:        m.latch.Reason(),
+		Wall:          time.Since(m.started),
+		FirstOutput:   time.Duration(m.firstOutput.Load()),
+		Exits:         map[string]uint64{},
+		UnclaimedPIO:  m.pio.Stats(),
+		UnclaimedMMIO: m.mmio.Stats(),
+	}
+	for _, v := range m.vcpus {
+		for k := range v.exits {
+			if n := v.exits[k].Load(); n > 0 {
+				res.Exits[ExitKind(k).String()] += n
+			}
+		}
+	}
+	return res
+}
+
+// kickAll forces every vCPU out of KVM_RUN and waits for their loops to end.
+// immediate_exit covers a thread about to enter KVM_RUN; the signal covers one
+// already inside. The kick repeats until all have returned, so a signal that
+// lands just before a thread blocks cannot be lost.
+func (m *Machine) kickAll(wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	for delay := time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
+		for _, v := range m.vcpus {
+			v.kick()
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(delay):
+		}
+	}
+}
