@@ -112,7 +112,7 @@ func descriptor(flags, access uint8) uint64 {
 	return uint64(limit&0xffff) | uint64(access)<<40 | uint64(limit>>16)<<48 | uint64(flags)<<52
 }
 
-// GDT returns the boot GDT for a code segment with the given flags: null,
+// gdt returns the boot GDT for a code segment with the given flags: null,
 // an unused null entry at 0x08, code at 0x10 and data at 0x18.
 func gdt(codeFlags uint8) []byte {
 	b := make([]byte, gdtSize)
