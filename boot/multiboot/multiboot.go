@@ -127,6 +127,9 @@ func (k *Kernel) parseAddress(data []byte) error {
 	if len(data) < off+32 {
 		return fmt.Errorf("%w: multiboot address fields beyond the end of the file", ErrTruncated)
 	}
+	if off+32 > searchLimit {
+		return fmt.Errorf("%w: multiboot header with address fields crosses the first 8 KiB", ErrMalformed)
+	}
 	headerAddr, loadAddr := uint64(le.Uint32(data[off+12:])), uint64(le.Uint32(data[off+16:]))
 	loadEnd, bssEnd := uint64(le.Uint32(data[off+20:])), uint64(le.Uint32(data[off+24:]))
 	entry := le.Uint32(data[off+28:])

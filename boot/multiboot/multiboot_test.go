@@ -110,6 +110,8 @@ func TestParseErrors(t *testing.T) {
 	le.PutUint32(badSum[0x28:], 0)
 	late := make([]byte, 0x3000)
 	copy(late[0x2000:], header(0))
+	crossing := make([]byte, 0x3000)
+	copy(crossing[0x1ff0:], header(flagAddress, 0x101ff0, 0x100000, 0, 0, 0x100000))
 	unaligned := make([]byte, 0x100)
 	copy(unaligned[2:], header(0))
 	for name, tc := range map[string]struct {
@@ -120,6 +122,7 @@ func TestParseErrors(t *testing.T) {
 		"bad checksum":      {badSum, ErrNoHeader},
 		"beyond 8 KiB":      {late, ErrNoHeader},
 		"unaligned":         {unaligned, ErrNoHeader},
+		"crosses 8 KiB":     {crossing, ErrMalformed},
 		"unknown required":  {at(1 << 5), ErrUnsupported},
 		"not ELF, no addrs": {at(0), elfseg.ErrNotELF},
 		"address cut":       {at(flagAddress, 1)[:0x30], ErrTruncated},
