@@ -72,6 +72,7 @@ const (
 	PortI8042     = 0x60 // and 0x64
 	PortCMOS      = 0x70 // and 0x71
 	IRQCOM1       = 4
+	IRQRTC        = 8
 	// The ACPI hardware-reduced sleep control/status registers and the reset
 	// register named by the FADT, one byte each.
 	PortSleepControl = 0x3c0

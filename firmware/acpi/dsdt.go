@@ -8,7 +8,7 @@ import (
 )
 
 // dsdtBody is the DSDT's AML: the S5 sleep type for power-off, a processor
-// device per CPU (matched to the MADT by _UID), COM1, the pvpanic device and
+// device per CPU (matched to the MADT by _UID), COM1, the RTC, the pvpanic device and
 // whatever cfg.Devices adds to \_SB.
 func dsdtBody(cfg Config) []byte {
 	sb := make([]aml.Term, 0, cfg.CPUs+2+len(cfg.Devices))
@@ -25,6 +25,16 @@ func dsdtBody(cfg Config) []byte {
 			aml.Name("_CRS", aml.ResourceTemplate(
 				aml.IO(true, layout.PortCOM1, layout.PortCOM1, 0, 8),
 				aml.IRQNoFlags(layout.IRQCOM1),
+			)),
+		),
+		// The CMOS RTC, so Linux binds rtc_cmos with its IRQ 8 routed
+		// through the IOAPIC: a hardware-reduced platform has no legacy
+		// PIC IRQs for a directly probed RTC.
+		aml.Device("RTC",
+			aml.Name("_HID", aml.EISAID("PNP0B00")),
+			aml.Name("_CRS", aml.ResourceTemplate(
+				aml.IO(true, layout.PortCMOS, layout.PortCMOS, 0, 2),
+				aml.IRQNoFlags(layout.IRQRTC),
 			)),
 		),
 		// QEMU's ISA pvpanic device; Linux's pvpanic driver binds to QEMU0001.

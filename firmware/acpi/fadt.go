@@ -34,10 +34,13 @@ const (
 // IA-PC boot architecture flags (ACPI 6.5 table 5.11).
 const (
 	bootLegacyDevices = 1 << 0 // ISA-style devices (COM1) the OS must find from the DSDT
-	boot8042          = 1 << 1
 	bootVGANotPresent = 1 << 2
-	// MSI-not-supported (bit 3), PCIe ASPM controls (bit 4) and CMOS RTC not
-	// present (bit 5) stay clear: MSIs work, there is no ASPM, the RTC exists.
+	// 8042 present (bit 1) stays clear: the i8042 has no keyboard or mouse and
+	// no interrupt, only the reset line, and a hardware-reduced platform has
+	// no legacy PIC IRQs for Linux to probe it with. Linux still resets
+	// through port 0x64 when the reset register fails. MSI-not-supported
+	// (bit 3), PCIe ASPM controls (bit 4) and CMOS RTC not present (bit 5)
+	// stay clear: MSIs work, there is no ASPM, the RTC is in the DSDT.
 )
 
 // Generic Address Structure address space ids and access sizes.
@@ -58,7 +61,7 @@ func fadt() SDT {
 	at := func(off int) []byte { return b[off-headerSize:] }
 
 	binary.LittleEndian.PutUint16(at(fadtSCIInt), layout.SCIIRQ)
-	binary.LittleEndian.PutUint16(at(fadtBootArch), bootLegacyDevices|boot8042|bootVGANotPresent)
+	binary.LittleEndian.PutUint16(at(fadtBootArch), bootLegacyDevices|bootVGANotPresent)
 	binary.LittleEndian.PutUint32(at(fadtFlags),
 		flagWBINVD|flagProcC1|flagPowerButton|flagSleepButton|flagResetRegSup|flagHWReducedACPI)
 	putGAS(at(fadtResetReg), gasSystemIO, 8, gasAccessByte, layout.PortReset)
