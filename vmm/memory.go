@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/layout"
@@ -37,8 +39,7 @@ func NewMemory(size uint64) (*Memory, error) {
 			m.Close()
 			return nil, fmt.Errorf("guest memory region of %d bytes is too large", r.Size)
 		}
-		b, err := unix.Mmap(-1, 0, int(r.Size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		b, err := mapHugeAligned(r.Size)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("map %d bytes of guest memory at %#x: %w", r.Size, r.Start, err)
@@ -48,11 +49,47 @@ func NewMemory(size uint64) (*Memory, error) {
 	return m, nil
 }
 
+// hugePage is the transparent huge page size on x86_64.
+const hugePage = 2 << 20
+
+// mapHugeAligned maps size bytes of anonymous read-write memory at a 2 MiB
+// aligned address and asks for transparent huge pages: guest RAM backed by
+// huge pages needs 512 times fewer nested page table entries and faults, the
+// dominant cost of booting a guest under nested virtualization. The mapping
+// is never executable in the VMM.
+func mapHugeAligned(size uint64) ([]byte, error) {
+	span := uintptr(size) + hugePage
+	raw, err := unix.MmapPtr(-1, 0, nil, span, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, err
+	}
+	head := (hugePage - uintptr(raw)%hugePage) % hugePage
+	base := unsafe.Add(raw, head)
+	// Give back the unaligned head and the unused tail of the span.
+	if head > 0 {
+		if err := unix.MunmapPtr(raw, head); err != nil {
+			_ = unix.MunmapPtr(raw, span)
+			return nil, fmt.Errorf("trim guest memory mapping: %w", err)
+		}
+	}
+	if tail := span - head - uintptr(size); tail > 0 {
+		if err := unix.MunmapPtr(unsafe.Add(base, uintptr(size)), tail); err != nil {
+			_ = unix.MunmapPtr(base, uintptr(size))
+			return nil, fmt.Errorf("trim guest memory mapping: %w", err)
+		}
+	}
+	b := unsafe.Slice((*byte)(base), size)
+	// Huge pages are an optimisation; a kernel without THP still works.
+	_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	return b, nil
+}
+
 // Close unmaps guest memory.
 func (m *Memory) Close() error {
 	var first error
 	for _, r := range m.regions {
-		if err := unix.Munmap(r.host); err != nil && first == nil {
+		if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(r.host)), uintptr(len(r.host))); err != nil && first == nil {
 			first = err
 		}
 	}

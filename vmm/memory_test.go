@@ -50,6 +50,17 @@ func TestMemorySplitAroundHole(t *testing.T) {
 	require.ErrorIs(t, err, ErrOutOfRange)
 }
 
+func TestMemoryHugeAligned(t *testing.T) {
+	m, err := NewMemory(6 << 20)
+	require.NoError(t, err)
+	defer m.Close()
+	require.Zero(t, uintptrOf(m.host(0))%hugePage, "guest RAM starts on a 2 MiB boundary")
+	require.Len(t, m.host(0), 6<<20)
+	// The whole range is usable.
+	_, err = m.WriteAt([]byte{1}, 6<<20-1)
+	require.NoError(t, err)
+}
+
 func TestMemoryZeroSize(t *testing.T) {
 	_, err := NewMemory(0)
 	require.Error(t, err)
