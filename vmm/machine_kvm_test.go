@@ -19,10 +19,9 @@ import (
 // /dev/kvm. Our hosts' KVM (PVM) emulates guest kernel code, so the guests use
 // only port I/O, MMIO, CPUID, moves and HLT: no FPU, no SSE, no faults.
 
+// testMemory is guest RAM for the tiny guests; they read 0x10000000, above
+// it, as unclaimed MMIO.
 const testMemory = 64 << 20
-
-// unclaimedMMIO is a guest-physical address above RAM with no device.
-const unclaimedMMIO = 0x10000000
 
 type guestRun struct {
 	res     Result
