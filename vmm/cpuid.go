@@ -16,6 +16,7 @@ const (
 	cpuidAMDTopology   = 0x8000001e
 	featureHTT         = 1 << 28 // leaf 1 EDX
 	featureHypervisor  = 1 << 31 // leaf 1 ECX
+	featureTSCDeadline = 1 << 24 // leaf 1 ECX
 	topologyLevelSMT   = 1
 	topologyLevelCore  = 2
 	cpuidKVMSignature  = 0x40000000
@@ -26,11 +27,19 @@ const (
 	leafSignificantIdx = 1 // KVM_CPUID_FLAG_SIGNIFICANT_INDEX
 )
 
+// cpuidOptions are host facts that change the CPUID table.
+type cpuidOptions struct {
+	// tscDeadline: the in-kernel LAPIC emulates the TSC-deadline timer
+	// (KVM_CAP_TSC_DEADLINE_TIMER). KVM_GET_SUPPORTED_CPUID never reports it,
+	// because it depends on userspace creating the irqchip.
+	tscDeadline bool
+}
+
 // vcpuCPUID derives vCPU id's CPUID table from what KVM supports: one socket
 // of ncpus cores with one thread each, APIC ID = vCPU index, the hypervisor
 // bit set and KVM's paravirtual leaves (kvmclock) kept so Linux takes its TSC
 // frequency from kvmclock instead of calibrating.
-func vcpuCPUID(supported *kvm.CPUID, id, ncpus int) *kvm.CPUID {
+func vcpuCPUID(supported *kvm.CPUID, id, ncpus int, opt cpuidOptions) *kvm.CPUID {
 	out := &kvm.CPUID{Entries: make([]kvm.CPUIDEntry, 0, len(supported.Entries))}
 	coreBits := uint32(bits.Len(uint(ncpus - 1))) // bits of the APIC ID that number cores
 	apicID := uint32(id)
@@ -39,6 +48,9 @@ func vcpuCPUID(supported *kvm.CPUID, id, ncpus int) *kvm.CPUID {
 		case cpuidFeatures:
 			e.EBX = e.EBX&0x0000ffff | apicID<<24 | uint32(min(ncpus, 255))<<16
 			e.ECX |= featureHypervisor
+			if opt.tscDeadline {
+				e.ECX |= featureTSCDeadline
+			}
 			if ncpus > 1 {
 				e.EDX |= featureHTT
 			} else {

@@ -22,7 +22,7 @@ func supportedFixture() *kvm.CPUID {
 }
 
 func TestVCPUCPUIDTopology(t *testing.T) {
-	c := vcpuCPUID(supportedFixture(), 3, 4)
+	c := vcpuCPUID(supportedFixture(), 3, 4, cpuidOptions{tscDeadline: true})
 
 	l1 := c.Get(1, 0)
 	require.NotNil(t, l1)
@@ -31,6 +31,7 @@ func TestVCPUCPUIDTopology(t *testing.T) {
 	require.Equal(t, uint32(0x0800), l1.EBX&0xffff, "other EBX bits kept")
 	require.NotZero(t, l1.ECX&featureHypervisor)
 	require.NotZero(t, l1.EDX&featureHTT)
+	require.NotZero(t, l1.ECX&featureTSCDeadline)
 
 	require.Equal(t, uint32(3), c.Get(4, 0).EAX>>26, "cores per package - 1")
 
@@ -56,8 +57,9 @@ func TestVCPUCPUIDTopology(t *testing.T) {
 
 func TestVCPUCPUIDSingle(t *testing.T) {
 	s := supportedFixture()
-	c := vcpuCPUID(s, 0, 1)
+	c := vcpuCPUID(s, 0, 1, cpuidOptions{})
 	require.Zero(t, c.Get(1, 0).EDX&featureHTT)
+	require.Zero(t, c.Get(1, 0).ECX&featureTSCDeadline)
 	require.Equal(t, uint32(0), c.Get(0xb, 1).EAX)
 	// The supported table is not modified.
 	require.Equal(t, uint32(0xff0a0800), s.Get(1, 0).EBX)

@@ -46,6 +46,10 @@ func (m *Machine) createVCPUs(entry boot.Entry) error {
 	if err != nil {
 		return fmt.Errorf("KVM supported CPUID: %w", err)
 	}
+	var opt cpuidOptions
+	if n, err := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer); err == nil && n > 0 {
+		opt.tscDeadline = true
+	}
 	for id := 0; id < m.cfg.CPUs; id++ {
 		kv, err := m.vm.CreateVCPU(id, mmapSize)
 		if err != nil {
@@ -53,7 +57,7 @@ func (m *Machine) createVCPUs(entry boot.Entry) error {
 		}
 		v := &vcpu{id: id, kvm: kv}
 		m.vcpus = append(m.vcpus, v)
-		if err := kv.SetCPUID2(vcpuCPUID(supported, id, m.cfg.CPUs)); err != nil {
+		if err := kv.SetCPUID2(vcpuCPUID(supported, id, m.cfg.CPUs, opt)); err != nil {
 			return fmt.Errorf("set CPUID of vCPU %d: %w", id, err)
 		}
 		if err := setLINTs(kv); err != nil {

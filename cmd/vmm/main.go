@@ -132,7 +132,9 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	res := m.Run(ctx)
 	con.Close()
 	code := res.Reason.ExitCode()
-	log.Info("guest stopped", "reason", res.Reason.String(), "exit_code", code, "wall", res.Wall)
+	log.Info("guest stopped", "reason", res.Reason.String(), "exit_code", code, "wall", res.Wall,
+		"first_output", res.FirstOutput, "exits", res.Exits,
+		"unclaimed_pio", res.UnclaimedPIO, "unclaimed_mmio", res.UnclaimedMMIO)
 	if res.Reason.Kind == vmm.StopError {
 		fmt.Fprintf(stderr, "vmm run: %s\n", res.Reason)
 	}
