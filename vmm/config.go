@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +55,10 @@ type Config struct {
 
 	// DevKVM is the KVM device node; empty means /dev/kvm.
 	DevKVM string
+
+	// Expect, if set, ends the VM with StopExpectMatched when a console line
+	// matches it; Fail, with StopFailMatched (package conmatch).
+	Expect, Fail *regexp.Regexp
 }
 
 // Defaults of `vmm run`.

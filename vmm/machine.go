@@ -24,6 +24,7 @@ import (
 	"github.com/vmmdev/vmm/firmware/acpi"
 	"github.com/vmmdev/vmm/firmware/mptable"
 	"github.com/vmmdev/vmm/layout"
+	"github.com/vmmdev/vmm/vmm/conmatch"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
@@ -45,6 +46,12 @@ type Machine struct {
 	consoleBytes atomic.Uint64
 	firstOutput  atomic.Int64 // nanoseconds after Run started; 0 until the first console byte
 	started      time.Time
+
+	matcher   *conmatch.Matcher // --expect / --fail
+	matchedAt atomic.Int64      // nanoseconds after Run started; 0 until a match
+	inBytes   atomic.Uint64     // host console input handed to the UART
+	// hyperv, when set, adds its summary to the Result (and so the report).
+	hyperv Summarizer
 }
 
 // Result is what a finished run reports.
@@ -58,6 +65,14 @@ type Result struct {
 	Exits map[string]uint64
 	// Unclaimed counts accesses no device claimed.
 	UnclaimedPIO, UnclaimedMMIO bus.Stats
+	// Started is when Run started; StoppedAt when the stop reason was recorded.
+	Started, StoppedAt time.Time
+	// Match is the time from Run to the --expect/--fail match (0 if none).
+	Match time.Duration
+	// ConsoleOut and ConsoleIn count console bytes from and to the guest.
+	ConsoleOut, ConsoleIn uint64
+	// HyperV is the Hyper-V summary when the enlightenments are enabled.
+	HyperV any
 }
 
 // New builds a VM from cfg: it validates cfg, opens KVM, maps memory, creates
@@ -228,6 +243,7 @@ func (m *Machine) setupDevices() error {
 		m.latch.Stop(StopReason{Kind: StopPanic, Source: "console", Detail: line})
 	})
 	m.uart = serial.New(irqLine{m.vm, layout.IRQCOM1, m.log}, out)
+	m.matcher = conmatch.New(m.cfg.Expect, m.cfg.Fail, m.onMatch)
 
 	stopWith := func(kind StopKind, source, detail string) func() {
 		return func() { m.latch.Stop(StopReason{Kind: kind, Source: source, Detail: detail}) }
@@ -271,10 +287,14 @@ func (w countingWriter) Write(p []byte) (int, error) {
 	if w.m.consoleBytes.Add(uint64(len(p))) == uint64(len(p)) && !w.m.started.IsZero() {
 		w.m.firstOutput.CompareAndSwap(0, int64(max(time.Since(w.m.started), 1)))
 	}
-	if w.out == nil {
-		return len(p), nil
+	n, err := len(p), error(nil)
+	if w.out != nil {
+		n, err = w.out.Write(p)
 	}
-	return w.out.Write(p)
+	// Matched after the write, so the matching line is in the console (and
+	// its log) when the VM stops.
+	_, _ = w.m.matcher.Write(p)
+	return n, err
 }
 
 // feedConsole copies host input to the UART until the VM stops or input ends.
@@ -283,6 +303,7 @@ func (m *Machine) feedConsole(in io.Reader) {
 	for {
 		n, err := in.Read(buf)
 		if n > 0 {
+			m.inBytes.Add(uint64(n))
 			if !m.uart.InputBlocking(buf[:n], m.latch.Done()) {
 				return
 			}
@@ -374,6 +395,7 @@ func (m *Machine) Run(ctx context.Context) Result {
 		defer t.Stop()
 		timeout = t.C
 	}
+	stopWatch := m.watchHalted()
 	select {
 	case <-m.latch.Done():
 	case <-timeout:
@@ -381,6 +403,7 @@ func (m *Machine) Run(ctx context.Context) Result {
 	case <-ctx.Done():
 		m.latch.Stop(StopReason{Kind: StopInterrupted, Source: "vmm", Detail: context.Cause(ctx).Error()})
 	}
+	stopWatch()
 	m.kickAll(&wg)
 	res := Result{
 		Reason:        m.latch.Reason(),
@@ -389,6 +412,14 @@ func (m *Machine) Run(ctx context.Context) Result {
 		Exits:         map[string]uint64{},
 		UnclaimedPIO:  m.pio.Stats(),
 		UnclaimedMMIO: m.mmio.Stats(),
+		Started:       m.started,
+		StoppedAt:     m.latch.At(),
+		Match:         time.Duration(m.matchedAt.Load()),
+		ConsoleOut:    m.consoleBytes.Load(),
+		ConsoleIn:     m.inBytes.Load(),
+	}
+	if m.hyperv != nil {
+		res.HyperV = m.hyperv.Summary()
 	}
 	for _, v := range m.vcpus {
 		for k := range v.exits {

@@ -3,6 +3,7 @@ package vmm
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
 // StopKind says why a VM ended. Each kind maps to one exit code of `vmm run`.
@@ -23,6 +24,13 @@ const (
 	StopDebugExit
 	// StopInterrupted: the user (a signal) stopped the VM.
 	StopInterrupted
+	// StopExpectMatched: the console matched --expect.
+	StopExpectMatched
+	// StopFailMatched: the console matched --fail.
+	StopFailMatched
+	// StopHalted: every vCPU halted with interrupts disabled (or never
+	// started): nothing can wake the guest again.
+	StopHalted
 )
 
 func (k StopKind) String() string {
@@ -41,6 +49,12 @@ func (k StopKind) String() string {
 		return "debug-exit"
 	case StopInterrupted:
 		return "interrupted"
+	case StopExpectMatched:
+		return "expect-matched"
+	case StopFailMatched:
+		return "fail-matched"
+	case StopHalted:
+		return "halted"
 	}
 	return fmt.Sprintf("stop(%d)", int(k))
 }
@@ -53,6 +67,7 @@ const (
 	ExitPanic       = 3
 	ExitTimeout     = 4
 	ExitReset       = 5
+	ExitFailMatched = 6   // even, so no debug-exit write (2k+1) can produce it
 	ExitInterrupted = 130 // as a shell reports SIGINT: 128+2
 )
 
@@ -74,10 +89,12 @@ type StopReason struct {
 // isa-debug-exit does the same).
 func (r StopReason) ExitCode() int {
 	switch r.Kind {
-	case StopPowerOff:
+	case StopPowerOff, StopExpectMatched:
 		return ExitPowerOff
-	case StopPanic:
+	case StopPanic, StopHalted:
 		return ExitPanic
+	case StopFailMatched:
+		return ExitFailMatched
 	case StopTimeout:
 		return ExitTimeout
 	case StopReset:
@@ -113,6 +130,7 @@ type stopLatch struct {
 	once   sync.Once
 	done   chan struct{}
 	reason StopReason
+	at     time.Time // when the reason was recorded
 }
 
 func newStopLatch() *stopLatch { return &stopLatch{done: make(chan struct{})} }
@@ -121,7 +139,7 @@ func newStopLatch() *stopLatch { return &stopLatch{done: make(chan struct{})} }
 func (l *stopLatch) Stop(r StopReason) bool {
 	won := false
 	l.once.Do(func() {
-		l.reason = r
+		l.reason, l.at = r, time.Now()
 		won = true
 		close(l.done)
 	})
@@ -130,6 +148,12 @@ func (l *stopLatch) Stop(r StopReason) bool {
 
 // Done is closed once a reason is recorded.
 func (l *stopLatch) Done() <-chan struct{} { return l.done }
+
+// At is when the reason was recorded; valid after Done is closed.
+func (l *stopLatch) At() time.Time {
+	<-l.done
+	return l.at
+}
 
 // Reason returns the recorded reason; valid after Done is closed.
 func (l *stopLatch) Reason() StopReason {

@@ -22,6 +22,9 @@ func TestExitCodes(t *testing.T) {
 		{StopReason{Kind: StopDebugExit, Value: 0x21}, 0x43},
 		{StopReason{Kind: StopDebugExit, Value: 0x80}, 1},
 		{StopReason{Kind: StopInterrupted}, 130},
+		{StopReason{Kind: StopExpectMatched}, 0},
+		{StopReason{Kind: StopFailMatched}, 6},
+		{StopReason{Kind: StopHalted}, 3},
 	}
 	for _, c := range cases {
 		require.Equal(t, c.want, c.r.ExitCode(), c.r.String())

@@ -33,6 +33,9 @@ type vcpu struct {
 	kvm   *kvm.VCPU
 	tid   atomic.Int32
 	exits [numExitKinds]atomic.Uint64
+	// poke asks the vCPU thread for its liveness (halt.go).
+	poke     atomic.Bool
+	liveness atomic.Int32
 }
 
 func uintptrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
@@ -135,6 +138,7 @@ func (m *Machine) runVCPU(v *vcpu) {
 		if err := v.kvm.Run(); err != nil {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				v.exits[ExitIntr].Add(1)
+				v.answerPoke(true)
 				continue
 			}
 			m.latch.Stop(StopReason{Kind: StopError, Source: fmt.Sprintf("vcpu%d", v.id), Err: fmt.Errorf("KVM_RUN: %w", err)})
@@ -142,6 +146,7 @@ func (m *Machine) runVCPU(v *vcpu) {
 		}
 		e := decodeExit(v.kvm, run)
 		v.exits[e.Kind].Add(1)
+		v.answerPoke(false)
 		out := m.disp.dispatch(v.id, &e)
 		switch e.Kind {
 		case ExitRDMSR, ExitWRMSR:

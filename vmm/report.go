@@ -1,0 +1,162 @@
+package vmm
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// ReportVersion is the version of the report's JSON shape (docs/report.md).
+// It changes only when a field changes meaning or disappears.
+const ReportVersion = 1
+
+// Report is the JSON document `vmm run --report FILE` writes when the VM
+// ends. docs/report.md documents every field; report_test.go pins the shape.
+type Report struct {
+	Version int `json:"version"`
+	// ExitCode is vmm's exit status; ExitSource names what produced it.
+	ExitCode   int          `json:"exit_code"`
+	ExitSource string       `json:"exit_source"`
+	Stop       ReportStop   `json:"stop"`
+	Timing     ReportTiming `json:"timing"`
+	Match      *ReportMatch `json:"match"`
+	// Exits counts vCPU exits by kind, summed over vCPUs.
+	Exits   map[string]uint64 `json:"exits"`
+	Devices ReportDevices     `json:"devices"`
+	// HyperV is the Hyper-V summary; absent when the enlightenments are off.
+	HyperV any `json:"hyperv,omitempty"`
+}
+
+// ReportStop is the stop reason.
+type ReportStop struct {
+	Reason string `json:"reason"` // StopKind.String()
+	Source string `json:"source"`
+	Detail string `json:"detail"`
+	// DebugExitValue is the value written to port 0xf4 (reason "debug-exit" only).
+	DebugExitValue *uint32 `json:"debug_exit_value,omitempty"`
+}
+
+// ReportTiming holds durations from the start of the run, in milliseconds;
+// null for events that did not happen.
+type ReportTiming struct {
+	FirstConsoleByteMS *float64 `json:"first_console_byte_ms"`
+	MatchMS            *float64 `json:"match_ms"`
+	WallMS             float64  `json:"wall_ms"`
+	// StartUnixNS and StopUnixNS are wall-clock times (Unix nanoseconds) of
+	// the start of the run and of the stop reason being recorded.
+	StartUnixNS int64 `json:"start_unix_ns"`
+	StopUnixNS  int64 `json:"stop_unix_ns"`
+}
+
+// ReportMatch is the --expect/--fail match that ended the run.
+type ReportMatch struct {
+	Kind    string `json:"kind"` // "expect" or "fail"
+	Pattern string `json:"pattern"`
+	Line    string `json:"line"`
+}
+
+// ReportDevices are device statistics.
+type ReportDevices struct {
+	UnclaimedPIO  ReportUnclaimed `json:"unclaimed_pio"`
+	UnclaimedMMIO ReportUnclaimed `json:"unclaimed_mmio"`
+	UART          ReportUART      `json:"uart"`
+}
+
+// ReportUnclaimed counts accesses no device claimed.
+type ReportUnclaimed struct {
+	Reads  uint64 `json:"reads"`
+	Writes uint64 `json:"writes"`
+}
+
+// ReportUART counts console bytes: tx from the guest, rx to it.
+type ReportUART struct {
+	TxBytes uint64 `json:"tx_bytes"`
+	RxBytes uint64 `json:"rx_bytes"`
+}
+
+func msPtr(d time.Duration) *float64 {
+	if d <= 0 {
+		return nil
+	}
+	v := ms(d)
+	return &v
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Report builds the run report; expect and fail are the patterns' source
+// text (empty when not given).
+func (r Result) Report(expect, fail string) Report {
+	rep := Report{
+		Version:    ReportVersion,
+		ExitCode:   r.Reason.ExitCode(),
+		ExitSource: r.Reason.Source,
+		Stop: ReportStop{
+			Reason: r.Reason.Kind.String(),
+			Source: r.Reason.Source,
+			Detail: r.Reason.Detail,
+		},
+		Timing: ReportTiming{
+			FirstConsoleByteMS: msPtr(r.FirstOutput),
+			MatchMS:            msPtr(r.Match),
+			WallMS:             ms(r.Wall),
+		},
+		Exits: map[string]uint64{},
+		Devices: ReportDevices{
+			UnclaimedPIO:  ReportUnclaimed{r.UnclaimedPIO.UnclaimedReads, r.UnclaimedPIO.UnclaimedWrites},
+			UnclaimedMMIO: ReportUnclaimed{r.UnclaimedMMIO.UnclaimedReads, r.UnclaimedMMIO.UnclaimedWrites},
+			UART:          ReportUART{TxBytes: r.ConsoleOut, RxBytes: r.ConsoleIn},
+		},
+		HyperV: r.HyperV,
+	}
+	if rep.ExitSource == "" {
+		rep.ExitSource = "vmm"
+	}
+	if r.Reason.Err != nil {
+		rep.Stop.Detail = r.Reason.Err.Error()
+		if r.Reason.Detail != "" {
+			rep.Stop.Detail = r.Reason.Detail + ": " + rep.Stop.Detail
+		}
+	}
+	if r.Reason.Kind == StopDebugExit {
+		v := r.Reason.Value
+		rep.Stop.DebugExitValue = &v
+	}
+	switch r.Reason.Kind {
+	case StopExpectMatched:
+		rep.Match = &ReportMatch{Kind: "expect", Pattern: expect, Line: r.Reason.Detail}
+	case StopFailMatched:
+		rep.Match = &ReportMatch{Kind: "fail", Pattern: fail, Line: r.Reason.Detail}
+	}
+	if !r.Started.IsZero() {
+		rep.Timing.StartUnixNS = r.Started.UnixNano()
+	}
+	if !r.StoppedAt.IsZero() {
+		rep.Timing.StopUnixNS = r.StoppedAt.UnixNano()
+	}
+	for k, v := range r.Exits {
+		rep.Exits[k] = v
+	}
+	return rep
+}
+
+// WriteReport encodes rep into f (opened before the VMM was locked down),
+// replacing what it held, and syncs it so the report survives a host crash.
+func WriteReport(f *os.File, rep Report) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	data = append(data, '\n')
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("write report %s: %w", f.Name(), err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return fmt.Errorf("write report %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync report %s: %w", f.Name(), err)
+	}
+	return nil
+}

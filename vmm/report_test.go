@@ -1,0 +1,116 @@
+package vmm
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/devices/bus"
+)
+
+// TestReportShape pins the JSON shape documented in docs/report.md: a change
+// here is a change of the documented contract (bump ReportVersion if a field
+// changes meaning or disappears).
+func TestReportShape(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	res := Result{
+		Reason:        StopReason{Kind: StopFailMatched, Source: "console", Detail: "Kernel panic - not syncing"},
+		Wall:          1500 * time.Millisecond,
+		FirstOutput:   2 * time.Millisecond,
+		Match:         1200 * time.Millisecond,
+		Exits:         map[string]uint64{"io": 7, "mmio": 1},
+		UnclaimedPIO:  bus.Stats{UnclaimedReads: 3, UnclaimedWrites: 4},
+		UnclaimedMMIO: bus.Stats{UnclaimedReads: 1},
+		Started:       start,
+		StoppedAt:     start.Add(1200 * time.Millisecond),
+		ConsoleOut:    42,
+		ConsoleIn:     5,
+		HyperV:        map[string]int{"msr_reads": 2},
+	}
+	got, err := json.MarshalIndent(res.Report("summary pass", "Kernel panic"), "", "  ")
+	require.NoError(t, err)
+	want := `{
+  "version": 1,
+  "exit_code": 6,
+  "exit_source": "console",
+  "stop": {
+    "reason": "fail-matched",
+    "source": "console",
+    "detail": "Kernel panic - not syncing"
+  },
+  "timing": {
+    "first_console_byte_ms": 2,
+    "match_ms": 1200,
+    "wall_ms": 1500,
+    "start_unix_ns": 1700000000000000000,
+    "stop_unix_ns": 1700000001200000000
+  },
+  "match": {
+    "kind": "fail",
+    "pattern": "Kernel panic",
+    "line": "Kernel panic - not syncing"
+  },
+  "exits": {
+    "io": 7,
+    "mmio": 1
+  },
+  "devices": {
+    "unclaimed_pio": {
+      "reads": 3,
+      "writes": 4
+    },
+    "unclaimed_mmio": {
+      "reads": 1,
+      "writes": 0
+    },
+    "uart": {
+      "tx_bytes": 42,
+      "rx_bytes": 5
+    }
+  },
+  "hyperv": {
+    "msr_reads": 2
+  }
+}`
+	require.Equal(t, want, string(got))
+}
+
+func TestReportOptionalFields(t *testing.T) {
+	rep := Result{Reason: StopReason{Kind: StopDebugExit, Source: "debug-exit port", Value: 0x21}}.Report("", "")
+	data, err := json.Marshal(rep)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	require.NotContains(t, m, "hyperv", "absent when Hyper-V is off")
+	require.Nil(t, m["match"])
+	require.EqualValues(t, 0x43, m["exit_code"])
+	require.EqualValues(t, 0x21, m["stop"].(map[string]any)["debug_exit_value"])
+	timing := m["timing"].(map[string]any)
+	require.Nil(t, timing["first_console_byte_ms"])
+	require.Nil(t, timing["match_ms"])
+	require.Equal(t, map[string]any{}, m["exits"])
+
+	rep = Result{Reason: StopReason{Kind: StopError, Detail: "setup", Err: errors.New("boom")}}.Report("", "")
+	require.Equal(t, "vmm", rep.ExitSource)
+	require.Equal(t, "setup: boom", rep.Stop.Detail)
+	require.Equal(t, 1, rep.ExitCode)
+}
+
+func TestWriteReportReplaces(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "r.json"))
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = f.WriteString(string(make([]byte, 10000)))
+	require.NoError(t, err)
+	require.NoError(t, WriteReport(f, Result{Reason: StopReason{Kind: StopPowerOff, Source: "acpi"}}.Report("", "")))
+	data, err := os.ReadFile(f.Name())
+	require.NoError(t, err)
+	var back Report
+	require.NoError(t, json.Unmarshal(data, &back), "no stale bytes after the JSON")
+	require.Equal(t, "poweroff", back.Stop.Reason)
+}
