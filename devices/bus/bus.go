@@ -21,7 +21,14 @@ var (
 // hardware, or a device missing from the platform.
 type Stats struct {
 	UnclaimedReads, UnclaimedWrites uint64
+	// ByAddr counts unclaimed accesses per address, for the first
+	// maxTrackedAddrs distinct addresses (enough to name what a guest probes).
+	ByAddr map[uint64]uint64 `json:",omitempty"`
 }
+
+// maxTrackedAddrs bounds the per-address counters: a guest sweeping the
+// address space cannot grow them.
+const maxTrackedAddrs = 64
 
 type entry struct {
 	base, last uint64 // last is inclusive so a range may end at the top of the address space
@@ -38,6 +45,22 @@ type Bus struct {
 	entries atomic.Pointer[[]entry] // sorted by base, never mutated in place
 
 	unclaimedReads, unclaimedWrites atomic.Uint64
+	addrMu                          sync.Mutex
+	byAddr                          map[uint64]uint64
+}
+
+// countUnclaimed notes one unclaimed access at addr. Unclaimed accesses are
+// the slow path already (a guest probing), so a lock here costs nothing
+// that matters.
+func (b *Bus) countUnclaimed(addr uint64) {
+	b.addrMu.Lock()
+	defer b.addrMu.Unlock()
+	if b.byAddr == nil {
+		b.byAddr = make(map[uint64]uint64)
+	}
+	if _, ok := b.byAddr[addr]; ok || len(b.byAddr) < maxTrackedAddrs {
+		b.byAddr[addr]++
+	}
 }
 
 // New returns an empty bus; name appears in errors ("pio", "mmio").
@@ -133,6 +156,7 @@ func (b *Bus) Read(addr uint64, data []byte) bool {
 			data[i] = 0xff
 		}
 		b.unclaimedReads.Add(1)
+		b.countUnclaimed(addr)
 		return false
 	}
 	e.dev.Read(addr-e.base, data)
@@ -144,6 +168,7 @@ func (b *Bus) Write(addr uint64, data []byte) bool {
 	e, ok := b.find(addr)
 	if !ok {
 		b.unclaimedWrites.Add(1)
+		b.countUnclaimed(addr)
 		return false
 	}
 	e.dev.Write(addr-e.base, data)
@@ -152,5 +177,14 @@ func (b *Bus) Write(addr uint64, data []byte) bool {
 
 // Stats returns the unclaimed-access counters.
 func (b *Bus) Stats() Stats {
-	return Stats{UnclaimedReads: b.unclaimedReads.Load(), UnclaimedWrites: b.unclaimedWrites.Load()}
+	s := Stats{UnclaimedReads: b.unclaimedReads.Load(), UnclaimedWrites: b.unclaimedWrites.Load()}
+	b.addrMu.Lock()
+	defer b.addrMu.Unlock()
+	if len(b.byAddr) > 0 {
+		s.ByAddr = make(map[uint64]uint64, len(b.byAddr))
+		for a, n := range b.byAddr {
+			s.ByAddr[a] = n
+		}
+	}
+	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +136,7 @@ func TestDispatchOffsets(t *testing.T) {
 			t.Errorf("write %#x: device saw off %d, want %d", tt.addr, tt.dev.lastOff, tt.wantOff)
 		}
 	}
-	if s := b.Stats(); s != (Stats{}) {
+	if s := b.Stats(); s.UnclaimedReads != 0 || s.UnclaimedWrites != 0 || s.ByAddr != nil {
 		t.Fatalf("stats after claimed accesses: %+v", s)
 	}
 }
@@ -161,8 +162,25 @@ func TestUnclaimed(t *testing.T) {
 	if len(d.writes) != 0 {
 		t.Fatalf("device got unclaimed writes %x", d.writes)
 	}
-	if s := b.Stats(); s != (Stats{UnclaimedReads: 4, UnclaimedWrites: 2}) {
+	s := b.Stats()
+	if s.UnclaimedReads != 4 || s.UnclaimedWrites != 2 {
 		t.Fatalf("stats %+v", s)
+	}
+	want := map[uint64]uint64{0x6f: 2, 0x72: 2, 0: 1, math.MaxUint64: 1}
+	if !reflect.DeepEqual(s.ByAddr, want) {
+		t.Fatalf("per-address counts %v, want %v", s.ByAddr, want)
+	}
+}
+
+func TestUnclaimedAddressesBounded(t *testing.T) {
+	b := New("mmio")
+	for a := uint64(0); a < 10*maxTrackedAddrs; a++ {
+		b.Read(a, make([]byte, 1))
+	}
+	b.Read(0, make([]byte, 1))
+	s := b.Stats()
+	if s.UnclaimedReads != 10*maxTrackedAddrs+1 || len(s.ByAddr) != maxTrackedAddrs || s.ByAddr[0] != 2 {
+		t.Fatalf("stats %d reads, %d addresses, addr 0: %d", s.UnclaimedReads, len(s.ByAddr), s.ByAddr[0])
 	}
 }
 
