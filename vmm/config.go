@@ -56,6 +56,10 @@ type Config struct {
 	// DevKVM is the KVM device node; empty means /dev/kvm.
 	DevKVM string
 
+	// Disks and NICs are virtio-blk and virtio-net devices (config_devices.go).
+	Disks []Disk
+	NICs  []NIC
+
 	// Expect, if set, ends the VM with StopExpectMatched when a console line
 	// matches it; Fail, with StopFailMatched (package conmatch).
 	Expect, Fail *regexp.Regexp
@@ -122,7 +126,7 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	return nil
+	return c.validateDevices()
 }
 
 // checkFile makes sure path is a readable regular file no larger than limit.

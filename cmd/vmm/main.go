@@ -81,6 +81,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest with exit code 4 after this long (e.g. 60s); 0 for none")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "VMM log level on stderr: debug, info, warn or error")
 	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
+	devs := registerDeviceFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -107,6 +108,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
+	devs.apply(&cfg)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "vmm run: %v\n", err)
 		return vmm.ExitError

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/vmmdev/vmm/vmm"
+)
+
+// deviceFlags are the repeatable --disk and --net flags of `vmm run`.
+type deviceFlags struct {
+	disks diskList
+	nics  nicList
+}
+
+func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
+	d := &deviceFlags{}
+	fs.Var(&d.disks, "disk", "virtio-blk disk `PATH[,readonly][,serial=ID]` (a raw image); repeat for several")
+	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
+	return d
+}
+
+// apply copies the parsed devices into cfg.
+func (d *deviceFlags) apply(cfg *vmm.Config) {
+	cfg.Disks = append(cfg.Disks, d.disks...)
+	cfg.NICs = append(cfg.NICs, d.nics...)
+}
+
+type diskList []vmm.Disk
+
+func (l *diskList) String() string {
+	if l == nil {
+		return ""
+	}
+	s := make([]string, len(*l))
+	for i, d := range *l {
+		s[i] = d.Path
+	}
+	return strings.Join(s, " ")
+}
+
+func (l *diskList) Set(v string) error {
+	d, err := vmm.ParseDisk(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, d)
+	return nil
+}
+
+type nicList []vmm.NIC
+
+func (l *nicList) String() string {
+	if l == nil {
+		return ""
+	}
+	s := make([]string, len(*l))
+	for i, n := range *l {
+		s[i] = "tap=" + n.Tap
+	}
+	return strings.Join(s, " ")
+}
+
+func (l *nicList) Set(v string) error {
+	n, err := vmm.ParseNIC(v)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, n)
+	return nil
+}

@@ -1,0 +1,137 @@
+package vmm
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Disk is one virtio-blk disk (--disk PATH[,readonly][,serial=ID]).
+type Disk struct {
+	Path     string
+	ReadOnly bool
+	// Serial is what the guest reads with GET_ID (/sys/block/vdX/serial).
+	Serial string
+}
+
+// NIC is one virtio-net interface on a host tap (--net tap=NAME[,mac=MAC]).
+type NIC struct {
+	Tap string
+	// MAC is the guest's address; nil means a random locally administered one.
+	MAC net.HardwareAddr
+}
+
+// maxSerial is the size of virtio-blk's GET_ID answer.
+const maxSerial = 20
+
+// ParseDisk reads the value of one --disk flag.
+func ParseDisk(s string) (Disk, error) {
+	fields := strings.Split(s, ",")
+	d := Disk{Path: fields[0]}
+	if d.Path == "" {
+		return Disk{}, fmt.Errorf("--disk %q: no image path (PATH[,readonly][,serial=ID])", s)
+	}
+	for _, f := range fields[1:] {
+		switch k, v, hasValue := strings.Cut(f, "="); {
+		case k == "readonly" && !hasValue:
+			d.ReadOnly = true
+		case k == "serial" && hasValue:
+			d.Serial = v
+		default:
+			return Disk{}, fmt.Errorf("--disk %q: unknown option %q (PATH[,readonly][,serial=ID])", s, f)
+		}
+	}
+	if err := checkSerial(d.Serial); err != nil {
+		return Disk{}, fmt.Errorf("--disk %q: %w", s, err)
+	}
+	return d, nil
+}
+
+// checkSerial allows what udev can put in a /dev/disk/by-id name unescaped.
+func checkSerial(s string) error {
+	if len(s) > maxSerial {
+		return fmt.Errorf("serial %q is longer than %d bytes", s, maxSerial)
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-", c)) {
+			return fmt.Errorf("serial %q: only letters, digits, '.', '_' and '-' are allowed", s)
+		}
+	}
+	return nil
+}
+
+// ParseNIC reads the value of one --net flag.
+func ParseNIC(s string) (NIC, error) {
+	var n NIC
+	for _, f := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "tap":
+			n.Tap = v
+		case "mac":
+			mac, err := net.ParseMAC(v)
+			if err != nil || len(mac) != 6 {
+				return NIC{}, fmt.Errorf("--net %q: mac %q is not an Ethernet address (like 52:54:00:12:34:56)", s, v)
+			}
+			if mac[0]&1 != 0 {
+				return NIC{}, fmt.Errorf("--net %q: mac %s is a multicast address", s, mac)
+			}
+			n.MAC = mac
+		default:
+			return NIC{}, fmt.Errorf("--net %q: unknown option %q (tap=NAME[,mac=MAC])", s, f)
+		}
+	}
+	if err := checkTapName(n.Tap); err != nil {
+		return NIC{}, fmt.Errorf("--net %q: %w", s, err)
+	}
+	return n, nil
+}
+
+func checkTapName(name string) error {
+	if name == "" || len(name) >= unix.IFNAMSIZ {
+		return fmt.Errorf("tap name %q must be 1 to %d bytes", name, unix.IFNAMSIZ-1)
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/:% \t\n") {
+		return fmt.Errorf("tap name %q is not a valid interface name", name)
+	}
+	return nil
+}
+
+// validateDevices checks the disks and NICs: images exist and are
+// accessible in the mode asked for, nothing is given twice.
+func (c *Config) validateDevices() error {
+	seen := map[string]bool{}
+	for _, d := range c.Disks {
+		if err := checkSerial(d.Serial); err != nil {
+			return invalid("--disk %s: %v", d.Path, err)
+		}
+		if _, err := checkFile("--disk", d.Path, 1<<62); err != nil {
+			return err
+		}
+		if !d.ReadOnly {
+			if err := unix.Access(d.Path, unix.W_OK); err != nil {
+				return invalid("--disk %s: not writable (add ,readonly?): %v", d.Path, err)
+			}
+		}
+		if seen[d.Path] {
+			return invalid("--disk %s: given twice", d.Path)
+		}
+		seen[d.Path] = true
+	}
+	taps := map[string]bool{}
+	for _, n := range c.NICs {
+		if err := checkTapName(n.Tap); err != nil {
+			return invalid("--net: %v", err)
+		}
+		if n.MAC != nil && (len(n.MAC) != 6 || n.MAC[0]&1 != 0) {
+			return invalid("--net tap=%s: mac %v is not a unicast Ethernet address", n.Tap, n.MAC)
+		}
+		if taps[n.Tap] {
+			return invalid("--net tap=%s: given twice", n.Tap)
+		}
+		taps[n.Tap] = true
+	}
+	return nil
+}

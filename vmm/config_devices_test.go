@@ -1,0 +1,86 @@
+package vmm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseDisk(t *testing.T) {
+	d, err := ParseDisk("/img/a.raw,readonly,serial=vmm-ro_1.0")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "/img/a.raw", ReadOnly: true, Serial: "vmm-ro_1.0"}, d)
+	d, err = ParseDisk("b.img")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "b.img"}, d)
+	for _, bad := range []string{"", ",readonly", "a,ro", "a,readonly=1", "a,serial", "a,serial=123456789012345678901", "a,serial=x y", "a,serial=a/b"} {
+		_, err := ParseDisk(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestParseNIC(t *testing.T) {
+	n, err := ParseNIC("tap=vmmtap0,mac=52:54:00:12:34:56")
+	require.NoError(t, err)
+	require.Equal(t, "vmmtap0", n.Tap)
+	require.Equal(t, "52:54:00:12:34:56", n.MAC.String())
+	n, err = ParseNIC("tap=t1")
+	require.NoError(t, err)
+	require.Nil(t, n.MAC)
+	for _, bad := range []string{"", "tap=", "mac=52:54:00:12:34:56", "tap=a,mac=01:00:5e:00:00:01", "tap=a,mac=zz",
+		"tap=a,mac=00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "tap=a,x=1", "tap=0123456789abcdef", "tap=a/b", "tap=.."} {
+		_, err := ParseNIC(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestValidateDevices(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "d.img")
+	require.NoError(t, os.WriteFile(img, make([]byte, 4096), 0o600))
+	base := Config{Program: &Program{}, CPUs: 1, Memory: 16 << 20}
+
+	ok := base
+	ok.Disks = []Disk{{Path: img}}
+	ok.NICs = []NIC{{Tap: "t0"}, {Tap: "t1"}}
+	require.NoError(t, ok.Validate())
+
+	cases := map[string]func(c *Config){
+		"missing image": func(c *Config) { c.Disks = []Disk{{Path: filepath.Join(dir, "nope")}} },
+		"directory":     func(c *Config) { c.Disks = []Disk{{Path: dir}} },
+		"twice":         func(c *Config) { c.Disks = []Disk{{Path: img}, {Path: img, ReadOnly: true}} },
+		"bad serial":    func(c *Config) { c.Disks = []Disk{{Path: img, Serial: strings.Repeat("x", 21)}} },
+		"tap twice":     func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
+		"tap no name":   func(c *Config) { c.NICs = []NIC{{}} },
+		"multicast mac": func(c *Config) { c.NICs = []NIC{{Tap: "a", MAC: []byte{1, 0, 0, 0, 0, 1}}} },
+	}
+	for name, mod := range cases {
+		c := base
+		mod(&c)
+		require.ErrorIs(t, c.Validate(), ErrInvalidConfig, name)
+	}
+}
+
+// FuzzParseDevices: flag values are user input; the parsers must never
+// panic, and what they accept must validate the same way.
+func FuzzParseDevices(f *testing.F) {
+	for _, s := range []string{"a.img,readonly,serial=x", "a,serial=", "tap=vmmtap0,mac=52:54:00:12:34:56", "tap=a,mac=", ",,,", "tap=%d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := ParseDisk(s); err == nil {
+			if d.Path == "" || checkSerial(d.Serial) != nil {
+				t.Fatalf("ParseDisk(%q) accepted %+v", s, d)
+			}
+		}
+		if n, err := ParseNIC(s); err == nil {
+			c := Config{NICs: []NIC{n}}
+			if err := c.validateDevices(); err != nil {
+				t.Fatalf("ParseNIC(%q) accepted %+v, which fails validation: %v", s, n, err)
+			}
+		}
+	})
+}
