@@ -1,0 +1,219 @@
+// Package hyperv emulates Hyper-V enlightenments in userspace, for KVM hosts
+// with and without in-kernel Hyper-V support: the 0x4000000x CPUID leaves,
+// the synthetic MSRs (reached through an MSR filter and userspace MSR exits),
+// hypercalls through a hypercall page whose code exits to the VMM, the
+// reference TSC page, SynIC message and event pages, synthetic timers, crash
+// and reset MSRs, and a per-access trace with a summary of what the guest used.
+//
+// Partition is the state of one VM; the VMM supplies a Host (interrupt
+// injection, vCPU kicks, TLB flushes, stop callbacks) and guest memory.
+package hyperv
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ErrFeatures marks an invalid --hyperv list: unknown switch, bad value or a
+// missing dependency.
+var ErrFeatures = errors.New("hyperv: invalid feature list")
+
+// Features are the enlightenment switches, named after QEMU's hv-* flags.
+// The zero value is Hyper-V off.
+type Features struct {
+	Relaxed      bool // relaxed timing recommended
+	VPIndex      bool // VP_INDEX MSR
+	Runtime      bool // VP_RUNTIME MSR
+	Time         bool // TIME_REF_COUNT and the reference TSC page
+	Frequencies  bool // TSC and APIC frequency MSRs
+	Crash        bool // crash MSRs P0-P4 and CRASH_CTL
+	Reset        bool // reset MSR
+	SynIC        bool // synthetic interrupt controller
+	STimer       bool // synthetic timers 0-3
+	STimerDirect bool // synthetic timers in direct (APIC vector) mode
+	TLBFlush     bool // remote TLB flush hypercalls
+	IPI          bool // synthetic cluster IPI hypercalls
+	// Spinlocks is the spinlock retry count (CPUID 0x40000004 EBX); 0 means
+	// the default 0xFFFFFFFF, "never notify".
+	Spinlocks uint32
+	// VendorID replaces "Microsoft Hv" in CPUID 0x40000000 (at most 12 bytes).
+	VendorID string
+	// KVMSignature keeps KVM's own leaves, moved to 0x40000100 as QEMU does.
+	// Linux then prefers KVM over Hyper-V, so it is off unless asked for.
+	KVMSignature bool
+	// on is set once any switch was given, so "--hyperv relaxed" alone still
+	// turns on the base interface (hypercall page, guest OS ID).
+	on bool
+}
+
+// DefaultSpinlocks is the spinlock retry count that means "never notify".
+const DefaultSpinlocks = 0xFFFFFFFF
+
+// Enabled reports whether Hyper-V is on at all.
+func (f Features) Enabled() bool { return f.on }
+
+// switches maps switch names to the field they set.
+func (f *Features) switches() map[string]*bool {
+	return map[string]*bool{
+		"relaxed": &f.Relaxed, "vpindex": &f.VPIndex, "runtime": &f.Runtime, "time": &f.Time,
+		"frequencies": &f.Frequencies, "crash": &f.Crash, "reset": &f.Reset, "synic": &f.SynIC,
+		"stimer": &f.STimer, "stimer-direct": &f.STimerDirect, "tlbflush": &f.TLBFlush, "ipi": &f.IPI,
+		"kvm-signature": &f.KVMSignature,
+	}
+}
+
+// presets expand to switch lists. "all" is every enlightenment vmm emulates;
+// "windows" is what QEMU's documentation (docs/system/i386/hyperv.rst) and
+// Proxmox recommend for Windows guests, less hv-vapic, which needs the
+// in-kernel LAPIC's help that userspace cannot give.
+var presetNames = []string{"all", "windows"}
+
+func preset(name string) []string {
+	switch name {
+	case "all":
+		return []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "crash", "reset",
+			"synic", "stimer", "stimer-direct", "tlbflush", "ipi"}
+	case "windows":
+		return []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "reset",
+			"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "spinlocks=0x1fff"}
+	}
+	return nil
+}
+
+// ParseFeatures reads a comma-separated list of switches and presets, as
+// given to --hyperv: "all", "windows", "relaxed,vpindex,spinlocks=0x1fff",
+// "vendor-id=STR". An empty list or "off" is Hyper-V off. Later items add
+// to earlier ones. Dependencies are checked (Check).
+func ParseFeatures(list string) (Features, error) {
+	var f Features
+	list = strings.TrimSpace(list)
+	if list == "" || list == "off" || list == "none" {
+		return f, nil
+	}
+	sw := f.switches()
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p := preset(item); p != nil {
+			for _, s := range p {
+				if err := f.apply(sw, s); err != nil {
+					return Features{}, err
+				}
+			}
+			continue
+		}
+		if err := f.apply(sw, item); err != nil {
+			return Features{}, err
+		}
+	}
+	if err := f.Check(); err != nil {
+		return Features{}, err
+	}
+	return f, nil
+}
+
+func (f *Features) apply(sw map[string]*bool, item string) error {
+	name, val, hasVal := strings.Cut(item, "=")
+	f.on = true
+	switch name {
+	case "spinlocks":
+		if !hasVal {
+			return fmt.Errorf("%w: spinlocks needs a value (spinlocks=N)", ErrFeatures)
+		}
+		n, err := strconv.ParseUint(val, 0, 32)
+		if err != nil {
+			return fmt.Errorf("%w: spinlocks=%q is not a 32-bit number", ErrFeatures, val)
+		}
+		// QEMU's lower bound: fewer retries than this is not a sensible hint.
+		if n < 0xfff {
+			return fmt.Errorf("%w: spinlocks=%#x is below the minimum 0xfff", ErrFeatures, n)
+		}
+		f.Spinlocks = uint32(n)
+		return nil
+	case "vendor-id":
+		if !hasVal || val == "" {
+			return fmt.Errorf("%w: vendor-id needs a value (vendor-id=STR)", ErrFeatures)
+		}
+		if len(val) > 12 {
+			return fmt.Errorf("%w: vendor-id=%q is longer than 12 bytes", ErrFeatures, val)
+		}
+		f.VendorID = val
+		return nil
+	}
+	p, ok := sw[name]
+	if !ok {
+		known := make([]string, 0, len(sw)+4)
+		for k := range sw {
+			known = append(known, k)
+		}
+		known = append(known, "spinlocks=N", "vendor-id=STR")
+		known = append(known, presetNames...)
+		slices.Sort(known)
+		return fmt.Errorf("%w: unknown switch %q (known: %s)", ErrFeatures, item, strings.Join(known, ", "))
+	}
+	if hasVal {
+		switch val {
+		case "on", "true", "1":
+			*p = true
+		case "off", "false", "0":
+			*p = false
+		default:
+			return fmt.Errorf("%w: %s=%q: want on or off", ErrFeatures, name, val)
+		}
+		return nil
+	}
+	*p = true
+	return nil
+}
+
+// Check enforces the dependencies between switches (those of QEMU).
+func (f Features) Check() error {
+	deps := []struct {
+		has   bool
+		name  string
+		ok    bool
+		needs string
+	}{
+		{f.SynIC, "synic", f.VPIndex, "vpindex"},
+		{f.STimer, "stimer", f.SynIC, "synic"},
+		{f.STimer, "stimer", f.Time, "time"},
+		{f.STimerDirect, "stimer-direct", f.STimer, "stimer"},
+		{f.TLBFlush, "tlbflush", f.VPIndex, "vpindex"},
+		{f.IPI, "ipi", f.VPIndex, "vpindex"},
+	}
+	for _, d := range deps {
+		if d.has && !d.ok {
+			return fmt.Errorf("%w: %s needs %s", ErrFeatures, d.name, d.needs)
+		}
+	}
+	return nil
+}
+
+// String lists the switches that are on, in ParseFeatures syntax.
+func (f Features) String() string {
+	if !f.on {
+		return "off"
+	}
+	var out []string
+	for _, n := range []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "crash", "reset",
+		"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "kvm-signature"} {
+		if *f.switches()[n] {
+			out = append(out, n)
+		}
+	}
+	if f.Spinlocks != 0 {
+		out = append(out, fmt.Sprintf("spinlocks=%#x", f.Spinlocks))
+	}
+	if f.VendorID != "" {
+		out = append(out, "vendor-id="+f.VendorID)
+	}
+	if len(out) == 0 {
+		return "base"
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,103 @@
+package hyperv
+
+import "fmt"
+
+// Synthetic MSRs (TLFS; Linux hvgdk_mini.h).
+const (
+	MSRGuestOSID     = 0x40000000
+	MSRHypercall     = 0x40000001
+	MSRVPIndex       = 0x40000002
+	MSRReset         = 0x40000003
+	MSRVPRuntime     = 0x40000010
+	MSRTimeRefCount  = 0x40000020
+	MSRReferenceTSC  = 0x40000021
+	MSRTSCFrequency  = 0x40000022
+	MSRAPICFrequency = 0x40000023
+	MSRSControl      = 0x40000080
+	MSRSVersion      = 0x40000081
+	MSRSIEFP         = 0x40000082
+	MSRSIMP          = 0x40000083
+	MSREOM           = 0x40000084
+	MSRSINT0         = 0x40000090
+	MSRSINT15        = 0x4000009F
+	MSRSTimer0Config = 0x400000B0
+	MSRSTimer3Count  = 0x400000B7
+	MSRCrashP0       = 0x40000100
+	MSRCrashP4       = 0x40000104
+	MSRCrashCtl      = 0x40000105
+)
+
+// FilterBase and FilterCount are the MSR range the VMM's MSR filter must
+// deny so that every synthetic MSR access exits to userspace.
+const (
+	FilterBase  = 0x40000000
+	FilterCount = 0x200
+)
+
+// msrName names a synthetic MSR for traces and summaries.
+func msrName(msr uint32) string {
+	switch msr {
+	case MSRGuestOSID:
+		return "GUEST_OS_ID"
+	case MSRHypercall:
+		return "HYPERCALL"
+	case MSRVPIndex:
+		return "VP_INDEX"
+	case MSRReset:
+		return "RESET"
+	case MSRVPRuntime:
+		return "VP_RUNTIME"
+	case MSRTimeRefCount:
+		return "TIME_REF_COUNT"
+	case MSRReferenceTSC:
+		return "REFERENCE_TSC"
+	case MSRTSCFrequency:
+		return "TSC_FREQUENCY"
+	case MSRAPICFrequency:
+		return "APIC_FREQUENCY"
+	case MSRSControl:
+		return "SCONTROL"
+	case MSRSVersion:
+		return "SVERSION"
+	case MSRSIEFP:
+		return "SIEFP"
+	case MSRSIMP:
+		return "SIMP"
+	case MSREOM:
+		return "EOM"
+	case MSRCrashCtl:
+		return "CRASH_CTL"
+	}
+	switch {
+	case msr >= MSRSINT0 && msr <= MSRSINT15:
+		return fmt.Sprintf("SINT%d", msr-MSRSINT0)
+	case msr >= MSRSTimer0Config && msr <= MSRSTimer3Count:
+		n := (msr - MSRSTimer0Config) / 2
+		if (msr-MSRSTimer0Config)%2 == 0 {
+			return fmt.Sprintf("STIMER%d_CONFIG", n)
+		}
+		return fmt.Sprintf("STIMER%d_COUNT", n)
+	case msr >= MSRCrashP0 && msr <= MSRCrashP4:
+		return fmt.Sprintf("CRASH_P%d", msr-MSRCrashP0)
+	}
+	return fmt.Sprintf("%#x", msr)
+}
+
+// MSR bit fields.
+const (
+	hypercallEnable = 1 << 0
+	hypercallLocked = 1 << 1
+	pageEnable      = 1 << 0 // SIMP, SIEFP, REFERENCE_TSC
+	pageMask        = ^uint64(0xfff)
+	crashNotify     = 1 << 63
+	sintMasked      = 1 << 16
+	sintAutoEOI     = 1 << 17
+	sintPolling     = 1 << 18
+	sintVectorMask  = 0xff
+	sintValidBits   = sintVectorMask | sintMasked | sintAutoEOI | sintPolling
+	sintFirstVector = 16
+	synicVersion    = 1
+	// apicFrequency is the in-kernel LAPIC timer's rate: KVM's APIC bus
+	// runs at 1 GHz.
+	apicFrequency = 1_000_000_000
+)

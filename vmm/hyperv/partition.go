@@ -1,0 +1,332 @@
+package hyperv
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+)
+
+// Memory is guest RAM as the partition needs it: Slice returns n bytes at
+// gpa aliasing guest memory (message slots are updated with atomics there).
+type Memory interface {
+	Slice(gpa, n uint64) ([]byte, error)
+}
+
+// Host is what the partition needs from the VMM.
+type Host interface {
+	// Interrupt sends a fixed, edge-triggered interrupt with vector to the
+	// local APIC of vCPU vcpu (whose APIC ID is its index).
+	Interrupt(vcpu int, vector uint8) error
+	// Kick makes vCPU vcpu leave the guest soon and call Process on its own thread.
+	Kick(vcpu int)
+	// FlushTLB flushes the guest TLBs of vcpus and returns once that is
+	// done; caller is the vCPU making the hypercall (on its thread).
+	FlushTLB(caller int, vcpus []int) error
+	// Runtime is the time vCPU vcpu has run, in 100 ns units; it is called
+	// on that vCPU's thread.
+	Runtime(vcpu int) uint64
+	// Reset and Crash end the VM: the guest wrote the reset MSR, or the
+	// crash control MSR with the crash parameters P0-P4.
+	Reset()
+	Crash(params [5]uint64)
+}
+
+// Config is what New needs.
+type Config struct {
+	Features Features
+	CPUs     int
+	Memory   Memory
+	Host     Host
+	Clock    Clock
+	// TSC is the reference TSC page's scale and offset (the same Clock uses).
+	TSC TSCParams
+	// TSCHz is the guest TSC frequency, for the TSC_FREQUENCY MSR.
+	TSCHz uint64
+	// Trace, if set, receives one JSON line per synthetic MSR access and hypercall.
+	Trace io.Writer
+	Log   *slog.Logger
+}
+
+// ErrConfig marks an unusable Config.
+var ErrConfig = errors.New("hyperv: invalid configuration")
+
+// Partition is the Hyper-V state of one VM. Its methods are safe for
+// concurrent use by all vCPU threads and timer goroutines.
+type Partition struct {
+	f     Features
+	mem   Memory
+	host  Host
+	clock Clock
+	tsc   TSCParams
+	tscHz uint64
+	log   *slog.Logger
+	trace *tracer
+	stats *stats
+
+	mu        sync.Mutex // guards the partition-wide MSRs below
+	guestOSID uint64
+	hypercall uint64
+	refTSC    uint64
+	crash     [5]uint64
+	crashCtl  uint64
+
+	vps []*vp
+}
+
+// vp is one virtual processor's SynIC and timers.
+type vp struct {
+	index int
+	// need is set when Process has work on this vCPU's thread (auto-EOI).
+	need atomic.Bool
+
+	mu       sync.Mutex
+	scontrol uint64
+	siefp    uint64
+	simp     uint64
+	sint     [16]uint64
+	timers   [4]stimer
+	// aeoi holds vectors delivered through auto-EOI SINTs whose in-service
+	// bit Process must clear once the guest has accepted them.
+	aeoi     [4]uint64
+	aeoiKick Timer
+}
+
+// New creates the partition state for cfg.
+func New(cfg Config) (*Partition, error) {
+	if !cfg.Features.Enabled() {
+		return nil, fmt.Errorf("%w: Hyper-V is off", ErrConfig)
+	}
+	if err := cfg.Features.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.CPUs < 1 || cfg.Memory == nil || cfg.Host == nil || cfg.Clock == nil {
+		return nil, fmt.Errorf("%w: need CPUs, Memory, Host and Clock", ErrConfig)
+	}
+	if cfg.Features.Time && cfg.TSC.Scale == 0 {
+		return nil, fmt.Errorf("%w: time needs the TSC scale", ErrConfig)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Partition{f: cfg.Features, mem: cfg.Memory, host: cfg.Host, clock: cfg.Clock,
+		tsc: cfg.TSC, tscHz: cfg.TSCHz, log: log, stats: newStats(cfg.CPUs)}
+	if cfg.Trace != nil {
+		p.trace = newTracer(cfg.Trace, cfg.Clock)
+	}
+	for i := 0; i < cfg.CPUs; i++ {
+		v := &vp{index: i}
+		for s := range v.sint {
+			v.sint[s] = sintMasked
+		}
+		for t := range v.timers {
+			v.timers[t].index = t
+		}
+		p.vps = append(p.vps, v)
+	}
+	return p, nil
+}
+
+// Features returns the switches the partition was built with.
+func (p *Partition) Features() Features { return p.f }
+
+func (p *Partition) vp(vcpu int) *vp {
+	if vcpu < 0 || vcpu >= len(p.vps) {
+		return nil
+	}
+	return p.vps[vcpu]
+}
+
+// ReadMSR answers a guest RDMSR of a synthetic MSR; false means #GP.
+func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
+	v, ok := p.readMSR(vcpu, msr)
+	p.stats.msr(vcpu, msr, false, !ok)
+	p.trace.msr(vcpu, "rdmsr", msr, v, !ok)
+	return v, ok
+}
+
+// WriteMSR performs a guest WRMSR of a synthetic MSR; false means #GP.
+func (p *Partition) WriteMSR(vcpu int, msr uint32, value uint64) bool {
+	ok := p.writeMSR(vcpu, msr, value)
+	p.stats.msr(vcpu, msr, true, !ok)
+	p.trace.msr(vcpu, "wrmsr", msr, value, !ok)
+	return ok
+}
+
+// present reports whether msr exists with the partition's switches.
+func (p *Partition) present(msr uint32) bool {
+	f := p.f
+	switch {
+	case msr == MSRGuestOSID || msr == MSRHypercall:
+		return true
+	case msr == MSRVPIndex:
+		return f.VPIndex
+	case msr == MSRReset:
+		return f.Reset
+	case msr == MSRVPRuntime:
+		return f.Runtime
+	case msr == MSRTimeRefCount || msr == MSRReferenceTSC:
+		return f.Time
+	case msr == MSRTSCFrequency || msr == MSRAPICFrequency:
+		return f.Frequencies
+	case msr >= MSRSControl && msr <= MSREOM, msr >= MSRSINT0 && msr <= MSRSINT15:
+		return f.SynIC
+	case msr >= MSRSTimer0Config && msr <= MSRSTimer3Count:
+		return f.STimer
+	case msr >= MSRCrashP0 && msr <= MSRCrashCtl:
+		return f.Crash
+	}
+	return false
+}
+
+func (p *Partition) readMSR(vcpu int, msr uint32) (uint64, bool) {
+	v := p.vp(vcpu)
+	if v == nil || !p.present(msr) {
+		return 0, false
+	}
+	switch msr {
+	case MSRGuestOSID, MSRHypercall, MSRReferenceTSC, MSRCrashCtl:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		switch msr {
+		case MSRGuestOSID:
+			return p.guestOSID, true
+		case MSRHypercall:
+			return p.hypercall, true
+		case MSRReferenceTSC:
+			return p.refTSC, true
+		}
+		// The guest reads CRASH_CTL to learn which actions are supported.
+		return crashNotify, true
+	case MSRVPIndex:
+		return uint64(vcpu), true
+	case MSRReset:
+		return 0, true
+	case MSRVPRuntime:
+		return p.host.Runtime(vcpu), true
+	case MSRTimeRefCount:
+		return p.clock.Now(), true
+	case MSRTSCFrequency:
+		return p.tscHz, true
+	case MSRAPICFrequency:
+		return apicFrequency, true
+	}
+	if msr >= MSRCrashP0 && msr <= MSRCrashP4 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.crash[msr-MSRCrashP0], true
+	}
+	return v.readSynIC(msr)
+}
+
+func (p *Partition) writeMSR(vcpu int, msr uint32, value uint64) bool {
+	v := p.vp(vcpu)
+	if v == nil || !p.present(msr) {
+		return false
+	}
+	switch msr {
+	case MSRGuestOSID:
+		p.mu.Lock()
+		p.guestOSID = value
+		// A zero guest OS ID disables the hypercall page (TLFS).
+		if value == 0 {
+			p.hypercall &^= hypercallEnable
+		}
+		p.mu.Unlock()
+		return true
+	case MSRHypercall:
+		return p.writeHypercallMSR(value)
+	case MSRReset:
+		if value&1 != 0 {
+			p.host.Reset()
+		}
+		return true
+	case MSRReferenceTSC:
+		return p.writeRefTSC(value)
+	case MSRCrashCtl:
+		p.mu.Lock()
+		p.crashCtl = value
+		params := p.crash
+		p.mu.Unlock()
+		if value&crashNotify != 0 {
+			p.stats.setCrash(params)
+			p.host.Crash(params)
+		}
+		return true
+	case MSRVPIndex, MSRVPRuntime, MSRTimeRefCount, MSRTSCFrequency, MSRAPICFrequency, MSRSVersion:
+		return false // read-only
+	}
+	if msr >= MSRCrashP0 && msr <= MSRCrashP4 {
+		p.mu.Lock()
+		p.crash[msr-MSRCrashP0] = value
+		p.mu.Unlock()
+		return true
+	}
+	if msr >= MSRSTimer0Config && msr <= MSRSTimer3Count {
+		return p.writeSTimer(v, msr, value)
+	}
+	return p.writeSynIC(v, msr, value)
+}
+
+// HypercallCode is the hypercall page's code: "out imm8, al; ret". The
+// port write exits to the VMM (a VMCALL would be handled, or swallowed,
+// inside KVM); the handler puts the result in the registers and the guest
+// returns to its caller. It is the same in 32- and 64-bit mode.
+func HypercallCode(port uint8) []byte { return []byte{0xe6, port, 0xc3} }
+
+// HypercallPort is the I/O port the hypercall page writes to: below 0x100
+// for the imm8 form, and claimed by no PC device.
+const HypercallPort = 0xe8
+
+func (p *Partition) writeHypercallMSR(value uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hypercall&hypercallLocked != 0 {
+		return true // locked until reset: writes are ignored
+	}
+	if p.guestOSID == 0 {
+		value &^= hypercallEnable
+	}
+	if value&hypercallEnable != 0 {
+		code := HypercallCode(HypercallPort)
+		page, err := p.mem.Slice(value&pageMask, 4096)
+		if err != nil {
+			return false
+		}
+		// The rest of the page is filled with int3 so a stray jump into
+		// it faults rather than running leftovers.
+		for i := range page {
+			page[i] = 0xcc
+		}
+		copy(page, code)
+		p.stats.setHypercallPage(value & pageMask)
+	}
+	p.hypercall = value
+	return true
+}
+
+func (p *Partition) writeRefTSC(value uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refTSC = value
+	if value&pageEnable == 0 {
+		return true
+	}
+	page, err := p.mem.Slice(value&pageMask, 4096)
+	if err != nil {
+		// TLFS: this MSR never faults; a page outside RAM is just unused.
+		p.log.Warn("Hyper-V reference TSC page outside guest RAM", "gpa", fmt.Sprintf("%#x", value&pageMask))
+		return true
+	}
+	// Sequence 0 first: a reader on another vCPU retries (or uses the MSR)
+	// until scale and offset are in place.
+	atomicStore32(page[tscPageSequence:], 0)
+	b := p.tsc.EncodeTSCPage(1)
+	copy(page[tscPageScale:tscPageUsed], b[tscPageScale:])
+	atomicStore32(page[tscPageSequence:], 1)
+	p.stats.setTSCPage(value & pageMask)
+	return true
+}
