@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,11 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/vmmdev/vmm/vmm"
@@ -30,9 +27,10 @@ commands:
   probe   report what this host's KVM offers (--json for machine-readable output)
 
 exit codes of vmm run:
-  0 guest powered off   1 VMM error   2 usage error   3 guest panic   4 timeout
-  5 guest reset or triple fault   2k+1 guest wrote k to the debug-exit port 0xf4
-  130 interrupted by a signal
+  0 guest powered off, or --expect matched   1 VMM error   2 usage error
+  3 guest panic (or halted for good)   4 timeout   5 guest reset or triple fault
+  6 --fail matched   2k+1 guest wrote k to the debug-exit port 0xf4
+  130 interrupted by SIGINT/SIGTERM (a second signal exits at once)
 `
 
 func main() {
@@ -82,6 +80,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logLevel, "log-level", "warn", "VMM log level on stderr: debug, info, warn or error")
 	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
 	devs := registerDeviceFlags(fs)
+	ci := registerCIFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -91,6 +90,9 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vmm run: unexpected argument %q\n", fs.Arg(0))
 		return vmm.ExitUsage
+	}
+	if code := ci.loadConfig(fs, stderr); code != ok {
+		return code
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -109,6 +111,9 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
 	devs.apply(&cfg)
+	if code := ci.configure(&cfg, f.console, stderr); code != ok {
+		return code
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "vmm run: %v\n", err)
 		return vmm.ExitError
@@ -120,17 +125,24 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	}
 	defer con.Close()
 	cfg.ConsoleOut, cfg.ConsoleIn = con.Out(), con.In()
+	if code := ci.openOutputs(&cfg, stderr); code != ok {
+		return code
+	}
+	defer ci.close()
+	ctx, stopSignals := handleSignals(func() { con.Close() }, stderr)
+	defer stopSignals()
 
 	m, err := vmm.New(cfg, log)
 	if err != nil {
 		con.Close()
 		fmt.Fprintf(stderr, "vmm run: %v\n", err)
-		return vmm.ExitError
+		return ci.writeReport(vmm.Result{Reason: vmm.StopReason{Kind: vmm.StopError, Source: "vmm", Err: err}}, vmm.ExitError, stderr)
 	}
 	defer m.Close()
+	if code := ci.lockDown(stderr); code != ok {
+		return code
+	}
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
 	res := m.Run(ctx)
 	con.Close()
 	code := res.Reason.ExitCode()
@@ -140,7 +152,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if res.Reason.Kind == vmm.StopError {
 		fmt.Fprintf(stderr, "vmm run: %s\n", res.Reason)
 	}
-	return code
+	return ci.writeReport(res, code, stderr)
 }
 
 // parseSize reads a memory size: a plain number is MiB (as QEMU's -m);

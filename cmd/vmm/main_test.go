@@ -27,6 +27,9 @@ func TestBadInput(t *testing.T) {
 	truncated := write("truncated", testimage.BzImage64([]byte{0xf4})[:700])
 	bigInitrd := write("initrd", make([]byte, 8<<20))
 	noKVM := "--kvm-device=" + filepath.Join(dir, "no-such-kvm")
+	config := func(name, text string) string { return write(name, []byte(text)) }
+	bigConfig := write("big.json", []byte(`{"cmdline": "`+strings.Repeat("a", 2<<20)+`"}`))
+	log := filepath.Join(dir, "console.log")
 
 	cases := []struct {
 		name string
@@ -61,6 +64,31 @@ func TestBadInput(t *testing.T) {
 		{"console file in missing dir", []string{"run", noKVM, "--kernel", good, "--console", "file:" + filepath.Join(dir, "x", "y")}, 1, "--console"},
 		{"no /dev/kvm", []string{"run", noKVM, "--kernel", good}, 1, "no-such-kvm"},
 		{"probe bad flag", []string{"probe", "--yaml"}, 2, "yaml"},
+		// The CI flags (issue 6).
+		{"expect bad regexp", []string{"run", noKVM, "--kernel", good, "--expect", "(unclosed"}, 2, "--expect"},
+		{"fail bad regexp", []string{"run", noKVM, "--kernel", good, "--fail", "x{2,1}"}, 2, "--fail"},
+		{"expect equals fail", []string{"run", noKVM, "--kernel", good, "--expect", "x", "--fail", "x"}, 2, "--expect and --fail"},
+		{"seccomp not a bool", []string{"run", "--seccomp=maybe"}, 2, "seccomp"},
+		{"console-log is a directory", []string{"run", noKVM, "--kernel", good, "--console-log", dir}, 1, "--console-log"},
+		{"console-log in missing dir", []string{"run", noKVM, "--kernel", good, "--console-log", filepath.Join(dir, "x", "y")}, 1, "--console-log"},
+		{"report is a directory", []string{"run", noKVM, "--kernel", good, "--report", dir}, 1, "--report"},
+		{"report in missing dir", []string{"run", noKVM, "--kernel", good, "--report", filepath.Join(dir, "x", "r.json")}, 1, "--report"},
+		{"report is the console log", []string{"run", noKVM, "--kernel", good, "--console-log", log, "--report", log}, 2, "--report"},
+		{"console log is the kernel", []string{"run", noKVM, "--kernel", good, "--console-log", good}, 2, "same file"},
+		{"console file is the report", []string{"run", noKVM, "--kernel", good, "--console", "file:" + log, "--report", log}, 2, "same file"},
+		{"config missing", []string{"run", noKVM, "--config", filepath.Join(dir, "none.json")}, 1, "--config"},
+		{"config is a directory", []string{"run", noKVM, "--config", dir}, 1, "not a regular file"},
+		{"config unreadable", []string{"run", noKVM, "--config", "/proc/self/mem"}, 1, "not readable"},
+		{"config too large", []string{"run", noKVM, "--config", bigConfig}, 1, "larger than"},
+		{"config not JSON", []string{"run", noKVM, "--config", config("a.toml", "cpus = 2\n")}, 2, "--config"},
+		{"config unknown key", []string{"run", noKVM, "--config", config("b.json", `{"kernel": "x", "memroy": "1G"}`)}, 2, `unknown key "memroy"`},
+		{"config wrong type", []string{"run", noKVM, "--config", config("c.json", `{"cpus": "two"}`)}, 2, `key "cpus"`},
+		{"config bad duration", []string{"run", noKVM, "--config", config("d.json", `{"timeout": "soon"}`)}, 2, `key "timeout"`},
+		{"config bad bool", []string{"run", noKVM, "--config", config("e.json", `{"seccomp": "off"}`)}, 2, `key "seccomp"`},
+		{"config names a config", []string{"run", noKVM, "--config", config("f.json", `{"config": "f.json"}`)}, 2, `unknown key "config"`},
+		{"config cpus out of range", []string{"run", noKVM, "--config", config("g.json", `{"kernel": "`+good+`", "cpus": 0}`)}, 1, "--cpus"},
+		{"config memory not a size", []string{"run", noKVM, "--config", config("h.json", `{"kernel": "`+good+`", "memory": "lots"}`)}, 2, "--memory"},
+		{"config bad regexp", []string{"run", noKVM, "--config", config("i.json", `{"kernel": "`+good+`", "expect": "("}`)}, 2, "--expect"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
