@@ -50,8 +50,10 @@ type Machine struct {
 	matcher   *conmatch.Matcher // --expect / --fail
 	matchedAt atomic.Int64      // nanoseconds after Run started; 0 until a match
 	inBytes   atomic.Uint64     // host console input handed to the UART
-	// hyperv, when set, adds its summary to the Result (and so the report).
-	hyperv Summarizer
+	// hypervSummary, when set (Hyper-V enabled), gives the Result's HyperV
+	// summary, e.g. func() any { return partition.Summary() }; it runs after
+	// every vCPU stopped.
+	hypervSummary func() any
 }
 
 // Result is what a finished run reports.
@@ -418,8 +420,8 @@ func (m *Machine) Run(ctx context.Context) Result {
 		ConsoleOut:    m.consoleBytes.Load(),
 		ConsoleIn:     m.inBytes.Load(),
 	}
-	if m.hyperv != nil {
-		res.HyperV = m.hyperv.Summary()
+	if m.hypervSummary != nil {
+		res.HyperV = m.hypervSummary()
 	}
 	for _, v := range m.vcpus {
 		for k := range v.exits {

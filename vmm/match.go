@@ -6,12 +6,6 @@ import (
 	"github.com/vmmdev/vmm/vmm/conmatch"
 )
 
-// Summarizer is what an optional subsystem (the Hyper-V enlightenments) hands
-// the run's Result: a JSON-encodable summary, taken after every vCPU stopped.
-type Summarizer interface {
-	Summary() any
-}
-
 // onMatch ends the VM on the first --expect or --fail match.
 func (m *Machine) onMatch(c conmatch.Match) {
 	if !m.started.IsZero() {
