@@ -55,6 +55,16 @@ const (
 	MMIOHoleStart = 0xc0000000
 	MMIOHoleEnd   = 0x100000000
 
+	// PCIMMIOBase and PCIMMIOEnd bound the window the VMM places 32-bit PCI
+	// memory BARs in (and that the DSDT's root bridge offers the OS), the
+	// first half of the hole.
+	PCIMMIOBase = 0xc0000000
+	PCIMMIOEnd  = 0xe0000000
+	// PCIECAMBase is the PCI Express enhanced configuration window for bus 0
+	// (MCFG); PCIECAMSize covers one bus (32 devices x 8 functions x 4 KiB).
+	PCIECAMBase = 0xe0000000
+	PCIECAMSize = 0x100000
+
 	// IOAPICBase and LAPICBase are the architectural interrupt controller windows.
 	IOAPICBase = 0xfec00000
 	LAPICBase  = 0xfee00000
@@ -71,6 +81,9 @@ const (
 	PortCOM1      = 0x3f8
 	PortI8042     = 0x60 // and 0x64
 	PortCMOS      = 0x70 // and 0x71
+	// PortPCIConfig is PCI configuration mechanism #1: address at 0xCF8,
+	// data at 0xCFC-0xCFF.
+	PortPCIConfig = 0xcf8
 	IRQCOM1       = 4
 	IRQRTC        = 8
 	// The ACPI hardware-reduced sleep control/status registers and the reset
