@@ -17,10 +17,11 @@ const ModulePath = "github.com/vmmdev/vmm"
 // ErrNoModuleRoot is returned when no enclosing go.mod declares ModulePath.
 var ErrNoModuleRoot = errors.New("not inside the " + ModulePath + " module")
 
-// OuterModules are what the nested test host loads to get /dev/kvm.
+// OuterModules are what the nested test host loads to get /dev/kvm, and tun
+// for the taps of the network scenarios.
 // Dependencies (irqbypass, ccp) are resolved from the modules' own metadata,
 // so they need not be listed. A new slice each call: callers may append.
-func OuterModules() []string { return []string{"kvm", "kvm_amd"} }
+func OuterModules() []string { return []string{"kvm", "kvm_amd", "tun"} }
 
 // GuestModules are what an inner guest may need to drive vmm's devices.
 func GuestModules() []string {

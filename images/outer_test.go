@@ -65,6 +65,7 @@ func fakeKernel(t *testing.T) *KernelArtifacts {
 	md := k.ModulesDir()
 	mods := map[string]string{
 		"kernel/virt/lib/irqbypass.ko":     "",
+		"kernel/drivers/net/tun.ko":        "",
 		"kernel/drivers/crypto/ccp/ccp.ko": "",
 		"kernel/arch/x86/kvm/kvm.ko":       "kernel/virt/lib/irqbypass.ko",
 		"kernel/arch/x86/kvm/kvm-amd.ko":   "kernel/arch/x86/kvm/kvm.ko kernel/drivers/crypto/ccp/ccp.ko kernel/virt/lib/irqbypass.ko",

@@ -135,6 +135,12 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 		bin = r.qemu
 	}
 
+	finishDevices, err := setupDevices(s)
+	if err != nil {
+		res.Reason = fmt.Sprintf("device setup: %v", err)
+		return res
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, s.Args...)
@@ -168,6 +174,13 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 		res.Exit = exitErr.ExitCode()
 	}
 	res.Reason = verdict(s, res.Exit, runErr, timedOut, timeout, con.checks)
+	// The images are checked after vmm has exited and closed them.
+	if problems := finishDevices(); len(problems) > 0 {
+		if res.Reason != "" {
+			problems = append([]string{res.Reason}, problems...)
+		}
+		res.Reason = strings.Join(problems, "; ")
+	}
 	res.Pass = res.Reason == ""
 	// A streamed run's console is already out; don't print it twice.
 	if !res.Pass && !s.Stream {

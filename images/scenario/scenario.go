@@ -50,6 +50,9 @@ type Scenario struct {
 	Bench bool `json:"bench,omitempty"`
 	// Stream prints the runner's console live as "E2E-CON" lines.
 	Stream bool `json:"stream,omitempty"`
+	// Disks and Tap are set up by the outer init around the run (devices.go).
+	Disks []Disk `json:"disks,omitempty"`
+	Tap   *Tap   `json:"tap,omitempty"`
 }
 
 // namePattern keeps names safe to embed unquoted in E2E lines and test names.
@@ -106,6 +109,9 @@ func (s Scenario) Validate() error {
 		if want != Pass && want != Fail {
 			return fmt.Errorf("%w: scenario %q: check %q: want %q, not pass or fail", ErrInvalid, s.Name, name, want)
 		}
+	}
+	if err := s.validateDevices(); err != nil {
+		return err
 	}
 	_, err := s.Deadline()
 	return err

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/images/pattern"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// maxTransfer bounds one peer transfer (the guest asks for the length).
+const maxTransfer = 1 << 30
+
+// peerIdle bounds how long a peer connection may stall.
+const peerIdle = 60 * time.Second
+
+// setupDevices creates a scenario's disk images and tap (with its TCP
+// peer). finish, called after the run, stops the peer, removes the tap and
+// checks the images; it returns what it found wrong.
+func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
+	var undo []func()
+	cleanup := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	for _, d := range s.Disks {
+		if err := writeImage(d); err != nil {
+			cleanup()
+			return nil, err
+		}
+		undo = append(undo, func() { os.Remove(d.Path) })
+	}
+	var peer *peer
+	if t := s.Tap; t != nil {
+		if err := createTap(t.Name, t.Addr); err != nil {
+			cleanup()
+			return nil, err
+		}
+		undo = append(undo, func() { _ = deleteTap(t.Name) })
+		prefix, _ := netip.ParsePrefix(t.Addr) // validated with the scenario
+		if peer, err = startPeer(netip.AddrPortFrom(prefix.Addr(), uint16(t.Port))); err != nil {
+			cleanup()
+			return nil, err
+		}
+		undo = append(undo, peer.stop)
+	}
+	return func() []string {
+		var problems []string
+		if peer != nil {
+			peer.stop()
+			problems = append(problems, peer.problems()...)
+		}
+		for _, d := range s.Disks {
+			if err := verifyImage(d); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		cleanup()
+		return problems
+	}, nil
+}
+
+// writeImage creates d.Path holding d.Size bytes of stream d.Seed.
+func writeImage(d scenario.Disk) error {
+	f, err := os.OpenFile(d.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("disk image: %w", err)
+	}
+	if _, err := io.CopyBuffer(f, pattern.NewReader(d.Seed, d.Size), make([]byte, 1<<20)); err != nil {
+		f.Close()
+		return fmt.Errorf("disk image %s: %w", d.Path, err)
+	}
+	return f.Close()
+}
+
+// verifyImage checks that the image kept its size and holds stream d.WantSeed.
+func verifyImage(d scenario.Disk) error {
+	f, err := os.Open(d.Path)
+	if err != nil {
+		return fmt.Errorf("disk image after the run: %w", err)
+	}
+	defer f.Close()
+	c := pattern.NewChecker(d.WantSeed)
+	if _, err := io.CopyBuffer(c, f, make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("disk image %s after the run: %w", d.Path, err)
+	}
+	n, bad := c.Result()
+	switch {
+	case n != d.Size:
+		return fmt.Errorf("disk image %s is %d bytes after the run, want %d", d.Path, n, d.Size)
+	case bad >= 0:
+		return fmt.Errorf("disk image %s: byte %d differs from pattern %#x after the run", d.Path, bad, d.WantSeed)
+	}
+	return nil
+}
+
+// tunSetPersist is TUNSETPERSIST (_IOW('T', 203, int)).
+const tunSetPersist = 0x400454cb
+
+// setPersist attaches to tap name and sets its persistence.
+func setPersist(name string, persist bool) error {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return fmt.Errorf("TUNSETIFF %s: %w", name, err)
+	}
+	v := 0
+	if persist {
+		v = 1
+	}
+	if err := unix.IoctlSetInt(fd, tunSetPersist, v); err != nil {
+		return fmt.Errorf("TUNSETPERSIST %s: %w", name, err)
+	}
+	return nil
+}
+
+// createTap makes a persistent tap for vmm to attach to, with addr on it, up.
+func createTap(name, addr string) error {
+	prefix, err := netip.ParsePrefix(addr)
+	if err != nil {
+		return fmt.Errorf("tap %s: %w", name, err)
+	}
+	if err := setPersist(name, true); err != nil {
+		return fmt.Errorf("create tap: %w", err)
+	}
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("tap %s: socket: %w", name, err)
+	}
+	defer unix.Close(sock)
+	set := func(req uint, ip netip.Addr) error {
+		ifr, err := unix.NewIfreq(name)
+		if err != nil {
+			return err
+		}
+		a := ip.As4()
+		if err := ifr.SetInet4Addr(a[:]); err != nil {
+			return err
+		}
+		return unix.IoctlIfreq(sock, req, ifr)
+	}
+	mask := net.CIDRMask(prefix.Bits(), 32)
+	maskAddr, _ := netip.AddrFromSlice(mask)
+	if err := set(unix.SIOCSIFADDR, prefix.Addr()); err != nil {
+		return fmt.Errorf("tap %s: set address: %w", name, err)
+	}
+	if err := set(unix.SIOCSIFNETMASK, maskAddr); err != nil {
+		return fmt.Errorf("tap %s: set netmask: %w", name, err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(sock, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("tap %s: get flags: %w", name, err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(sock, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("tap %s: up: %w", name, err)
+	}
+	return nil
+}
+
+func deleteTap(name string) error { return setPersist(name, false) }
+
+// peer is the guest's TCP counterpart on the tap address.
+type peer struct {
+	ln     net.Listener
+	wg     sync.WaitGroup
+	once   sync.Once
+	mu     sync.Mutex
+	issues []string
+}
+
+func startPeer(at netip.AddrPort) (*peer, error) {
+	ln, err := net.Listen("tcp4", at.String())
+	if err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	p := &peer{ln: ln}
+	p.wg.Add(1)
+	go p.accept()
+	return p, nil
+}
+
+func (p *peer) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer c.Close()
+			if err := serve(c); err != nil {
+				p.note(err.Error())
+			}
+		}()
+	}
+}
+
+func (p *peer) note(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.issues = append(p.issues, "peer: "+s)
+}
+
+func (p *peer) stop() {
+	p.once.Do(func() {
+		p.ln.Close()
+		p.wg.Wait()
+	})
+}
+
+func (p *peer) problems() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.issues
+}
+
+// serve answers one connection of the protocol scenario.Tap describes.
+func serve(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(peerIdle))
+	r := bufio.NewReader(c)
+	var hdr [9]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	n := int64(binary.BigEndian.Uint64(hdr[1:]))
+	if n < 0 || n > maxTransfer {
+		return fmt.Errorf("request of %d bytes", n)
+	}
+	switch hdr[0] {
+	case 'U':
+		chk := pattern.NewChecker(scenario.UploadSeed)
+		got, err := io.CopyN(chk, r, n)
+		if err != nil {
+			return fmt.Errorf("upload after %d bytes: %w", got, err)
+		}
+		reply := scenario.PeerOK
+		if _, bad := chk.Result(); bad >= 0 {
+			reply = scenario.PeerBad
+		}
+		_, err = io.WriteString(c, reply)
+		return err
+	case 'D':
+		_, err := io.CopyBuffer(c, pattern.NewReader(scenario.DownloadSeed, n), make([]byte, 256<<10))
+		return err
+	}
+	return errors.New("unknown request")
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images/pattern"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+func TestDiskImageRoundTrip(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.img")
+	d := scenario.Disk{Path: p, Size: 3 << 20, Seed: 1, WantSeed: 2}
+	require.NoError(t, writeImage(d))
+	err := verifyImage(d)
+	require.ErrorContains(t, err, "byte 0 differs", "still the first pattern")
+
+	// What the guest does: overwrite with the second pattern.
+	b := make([]byte, d.Size)
+	pattern.Fill(b, 2, 0)
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	require.NoError(t, verifyImage(d))
+
+	b[2<<20+5] ^= 0x40
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	require.ErrorContains(t, verifyImage(d), "byte 2097157 differs")
+
+	require.NoError(t, os.WriteFile(p, b[:1024], 0o600))
+	require.ErrorContains(t, verifyImage(d), "1024 bytes")
+}
+
+func TestSetupDevicesDisks(t *testing.T) {
+	dir := t.TempDir()
+	s := scenario.Scenario{Disks: []scenario.Disk{{Path: filepath.Join(dir, "a"), Size: 4096, Seed: 5, WantSeed: 5}}}
+	finish, err := setupDevices(s)
+	require.NoError(t, err)
+	require.Empty(t, finish())
+	_, err = os.Stat(s.Disks[0].Path)
+	require.ErrorIs(t, err, os.ErrNotExist, "image removed after the check")
+}
+
+func request(t *testing.T, c net.Conn, kind byte, n int64) {
+	t.Helper()
+	var hdr [9]byte
+	hdr[0] = kind
+	binary.BigEndian.PutUint64(hdr[1:], uint64(n))
+	_, err := c.Write(hdr[:])
+	require.NoError(t, err)
+}
+
+func TestPeer(t *testing.T) {
+	p, err := startPeer(netip.MustParseAddrPort("127.0.0.1:0"))
+	require.NoError(t, err)
+	defer p.stop()
+	addr := p.ln.Addr().String()
+
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	request(t, c, 'D', 1<<20)
+	chk := pattern.NewChecker(scenario.DownloadSeed)
+	_, err = io.Copy(chk, c)
+	require.NoError(t, err)
+	n, bad := chk.Result()
+	require.Equal(t, int64(1<<20), n)
+	require.Equal(t, int64(-1), bad)
+	c.Close()
+
+	for _, seed := range []uint64{scenario.UploadSeed, 99} {
+		c, err = net.Dial("tcp", addr)
+		require.NoError(t, err)
+		request(t, c, 'U', 300000)
+		_, err = io.Copy(c, pattern.NewReader(seed, 300000))
+		require.NoError(t, err)
+		reply, err := io.ReadAll(c)
+		require.NoError(t, err)
+		want := scenario.PeerOK
+		if seed != scenario.UploadSeed {
+			want = scenario.PeerBad
+		}
+		require.Equal(t, want, string(reply))
+		c.Close()
+	}
+
+	c, err = net.Dial("tcp", addr)
+	require.NoError(t, err)
+	request(t, c, 'X', 1)
+	_, _ = io.ReadAll(c)
+	c.Close()
+	p.stop()
+	require.Len(t, p.problems(), 1)
+	require.Contains(t, p.problems()[0], "unknown request")
+}

@@ -1,0 +1,68 @@
+package scenario
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"strings"
+)
+
+// Disk is an image the outer init creates before a run, filled with
+// pattern stream Seed (package images/pattern), and checks after it: the
+// whole image must then hold stream WantSeed, byte for byte.
+type Disk struct {
+	Path     string `json:"path"`
+	Size     int64  `json:"size"`
+	Seed     uint64 `json:"seed"`
+	WantSeed uint64 `json:"want_seed"`
+}
+
+// Tap is a tap interface the outer init creates for a run, with Addr (CIDR)
+// on it, and a TCP peer on Addr:Port for the agent's transfer check: a
+// connection that starts with 'U' and an 8-byte big-endian length sends that
+// many bytes of pattern stream UploadSeed and gets their check back; one that
+// starts with 'D' and a length receives that many bytes of DownloadSeed.
+type Tap struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	Port int    `json:"port"`
+}
+
+// Pattern streams of the network check.
+const (
+	UploadSeed   = 0x75706c6f6164 // "upload"
+	DownloadSeed = 0x646f776e6c64 // "downld"
+)
+
+// Peer protocol: the reply to an upload.
+const (
+	PeerOK  = "OK\n"
+	PeerBad = "BAD\n"
+)
+
+// maxDiskSize bounds what the outer init writes into its tmpfs.
+const maxDiskSize = 512 << 20
+
+func (s Scenario) validateDevices() error {
+	for _, d := range s.Disks {
+		if !path.IsAbs(d.Path) || path.Clean(d.Path) != d.Path || !strings.HasPrefix(d.Path, "/tmp/") {
+			return fmt.Errorf("%w: scenario %q: disk path %q must be a clean path under /tmp", ErrInvalid, s.Name, d.Path)
+		}
+		if d.Size <= 0 || d.Size > maxDiskSize || d.Size%512 != 0 {
+			return fmt.Errorf("%w: scenario %q: disk %s: size %d must be a multiple of 512 up to %d", ErrInvalid, s.Name, d.Path, d.Size, maxDiskSize)
+		}
+	}
+	if t := s.Tap; t != nil {
+		if t.Name == "" || len(t.Name) > 15 || strings.ContainsAny(t.Name, "/:% \t\n") {
+			return fmt.Errorf("%w: scenario %q: tap name %q", ErrInvalid, s.Name, t.Name)
+		}
+		p, err := netip.ParsePrefix(t.Addr)
+		if err != nil || !p.Addr().Is4() || !p.Addr().IsPrivate() {
+			return fmt.Errorf("%w: scenario %q: tap address %q must be a private IPv4 CIDR", ErrInvalid, s.Name, t.Addr)
+		}
+		if t.Port < 1 || t.Port > 65535 {
+			return fmt.Errorf("%w: scenario %q: tap port %d", ErrInvalid, s.Name, t.Port)
+		}
+	}
+	return nil
+}

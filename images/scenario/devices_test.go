@@ -1,0 +1,33 @@
+package scenario
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestValidateDevices(t *testing.T) {
+	base := Scenario{Name: "d", Args: []string{"run"}}
+	good := base
+	good.Disks = []Disk{{Path: "/tmp/a.img", Size: 1 << 20, Seed: 1, WantSeed: 2}}
+	good.Tap = &Tap{Name: "vmmtap0", Addr: "10.0.2.1/24", Port: 7777}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := []func(s *Scenario){
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/etc/passwd", Size: 512}} },
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/../etc/x", Size: 512}} },
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 100}} },
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 1 << 40}} },
+		func(s *Scenario) { s.Tap = &Tap{Name: "", Addr: "10.0.2.1/24", Port: 1} },
+		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "8.8.8.8/24", Port: 1} },
+		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1", Port: 1} },
+		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 0} },
+	}
+	for i, mod := range bad {
+		s := base
+		mod(&s)
+		if err := s.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("case %d: Validate = %v, want ErrInvalid", i, err)
+		}
+	}
+}
