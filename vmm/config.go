@@ -56,6 +56,11 @@ type Config struct {
 	// DevKVM is the KVM device node; empty means /dev/kvm.
 	DevKVM string
 
+	// RNG adds a virtio-rng device; VirtioConsole a virtio-console (hvc0)
+	// whose output goes where the UART's does (pci.go).
+	RNG           bool
+	VirtioConsole bool
+
 	// Disks and NICs are virtio-blk and virtio-net devices (config_devices.go).
 	Disks []Disk
 	NICs  []NIC

@@ -54,6 +54,8 @@ type Machine struct {
 	// summary, e.g. func() any { return partition.Summary() }; it runs after
 	// every vCPU stopped.
 	hypervSummary func() any
+	// pci is the PCI bus and its virtio devices (pci.go).
+	pci *pciPlatform
 }
 
 // Result is what a finished run reports.
@@ -240,11 +242,7 @@ func (l irqLine) SetLevel(high bool) {
 }
 
 func (m *Machine) setupDevices() error {
-	out := newConsoleWatch(countingWriter{m, m.cfg.ConsoleOut})
-	out.On("Kernel panic - not syncing", func(line string) {
-		m.latch.Stop(StopReason{Kind: StopPanic, Source: "console", Detail: line})
-	})
-	m.uart = serial.New(irqLine{m.vm, layout.IRQCOM1, m.log}, out)
+	m.uart = serial.New(irqLine{m.vm, layout.IRQCOM1, m.log}, m.consoleWriter())
 	m.matcher = conmatch.New(m.cfg.Expect, m.cfg.Fail, m.onMatch)
 
 	stopWith := func(kind StopKind, source, detail string) func() {
@@ -272,6 +270,9 @@ func (m *Machine) setupDevices() error {
 		if err := m.pio.Register(r.base, r.size, r.dev, r.name); err != nil {
 			return fmt.Errorf("register %s: %w", r.name, err)
 		}
+	}
+	if err := m.setupPCI(); err != nil {
+		return err
 	}
 	if m.cfg.ConsoleIn != nil {
 		go m.feedConsole(m.cfg.ConsoleIn)
@@ -306,7 +307,7 @@ func (m *Machine) feedConsole(in io.Reader) {
 		n, err := in.Read(buf)
 		if n > 0 {
 			m.inBytes.Add(uint64(n))
-			if !m.uart.InputBlocking(buf[:n], m.latch.Done()) {
+			if !m.consoleInput(buf[:n]) {
 				return
 			}
 		}
@@ -325,7 +326,11 @@ func (m *Machine) loadGuest(kernel, initrd []byte) (boot.Entry, error) {
 	if err := mptable.Write(m.mem, m.cfg.CPUs); err != nil {
 		return boot.Entry{}, fmt.Errorf("write MP table: %w", err)
 	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs})
+	pciDevs, pciTables, err := pciACPI()
+	if err != nil {
+		return boot.Entry{}, fmt.Errorf("describe the PCI host bridge: %w", err)
+	}
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables})
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("build ACPI tables: %w", err)
 	}
@@ -350,6 +355,8 @@ func (m *Machine) loadGuest(kernel, initrd []byte) (boot.Entry, error) {
 // Close releases the VM, its vCPUs and memory. Safe after a failed New.
 func (m *Machine) Close() error {
 	var errs []error
+	// Devices first: their goroutines use guest memory and the VM.
+	m.closePCI()
 	for _, v := range m.vcpus {
 		errs = append(errs, v.kvm.Close())
 	}

@@ -1,0 +1,59 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/vmm/kvm"
+)
+
+// ioEvents serves virtio queue notifications through KVM_IOEVENTFD: KVM
+// completes the guest's write to a notify address in the kernel and signals
+// an eventfd, and a goroutine (parked in Go's poller, not on a thread) turns
+// that into a call of the device's notify function. The vCPU never exits.
+type ioEvents struct {
+	vm  *kvm.VM
+	log *slog.Logger
+}
+
+// Add implements virtio/pci.IOEvents.
+func (e ioEvents) Add(addr uint64, length int, fn func()) (func(), error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	// A non-blocking descriptor makes os.File use the poller, so Close
+	// wakes the reader below.
+	f := os.NewFile(uintptr(fd), "ioeventfd")
+	reg := kvm.IOEventFD{Addr: addr, Len: uint32(length), FD: int32(fd)}
+	if err := e.vm.IOEventFD(reg); err != nil {
+		f.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 8)
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			if n == 8 && binary.LittleEndian.Uint64(buf) > 0 {
+				fn()
+			}
+		}
+	}()
+	return func() {
+		reg.Flags = kvm.IOEventFDDeassign
+		if err := e.vm.IOEventFD(reg); err != nil {
+			e.log.Warn("remove ioeventfd", "addr", fmt.Sprintf("%#x", addr), "err", err)
+		}
+		f.Close()
+		<-done
+	}, nil
+}
