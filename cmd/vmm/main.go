@@ -75,12 +75,13 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.cmdline, "cmdline", "console=ttyS0", "kernel command line")
 	fs.IntVar(&f.cpus, "cpus", vmm.DefaultCPUs, "number of vCPUs")
 	fs.StringVar(&f.memory, "memory", "512M", "guest RAM: a number of MiB, or with a K, M, G or T suffix")
-	fs.StringVar(&f.console, "console", "stdio", "serial console: stdio, file:PATH or none")
+	fs.StringVar(&f.console, "console", "stdio", "guest console: stdio, file:PATH or none (the UART), or virtio[:DEST] (hvc0)")
 	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest with exit code 4 after this long (e.g. 60s); 0 for none")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "VMM log level on stderr: debug, info, warn or error")
 	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
 	devs := registerDeviceFlags(fs)
 	ci := registerCIFlags(fs)
+	vf := registerVirtioFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -111,6 +112,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
 	devs.apply(&cfg)
+	f.console = vf.apply(&cfg, f.console)
 	if code := ci.configure(&cfg, f.console, stderr); code != ok {
 		return code
 	}
