@@ -14,7 +14,8 @@ type env struct {
 	kernelLog func() ([]string, error) // dmesg, one message per line
 	release   string                   // uname -r
 	opts      options
-	moduleErr error // outcome of loading the initramfs's modules
+	moduleErr error   // outcome of loading the initramfs's modules
+	io        guestIO // device access for the disk and network checks
 }
 
 // checkFunc runs one check and says whether it passed and why.
@@ -30,6 +31,10 @@ func newRegistry() registry {
 		"cpus":        checkCPUs,
 		"clocksource": checkClocksource,
 		"modules":     checkModules,
+		"disk":        checkDisk,
+		"disk-ro":     checkDiskRO,
+		"disk-ids":    checkDiskIDs,
+		"net":         checkNet,
 	}
 }
 

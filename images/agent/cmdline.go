@@ -22,6 +22,9 @@ type options struct {
 	checks     []string
 	action     string
 	expectCPUs int // 0: compare with the present CPUs instead
+	// params holds the other vmm.* parameters, for the checks that read
+	// their own (vmm.disk, vmm.net, ...); nil when there are none.
+	params map[string]string
 }
 
 // parseCmdline reads the vmm.* parameters from /proc/cmdline. Problems do
@@ -50,6 +53,13 @@ func parseCmdline(s string) (options, []string) {
 				continue
 			}
 			o.expectCPUs = n
+		default:
+			if strings.HasPrefix(k, "vmm.") {
+				if o.params == nil {
+					o.params = map[string]string{}
+				}
+				o.params[k] = v
+			}
 		}
 	}
 	seen := map[string]bool{}

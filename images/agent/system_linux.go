@@ -71,7 +71,7 @@ func (linuxSystem) release() string {
 }
 
 func (s linuxSystem) env() *env {
-	return &env{root: os.DirFS("/"), kernelLog: readKernelLog, release: s.release()}
+	return &env{root: os.DirFS("/"), kernelLog: readKernelLog, release: s.release(), io: linuxIO{}}
 }
 
 // readKernelLog returns dmesg through syslog(2), which needs no /dev/kmsg.

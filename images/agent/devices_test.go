@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images/pattern"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// fakeIO backs /dev/vdX with files and the network with an in-process peer.
+type fakeIO struct {
+	dir      string
+	readOnly map[string]bool
+	links    map[string]string
+	netAddr  netip.Prefix
+	corrupt  bool // the peer flips a byte of the download
+}
+
+type roFile struct{ *os.File }
+
+func (roFile) WriteAt([]byte, int64) (int, error) { return 0, errors.New("EROFS") }
+
+func (f *fakeIO) openBlock(path string, write bool) (blockFile, error) {
+	name := strings.TrimPrefix(path, "/dev/")
+	if write && f.readOnly[name] {
+		return nil, errors.New("read-only file system")
+	}
+	flag := os.O_RDONLY
+	if write {
+		flag = os.O_RDWR
+	}
+	file, err := os.OpenFile(filepath.Join(f.dir, name), flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	if !write {
+		return roFile{file}, nil
+	}
+	return file, nil
+}
+
+func (f *fakeIO) symlink(target, link string) error {
+	if f.links == nil {
+		f.links = map[string]string{}
+	}
+	f.links[link] = target
+	return nil
+}
+
+func (f *fakeIO) readlink(link string) (string, error) {
+	t, ok := f.links[link]
+	if !ok {
+		return "", os.ErrNotExist
+	}
+	return t, nil
+}
+
+func (f *fakeIO) configureNet(_ string, addr netip.Prefix) error { f.netAddr = addr; return nil }
+
+func (f *fakeIO) ping(context.Context, netip.Addr) (time.Duration, error) {
+	return time.Millisecond, nil
+}
+
+// dial serves the outer peer's protocol on the other end of a pipe.
+func (f *fakeIO) dial(context.Context, string) (net.Conn, error) {
+	a, b := net.Pipe()
+	go func() {
+		defer b.Close()
+		r := bufio.NewReader(b)
+		var hdr [9]byte
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		n := int64(binary.BigEndian.Uint64(hdr[1:]))
+		if hdr[0] == 'U' {
+			chk := pattern.NewChecker(scenario.UploadSeed)
+			io.CopyN(chk, r, n)
+			reply := scenario.PeerOK
+			if _, bad := chk.Result(); bad >= 0 {
+				reply = scenario.PeerBad
+			}
+			io.WriteString(b, reply)
+			return
+		}
+		data, _ := io.ReadAll(pattern.NewReader(scenario.DownloadSeed, n))
+		if f.corrupt {
+			data[n/2] ^= 1
+		}
+		b.Write(data)
+	}()
+	return a, nil
+}
+
+func diskEnv(t *testing.T, cmdline string) (*env, *fakeIO) {
+	t.Helper()
+	dir := t.TempDir()
+	img := func(name string, size int64, seed uint64) {
+		b := make([]byte, size)
+		pattern.Fill(b, seed, 0)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o600))
+	}
+	img("vda", 3<<20, 1)
+	img("vdb", 1<<20, 3)
+	root := fstest.MapFS{
+		"sys/block/vda/serial":       {Data: []byte("vmm-rw\n")},
+		"sys/block/vda/size":         {Data: []byte("6144\n")},
+		"sys/block/vdb/serial":       {Data: []byte("vmm-ro\n")},
+		"sys/block/vdb/size":         {Data: []byte("2048\n")},
+		"sys/block/vdb/ro":           {Data: []byte("1\n")},
+		"sys/block/sda/size":         {Data: []byte("1\n")},
+		"sys/class/net/lo":           {Mode: os.ModeDir},
+		"sys/class/net/eth0/address": {Data: []byte("52:54:00:00:00:01\n")},
+	}
+	opts, problems := parseCmdline(cmdline)
+	require.Empty(t, problems)
+	fio := &fakeIO{dir: dir, readOnly: map[string]bool{"vdb": true}}
+	return &env{root: root, opts: opts, io: fio}, fio
+}
+
+func TestCheckDisk(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.disk=vmm-rw:1:2")
+	ok, detail := checkDisk(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "/dev/vda serial=vmm-rw 3145728B")
+	b, err := os.ReadFile(filepath.Join(fio.dir, "vda"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), pattern.Mismatch(b, 2, 0), "second pattern written")
+
+	ok, detail = checkDisk(e) // now the image holds pattern 2, not 1
+	assert.False(t, ok)
+	assert.Contains(t, detail, "byte 0 differs")
+
+	for _, bad := range []string{"", "vmm.disk=vmm-rw:1", "vmm.disk=nope:1:2", "vmm.disk=vmm-rw:x:2"} {
+		e, _ := diskEnv(t, bad)
+		ok, detail := checkDisk(e)
+		assert.False(t, ok, bad)
+		assert.NotEmpty(t, detail)
+	}
+}
+
+func TestCheckDiskRO(t *testing.T) {
+	e, _ := diskEnv(t, "vmm.disk_ro=vmm-ro:3")
+	ok, detail := checkDiskRO(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "write refused: read-only file system")
+
+	e, fio := diskEnv(t, "vmm.disk_ro=vmm-ro:3")
+	fio.readOnly = nil // a disk that takes writes fails the check
+	ok, detail = checkDiskRO(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "a write succeeded")
+
+	e, _ = diskEnv(t, "vmm.disk_ro=vmm-ro:4")
+	ok, _ = checkDiskRO(e)
+	assert.False(t, ok, "wrong pattern")
+}
+
+func TestCheckDiskIDs(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.disk_ids=vmm-rw,vmm-ro")
+	ok, detail := checkDiskIDs(e)
+	require.True(t, ok, detail)
+	assert.Equal(t, "virtio-vmm-ro->vdb virtio-vmm-rw->vda", detail)
+	assert.Equal(t, "../../vda", fio.links["/dev/disk/by-id/virtio-vmm-rw"])
+
+	e, _ = diskEnv(t, "vmm.disk_ids=vmm-rw,other")
+	ok, detail = checkDiskIDs(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "virtio-other")
+}
+
+func TestCheckNet(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.net=10.0.2.15/24,10.0.2.1:7777,3000000")
+	ok, detail := checkNet(e)
+	require.True(t, ok, detail)
+	assert.Equal(t, "10.0.2.15/24", fio.netAddr.String())
+	assert.Contains(t, detail, "eth0 mac=52:54:00:00:00:01")
+	assert.Contains(t, detail, "tx=3000000B")
+
+	fio.corrupt = true
+	ok, detail = checkNet(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "differs from the pattern")
+
+	for _, bad := range []string{"", "vmm.net=10.0.2.15/24,10.0.3.1:7777,10", "vmm.net=10.0.2.15/24,10.0.2.1:7777,0", "vmm.net=x,y,z", "vmm.net=::1/64,[::2]:1,5"} {
+		e, _ := diskEnv(t, bad)
+		ok, _ := checkNet(e)
+		assert.False(t, ok, bad)
+	}
+}
+
+func TestEchoRequest(t *testing.T) {
+	m := echoRequest(0x1234, 7)
+	assert.Equal(t, uint16(0), icmpChecksum(m), "a message with its checksum sums to zero")
+	reply := append([]byte(nil), m...)
+	reply[0] = 0
+	assert.True(t, isEchoReply(reply, 0x1234, 7))
+	assert.False(t, isEchoReply(reply, 0x1234, 8))
+	assert.False(t, isEchoReply(m, 0x1234, 7), "a request is not a reply")
+	assert.False(t, isEchoReply(reply[:4], 0x1234, 7))
+}
+
+func TestParseCmdlineParams(t *testing.T) {
+	o, problems := parseCmdline("vmm.disk=a:1:2 vmm.net=x other=1")
+	assert.Empty(t, problems)
+	assert.Equal(t, map[string]string{"vmm.disk": "a:1:2", "vmm.net": "x"}, o.params)
+}

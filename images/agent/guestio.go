@@ -1,0 +1,20 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// guestIO is what the device checks do beyond reading files: block device
+// I/O, links, interface setup and sockets. linuxIO is the real one; tests
+// use fakes.
+type guestIO interface {
+	openBlock(path string, write bool) (blockFile, error)
+	symlink(target, link string) error
+	readlink(link string) (string, error)
+	configureNet(ifname string, addr netip.Prefix) error
+	ping(ctx context.Context, dst netip.Addr) (time.Duration, error)
+	dial(ctx context.Context, addr string) (net.Conn, error)
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmmdev/vmm/images/pattern"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// netSpec is vmm.net=ADDR/PREFIX,PEER:PORT,BYTES.
+type netSpec struct {
+	addr  netip.Prefix
+	peer  netip.AddrPort
+	bytes int64
+}
+
+func parseNetSpec(s string) (netSpec, error) {
+	f := strings.Split(s, ",")
+	if len(f) != 3 {
+		return netSpec{}, fmt.Errorf("vmm.net %q: want ADDR/PREFIX,PEER:PORT,BYTES", s)
+	}
+	var n netSpec
+	var err error
+	if n.addr, err = netip.ParsePrefix(f[0]); err != nil || !n.addr.Addr().Is4() {
+		return netSpec{}, fmt.Errorf("vmm.net %q: address %q", s, f[0])
+	}
+	if n.peer, err = netip.ParseAddrPort(f[1]); err != nil || !n.addr.Contains(n.peer.Addr()) {
+		return netSpec{}, fmt.Errorf("vmm.net %q: peer %q must be in %s", s, f[1], n.addr.Masked())
+	}
+	if n.bytes, err = strconv.ParseInt(f[2], 10, 64); err != nil || n.bytes <= 0 || n.bytes > 1<<30 {
+		return netSpec{}, fmt.Errorf("vmm.net %q: bytes %q", s, f[2])
+	}
+	return n, nil
+}
+
+// netInterface is the first interface other than lo.
+func (e *env) netInterface() (string, error) {
+	ents, err := fs.ReadDir(e.root, "sys/class/net")
+	if err != nil {
+		return "", fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, ent := range ents {
+		if ent.Name() != "lo" {
+			return ent.Name(), nil
+		}
+	}
+	return "", fmt.Errorf("no network interface besides lo")
+}
+
+// netTimeout bounds the whole network check.
+const netTimeout = 90 * time.Second
+
+// checkNet configures the guest's interface, pings the peer on the host's
+// tap, and moves vmm.net's byte count to and from it over TCP, each stream
+// checked against its pattern.
+func checkNet(e *env) (bool, string) {
+	spec, err := parseNetSpec(e.opts.params["vmm.net"])
+	if err != nil {
+		return false, err.Error()
+	}
+	ifname, err := e.netInterface()
+	if err != nil {
+		return false, err.Error()
+	}
+	mac, _ := e.readTrimmed("sys/class/net/" + ifname + "/address")
+	if err := e.io.configureNet(ifname, spec.addr); err != nil {
+		return false, fmt.Sprintf("configure %s: %v", ifname, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	rtt, err := e.io.ping(ctx, spec.peer.Addr())
+	if err != nil {
+		return false, fmt.Sprintf("%s %s: ping %s: %v", ifname, spec.addr, spec.peer.Addr(), err)
+	}
+	up, err := upload(ctx, e, spec)
+	if err != nil {
+		return false, fmt.Sprintf("upload to %s: %v", spec.peer, err)
+	}
+	down, err := download(ctx, e, spec)
+	if err != nil {
+		return false, fmt.Sprintf("download from %s: %v", spec.peer, err)
+	}
+	return true, fmt.Sprintf("%s mac=%s addr=%s ping=%v tx=%dB@%s rx=%dB@%s",
+		ifname, mac, spec.addr, rtt.Round(time.Microsecond), spec.bytes, mbps(spec.bytes, up), spec.bytes, mbps(spec.bytes, down))
+}
+
+func request(kind byte, n int64) []byte {
+	b := []byte{kind, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint64(b[1:], uint64(n))
+	return b
+}
+
+// upload sends the upload pattern and waits for the peer's verdict.
+func upload(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
+	c, err := e.io.dial(ctx, spec.peer.String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	start := time.Now()
+	if _, err := c.Write(request('U', spec.bytes)); err != nil {
+		return 0, err
+	}
+	if _, err := io.CopyBuffer(c, pattern.NewReader(scenario.UploadSeed, spec.bytes), make([]byte, 256<<10)); err != nil {
+		return 0, err
+	}
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("reply: %w", err)
+	}
+	if reply != scenario.PeerOK {
+		return 0, fmt.Errorf("peer says %q: the stream arrived corrupted", strings.TrimSpace(reply))
+	}
+	return time.Since(start), nil
+}
+
+// download receives the download pattern and checks it.
+func download(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
+	c, err := e.io.dial(ctx, spec.peer.String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	start := time.Now()
+	if _, err := c.Write(request('D', spec.bytes)); err != nil {
+		return 0, err
+	}
+	chk := pattern.NewChecker(scenario.DownloadSeed)
+	if _, err := io.CopyBuffer(chk, c, make([]byte, 256<<10)); err != nil {
+		return 0, err
+	}
+	n, bad := chk.Result()
+	switch {
+	case n != spec.bytes:
+		return 0, fmt.Errorf("got %d bytes, want %d", n, spec.bytes)
+	case bad >= 0:
+		return 0, fmt.Errorf("byte %d differs from the pattern", bad)
+	}
+	return time.Since(start), nil
+}
