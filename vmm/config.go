@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
 // Limits that keep a bad flag from turning into a host-sized allocation.
@@ -55,6 +56,11 @@ type Config struct {
 
 	// DevKVM is the KVM device node; empty means /dev/kvm.
 	DevKVM string
+
+	// HyperV are the Hyper-V enlightenments (zero: off); HyperVTrace, if
+	// set, receives a JSON line per synthetic MSR access and hypercall.
+	HyperV      hyperv.Features
+	HyperVTrace io.Writer
 
 	// RNG adds a virtio-rng device; VirtioConsole a virtio-console (hvc0)
 	// whose output goes where the UART's does (pci.go).

@@ -2,6 +2,8 @@ package vmm
 
 import (
 	"fmt"
+
+	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
 // ExitKind classifies a vCPU exit after decoding.
@@ -98,6 +100,9 @@ type msrHandler interface {
 type dispatcher struct {
 	pio, mmio ioBus
 	msr       msrHandler // nil: every filtered MSR access faults
+	// hypercall, if set, handles writes to the Hyper-V hypercall port with
+	// the calling vCPU (the hypercall page's "out" exits here).
+	hypercall func(vcpu int) error
 }
 
 // dispatch handles one exit of vCPU vcpu.
@@ -107,6 +112,12 @@ func (d *dispatcher) dispatch(vcpu int, e *Exit) Outcome {
 		size := int(e.Size)
 		if size == 0 || len(e.Data)%size != 0 {
 			return stopError(vcpu, fmt.Errorf("malformed port I/O exit: size %d, %d bytes", size, len(e.Data)))
+		}
+		if d.hypercall != nil && e.Write && e.Addr == hyperv.HypercallPort {
+			if err := d.hypercall(vcpu); err != nil {
+				return stopError(vcpu, err)
+			}
+			return Outcome{}
 		}
 		// String I/O arrives as Count elements; each is a separate access.
 		for off := 0; off < len(e.Data); off += size {

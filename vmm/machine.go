@@ -54,6 +54,8 @@ type Machine struct {
 	// summary, e.g. func() any { return partition.Summary() }; it runs after
 	// every vCPU stopped.
 	hypervSummary func() any
+	// hv is the Hyper-V partition when cfg.HyperV is on (hyperv.go).
+	hv *hvMachine
 	// pci is the PCI bus and its virtio devices (pci.go).
 	pci *pciPlatform
 }
@@ -143,7 +145,14 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	if err := m.createVCPUs(entry); err != nil {
 		return nil, err
 	}
+	if err := m.setupHyperV(); err != nil {
+		return nil, err
+	}
 	m.disp = dispatcher{pio: m.pio, mmio: m.mmio}
+	if m.hv != nil {
+		m.disp.msr = m.hv.part
+		m.disp.hypercall = m.hv.hypercall
+	}
 	built = true
 	return m, nil
 }

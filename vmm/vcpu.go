@@ -60,7 +60,9 @@ func (m *Machine) createVCPUs(entry boot.Entry) error {
 		}
 		v := &vcpu{id: id, kvm: kv}
 		m.vcpus = append(m.vcpus, v)
-		if err := kv.SetCPUID2(vcpuCPUID(supported, id, m.cfg.CPUs, opt)); err != nil {
+		cpuid := vcpuCPUID(supported, id, m.cfg.CPUs, opt)
+		m.cfg.HyperV.ApplyCPUID(cpuid, m.cfg.CPUs)
+		if err := kv.SetCPUID2(cpuid); err != nil {
 			return fmt.Errorf("set CPUID of vCPU %d: %w", id, err)
 		}
 		if err := setLINTs(kv); err != nil {
@@ -134,6 +136,12 @@ func (m *Machine) runVCPU(v *vcpu) {
 		case <-m.latch.Done():
 			return
 		default:
+		}
+		if m.hv != nil {
+			if err := m.hv.beforeRun(v); err != nil {
+				m.latch.Stop(StopReason{Kind: StopError, Source: fmt.Sprintf("vcpu%d", v.id), Err: err})
+				return
+			}
 		}
 		if err := v.kvm.Run(); err != nil {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {

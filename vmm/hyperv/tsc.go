@@ -100,3 +100,6 @@ func (c *TSCClock) AfterFunc(d uint64, f func()) Timer {
 	const maxUnits = uint64(1<<63-1) / uint64(refUnit)
 	return time.AfterFunc(time.Duration(min(d, maxUnits))*refUnit, f)
 }
+
+// HostTSC reads the host's time-stamp counter.
+func HostTSC() uint64 { return rdtsc() }

@@ -1,0 +1,272 @@
+package vmm
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/vmm/hyperv"
+	"github.com/vmmdev/vmm/vmm/kvm"
+)
+
+// msrIA32TSC is the guest's time-stamp counter MSR.
+const msrIA32TSC = 0x10
+
+// cr4PGE is CR4's global-pages bit; toggling it makes KVM drop the vCPU's
+// guest TLB (see flushGuestTLB).
+const cr4PGE = 1 << 7
+
+// hvMachine joins a Hyper-V partition to the machine: it is the
+// partition's Host (interrupts, kicks, TLB flushes, stops) and holds the
+// per-vCPU TLB flush requests.
+type hvMachine struct {
+	m    *Machine
+	part *hyperv.Partition
+	tlb  []*tlbRequests
+}
+
+// tlbRequests are the TLB flushes other vCPUs asked this vCPU to do; wake
+// tells a vCPU waiting in a flush hypercall of its own that it has some.
+type tlbRequests struct {
+	mu      sync.Mutex
+	waiters []chan<- struct{}
+	wake    chan struct{}
+}
+
+// setupHyperV builds the partition for cfg.HyperV after the vCPUs exist:
+// MSR filter and userspace MSR exits, the reference clock from the guest
+// TSC, and the hypercall port.
+func (m *Machine) setupHyperV() error {
+	f := m.cfg.HyperV
+	if !f.Enabled() {
+		return nil
+	}
+	for _, c := range []kvm.Cap{kvm.CapX86UserSpaceMSR, kvm.CapX86MSRFilter} {
+		if n, err := m.sys.CheckExtension(c); err != nil || n == 0 {
+			return fmt.Errorf("--hyperv needs KVM's %v, which this host lacks", c)
+		}
+	}
+	if err := m.vm.EnableCap(kvm.CapX86UserSpaceMSR, kvm.MSRExitReasonFilter); err != nil {
+		return fmt.Errorf("enable userspace MSR exits: %w", err)
+	}
+	// Deny the whole synthetic range, so every access exits to us and KVM's
+	// own Hyper-V code (on hosts that have it) never sees one.
+	err := m.vm.SetMSRFilter(kvm.MSRFilter{Ranges: []kvm.MSRFilterRange{{
+		Flags: kvm.MSRFilterRead | kvm.MSRFilterWrite, Base: hyperv.FilterBase, NMSRs: hyperv.FilterCount,
+		Bitmap: make([]byte, hyperv.FilterCount/8),
+	}}})
+	if err != nil {
+		return fmt.Errorf("install the Hyper-V MSR filter: %w", err)
+	}
+	boot := m.vcpus[0].kvm
+	khz, err := boot.GetTSCKHz()
+	if err != nil {
+		return fmt.Errorf("guest TSC frequency: %w", err)
+	}
+	hz := uint64(khz) * 1000
+	if hz <= 10_000_000 {
+		return fmt.Errorf("guest TSC frequency %d kHz is too low for the Hyper-V reference clock", khz)
+	}
+	off, err := guestTSCOffset(boot)
+	if err != nil {
+		return err
+	}
+	clock := &hyperv.TSCClock{GuestOffset: off}
+	clock.Params = hyperv.NewTSCParams(hz, clock.GuestTSC())
+	hm := &hvMachine{m: m}
+	for range m.vcpus {
+		hm.tlb = append(hm.tlb, &tlbRequests{wake: make(chan struct{}, 1)})
+	}
+	hm.part, err = hyperv.New(hyperv.Config{Features: f, CPUs: m.cfg.CPUs, Memory: m.mem, Host: hm,
+		Clock: clock, TSC: clock.Params, TSCHz: hz, Trace: m.cfg.HyperVTrace, Log: m.log})
+	if err != nil {
+		return err
+	}
+	if err := m.pio.Register(hyperv.HypercallPort, 1, hypercallPortDevice{}, "hyperv-hypercall"); err != nil {
+		return fmt.Errorf("register the Hyper-V hypercall port: %w", err)
+	}
+	m.hv = hm
+	m.hypervSummary = hm.Summary
+	m.log.Info("Hyper-V enlightenments on", "features", f.String(), "tsc_khz", khz, "tsc_offset", off)
+	return nil
+}
+
+// guestTSCOffset returns guest TSC - host TSC: KVM's per-vCPU TSC offset
+// attribute where the host has it, else an estimate from reading the
+// guest's TSC MSR between two host TSC reads.
+func guestTSCOffset(v *kvm.VCPU) (int64, error) {
+	if ok, err := v.HasDeviceAttr(kvm.VCPUTSCCtrl, kvm.VCPUTSCOffset); err == nil && ok {
+		if off, err := v.GetDeviceAttr(kvm.VCPUTSCCtrl, kvm.VCPUTSCOffset); err == nil {
+			return int64(off), nil
+		}
+	}
+	before := hyperv.HostTSC()
+	e, err := v.GetMSRs([]uint32{msrIA32TSC})
+	after := hyperv.HostTSC()
+	if err != nil {
+		return 0, fmt.Errorf("guest TSC offset: %w", err)
+	}
+	return int64(e[0].Data - (before/2 + after/2)), nil
+}
+
+// hypercallPortDevice claims the hypercall port on the PIO bus; the
+// dispatcher hands the port's writes to the partition with the calling
+// vCPU, which a bus device does not know.
+type hypercallPortDevice struct{}
+
+func (hypercallPortDevice) Read(_ uint64, data []byte) {
+	for i := range data {
+		data[i] = 0xff
+	}
+}
+
+func (hypercallPortDevice) Write(uint64, []byte) {}
+
+// Summary is the run's Hyper-V summary, for the Result and the report.
+func (h *hvMachine) Summary() any {
+	if err := h.part.FlushTrace(); err != nil {
+		h.m.log.Warn("Hyper-V trace", "err", err)
+	}
+	return h.part.Summary()
+}
+
+// hypercall runs on vCPU vcpu's thread, in its port-write exit.
+func (h *hvMachine) hypercall(vcpu int) error {
+	return h.part.Hypercall(vcpu, h.m.vcpus[vcpu].kvm)
+}
+
+// beforeRun is the vCPU loop's hook before each KVM_RUN: clear a kick's
+// immediate_exit, do requested TLB flushes and the partition's per-vCPU work.
+func (h *hvMachine) beforeRun(v *vcpu) error {
+	// A kick sets its request before immediate_exit, so clearing it here,
+	// before looking at the requests, loses none.
+	v.kvm.RunData().ImmediateExit = 0
+	if err := h.serviceFlushes(v); err != nil {
+		return err
+	}
+	if h.part.NeedsProcess(v.id) {
+		return h.part.Process(v.id, v.kvm)
+	}
+	return nil
+}
+
+// Interrupt implements hyperv.Host: a fixed, edge-triggered MSI to the
+// vCPU's local APIC (APIC ID = vCPU index).
+func (h *hvMachine) Interrupt(vcpu int, vector uint8) error {
+	if vcpu < 0 || vcpu >= len(h.m.vcpus) {
+		return fmt.Errorf("interrupt for vCPU %d of %d", vcpu, len(h.m.vcpus))
+	}
+	_, err := h.m.vm.SignalMSI(0xfee00000|uint32(vcpu)<<12, 0, uint32(vector))
+	return err
+}
+
+// Kick implements hyperv.Host.
+func (h *hvMachine) Kick(vcpu int) {
+	if vcpu >= 0 && vcpu < len(h.m.vcpus) {
+		h.m.vcpus[vcpu].kick()
+	}
+}
+
+// Runtime implements hyperv.Host: the calling vCPU thread's CPU time,
+// guest time included.
+func (h *hvMachine) Runtime(int) uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Nano()) / 100
+}
+
+// Reset implements hyperv.Host.
+func (h *hvMachine) Reset() {
+	h.m.latch.Stop(StopReason{Kind: StopReset, Source: "hyperv", Detail: "guest wrote the Hyper-V reset MSR"})
+}
+
+// Crash implements hyperv.Host: the guest reported a crash through the
+// crash MSRs (Linux does so from its panic notifier).
+func (h *hvMachine) Crash(p [5]uint64) {
+	h.m.latch.Stop(StopReason{Kind: StopPanic, Source: "hyperv",
+		Detail: fmt.Sprintf("guest crash (Hyper-V crash MSRs) P0=%#x P1=%#x P2=%#x P3=%#x P4=%#x", p[0], p[1], p[2], p[3], p[4])})
+}
+
+// errStopped ends a TLB flush wait when the VM stops.
+var errStopped = errors.New("VM stopping")
+
+// FlushTLB implements hyperv.Host: every target vCPU flushes its own TLB
+// on its own thread before it next enters the guest; the caller waits for
+// them all, doing flushes others ask of it meanwhile, so two vCPUs flushing
+// each other cannot deadlock.
+func (h *hvMachine) FlushTLB(caller int, vcpus []int) error {
+	done := make(chan struct{}, len(vcpus))
+	n := 0
+	for _, t := range vcpus {
+		if t == caller {
+			if err := flushGuestTLB(h.m.vcpus[caller].kvm); err != nil {
+				return err
+			}
+			continue
+		}
+		r := h.tlb[t]
+		r.mu.Lock()
+		r.waiters = append(r.waiters, done)
+		r.mu.Unlock()
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+		h.m.vcpus[t].kick()
+		n++
+	}
+	self := h.m.vcpus[caller]
+	for n > 0 {
+		select {
+		case <-done:
+			n--
+		case <-h.tlb[caller].wake:
+			if err := h.serviceFlushes(self); err != nil {
+				return err
+			}
+		case <-h.m.latch.Done():
+			return errStopped
+		}
+	}
+	return nil
+}
+
+// serviceFlushes does the flushes other vCPUs asked of v. On v's thread.
+func (h *hvMachine) serviceFlushes(v *vcpu) error {
+	r := h.tlb[v.id]
+	r.mu.Lock()
+	w := r.waiters
+	r.waiters = nil
+	r.mu.Unlock()
+	if len(w) == 0 {
+		return nil
+	}
+	err := flushGuestTLB(v.kvm)
+	for _, c := range w {
+		c <- struct{}{}
+	}
+	return err
+}
+
+// flushGuestTLB makes KVM drop v's guest TLB: KVM_SET_SREGS with a changed
+// CR4 resets the vCPU's MMU context, which flushes its translations (KVM
+// offers userspace no direct flush); the second call restores CR4.
+func flushGuestTLB(v *kvm.VCPU) error {
+	s, err := v.GetSregs()
+	if err != nil {
+		return fmt.Errorf("TLB flush: %w", err)
+	}
+	t := s
+	t.CR4 ^= cr4PGE
+	if err := v.SetSregs(t); err != nil {
+		return fmt.Errorf("TLB flush: %w", err)
+	}
+	if err := v.SetSregs(s); err != nil {
+		return fmt.Errorf("TLB flush: %w", err)
+	}
+	return nil
+}

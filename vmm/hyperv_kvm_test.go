@@ -1,0 +1,147 @@
+package vmm
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/internal/kvmtest"
+	"github.com/vmmdev/vmm/vmm/hyperv"
+)
+
+// The Hyper-V guests are assembled from testdata/hyperv*.s with GNU as:
+//
+//	as --64 -o x.o hyperv64.s && ld -Ttext=0x100000 --oformat binary -o hyperv64.bin x.o
+//	as --32 -o x.o hyperv32.s && ld -m elf_i386 -Ttext=0x100000 --oformat binary -o hyperv32.bin x.o
+//
+// They store what they saw at 0x200000 and end through the debug-exit port.
+
+type hvRun struct {
+	res   Result
+	out   []byte // 256 bytes at 0x200000
+	trace []hyperv.TraceRecord
+}
+
+func runHyperVGuest(t *testing.T, bin string, mode boot.Mode, features string) hvRun {
+	t.Helper()
+	kvmtest.Require(t)
+	code, err := os.ReadFile(bin)
+	require.NoError(t, err)
+	f, err := hyperv.ParseFeatures(features)
+	require.NoError(t, err)
+	var trace bytes.Buffer
+	cfg := Config{Program: &Program{Addr: 0x100000, Code: code,
+		Entry: boot.Entry{Mode: mode, IP: 0x100000, RSP: 0x80000}},
+		CPUs: 1, Memory: testMemory, Timeout: 60 * time.Second, HyperV: f, HyperVTrace: &trace}
+	m, err := New(cfg, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	res := m.Run(context.Background())
+	out := make([]byte, 256)
+	_, err = m.Memory().ReadAt(out, 0x200000)
+	require.NoError(t, err)
+	var recs []hyperv.TraceRecord
+	for _, line := range bytes.Split(bytes.TrimSpace(trace.Bytes()), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var r hyperv.TraceRecord
+		require.NoError(t, json.Unmarshal(line, &r))
+		recs = append(recs, r)
+	}
+	return hvRun{res: res, out: out, trace: recs}
+}
+
+func TestHyperV64BitGuest(t *testing.T) {
+	r := runHyperVGuest(t, "testdata/hyperv64.bin", boot.Long64, "relaxed,vpindex,time,frequencies,tlbflush,ipi")
+	require.Equal(t, StopDebugExit, r.res.Reason.Kind, r.res.Reason.String())
+	require.Equal(t, 33, r.res.Reason.ExitCode())
+	le := binary.LittleEndian
+	u32 := func(off int) uint32 { return le.Uint32(r.out[off:]) }
+	u64 := func(off int) uint64 { return le.Uint64(r.out[off:]) }
+	require.Equal(t, uint32(0x40000006), u32(0), "max leaf")
+	require.Equal(t, "Microsoft Hv", string(r.out[4:16]))
+	require.Equal(t, uint32(1<<1|1<<5|1<<6|1<<9|1<<11), u32(16), "0x40000003 EAX")
+	require.Equal(t, uint32(1<<8), u32(20), "0x40000003 EDX")
+	require.Equal(t, uint32(1<<2|1<<5|1<<9|1<<10|1<<11), u32(24), "0x40000004 EAX")
+	require.Equal(t, uint32(0xffffffff), u32(28), "spinlocks")
+	require.Equal(t, uint32(0), u32(32), "VP index")
+	require.Greater(t, uint64(u32(40))<<32|uint64(u32(36)), uint64(10_000_000), "TSC frequency in Hz")
+	// The hypercalls returned to their callers with TLFS statuses, so RIP
+	// is right when left as KVM has it at the port exit.
+	require.Equal(t, uint64(hyperv.StatusSuccess), u64(48), "HvNotifyLongSpinWait")
+	require.Equal(t, uint64(hyperv.StatusInvalidHypercallCode), u64(56), "unknown code")
+	require.Equal(t, uint64(hyperv.StatusSuccess), u64(64), "IPI to nobody")
+	require.Equal(t, uint64(hyperv.StatusSuccess), u64(72), "flush all processors")
+	require.Equal(t, uint32(4), u32(120), "#GP count")
+	// 500 rounds of page, MSR, page: in order and never backwards.
+	require.Zero(t, u64(80), "violations; last page %d msr %d page %d", u64(88), u64(96), u64(104))
+	require.NotZero(t, u64(96), "the reference counter moved")
+	require.Equal(t, uint32(1), u32(112), "TSC page sequence")
+
+	counts := map[string]int{}
+	for _, rec := range r.trace {
+		counts[rec.Kind+" "+rec.Name]++
+	}
+	require.Equal(t, 500, counts["rdmsr TIME_REF_COUNT"])
+	require.Equal(t, 1, counts["hypercall HvNotifyLongSpinWait"])
+	require.Equal(t, 1, counts["hypercall HvFlushVirtualAddressSpace"])
+	require.Equal(t, 1, counts["rdmsr SCONTROL"])
+	sum, ok := r.res.HyperV.(hyperv.Summary)
+	require.True(t, ok)
+	require.Equal(t, "0x300000", sum.HypercallPage)
+	require.Equal(t, "0x301000", sum.TSCPage)
+	require.Equal(t, hyperv.MSRCount{Reads: 1, GP: 1}, sum.MSRs["SCONTROL"])
+}
+
+func TestHyperV32BitGuestAndCrash(t *testing.T) {
+	r := runHyperVGuest(t, "testdata/hyperv32.bin", boot.Protected32, "vpindex,tlbflush,ipi,crash")
+	require.Equal(t, StopPanic, r.res.Reason.Kind, r.res.Reason.String())
+	require.Equal(t, ExitPanic, r.res.Reason.ExitCode())
+	require.Equal(t, "hyperv", r.res.Reason.Source)
+	require.Contains(t, r.res.Reason.Detail, "P0=0x11 P1=0x12 P2=0x13 P3=0x14 P4=0x15")
+	le := binary.LittleEndian
+	u32 := func(off int) uint32 { return le.Uint32(r.out[off:]) }
+	require.Equal(t, uint32(0x31237648), u32(0), "Hv#1")
+	require.Equal(t, [2]uint32{hyperv.StatusInvalidHypercallCode, 0}, [2]uint32{u32(8), u32(12)}, "EDX:EAX")
+	require.Equal(t, [2]uint32{hyperv.StatusSuccess, 3}, [2]uint32{u32(16), u32(20)}, "3 reps completed")
+	require.Equal(t, [2]uint32{hyperv.StatusSuccess, 0}, [2]uint32{u32(24), u32(28)}, "IPI")
+	sum := r.res.HyperV.(hyperv.Summary)
+	require.Equal(t, []string{"0x11", "0x12", "0x13", "0x14", "0x15"}, sum.Crash)
+	require.Equal(t, uint64(1), sum.Hypercalls["HvFlushVirtualAddressList"].Calls)
+}
+
+func TestHyperVResetMSR(t *testing.T) {
+	kvmtest.Require(t)
+	code := []byte{
+		0xc7, 0x06, 0x34, 0x00, 0x22, 0x7c, // mov word [0x34], 0x7c22 (IVT #GP: handler below)
+		0xc7, 0x06, 0x36, 0x00, 0x00, 0x00, // mov word [0x36], 0
+		0x66, 0xb9, 0x03, 0x00, 0x00, 0x40, // mov ecx, 0x40000003 (RESET)
+		0x66, 0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1
+		0x66, 0x31, 0xd2, // xor edx, edx
+		0x0f, 0x30, // wrmsr
+		0xb0, 0x7f, 0xe6, 0xf4, 0xf4, // mov al, 0x7f; out 0xf4, al; hlt (not reached)
+		// 0x7c22: #GP handler
+		0xb0, 0x22, 0xe6, 0xf4, 0xf4, // mov al, 0x22; out 0xf4, al; hlt
+	}
+	require.Equal(t, 0x22, len(code)-5, "handler offset")
+	f, err := hyperv.ParseFeatures("reset")
+	require.NoError(t, err)
+	r := runGuest(t, Config{Program: realModeProgram(code), HyperV: f})
+	require.Equal(t, StopReset, r.res.Reason.Kind, r.res.Reason.String())
+	require.Equal(t, "hyperv", r.res.Reason.Source)
+
+	// Without the reset switch the MSR is not there: #GP.
+	f, err = hyperv.ParseFeatures("relaxed")
+	require.NoError(t, err)
+	r = runGuest(t, Config{Program: realModeProgram(code), HyperV: f})
+	require.Equal(t, StopDebugExit, r.res.Reason.Kind, r.res.Reason.String())
+	require.Equal(t, 0x45, r.res.Reason.ExitCode(), "the #GP handler ran")
+}
