@@ -82,6 +82,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	devs := registerDeviceFlags(fs)
 	ci := registerCIFlags(fs)
 	vf := registerVirtioFlags(fs)
+	hv := registerHyperVFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -113,6 +114,9 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	}
 	devs.apply(&cfg)
 	f.console = vf.apply(&cfg, f.console)
+	if code := hv.apply(&cfg, stderr); code != ok {
+		return code
+	}
 	if code := ci.configure(&cfg, f.console, stderr); code != ok {
 		return code
 	}
@@ -131,6 +135,10 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer ci.close()
+	if code := hv.open(&cfg, stderr); code != ok {
+		return code
+	}
+	defer hv.close()
 	ctx, stopSignals := handleSignals(func() { con.Close() }, stderr)
 	defer stopSignals()
 

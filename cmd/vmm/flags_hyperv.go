@@ -1,0 +1,63 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vmmdev/vmm/vmm"
+	"github.com/vmmdev/vmm/vmm/hyperv"
+)
+
+// hypervFlags are --hyperv and --hyperv-trace (issue 5).
+type hypervFlags struct {
+	list, trace string
+	traceFile   *os.File
+}
+
+func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
+	h := &hypervFlags{}
+	fs.StringVar(&h.list, "hyperv", "", "Hyper-V enlightenments, emulated by vmm: a comma-separated `LIST` of "+
+		"relaxed, vpindex, runtime, time, frequencies, crash, reset, synic, stimer, stimer-direct, tlbflush, ipi, "+
+		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), or the presets all and windows")
+	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
+	return h
+}
+
+// apply parses --hyperv into cfg; a bad list is a usage error.
+func (h *hypervFlags) apply(cfg *vmm.Config, stderr io.Writer) int {
+	f, err := hyperv.ParseFeatures(h.list)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmm run: --hyperv: %v\n", err)
+		return vmm.ExitUsage
+	}
+	if h.trace != "" && !f.Enabled() {
+		fmt.Fprintln(stderr, "vmm run: --hyperv-trace needs --hyperv")
+		return vmm.ExitUsage
+	}
+	cfg.HyperV = f
+	return ok
+}
+
+// open creates the trace file.
+func (h *hypervFlags) open(cfg *vmm.Config, stderr io.Writer) int {
+	if h.trace == "" {
+		return ok
+	}
+	f, err := os.OpenFile(h.trace, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmm run: --hyperv-trace: %v\n", err)
+		return vmm.ExitError
+	}
+	h.traceFile = f
+	cfg.HyperVTrace = f
+	return ok
+}
+
+// close closes the trace file; the run's summary has flushed it.
+func (h *hypervFlags) close() {
+	if h.traceFile != nil {
+		h.traceFile.Close()
+	}
+}
