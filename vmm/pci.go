@@ -23,6 +23,7 @@ type pciPlatform struct {
 	transports []*virtiopci.Transport
 	nextBAR    uint64 // next free address in the BAR window
 	console    *console.Device
+	backends   []virtioBackend // disks and NICs, closed after their transports
 }
 
 // msiSender injects MSI-X messages with KVM_SIGNAL_MSI.
@@ -73,7 +74,7 @@ func (m *Machine) setupPCI() error {
 			return err
 		}
 	}
-	return nil
+	return m.addDisksAndNICs()
 }
 
 // addVirtio puts dev on the PCI bus behind a virtio PCI transport and places
@@ -143,6 +144,9 @@ func (m *Machine) closePCI() {
 	}
 	for _, t := range m.pci.transports {
 		t.Close()
+	}
+	if err := closeVirtioBackends(m.pci.backends); err != nil {
+		m.log.Warn("closing disks and taps", "err", err)
 	}
 	m.pci = nil
 }

@@ -20,7 +20,9 @@ func VMM() Policy {
 	noExec := []Cond{{Arg: 2, Mask: unix.PROT_EXEC, Value: 0}}
 	var ioctls []Cond
 	ioctls = append(ioctls, Cond{Arg: 1, Mask: 0xff00, Value: kvmIoctlType << 8})
-	for _, req := range []uint32{unix.TCGETS, unix.TCSETS, unix.TCSETSW, unix.TCSETSF, unix.TIOCGWINSZ, fionbio, fioclex} {
+	// TUNSETOFFLOAD: virtio-net applies the offloads the guest negotiated
+	// to its tap when the driver activates the device.
+	for _, req := range []uint32{unix.TCGETS, unix.TCSETS, unix.TCSETSW, unix.TCSETSF, unix.TIOCGWINSZ, fionbio, fioclex, unix.TUNSETOFFLOAD} {
 		ioctls = append(ioctls, Cond{Arg: 1, Mask: 0xffffffff, Value: req})
 	}
 	return Policy{
