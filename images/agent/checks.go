@@ -35,6 +35,10 @@ func newRegistry() registry {
 		"disk-ro":     checkDiskRO,
 		"disk-ids":    checkDiskIDs,
 		"net":         checkNet,
+		"pci":         checkPCI,
+		"rng":         checkRNG,
+		"console":     checkConsole,
+		"acpi":        checkACPI,
 	}
 }
 

@@ -54,6 +54,16 @@ func run(out io.Writer, sys system) {
 	e := sys.env()
 	e.opts = opts
 	e.moduleErr = sys.loadModules()
+	if name := opts.params["vmm.console"]; name != "" {
+		// The console is a module's (hvc0): it exists only now.
+		if cs, ok := sys.(consoleSwitcher); !ok {
+			setupProblems = append(setupProblems, "vmm.console: this system cannot switch consoles")
+		} else if err := cs.useConsole(name); err != nil {
+			setupProblems = append(setupProblems, err.Error())
+		} else {
+			emit(startLine())
+		}
+	}
 
 	pass, fail := 0, 0
 	if len(setupProblems) > 0 {

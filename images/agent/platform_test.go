@@ -1,0 +1,126 @@
+package main
+
+import (
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func pciFS(devs map[string][2]string, msi map[string]int) fstest.MapFS {
+	fsys := fstest.MapFS{}
+	for addr, id := range devs {
+		p := "sys/bus/pci/devices/" + addr
+		fsys[p+"/vendor"] = &fstest.MapFile{Data: []byte(id[0] + "\n")}
+		fsys[p+"/device"] = &fstest.MapFile{Data: []byte(id[1] + "\n")}
+		for i := range msi[addr] {
+			fsys[p+"/msi_irqs/"+string(rune('0'+i))] = &fstest.MapFile{Data: []byte("msix\n")}
+		}
+	}
+	return fsys
+}
+
+func TestCheckPCI(t *testing.T) {
+	devs := map[string][2]string{
+		"0000:00:00.0": {"0x8086", "0x1237"},
+		"0000:00:01.0": {"0x1af4", "0x1044"},
+		"0000:00:02.0": {"0x1af4", "0x1043"},
+	}
+	io := &fakeIO{links: map[string]string{
+		"/sys/bus/pci/devices/0000:00:01.0/driver": "../../../bus/pci/drivers/virtio-pci",
+		"/sys/bus/pci/devices/0000:00:02.0/driver": "../../../bus/pci/drivers/virtio-pci",
+	}}
+	e := &env{root: pciFS(devs, map[string]int{"0000:00:01.0": 2, "0000:00:02.0": 3}), io: io,
+		opts: options{params: map[string]string{"vmm.pci_devices": "2"}}}
+	pass, detail := checkPCI(e)
+	assert.True(t, pass, detail)
+	assert.Equal(t, "00:00.0 8086:1237  msi=0; 00:01.0 1af4:1044 virtio-pci msi=2; 00:02.0 1af4:1043 virtio-pci msi=3", detail)
+
+	e.opts.params["vmm.pci_devices"] = "3"
+	pass, detail = checkPCI(e)
+	assert.False(t, pass)
+	assert.Contains(t, detail, "2 virtio functions, want 3")
+
+	// No MSI-X, no driver, no host bridge.
+	delete(devs, "0000:00:00.0")
+	e = &env{root: pciFS(devs, nil), io: &fakeIO{}}
+	pass, detail = checkPCI(e)
+	assert.False(t, pass)
+	assert.Contains(t, detail, "0000:00:01.0 not bound to virtio-pci")
+	assert.Contains(t, detail, "0000:00:02.0 has no MSI-X vectors")
+	assert.Contains(t, detail, "no 8086:1237 host bridge")
+
+	pass, _ = checkPCI(&env{root: fstest.MapFS{}})
+	assert.False(t, pass)
+}
+
+func TestCheckRNG(t *testing.T) {
+	random := make([]byte, 64)
+	random[7] = 1
+	fsys := fstest.MapFS{
+		"sys/class/misc/hw_random/rng_current": {Data: []byte("virtio_rng.0\n")},
+		"dev/hwrng":                            {Data: random},
+	}
+	pass, detail := checkRNG(&env{root: fsys})
+	assert.True(t, pass, detail)
+
+	fsys["dev/hwrng"] = &fstest.MapFile{Data: make([]byte, 64)}
+	pass, detail = checkRNG(&env{root: fsys})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "zero bytes")
+
+	fsys["dev/hwrng"] = &fstest.MapFile{Data: random[:10]}
+	pass, detail = checkRNG(&env{root: fsys})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "unexpected EOF")
+
+	fsys["sys/class/misc/hw_random/rng_current"] = &fstest.MapFile{Data: []byte("none\n")}
+	pass, detail = checkRNG(&env{root: fsys})
+	assert.False(t, pass)
+	assert.Contains(t, detail, `"none"`)
+}
+
+func TestCheckConsole(t *testing.T) {
+	fsys := fstest.MapFS{"proc/consoles": {Data: []byte("hvc0                 -W- (EC p a)    229:0\n")}}
+	io := &fakeIO{links: map[string]string{"/proc/self/fd/1": "/dev/hvc0"}}
+	pass, detail := checkConsole(&env{root: fsys, io: io})
+	assert.True(t, pass, detail)
+
+	io.links["/proc/self/fd/1"] = "/dev/console"
+	pass, detail = checkConsole(&env{root: fsys, io: io})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "not /dev/hvc0")
+
+	fsys["proc/consoles"] = &fstest.MapFile{Data: []byte("hvc0                 -W- (C p a)    229:0\n")}
+	pass, _ = checkConsole(&env{root: fsys, io: io})
+	assert.False(t, pass, "not enabled")
+
+	fsys["proc/consoles"] = &fstest.MapFile{Data: []byte("ttyS0                -W- (EC p a)    4:64\n")}
+	pass, detail = checkConsole(&env{root: fsys, io: io})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "hvc0 is not a console")
+}
+
+func TestCheckACPI(t *testing.T) {
+	clean := []string{
+		"ACPI: RSDP 0x00000000000E0000 000024 (v02 VMMDEV)",
+		"ACPI: PCI Root Bridge [PCI0] (domain 0000 [bus 00])",
+		"PCI: MMCONFIG at [mem 0xe0000000-0xe00fffff] reserved as ACPI motherboard resource",
+	}
+	pass, detail := checkACPI(&env{kernelLog: logOf(clean...)})
+	assert.True(t, pass, detail)
+	assert.Equal(t, "3 ACPI lines, no errors or warnings", detail)
+
+	for _, bad := range []string{
+		"ACPI Error: AE_NOT_FOUND, While resolving a named reference package element - LNKA (20220331/dspkginit-438)",
+		"ACPI BIOS Warning (bug): Incorrect checksum in table [DSDT] - 0x12, should be 0x34 (20220331/tbprint-174)",
+		"ACPI Warning: SystemIO range 0x00000000000003C0-0x00000000000003C2 conflicts with OpRegion",
+		"[Firmware Bug]: PCI: MMCONFIG at [mem 0xe0000000-0xe00fffff] not reserved in ACPI motherboard resources",
+	} {
+		pass, detail := checkACPI(&env{kernelLog: logOf(append(clean, bad)...)})
+		assert.False(t, pass, bad)
+		assert.Contains(t, detail, bad)
+	}
+	pass, _ = checkACPI(&env{kernelLog: logOf("no tables here")})
+	assert.False(t, pass)
+}
