@@ -33,6 +33,11 @@ type Guest struct {
 	// Timeout, if > 0, is vmm's own --timeout (QEMU has none: the scenario
 	// timeout stops it).
 	Timeout time.Duration
+	// RNG adds vmm's virtio-rng (--rng).
+	RNG bool
+	// VirtioConsole makes hvc0 (vmm's virtio-console) the guest console
+	// instead of the UART: console=hvc0, and the agent moves its output there.
+	VirtioConsole bool
 }
 
 // DefaultChecks are the agent checks every boot scenario runs.
@@ -58,6 +63,9 @@ func (g Guest) withDefaults() Guest {
 func (g Guest) Cmdline() string {
 	g = g.withDefaults()
 	parts := []string{"console=ttyS0"}
+	if g.VirtioConsole {
+		parts = []string{"console=hvc0", "vmm.console=hvc0"}
+	}
 	if g.Quiet {
 		parts = append(parts, "quiet")
 	}
@@ -85,6 +93,12 @@ func (g Guest) Args(runner string) ([]string, error) {
 			"--cpus", strconv.Itoa(g.CPUs),
 			"--memory", fmt.Sprintf("%dM", g.MemoryMiB),
 			"--console", "stdio",
+		}
+		if g.VirtioConsole {
+			args[len(args)-1] = "virtio"
+		}
+		if g.RNG {
+			args = append(args, "--rng")
 		}
 		if g.Timeout > 0 {
 			args = append(args, "--timeout", g.Timeout.String())

@@ -32,6 +32,7 @@ type options struct {
 	cpus, memory, expectCPUs                         int
 	timeout                                          time.Duration
 	quiet, install, verbose                          bool
+	rng, virtioConsole                               bool
 	extra                                            []string
 }
 
@@ -48,6 +49,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.expectCPUs, "expect-cpus", 0, "vmm.expect_cpus for the cpus check (0: not set)")
 	fs.StringVar(&o.cmdline, "cmdline", "", "extra guest kernel command line")
 	fs.BoolVar(&o.quiet, "quiet", false, "boot the guest kernel with quiet")
+	fs.BoolVar(&o.rng, "rng", false, "give the guest vmm's virtio-rng")
+	fs.BoolVar(&o.virtioConsole, "virtio-console", false, "make hvc0 (virtio-console) the guest console")
 	fs.DurationVar(&o.timeout, "timeout", 150*time.Second, "guest boot limit (vmm --timeout; for qemu, the kill deadline)")
 	fs.StringVar(&o.consoleLog, "console-log", "", "also write the outer machine's whole console to this file")
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
@@ -70,6 +73,7 @@ func (o options) scenario() (scenario.Scenario, error) {
 	g := testhost.Guest{
 		CPUs: o.cpus, MemoryMiB: o.memory, Checks: strings.Split(o.checks, ","), Action: o.action,
 		ExpectCPUs: o.expectCPUs, Quiet: o.quiet, ExtraCmdline: o.cmdline,
+		RNG: o.rng, VirtioConsole: o.virtioConsole,
 	}
 	kill := o.timeout
 	if o.runner != scenario.RunnerQEMU {
@@ -106,11 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m, err := testhost.Suite{Config: cfg, Scenarios: []scenario.Scenario{s}, InstallQEMU: o.install}.Prepare(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "nested: preparing the nested test host: %v\n", err)
-		return 1
-	}
+	var console io.Writer
 	if o.consoleLog != "" {
 		f, err := os.Create(o.consoleLog)
 		if err != nil {
@@ -118,15 +118,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer f.Close()
-		m.Console = f
+		console = f
 	}
-	m.OnEvent = func(ev scenario.Event) {
-		if ev.Kind == scenario.KindConsole && ev.Name == demo {
-			fmt.Fprintln(stdout, ev.Text)
-		}
+	suite := testhost.Suite{
+		Config: cfg, Scenarios: []scenario.Scenario{s}, InstallQEMU: o.install, Console: console,
+		OnEvent: func(ev scenario.Event) {
+			if ev.Kind == scenario.KindConsole && ev.Name == demo {
+				fmt.Fprintln(stdout, ev.Text)
+			}
+		},
 	}
-	fmt.Fprintf(stderr, "nested: booting the outer machine under TCG (slow: minutes), then %s inside it\n", s.RunnerName())
-	out, runErr := m.Run(ctx)
+	fmt.Fprintf(stderr, "nested: building what is missing, then booting the outer machine under TCG (slow: minutes) and %s inside it\n", s.RunnerName())
+	out, runErr := suite.Run(ctx)
+	if out == nil {
+		fmt.Fprintf(stderr, "nested: preparing the nested test host: %v\n", runErr)
+		return 1
+	}
 	return exitCode(out, runErr, stderr)
 }
 
