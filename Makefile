@@ -30,8 +30,8 @@ lint:
 	$(GO) vet ./...
 	$$($(GO) env GOPATH)/bin/staticcheck ./...
 
-fuzz: ## run every fuzz target for a bounded time (FUZZTIME, default 15s each)
-	@scripts/fuzz.sh $${FUZZTIME:-15s}
+fuzz: ## run every fuzz target for a bounded time (FUZZTIME, default 4s each)
+	@scripts/fuzz.sh $${FUZZTIME:-4s}
 
 images: ## build the guest and nested-test-host images under build/
 	$(GO) run ./images/cmd/mkimages -out build/images
