@@ -54,5 +54,10 @@ func Scenarios() ([]scenario.Scenario, error) {
 			Timeout: (g.Timeout + 30*time.Second).String(),
 		})
 	}
+	dn, err := diskNetScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, dn)
 	return list, nil
 }

@@ -24,6 +24,9 @@ const (
 	kvmPath       = "/dev/kvm"
 )
 
+// heartbeatInterval is how often a running scenario reports progress.
+const heartbeatInterval = 30 * time.Second
+
 // modulesTimeout bounds loading the KVM modules (slow under TCG, not this slow).
 const modulesTimeout = 3 * time.Minute
 
@@ -63,7 +66,7 @@ func runSuite(ctx context.Context, emit func(string), log *slog.Logger) int {
 		emit(scenario.ErrorLine(err.Error()))
 		return 1
 	}
-	r := &runner{vmm: vmmPath, qemu: qemuPath, emit: emit}
+	r := &runner{vmm: vmmPath, qemu: qemuPath, emit: emit, beat: heartbeatInterval}
 	pass, fail := r.suite(ctx, list)
 	emit(scenario.DoneLine(pass, fail))
 	if fail > 0 {

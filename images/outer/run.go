@@ -41,6 +41,7 @@ type console struct {
 	partial []byte
 	lines   []logLine
 	dropped int
+	total   int           // lines seen, dropped ones included
 	first   time.Duration // -1 until the agent's first line
 	checks  map[string]string
 	// stream, if set, gets each line as it completes.
@@ -99,6 +100,24 @@ func (c *console) line(at time.Duration) {
 		c.dropped++
 	}
 	c.lines = append(c.lines, logLine{at: at, text: text})
+	c.total++
+}
+
+// maxProgressText bounds the console line a heartbeat quotes.
+const maxProgressText = 200
+
+// progress returns the line count and the last line, for heartbeats.
+func (c *console) progress() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := ""
+	if len(c.lines) > 0 {
+		last = c.lines[len(c.lines)-1].text
+	}
+	if len(last) > maxProgressText {
+		last = strings.ToValidUTF8(last[:maxProgressText], "?")
+	}
+	return c.total, last
 }
 
 // flush ends an unterminated last line.
@@ -115,6 +134,35 @@ type runner struct {
 	vmm, qemu string
 	// emit prints one protocol line on the outer console.
 	emit func(line string)
+	// beat is the heartbeat interval during a run; none when zero.
+	beat time.Duration
+}
+
+// heartbeat emits a heartbeat line every r.beat until stop is called: the
+// host tells a slow guest from a stuck outer machine by them.
+func (r *runner) heartbeat(name string, con *console) (stop func()) {
+	if r.beat <= 0 {
+		return func() {}
+	}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(r.beat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				lines, last := con.progress()
+				r.emit(scenario.HeartbeatLine(name, time.Since(con.start).Seconds(), lines, last))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // run executes one scenario run and reports it; on failure it has already
@@ -156,7 +204,12 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	con := newConsole(start, stream)
 	cmd.Stdout, cmd.Stderr = con, con
 
-	runErr := cmd.Run()
+	runErr := cmd.Start()
+	if runErr == nil {
+		stop := r.heartbeat(s.Name, con)
+		runErr = cmd.Wait()
+		stop()
+	}
 	res.TotalS = time.Since(start).Seconds()
 	con.flush()
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)

@@ -103,7 +103,8 @@ func TestRunFailureLogsConsole(t *testing.T) {
 }
 
 func TestRunTimeoutKillsRunner(t *testing.T) {
-	r, _ := newTestRunner(t)
+	r, rec := newTestRunner(t)
+	r.beat = 50 * time.Millisecond
 	s := scenario.Scenario{Name: "hang", Args: []string{"hang"}, WantExit: 4, Timeout: "1s"}
 	start := time.Now()
 	res := r.run(context.Background(), scenario.Run{Scenario: s, Index: 1})
@@ -113,6 +114,17 @@ func TestRunTimeoutKillsRunner(t *testing.T) {
 	require.GreaterOrEqual(t, res.FirstLineS, 0.0)
 	require.Contains(t, res.Reason, "killed after the scenario timeout of 1s")
 	require.Contains(t, res.Reason, "exit -1, want 4")
+	// The run took a second: heartbeats came, quoting the last console line.
+	var last scenario.Event
+	for _, ev := range rec.events(t) {
+		if ev.Kind == scenario.KindHeartbeat {
+			require.Equal(t, "hang", ev.Name)
+			last = ev
+		}
+	}
+	require.Equal(t, scenario.KindHeartbeat, last.Kind)
+	require.Equal(t, 1, last.Lines)
+	require.Equal(t, "VMM-AGENT: start", last.Text)
 }
 
 func TestRunMissingBinary(t *testing.T) {

@@ -35,6 +35,10 @@ const (
 	KindLog
 	// KindConsole: a live console line of a streamed scenario (Name, Text).
 	KindConsole
+	// KindHeartbeat: a run is still going (Name, ElapsedS, Lines, and its
+	// last console line in Text). It shows the outer machine is alive and
+	// where a slow guest is.
+	KindHeartbeat
 )
 
 // NoFirstLine is FirstLineS for a run whose guest never printed its first line.
@@ -67,8 +71,11 @@ type Event struct {
 	Reason string
 	// Pass and Fail are set for KindDone.
 	Pass, Fail int
-	// Name and Text are set for KindLog and KindConsole.
+	// Name and Text are set for KindLog, KindConsole and KindHeartbeat.
 	Name, Text string
+	// ElapsedS and Lines are set for KindHeartbeat.
+	ElapsedS float64
+	Lines    int
 }
 
 // ErrMalformed is returned (wrapped) for a line that starts like a protocol
@@ -87,6 +94,12 @@ func ErrorLine(reason string) string { return markerE2E + "error reason=" + quot
 // DoneLine closes the suite.
 func DoneLine(pass, fail int) string {
 	return fmt.Sprintf("%sdone pass=%d fail=%d", markerE2E, pass, fail)
+}
+
+// HeartbeatLine says run name is still going after elapsedS seconds, with
+// lines console lines so far, the last of which is last.
+func HeartbeatLine(name string, elapsedS float64, lines int, last string) string {
+	return fmt.Sprintf("%sheartbeat scenario=%s elapsed_s=%.0f lines=%d last=%s", markerE2E, name, elapsedS, lines, quote(last))
 }
 
 // LogLine carries one console line of a failed run.
@@ -169,6 +182,12 @@ func ParseLine(line string) (Event, error) {
 			return Event{}, fmt.Errorf("%w: %q: %w", ErrMalformed, line, err)
 		}
 		return ev, nil
+	case strings.HasPrefix(rest, "heartbeat "):
+		ev, err := parseHeartbeat(strings.TrimPrefix(rest, "heartbeat "))
+		if err != nil {
+			return Event{}, fmt.Errorf("%w: %q: %w", ErrMalformed, line, err)
+		}
+		return ev, nil
 	case strings.HasPrefix(rest, "scenario="):
 		r, err := parseResult(rest)
 		if err != nil {
@@ -218,6 +237,32 @@ func parseResult(rest string) (Result, error) {
 		return Result{}, err
 	}
 	return r, nil
+}
+
+func parseHeartbeat(rest string) (Event, error) {
+	head, lastText, ok := strings.Cut(rest, " last=")
+	if !ok {
+		return Event{}, errors.New("no last field")
+	}
+	last, err := unquote(lastText)
+	if err != nil {
+		return Event{}, err
+	}
+	f, err := fields(head)
+	if err != nil {
+		return Event{}, err
+	}
+	ev := Event{Kind: KindHeartbeat, Name: f["scenario"], Text: last}
+	if !namePattern.MatchString(ev.Name) {
+		return Event{}, fmt.Errorf("bad scenario name %q", ev.Name)
+	}
+	if ev.ElapsedS, err = f.float("elapsed_s"); err != nil {
+		return Event{}, err
+	}
+	if ev.Lines, err = f.int("lines"); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
 }
 
 type fieldMap map[string]string

@@ -47,6 +47,10 @@ func TestParseLineKinds(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Event{Kind: KindLog, Name: "panic", Text: "[  0.500] Kernel panic - E2E: x"}, ev)
 
+	ev, err = ParseLine(HeartbeatLine("boot-1cpu", 30.4, 12, `[  3.0] "x" y`))
+	require.NoError(t, err)
+	require.Equal(t, Event{Kind: KindHeartbeat, Name: "boot-1cpu", ElapsedS: 30, Lines: 12, Text: `[  3.0] "x" y`}, ev)
+
 	ev, err = ParseLine(ConsoleLine("demo", "VMM-AGENT: start"))
 	require.NoError(t, err)
 	require.Equal(t, Event{Kind: KindConsole, Name: "demo", Text: "VMM-AGENT: start"}, ev)
@@ -62,6 +66,8 @@ func TestParseLineMalformed(t *testing.T) {
 		"E2E: scenario=a result=maybe exit=0 want_exit=0 first_line_s=1 total_s=1 run=1 runner=vmm reason=\"\"",
 		"E2E: scenario=a result=pass exit=0 want_exit=0 first_line_s=one total_s=1 run=1 runner=vmm reason=\"\"",
 		"E2E: scenario=a b result=pass exit=0 want_exit=0 first_line_s=1 total_s=1 run=1 runner=vmm reason=\"\"",
+		"E2E: heartbeat scenario=a elapsed_s=1 lines=x last=\"\"",
+		"E2E: heartbeat scenario=a elapsed_s=1 lines=1",
 		"E2E-LOG no-colon",
 		"E2E-CON bad name: x",
 	} {
@@ -98,6 +104,7 @@ func FuzzParseLine(f *testing.F) {
 	f.Add(Result{Name: "a", Run: 1, Runner: "vmm", Pass: true, Reason: "x"}.Line())
 	f.Add(KVMFailedLine("why"))
 	f.Add(DoneLine(1, 2))
+	f.Add(HeartbeatLine("a", 1, 2, "x"))
 	f.Add(LogLine("a", "b"))
 	f.Add("E2E: scenario=")
 	f.Fuzz(func(t *testing.T, line string) {

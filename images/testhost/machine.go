@@ -21,7 +21,14 @@ var (
 	ErrOuterTimeout = errors.New("outer machine timed out")
 	// ErrIncomplete: the outer machine stopped without "E2E: done".
 	ErrIncomplete = errors.New("outer machine stopped before the suite finished")
+	// ErrOuterSilent: the outer machine printed nothing, heartbeats
+	// included, for Machine.IdleTimeout: its kernel is stuck.
+	ErrOuterSilent = errors.New("outer machine went silent")
 )
+
+// DefaultIdleTimeout is Machine.IdleTimeout's default: the outer init beats
+// every 30 s during a run, and its boot to "kvm ready" takes well under it.
+const DefaultIdleTimeout = 4 * time.Minute
 
 // tailLines is how much of the outer console an Outcome keeps for diagnosis.
 const tailLines = 60
@@ -40,6 +47,9 @@ type Machine struct {
 	Append string
 	// Timeout bounds the whole boot; required.
 	Timeout time.Duration
+	// IdleTimeout stops a machine whose console stays silent this long;
+	// default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// Console, if set, receives the outer console verbatim.
 	Console io.Writer
 	// OnEvent, if set, sees every protocol event as it arrives.
@@ -71,8 +81,14 @@ func (m Machine) Run(ctx context.Context) (*Outcome, error) {
 	if m.Timeout <= 0 {
 		return nil, errors.New("outer machine: no timeout set")
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
-	defer cancel()
+	idle := m.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, m.Timeout, ErrOuterTimeout)
+	defer cancelTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, m.QEMU, m.Args()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -81,19 +97,46 @@ func (m Machine) Run(ctx context.Context) (*Outcome, error) {
 	cmd.Stdout, cmd.Stderr = pw, pw
 
 	out := NewOutcome()
-	out.OnEvent = m.OnEvent
+	onEvent := m.OnEvent
 	if err := cmd.Start(); err != nil {
 		return out, fmt.Errorf("starting outer QEMU %s: %w", m.QEMU, err)
 	}
+	// Every console line feeds the watchdog below.
+	alive := make(chan struct{}, 1)
+	out.onLine = func() {
+		select {
+		case alive <- struct{}{}:
+		default:
+		}
+	}
+	out.OnEvent = onEvent
 	read := make(chan error, 1)
 	go func() { read <- out.Read(pr, m.Console) }()
-	waitErr := cmd.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+
+	watchdog := time.NewTimer(idle)
+	defer watchdog.Stop()
+	var waitErr error
+	for done := false; !done; {
+		select {
+		case waitErr = <-waited:
+			done = true
+		case <-alive:
+			watchdog.Reset(idle)
+		case <-watchdog.C:
+			cancel(fmt.Errorf("%w for %s", ErrOuterSilent, idle))
+		}
+	}
 	pw.Close()
 	readErr := <-read
 
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return out, fmt.Errorf("%w after %s (%s)", ErrOuterTimeout, m.Timeout, out.Summary())
+	switch cause := context.Cause(ctx); {
+	case cause != nil && !errors.Is(cause, context.Canceled):
+		if errors.Is(cause, ErrOuterTimeout) {
+			cause = fmt.Errorf("%w after %s", ErrOuterTimeout, m.Timeout)
+		}
+		return out, fmt.Errorf("%w (%s)", cause, out.Summary())
 	case waitErr != nil:
 		return out, fmt.Errorf("outer QEMU: %w (%s)", waitErr, out.Summary())
 	case readErr != nil:
@@ -124,8 +167,12 @@ type Outcome struct {
 	Malformed []string
 	// Tail is the last console lines, for when the outer machine dies.
 	Tail []string
+	// LastHeartbeat is the latest heartbeat (Kind is KindNone before any).
+	LastHeartbeat scenario.Event
 	// OnEvent, if set, sees every event as Add records it.
 	OnEvent func(scenario.Event)
+	// onLine, if set, is called for every line (Machine's watchdog).
+	onLine func()
 }
 
 // NewOutcome returns an empty Outcome.
@@ -157,6 +204,9 @@ func (o *Outcome) Read(r io.Reader, raw io.Writer) error {
 // Add records one console line.
 func (o *Outcome) Add(line string) {
 	line = strings.TrimRight(line, "\r")
+	if o.onLine != nil {
+		o.onLine()
+	}
 	if len(o.Tail) == tailLines {
 		copy(o.Tail, o.Tail[1:])
 		o.Tail = o.Tail[:tailLines-1]
@@ -184,6 +234,8 @@ func (o *Outcome) Add(line string) {
 		o.Logs[ev.Name] = append(o.Logs[ev.Name], ev.Text)
 	case scenario.KindConsole:
 		o.Console[ev.Name] = append(o.Console[ev.Name], ev.Text)
+	case scenario.KindHeartbeat:
+		o.LastHeartbeat = ev
 	}
 	if o.OnEvent != nil {
 		o.OnEvent(ev)
@@ -211,7 +263,12 @@ func (o *Outcome) Summary() string {
 	case !o.KVMReady:
 		return "outer init never reported KVM ready; last console lines:\n" + strings.Join(o.Tail, "\n")
 	case !o.Done:
-		return fmt.Sprintf("%d scenario runs reported, no E2E: done; last console lines:\n%s", len(o.Results), strings.Join(o.Tail, "\n"))
+		beat := "no heartbeat"
+		if hb := o.LastHeartbeat; hb.Kind == scenario.KindHeartbeat {
+			beat = fmt.Sprintf("last heartbeat: %s at %.0fs, %d console lines, last %q", hb.Name, hb.ElapsedS, hb.Lines, hb.Text)
+		}
+		return fmt.Sprintf("%d scenario runs reported, no E2E: done; %s; last console lines:\n%s",
+			len(o.Results), beat, strings.Join(o.Tail, "\n"))
 	}
 	return fmt.Sprintf("done: pass=%d fail=%d", o.Pass, o.Fail)
 }

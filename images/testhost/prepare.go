@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,33 @@ type Suite struct {
 	// InstallQEMU allows apt-get installing qemu-system-x86 when it is
 	// missing (CI, as root).
 	InstallQEMU bool
+	// Console and OnEvent are handed to the Machine (see there).
+	Console io.Writer
+	OnEvent func(scenario.Event)
+}
+
+// Run builds what is missing and boots the outer machine once, holding the
+// host's nested-host lock from the build of outer.cpio.gz until the machine
+// stops. The Outcome is nil when the machine never started.
+func (s Suite) Run(ctx context.Context) (*Outcome, error) {
+	cfg, err := s.Config.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockHost(ctx, cfg.Out, func(path string) {
+		cfg.Log.Warn("another nested-host run holds the lock; waiting", "lock", path)
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	m, err := s.Prepare(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.Console, m.OnEvent = s.Console, s.OnEvent
+	cfg.Log.Info("booting the outer machine", "initrd", m.Initrd, "timeout", m.Timeout)
+	return m.Run(ctx)
 }
 
 // needs reports which runners the scenarios use.
@@ -98,7 +126,9 @@ func BuildVMM(ctx context.Context) (string, error) {
 }
 
 // Prepare builds (or reuses) everything the suite needs and returns the
-// outer machine to boot; its Timeout covers every scheduled run.
+// outer machine to boot; its Timeout covers every scheduled run. Without
+// the lock Run holds, another run may replace outer.cpio.gz before the
+// machine boots: use Run.
 func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	cfg, err := s.Config.WithDefaults()
 	if err != nil {

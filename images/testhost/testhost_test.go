@@ -33,6 +33,7 @@ func fakeQEMU(mode string) int {
 	case "crash":
 		fmt.Fprintln(os.Stderr, "Kernel panic - not syncing: Attempted to kill init!")
 	case "hang":
+		fmt.Println(scenario.HeartbeatLine("boot", 30, 4, "[  1.0] Booting"))
 		select {}
 	}
 	return 0
@@ -75,6 +76,33 @@ func TestMachineRunTimeout(t *testing.T) {
 	require.ErrorIs(t, err, ErrOuterTimeout)
 	require.Less(t, time.Since(start), 30*time.Second)
 	require.True(t, out.KVMReady)
+}
+
+func TestMachineRunSilent(t *testing.T) {
+	m := fakeMachine(t, "hang")
+	m.IdleTimeout = 500 * time.Millisecond
+	out, err := m.Run(context.Background())
+	require.ErrorIs(t, err, ErrOuterSilent)
+	require.Contains(t, err.Error(), `last heartbeat: boot at 30s, 4 console lines, last "[  1.0] Booting"`)
+	require.Equal(t, 4, out.LastHeartbeat.Lines)
+}
+
+func TestLockHost(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockHost(context.Background(), dir, func(string) { t.Fatal("first lock waited") })
+	require.NoError(t, err)
+	// A second holder waits; with its context ended it gives up.
+	ctx, cancel := context.WithCancel(context.Background())
+	waited := false
+	_, err = lockHost(ctx, dir, func(string) { waited = true; cancel() })
+	require.ErrorIs(t, err, context.Canceled)
+	require.True(t, waited)
+	unlock()
+	// The abandoned waiter takes and drops the lock in the background; a
+	// new holder gets it, after waiting for that if need be.
+	unlock2, err := lockHost(context.Background(), dir, func(string) {})
+	require.NoError(t, err)
+	unlock2()
 }
 
 func TestMachineArgs(t *testing.T) {

@@ -118,11 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	m, err := testhost.Suite{Config: cfg, Scenarios: list, InstallQEMU: o.install}.Prepare(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "bench: preparing the nested test host: %v\n", err)
-		return 1
-	}
+	var console io.Writer
 	if o.consoleLog != "" {
 		f, err := os.Create(o.consoleLog)
 		if err != nil {
@@ -130,17 +126,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer f.Close()
-		m.Console = f
+		console = f
 	}
-	m.OnEvent = func(ev scenario.Event) {
-		if ev.Kind == scenario.KindResult {
-			fmt.Fprintf(stderr, "bench: %s\n", ev.Result.Line())
-		}
+	suite := testhost.Suite{
+		Config: cfg, Scenarios: list, InstallQEMU: o.install, Console: console,
+		OnEvent: func(ev scenario.Event) {
+			if ev.Kind == scenario.KindResult {
+				fmt.Fprintf(stderr, "bench: %s\n", ev.Result.Line())
+			}
+		},
 	}
-	fmt.Fprintf(stderr, "bench: booting the outer machine under TCG for %d boots (timeout %s)\n", o.n*len(o.runners), m.Timeout)
-	out, runErr := m.Run(ctx)
+	fmt.Fprintf(stderr, "bench: building what is missing, then booting the outer machine under TCG for %d guest boots\n", o.n*len(o.runners))
+	out, runErr := suite.Run(ctx)
 	if out == nil {
-		fmt.Fprintf(stderr, "bench: %v\n", runErr)
+		fmt.Fprintf(stderr, "bench: preparing the nested test host: %v\n", runErr)
 		return 1
 	}
 	rep := summarize(o.runners, out.Results)

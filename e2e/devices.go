@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
+)
+
+// The disk and network scenario's fixtures in the outer machine.
+const (
+	rwImage     = "/tmp/vmm-disk-rw.img"
+	roImage     = "/tmp/vmm-disk-ro.img"
+	rwSerial    = "vmm-rw"
+	roSerial    = "vmm-ro"
+	tapName     = "vmmtap0"
+	tapAddr     = "10.0.2.1/24"
+	guestAddr   = "10.0.2.15/24"
+	peerPort    = 7777
+	netBytes    = 8 << 20
+	rwImageSize = 8 << 20
+	roImageSize = 1 << 20
+	// Pattern seeds: the rw image starts with rwSeed and must end with
+	// rwNewSeed; the ro image must keep roSeed.
+	rwSeed, rwNewSeed, roSeed = 1, 2, 3
+)
+
+// diskNetScenario boots once with two disks (one read-only, both with
+// serials) and a NIC on a tap: the agent reads and rewrites the first disk,
+// fails to write the second, finds both by id, pings the tap and moves
+// netBytes each way over TCP. The outer init checks the images afterwards.
+func diskNetScenario() (scenario.Scenario, error) {
+	g := testhost.Guest{
+		Quiet:   true,
+		Checks:  []string{"boot", "disk", "disk-ro", "disk-ids", "net"},
+		Timeout: 150 * time.Second,
+		ExtraCmdline: strings.Join([]string{
+			fmt.Sprintf("vmm.disk=%s:%d:%d", rwSerial, rwSeed, rwNewSeed),
+			fmt.Sprintf("vmm.disk_ro=%s:%d", roSerial, roSeed),
+			"vmm.disk_ids=" + rwSerial + "," + roSerial,
+			fmt.Sprintf("vmm.net=%s,%s:%d,%d", guestAddr, strings.TrimSuffix(tapAddr, "/24"), peerPort, netBytes),
+		}, " "),
+	}
+	args, err := g.Args(scenario.RunnerVMM)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
+	args = append(args,
+		"--disk", rwImage+",serial="+rwSerial,
+		"--disk", roImage+",readonly,serial="+roSerial,
+		"--net", "tap="+tapName+",mac=52:54:00:12:34:56")
+	return scenario.Scenario{
+		Name: "disk-net", Args: args, WantExit: exitPoweroff,
+		WantChecks: map[string]string{"boot": scenario.Pass, "disk": scenario.Pass, "disk-ro": scenario.Pass,
+			"disk-ids": scenario.Pass, "net": scenario.Pass},
+		Timeout: (g.Timeout + 30*time.Second).String(),
+		Disks: []scenario.Disk{
+			{Path: rwImage, Size: rwImageSize, Seed: rwSeed, WantSeed: rwNewSeed},
+			{Path: roImage, Size: roImageSize, Seed: roSeed, WantSeed: roSeed},
+		},
+		Tap: &scenario.Tap{Name: tapName, Addr: tapAddr, Port: peerPort},
+	}, nil
+}
