@@ -79,6 +79,9 @@ type Result struct {
 	ConsoleOut, ConsoleIn uint64
 	// HyperV is the Hyper-V summary when the enlightenments are enabled.
 	HyperV any
+	// PeakRSS is the VMM process's peak resident memory and GuestResident
+	// the guest RAM resident at the end, both in bytes.
+	PeakRSS, GuestResident uint64
 }
 
 // New builds a VM from cfg: it validates cfg, opens KVM, maps memory, creates
@@ -435,6 +438,8 @@ func (m *Machine) Run(ctx context.Context) Result {
 		Match:         time.Duration(m.matchedAt.Load()),
 		ConsoleOut:    m.consoleBytes.Load(),
 		ConsoleIn:     m.inBytes.Load(),
+		PeakRSS:       peakRSS(),
+		GuestResident: m.mem.residentBytes(),
 	}
 	if m.hypervSummary != nil {
 		res.HyperV = m.hypervSummary()

@@ -24,6 +24,7 @@ type Report struct {
 	// Exits counts vCPU exits by kind, summed over vCPUs.
 	Exits   map[string]uint64 `json:"exits"`
 	Devices ReportDevices     `json:"devices"`
+	Memory  ReportMemory      `json:"memory"`
 	// HyperV is the Hyper-V summary; absent when the enlightenments are off.
 	HyperV any `json:"hyperv,omitempty"`
 }
@@ -61,6 +62,14 @@ type ReportDevices struct {
 	UnclaimedPIO  ReportUnclaimed `json:"unclaimed_pio"`
 	UnclaimedMMIO ReportUnclaimed `json:"unclaimed_mmio"`
 	UART          ReportUART      `json:"uart"`
+}
+
+// ReportMemory is the VMM process's memory in KiB: its peak resident set, the
+// guest RAM resident at the end, and the difference, the VMM's own overhead.
+type ReportMemory struct {
+	PeakRSSKiB       uint64 `json:"peak_rss_kib"`
+	GuestResidentKiB uint64 `json:"guest_resident_kib"`
+	OverheadKiB      uint64 `json:"overhead_kib"`
 }
 
 // ReportUnclaimed counts accesses no device claimed.
@@ -107,6 +116,11 @@ func (r Result) Report(expect, fail string) Report {
 			UnclaimedPIO:  ReportUnclaimed{r.UnclaimedPIO.UnclaimedReads, r.UnclaimedPIO.UnclaimedWrites},
 			UnclaimedMMIO: ReportUnclaimed{r.UnclaimedMMIO.UnclaimedReads, r.UnclaimedMMIO.UnclaimedWrites},
 			UART:          ReportUART{TxBytes: r.ConsoleOut, RxBytes: r.ConsoleIn},
+		},
+		Memory: ReportMemory{
+			PeakRSSKiB:       r.PeakRSS >> 10,
+			GuestResidentKiB: r.GuestResident >> 10,
+			OverheadKiB:      (r.PeakRSS - min(r.PeakRSS, r.GuestResident)) >> 10,
 		},
 		HyperV: r.HyperV,
 	}

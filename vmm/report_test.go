@@ -31,6 +31,8 @@ func TestReportShape(t *testing.T) {
 		ConsoleOut:    42,
 		ConsoleIn:     5,
 		HyperV:        map[string]int{"msr_reads": 2},
+		PeakRSS:       20 << 20,
+		GuestResident: 12 << 20,
 	}
 	got, err := json.MarshalIndent(res.Report("summary pass", "Kernel panic"), "", "  ")
 	require.NoError(t, err)
@@ -72,6 +74,11 @@ func TestReportShape(t *testing.T) {
       "tx_bytes": 42,
       "rx_bytes": 5
     }
+  },
+  "memory": {
+    "peak_rss_kib": 20480,
+    "guest_resident_kib": 12288,
+    "overhead_kib": 8192
   },
   "hyperv": {
     "msr_reads": 2

@@ -301,7 +301,10 @@ func TestHostileGuests(t *testing.T) {
 			require.Equal(t, c.reason, r.report.Stop.Reason)
 			require.Positive(t, r.maxRSSKiB)
 			require.Less(t, r.maxRSSKiB, int64(64<<10+overheadBudgetKiB), "peak RSS %d KiB", r.maxRSSKiB)
-			t.Logf("peak RSS %d KiB, %d exits", r.maxRSSKiB, r.report.Exits["io"]+r.report.Exits["mmio"])
+			mem := r.report.Memory
+			require.Positive(t, mem.PeakRSSKiB)
+			require.Less(t, mem.OverheadKiB, uint64(overheadBudgetKiB), "%+v", mem)
+			t.Logf("peak RSS %d KiB (report: %+v), %d exits", r.maxRSSKiB, mem, r.report.Exits["io"]+r.report.Exits["mmio"])
 			if c.check != nil {
 				c.check(t, r)
 			}
