@@ -168,8 +168,9 @@ func (c *ciFlags) openOutputs(cfg *vmm.Config, stderr io.Writer) int {
 			return vmm.ExitError
 		}
 		// Write-through: every console write is one write(2) to the file, so
-		// the kernel holds it even if vmm is killed the next instant.
-		cfg.ConsoleOut = tee{cfg.ConsoleOut, c.logFile}
+		// the kernel holds it even if vmm is killed the next instant. The log
+		// comes first: whatever a reader saw on the console is already in it.
+		cfg.ConsoleOut = tee{c.logFile, cfg.ConsoleOut}
 	}
 	if c.report != "" {
 		if c.reportFile, good = open("--report", c.report); !good {
