@@ -100,18 +100,34 @@ type BAR struct {
 
 // Capability is one entry of the capability list. Body is everything after
 // the ID and next-pointer bytes; WriteMask (nil or as long as Body) marks the
-// bits the guest may change. Written, if set, is called with the body after
-// every guest write that touches it, under the function's lock.
+// bits the guest may change. Written, if set, is called after every guest
+// write that touches the body, with the body and the range [off, off+n) of
+// it the write covered; Read, if set, before every read that touches it, so
+// it can refresh the body. Both run under the function's lock and must not
+// call back into the function.
 type Capability struct {
 	ID        byte
 	Body      []byte
 	WriteMask []byte
-	Written   func(body []byte)
+	Written   func(body []byte, off, n int)
+	Read      func(body []byte, off, n int)
 }
 
 type capSlot struct {
 	off, end int // the body's bytes in the configuration space
-	written  func(body []byte)
+	written  func(body []byte, off, n int)
+	read     func(body []byte, off, n int)
+}
+
+// overlap is the part of [off, off+n) inside the capability body, relative
+// to the body.
+func (c capSlot) overlap(off uint64, n int) (int, int, bool) {
+	lo := max(off, uint64(c.off))
+	hi := min(off+uint64(n), uint64(c.end))
+	if off+uint64(n) < off || lo >= hi {
+		return 0, 0, false
+	}
+	return int(lo) - c.off, int(hi - lo), true
 }
 
 type barSlot struct {
@@ -176,7 +192,7 @@ func NewFunction(name string, id Identity, bars []BAR, caps []Capability, log *s
 		s[off] = c.ID
 		copy(s[off+2:], c.Body)
 		copy(f.wmask[off+2:], c.WriteMask)
-		f.caps = append(f.caps, capSlot{off: off + 2, end: off + n, written: c.Written})
+		f.caps = append(f.caps, capSlot{off: off + 2, end: off + n, written: c.Written, read: c.Read})
 		prev = off + 1
 		off = end
 	}
@@ -239,6 +255,11 @@ func (f *Function) attach(m Mapper) error {
 func (f *Function) ReadConfig(off uint64, data []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, c := range f.caps {
+		if o, n, ok := c.overlap(off, len(data)); ok && c.read != nil {
+			c.read(f.space[c.off:c.end], o, n)
+		}
+	}
 	for i := range data {
 		data[i] = 0
 		if o := off + uint64(i); o >= off && o < ConfigSize {
@@ -277,8 +298,8 @@ func (f *Function) WriteConfig(off uint64, data []byte) {
 		f.remap()
 	}
 	for _, c := range f.caps {
-		if c.written != nil && off < uint64(c.end) && off+uint64(len(data)) > uint64(c.off) {
-			c.written(f.space[c.off:c.end])
+		if o, n, ok := c.overlap(off, len(data)); ok && c.written != nil {
+			c.written(f.space[c.off:c.end], o, n)
 		}
 	}
 }

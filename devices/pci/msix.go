@@ -80,7 +80,7 @@ func (m *MSIX) Capability(bar int, tableOff, pbaOff uint32) Capability {
 	binary.LittleEndian.PutUint32(body[6:], pbaOff&^7|uint32(bar&7))
 	mask := make([]byte, 10)
 	mask[1] = 0xc0
-	return Capability{ID: CapMSIX, Body: body, WriteMask: mask, Written: func(b []byte) {
+	return Capability{ID: CapMSIX, Body: body, WriteMask: mask, Written: func(b []byte, _, _ int) {
 		ctrl := binary.LittleEndian.Uint16(b)
 		m.setControl(ctrl&msixCtrlEnable != 0, ctrl&msixCtrlMask != 0)
 	}}

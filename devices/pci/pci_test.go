@@ -309,3 +309,27 @@ func (b msixBAR) Write(off uint64, data []byte) {
 		b.m.WriteTable(off-0x1000, data)
 	}
 }
+
+func TestCapabilityHooks(t *testing.T) {
+	b, _ := newTestBus(t)
+	var wrote [][2]int
+	reads := 0
+	f, err := NewFunction("h", Identity{}, nil, []Capability{{
+		ID: 0x09, Body: make([]byte, 6), WriteMask: []byte{0, 0, 0xff, 0xff, 0xff, 0xff},
+		Written: func(body []byte, off, n int) { wrote = append(wrote, [2]int{off, n}) },
+		Read: func(body []byte, off, n int) {
+			reads++
+			body[0] = byte(reads)
+		},
+	}}, nil)
+	require.NoError(t, err)
+	_, err = b.Add(f)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0x010009), cfgRead32(b, 1, 0x40)&0xff00ff, "read hook refreshed body[0]")
+	cfgWrite32(b, 1, 0x44, 0x11223344)
+	assert.Equal(t, [][2]int{{2, 4}}, wrote, "write covered body bytes 2-5")
+	cfgWrite16(b, 1, 0x3e, 0xffff) // before the capability, touches nothing of it
+	assert.Len(t, wrote, 1)
+	cfgRead32(b, 1, 0x00)
+	assert.Equal(t, 1, reads, "reads elsewhere do not call the hook")
+}

@@ -53,7 +53,6 @@ func (d *Device) Features() uint64 { return virtio.FeatureEventIdx | virtio.Feat
 // QueueSizes implements virtio.Device.
 func (d *Device) QueueSizes() []uint16 { return []uint16{QueueSize, QueueSize} }
 
-
 // ReadConfig implements virtio.Device: without F_SIZE and F_MULTIPORT the
 // fields carry no information and read as zero.
 func (d *Device) ReadConfig(off uint64, data []byte) { clear(data) }

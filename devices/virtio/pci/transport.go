@@ -52,6 +52,7 @@ const (
 	capNotify = 2
 	capISR    = 3
 	capDevice = 4
+	capPCICfg = 5
 )
 
 // IOEvents lets the transport have queue notifications delivered without a
@@ -164,6 +165,7 @@ func New(dev virtio.Device, cfg Config) (*Transport, error) {
 		capOf(capNotify, notifyOff, uint32(notifyMult*len(sizes)), binary.LittleEndian.AppendUint32(nil, notifyMult)...),
 		capOf(capISR, isrOff, 1),
 		capOf(capDevice, deviceOff, deviceSize),
+		t.pciCfgCapability(),
 	}
 	typ := dev.Type()
 	t.fn, err = pci.NewFunction(cfg.Name, pci.Identity{

@@ -169,7 +169,7 @@ func TestIdentityAndCapabilities(t *testing.T) {
 	assert.Equal(t, uint64(0xff000001), r.cfgR(8, 4), "class 0xff0000, revision 1")
 	assert.Equal(t, uint64(0x11001af4), r.cfgR(0x2c, 4))
 	c := r.caps()
-	assert.Equal(t, map[byte]uint64{capCommon: commonOff, capNotify: notifyOff, capISR: isrOff, capDevice: deviceOff, 0x11: 0x40}, c)
+	assert.Equal(t, map[byte]uint64{capCommon: commonOff, capNotify: notifyOff, capISR: isrOff, capDevice: deviceOff, capPCICfg: 0, 0x11: 0x40}, c)
 	assert.Equal(t, uint64(2), r.cfgR(0x42, 2)&0x7ff, "3 MSI-X vectors")
 	assert.Len(t, r.ev.added, 2, "one ioeventfd per queue")
 	assert.Contains(t, r.ev.added, uint64(barAt+notifyOff+4))
@@ -355,4 +355,35 @@ func FuzzCommonConfig(f *testing.F) {
 			t.Fatalf("FEATURES_OK with features %#x, offered %#x", tr.drvFeat, tr.offered)
 		}
 	})
+}
+
+func TestPCICfgWindow(t *testing.T) {
+	r := newRig(t)
+	var p uint64
+	for q := r.cfgR(0x34, 1); q != 0; q = r.cfgR(q+1, 1) {
+		if r.cfgR(q, 1) == 0x09 && r.cfgR(q+3, 1) == capPCICfg {
+			p = q
+		}
+	}
+	require.NotZero(t, p, "VIRTIO_PCI_CAP_PCI_CFG present")
+	assert.Equal(t, uint64(20), r.cfgR(p+2, 1), "cap_len")
+	// num_queues through the window.
+	r.cfgW(p+4, 1, 0)
+	r.cfgW(p+8, 4, cNumQueues)
+	r.cfgW(p+12, 4, 2)
+	assert.Equal(t, uint64(2), r.cfgR(p+16, 4))
+	// Write device_feature_select through it, read it back directly.
+	r.cfgW(p+8, 4, cDevFeatSel)
+	r.cfgW(p+12, 4, 4)
+	r.cfgW(p+16, 4, 1)
+	assert.Equal(t, uint64(1), r.r(cDevFeatSel, 4))
+	// Bad length, bad BAR, past the BAR: nothing happens, data reads zero.
+	for _, bad := range [][3]uint64{{0, cDevFeatSel, 3}, {1, cDevFeatSel, 4}, {0, barSize - 2, 4}} {
+		r.cfgW(p+4, 1, bad[0])
+		r.cfgW(p+8, 4, bad[1])
+		r.cfgW(p+12, 4, bad[2])
+		r.cfgW(p+16, 4, 0)
+		assert.Equal(t, uint64(0), r.cfgR(p+16, 4))
+	}
+	assert.Equal(t, uint64(1), r.r(cDevFeatSel, 4), "unchanged by the bad accesses")
 }
