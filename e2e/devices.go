@@ -19,7 +19,7 @@ const (
 	tapAddr     = "10.0.2.1/24"
 	guestAddr   = "10.0.2.15/24"
 	peerPort    = 7777
-	netBytes    = 8 << 20
+	netBytes    = 4 << 20
 	rwImageSize = 8 << 20
 	roImageSize = 1 << 20
 	// Pattern seeds: the rw image starts with rwSeed and must end with
