@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -269,4 +270,22 @@ func flushGuestTLB(v *kvm.VCPU) error {
 		return fmt.Errorf("TLB flush: %w", err)
 	}
 	return nil
+}
+
+// panicGrace is how long a guest with the Hyper-V crash MSRs has, after its
+// console said "Kernel panic", to report P0-P4 through them: Linux prints
+// that line first and runs its panic notifiers (which write the MSRs) after.
+const panicGrace = 2 * time.Second
+
+// consolePanic stops the VM for a panic seen on the console, or, when the
+// guest may still report the crash through the Hyper-V crash MSRs, at the
+// latest after panicGrace; the crash MSRs' stop reason carries P0-P4.
+func (m *Machine) consolePanic(line string) {
+	r := StopReason{Kind: StopPanic, Source: "console", Detail: line}
+	if m.hv == nil || !m.cfg.HyperV.Crash {
+		m.latch.Stop(r)
+		return
+	}
+	m.log.Info("guest panicked; waiting for its Hyper-V crash report", "grace", panicGrace)
+	time.AfterFunc(panicGrace, func() { m.latch.Stop(r) })
 }

@@ -156,9 +156,7 @@ func (m *Machine) closePCI() {
 // kernel panic. Each device gets its own line buffer.
 func (m *Machine) consoleWriter() io.Writer {
 	out := newConsoleWatch(countingWriter{m, m.cfg.ConsoleOut})
-	out.On("Kernel panic - not syncing", func(line string) {
-		m.latch.Stop(StopReason{Kind: StopPanic, Source: "console", Detail: line})
-	})
+	out.On("Kernel panic - not syncing", m.consolePanic)
 	return out
 }
 

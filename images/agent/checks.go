@@ -26,7 +26,7 @@ type checkFunc func(e *env) (pass bool, detail string)
 type registry map[string]checkFunc
 
 func newRegistry() registry {
-	return registry{
+	r := registry{
 		"boot":        checkBoot,
 		"cpus":        checkCPUs,
 		"clocksource": checkClocksource,
@@ -40,6 +40,10 @@ func newRegistry() registry {
 		"console":     checkConsole,
 		"acpi":        checkACPI,
 	}
+	for name, c := range hypervChecks() {
+		r[name] = c
+	}
+	return r
 }
 
 func (r registry) names() []string {
