@@ -42,8 +42,8 @@ e2e: build ## boot real Debian guests under vmm inside the nested test host
 run: build setup ## boot the default Debian guest (directly on hardware KVM, else in the nested test host)
 	@scripts/run-default.sh
 
-bench: build setup ## vmm vs QEMU boot times inside one nested-host boot
-	$(GO) run ./images/cmd/bench
+bench: build setup ## vmm vs QEMU boot times and virtio disk/network I/O inside one nested-host boot
+	$(GO) run ./images/cmd/bench -io
 
 clean:
 	rm -rf $(BIN) build
