@@ -59,5 +59,5 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, dn)
-	return list, nil
+	return appendCI(list)
 }
