@@ -42,9 +42,9 @@ e2e: build ## boot real Debian guests under vmm inside the nested test host
 run: build setup ## boot the default Debian guest (directly on hardware KVM, else in the nested test host)
 	@scripts/run-default.sh
 
-bench: build setup ## vmm start-up and memory vs QEMU and gokvm (local KVM), then boot times inside one nested-host boot
+bench: build setup ## vmm start-up and memory vs QEMU and gokvm (local KVM); boot times and virtio disk/network I/O inside one nested-host boot
 	$(GO) run ./images/cmd/startbench -vmm $(BIN)/vmm
-	$(GO) run ./images/cmd/bench
+	$(GO) run ./images/cmd/bench -io
 
 clean:
 	rm -rf $(BIN) build

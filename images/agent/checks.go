@@ -35,6 +35,7 @@ func newRegistry() registry {
 		"disk-ro":     checkDiskRO,
 		"disk-ids":    checkDiskIDs,
 		"net":         checkNet,
+		"iobench":     checkIOBench,
 		"pci":         checkPCI,
 		"rng":         checkRNG,
 		"console":     checkConsole,

@@ -54,6 +54,18 @@ func (f *fakeIO) openBlock(path string, write bool) (blockFile, error) {
 	return file, nil
 }
 
+type fakeDirect struct{ *os.File }
+
+func (fakeDirect) buffer(n int) []byte { return make([]byte, n) }
+
+func (f *fakeIO) openDirect(path string) (directFile, error) {
+	file, err := f.openBlock(path, true)
+	if err != nil {
+		return nil, err
+	}
+	return fakeDirect{file.(*os.File)}, nil
+}
+
 func (f *fakeIO) symlink(target, link string) error {
 	if f.links == nil {
 		f.links = map[string]string{}
@@ -218,4 +230,18 @@ func TestParseCmdlineParams(t *testing.T) {
 	o, problems := parseCmdline("vmm.disk=a:1:2 vmm.net=x other=1")
 	assert.Empty(t, problems)
 	assert.Equal(t, map[string]string{"vmm.disk": "a:1:2", "vmm.net": "x"}, o.params)
+}
+
+func TestCheckIOBench(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000")
+	ok, detail := checkIOBench(e)
+	require.True(t, ok, detail)
+	assert.Regexp(t, `^seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s$`, detail)
+	b, err := os.ReadFile(filepath.Join(fio.dir, "vda"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), pattern.Mismatch(b, 1, 0), "the image keeps its pattern")
+
+	e, _ = diskEnv(t, "vmm.iobench=nope:1")
+	ok, _ = checkIOBench(e)
+	assert.False(t, ok)
 }

@@ -12,6 +12,7 @@ import (
 // use fakes.
 type guestIO interface {
 	openBlock(path string, write bool) (blockFile, error)
+	openDirect(path string) (directFile, error)
 	symlink(target, link string) error
 	readlink(link string) (string, error)
 	configureNet(ifname string, addr netip.Prefix) error

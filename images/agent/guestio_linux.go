@@ -25,6 +25,26 @@ func (linuxIO) openBlock(path string, write bool) (blockFile, error) {
 	return os.OpenFile(path, flag, 0)
 }
 
+// direct is a block device opened O_RDWR|O_DIRECT.
+type direct struct{ *os.File }
+
+// buffer maps anonymous memory: page-aligned, as O_DIRECT needs.
+func (direct) buffer(n int) []byte {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		panic(fmt.Sprintf("map %d bytes: %v", n, err)) // out of memory; safeRun reports it
+	}
+	return b
+}
+
+func (linuxIO) openDirect(path string) (directFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil, err
+	}
+	return direct{f}, nil
+}
+
 func (linuxIO) symlink(target, link string) error {
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 		return err

@@ -33,6 +33,7 @@ type options struct {
 	n, cpus, memory           int
 	timeout                   time.Duration
 	install, verbose          bool
+	io                        bool // also the I/O scenarios (io.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -50,6 +51,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.consoleLog, "console-log", "", "write the outer machine's whole console to this file")
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
+	fs.BoolVar(&o.io, "io", false, "also measure disk and network I/O (virtio-blk, virtio-net) in the same outer boot")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -89,6 +91,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 			Name: scenarioName(runner), Runner: runner, Args: args, Repeat: o.n, Bench: true,
 			WantChecks: map[string]string{"boot": scenario.Pass}, Timeout: kill.String(),
 		})
+	}
+	if o.io {
+		more, err := o.ioScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
 	}
 	if _, err := scenario.Encode(list); err != nil {
 		return nil, err
@@ -144,6 +153,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	rep := summarize(o.runners, out.Results)
 	rep.write(stdout)
+	if o.io {
+		io := summarizeIO(o.runners, out.Console)
+		io.write(stdout)
+		rep.IO = &io
+	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")
 		if err == nil {

@@ -17,6 +17,8 @@ type report struct {
 	// Ratio is the vmm median over the QEMU median of the time to the
 	// agent's first line; 0 when either is missing.
 	Ratio float64 `json:"ratio_vmm_qemu"`
+	// IO are the I/O figures, with -io.
+	IO *ioReport `json:"io,omitempty"`
 }
 
 type benchRun struct {
