@@ -48,6 +48,9 @@ type ReportTiming struct {
 	// the start of the run and of the stop reason being recorded.
 	StartUnixNS int64 `json:"start_unix_ns"`
 	StopUnixNS  int64 `json:"stop_unix_ns"`
+	// CommandUnixNS is when `vmm run` began, after the process and the Go
+	// runtime had started (0 when not run by the command).
+	CommandUnixNS int64 `json:"command_unix_ns,omitempty"`
 }
 
 // ReportMatch is the --expect/--fail match that ended the run.

@@ -34,7 +34,9 @@ func TestReportShape(t *testing.T) {
 		PeakRSS:       20 << 20,
 		GuestResident: 12 << 20,
 	}
-	got, err := json.MarshalIndent(res.Report("summary pass", "Kernel panic"), "", "  ")
+	rep := res.Report("summary pass", "Kernel panic")
+	rep.Timing.CommandUnixNS = start.Add(-10 * time.Millisecond).UnixNano()
+	got, err := json.MarshalIndent(rep, "", "  ")
 	require.NoError(t, err)
 	want := `{
   "version": 1,
@@ -50,7 +52,8 @@ func TestReportShape(t *testing.T) {
     "match_ms": 1200,
     "wall_ms": 1500,
     "start_unix_ns": 1700000000000000000,
-    "stop_unix_ns": 1700000001200000000
+    "stop_unix_ns": 1700000001200000000,
+    "command_unix_ns": 1699999999990000000
   },
   "match": {
     "kind": "fail",

@@ -115,6 +115,8 @@ func TestExitCodes(t *testing.T) {
 			require.Equal(t, vmm.ReportVersion, r.report.Version)
 			require.Positive(t, r.report.Timing.WallMS)
 			require.Positive(t, r.report.Timing.StopUnixNS)
+			require.Positive(t, r.report.Timing.CommandUnixNS)
+			require.LessOrEqual(t, r.report.Timing.CommandUnixNS, r.report.Timing.StartUnixNS)
 		})
 	}
 }

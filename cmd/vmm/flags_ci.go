@@ -34,10 +34,11 @@ type ciFlags struct {
 	seccomp      bool
 
 	logFile, reportFile *os.File
+	started             time.Time // when cmdRun began, for the report
 }
 
 func registerCIFlags(fs *flag.FlagSet) *ciFlags {
-	c := &ciFlags{}
+	c := &ciFlags{started: time.Now()}
 	fs.StringVar(&c.expect, "expect", "", "stop the guest and exit 0 as soon as a console line matches this regular expression (RE2)")
 	fs.StringVar(&c.fail, "fail", "", "stop the guest and exit 6 as soon as a console line matches this regular expression (checked before --expect)")
 	fs.StringVar(&c.consoleLog, "console-log", "", "also write the guest console to this file, unbuffered: complete even if vmm is killed")
@@ -206,6 +207,7 @@ func (c *ciFlags) writeReport(res vmm.Result, code int, stderr io.Writer) int {
 	}
 	rep := res.Report(c.expect, c.fail)
 	rep.ExitCode = code
+	rep.Timing.CommandUnixNS = c.started.UnixNano()
 	if err := vmm.WriteReport(c.reportFile, rep); err != nil {
 		fmt.Fprintf(stderr, "vmm run: --report: %v\n", err)
 		if code == 0 {

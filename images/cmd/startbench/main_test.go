@@ -36,7 +36,7 @@ func TestMedian(t *testing.T) {
 }
 
 func TestSummarizeTargets(t *testing.T) {
-	runners := []*runner{{name: "vmm"}, {name: "qemu"}, {name: "gokvm"}}
+	runners := []*runner{{name: "noop"}, {name: "vmm"}, {name: "qemu"}, {name: "gokvm"}}
 	samples := map[string][]sample{
 		"vmm":   {{FirstByte: 4 * time.Millisecond, FirstExit: 3 * time.Millisecond, PeakRSS: 9000, OverheadKiB: 7000}},
 		"qemu":  {{FirstByte: 40 * time.Millisecond, PeakRSS: 36000}},

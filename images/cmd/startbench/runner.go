@@ -27,6 +27,9 @@ type sample struct {
 	// VMM's memory beyond the guest RAM it has resident.
 	FirstExit   time.Duration `json:"first_exit_ns,omitempty"`
 	OverheadKiB uint64        `json:"overhead_kib,omitempty"`
+	// Own is vmm's own part of FirstExit: from its command starting (the
+	// process and Go runtime already up) to the first guest exit.
+	Own time.Duration `json:"own_ns,omitempty"`
 }
 
 type runner struct {
@@ -38,6 +41,7 @@ type runner struct {
 	pty    bool
 	report string // vmm's --report file
 	wantRC int
+	env    []string
 }
 
 func setupRunners(o options, stderr io.Writer) ([]*runner, error) {
@@ -55,7 +59,15 @@ func setupRunners(o options, stderr io.Writer) ([]*runner, error) {
 	}
 	report := filepath.Join(o.work, "vmm-report.json")
 	mem := strconv.Itoa(guestMiB)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("startbench binary: %w", err)
+	}
 	runners := []*runner{{
+		// The host's own cost of starting and ending a small static Go
+		// process that prints the byte: what no VMM can go below.
+		name: "noop", args: []string{self}, env: []string{noopEnv + "=1"},
+	}, {
 		name: "vmm",
 		args: []string{vmmBin, "run", "--kernel", kernel, "--memory", mem + "M", "--console", "stdio",
 			"--report", report, "--timeout", o.timeout.String()},
@@ -113,6 +125,9 @@ func (r *runner) once(timeout time.Duration) (sample, error) {
 		_ = os.Remove(r.report)
 	}
 	cmd := exec.Command(r.args[0], r.args[1:]...)
+	if r.env != nil {
+		cmd.Env = append(os.Environ(), r.env...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -183,6 +198,9 @@ func (r *runner) once(timeout time.Duration) (sample, error) {
 		}
 		s.FirstExit = time.Duration(rep.Timing.StopUnixNS - t0.UnixNano())
 		s.OverheadKiB = rep.Memory.OverheadKiB
+		if rep.Timing.CommandUnixNS > 0 {
+			s.Own = time.Duration(rep.Timing.StopUnixNS - rep.Timing.CommandUnixNS)
+		}
 	}
 	return s, nil
 }
