@@ -15,7 +15,9 @@ const (
 // allowed, among others: opening any path (openat, so vmm can never follow a
 // guest-supplied path), executable mappings (guest memory is never
 // executable in the VMM), new processes (clone without CLONE_THREAD),
-// sockets, and every ioctl other than KVM's and the terminal's.
+// sockets, signals to other processes, and every ioctl other than KVM's,
+// the terminal's and TUNSETOFFLOAD. The policy names the calling process's
+// pid, so build it in the process that installs it.
 func VMM() Policy {
 	noExec := []Cond{{Arg: 2, Mask: unix.PROT_EXEC, Value: 0}}
 	var ioctls []Cond
@@ -55,6 +57,8 @@ func VMM() Policy {
 			unix.SYS_IOCTL:    ioctls,
 			// Threads only: CLONE_THREAD set.
 			unix.SYS_CLONE: {{Arg: 0, Mask: unix.CLONE_THREAD, Value: unix.CLONE_THREAD}},
+			// Only to itself: the console's Ctrl-A x sends SIGTERM to vmm.
+			unix.SYS_KILL: {{Arg: 0, Mask: 0xffffffff, Value: uint32(unix.Getpid())}},
 		},
 		// clone3 passes its flags in memory a filter cannot read: ENOSYS makes
 		// callers fall back to clone, whose flags the filter checks.

@@ -75,6 +75,9 @@ func TestVMMPolicyDecisions(t *testing.T) {
 		{"KVM_IRQ_LINE", unix.SYS_IOCTL, []uint64{5, 0x4008ae61}, allow},
 		{"TCSETS", unix.SYS_IOCTL, []uint64{0, unix.TCSETS}, allow},
 		{"TIOCSTI", unix.SYS_IOCTL, []uint64{0, unix.TIOCSTI}, eperm},
+		{"TUNSETIFF", unix.SYS_IOCTL, []uint64{7, unix.TUNSETIFF}, eperm},
+		{"kill self", unix.SYS_KILL, []uint64{uint64(unix.Getpid()), uint64(unix.SIGTERM)}, allow},
+		{"kill other", unix.SYS_KILL, []uint64{1, uint64(unix.SIGTERM)}, eperm},
 		{"ioctl KVM type in the high half only", unix.SYS_IOCTL, []uint64{5, 0xae00 << 32}, eperm},
 		{"mmap rw", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_WRITE}, allow},
 		{"mmap exec", unix.SYS_MMAP, []uint64{0, 4096, unix.PROT_READ | unix.PROT_EXEC}, eperm},
@@ -149,6 +152,8 @@ func child() int {
 	fmt.Println("exec:", errnoName(err))
 	_, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 	fmt.Println("socket:", errnoName(err))
+	fmt.Println("kill-parent:", errnoName(unix.Kill(os.Getppid(), 0)))
+	fmt.Println("kill-self:", errnoName(unix.Kill(os.Getpid(), 0)))
 	return 0
 }
 
@@ -169,5 +174,5 @@ func TestFilterInstalled(t *testing.T) {
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Equal(t, "open: EPERM\nmmap-exec: EPERM\nmmap-rw: ok\nexec: EPERM\nsocket: EPERM\n", string(out))
+	require.Equal(t, "open: EPERM\nmmap-exec: EPERM\nmmap-rw: ok\nexec: EPERM\nsocket: EPERM\nkill-parent: EPERM\nkill-self: ok\n", string(out))
 }
