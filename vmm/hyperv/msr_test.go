@@ -193,3 +193,17 @@ func TestTraceLines(t *testing.T) {
 	require.Equal(t, "INVALID_HYPERCALL_CODE", recs[2].Status)
 	require.Equal(t, "0xffff", recs[2].Code)
 }
+
+func TestVPAssistPage(t *testing.T) {
+	tp := newTestPartition(t, "relaxed", 2)
+	for i := range tp.mem.b[0x4000:0x5000] {
+		tp.mem.b[0x4000+i] = 0x5a
+	}
+	tp.mustWrite(t, 1, MSRVPAssistPage, 0x4001)
+	require.Equal(t, make([]byte, 4096), tp.mem.b[0x4000:0x5000], "cleared on enable")
+	require.Equal(t, uint64(0x4001), tp.mustRead(t, 1, MSRVPAssistPage))
+	require.Zero(t, tp.mustRead(t, 0, MSRVPAssistPage), "per vCPU")
+	require.False(t, tp.WriteMSR(0, MSRVPAssistPage, 0x4003), "reserved bit")
+	require.False(t, tp.WriteMSR(0, MSRVPAssistPage, 0xfff_0001), "outside RAM")
+	tp.mustWrite(t, 1, MSRVPAssistPage, 0)
+}

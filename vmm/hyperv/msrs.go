@@ -13,6 +13,7 @@ const (
 	MSRReferenceTSC  = 0x40000021
 	MSRTSCFrequency  = 0x40000022
 	MSRAPICFrequency = 0x40000023
+	MSRVPAssistPage  = 0x40000073
 	MSRSControl      = 0x40000080
 	MSRSVersion      = 0x40000081
 	MSRSIEFP         = 0x40000082
@@ -55,6 +56,8 @@ func msrName(msr uint32) string {
 		return "TSC_FREQUENCY"
 	case MSRAPICFrequency:
 		return "APIC_FREQUENCY"
+	case MSRVPAssistPage:
+		return "VP_ASSIST_PAGE"
 	case MSRSControl:
 		return "SCONTROL"
 	case MSRSVersion:

@@ -83,6 +83,7 @@ type vp struct {
 	need atomic.Bool
 
 	mu       sync.Mutex
+	assist   uint64 // VP_ASSIST_PAGE
 	scontrol uint64
 	siefp    uint64
 	simp     uint64
@@ -161,6 +162,12 @@ func (p *Partition) present(msr uint32) bool {
 	f := p.f
 	switch {
 	case msr == MSRGuestOSID || msr == MSRHypercall:
+		return true
+	case msr == MSRVPAssistPage:
+		// Linux 6.1 enables a VP assist page on every CPU whatever the
+		// hints say; KVM accepts it likewise. vmm advertises none of the
+		// features that use the page (APIC access, eVMCS), so it only
+		// keeps the page's address and clears it.
 		return true
 	case msr == MSRVPIndex:
 		return f.VPIndex

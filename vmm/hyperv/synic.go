@@ -42,6 +42,8 @@ func (v *vp) readSynIC(msr uint32) (uint64, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	switch msr {
+	case MSRVPAssistPage:
+		return v.assist, true
 	case MSRSControl:
 		return v.scontrol, true
 	case MSRSVersion:
@@ -70,6 +72,20 @@ func (p *Partition) writeSynIC(v *vp, msr uint32, value uint64) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	switch msr {
+	case MSRVPAssistPage:
+		// Bit 0 enables; bits 11:1 are reserved.
+		if value&0xffe != 0 {
+			return false
+		}
+		if value&pageEnable != 0 && value != v.assist {
+			page, err := p.mem.Slice(value&pageMask, 4096)
+			if err != nil {
+				return false
+			}
+			clear(page)
+		}
+		v.assist = value
+		return true
 	case MSRSControl:
 		// Only bit 0 (enable) is defined.
 		if value&^1 != 0 {
