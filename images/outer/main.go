@@ -40,6 +40,9 @@ func main() {
 		}
 	}
 	out := &lineEmitter{w: os.Stdout}
+	if pid1 {
+		out = kmsgEmitter()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	code := runSuite(context.Background(), out.emit, log)
 	if pid1 {
@@ -82,6 +85,25 @@ func loadKVM(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	return checkKVM(kvmPath)
+}
+
+// kmsgMaxLine keeps a record under the kernel's limit for one /dev/kmsg
+// write (LOG_LINE_MAX, 992 bytes), with room for the priority prefix.
+const kmsgMaxLine = 960
+
+// kmsgEmitter prints protocol lines through the kernel log at KERN_CRIT,
+// which reaches the console even with "quiet": printk writes the serial
+// port by polling, so lines get out when the tty's interrupt-driven path
+// stalls (seen with nested guests running), and kernel messages never split
+// them. The outer command line must say printk.devkmsg=on, or the kernel
+// rate-limits the writes. Without /dev/kmsg, stdout does.
+func kmsgEmitter() *lineEmitter {
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "outer init: /dev/kmsg: %v; protocol lines go to stdout\n", err)
+		return &lineEmitter{w: os.Stdout}
+	}
+	return &lineEmitter{w: f, prefix: "<2>", maxLine: kmsgMaxLine}
 }
 
 // setupPID1 mounts the pseudo file systems and points stdio at /dev/console:

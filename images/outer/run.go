@@ -292,15 +292,22 @@ func (r *runner) suite(ctx context.Context, list []scenario.Scenario) (pass, fai
 	return pass, fail
 }
 
-// lineEmitter serialises protocol lines onto one writer.
+// lineEmitter serialises protocol lines onto one writer, one Write per line.
 type lineEmitter struct {
 	mu sync.Mutex
 	w  io.Writer
+	// prefix goes before every line (the kmsg priority).
+	prefix string
+	// maxLine, if > 0, truncates longer lines (kmsg rejects long records).
+	maxLine int
 }
 
 func (e *lineEmitter) emit(line string) {
+	if e.maxLine > 0 && len(line) > e.maxLine {
+		line = strings.ToValidUTF8(line[:e.maxLine], "?") + "..."
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	// The console is all we have; a failed write has nowhere to be reported.
-	_, _ = io.WriteString(e.w, line+"\n")
+	_, _ = io.WriteString(e.w, e.prefix+line+"\n")
 }

@@ -223,3 +223,11 @@ func TestCheckKVMReal(t *testing.T) {
 	}
 	require.NoError(t, checkKVM("/dev/kvm"))
 }
+
+func TestLineEmitterTruncates(t *testing.T) {
+	var b strings.Builder
+	e := &lineEmitter{w: &b, prefix: "<2>", maxLine: 10}
+	e.emit("short")
+	e.emit(strings.Repeat("x", 20))
+	require.Equal(t, "<2>short\n<2>xxxxxxxxxx...\n", b.String())
+}

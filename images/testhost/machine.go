@@ -30,6 +30,10 @@ var (
 // every 30 s during a run, and its boot to "kvm ready" takes well under it.
 const DefaultIdleTimeout = 4 * time.Minute
 
+// DefaultAppend is the outer kernel's command line: printk.devkmsg=on lets
+// the outer init print its lines through /dev/kmsg without rate limits.
+const DefaultAppend = "console=ttyS0 quiet panic=-1 printk.devkmsg=on"
+
 // tailLines is how much of the outer console an Outcome keeps for diagnosis.
 const tailLines = 60
 
@@ -43,7 +47,7 @@ type Machine struct {
 	// CPUs defaults to 1: with more, multi-threaded TCG made no inner boot
 	// faster and hung one early in boot (reference/nested-host.md).
 	CPUs int
-	// Append is the outer kernel's command line; default "console=ttyS0 quiet panic=-1".
+	// Append is the outer kernel's command line; default DefaultAppend.
 	Append string
 	// Timeout bounds the whole boot; required.
 	Timeout time.Duration
@@ -66,7 +70,7 @@ func (m Machine) Args() []string {
 		cpus = 1
 	}
 	if app == "" {
-		app = "console=ttyS0 quiet panic=-1"
+		app = DefaultAppend
 	}
 	return []string{
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
