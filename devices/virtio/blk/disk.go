@@ -106,7 +106,15 @@ func Open(o Options, log *slog.Logger) (*Disk, error) {
 }
 
 // Close releases the image and its lock.
-func (d *Disk) Close() error { return d.f.Close() }
+func (d *Disk) Close() error {
+	// Flush first: a vmm stopped by SIGINT/SIGTERM leaves the image as
+	// durable as a guest flush would (issue 6).
+	var err error
+	if !d.readOnly {
+		err = unix.Fdatasync(int(d.f.Fd()))
+	}
+	return errors.Join(err, d.f.Close())
+}
 
 // Capacity is the disk size in 512-byte sectors.
 func (d *Disk) Capacity() uint64 { return d.capacity }
