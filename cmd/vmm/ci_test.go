@@ -313,3 +313,51 @@ func TestHostileGuests(t *testing.T) {
 		})
 	}
 }
+
+// TestSeccompFlag: the filter is on by default (seen in /proc/PID/status
+// while the guest runs) and off with --seccomp=false.
+func TestSeccompFlag(t *testing.T) {
+	kvmtest.Require(t)
+	kernel := kernelFile(t, guestPrintThenSpin("UP\n"))
+	for _, c := range []struct {
+		args      []string
+		mode, nnp string
+	}{
+		{nil, "2", "1"},
+		{[]string{"--seccomp=false"}, "0", "0"},
+	} {
+		cmd := vmmCommand(append([]string{"run", "--kernel", kernel, "--memory", testMemory, "--timeout", "60s"}, c.args...)...)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		require.NoError(t, err)
+		require.Equal(t, "UP\n", line)
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		require.NoError(t, cmd.Process.Kill())
+		_ = cmd.Wait()
+		require.NoError(t, err)
+		require.Contains(t, string(status), "\nSeccomp:\t"+c.mode+"\n", "%v", c.args)
+		require.Contains(t, string(status), "\nNoNewPrivs:\t"+c.nnp+"\n", "%v", c.args)
+	}
+}
+
+// TestReportOnVMMError: once the report file is open, a failure to build
+// the VM still leaves a report saying so.
+func TestReportOnVMMError(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "bzImage")
+	require.NoError(t, os.WriteFile(kernel, testimage.BzImage64([]byte{0xf4}), 0o644))
+	report := filepath.Join(dir, "r.json")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"run", "--kernel", kernel, "--kvm-device", filepath.Join(dir, "no-kvm"), "--report", report}, nil, &stdout, &stderr)
+	require.Equal(t, vmm.ExitError, code)
+	data, err := os.ReadFile(report)
+	require.NoError(t, err)
+	var rep vmm.Report
+	require.NoError(t, json.Unmarshal(data, &rep))
+	require.Equal(t, 1, rep.ExitCode)
+	require.Equal(t, "error", rep.Stop.Reason)
+	require.Contains(t, rep.Stop.Detail, "no-kvm")
+	require.Zero(t, rep.Timing.StartUnixNS, "the VM never ran")
+}
