@@ -48,6 +48,25 @@ func registerCIFlags(fs *flag.FlagSet) *ciFlags {
 	return c
 }
 
+// parseOneLine parses the flags of `vmm run`; a bad flag gives exactly one
+// line on stderr (a CI log shows the problem, not the whole flag list), and
+// -h the full list.
+func parseOneLine(fs *flag.FlagSet, args []string, stderr io.Writer) int {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	switch {
+	case err == nil:
+		return ok
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintln(stderr, "usage: vmm run --kernel PATH [flags]")
+		fs.PrintDefaults()
+		return 0
+	}
+	fmt.Fprintf(stderr, "vmm run: %v (vmm run -h lists the flags)\n", err)
+	return vmm.ExitUsage
+}
+
 // loadConfig applies --config; flags given on the command line win.
 func (c *ciFlags) loadConfig(fs *flag.FlagSet, stderr io.Writer) int {
 	if c.config == "" {

@@ -83,11 +83,8 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	ci := registerCIFlags(fs)
 	vf := registerVirtioFlags(fs)
 	hv := registerHyperVFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return vmm.ExitUsage
+	if code := parseOneLine(fs, args, stderr); code != ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vmm run: unexpected argument %q\n", fs.Arg(0))
