@@ -38,7 +38,7 @@ func (e *env) pciDevices() ([]pciDevice, error) {
 			return nil, fmt.Errorf("PCI device %s: %w", d.addr, err)
 		}
 		d.id = strings.TrimPrefix(vendor, "0x") + ":" + strings.TrimPrefix(device, "0x")
-		if target, err := e.readlink("/" + p + "/driver"); err == nil {
+		if target, err := fs.ReadLink(e.root, p+"/driver"); err == nil {
 			d.driver = path.Base(target)
 		}
 		if irqs, err := fs.ReadDir(e.root, p+"/msi_irqs"); err == nil {
@@ -158,7 +158,7 @@ func checkConsole(e *env) (bool, string) {
 	if !strings.Contains(flags, "E") {
 		return false, fmt.Sprintf("hvc0 console not enabled: %q", hvc)
 	}
-	out, err := e.readlink("/proc/self/fd/1")
+	out, err := fs.ReadLink(e.root, "proc/self/fd/1")
 	if err != nil {
 		return false, fmt.Sprintf("agent output: %v", err)
 	}
@@ -196,11 +196,4 @@ func checkACPI(e *env) (bool, string) {
 		return false, fmt.Sprintf("%d complaint(s): %s", len(bad), strings.Join(bad, " | "))
 	}
 	return true, fmt.Sprintf("%d ACPI lines, no errors or warnings", acpi)
-}
-
-func (e *env) readlink(name string) (string, error) {
-	if e.io == nil {
-		return "", errors.New("no device access in this environment")
-	}
-	return e.io.readlink(name)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io/fs"
 	"testing"
 	"testing/fstest"
 
@@ -26,12 +27,11 @@ func TestCheckPCI(t *testing.T) {
 		"0000:00:01.0": {"0x1af4", "0x1044"},
 		"0000:00:02.0": {"0x1af4", "0x1043"},
 	}
-	io := &fakeIO{links: map[string]string{
-		"/sys/bus/pci/devices/0000:00:01.0/driver": "../../../bus/pci/drivers/virtio-pci",
-		"/sys/bus/pci/devices/0000:00:02.0/driver": "../../../bus/pci/drivers/virtio-pci",
-	}}
-	e := &env{root: pciFS(devs, map[string]int{"0000:00:01.0": 2, "0000:00:02.0": 3}), io: io,
-		opts: options{params: map[string]string{"vmm.pci_devices": "2"}}}
+	fsys := pciFS(devs, map[string]int{"0000:00:01.0": 2, "0000:00:02.0": 3})
+	for _, d := range []string{"0000:00:01.0", "0000:00:02.0"} {
+		fsys["sys/bus/pci/devices/"+d+"/driver"] = &fstest.MapFile{Mode: fs.ModeSymlink, Data: []byte("../../../bus/pci/drivers/virtio-pci")}
+	}
+	e := &env{root: fsys, opts: options{params: map[string]string{"vmm.pci_devices": "2"}}}
 	pass, detail := checkPCI(e)
 	assert.True(t, pass, detail)
 	assert.Equal(t, "00:00.0 8086:1237  msi=0; 00:01.0 1af4:1044 virtio-pci msi=2; 00:02.0 1af4:1043 virtio-pci msi=3", detail)
@@ -43,7 +43,7 @@ func TestCheckPCI(t *testing.T) {
 
 	// No MSI-X, no driver, no host bridge.
 	delete(devs, "0000:00:00.0")
-	e = &env{root: pciFS(devs, nil), io: &fakeIO{}}
+	e = &env{root: pciFS(devs, nil)}
 	pass, detail = checkPCI(e)
 	assert.False(t, pass)
 	assert.Contains(t, detail, "0000:00:01.0 not bound to virtio-pci")
@@ -81,22 +81,24 @@ func TestCheckRNG(t *testing.T) {
 }
 
 func TestCheckConsole(t *testing.T) {
-	fsys := fstest.MapFS{"proc/consoles": {Data: []byte("hvc0                 -W- (EC p a)    229:0\n")}}
-	io := &fakeIO{links: map[string]string{"/proc/self/fd/1": "/dev/hvc0"}}
-	pass, detail := checkConsole(&env{root: fsys, io: io})
+	fsys := fstest.MapFS{
+		"proc/consoles":  {Data: []byte("hvc0                 -W- (EC p a)    229:0\n")},
+		"proc/self/fd/1": {Mode: fs.ModeSymlink, Data: []byte("/dev/hvc0")},
+	}
+	pass, detail := checkConsole(&env{root: fsys})
 	assert.True(t, pass, detail)
 
-	io.links["/proc/self/fd/1"] = "/dev/console"
-	pass, detail = checkConsole(&env{root: fsys, io: io})
+	fsys["proc/self/fd/1"] = &fstest.MapFile{Mode: fs.ModeSymlink, Data: []byte("/dev/console")}
+	pass, detail = checkConsole(&env{root: fsys})
 	assert.False(t, pass)
 	assert.Contains(t, detail, "not /dev/hvc0")
 
 	fsys["proc/consoles"] = &fstest.MapFile{Data: []byte("hvc0                 -W- (C p a)    229:0\n")}
-	pass, _ = checkConsole(&env{root: fsys, io: io})
+	pass, _ = checkConsole(&env{root: fsys})
 	assert.False(t, pass, "not enabled")
 
 	fsys["proc/consoles"] = &fstest.MapFile{Data: []byte("ttyS0                -W- (EC p a)    4:64\n")}
-	pass, detail = checkConsole(&env{root: fsys, io: io})
+	pass, detail = checkConsole(&env{root: fsys})
 	assert.False(t, pass)
 	assert.Contains(t, detail, "hvc0 is not a console")
 }
