@@ -289,6 +289,11 @@ func TestHostileGuests(t *testing.T) {
 			require.Equal(t, vmm.ReportUnclaimed{Reads: 4096, Writes: 4096}, r.report.Devices.UnclaimedMMIO)
 		}},
 		{"triple fault", guestTripleFault(), nil, 5, "reset", nil},
+		// PCI configuration space (ECAM, bus 0) with a virtio device on it:
+		// BARs, command registers and capabilities all get garbage.
+		{"garbage to PCI config space", guestGarbageMMIO(0xe0000000, 0x4000), []string{"--rng"}, 45, "debug-exit", nil},
+		// The PCI MMIO window, where vmm places the BARs.
+		{"garbage to the PCI MMIO window", guestGarbageMMIO(0xc0000000, 0x8000), []string{"--rng"}, 45, "debug-exit", nil},
 		{"halt with interrupts off", guestCliHlt(), []string{"--cpus", "2"}, 3, "halted", nil},
 		{"console flood without newlines", newAsm().
 			emit(0x66, 0xba, 0xf8, 0x03, 0xb0, 'x').label("l").emit(0xee).j(0xeb, "l").bytes(),

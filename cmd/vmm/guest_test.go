@@ -143,3 +143,21 @@ func guestTripleFault() []byte {
 		emit(make([]byte, 10)...).
 		bytes()
 }
+
+// guestGarbageMMIO reads and writes changing garbage over n dwords from
+// base, then exits with 0x16 (exit 45).
+func guestGarbageMMIO(base, n uint32) []byte {
+	return newAsm().
+		emit(0xbb).emit(le32(base)...).       // mov ebx, base
+		emit(0xb9).emit(le32(n)...).          // mov ecx, n
+		emit(0xb8).emit(le32(0x5a5a5a5a)...). // mov eax, 0x5a5a5a5a
+		label("loop").
+		emit(0x8b, 0x13).                     // mov edx, [rbx]
+		emit(0x89, 0x03).                     // mov [rbx], eax
+		emit(0x05).emit(le32(0x9e3779b9)...). // add eax, 0x9e3779b9
+		emit(0x83, 0xc3, 0x04).               // add ebx, 4
+		emit(0xff, 0xc9).                     // dec ecx
+		j(0x75, "loop").
+		debugExit(0x16).
+		bytes()
+}
