@@ -1,8 +1,10 @@
 package vmm
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -26,6 +28,45 @@ type hvMachine struct {
 	m    *Machine
 	part *hyperv.Partition
 	tlb  []*tlbRequests
+	// statsOnce starts the debug-level activity log with the first vCPU.
+	statsOnce sync.Once
+}
+
+// statsEvery is how often the activity log (debug level) reports what the
+// guest is doing with the enlightenments: enough to tell a stuck guest
+// from a slow one.
+const statsEvery = 10 * time.Second
+
+// logActivity logs the Hyper-V counters every statsEvery until the VM stops.
+func (h *hvMachine) logActivity() {
+	if !h.m.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	t := time.NewTicker(statsEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.m.latch.Done():
+			return
+		case <-t.C:
+		}
+		s := h.part.Summary()
+		calls := map[string]uint64{}
+		for k, v := range s.Hypercalls {
+			calls[k] = v.Calls
+		}
+		msrs := map[string]uint64{}
+		for k, v := range s.MSRs {
+			msrs[k] = v.Reads + v.Writes
+		}
+		var timers []string
+		for _, vp := range s.VPs {
+			for _, tm := range vp.Timers {
+				timers = append(timers, fmt.Sprintf("vp%d/t%d:%s:%d/%d", vp.VP, tm.Timer, tm.Mode, tm.Delivered, tm.Expired))
+			}
+		}
+		h.m.log.Debug("Hyper-V activity", "hypercalls", calls, "msrs", msrs, "timers", timers)
+	}
 }
 
 // tlbRequests are the TLB flushes other vCPUs asked this vCPU to do; wake
@@ -141,6 +182,7 @@ func (h *hvMachine) hypercall(vcpu int) error {
 // beforeRun is the vCPU loop's hook before each KVM_RUN: clear a kick's
 // immediate_exit, do requested TLB flushes and the partition's per-vCPU work.
 func (h *hvMachine) beforeRun(v *vcpu) error {
+	h.statsOnce.Do(func() { go h.logActivity() })
 	// A kick sets its request before immediate_exit, so clearing it here,
 	// before looking at the requests, loses none.
 	v.kvm.RunData().ImmediateExit = 0

@@ -74,6 +74,8 @@ type Partition struct {
 	crashCtl  uint64
 
 	vps []*vp
+	// armLogs counts timer arms for the debug log.
+	armLogs atomic.Int64
 }
 
 // vp is one virtual processor's SynIC and timers.

@@ -107,8 +107,17 @@ func (p *Partition) startTimer(v *vp, t *stimer, now uint64) {
 	}
 	t.gen++
 	gen := t.gen
+	if p.armLogs.Add(1) <= maxArmLogs {
+		// The first few show how far ahead of vmm's clock the guest sets
+		// its timers: a clock out of step with the guest's shows here.
+		p.log.Debug("Hyper-V timer armed", "vp", v.index, "timer", t.index, "periodic", t.periodic(),
+			"count", t.count, "now", now, "wait_100ns", t.exp-now)
+	}
 	t.timer = p.clock.AfterFunc(t.exp-now, func() { p.timerFired(v, t, gen) })
 }
+
+// maxArmLogs bounds the debug lines startTimer writes.
+const maxArmLogs = 20
 
 // timerFired runs on the clock's goroutine.
 func (p *Partition) timerFired(v *vp, t *stimer, gen uint64) {
