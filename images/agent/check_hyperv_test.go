@@ -41,6 +41,12 @@ func TestHyperVChecks(t *testing.T) {
 	assert.False(t, pass)
 	assert.Contains(t, detail, "clocksource=kvm-clock")
 
+	pass, detail = r["clock-cost"](on)
+	assert.True(t, pass, detail)
+	assert.Contains(t, detail, "clocksource=hyperv_clocksource_tsc_page read_ns=")
+	pass, _ = r["clock-cost"](&env{root: fstest.MapFS{}, kernelLog: logOf()})
+	assert.False(t, pass)
+
 	msr := &env{root: hypervFS("hyperv_clocksource_msr", "Hyper-V clockevent"), kernelLog: logOf()}
 	pass, _ = r["hyperv-clock"](msr)
 	assert.False(t, pass, "the MSR clocksource is not the TSC page")

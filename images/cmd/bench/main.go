@@ -34,6 +34,7 @@ type options struct {
 	timeout                   time.Duration
 	install, verbose          bool
 	io                        bool // also the I/O scenarios (io.go)
+	hyperv                    bool // also the Hyper-V clock scenarios (hyperv.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -52,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
 	fs.BoolVar(&o.io, "io", false, "also measure disk and network I/O (virtio-blk, virtio-net) in the same outer boot")
+	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -94,6 +96,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 	}
 	if o.io {
 		more, err := o.ioScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
+	}
+	if o.hyperv {
+		more, err := o.hypervScenarios()
 		if err != nil {
 			return nil, err
 		}
@@ -157,6 +166,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		io := summarizeIO(o.runners, out.Console)
 		io.write(stdout)
 		rep.IO = &io
+	}
+	if o.hyperv {
+		hv := summarizeHyperV(o.runners, out.Console)
+		hv.write(stdout)
+		rep.HyperV = &hv
 	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

@@ -19,6 +19,8 @@ type report struct {
 	Ratio float64 `json:"ratio_vmm_qemu"`
 	// IO are the I/O figures, with -io.
 	IO *ioReport `json:"io,omitempty"`
+	// HyperV are the Hyper-V clock read costs, with -hyperv.
+	HyperV *hvReport `json:"hyperv,omitempty"`
 }
 
 type benchRun struct {
