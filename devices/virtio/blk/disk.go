@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -57,6 +58,7 @@ type Options struct {
 // go straight to pread/pwrite at their own offsets.
 type Disk struct {
 	f        *os.File
+	fd       int
 	capacity uint64 // in 512-byte sectors; bytes past the last whole sector are never touched
 	readOnly bool
 	id       [IDSize]byte
@@ -100,7 +102,7 @@ func Open(o Options, log *slog.Logger) (*Disk, error) {
 		log.Warn("disk image size is not a multiple of 512; the tail is not visible to the guest",
 			"path", o.Path, "size", fi.Size())
 	}
-	d := &Disk{f: f, capacity: uint64(fi.Size()) / SectorSize, readOnly: o.ReadOnly, log: log}
+	d := &Disk{f: f, fd: int(f.Fd()), capacity: uint64(fi.Size()) / SectorSize, readOnly: o.ReadOnly, log: log}
 	copy(d.id[:], o.Serial)
 	return d, nil
 }
@@ -212,7 +214,7 @@ func (d *Disk) serve(req request) (byte, uint64) {
 		}
 		return StatusOK, 0
 	case TypeFlush:
-		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
+		if err := unix.Fdatasync(d.fd); err != nil {
 			d.log.Warn("virtio-blk: flush", "err", err)
 			return StatusIOErr, 0
 		}
@@ -249,20 +251,42 @@ func (d *Disk) serve(req request) (byte, uint64) {
 	return StatusUnsupp, 0
 }
 
-// rw moves the request's data between guest memory and the image.
+// maxIOV is the most buffers one preadv/pwritev takes (IOV_MAX).
+const maxIOV = 1024
+
+// rw moves the request's data between guest memory and the image with one
+// preadv/pwritev per (up to) maxIOV buffers: a request of many pages costs
+// one system call, not one per page.
 func (d *Disk) rw(req request, write bool) error {
 	off := int64(req.sector * SectorSize)
-	for _, b := range req.data {
+	bufs := req.data
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), maxIOV)]
+		var n int
 		var err error
 		if write {
-			_, err = d.f.WriteAt(b, off)
+			n, err = unix.Pwritev(d.fd, batch, off)
 		} else {
-			_, err = d.f.ReadAt(b, off)
+			n, err = unix.Preadv(d.fd, batch, off)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
 			return err
+		case n == 0:
+			// The image shrank under us.
+			return io.ErrUnexpectedEOF
 		}
-		off += int64(len(b))
+		off += int64(n)
+		for n > 0 {
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				break
+			}
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
 	}
 	return nil
 }
@@ -275,7 +299,7 @@ func (d *Disk) zero(s span, discard bool) error {
 	if n == 0 {
 		return nil
 	}
-	fd := int(d.f.Fd())
+	fd := d.fd
 	err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
 	if err == nil || discard && errors.Is(err, unix.EOPNOTSUPP) {
 		return nil

@@ -218,3 +218,32 @@ func TestConfig(t *testing.T) {
 	d.ReadConfig(1<<63, b)
 	require.Equal(t, []byte{0, 0, 0, 0}, b)
 }
+
+func TestManySegmentsOverIOVMax(t *testing.T) {
+	d, path := newImage(t, 1200, Options{})
+	img, _ := os.ReadFile(path)
+	chain := []Segment{rd(header(TypeIn, 7))}
+	for range maxIOV + 76 {
+		chain = append(chain, wr(make([]byte, 512)))
+	}
+	st := []byte{0xee}
+	chain = append(chain, wr(st))
+	require.Equal(t, uint32((maxIOV+76)*512+1), d.Process(chain))
+	require.Equal(t, byte(StatusOK), st[0])
+	var got []byte
+	for _, s := range chain[1 : len(chain)-1] {
+		got = append(got, s.Buf...)
+	}
+	require.Equal(t, img[7*512:(7+maxIOV+76)*512], got)
+
+	// And back: write them all somewhere else.
+	out := []Segment{rd(header(TypeOut, 0))}
+	for _, s := range chain[1 : len(chain)-1] {
+		out = append(out, rd(s.Buf))
+	}
+	out = append(out, wr(st))
+	d.Process(out)
+	require.Equal(t, byte(StatusOK), st[0])
+	img2, _ := os.ReadFile(path)
+	require.Equal(t, got, img2[:len(got)])
+}

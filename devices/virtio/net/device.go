@@ -15,6 +15,7 @@ import (
 	gonet "net"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vmmdev/vmm/devices/virtio"
 	"github.com/vmmdev/vmm/devices/virtio/queue"
@@ -55,7 +56,26 @@ type Device struct {
 
 	mu      sync.Mutex // serialises Activate and Reset
 	running *run
+	drops   dropLog
 }
+
+// dropLog counts dropped frames; the first is logged at warn level and the
+// rest at debug, so that a guest cannot flood the log.
+type dropLog struct {
+	log *slog.Logger
+	n   atomic.Uint64
+}
+
+func (d *dropLog) drop(msg string, args ...any) {
+	if d.n.Add(1) == 1 {
+		d.log.Warn(msg+" (further drops at debug level)", args...)
+		return
+	}
+	d.log.Debug(msg, args...)
+}
+
+// Drops is the number of frames dropped in either direction.
+func (d *Device) Drops() uint64 { return d.drops.n.Load() }
 
 // run is the state of one activation.
 type run struct {
@@ -80,7 +100,7 @@ func New(tap *Tap, mac gonet.HardwareAddr, log *slog.Logger) (*Device, error) {
 	if len(mac) != 6 || mac[0]&1 != 0 {
 		return nil, fmt.Errorf("MAC %v: need a 6-byte unicast address", mac)
 	}
-	return &Device{tap: tap, mac: mac, log: log}, nil
+	return &Device{tap: tap, mac: mac, log: log, drops: dropLog{log: log}}, nil
 }
 
 // MAC is the device's Ethernet address.
@@ -153,9 +173,9 @@ func (d *Device) Activate(a virtio.Activation) error {
 		return fmt.Errorf("virtio-net: %w", err)
 	}
 	r := &run{rxKick: make(chan struct{}, 1), txKick: make(chan struct{}, 1), stop: make(chan struct{})}
-	rx := &receiver{q: a.Queues[rxQueue], irq: a.IRQ, tap: d.tap, kick: r.rxKick, stop: r.stop, log: d.log,
+	rx := &receiver{q: a.Queues[rxQueue], irq: a.IRQ, tap: d.tap, kick: r.rxKick, stop: r.stop, log: d.log, drops: &d.drops,
 		mergeable: a.Features&FeatureMrgRxbuf != 0, buf: make([]byte, maxFrame)}
-	tx := &transmitter{q: a.Queues[txQueue], irq: a.IRQ, tap: d.tap, kick: r.txKick, stop: r.stop, log: d.log}
+	tx := &transmitter{q: a.Queues[txQueue], irq: a.IRQ, tap: d.tap, kick: r.txKick, stop: r.stop, drops: &d.drops}
 	r.wg.Add(2)
 	go func() { defer r.wg.Done(); rx.loop() }()
 	go func() { defer r.wg.Done(); tx.loop() }()
@@ -221,12 +241,12 @@ func wait(kick, stop <-chan struct{}) bool {
 
 // transmitter moves the guest's frames to the tap.
 type transmitter struct {
-	q    *queue.Queue
-	irq  virtio.Interrupt
-	tap  *Tap
-	kick chan struct{}
-	stop chan struct{}
-	log  *slog.Logger
+	q     *queue.Queue
+	irq   virtio.Interrupt
+	tap   *Tap
+	kick  chan struct{}
+	stop  chan struct{}
+	drops *dropLog
 }
 
 func (t *transmitter) loop() {
@@ -265,14 +285,14 @@ func (t *transmitter) send(c queue.Chain) {
 	n := c.ReadableLen()
 	switch {
 	case len(c.Writable) > 0:
-		t.log.Debug("virtio-net tx: device-writable buffer in a transmit chain; dropped")
+		t.drops.drop("virtio-net tx: device-writable buffer in a transmit chain; dropped")
 		return
 	case n <= HeaderSize || n > maxFrame:
-		t.log.Debug("virtio-net tx: frame length out of range; dropped", "len", n)
+		t.drops.drop("virtio-net tx: frame length out of range; dropped", "len", n)
 		return
 	}
 	if _, err := t.tap.Writev(c.Readable); err != nil && !errors.Is(err, os.ErrClosed) {
 		// The kernel rejects malformed GSO headers with EINVAL; the frame is lost, as on a wire.
-		t.log.Debug("virtio-net tx: tap write", "err", err)
+		t.drops.drop("virtio-net tx: tap refused a frame; dropped", "err", err)
 	}
 }

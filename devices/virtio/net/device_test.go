@@ -115,6 +115,7 @@ func TestTransmitDropsMalformed(t *testing.T) {
 	m, err := unix.Read(r.host, got)
 	require.NoError(t, err)
 	require.Equal(t, good, got[:m], "only the good frame reaches the tap")
+	require.Equal(t, uint64(3), r.dev.Drops())
 }
 
 func TestReceiveMergeable(t *testing.T) {
@@ -165,6 +166,7 @@ func TestReceiveWithoutMergeableDropsOversized(t *testing.T) {
 	_, n := r.used(t, r.rx)
 	require.Zero(t, n, "too-small buffer returned unused")
 	require.Equal(t, make([]byte, 100), small[0])
+	require.Equal(t, uint64(1), r.dev.Drops())
 
 	pkt := append(make([]byte, HeaderSize), frame(300, 2)...)
 	_, big := r.rx.Offer(vqdriver.Buf{Len: 2048, Writable: true})

@@ -19,6 +19,7 @@ type receiver struct {
 	kick      chan struct{}
 	stop      chan struct{}
 	log       *slog.Logger
+	drops     *dropLog
 	mergeable bool
 	buf       []byte
 	// held are chains taken from the ring for a frame that did not fit yet;
@@ -79,7 +80,7 @@ func (r *receiver) deliver(frame []byte) bool {
 		if len(r.held) >= int(r.q.Size()) || !r.mergeable && len(r.held) > 0 {
 			// Even every buffer the ring can hold is too small: drop the
 			// frame and keep the buffers for the next one.
-			r.log.Debug("virtio-net rx: frame larger than the guest's buffers; dropped", "len", len(frame))
+			r.drops.drop("virtio-net rx: frame larger than the guest's buffers; dropped", "len", len(frame))
 			if !r.mergeable {
 				// Without mergeable buffers one chain must hold a frame;
 				// return the too-small chain unused rather than hoard it.
