@@ -136,6 +136,7 @@ func diskEnv(t *testing.T, cmdline string) (*env, *fakeIO) {
 		"sys/block/vdb/ro":           {Data: []byte("1\n")},
 		"sys/block/sda/size":         {Data: []byte("1\n")},
 		"sys/class/net/lo":           {Mode: os.ModeDir},
+		"proc/net/snmp":              {Data: []byte("Ip: Forwarding\nIp: 1\nTcp: RtoAlgorithm RetransSegs InErrs\nTcp: 1 42 0\n")},
 		"sys/class/net/eth0/address": {Data: []byte("52:54:00:00:00:01\n")},
 	}
 	opts, problems := parseCmdline(cmdline)
@@ -202,6 +203,7 @@ func TestCheckNet(t *testing.T) {
 	assert.Equal(t, "10.0.2.15/24", fio.netAddr.String())
 	assert.Contains(t, detail, "eth0 mac=52:54:00:00:00:01")
 	assert.Contains(t, detail, "tx=3000000B")
+	assert.Contains(t, detail, "tcp_retrans=42")
 
 	fio.corrupt = true
 	ok, detail = checkNet(e)
@@ -236,7 +238,7 @@ func TestCheckIOBench(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000")
 	ok, detail := checkIOBench(e)
 	require.True(t, ok, detail)
-	assert.Regexp(t, `^seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s$`, detail)
+	assert.Regexp(t, `^seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_retrans=42$`, detail)
 	b, err := os.ReadFile(filepath.Join(fio.dir, "vda"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(-1), pattern.Mismatch(b, 1, 0), "the image keeps its pattern")

@@ -102,7 +102,7 @@ func checkIOBench(e *env) (bool, string) {
 		if err != nil {
 			return false, fmt.Sprintf("upload: %v", err)
 		}
-		figures = append(figures, "tcp_tx="+mbps(ns.bytes, d))
+		figures = append(figures, "tcp_tx="+mbps(ns.bytes, d), "tcp_retrans="+e.tcpStat("RetransSegs"))
 	}
 	return true, strings.Join(figures, " ")
 }

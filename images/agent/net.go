@@ -89,8 +89,35 @@ func checkNet(e *env) (bool, string) {
 	if err != nil {
 		return false, fmt.Sprintf("download from %s: %v", spec.peer, err)
 	}
-	return true, fmt.Sprintf("%s mac=%s addr=%s ping=%v tx=%dB@%s rx=%dB@%s",
-		ifname, mac, spec.addr, rtt.Round(time.Microsecond), spec.bytes, mbps(spec.bytes, up), spec.bytes, mbps(spec.bytes, down))
+	return true, fmt.Sprintf("%s mac=%s addr=%s ping=%v tx=%dB@%s rx=%dB@%s tcp_retrans=%s",
+		ifname, mac, spec.addr, rtt.Round(time.Microsecond), spec.bytes, mbps(spec.bytes, up), spec.bytes, mbps(spec.bytes, down),
+		e.tcpStat("RetransSegs"))
+}
+
+// tcpStat reads one counter of the Tcp lines of /proc/net/snmp ("?" if absent):
+// retransmissions tell lost frames from slow ones.
+func (e *env) tcpStat(name string) string {
+	b, err := fs.ReadFile(e.root, "proc/net/snmp")
+	if err != nil {
+		return "?"
+	}
+	var keys []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if keys == nil {
+			keys = f
+			continue
+		}
+		for i, k := range keys {
+			if k == name && i < len(f) {
+				return f[i]
+			}
+		}
+	}
+	return "?"
 }
 
 func request(kind byte, n int64) []byte {
