@@ -29,7 +29,7 @@ func TestScenariosValid(t *testing.T) {
 		require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
 		require.Equal(t, scenario.Pass, s.WantChecks["boot"], s.Name)
 	}
-	require.Equal(t, map[string]int{"boot-1cpu": 0, "boot-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5, "disk-net": 0,
+	require.Equal(t, map[string]int{"boot-1cpu": 0, "platform-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5, "disk-net": 0,
 		"expect-summary": 0, "fail-panic": 6}, names)
 }
 
