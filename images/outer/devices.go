@@ -24,9 +24,15 @@ const maxTransfer = 1 << 30
 // peerIdle bounds how long a peer connection may stall.
 const peerIdle = 60 * time.Second
 
+// teardownLimit bounds finish: a stuck teardown must fail the run, not
+// silence the outer machine.
+const teardownLimit = 30 * time.Second
+
 // setupDevices creates a scenario's disk images and tap (with its TCP
-// peer). finish, called after the run, stops the peer, removes the tap and
-// checks the images; it returns what it found wrong.
+// peer). finish, called after the run, stops the peer and checks and
+// removes the images; it returns what it found wrong. The tap stays, for the
+// next scenario that names it: removing a tap waits in the kernel for every
+// socket that ever routed through it, which can take minutes.
 func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 	var undo []func()
 	cleanup := func() {
@@ -47,7 +53,6 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			cleanup()
 			return nil, err
 		}
-		undo = append(undo, func() { _ = deleteTap(t.Name) })
 		prefix, _ := netip.ParsePrefix(t.Addr) // validated with the scenario
 		if peer, err = startPeer(netip.AddrPortFrom(prefix.Addr(), uint16(t.Port))); err != nil {
 			cleanup()
@@ -56,18 +61,27 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 		undo = append(undo, peer.stop)
 	}
 	return func() []string {
-		var problems []string
-		if peer != nil {
-			peer.stop()
-			problems = append(problems, peer.problems()...)
-		}
-		for _, d := range s.Disks {
-			if err := verifyImage(d); err != nil {
-				problems = append(problems, err.Error())
+		done := make(chan []string, 1)
+		go func() {
+			var problems []string
+			if peer != nil {
+				peer.stop()
+				problems = append(problems, peer.problems()...)
 			}
+			for _, d := range s.Disks {
+				if err := verifyImage(d); err != nil {
+					problems = append(problems, err.Error())
+				}
+			}
+			cleanup()
+			done <- problems
+		}()
+		select {
+		case p := <-done:
+			return p
+		case <-time.After(teardownLimit):
+			return []string{fmt.Sprintf("device checks and teardown did not finish within %v", teardownLimit)}
 		}
-		cleanup()
-		return problems
 	}, nil
 }
 
@@ -108,7 +122,8 @@ func verifyImage(d scenario.Disk) error {
 // tunSetPersist is TUNSETPERSIST (_IOW('T', 203, int)).
 const tunSetPersist = 0x400454cb
 
-// setPersist attaches to tap name and sets its persistence.
+// setPersist attaches to tap name (creating it if needed) and sets its
+// persistence, so that it outlives this descriptor.
 func setPersist(name string, persist bool) error {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -180,8 +195,6 @@ func createTap(name, addr string) error {
 	return nil
 }
 
-func deleteTap(name string) error { return setPersist(name, false) }
-
 // peer is the guest's TCP counterpart on the tap address.
 type peer struct {
 	ln     net.Listener
@@ -212,7 +225,7 @@ func (p *peer) accept() {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			defer c.Close()
+			defer closeConn(c)
 			if err := serve(c); err != nil {
 				p.note(err.Error())
 			}
@@ -238,6 +251,22 @@ func (p *peer) problems() []string {
 	defer p.mu.Unlock()
 	return p.issues
 }
+
+// closeConn ends a served connection: our side first (FIN after all data),
+// then waits briefly for the guest to close its side, then resets, so that
+// no socket is left retransmitting to a guest that has gone.
+func closeConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(peerLinger))
+		_, _ = io.Copy(io.Discard, tc)
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// peerLinger is how long a finished connection waits for the guest's close.
+const peerLinger = 5 * time.Second
 
 // serve answers one connection of the protocol scenario.Tap describes.
 func serve(c net.Conn) error {
