@@ -36,6 +36,10 @@ type Suite struct {
 	// InstallQEMU allows apt-get installing qemu-system-x86 when it is
 	// missing (CI, as root).
 	InstallQEMU bool
+	// StreamAll streams every scenario's console live (E2E-CON lines in
+	// the outer console), so a run that wedges the outer machine still
+	// leaves its guest's output behind. It costs console time.
+	StreamAll bool
 	// Console and OnEvent are handed to the Machine (see there).
 	Console io.Writer
 	OnEvent func(scenario.Event)
@@ -125,6 +129,19 @@ func BuildVMM(ctx context.Context) (string, error) {
 	return out, nil
 }
 
+// list is the scenario list as the outer init gets it.
+func (s Suite) list() []scenario.Scenario {
+	if !s.StreamAll {
+		return s.Scenarios
+	}
+	list := make([]scenario.Scenario, len(s.Scenarios))
+	for i, sc := range s.Scenarios {
+		sc.Stream = true
+		list[i] = sc
+	}
+	return list
+}
+
 // Prepare builds (or reuses) everything the suite needs and returns the
 // outer machine to boot; its Timeout covers every scheduled run. Without
 // the lock Run holds, another run may replace outer.cpio.gz before the
@@ -134,7 +151,7 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	if err != nil {
 		return Machine{}, err
 	}
-	data, err := scenario.Encode(s.Scenarios)
+	data, err := scenario.Encode(s.list())
 	if err != nil {
 		return Machine{}, err
 	}

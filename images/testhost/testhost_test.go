@@ -181,3 +181,11 @@ func TestSuiteTimeoutAndNeeds(t *testing.T) {
 	require.True(t, vmm)
 	require.True(t, qemu)
 }
+
+func TestSuiteStreamAll(t *testing.T) {
+	s := Suite{Scenarios: []scenario.Scenario{{Name: "a", Args: []string{"x"}}}}
+	require.False(t, s.list()[0].Stream)
+	s.StreamAll = true
+	require.True(t, s.list()[0].Stream)
+	require.False(t, s.Scenarios[0].Stream, "the caller's list is not modified")
+}
