@@ -1,8 +1,10 @@
 package vmm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,4 +96,70 @@ func TestVirtioRNGFromGuest(t *testing.T) {
 	_, err = mem.ReadAt(random, buf)
 	require.NoError(t, err)
 	require.NotEqual(t, make([]byte, 32), random)
+}
+
+// TestVirtioConsolePanicFromGuest transmits a kernel panic line through
+// virtio-console's transmit queue: it must reach the console output and
+// stop the VM as a guest panic, as the same line on the UART does.
+func TestVirtioConsolePanicFromGuest(t *testing.T) {
+	kvmtest.Require(t)
+	const (
+		bar             = 0xc0000000
+		rxDesc, rxAvail = 0x10000, 0x11000
+		rxUsed, txDesc  = 0x12000, 0x13000
+		txAvail, txUsed = 0x14000, 0x15000
+		text            = 0x16000
+		line            = "Kernel panic - not syncing: from hvc0\n"
+	)
+	queue := func(a asm32, sel uint16, desc, avail, used uint32) asm32 {
+		return a.movw(bar+0x16, sel).movw(bar+0x18, 4).
+			movl(bar+0x20, desc).movl(bar+0x24, 0).
+			movl(bar+0x28, avail).movl(bar+0x2c, 0).
+			movl(bar+0x30, used).movl(bar+0x34, 0).
+			movw(bar+0x1c, 1)
+	}
+	code := asm32(nil).movb(bar+0x14, 0).movb(bar+0x14, 1).movb(bar+0x14, 3).
+		movl(bar+0x08, 1).movl(bar+0x0c, 1).movb(bar+0x14, 0xb)
+	code = queue(code, 0, rxDesc, rxAvail, rxUsed)
+	code = queue(code, 1, txDesc, txAvail, txUsed)
+	code = code.movb(bar+0x14, 0xf).movw(bar+0x3004, 1) // DRIVER_OK; notify queue 1
+	code = append(code, 0xeb, 0xfe)                     // jmp $: vmm must stop the guest
+
+	var out syncBuffer
+	m, err := New(Config{CPUs: 1, Memory: testMemory, Timeout: 20 * time.Second, VirtioConsole: true, ConsoleOut: &out,
+		Program: &Program{Addr: 0x8000, Code: code, Entry: boot.Entry{Mode: boot.Protected32, IP: 0x8000}}}, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	mem := m.Memory()
+	d := make([]byte, 16)
+	binary.LittleEndian.PutUint64(d, text)
+	binary.LittleEndian.PutUint32(d[8:], uint32(len(line)))
+	_, err = mem.WriteAt(d, txDesc)
+	require.NoError(t, err)
+	_, err = mem.WriteAt([]byte{0, 0, 1, 0, 0, 0}, txAvail)
+	require.NoError(t, err)
+	_, err = mem.WriteAt([]byte(line), text)
+	require.NoError(t, err)
+
+	res := m.Run(context.Background())
+	require.Equal(t, StopPanic, res.Reason.Kind, res.Reason.String())
+	require.Equal(t, line, out.String())
+}
+
+// syncBuffer is a bytes.Buffer safe for the device goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
