@@ -36,6 +36,8 @@ type Suite struct {
 	// InstallQEMU allows apt-get installing qemu-system-x86 when it is
 	// missing (CI, as root).
 	InstallQEMU bool
+	// OuterCPUs is the outer machine's vCPU count (Machine.CPUs).
+	OuterCPUs int
 	// StreamAll streams every scenario's console live (E2E-CON lines in
 	// the outer console), so a run that wedges the outer machine still
 	// leaves its guest's output behind. It costs console time.
@@ -64,7 +66,7 @@ func (s Suite) Run(ctx context.Context) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Console, m.OnEvent = s.Console, s.OnEvent
+	m.Console, m.OnEvent, m.CPUs = s.Console, s.OnEvent, s.OuterCPUs
 	cfg.Log.Info("booting the outer machine", "initrd", m.Initrd, "timeout", m.Timeout)
 	return m.Run(ctx)
 }

@@ -29,7 +29,7 @@ const demo = "demo"
 // options are the command line.
 type options struct {
 	out, runner, checks, action, cmdline, consoleLog string
-	cpus, memory, expectCPUs                         int
+	cpus, memory, expectCPUs, outerCPUs              int
 	timeout                                          time.Duration
 	quiet, install, verbose                          bool
 	rng, virtioConsole                               bool
@@ -55,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.consoleLog, "console-log", "", "also write the outer machine's whole console to this file")
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
+	fs.IntVar(&o.outerCPUs, "outer-cpus", 1, "vCPUs of the outer (TCG) machine")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -121,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		console = f
 	}
 	suite := testhost.Suite{
-		Config: cfg, Scenarios: []scenario.Scenario{s}, InstallQEMU: o.install, Console: console,
+		Config: cfg, Scenarios: []scenario.Scenario{s}, InstallQEMU: o.install, Console: console, OuterCPUs: o.outerCPUs,
 		OnEvent: func(ev scenario.Event) {
 			if ev.Kind == scenario.KindConsole && ev.Name == demo {
 				fmt.Fprintln(stdout, ev.Text)
