@@ -164,8 +164,9 @@ func (t *Transport) setStatus(s byte) {
 			s &^= StatusFeaturesOK
 		}
 	}
-	// Bits the device set itself stay set until reset.
-	s |= old & StatusNeedsReset
+	// Only a reset clears status bits (virtio 1.2 §2.1.1): a driver that
+	// drops DRIVER_OK and sets it again does not activate the device twice.
+	s |= old
 	t.status.Store(uint32(s))
 	if s&StatusDriverOK != 0 && old&StatusDriverOK == 0 && s&StatusFailed == 0 {
 		t.activateLocked()

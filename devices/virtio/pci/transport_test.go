@@ -240,6 +240,12 @@ func TestDriverLifecycle(t *testing.T) {
 	assert.Equal(t, uint16(8), a.Queues[0].Size())
 	assert.True(t, a.Queues[0].Config().EventIdx)
 
+	// Clearing DRIVER_OK without a reset changes nothing.
+	r.w(cStatus, 1, StatusAcknowledge|StatusDriver|StatusFeaturesOK)
+	assert.Equal(t, uint64(0x0f), r.r(cStatus, 1))
+	r.w(cStatus, 1, 0x0f)
+	assert.Same(t, a, r.dev.act, "not activated twice")
+
 	// Enabled queues are frozen.
 	r.w(cQueueSel, 2, 0)
 	r.w(cQueueDesc, 8, 0x5000)
