@@ -110,6 +110,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
 	devs.apply(&cfg)
+	reserveProcs(cfg.CPUs)
 	f.console = vf.apply(&cfg, f.console)
 	if code := hv.apply(&cfg, stderr); code != ok {
 		return code
