@@ -2,6 +2,7 @@ package hyperv
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 )
 
@@ -55,5 +56,29 @@ func FuzzMSRSequence(f *testing.F) {
 			_ = tp.Process(vcpu, &fakeLAPIC{})
 		}
 		_ = tp.Summary()
+	})
+}
+
+// FuzzParseFeatures: --hyperv is user input; any list parses or fails
+// with ErrFeatures, and what parses satisfies the dependencies.
+func FuzzParseFeatures(f *testing.F) {
+	for _, s := range []string{"all", "windows", "relaxed,vpindex,spinlocks=0x1fff", "vendor-id=KVMKVMKVM", "stimer",
+		"all,ipi=off", ",,", "spinlocks=99999999999", "kvm-signature,vpindex=on"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		feat, err := ParseFeatures(list)
+		if err != nil {
+			if !errors.Is(err, ErrFeatures) {
+				t.Fatalf("%q: error %v is not ErrFeatures", list, err)
+			}
+			return
+		}
+		if err := feat.Check(); err != nil {
+			t.Fatalf("%q parsed but fails Check: %v", list, err)
+		}
+		if feat.Enabled() && len(feat.Leaves(2)) != 7 {
+			t.Fatalf("%q: %d leaves", list, len(feat.Leaves(2)))
+		}
 	})
 }
