@@ -205,6 +205,16 @@ func (h *hvMachine) Interrupt(vcpu int, vector uint8) error {
 	return err
 }
 
+// GuestTSC implements hyperv.TSCReader: the vCPU's own TSC, read on its
+// thread (the partition asks at that vCPU's MSR exits).
+func (h *hvMachine) GuestTSC(vcpu int) (uint64, error) {
+	e, err := h.m.vcpus[vcpu].kvm.GetMSRs([]uint32{msrIA32TSC})
+	if err != nil {
+		return 0, err
+	}
+	return e[0].Data, nil
+}
+
 // Kick implements hyperv.Host.
 func (h *hvMachine) Kick(vcpu int) {
 	if vcpu >= 0 && vcpu < len(h.m.vcpus) {

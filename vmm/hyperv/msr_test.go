@@ -207,3 +207,41 @@ func TestVPAssistPage(t *testing.T) {
 	require.False(t, tp.WriteMSR(0, MSRVPAssistPage, 0xfff_0001), "outside RAM")
 	tp.mustWrite(t, 1, MSRVPAssistPage, 0)
 }
+
+// tscHost is a host whose vCPUs' TSCs the test sets (TSCReader).
+type tscHost struct {
+	*fakeHost
+	tsc map[int]uint64
+}
+
+func (h *tscHost) GuestTSC(vcpu int) (uint64, error) { return h.tsc[vcpu], nil }
+
+func TestPerVCPUClockFromItsTSC(t *testing.T) {
+	f, err := ParseFeatures("all")
+	require.NoError(t, err)
+	clock := &fakeClock{now: 1000}
+	host := &tscHost{fakeHost: &fakeHost{}, tsc: map[int]uint64{}}
+	// 2.5 GHz, TSC 1e9 at reference time 0: ref r is TSC 1e9 + 250 r.
+	p, err := New(Config{Features: f, CPUs: 2, Memory: &fakeMem{b: make([]byte, 1<<20)}, Host: host, Clock: clock,
+		TSC: NewTSCParams(testTSCHz, 1e9), TSCHz: testTSCHz})
+	require.NoError(t, err)
+	host.tsc[0] = 1e9 + 250*5000 // vCPU 0's clock is 4000 ahead of the partition clock
+	host.tsc[1] = 1e9 + 250*500  // vCPU 1's is 500 behind
+	v, ok := p.ReadMSR(0, MSRTimeRefCount)
+	require.True(t, ok)
+	require.Equal(t, uint64(5000), v)
+	v, _ = p.ReadMSR(1, MSRTimeRefCount)
+	require.Equal(t, uint64(500), v)
+
+	// One-shot direct timers 100 ahead on each vCPU's own clock.
+	cfg := uint64(stimerEnable | stimerAutoEnable | stimerDirect | 0x40<<stimerVectorShft)
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config, cfg))
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config+1, 5100))
+	require.True(t, p.WriteMSR(1, MSRSTimer0Config, cfg))
+	require.True(t, p.WriteMSR(1, MSRSTimer0Config+1, 600))
+	require.Empty(t, host.takeIRQs(), "neither is due on its vCPU's clock")
+	clock.Advance(99)
+	require.Empty(t, host.takeIRQs())
+	clock.Advance(1)
+	require.ElementsMatch(t, []irq{{0, 0x40}, {1, 0x40}}, host.takeIRQs())
+}

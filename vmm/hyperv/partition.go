@@ -74,8 +74,6 @@ type Partition struct {
 	crashCtl  uint64
 
 	vps []*vp
-	// armLogs counts timer arms for the debug log.
-	armLogs atomic.Int64
 }
 
 // vp is one virtual processor's SynIC and timers.
@@ -83,6 +81,11 @@ type vp struct {
 	index int
 	// need is set when Process has work on this vCPU's thread (auto-EOI).
 	need atomic.Bool
+	// skew is this vCPU's reference time minus the partition clock's, as
+	// last sampled from its own TSC (see sample).
+	skew atomic.Int64
+	// armLogs counts timer arms for the debug log.
+	armLogs atomic.Int64
 
 	mu       sync.Mutex
 	assist   uint64 // VP_ASSIST_PAGE
@@ -143,8 +146,40 @@ func (p *Partition) vp(vcpu int) *vp {
 	return p.vps[vcpu]
 }
 
+// TSCReader is implemented by hosts that can read a vCPU's own TSC (its
+// IA32_TSC) on that vCPU's thread.
+type TSCReader interface {
+	GuestTSC(vcpu int) (uint64, error)
+}
+
+// sample re-anchors vCPU vcpu's view of reference time to its own TSC,
+// when the host can read it. On hosts whose TSC KVM deems unstable, KVM
+// moves each vCPU's TSC offset whenever the vCPU thread is scheduled in, so
+// one partition-wide offset drifts away from what the guest reads from the
+// TSC page; the skew keeps TIME_REF_COUNT and timers on each vCPU's clock.
+// Called on the vCPU's thread, at its synthetic MSR accesses.
+func (p *Partition) sample(vcpu int) {
+	r, ok := p.host.(TSCReader)
+	v := p.vp(vcpu)
+	if !ok || v == nil || p.tsc.Scale == 0 {
+		return
+	}
+	tsc, err := r.GuestTSC(vcpu)
+	if err != nil {
+		return
+	}
+	v.skew.Store(int64(p.tsc.RefTime(tsc) - p.clock.Now()))
+}
+
+// guestNow is reference time as vCPU v last showed it to be, carried on by
+// the partition clock.
+func (p *Partition) guestNow(v *vp) uint64 {
+	return uint64(int64(p.clock.Now()) + v.skew.Load())
+}
+
 // ReadMSR answers a guest RDMSR of a synthetic MSR; false means #GP.
 func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
+	p.sample(vcpu)
 	v, ok := p.readMSR(vcpu, msr)
 	p.stats.msr(vcpu, msr, false, !ok)
 	p.trace.msr(vcpu, "rdmsr", msr, v, !ok)
@@ -153,6 +188,7 @@ func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
 
 // WriteMSR performs a guest WRMSR of a synthetic MSR; false means #GP.
 func (p *Partition) WriteMSR(vcpu int, msr uint32, value uint64) bool {
+	p.sample(vcpu)
 	ok := p.writeMSR(vcpu, msr, value)
 	p.stats.msr(vcpu, msr, true, !ok)
 	p.trace.msr(vcpu, "wrmsr", msr, value, !ok)
@@ -217,7 +253,7 @@ func (p *Partition) readMSR(vcpu int, msr uint32) (uint64, bool) {
 	case MSRVPRuntime:
 		return p.host.Runtime(vcpu), true
 	case MSRTimeRefCount:
-		return p.clock.Now(), true
+		return p.guestNow(v), true
 	case MSRTSCFrequency:
 		return p.tscHz, true
 	case MSRAPICFrequency:

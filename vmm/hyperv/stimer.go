@@ -82,7 +82,7 @@ func (p *Partition) writeSTimer(v *vp, msr uint32, value uint64) bool {
 	p.stats.timerConfig(v.index, t)
 	// A zero count never expires (KVM starts only timers with a count).
 	if t.enabled() && t.count != 0 {
-		p.startTimer(v, t, p.clock.Now())
+		p.startTimer(v, t, p.guestNow(v))
 	}
 	return true
 }
@@ -107,7 +107,7 @@ func (p *Partition) startTimer(v *vp, t *stimer, now uint64) {
 	}
 	t.gen++
 	gen := t.gen
-	if p.armLogs.Add(1) <= maxArmLogs {
+	if v.armLogs.Add(1) <= maxArmLogs {
 		// The first few show how far ahead of vmm's clock the guest sets
 		// its timers: a clock out of step with the guest's shows here.
 		p.log.Debug("Hyper-V timer armed", "vp", v.index, "timer", t.index, "periodic", t.periodic(),
@@ -116,8 +116,8 @@ func (p *Partition) startTimer(v *vp, t *stimer, now uint64) {
 	t.timer = p.clock.AfterFunc(t.exp-now, func() { p.timerFired(v, t, gen) })
 }
 
-// maxArmLogs bounds the debug lines startTimer writes.
-const maxArmLogs = 20
+// maxArmLogs bounds the debug lines startTimer writes per vCPU.
+const maxArmLogs = 10
 
 // timerFired runs on the clock's goroutine.
 func (p *Partition) timerFired(v *vp, t *stimer, gen uint64) {
@@ -127,7 +127,7 @@ func (p *Partition) timerFired(v *vp, t *stimer, gen uint64) {
 		return
 	}
 	t.timer = nil
-	now := p.clock.Now()
+	now := p.guestNow(v)
 	if now < t.exp {
 		// The host timer ran early relative to the reference clock.
 		t.gen++
@@ -184,7 +184,7 @@ func (p *Partition) retryTimers(v *vp) {
 	for i := range v.timers {
 		t := &v.timers[i]
 		if t.pending && t.enabled() {
-			p.deliver(v, t, p.clock.Now())
+			p.deliver(v, t, p.guestNow(v))
 		}
 	}
 }
