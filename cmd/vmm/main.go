@@ -110,7 +110,6 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
 	devs.apply(&cfg)
-	reserveProcs(cfg.CPUs)
 	f.console = vf.apply(&cfg, f.console)
 	if code := hv.apply(&cfg, stderr); code != ok {
 		return code
@@ -140,6 +139,8 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	ctx, stopSignals := handleSignals(func() { con.Close() }, stderr)
 	defer stopSignals()
 
+	// Only after Validate bounded the vCPU count.
+	reserveProcs(cfg.CPUs)
 	m, err := vmm.New(cfg, log)
 	if err != nil {
 		con.Close()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,7 +41,11 @@ func fakeVMM(args []string) int {
 		return 7
 	case "hang":
 		fmt.Println("VMM-AGENT: start")
-		select {}
+		// Wait to be killed. A signal channel (not a bare select{}) keeps
+		// the runtime from declaring a deadlock and exiting.
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM)
+		<-stop
 	}
 	return 99
 }

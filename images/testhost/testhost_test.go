@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +36,11 @@ func fakeQEMU(mode string) int {
 		fmt.Fprintln(os.Stderr, "Kernel panic - not syncing: Attempted to kill init!")
 	case "hang":
 		fmt.Println(scenario.HeartbeatLine("boot", 30, 4, "[  1.0] Booting"))
-		select {}
+		// Wait to be killed. A signal channel (not a bare select{}) keeps
+		// the runtime from declaring a deadlock and exiting.
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM)
+		<-stop
 	}
 	return 0
 }
