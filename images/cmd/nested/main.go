@@ -48,7 +48,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.action, "action", "poweroff", "what the agent does after its checks: poweroff, reboot, panic or hang")
 	fs.IntVar(&o.expectCPUs, "expect-cpus", 0, "vmm.expect_cpus for the cpus check (0: not set)")
 	fs.StringVar(&o.cmdline, "cmdline", "", "extra guest kernel command line")
-	fs.BoolVar(&o.quiet, "quiet", false, "boot the guest kernel with quiet")
+	fs.BoolVar(&o.quiet, "quiet", true, "boot the guest kernel with quiet (-quiet=false for the full kernel log: it makes the nested host slow and has stalled it)")
 	fs.BoolVar(&o.rng, "rng", false, "give the guest vmm's virtio-rng")
 	fs.BoolVar(&o.virtioConsole, "virtio-console", false, "make hvc0 (virtio-console) the guest console")
 	fs.DurationVar(&o.timeout, "timeout", 150*time.Second, "guest boot limit (vmm --timeout; for qemu, the kill deadline)")
