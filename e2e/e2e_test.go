@@ -26,11 +26,15 @@ func TestScenariosValid(t *testing.T) {
 	names := map[string]int{}
 	for _, s := range back {
 		names[s.Name] = s.WantExit
-		require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
+		if s.Name == "hyperv-qemu" {
+			require.Equal(t, scenario.RunnerQEMU, s.RunnerName(), s.Name)
+		} else {
+			require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
+		}
 		require.Equal(t, scenario.Pass, s.WantChecks["boot"], s.Name)
 	}
 	require.Equal(t, map[string]int{"boot-1cpu": 0, "platform-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5, "disk-net": 0,
-		"expect-summary": 0, "fail-panic": 6}, names)
+		"hyperv": 0, "hyperv-panic": 3, "hyperv-qemu": 0, "expect-summary": 0, "fail-panic": 6}, names)
 }
 
 // TestE2E boots the nested test host once and runs every scenario in it,
@@ -98,7 +102,15 @@ func TestE2E(t *testing.T) {
 					t.Errorf("%s\nconsole:\n%s", r.Reason, strings.Join(out.Logs[s.Name], "\n"))
 				}
 			}
+			for _, w := range consoleWants(s.Name) {
+				if !strings.Contains(strings.Join(out.Console[s.Name], "\n"), w) {
+					t.Errorf("output lacks %q:\n%s", w, strings.Join(out.Console[s.Name], "\n"))
+				}
+			}
 		})
+	}
+	if err := compareHyperV(out.Console); err != nil {
+		t.Errorf("vmm vs QEMU: %v", err)
 	}
 	if runErr != nil {
 		t.Errorf("outer machine: %v", runErr)

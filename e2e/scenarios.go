@@ -33,7 +33,9 @@ func Scenarios() ([]scenario.Scenario, error) {
 		exit   int
 		checks map[string]string
 	}{
-		{"boot-1cpu", testhost.Guest{CPUs: 1}, exitPoweroff, allPass},
+		// no-hyperv: without --hyperv, Linux must see none of it.
+		{"boot-1cpu", testhost.Guest{CPUs: 1, Quiet: true, Checks: append(testhost.DefaultChecks(), "no-hyperv")}, exitPoweroff,
+			withPass(allPass, "no-hyperv")},
 		// Two vCPUs on the PC platform's PCI side: virtio-rng, and
 		// virtio-console as the only console, so every agent line
 		// travels through hvc0; dmesg must hold no ACPI complaint. No
@@ -70,5 +72,10 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, dn)
+	hv, err := hypervScenarios()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, hv...)
 	return appendCI(list)
 }
