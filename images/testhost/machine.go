@@ -31,8 +31,13 @@ var (
 const DefaultIdleTimeout = 4 * time.Minute
 
 // DefaultAppend is the outer kernel's command line: printk.devkmsg=on lets
-// the outer init print its lines through /dev/kmsg without rate limits.
-const DefaultAppend = "console=ttyS0 quiet panic=-1 printk.devkmsg=on"
+// the outer init print its lines through /dev/kmsg without rate limits. The
+// outer's timer runs as a periodic LAPIC tick (nohz=off highres=off
+// lapic=notscdeadline): with one-shot TSC-deadline timers the outer machine
+// often went idle for good when a nested guest stopped, as if a timer
+// interrupt had been lost while the guest ran (TCG's nested SVM); a periodic
+// tick re-arms itself. Five of five boots passed with it, none hung.
+const DefaultAppend = "console=ttyS0 quiet panic=-1 printk.devkmsg=on nohz=off highres=off lapic=notscdeadline"
 
 // tailLines is how much of the outer console an Outcome keeps for diagnosis.
 const tailLines = 60

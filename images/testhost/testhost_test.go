@@ -113,7 +113,7 @@ func TestLockHost(t *testing.T) {
 
 func TestMachineArgs(t *testing.T) {
 	args := strings.Join(Machine{Kernel: "/k", Initrd: "/i"}.Args(), " ")
-	require.Equal(t, "-accel tcg -cpu max -m 3072 -smp 1 -nographic -no-reboot -nic none -kernel /k -initrd /i -append console=ttyS0 quiet panic=-1 printk.devkmsg=on", args)
+	require.Equal(t, "-accel tcg -cpu max -m 3072 -smp 1 -nographic -no-reboot -nic none -kernel /k -initrd /i -append console=ttyS0 quiet panic=-1 printk.devkmsg=on nohz=off highres=off lapic=notscdeadline", args)
 }
 
 func TestOutcomeAdd(t *testing.T) {
