@@ -44,7 +44,12 @@ const (
 	// MPTable is where the Intel MultiProcessor floating pointer and
 	// configuration table go: the BIOS area Linux scans, with room for many CPUs.
 	MPTable    = 0xf0000
-	MPTableEnd = 0x100000
+	MPTableEnd = ResetVector
+	// ResetVector is where a CPU starts after reset (F000:FFF0). vmm puts a
+	// stub there that resets the machine, as a BIOS would: Linux jumps to it
+	// when its other reboot methods return (on a hardware-reduced ACPI
+	// platform it prefers EFI, then the BIOS, over the keyboard controller).
+	ResetVector = 0xffff0
 
 	// HighMemory is the first byte above 1 MiB; protected-mode kernels load here.
 	HighMemory = 0x100000

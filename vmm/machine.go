@@ -334,9 +334,19 @@ func (m *Machine) feedConsole(in io.Reader) {
 	}
 }
 
+// resetStub is the real-mode code at the reset vector: pulse the reset line
+// through the keyboard controller, as a PC BIOS's reboot does.
+const resetStub = "\xb0\xfe" + // mov al, 0xfe (pulse reset line)
+	"\xe6\x64" + // out 0x64, al
+	"\xf4" + // hlt
+	"\xeb\xfd" // jmp back to hlt
+
 func (m *Machine) loadGuest(kernel, initrd []byte) (boot.Entry, error) {
 	if err := mptable.Write(m.mem, m.cfg.CPUs); err != nil {
 		return boot.Entry{}, fmt.Errorf("write MP table: %w", err)
+	}
+	if _, err := m.mem.WriteAt([]byte(resetStub), layout.ResetVector); err != nil {
+		return boot.Entry{}, fmt.Errorf("write reset vector stub: %w", err)
 	}
 	pciDevs, pciTables, err := pciACPI()
 	if err != nil {

@@ -86,6 +86,15 @@ func TestRealModeI8042Reset(t *testing.T) {
 	require.Equal(t, ExitReset, r.res.Reason.ExitCode())
 }
 
+// TestResetVectorResets: a guest that jumps to the reset vector (what Linux's
+// BIOS reboot does) finds a stub there that resets the machine.
+func TestResetVectorResets(t *testing.T) {
+	code := []byte{0xea, 0xf0, 0xff, 0x00, 0xf0} // jmp far F000:FFF0
+	r := runGuest(t, Config{Program: realModeProgram(code)})
+	require.Equal(t, StopReset, r.res.Reason.Kind, r.res.Reason.String())
+	require.Equal(t, "i8042", r.res.Reason.Source)
+}
+
 func TestTimeoutStopsSpinningGuest(t *testing.T) {
 	r := runGuest(t, Config{Program: realModeProgram([]byte{0xeb, 0xfe}), Timeout: 300 * time.Millisecond, CPUs: 2})
 	require.Equal(t, StopTimeout, r.res.Reason.Kind, r.res.Reason.String())

@@ -63,13 +63,9 @@ func fadt() SDT {
 	binary.LittleEndian.PutUint16(at(fadtSCIInt), layout.SCIIRQ)
 	binary.LittleEndian.PutUint16(at(fadtBootArch), bootLegacyDevices|bootVGANotPresent)
 	binary.LittleEndian.PutUint32(at(fadtFlags),
-		flagWBINVD|flagProcC1|flagPowerButton|flagSleepButton|flagHWReducedACPI)
-	// The reset register is described, and the VMM honours a write to it,
-	// but RESET_REG_SUP stays clear: Debian's 6.1 kernel, rebooting through
-	// it on this hardware-reduced platform in the nested test host, never
-	// reached the register write (its reboot=k path resets at once). Without
-	// the flag Linux goes straight to the keyboard controller's reset line.
-	// Open bug: find out why before setting the flag again.
+		flagWBINVD|flagProcC1|flagPowerButton|flagSleepButton|flagResetRegSup|flagHWReducedACPI)
+	// Linux on a hardware-reduced platform without EFI reboots through the
+	// BIOS (the reset vector stub) unless reboot=a asks for this register.
 	putGAS(at(fadtResetReg), gasSystemIO, 8, gasAccessByte, layout.PortReset)
 	at(fadtResetValue)[0] = layout.ResetValue
 	at(fadtMinorVersion)[0] = 5 // ACPI 6.5
