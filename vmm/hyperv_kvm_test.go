@@ -169,8 +169,11 @@ func TestHyperVSynICTimers(t *testing.T) {
 			r := runHyperVGuest(t, bin, boot.Long64, "vpindex,time,synic,stimer,stimer-direct")
 			require.Equal(t, StopDebugExit, r.res.Reason.Kind, r.res.Reason.String())
 			le := binary.LittleEndian
-			require.Equal(t, uint32(3), le.Uint32(r.out[0:]), "message interrupts")
-			require.Equal(t, uint32(3), le.Uint32(r.out[4:]), "direct interrupts")
+			// Periodic timers: the guest halts until it has counted three
+			// of each (so reaching the debug exit proves delivery); more may
+			// land between its last count and its cli on a busy host.
+			require.GreaterOrEqual(t, le.Uint32(r.out[0:]), uint32(3), "message interrupts")
+			require.GreaterOrEqual(t, le.Uint32(r.out[4:]), uint32(3), "direct interrupts")
 			require.Equal(t, uint32(0x80000010), le.Uint32(r.out[16:]), "HVMSG_TIMER_EXPIRED")
 			require.Equal(t, uint32(0), le.Uint32(r.out[20:]), "timer 0")
 			exp, delivered := le.Uint64(r.out[24:]), le.Uint64(r.out[32:])
