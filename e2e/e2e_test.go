@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,7 +42,7 @@ func TestScenariosValid(t *testing.T) {
 // reporting one subtest per scenario.
 func TestE2E(t *testing.T) {
 	if os.Getenv("VMM_E2E") == "" {
-		t.Skip("SKIPPED: the nested-host e2e suite runs with VMM_E2E=1 (make e2e)")
+		testenv.Skip(t, "the nested-host e2e suite runs with VMM_E2E=1 (make e2e)")
 	}
 	ci := os.Getenv("CI") == "true"
 	ctx := context.Background()
@@ -78,7 +79,7 @@ func TestE2E(t *testing.T) {
 	out, runErr := suite.Run(ctx)
 	switch {
 	case errors.Is(runErr, testhost.ErrNoQEMU) && !ci:
-		t.Skipf("SKIPPED LOUDLY: %v: install qemu-system-x86 (make setup) to run the nested-host e2e suite", runErr)
+		testenv.Skip(t, "%v: install qemu-system-x86 (make setup) to run the nested-host e2e suite", runErr)
 	case errors.Is(runErr, testhost.ErrVMMBuild):
 		t.Fatalf("vmm must build for the e2e suite (CGO_ENABLED=0 go build ./cmd/vmm): %v", runErr)
 	case out == nil:

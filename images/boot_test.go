@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"os/exec"
 	"regexp"
@@ -24,14 +25,14 @@ import (
 // asked (VMM_E2E=1, as `make e2e` sets) or under CI=true.
 func TestGuestBootTCG(t *testing.T) {
 	if os.Getenv("VMM_E2E") != "1" && os.Getenv("CI") != "true" {
-		t.Skip("set VMM_E2E=1 to boot the guest image under QEMU (downloads Debian's kernel once)")
+		testenv.Skip(t, "set VMM_E2E=1 to boot the guest image under QEMU (downloads Debian's kernel once)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cfg := images.Config{}
 	qemu, err := images.EnsureQEMU(ctx, cfg)
-	if errors.Is(err, images.ErrNoQEMU) && os.Getenv("CI") != "true" {
-		t.Skipf("SKIPPING guest boot test: %v", err)
+	if errors.Is(err, images.ErrNoQEMU) {
+		testenv.Skip(t, "guest boot test: %v", err)
 	}
 	require.NoError(t, err)
 	k, err := images.Kernel(ctx, cfg)

@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 // modules' closure, through the same dpkg -x step as the real package.
 func TestUnpackKernel(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skip("dpkg-deb not installed (not a Debian host)")
+		testenv.Skip(t, "dpkg-deb not installed (not a Debian host)")
 	}
 	const release = "6.1.0-99-amd64"
 	pkg := t.TempDir()

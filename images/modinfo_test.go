@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,7 +131,7 @@ func TestCopyModulesAndClosure(t *testing.T) {
 func TestModuleImageXZ(t *testing.T) {
 	xz, err := exec.LookPath("xz")
 	if err != nil {
-		t.Skip("xz not installed")
+		testenv.Skip(t, "xz not installed (make setup installs xz-utils)")
 	}
 	dir := t.TempDir()
 	img := fakeModule(t, "depends=\x00")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"io"
 	"log/slog"
 	"os"
@@ -82,7 +83,7 @@ func fakeKernel(t *testing.T) *KernelArtifacts {
 
 func TestOuterInitramfs(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the outer init with go build")
+		testenv.Skip(t, "-short: this test builds the outer init with go build")
 	}
 	ctx := context.Background()
 	cfg := Config{Out: t.TempDir(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -126,7 +127,7 @@ func TestOuterInitramfs(t *testing.T) {
 
 func TestQEMUEntries(t *testing.T) {
 	if _, err := exec.LookPath(QEMUBinary); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testenv.Skip(t, "qemu-system-x86_64 not installed (make setup installs it)")
 	}
 	entries, err := qemuEntries(context.Background(), Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)

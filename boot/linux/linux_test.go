@@ -2,6 +2,7 @@ package linux
 
 import (
 	"encoding/binary"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -201,11 +202,11 @@ func TestRealKernel(t *testing.T) {
 		paths = append([]string{p}, paths...)
 	}
 	if len(paths) == 0 {
-		t.Skip("no bzImage: set VMM_TEST_BZIMAGE")
+		testenv.Skip(t, "no bzImage: set VMM_TEST_BZIMAGE (scripts/test-kernels.sh names Debian's)")
 	}
 	data, err := os.ReadFile(paths[0])
 	if err != nil {
-		t.Skipf("unreadable kernel: %v", err)
+		testenv.Skip(t, "unreadable kernel: %v", err)
 	}
 	img, err := Parse(data)
 	require.NoError(t, err, paths[0])

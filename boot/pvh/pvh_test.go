@@ -3,6 +3,7 @@ package pvh
 import (
 	"debug/elf"
 	"encoding/binary"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"testing"
 
@@ -190,7 +191,7 @@ func FuzzParse(f *testing.F) {
 func TestRealKernel(t *testing.T) {
 	path := os.Getenv("VMM_TEST_VMLINUX")
 	if path == "" {
-		t.Skip("no vmlinux: set VMM_TEST_VMLINUX")
+		testenv.Skip(t, "no vmlinux: set VMM_TEST_VMLINUX (scripts/test-kernels.sh extracts Debian's)")
 	}
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)

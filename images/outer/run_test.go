@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"os/signal"
 	"strings"
@@ -225,7 +226,7 @@ func TestCheckKVMMissing(t *testing.T) {
 
 func TestCheckKVMReal(t *testing.T) {
 	if _, err := os.Stat("/dev/kvm"); err != nil {
-		t.Skip("no /dev/kvm on this machine")
+		testenv.Skip(t, "no /dev/kvm on this machine")
 	}
 	require.NoError(t, checkKVM("/dev/kvm"))
 }

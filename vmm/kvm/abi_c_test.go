@@ -3,6 +3,7 @@ package kvm
 import (
 	"bufio"
 	"bytes"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +18,10 @@ import (
 func TestABIMatchesCHeaders(t *testing.T) {
 	cc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not installed; the pinned numbers in layout_test.go still apply")
+		testenv.Skip(t, "gcc not installed; the pinned numbers in layout_test.go still apply")
 	}
 	if _, err := os.Stat("/usr/include/linux/kvm.h"); err != nil {
-		t.Skip("no /usr/include/linux/kvm.h; the pinned numbers in layout_test.go still apply")
+		testenv.Skip(t, "no /usr/include/linux/kvm.h (linux-libc-dev); the pinned numbers in layout_test.go still apply")
 	}
 	bin := filepath.Join(t.TempDir(), "abi")
 	if out, err := exec.Command(cc, "-Wall", "-Werror", "-o", bin, "testdata/abi.c").CombinedOutput(); err != nil {
