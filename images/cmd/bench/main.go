@@ -9,20 +9,15 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/vmmdev/vmm/images"
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
 )
@@ -128,24 +123,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2
 	}
-	level := slog.LevelWarn
-	if o.verbose {
-		level = slog.LevelInfo
+	env, err := testhost.NewCommandEnv(o.out, o.verbose, o.consoleLog, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v\n", err)
+		return 1
 	}
-	cfg := images.Config{Out: o.out, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	var console io.Writer
-	if o.consoleLog != "" {
-		f, err := os.Create(o.consoleLog)
-		if err != nil {
-			fmt.Fprintf(stderr, "bench: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		console = f
-	}
+	defer env.Close()
+	cfg, ctx, console := env.Config, env.Ctx, env.Console
 	suite := testhost.Suite{
 		Config: cfg, Scenarios: list, InstallQEMU: o.install, Console: console,
 		OnEvent: func(ev scenario.Event) {
