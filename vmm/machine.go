@@ -58,6 +58,8 @@ type Machine struct {
 	hv *hvMachine
 	// pci is the PCI bus and its virtio devices (pci.go).
 	pci *pciPlatform
+	// rss reads the peak RSS for the Result (rss.go).
+	rss rssProbe
 }
 
 // Result is what a finished run reports.
@@ -94,7 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		return nil, err
 	}
 	m := &Machine{cfg: cfg, log: log, latch: newStopLatch(),
-		pio: bus.New("pio"), mmio: bus.New("mmio")}
+		pio: bus.New("pio"), mmio: bus.New("mmio"), rss: openRSSProbe()}
 	built := false
 	defer func() {
 		if !built {
@@ -395,6 +397,8 @@ func (m *Machine) Close() error {
 		errs = append(errs, m.sys.Close())
 		m.sys = nil
 	}
+	errs = append(errs, m.rss.Close())
+	m.rss = rssProbe{}
 	return errors.Join(errs...)
 }
 
@@ -448,7 +452,7 @@ func (m *Machine) Run(ctx context.Context) Result {
 		Match:         time.Duration(m.matchedAt.Load()),
 		ConsoleOut:    m.consoleBytes.Load(),
 		ConsoleIn:     m.inBytes.Load(),
-		PeakRSS:       peakRSS(),
+		PeakRSS:       m.rss.peak(),
 		GuestResident: m.mem.residentBytes(),
 	}
 	if m.hypervSummary != nil {

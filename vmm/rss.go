@@ -1,6 +1,9 @@
 package vmm
 
 import (
+	"bytes"
+	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -37,11 +40,58 @@ func (m *Memory) residentBytes() uint64 {
 	return total * page
 }
 
-// peakRSS is the process's peak resident set in bytes (getrusage).
-func peakRSS() uint64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil || ru.Maxrss < 0 {
+// rssProbe reads the process's peak resident set. It keeps /proc/self/status
+// open from New on, because the seccomp filter forbids opening files once the
+// guest runs. VmHWM belongs to the current address space; getrusage's
+// ru_maxrss is not usable for this: across fork+exec it starts from the
+// parent's peak, so a vmm started by a large process would report that.
+type rssProbe struct{ status *os.File }
+
+func openRSSProbe() rssProbe {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return rssProbe{}
+	}
+	return rssProbe{status: f}
+}
+
+// peak is the peak RSS in bytes, 0 if unknown.
+func (p rssProbe) peak() uint64 {
+	if p.status == nil {
 		return 0
 	}
-	return uint64(ru.Maxrss) << 10
+	buf := make([]byte, 4096)
+	n, err := p.status.ReadAt(buf, 0)
+	if n == 0 && err != nil {
+		return 0
+	}
+	return parseVmHWM(buf[:n])
+}
+
+func (p rssProbe) Close() error {
+	if p.status == nil {
+		return nil
+	}
+	return p.status.Close()
+}
+
+// parseVmHWM finds "VmHWM:   1234 kB" in a /proc/PID/status text and returns
+// it in bytes (0 if absent or malformed).
+func parseVmHWM(status []byte) uint64 {
+	for line := range bytes.Lines(status) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) != 2 || string(f[1]) != "kB" {
+			return 0
+		}
+		kib, err := strconv.ParseUint(string(f[0]), 10, 64)
+		if err != nil || kib > 1<<44 {
+			return 0
+		}
+		return kib << 10
+	}
+	return 0
 }

@@ -45,7 +45,6 @@ func VMM() Policy {
 			unix.SYS_RT_SIGACTION, unix.SYS_RT_SIGPROCMASK, unix.SYS_RT_SIGRETURN, unix.SYS_SIGALTSTACK,
 			unix.SYS_GETPID, unix.SYS_GETTID, unix.SYS_TGKILL, unix.SYS_TKILL,
 			unix.SYS_GETRANDOM, unix.SYS_RESTART_SYSCALL, unix.SYS_GETRLIMIT, unix.SYS_PRLIMIT64,
-			unix.SYS_GETRUSAGE, // the report's peak RSS
 			unix.SYS_EXIT, unix.SYS_EXIT_GROUP,
 			// New threads of a cgo-linked build (glibc's pthread_create); the
 			// static vmm binary does not need them.
