@@ -40,6 +40,7 @@ func newRegistry() registry {
 		"rng":         checkRNG,
 		"console":     checkConsole,
 		"acpi":        checkACPI,
+		"acpi-tables": checkACPITables,
 	}
 	for name, c := range hypervChecks() {
 		r[name] = c

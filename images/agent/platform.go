@@ -197,3 +197,47 @@ func checkACPI(e *env) (bool, string) {
 	}
 	return true, fmt.Sprintf("%d ACPI lines, no errors or warnings", acpi)
 }
+
+// acpiTableLine matches Linux's table list at boot, "ACPI: FACP
+// 0x000000000FFE1234 000114 (v06 VMMDEV VMM ...)": signature and OEM ID.
+var acpiTableLine = regexp.MustCompile(`ACPI: ([A-Z0-9]{4}) 0x[0-9A-F]+ [0-9A-F]+ \(v\d+ +([^\s)]+)`)
+
+// defaultACPITables are the tables vmm builds for every PC guest.
+const defaultACPITables = "RSDP,XSDT,FACP,DSDT,APIC,MCFG"
+
+// checkACPITables passes when the kernel lists every table named in
+// vmm.acpi_tables= (default defaultACPITables) with vmm's OEM ID: under
+// firmware the tables travel through fw_cfg's table loader, and this shows
+// the guest got vmm's tables, not the firmware's own.
+func checkACPITables(e *env) (bool, string) {
+	want := e.opts.params["vmm.acpi_tables"]
+	if want == "" {
+		want = defaultACPITables
+	}
+	lines, err := e.kernelLog()
+	if err != nil {
+		return false, fmt.Sprintf("kernel log: %v", err)
+	}
+	oem := map[string]string{}
+	for _, l := range lines {
+		if m := acpiTableLine.FindStringSubmatch(l); m != nil {
+			oem[m[1]] = m[2]
+		}
+	}
+	var missing []string
+	for _, sig := range strings.Split(want, ",") {
+		if got, ok := oem[sig]; !ok {
+			missing = append(missing, sig+" absent")
+		} else if got != acpiOEMID {
+			missing = append(missing, fmt.Sprintf("%s from OEM %q", sig, got))
+		}
+	}
+	if len(missing) > 0 {
+		return false, "want " + want + " from " + acpiOEMID + ": " + strings.Join(missing, ", ")
+	}
+	return true, want + " from " + acpiOEMID
+}
+
+// acpiOEMID is firmware/acpi.OEMID; the agent is built on its own and does
+// not import the VMM's packages.
+const acpiOEMID = "VMMDEV"

@@ -6,6 +6,8 @@ import (
 	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/vmmdev/vmm/firmware/acpi"
 )
 
 func pciFS(devs map[string][2]string, msi map[string]int) fstest.MapFS {
@@ -125,4 +127,30 @@ func TestCheckACPI(t *testing.T) {
 	}
 	pass, _ = checkACPI(&env{kernelLog: logOf("no tables here")})
 	assert.False(t, pass)
+}
+
+func TestCheckACPITables(t *testing.T) {
+	assert.Equal(t, acpi.OEMID, acpiOEMID, "the agent's copy of vmm's OEM ID")
+	log := []string{
+		"ACPI: RSDP 0x00000000000F5A10 000024 (v02 VMMDEV)",
+		"ACPI: XSDT 0x000000000FFE1E3A 00004C (v01 VMMDEV VMM      00000001 VMM  00000001)",
+		"ACPI: FACP 0x000000000FFE1C2A 000114 (v06 VMMDEV VMM      00000001 VMM  00000001)",
+		"ACPI: DSDT 0x000000000FFE0040 001BEA (v02 VMMDEV VMM      00000001 VMM  00000001)",
+		"ACPI: APIC 0x000000000FFE1D3E 000078 (v05 VMMDEV VMM      00000001 VMM  00000001)",
+		"ACPI: MCFG 0x000000000FFE1DB6 00003C (v01 VMMDEV VMM      00000001 VMM  00000001)",
+		"ACPI: Reserving FACP table memory at [mem 0xffe1c2a-0xffe1d3d]",
+	}
+	pass, detail := checkACPITables(&env{kernelLog: logOf(log...)})
+	assert.True(t, pass, detail)
+
+	e := &env{kernelLog: logOf(log...), opts: options{params: map[string]string{"vmm.acpi_tables": "FACP,SSDT"}}}
+	pass, detail = checkACPITables(e)
+	assert.False(t, pass)
+	assert.Contains(t, detail, "SSDT absent")
+
+	bochs := append([]string{}, log...)
+	bochs[3] = "ACPI: DSDT 0x000000000FFE0040 001BEA (v01 BOCHS  BXPC     00000001 BXPC 00000001)"
+	pass, detail = checkACPITables(&env{kernelLog: logOf(bochs...)})
+	assert.False(t, pass)
+	assert.Contains(t, detail, `DSDT from OEM "BOCHS"`)
 }
