@@ -43,13 +43,15 @@ type console struct {
 	dropped int
 	total   int           // lines seen, dropped ones included
 	first   time.Duration // -1 until the agent's first line
+	mark    string        // the scenario's Mark; none when empty
+	markAt  time.Duration // -1 until mark is seen
 	checks  map[string]string
 	// stream, if set, gets each line as it completes.
 	stream func(text string)
 }
 
-func newConsole(start time.Time, stream func(string)) *console {
-	return &console{start: start, first: -1, checks: map[string]string{}, stream: stream}
+func newConsole(start time.Time, mark string, stream func(string)) *console {
+	return &console{start: start, first: -1, mark: mark, markAt: -1, checks: map[string]string{}, stream: stream}
 }
 
 func (c *console) Write(p []byte) (int, error) {
@@ -87,6 +89,9 @@ func (c *console) line(at time.Duration) {
 	c.partial = c.partial[:0]
 	if c.first < 0 && scenario.IsAgentStart(text) {
 		c.first = at
+	}
+	if c.markAt < 0 && c.mark != "" && strings.Contains(text, c.mark) {
+		c.markAt = at
 	}
 	if chk, ok := scenario.ParseAgentCheck(text); ok {
 		c.checks[chk.Name] = chk.Result
@@ -171,7 +176,7 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	s := run.Scenario
 	res := scenario.Result{
 		Name: s.Name, Run: run.Index, Runner: s.RunnerName(), WantExit: s.WantExit,
-		Exit: scenario.ExitNone, FirstLineS: scenario.NoFirstLine,
+		Exit: scenario.ExitNone, FirstLineS: scenario.NoFirstLine, MarkS: scenario.NoFirstLine,
 	}
 	timeout, err := s.Deadline()
 	if err != nil {
@@ -201,7 +206,7 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 		stream = func(text string) { r.emit(scenario.ConsoleLine(s.Name, text)) }
 	}
 	start := time.Now()
-	con := newConsole(start, stream)
+	con := newConsole(start, s.Mark, stream)
 	cmd.Stdout, cmd.Stderr = con, con
 
 	runErr := cmd.Start()
@@ -218,6 +223,9 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	defer con.mu.Unlock()
 	if con.first >= 0 {
 		res.FirstLineS = con.first.Seconds()
+	}
+	if con.markAt >= 0 {
+		res.MarkS = con.markAt.Seconds()
 	}
 	var exitErr *exec.ExitError
 	switch {

@@ -178,7 +178,7 @@ func TestSuiteStreamsAndCounts(t *testing.T) {
 }
 
 func TestConsoleBounds(t *testing.T) {
-	c := newConsole(time.Now(), nil)
+	c := newConsole(time.Now(), "", nil)
 	long := strings.Repeat("x", 3*maxLineBytes)
 	_, err := c.Write([]byte(long + "\n"))
 	require.NoError(t, err)
@@ -198,11 +198,26 @@ func TestConsoleBounds(t *testing.T) {
 	require.Equal(t, "?", c.lines[len(c.lines)-1].text)
 }
 
+func TestConsoleMark(t *testing.T) {
+	c := newConsole(time.Now(), "GRUB menu", nil)
+	_, _ = c.Write([]byte("SeaBIOS (version 1.16.2)\n"))
+	require.Less(t, c.markAt, time.Duration(0), "mark seen before it was printed")
+	_, _ = c.Write([]byte("\x1b[2J  GRUB menu\r\nGRUB menu\n"))
+	first := c.markAt
+	require.GreaterOrEqual(t, first, time.Duration(0))
+	// Only the first appearance counts; an empty mark matches nothing.
+	_, _ = c.Write([]byte("GRUB menu\n"))
+	require.Equal(t, first, c.markAt)
+	none := newConsole(time.Now(), "", nil)
+	_, _ = none.Write([]byte("GRUB menu\n"))
+	require.Less(t, none.markAt, time.Duration(0))
+}
+
 func FuzzConsole(f *testing.F) {
 	f.Add([]byte("VMM-AGENT: start\r\nVMM-AGENT: check=boot result=pass detail=\"\"\n"), 3)
 	f.Add([]byte("\xff\xfe\n\n\r"), 1)
 	f.Fuzz(func(t *testing.T, data []byte, split int) {
-		c := newConsole(time.Now(), func(string) {})
+		c := newConsole(time.Now(), "GRUB", func(string) {})
 		if split <= 0 || split > len(data) {
 			split = len(data)
 		}

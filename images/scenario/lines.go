@@ -57,6 +57,9 @@ type Result struct {
 	WantExit int
 	// FirstLineS is the seconds from runner start to "VMM-AGENT: start", or NoFirstLine.
 	FirstLineS float64
+	// MarkS is the seconds from runner start to the scenario's Mark, or
+	// NoFirstLine (no mark, or never seen).
+	MarkS float64
 	// TotalS is the seconds from runner start to its exit.
 	TotalS float64
 	// Reason explains a failure; empty on success.
@@ -114,8 +117,8 @@ func (r Result) Line() string {
 	if r.Pass {
 		result = Pass
 	}
-	return fmt.Sprintf("%sscenario=%s result=%s exit=%d want_exit=%d first_line_s=%.3f total_s=%.3f run=%d runner=%s reason=%s",
-		markerE2E, r.Name, result, r.Exit, r.WantExit, r.FirstLineS, r.TotalS, r.Run, r.Runner, quote(r.Reason))
+	return fmt.Sprintf("%sscenario=%s result=%s exit=%d want_exit=%d first_line_s=%.3f mark_s=%.3f total_s=%.3f run=%d runner=%s reason=%s",
+		markerE2E, r.Name, result, r.Exit, r.WantExit, r.FirstLineS, r.MarkS, r.TotalS, r.Run, r.Runner, quote(r.Reason))
 }
 
 func quote(s string) string {
@@ -234,6 +237,9 @@ func parseResult(rest string) (Result, error) {
 		return Result{}, err
 	}
 	if r.TotalS, err = f.float("total_s"); err != nil {
+		return Result{}, err
+	}
+	if r.MarkS, err = f.float("mark_s"); err != nil {
 		return Result{}, err
 	}
 	return r, nil

@@ -8,8 +8,8 @@ import (
 
 func TestResultLineRoundTrip(t *testing.T) {
 	for _, r := range []Result{
-		{Name: "boot-1cpu", Run: 1, Runner: RunnerVMM, Pass: true, Exit: 0, WantExit: 0, FirstLineS: 12.5, TotalS: 14.25},
-		{Name: "hang", Run: 3, Runner: RunnerQEMU, Exit: ExitNone, WantExit: 4, FirstLineS: NoFirstLine, TotalS: 40,
+		{Name: "boot-1cpu", Run: 1, Runner: RunnerVMM, Pass: true, Exit: 0, WantExit: 0, FirstLineS: 12.5, MarkS: 3.25, TotalS: 14.25},
+		{Name: "hang", Run: 3, Runner: RunnerQEMU, Exit: ExitNone, WantExit: 4, FirstLineS: NoFirstLine, MarkS: NoFirstLine, TotalS: 40,
 			Reason: "exit -1, want 4; check \"boot\" = fail reason=x \n second line"},
 	} {
 		line := r.Line()
@@ -63,9 +63,9 @@ func TestParseLineMalformed(t *testing.T) {
 		"E2E: done pass=x fail=0",
 		"E2E: done pass=1",
 		"E2E: scenario=a result=pass exit=0",
-		"E2E: scenario=a result=maybe exit=0 want_exit=0 first_line_s=1 total_s=1 run=1 runner=vmm reason=\"\"",
-		"E2E: scenario=a result=pass exit=0 want_exit=0 first_line_s=one total_s=1 run=1 runner=vmm reason=\"\"",
-		"E2E: scenario=a b result=pass exit=0 want_exit=0 first_line_s=1 total_s=1 run=1 runner=vmm reason=\"\"",
+		"E2E: scenario=a result=maybe exit=0 want_exit=0 first_line_s=1 mark_s=-1 total_s=1 run=1 runner=vmm reason=\"\"",
+		"E2E: scenario=a result=pass exit=0 want_exit=0 first_line_s=one mark_s=-1 total_s=1 run=1 runner=vmm reason=\"\"",
+		"E2E: scenario=a b result=pass exit=0 want_exit=0 first_line_s=1 mark_s=-1 total_s=1 run=1 runner=vmm reason=\"\"",
 		"E2E: heartbeat scenario=a elapsed_s=1 lines=x last=\"\"",
 		"E2E: heartbeat scenario=a elapsed_s=1 lines=1",
 		"E2E-LOG no-colon",

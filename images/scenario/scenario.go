@@ -50,10 +50,17 @@ type Scenario struct {
 	Bench bool `json:"bench,omitempty"`
 	// Stream prints the runner's console live as "E2E-CON" lines.
 	Stream bool `json:"stream,omitempty"`
+	// Mark is a console text whose first appearance the outer init times
+	// (Result.MarkS), e.g. a boot loader's menu line the benchmark measures
+	// to; none when empty.
+	Mark string `json:"mark,omitempty"`
 	// Disks and Tap are set up by the outer init around the run (devices.go).
 	Disks []Disk `json:"disks,omitempty"`
 	Tap   *Tap   `json:"tap,omitempty"`
 }
+
+// maxMarkBytes bounds Mark: it is looked for in every console line.
+const maxMarkBytes = 200
 
 // namePattern keeps names safe to embed unquoted in E2E lines and test names.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -109,6 +116,9 @@ func (s Scenario) Validate() error {
 		if want != Pass && want != Fail {
 			return fmt.Errorf("%w: scenario %q: check %q: want %q, not pass or fail", ErrInvalid, s.Name, name, want)
 		}
+	}
+	if len(s.Mark) > maxMarkBytes {
+		return fmt.Errorf("%w: scenario %q: mark longer than %d bytes", ErrInvalid, s.Name, maxMarkBytes)
 	}
 	if err := s.validateDevices(); err != nil {
 		return err

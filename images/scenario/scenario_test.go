@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func TestParseRejects(t *testing.T) {
 		"zero timeout":   `[{"name": "a", "args": ["x"], "timeout": "0s"}]`,
 		"bad want":       `[{"name": "a", "args": ["x"], "want_checks": {"boot": "ok"}}]`,
 		"neg repeat":     `[{"name": "a", "args": ["x"], "repeat": -1}]`,
+		"long mark":      `[{"name": "a", "args": ["x"], "mark": "` + strings.Repeat("m", maxMarkBytes+1) + `"}]`,
 		"duplicate":      `[{"name": "a", "args": ["x"]}, {"name": "a", "args": ["y"]}]`,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -50,7 +52,7 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestEncodeRoundTrip(t *testing.T) {
-	in := []Scenario{{Name: "a", Args: []string{"run"}, WantExit: 5, WantChecks: map[string]string{"cpus": Fail}, Stream: true}}
+	in := []Scenario{{Name: "a", Args: []string{"run"}, WantExit: 5, WantChecks: map[string]string{"cpus": Fail}, Stream: true, Mark: "GRUB menu"}}
 	data, err := Encode(in)
 	require.NoError(t, err)
 	out, err := Parse(data)

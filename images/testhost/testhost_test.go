@@ -145,7 +145,7 @@ func TestOutcomeAdd(t *testing.T) {
 
 func FuzzOutcomeAdd(f *testing.F) {
 	f.Add("E2E: done pass=1 fail=2\nE2E-LOG a: x\nE2E: kvm ready")
-	f.Add("E2E: scenario=a result=pass exit=0 want_exit=0 first_line_s=1 total_s=1 run=1 runner=vmm reason=\"\"")
+	f.Add("E2E: scenario=a result=pass exit=0 want_exit=0 first_line_s=1 mark_s=-1 total_s=1 run=1 runner=vmm reason=\"\"")
 	f.Fuzz(func(t *testing.T, text string) {
 		o := NewOutcome()
 		require.NoError(t, o.Read(strings.NewReader(text), nil))
