@@ -21,7 +21,31 @@ const (
 	OuterGuestInitramfs = "/guest/guest.cpio.gz"
 	OuterVMM            = "/vmm"
 	OuterQEMU           = "/usr/bin/qemu-system-x86_64"
+	// OuterGuestDisk is the GRUB disk firmware scenarios boot.
+	OuterGuestDisk = "/guest/grub.img"
+	// OuterSeaBIOS is Debian's SeaBIOS, at the path Debian installs it on
+	// the host too: vmm's --firmware seabios and QEMU's -bios name it.
+	OuterSeaBIOS = "/usr/share/seabios/bios.bin"
 )
+
+// OuterContent is what the outer initramfs carries besides the outer init
+// and the KVM modules.
+type OuterContent struct {
+	// GuestInitramfs is the inner guest's initramfs (the kernel comes with
+	// the KernelArtifacts).
+	GuestInitramfs string
+	// VMM is vmm's binary, carried as OuterVMM; left out when empty (vmm
+	// scenarios then fail inside with a clear reason).
+	VMM string
+	// Scenarios is the scenario list, carried as /scenarios.json.
+	Scenarios []byte
+	// QEMU carries this host's QEMU with its shared libraries and microvm
+	// firmware, for the reference runs.
+	QEMU bool
+	// FirmwareDisk, when set, is a bootable disk image carried as
+	// OuterGuestDisk, with this host's SeaBIOS as OuterSeaBIOS.
+	FirmwareDisk string
+}
 
 // qemuFirmware are the files of QEMU's data directory that
 // `-M microvm -kernel` may read: the qboot BIOS (bios-microvm.bin is Debian's
@@ -38,12 +62,9 @@ const qemuDataDir = "/usr/share/qemu"
 
 // OuterInitramfs builds <Out>/outer.cpio.gz, the nested test host's
 // initramfs: /init is the outer init, with the KVM modules of k, the inner
-// guest's kernel and initramfs under /guest, vmmBinary as /vmm (left out when
-// empty: vmm scenarios then fail inside with a clear reason), scenarios as
-// /scenarios.json and, with withQEMU, this host's QEMU with its shared
-// libraries and microvm firmware (for the benchmark's reference runs).
-// Rebuilt only when any of that content changes; returns its path.
-func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, guestInitramfs, vmmBinary string, scenarios []byte, withQEMU bool) (string, error) {
+// guest's kernel under /guest and what c names. Rebuilt only when any of
+// that content changes; returns its path.
+func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c OuterContent) (string, error) {
 	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return "", err
@@ -55,18 +76,24 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, guestIn
 	entries := append(BaseEntries(),
 		HostFile("init", 0o755, init),
 		HostFile(OuterGuestKernel, 0o644, k.Vmlinuz),
-		HostFile(OuterGuestInitramfs, 0o644, guestInitramfs),
-		File("scenarios.json", 0o644, scenarios),
+		HostFile(OuterGuestInitramfs, 0o644, c.GuestInitramfs),
+		File("scenarios.json", 0o644, c.Scenarios),
 	)
-	if vmmBinary != "" {
-		entries = append(entries, HostFile(OuterVMM, 0o755, vmmBinary))
+	if c.VMM != "" {
+		entries = append(entries, HostFile(OuterVMM, 0o755, c.VMM))
+	}
+	if c.FirmwareDisk != "" {
+		if _, err := os.Stat(OuterSeaBIOS); err != nil {
+			return "", fmt.Errorf("outer initramfs: SeaBIOS for the firmware scenarios (install seabios): %w", err)
+		}
+		entries = append(entries, HostFile(OuterGuestDisk, 0o644, c.FirmwareDisk), HostFile(OuterSeaBIOS, 0o644, OuterSeaBIOS))
 	}
 	mods, err := ModuleEntries(k, OuterModules()...)
 	if err != nil {
 		return "", fmt.Errorf("outer initramfs: %w", err)
 	}
 	entries = append(entries, mods...)
-	if withQEMU {
+	if c.QEMU {
 		q, err := qemuEntries(ctx, cfg)
 		if err != nil {
 			return "", fmt.Errorf("outer initramfs: %w", err)
@@ -82,7 +109,7 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, guestIn
 	if err != nil {
 		return "", err
 	}
-	cfg.Log.Info("outer initramfs ready", "path", out, "rebuilt", rebuilt, "qemu", withQEMU, "vmm", vmmBinary != "")
+	cfg.Log.Info("outer initramfs ready", "path", out, "rebuilt", rebuilt, "qemu", c.QEMU, "vmm", c.VMM != "", "firmware", c.FirmwareDisk != "")
 	return out, nil
 }
 

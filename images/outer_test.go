@@ -94,7 +94,7 @@ func TestOuterInitramfs(t *testing.T) {
 	require.NoError(t, os.WriteFile(vmm, []byte("vmm binary"), 0o755))
 	scen := []byte(`[{"name":"a","args":["run"]}]`)
 
-	out, err := OuterInitramfs(ctx, cfg, k, guest, vmm, scen, false)
+	out, err := OuterInitramfs(ctx, cfg, k, OuterContent{GuestInitramfs: guest, VMM: vmm, Scenarios: scen})
 	require.NoError(t, err)
 	files := readOuterArchive(t, out)
 	require.Equal(t, []byte("bzImage"), files["guest/vmlinuz"])
@@ -113,16 +113,30 @@ func TestOuterInitramfs(t *testing.T) {
 	// Unchanged inputs reuse the archive; a changed scenario list rebuilds it.
 	st1, err := os.ReadFile(StampPath(out))
 	require.NoError(t, err)
-	_, err = OuterInitramfs(ctx, cfg, k, guest, vmm, scen, false)
+	_, err = OuterInitramfs(ctx, cfg, k, OuterContent{GuestInitramfs: guest, VMM: vmm, Scenarios: scen})
 	require.NoError(t, err)
 	st2, err := os.ReadFile(StampPath(out))
 	require.NoError(t, err)
 	require.Equal(t, st1, st2)
-	_, err = OuterInitramfs(ctx, cfg, k, guest, "", []byte(`[]`), false)
+	_, err = OuterInitramfs(ctx, cfg, k, OuterContent{GuestInitramfs: guest, Scenarios: []byte(`[]`)})
 	require.NoError(t, err)
 	files = readOuterArchive(t, out)
 	require.Equal(t, []byte(`[]`), files["scenarios.json"])
 	require.NotContains(t, files, "vmm")
+	require.NotContains(t, files, "guest/grub.img")
+
+	// A firmware disk comes with the host's SeaBIOS at the same path.
+	bios, err := os.ReadFile(OuterSeaBIOS)
+	if err != nil {
+		testenv.Skip(t, "no SeaBIOS on this host (make setup installs seabios): %v", err)
+	}
+	disk := filepath.Join(t.TempDir(), "grub.img")
+	require.NoError(t, os.WriteFile(disk, []byte("MBR"), 0o644))
+	_, err = OuterInitramfs(ctx, cfg, k, OuterContent{GuestInitramfs: guest, VMM: vmm, Scenarios: scen, FirmwareDisk: disk})
+	require.NoError(t, err)
+	files = readOuterArchive(t, out)
+	require.Equal(t, []byte("MBR"), files["guest/grub.img"])
+	require.Equal(t, bios, files["usr/share/seabios/bios.bin"])
 }
 
 func TestQEMUEntries(t *testing.T) {

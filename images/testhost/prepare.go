@@ -180,7 +180,9 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	if err != nil {
 		return Machine{}, fmt.Errorf("guest initramfs: %w", err)
 	}
-	outer, err := images.OuterInitramfs(ctx, cfg, k, guest, vmm, data, needQEMU)
+	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
+		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU,
+	})
 	if err != nil {
 		return Machine{}, err
 	}
