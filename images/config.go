@@ -23,11 +23,12 @@ var ErrNoModuleRoot = errors.New("not inside the " + ModulePath + " module")
 // so they need not be listed. A new slice each call: callers may append.
 func OuterModules() []string { return []string{"kvm", "kvm_amd", "tun"} }
 
-// GuestModules are what an inner guest may need to drive vmm's devices.
+// GuestModules are what an inner guest may need to drive vmm's devices, and
+// msr, through which the agent times MSR accesses (/dev/cpu/N/msr).
 func GuestModules() []string {
 	return []string{
 		"virtio", "virtio_ring", "virtio_pci", "virtio_mmio",
-		"virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
+		"virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "msr",
 	}
 }
 

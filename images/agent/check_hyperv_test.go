@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -52,4 +54,61 @@ func TestHyperVChecks(t *testing.T) {
 	assert.False(t, pass, "the MSR clocksource is not the TSC page")
 	pass, _ = r["hyperv-clock"](&env{root: fstest.MapFS{}, kernelLog: logOf()})
 	assert.False(t, pass)
+}
+
+func TestHyperVClockEveryCPU(t *testing.T) {
+	fsys := hypervFS("hyperv_clocksource_tsc_page", "Hyper-V clockevent")
+	fsys["sys/devices/system/clockevents/clockevent1/current_device"] = &fstest.MapFile{Data: []byte("lapic-deadline\n")}
+	fsys["sys/devices/system/clockevents/broadcast/current_device"] = &fstest.MapFile{Data: []byte("hpet\n")}
+	e := &env{root: fsys, kernelLog: logOf()}
+	pass, detail := checkHyperVClock(e)
+	assert.False(t, pass, "CPU 1 is not on the synthetic timer")
+	assert.Contains(t, detail, `clockevents=["Hyper-V clockevent" "lapic-deadline"]`)
+	fsys["sys/devices/system/clockevents/clockevent1/current_device"] = &fstest.MapFile{Data: []byte("Hyper-V clockevent\n")}
+	pass, detail = checkHyperVClock(e)
+	assert.True(t, pass, detail)
+}
+
+func TestMSRCost(t *testing.T) {
+	probe := func() (map[string]batchStats, error) {
+		return map[string]batchStats{"noexit": {median: 50, lo: 40, hi: 60}, "hvmsr": {median: 9000, lo: 8000, hi: 12000}}, nil
+	}
+	pass, detail := checkMSRCost(nil, probe)
+	assert.True(t, pass, detail)
+	assert.Contains(t, detail, "noexit_ns=50.0 noexit_min_ns=40.0 noexit_max_ns=60.0 kvmexit_ns=0.0")
+	assert.Contains(t, detail, "hvmsr_ns=9000.0 hvmsr_min_ns=8000.0 hvmsr_max_ns=12000.0")
+	pass, detail = checkMSRCost(nil, func() (map[string]batchStats, error) { return nil, errors.New("no msr driver") })
+	assert.False(t, pass)
+	assert.Equal(t, "no msr driver", detail)
+}
+
+func TestHyperVSMP(t *testing.T) {
+	fsys := fstest.MapFS{
+		"sys/devices/system/cpu/online": {Data: []byte("0-1\n")},
+		"proc/interrupts":               {Data: []byte("  0: 1 2 IO-APIC timer\nRES: 10 20 Rescheduling interrupts\nHYP: 3 4 Hypervisor callback interrupts\n")},
+	}
+	rounds := 0
+	pass, detail := checkHyperVSMP(&env{root: fsys}, func(n int) error { rounds = n; return nil })
+	assert.True(t, pass, detail)
+	assert.Equal(t, tlbRounds, rounds)
+	assert.Contains(t, detail, "RES: 10 20 Rescheduling interrupts | HYP: 3 4 Hypervisor callback interrupts")
+	pass, detail = checkHyperVSMP(&env{root: fsys}, func(int) error { return errors.New("mmap: ENOMEM") })
+	assert.False(t, pass)
+	assert.Contains(t, detail, "ENOMEM")
+	fsys["sys/devices/system/cpu/online"] = &fstest.MapFile{Data: []byte("0\n")}
+	pass, detail = checkHyperVSMP(&env{root: fsys}, func(int) error { t.Fatal("ran on one CPU"); return nil })
+	assert.False(t, pass)
+	assert.Contains(t, detail, `needs two CPUs online, have "0"`)
+}
+
+func TestTimeBatches(t *testing.T) {
+	calls := 0
+	st, err := timeBatches(5, 100, time.Minute, func() error { calls++; return nil })
+	assert.NoError(t, err)
+	assert.Equal(t, 500, calls)
+	assert.Equal(t, 500, st.reads)
+	assert.LessOrEqual(t, st.lo, st.median)
+	assert.LessOrEqual(t, st.median, st.hi)
+	_, err = timeBatches(3, 10, time.Minute, func() error { return errors.New("EIO") })
+	assert.EqualError(t, err, "EIO")
 }
