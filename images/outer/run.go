@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -196,7 +200,13 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, s.Args...)
+	args := s.Args
+	reportPath := ""
+	if s.Report {
+		reportPath = filepath.Join(os.TempDir(), fmt.Sprintf("vmm-report-%s-%d.json", s.Name, run.Index))
+		args = append(slices.Clone(args), "--report", reportPath)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Kill the whole process group: a VMM may have helper processes.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -217,6 +227,9 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	}
 	res.TotalS = time.Since(start).Seconds()
 	con.flush()
+	if reportPath != "" {
+		r.emitReport(s.Name, reportPath)
+	}
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 
 	con.mu.Lock()
@@ -253,6 +266,30 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 		}
 	}
 	return res
+}
+
+// maxReportBytes bounds the report a run may print.
+const maxReportBytes = 1 << 20
+
+// emitReport prints a run's --report file as console lines, one per JSON
+// line (short: vmm indents it), each starting scenario.ReportPrefix; a
+// missing report prints nothing and the host's parse says so.
+func (r *runner) emitReport(name, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		r.emit(scenario.LogLine(name, fmt.Sprintf("no report: %v", err)))
+		return
+	}
+	defer os.Remove(path)
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, maxReportBytes))
+	sc.Buffer(make([]byte, 0, maxLineBytes), maxLineBytes)
+	for sc.Scan() {
+		r.emit(scenario.ConsoleLine(name, scenario.ReportPrefix+sc.Text()))
+	}
+	if err := sc.Err(); err != nil {
+		r.emit(scenario.LogLine(name, fmt.Sprintf("report: %v", err)))
+	}
 }
 
 // verdict explains why a run failed, or returns "" when it passed.

@@ -40,6 +40,12 @@ func fakeVMM(args []string) int {
 	case "exit":
 		fmt.Print("no newline at the end")
 		return 7
+	case "report":
+		// args: report --report FILE, as the runner appends them.
+		if err := os.WriteFile(args[2], []byte("{\n  \"exit_code\": 0,\n  \"hyperv\": {\"vps\": [1, 2]}\n}\n"), 0o644); err != nil {
+			return 98
+		}
+		return 0
 	case "hang":
 		fmt.Println("VMM-AGENT: start")
 		// Wait to be killed. A signal channel (not a bare select{}) keeps

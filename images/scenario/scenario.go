@@ -5,10 +5,13 @@
 package scenario
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -54,6 +57,10 @@ type Scenario struct {
 	// (Result.MarkS), e.g. a boot loader's menu line the benchmark measures
 	// to; none when empty.
 	Mark string `json:"mark,omitempty"`
+	// Report has a vmm run write its --report JSON, which the outer init
+	// prints after the run as console lines starting ReportPrefix (so the
+	// scenario must stream); ParseReports collects them.
+	Report bool `json:"report,omitempty"`
 	// Disks and Tap are set up by the outer init around the run (devices.go).
 	Disks []Disk `json:"disks,omitempty"`
 	Tap   *Tap   `json:"tap,omitempty"`
@@ -61,6 +68,34 @@ type Scenario struct {
 
 // maxMarkBytes bounds Mark: it is looked for in every console line.
 const maxMarkBytes = 200
+
+// ReportPrefix starts each console line that carries a line of a run's
+// --report JSON (Scenario.Report).
+const ReportPrefix = "VMM-REPORT: "
+
+// ParseReports decodes every report a streamed console carries, in order
+// (one per run).
+func ParseReports[T any](console []string) ([]T, error) {
+	var data []byte
+	for _, l := range console {
+		if _, after, ok := strings.Cut(l, ReportPrefix); ok {
+			data = append(append(data, after...), '\n')
+		}
+	}
+	var out []T
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var v T
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("decoding report %d: %w", len(out)+1, err)
+		}
+		out = append(out, v)
+	}
+}
 
 // namePattern keeps names safe to embed unquoted in E2E lines and test names.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -119,6 +154,9 @@ func (s Scenario) Validate() error {
 	}
 	if len(s.Mark) > maxMarkBytes {
 		return fmt.Errorf("%w: scenario %q: mark longer than %d bytes", ErrInvalid, s.Name, maxMarkBytes)
+	}
+	if s.Report && (s.RunnerName() != RunnerVMM || !s.Stream) {
+		return fmt.Errorf("%w: scenario %q: a report needs the vmm runner and a streamed console", ErrInvalid, s.Name)
 	}
 	if err := s.validateDevices(); err != nil {
 		return err

@@ -79,3 +79,28 @@ func TestScheduleInterleavesBench(t *testing.T) {
 		"vmm-bench#1", "qemu-bench#1", "vmm-bench#2", "qemu-bench#2", "vmm-bench#3",
 	}, got)
 }
+
+func TestReports(t *testing.T) {
+	ok := Scenario{Name: "r", Args: []string{"run"}, Report: true, Stream: true}
+	require.NoError(t, ok.Validate())
+	noStream := ok
+	noStream.Stream = false
+	require.ErrorIs(t, noStream.Validate(), ErrInvalid)
+	qemu := ok
+	qemu.Runner = RunnerQEMU
+	require.ErrorIs(t, qemu.Validate(), ErrInvalid)
+
+	type rep struct {
+		Exit int `json:"exit_code"`
+	}
+	console := []string{"VMM-AGENT: start", ReportPrefix + "{", ReportPrefix + `"exit_code": 3`, ReportPrefix + "}",
+		"noise", ReportPrefix + `{"exit_code": 0}`}
+	reps, err := ParseReports[rep](console)
+	require.NoError(t, err)
+	require.Equal(t, []rep{{3}, {0}}, reps)
+	_, err = ParseReports[rep]([]string{ReportPrefix + "{"})
+	require.ErrorContains(t, err, "decoding report 1")
+	reps, err = ParseReports[rep](nil)
+	require.NoError(t, err)
+	require.Empty(t, reps)
+}
