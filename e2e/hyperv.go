@@ -10,26 +10,31 @@ import (
 
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
+	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
 // hypervScenarios boot Debian's kernel with every enlightenment vmm
-// emulates (--hyperv all): once to poweroff, and once panicking through
-// sysrq-c, which Linux reports through the Hyper-V crash MSRs. One vCPU:
-// two-vCPU boots of the current tree stall the nested test host with or
-// without Hyper-V (seen 2026-11-22), so IPI and TLB flush hypercalls are
-// covered by the host KVM and unit tests instead.
+// emulates (--hyperv all): once to poweroff, once on two vCPUs, whose
+// report must show the multi-CPU paths used (checkSMPReport), and once
+// panicking through sysrq-c, which Linux reports through the Hyper-V crash
+// MSRs.
 func hypervScenarios() ([]scenario.Scenario, error) {
 	specs := []struct {
 		name   string
 		guest  testhost.Guest
 		exit   int
 		stream bool
+		report bool
 	}{
 		// Streamed: the test compares its "Hyper-V:" lines with QEMU's.
-		{"hyperv", testhost.Guest{Quiet: true, Checks: []string{"boot", "hyperv", "hyperv-clock"}}, exitPoweroff, true},
+		{"hyperv", testhost.Guest{Quiet: true, Checks: []string{"boot", "hyperv", "hyperv-clock"}}, exitPoweroff, true, false},
 		// Streamed: the test reads vmm's stop reason (P0-P4) from its log.
 		{"hyperv-panic", testhost.Guest{Action: "panic", Quiet: true, Checks: []string{"boot", "hyperv"}},
-			exitPanic, true},
+			exitPanic, true, false},
+		// Streamed for its report: the test reads per-vCPU SynIC and timers
+		// and the IPI and TLB flush hypercall counts from it.
+		{hypervSMP, testhost.Guest{CPUs: 2, ExpectCPUs: 2, Quiet: true,
+			Checks: []string{"boot", "cpus", "hyperv", "hyperv-clock", "hyperv-smp"}}, exitPoweroff, true, true},
 	}
 	list := make([]scenario.Scenario, 0, len(specs)+1)
 	for _, s := range specs {
@@ -48,7 +53,7 @@ func hypervScenarios() ([]scenario.Scenario, error) {
 			want[c] = scenario.Pass
 		}
 		list = append(list, scenario.Scenario{
-			Name: s.name, Args: args, WantExit: s.exit, WantChecks: want, Stream: s.stream,
+			Name: s.name, Args: args, WantExit: s.exit, WantChecks: want, Stream: s.stream, Report: s.report,
 			Timeout: (g.Timeout + 30*time.Second).String(),
 		})
 	}
@@ -142,4 +147,63 @@ func withPass(checks map[string]string, names ...string) map[string]string {
 		out[n] = scenario.Pass
 	}
 	return out
+}
+
+// hypervSMP is the two-vCPU Hyper-V scenario.
+const hypervSMP = "hyperv-2cpu"
+
+// smpReport is the part of vmm's report checkSMPReport reads.
+type smpReport struct {
+	HyperV *hyperv.Summary `json:"hyperv"`
+}
+
+// checkSMPReport checks from the two-vCPU run's report that the guest used
+// the enlightenments on both vCPUs: SynIC and a direct-mode timer
+// delivering on each, IPIs by HvCallSendSyntheticClusterIpi(Ex) and remote
+// TLB flushes by hypercall, all answered with success.
+func checkSMPReport(console []string) error {
+	reps, err := scenario.ParseReports[smpReport](console)
+	if err != nil {
+		return err
+	}
+	if len(reps) != 1 || reps[0].HyperV == nil {
+		return fmt.Errorf("want one report with a hyperv summary, have %d", len(reps))
+	}
+	s := reps[0].HyperV
+	var problems []string
+	if len(s.VPs) != 2 {
+		problems = append(problems, fmt.Sprintf("%d vCPUs in the summary, want 2", len(s.VPs)))
+	}
+	for _, vp := range s.VPs {
+		if !vp.SynIC {
+			problems = append(problems, fmt.Sprintf("vCPU %d: SynIC never enabled", vp.VP))
+		}
+		direct := false
+		for _, tm := range vp.Timers {
+			direct = direct || tm.Mode == "direct" && tm.Delivered > 0
+		}
+		if !direct {
+			problems = append(problems, fmt.Sprintf("vCPU %d: no direct-mode timer delivered (%+v)", vp.VP, vp.Timers))
+		}
+	}
+	calls := func(names ...string) (ok, all uint64) {
+		for _, n := range names {
+			c := s.Hypercalls[n]
+			ok += c.Statuses["SUCCESS"]
+			all += c.Calls
+		}
+		return ok, all
+	}
+	for _, family := range [][]string{
+		{"HvSendSyntheticClusterIpi", "HvSendSyntheticClusterIpiEx"},
+		{"HvFlushVirtualAddressSpace", "HvFlushVirtualAddressList", "HvFlushVirtualAddressSpaceEx", "HvFlushVirtualAddressListEx"},
+	} {
+		if ok, all := calls(family...); ok == 0 || ok != all {
+			problems = append(problems, fmt.Sprintf("%s: %d calls, %d successful", strings.Join(family, "/"), all, ok))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s (hypercalls: %v)", strings.Join(problems, "; "), s.Hypercalls)
+	}
+	return nil
 }

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
 )
 
@@ -30,9 +32,40 @@ func TestCompareHyperV(t *testing.T) {
 func TestHyperVScenarios(t *testing.T) {
 	list, err := hypervScenarios()
 	require.NoError(t, err)
-	require.Len(t, list, 3)
+	require.Len(t, list, 4)
 	require.Contains(t, list[0].Args, "all")
 	require.Equal(t, 3, list[1].WantExit)
-	require.Contains(t, list[2].Args, testhost.QEMUHyperVCPU)
+	require.Equal(t, hypervSMP, list[2].Name)
+	require.True(t, list[2].Report)
+	require.Contains(t, list[2].Args, "2")
+	require.Equal(t, scenario.Pass, list[2].WantChecks["hyperv-smp"])
+	require.Contains(t, list[3].Args, testhost.QEMUHyperVCPU)
 	require.Equal(t, []string{"from hyperv: guest crash (Hyper-V crash MSRs) P0="}, consoleWants("hyperv-panic"))
+}
+
+func TestCheckSMPReport(t *testing.T) {
+	good := `{"exit_code": 0, "hyperv": {"features": "all", "msrs": {}, "hypercalls": {
+	  "HvSendSyntheticClusterIpi": {"calls": 5, "statuses": {"SUCCESS": 5}},
+	  "HvFlushVirtualAddressList": {"calls": 7, "statuses": {"SUCCESS": 7}}},
+	  "vps": [
+	    {"vp": 0, "synic": true, "sints_raised": 0, "timers": [{"timer": 0, "mode": "direct", "periodic": false, "expired": 9, "delivered": 9}]},
+	    {"vp": 1, "synic": true, "sints_raised": 0, "timers": [{"timer": 0, "mode": "direct", "periodic": false, "expired": 4, "delivered": 4}]}]}}`
+	console := func(doc string) []string {
+		var out []string
+		for _, l := range strings.Split(doc, "\n") {
+			out = append(out, scenario.ReportPrefix+l)
+		}
+		return out
+	}
+	require.NoError(t, checkSMPReport(console(good)))
+
+	noIPI := strings.Replace(good, `"HvSendSyntheticClusterIpi"`, `"HvNotifyLongSpinWait"`, 1)
+	require.ErrorContains(t, checkSMPReport(console(noIPI)), "HvSendSyntheticClusterIpi/HvSendSyntheticClusterIpiEx: 0 calls")
+	failedFlush := strings.Replace(good, `"statuses": {"SUCCESS": 7}`, `"statuses": {"SUCCESS": 6, "INVALID_PARAMETER": 1}`, 1)
+	require.ErrorContains(t, checkSMPReport(console(failedFlush)), "7 calls, 6 successful")
+	noSynIC := strings.Replace(good, `{"vp": 1, "synic": true`, `{"vp": 1, "synic": false`, 1)
+	require.ErrorContains(t, checkSMPReport(console(noSynIC)), "vCPU 1: SynIC never enabled")
+	message := strings.Replace(good, `"mode": "direct", "periodic": false, "expired": 4`, `"mode": "message", "periodic": false, "expired": 4`, 1)
+	require.ErrorContains(t, checkSMPReport(console(message)), "vCPU 1: no direct-mode timer delivered")
+	require.ErrorContains(t, checkSMPReport(nil), "want one report")
 }
