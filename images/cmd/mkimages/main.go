@@ -1,6 +1,7 @@
 // Command mkimages builds the images the end-to-end tests boot, under
 // build/images by default: Debian's kernel and modules, the guest initramfs
-// (guest agent as /init) and, unless -outer=false, the nested test host's
+// (guest agent as /init), the GRUB disk that boots them through firmware
+// (images/grubdisk) and, unless -outer=false, the nested test host's
 // outer initramfs with vmm and the e2e suite's scenarios. Each artifact is
 // rebuilt only when its inputs change.
 package main
@@ -68,7 +69,11 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest)
+	disk, err := images.GrubDisk(ctx, cfg, k, guest, GrubCmdline())
+	if err != nil {
+		return fmt.Errorf("grub disk: %w", err)
+	}
+	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\ngrubdisk=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest, disk)
 	if !o.outer {
 		return nil
 	}
@@ -83,4 +88,11 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	}
 	fmt.Fprintf(stdout, "outer=%s\n", m.Initrd)
 	return nil
+}
+
+// GrubCmdline is the kernel command line baked into the GRUB disk's
+// grub.cfg: a quiet guest whose agent checks boot, CPUs and that dmesg
+// holds no ACPI complaint about the firmware-provided tables, then powers off.
+func GrubCmdline() string {
+	return testhost.Guest{Quiet: true, Checks: []string{"boot", "cpus", "acpi"}}.Cmdline()
 }
