@@ -5,6 +5,8 @@
 package e2e
 
 import (
+	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/vmmdev/vmm/images/scenario"
@@ -78,4 +80,23 @@ func Scenarios() ([]scenario.Scenario, error) {
 	}
 	list = append(list, hv...)
 	return appendCI(list)
+}
+
+// selectScenarios keeps the scenarios whose names match the regular
+// expression expr.
+func selectScenarios(list []scenario.Scenario, expr string) ([]scenario.Scenario, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("scenario filter: %w", err)
+	}
+	var out []scenario.Scenario
+	for _, s := range list {
+		if re.MatchString(s.Name) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no scenario matches %q", expr)
+	}
+	return out, nil
 }
