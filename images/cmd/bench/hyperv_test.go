@@ -10,30 +10,52 @@ import (
 )
 
 func TestHyperVBench(t *testing.T) {
-	o := options{runners: []string{"vmm", "qemu"}, n: 2, cpus: 1, memory: 256, timeout: 100e9, hyperv: true}
+	o := options{runners: []string{"vmm", "qemu"}, n: 5, cpus: 1, memory: 256, timeout: 100e9, hyperv: true}
 	list, err := o.scenarios()
 	require.NoError(t, err)
 	names := map[string][]string{}
 	for _, s := range list {
 		names[s.Name] = s.Args
+		if s.Name == "hvclock-vmm" {
+			require.Equal(t, hvRepeat, s.Repeat)
+			require.Contains(t, s.WantChecks, msrCheck)
+		}
 	}
-	require.Contains(t, names["hvclock-vmm-tscpage"], "all")
-	require.Contains(t, names["hvclock-qemu-tscpage"], testhost.QEMUHyperVCPU)
+	require.Contains(t, names["hvclock-vmm"], "all")
+	require.Contains(t, names["hvclock-qemu"], testhost.QEMUHyperVCPU)
 
-	line := func(cs string, ns string) string {
-		return `VMM-AGENT: check=clock-cost result=pass detail="clocksource=` + cs + ` read_ns=` + ns + ` backwards=0"`
+	clock := func(cs, ns string) string {
+		return `VMM-AGENT: check=clock-cost result=pass detail="clocksource=` + cs + ` read_ns=` + ns +
+			` min_ns=40.0 max_ns=90.0 reads=100 backwards=0"`
+	}
+	msr := func(hv string) string {
+		return `VMM-AGENT: check=msr-cost result=pass detail="noexit_ns=100.0 noexit_min_ns=90.0 noexit_max_ns=110.0 ` +
+			`kvmexit_ns=2000.0 kvmexit_min_ns=1900.0 kvmexit_max_ns=2100.0 hvmsr_ns=` + hv + ` hvmsr_min_ns=1.0 hvmsr_max_ns=99999.0 (pread)"`
 	}
 	rep := summarizeHyperV(o.runners, map[string][]string{
-		"hvclock-vmm-tscpage":  {line("hyperv_clocksource_tsc_page", "60.0"), line("hyperv_clocksource_tsc_page", "80.0")},
-		"hvclock-qemu-tscpage": {line("hyperv_clocksource_tsc_page", "50.0")},
-		"hvclock-vmm-msr":      {line("hyperv_clocksource_msr", "9000.0")},
+		"hvclock-vmm": {clock("hyperv_clocksource_tsc_page", "60.0"), msr("9100.0"), "noise",
+			clock("hyperv_clocksource_tsc_page", "80.0"), msr("10100.0")},
+		"hvclock-qemu": {clock("hyperv_clocksource_tsc_page", "50.0"), msr("3100.0")},
 	})
 	require.Equal(t, 70.0, rep.Medians["tscpage"]["vmm"])
 	require.InDelta(t, 1.4, rep.Ratios["tscpage"], 1e-9)
-	require.NotContains(t, rep.Ratios, "msr", "no MSR clocksource scenarios")
-	require.Equal(t, "hyperv_clocksource_tsc_page", rep.Runs["hvclock-vmm-tscpage"][0].Clocksource)
+	require.Equal(t, 9600.0, rep.Medians["msr-hv"]["vmm"])
+	require.InDelta(t, 9500.0, rep.ExitRoundTrip["vmm"], 1e-9)
+	require.InDelta(t, 3000.0, rep.ExitRoundTrip["qemu"], 1e-9)
+	require.InDelta(t, 1.0, rep.Ratios["msr-kvm"], 1e-9)
+	require.Equal(t, "hyperv_clocksource_tsc_page", rep.Runs["vmm"][0].Clocksource)
+	require.Equal(t, 40.0, rep.Runs["vmm"][1].MinNS["tscpage"])
+	require.Equal(t, 1.0, rep.Runs["vmm"][1].MinNS["msr-hv"])
 	var b bytes.Buffer
 	rep.write(&b)
-	require.Contains(t, b.String(), "tscpage")
+	require.Contains(t, b.String(), "70.0 [40-90]")
 	require.Contains(t, b.String(), "1.40")
+	require.Contains(t, b.String(), "stands in for its cost")
+	require.NotContains(t, b.String(), "warning")
+
+	rep = summarizeHyperV(o.runners, map[string][]string{"hvclock-vmm": {clock("hyperv_clocksource_msr", "900.0")}})
+	b.Reset()
+	rep.write(&b)
+	require.Contains(t, b.String(), "warning: vmm run 1 used clocksource hyperv_clocksource_msr")
+	require.Empty(t, rep.Ratios)
 }
