@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,52 @@ func pattern(n int) []byte {
 		b[i] = byte(i*7 + i>>12)
 	}
 	return b
+}
+
+// TestGrubDiskBootTCG boots a GRUB disk like the one `make images` builds under
+// QEMU -M pc with Debian's SeaBIOS and software emulation: SeaBIOS boots
+// the virtio-blk disk, GRUB prints its menu marker on COM1 and starts the
+// kernel, and the agent runs its checks and powers off. Like
+// TestGuestBootTCG it needs Debian's kernel (downloaded once), so it runs
+// with VMM_E2E=1 or under CI=true.
+func TestGrubDiskBootTCG(t *testing.T) {
+	if os.Getenv("VMM_E2E") != "1" && os.Getenv("CI") != "true" {
+		testenv.Skip(t, "set VMM_E2E=1 to boot the GRUB disk under QEMU (downloads Debian's kernel once)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cfg := images.Config{}
+	qemu, err := images.EnsureQEMU(ctx, cfg)
+	if errors.Is(err, images.ErrNoQEMU) {
+		testenv.Skip(t, "grub disk boot test: %v", err)
+	}
+	require.NoError(t, err)
+	k, err := images.Kernel(ctx, cfg)
+	require.NoError(t, err)
+	initrd, err := images.GuestInitramfs(ctx, cfg, k)
+	require.NoError(t, err)
+	tools, err := images.GrubTools(ctx, cfg)
+	require.NoError(t, err)
+	// Built beside the test, not as build/images/grub-disk.img: that one
+	// carries mkimages' command line.
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	require.NoError(t, grubdisk.Build(ctx, tools, grubdisk.Spec{Kernel: k.Vmlinuz, Initrd: initrd,
+		Cmdline: "console=ttyS0 quiet panic=-1 vmm.checks=boot,acpi vmm.action=poweroff"}, disk))
+
+	bootCtx, bootCancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer bootCancel()
+	cmd := exec.CommandContext(bootCtx, qemu,
+		"-accel", "tcg", "-M", "pc", "-m", "512", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+		"-drive", "file="+disk+",format=raw,if=virtio")
+	out, err := cmd.CombinedOutput()
+	console := string(out)
+	require.NoError(t, bootCtx.Err(), "guest did not end in time; console:\n%s", console)
+	require.NoError(t, err, "console:\n%s", console)
+	last := -1
+	for _, want := range []string{"SeaBIOS (version", grubdisk.MenuMarker, grubdisk.LinuxMarker,
+		"VMM-AGENT: check=boot result=pass", "VMM-AGENT: check=acpi result=pass", "VMM-AGENT: summary pass=2 fail=0"} {
+		i := strings.Index(console, want)
+		require.Greater(t, i, last, "%q missing or out of order; console:\n%s", want, console)
+		last = i
+	}
 }
