@@ -158,7 +158,7 @@ type smpReport struct {
 }
 
 // checkSMPReport checks from the two-vCPU run's report that the guest used
-// the enlightenments on both vCPUs: SynIC and a direct-mode timer
+// the enlightenments on both vCPUs: a direct-mode synthetic timer
 // delivering on each, IPIs by HvCallSendSyntheticClusterIpi(Ex) and remote
 // TLB flushes by hypercall, all answered with success.
 func checkSMPReport(console []string) error {
@@ -174,10 +174,9 @@ func checkSMPReport(console []string) error {
 	if len(s.VPs) != 2 {
 		problems = append(problems, fmt.Sprintf("%d vCPUs in the summary, want 2", len(s.VPs)))
 	}
+	// No SynIC check: Linux enables SCONTROL from its VMBus driver only,
+	// which this guest does not load; direct-mode timers work without it.
 	for _, vp := range s.VPs {
-		if !vp.SynIC {
-			problems = append(problems, fmt.Sprintf("vCPU %d: SynIC never enabled", vp.VP))
-		}
 		direct := false
 		for _, tm := range vp.Timers {
 			direct = direct || tm.Mode == "direct" && tm.Delivered > 0

@@ -63,8 +63,11 @@ func TestCheckSMPReport(t *testing.T) {
 	require.ErrorContains(t, checkSMPReport(console(noIPI)), "HvSendSyntheticClusterIpi/HvSendSyntheticClusterIpiEx: 0 calls")
 	failedFlush := strings.Replace(good, `"statuses": {"SUCCESS": 7}`, `"statuses": {"SUCCESS": 6, "INVALID_PARAMETER": 1}`, 1)
 	require.ErrorContains(t, checkSMPReport(console(failedFlush)), "7 calls, 6 successful")
-	noSynIC := strings.Replace(good, `{"vp": 1, "synic": true`, `{"vp": 1, "synic": false`, 1)
-	require.ErrorContains(t, checkSMPReport(console(noSynIC)), "vCPU 1: SynIC never enabled")
+	noTimer := strings.Replace(good, `"expired": 4, "delivered": 4`, `"expired": 4, "delivered": 0`, 1)
+	require.ErrorContains(t, checkSMPReport(console(noTimer)), "vCPU 1: no direct-mode timer delivered")
+	oneVP := strings.Replace(good, `,
+	    {"vp": 1, "synic": true, "sints_raised": 0, "timers": [{"timer": 0, "mode": "direct", "periodic": false, "expired": 4, "delivered": 4}]}`, "", 1)
+	require.ErrorContains(t, checkSMPReport(console(oneVP)), "1 vCPUs in the summary, want 2")
 	message := strings.Replace(good, `"mode": "direct", "periodic": false, "expired": 4`, `"mode": "message", "periodic": false, "expired": 4`, 1)
 	require.ErrorContains(t, checkSMPReport(console(message)), "vCPU 1: no direct-mode timer delivered")
 	require.ErrorContains(t, checkSMPReport(nil), "want one report")
