@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // Tools are the external programs and GRUB files Build uses.
@@ -51,7 +52,7 @@ func Build(ctx context.Context, t Tools, s Spec, out string) error {
 	}
 	coreFile := filepath.Join(work, "core.img")
 	args := append([]string{"-O", "i386-pc", "-d", t.ModDir, "-o", coreFile, "-c", early, "-p", Prefix}, Modules()...)
-	if err := run(ctx, t.Mkimage, args...); err != nil {
+	if err := run(ctx, t.Mkimage, nil, args...); err != nil {
 		return err
 	}
 	core, err := os.ReadFile(coreFile)
@@ -75,6 +76,9 @@ func Build(ctx context.Context, t Tools, s Spec, out string) error {
 	if err := os.WriteFile(filepath.Join(root, "boot", "grub", "grub.cfg"), grubCfg, 0o644); err != nil {
 		return fmt.Errorf("grubdisk: %w", err)
 	}
+	if err := fixTimes(root); err != nil {
+		return err
+	}
 	size, err := FSSize(root)
 	if err != nil {
 		return err
@@ -83,7 +87,7 @@ func Build(ctx context.Context, t Tools, s Spec, out string) error {
 	// 4 KiB blocks, no reserved blocks, fixed UUID and hash seed so equal
 	// inputs give equal filesystems apart from timestamps.
 	const uuid = "766d6d00-6772-7562-6469-736b00000001"
-	if err := run(ctx, t.Mke2fs, "-q", "-F", "-t", "ext2", "-b", "4096", "-m", "0", "-L", "vmmboot",
+	if err := run(ctx, t.Mke2fs, []string{"E2FSPROGS_FAKE_TIME=" + strconv.Itoa(epochUnix)}, "-q", "-F", "-t", "ext2", "-b", "4096", "-m", "0", "-L", "vmmboot",
 		"-U", uuid, "-E", "hash_seed="+uuid+",root_owner=0:0", "-d", root, fsFile, strconv.FormatUint(size>>10, 10)+"k"); err != nil {
 		return err
 	}
@@ -98,6 +102,25 @@ func Build(ctx context.Context, t Tools, s Spec, out string) error {
 		return err
 	}
 	return assemble(out, mbr, core, fsFile)
+}
+
+// epochUnix is the time the filesystem and its files' mtimes and atimes
+// carry, so equal inputs give disks that differ only in inode ctimes
+// (mke2fs -d copies the host's, which no unprivileged call can set).
+const epochUnix = 1700000000
+
+// fixTimes sets the times of every file under root to epochUnix.
+func fixTimes(root string) error {
+	epoch := time.Unix(epochUnix, 0)
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Chtimes(p, epoch, epoch); err != nil {
+			return fmt.Errorf("grubdisk: %w", err)
+		}
+		return nil
+	})
 }
 
 // FSSize sizes the filesystem for the files under root: their blocks plus
@@ -145,9 +168,11 @@ func assemble(out string, mbr, core []byte, fsFile string) error {
 	return f.Close()
 }
 
-func run(ctx context.Context, name string, args ...string) error {
+// run runs a tool with env added to the environment.
+func run(ctx context.Context, name string, env []string, args ...string) error {
 	var outBuf bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("grubdisk: %s: %w: %s", filepath.Base(name), err, bytes.TrimSpace(outBuf.Bytes()))
