@@ -69,7 +69,7 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	disk, err := images.GrubDisk(ctx, cfg, k, guest, GrubCmdline())
+	disk, err := images.GrubDisk(ctx, cfg, k, guest, e2e.GrubGuest().Cmdline())
 	if err != nil {
 		return fmt.Errorf("grub disk: %w", err)
 	}
@@ -88,11 +88,4 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	}
 	fmt.Fprintf(stdout, "outer=%s\n", m.Initrd)
 	return nil
-}
-
-// GrubCmdline is the kernel command line baked into the GRUB disk's
-// grub.cfg: a quiet guest whose agent checks boot, CPUs and that dmesg
-// holds no ACPI complaint about the firmware-provided tables, then powers off.
-func GrubCmdline() string {
-	return testhost.Guest{Quiet: true, Checks: []string{"boot", "cpus", "acpi"}}.Cmdline()
 }

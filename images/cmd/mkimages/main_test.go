@@ -23,9 +23,3 @@ func TestParseFlags(t *testing.T) {
 	_, err = parseFlags([]string{"-nope"}, io.Discard)
 	assert.Error(t, err)
 }
-
-func TestGrubCmdline(t *testing.T) {
-	line := GrubCmdline()
-	assert.Contains(t, line, "console=ttyS0")
-	assert.Contains(t, line, "vmm.checks=boot,cpus,acpi")
-}
