@@ -127,7 +127,25 @@ const eferLMA = 1 << 10
 // 32-bit calling convention's registers, performs the call and writes the
 // result back. RIP is left alone: KVM completes the port write, and the
 // page's "ret" returns to the caller.
+//
+// Without an enabled hypercall page the port is an empty one: the write is
+// dropped and no register changes (the TLFS gives #UD for a hypercall then;
+// a guest reaches the port only by its own OUT, as to any empty port).
+//
+// From CPL > 0 the TLFS gives #UD too. The page's OUT at CPL 3 faults in
+// the CPU itself (#GP: Linux runs user code at IOPL 0 and grants the port
+// to no one), before any exit. Only a user program that the guest kernel
+// both granted the port (ioperm) and mapped the page for reaches vmm; it
+// gets HV_STATUS_ACCESS_DENIED, not #UD: KVM completes the OUT when the
+// vCPU next runs, so an exception injected here would be reported after
+// the instruction, not at it.
 func (p *Partition) Hypercall(vcpu int, cpu CPU) error {
+	p.mu.Lock()
+	enabled := p.hypercall&hypercallEnable != 0
+	p.mu.Unlock()
+	if !enabled {
+		return nil
+	}
 	regs, err := cpu.GetRegs()
 	if err != nil {
 		return fmt.Errorf("hypercall on vCPU %d: %w", vcpu, err)
@@ -147,8 +165,7 @@ func (p *Partition) Hypercall(vcpu int, cpu CPU) error {
 	}
 	var res uint64
 	if sregs.SS.DPL != 0 {
-		// Only the guest kernel may call (TLFS: #UD elsewhere; a user
-		// program reaches this port only with I/O permission granted).
+		// Only the guest kernel may call (see above).
 		res = result(StatusAccessDenied, 0)
 		in, _ := decodeInput(value, p1, p2)
 		p.stats.hypercall(in.code, StatusAccessDenied)

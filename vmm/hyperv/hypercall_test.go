@@ -147,6 +147,13 @@ func TestHypercallCallingConventions(t *testing.T) {
 	c := &fakeCPU{regs: kvm.Regs{RCX: input(CallSendIPI, true, 0, 0), RDX: 0x44, R8: 2, RIP: 0x1234, RAX: 0xffff}}
 	c.sregs.EFER = eferLMA
 	c.sregs.CS.L = 1
+	// Before the page is enabled the port is an empty one.
+	require.NoError(t, tp.Hypercall(0, c))
+	require.Zero(t, c.sets, "no register written")
+	require.Empty(t, tp.host.takeIRQs())
+	require.Empty(t, tp.Summary().Hypercalls)
+	tp.mustWrite(t, 0, MSRGuestOSID, 0x8100000601c00000)
+	tp.mustWrite(t, 0, MSRHypercall, 0x5000|hypercallEnable)
 	require.NoError(t, tp.Hypercall(0, c))
 	require.Equal(t, uint64(0), c.regs.RAX)
 	require.Equal(t, uint64(0x1234), c.regs.RIP)
