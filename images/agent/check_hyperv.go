@@ -28,6 +28,7 @@ func hypervChecks() registry {
 		"clock-cost":   checkClockCost,
 		"hyperv-smp":   func(e *env) (bool, string) { return checkHyperVSMP(e, tlbShootdowns) },
 		"msr-cost":     func(e *env) (bool, string) { return checkMSRCost(e, msrCosts) },
+		"mitigations":  checkMitigations,
 	}
 }
 
@@ -204,4 +205,24 @@ func checkNoHyperV(e *env) (bool, string) {
 		return false, "Hyper-V in use: " + strings.Join(seen, ", ")
 	}
 	return true, "no Hyper-V detection, clocksource or clockevent"
+}
+
+// checkMitigations reports the kernel's CPU vulnerability mitigations, which
+// set the cost of every kernel entry: two VMMs offering different CPUID bits
+// can make the same guest pay differently for a syscall.
+func checkMitigations(e *env) (bool, string) {
+	names, err := fs.Glob(e.root, "sys/devices/system/cpu/vulnerabilities/*")
+	if err != nil || len(names) == 0 {
+		return false, fmt.Sprintf("no vulnerabilities in sysfs (%v)", err)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		v, err := e.readTrimmed(n)
+		if err != nil {
+			v = err.Error()
+		}
+		parts = append(parts, n[strings.LastIndex(n, "/")+1:]+": "+v)
+	}
+	return true, strings.Join(parts, " | ")
 }

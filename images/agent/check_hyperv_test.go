@@ -112,3 +112,15 @@ func TestTimeBatches(t *testing.T) {
 	_, err = timeBatches(3, 10, time.Minute, func() error { return errors.New("EIO") })
 	assert.EqualError(t, err, "EIO")
 }
+
+func TestMitigations(t *testing.T) {
+	fsys := fstest.MapFS{
+		"sys/devices/system/cpu/vulnerabilities/spectre_v2":           {Data: []byte("Mitigation: Retpolines\n")},
+		"sys/devices/system/cpu/vulnerabilities/spec_rstack_overflow": {Data: []byte("Mitigation: Safe RET\n")},
+	}
+	pass, detail := checkMitigations(&env{root: fsys})
+	assert.True(t, pass)
+	assert.Equal(t, "spec_rstack_overflow: Mitigation: Safe RET | spectre_v2: Mitigation: Retpolines", detail)
+	pass, _ = checkMitigations(&env{root: fstest.MapFS{}})
+	assert.False(t, pass)
+}
