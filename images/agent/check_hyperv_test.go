@@ -75,7 +75,7 @@ func TestMSRCost(t *testing.T) {
 	}
 	pass, detail := checkMSRCost(nil, probe)
 	assert.True(t, pass, detail)
-	assert.Contains(t, detail, "noexit_ns=50.0 noexit_min_ns=40.0 noexit_max_ns=60.0 kvmexit_ns=0.0")
+	assert.Contains(t, detail, "noexit_ns=50.0 noexit_min_ns=40.0 noexit_max_ns=60.0 kvmexit=unreadable hvmsr_ns=9000.0")
 	assert.Contains(t, detail, "hvmsr_ns=9000.0 hvmsr_min_ns=8000.0 hvmsr_max_ns=12000.0")
 	pass, detail = checkMSRCost(nil, func() (map[string]batchStats, error) {
 		return map[string]batchStats{"noexit": {median: 50}}, nil
