@@ -43,6 +43,9 @@ type Config struct {
 	Cmdline string
 	// Program replaces Kernel with a raw program (tests, tools).
 	Program *Program
+	// Firmware, instead of Kernel, is a firmware image (a path, or
+	// "seabios" for Debian's SeaBIOS) entered at the reset vector (firmware.go).
+	Firmware string
 
 	CPUs   int
 	Memory uint64 // bytes
@@ -96,11 +99,19 @@ func invalid(format string, args ...any) error {
 // Validate checks what can be checked without KVM: sizes, counts and files.
 // It reads nothing but file metadata.
 func (c *Config) Validate() error {
-	if c.Kernel == "" && c.Program == nil {
+	if c.Kernel == "" && c.Program == nil && c.Firmware == "" {
 		return invalid("--kernel: no kernel given")
 	}
 	if c.Kernel != "" && c.Program != nil {
 		return invalid("a kernel and a raw program are mutually exclusive")
+	}
+	if c.Firmware != "" && (c.Kernel != "" || c.Program != nil || c.Initrd != "") {
+		return invalid("--firmware and --kernel/--initrd are mutually exclusive")
+	}
+	if c.Firmware != "" {
+		if err := c.validateFirmware(); err != nil {
+			return err
+		}
 	}
 	if c.CPUs < 1 {
 		return invalid("--cpus: %d vCPUs; need at least 1", c.CPUs)

@@ -58,6 +58,8 @@ type Machine struct {
 	hv *hvMachine
 	// pci is the PCI bus and its virtio devices (pci.go).
 	pci *pciPlatform
+	// fw is the firmware-mode platform (--firmware; firmware.go).
+	fw *firmwarePlatform
 	// rss reads the peak RSS for the Result (rss.go).
 	rss rssProbe
 }
@@ -227,6 +229,9 @@ func (m *Machine) setupPlatform() error {
 }
 
 func (m *Machine) mapMemory() error {
+	if m.cfg.Firmware != "" {
+		return m.mapFirmwareMemory()
+	}
 	for i, r := range m.mem.Regions() {
 		host := m.mem.host(i)
 		err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
@@ -344,6 +349,9 @@ const resetStub = "\xb0\xfe" + // mov al, 0xfe (pulse reset line)
 	"\xeb\xfd" // jmp back to hlt
 
 func (m *Machine) loadGuest(kernel, initrd []byte) (boot.Entry, error) {
+	if m.cfg.Firmware != "" {
+		return boot.Entry{}, m.setupFirmware()
+	}
 	if err := mptable.Write(m.mem, m.cfg.CPUs); err != nil {
 		return boot.Entry{}, fmt.Errorf("write MP table: %w", err)
 	}
@@ -381,6 +389,7 @@ func (m *Machine) Close() error {
 	var errs []error
 	// Devices first: their goroutines use guest memory and the VM.
 	m.closePCI()
+	m.closeFirmware()
 	for _, v := range m.vcpus {
 		errs = append(errs, v.kvm.Close())
 	}

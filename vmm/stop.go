@@ -31,6 +31,8 @@ const (
 	// StopHalted: every vCPU halted with interrupts disabled (or never
 	// started): nothing can wake the guest again.
 	StopHalted
+	// StopNoBoot: the firmware found nothing to boot (--firmware).
+	StopNoBoot
 )
 
 func (k StopKind) String() string {
@@ -55,6 +57,8 @@ func (k StopKind) String() string {
 		return "fail-matched"
 	case StopHalted:
 		return "halted"
+	case StopNoBoot:
+		return "no-boot"
 	}
 	return fmt.Sprintf("stop(%d)", int(k))
 }
@@ -68,6 +72,7 @@ const (
 	ExitTimeout     = 4
 	ExitReset       = 5
 	ExitFailMatched = 6   // even, so no debug-exit write (2k+1) can produce it
+	ExitNoBoot      = 8   // even too: the firmware found no bootable device
 	ExitInterrupted = 130 // as a shell reports SIGINT: 128+2
 )
 
@@ -95,6 +100,8 @@ func (r StopReason) ExitCode() int {
 		return ExitPanic
 	case StopFailMatched:
 		return ExitFailMatched
+	case StopNoBoot:
+		return ExitNoBoot
 	case StopTimeout:
 		return ExitTimeout
 	case StopReset:

@@ -68,8 +68,10 @@ func (m *Machine) createVCPUs(entry boot.Entry) error {
 		if err := setLINTs(kv); err != nil {
 			return fmt.Errorf("vCPU %d: %w", id, err)
 		}
-		// Application processors wait in KVM for INIT/SIPI from the boot CPU.
-		if id == 0 {
+		// Application processors wait in KVM for INIT/SIPI from the boot
+		// CPU. Firmware starts where KVM's reset state puts the boot CPU:
+		// CS F000 (base FFFF0000), IP FFF0.
+		if id == 0 && m.cfg.Firmware == "" {
 			if err := m.setupBootCPU(kv, entry); err != nil {
 				return err
 			}

@@ -29,7 +29,8 @@ commands:
 exit codes of vmm run:
   0 guest powered off, or --expect matched   1 VMM error   2 usage error
   3 guest panic (or halted for good)   4 timeout   5 guest reset or triple fault
-  6 --fail matched   2k+1 guest wrote k to the debug-exit port 0xf4
+  6 --fail matched   8 --firmware found no bootable device
+  2k+1 guest wrote k to the debug-exit port 0xf4
   130 interrupted by SIGINT/SIGTERM (a second signal exits at once)
 `
 
@@ -58,6 +59,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 // runFlags are the flags of `vmm run`.
 type runFlags struct {
 	kernel, initrd, cmdline string
+	firmware                string
 	cpus                    int
 	memory                  string
 	console                 string
@@ -70,7 +72,9 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("vmm run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f runFlags
-	fs.StringVar(&f.kernel, "kernel", "", "guest kernel: bzImage, PVH ELF (vmlinux) or multiboot ELF (required)")
+	fs.StringVar(&f.kernel, "kernel", "", "guest kernel: bzImage, PVH ELF (vmlinux) or multiboot ELF (required unless --firmware)")
+	fs.StringVar(&f.firmware, "firmware", "", "boot through firmware instead of --kernel: a BIOS image, or seabios for "+vmm.SeaBIOSPath+
+		" (exit code 8 when it finds no bootable device)")
 	fs.StringVar(&f.initrd, "initrd", "", "initial ramdisk (multiboot: the first module)")
 	fs.StringVar(&f.cmdline, "cmdline", "console=ttyS0", "kernel command line")
 	fs.IntVar(&f.cpus, "cpus", vmm.DefaultCPUs, "number of vCPUs")
@@ -106,7 +110,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return vmm.ExitUsage
 	}
 	cfg := vmm.Config{
-		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline,
+		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, Firmware: f.firmware,
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
 	devs.apply(&cfg)

@@ -1,0 +1,30 @@
+package layout
+
+// The PC platform firmware (--firmware) expects, on top of the direct-boot map.
+const (
+	// PortFWCfg is QEMU's fw_cfg: selector 0x510, data 0x511, DMA address
+	// 0x514-0x51b.
+	PortFWCfg = 0x510
+	// PortFirmwareDebug is the debug console SeaBIOS logs to.
+	PortFirmwareDebug = 0x402
+
+	// LegacyVGA is the VGA frame buffer window, 0xa0000-0xbffff: answered
+	// harmlessly (reads all ones, writes dropped) when there is no display.
+	LegacyVGA    = 0xa0000
+	LegacyVGAEnd = 0xc0000
+	// ShadowStart and ShadowEnd bound the option ROM and BIOS area whose
+	// 16 KiB / 64 KiB segments the i440FX PAM registers switch between
+	// RAM and ROM.
+	ShadowStart = 0xc0000
+	ShadowEnd   = 0x100000
+	// BIOSAlias is where the last 128 KiB of the firmware image also
+	// appears below 1 MiB.
+	BIOSAlias     = 0xe0000
+	BIOSAliasSize = ShadowEnd - BIOSAlias
+
+	// FirmwareTop is where the firmware image ends: it is mapped read-only
+	// just below 4 GiB so the reset vector 0xfffffff0 lands in it.
+	FirmwareTop = 0x100000000
+	// FirmwareMaxSize keeps the image clear of the KVM TSS and identity pages.
+	FirmwareMaxSize = 16 << 20
+)
