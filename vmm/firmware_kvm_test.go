@@ -1,0 +1,146 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/internal/kvmtest"
+	"github.com/vmmdev/vmm/internal/testenv"
+)
+
+// These tests run Debian's SeaBIOS on the host's /dev/kvm: its real- and
+// protected-mode code runs under PVM's emulator (a few seconds).
+
+func requireSeaBIOS(t *testing.T) {
+	t.Helper()
+	kvmtest.Require(t)
+	if _, err := os.Stat(SeaBIOSPath); err != nil {
+		testenv.Skip(t, "Debian's seabios package is not installed ("+SeaBIOSPath+"): scripts/setup.sh installs it")
+	}
+}
+
+func TestSeaBIOSNoBootableDevice(t *testing.T) {
+	requireSeaBIOS(t)
+	g := runGuest(t, Config{Firmware: "seabios", Timeout: 60 * time.Second})
+	require.Contains(t, string(g.console), "SeaBIOS (version", "banner on the serial console")
+	require.Equal(t, StopNoBoot, g.res.Reason.Kind, "reason: %v\nconsole: %q", g.res.Reason, g.console)
+	require.Equal(t, ExitNoBoot, g.res.Reason.ExitCode())
+	require.Contains(t, g.res.Reason.Detail, "No bootable device")
+	require.Contains(t, string(g.console), "No bootable device")
+}
+
+// bootSector is a 512-byte MBR: code at 0x7c00, the 0x55AA signature.
+func bootSector(t *testing.T, code []byte) string {
+	t.Helper()
+	require.LessOrEqual(t, len(code), 446)
+	disk := make([]byte, 1<<20)
+	copy(disk, code)
+	disk[510], disk[511] = 0x55, 0xaa
+	path := filepath.Join(t.TempDir(), "disk.img")
+	require.NoError(t, os.WriteFile(path, disk, 0o644))
+	return path
+}
+
+// printAndExit prints msg on COM1 and writes exitValue to the debug-exit port.
+func printAndExit(msg string, exitValue byte) []byte {
+	code := []byte{
+		0xfa,       // cli
+		0x31, 0xc0, // xor ax, ax
+		0x8e, 0xd8, // mov ds, ax
+		0xbe, 0x18, 0x7c, // mov si, 0x7c18 (msg)
+		0xba, 0xf8, 0x03, // mov dx, 0x3f8
+		0xac,       // loop: lodsb
+		0x84, 0xc0, // test al, al
+		0x74, 0x03, // jz done
+		0xee,       // out dx, al
+		0xeb, 0xf8, // jmp loop
+		0xb0, exitValue, // done: mov al, exitValue
+		0xe6, 0xf4, // out 0xf4, al
+		0xf4, // hlt
+	}
+	return append(append(code, msg...), 0)
+}
+
+func TestSeaBIOSBootsVirtioBlk(t *testing.T) {
+	requireSeaBIOS(t)
+	disk := bootSector(t, printAndExit("MBR-BOOTED\n", 5))
+	g := runGuest(t, Config{Firmware: "seabios", Timeout: 60 * time.Second, Disks: []Disk{{Path: disk, ReadOnly: true}}})
+	require.Equal(t, StopDebugExit, g.res.Reason.Kind, "reason: %v\nconsole: %q", g.res.Reason, g.console)
+	require.EqualValues(t, 5, g.res.Reason.Value)
+	require.Contains(t, string(g.console), "MBR-BOOTED")
+	require.Contains(t, string(g.console), "SeaBIOS (version")
+}
+
+// hostileBootSector toggles the PAM registers with pseudo-random values,
+// then points an fw_cfg DMA descriptor at memory outside RAM and reports
+// the descriptor's status byte (1: error bit) through the debug-exit port.
+func hostileBootSector() []byte {
+	var c []byte
+	emit := func(b ...byte) { c = append(c, b...) }
+	emit(0xfa, 0x31, 0xc0, 0x8e, 0xd8) // cli; xor ax, ax; mov ds, ax
+	emit(0xb9, 0xd0, 0x07)             // mov cx, 2000
+	emit(0xbb, 0x34, 0x12)             // mov bx, 0x1234
+	loop := len(c)
+	emit(0x81, 0xc3, 0x37, 0x9e) // add bx, 0x9e37
+	emit(0xc1, 0xc3, 0x05)       // rol bx, 5
+	for _, reg := range []byte{0x58, 0x5c} {
+		emit(0x66, 0xb8, reg, 0x00, 0x00, 0x80) // mov eax, 0x800000reg
+		emit(0xba, 0xf8, 0x0c, 0x66, 0xef)      // mov dx, 0xcf8; out dx, eax
+		emit(0x89, 0xd8, 0x35, reg, 0x5a)       // mov ax, bx; xor ax, 0x5aXX
+		emit(0x66, 0xc1, 0xe0, 0x10)            // shl eax, 16
+		emit(0x89, 0xd8)                        // mov ax, bx
+		emit(0xba, 0xfc, 0x0c, 0x66, 0xef)      // mov dx, 0xcfc; out dx, eax
+	}
+	emit(0xe2, byte(loop-(len(c)+2))) // loop
+	// Descriptor at 0x7e00: select the first file and read 4 GiB into
+	// 0xf_0000_0000, far outside RAM (all big-endian).
+	dword := func(addr uint16, v uint32) {
+		emit(0x66, 0xc7, 0x06, byte(addr), byte(addr>>8))
+		emit(binary.LittleEndian.AppendUint32(nil, v)...)
+	}
+	dword(0x7e00, binary.LittleEndian.Uint32([]byte{0x00, 0x20, 0x00, 0x0a}))
+	dword(0x7e04, 0xffffffff)
+	dword(0x7e08, binary.LittleEndian.Uint32([]byte{0, 0, 0, 0x0f}))
+	dword(0x7e0c, 0)
+	emit(0x66, 0x31, 0xc0, 0xba, 0x14, 0x05, 0x66, 0xef) // xor eax, eax; mov dx, 0x514; out dx, eax
+	// A descriptor outside RAM first: nothing to do, nothing may break.
+	emit(0x66, 0xb8, 0xf0, 0xff, 0xff, 0xff, 0xba, 0x18, 0x05, 0x66, 0xef) // mov eax, BE 0xf0ffffff; mov dx, 0x518; out
+	emit(0x66, 0x31, 0xc0, 0xba, 0x14, 0x05, 0x66, 0xef)
+	emit(0x66, 0xb8, 0x00, 0x00, 0x7e, 0x00, 0xba, 0x18, 0x05, 0x66, 0xef) // mov eax, BE 0x7e00; out
+	emit(0xa0, 0x03, 0x7e)                                                 // mov al, [0x7e03] (the status's low byte)
+	emit(0xe6, 0xf4, 0xf4)                                                 // out 0xf4, al; hlt
+	return c
+}
+
+func TestSeaBIOSHostileBootSector(t *testing.T) {
+	requireSeaBIOS(t)
+	disk := bootSector(t, hostileBootSector())
+	g := runGuest(t, Config{Firmware: "seabios", Timeout: 90 * time.Second, Disks: []Disk{{Path: disk, ReadOnly: true}}})
+	require.Equal(t, StopDebugExit, g.res.Reason.Kind, "reason: %v\nconsole: %q", g.res.Reason, g.console)
+	require.EqualValues(t, 1, g.res.Reason.Value, "the DMA descriptor's status has the error bit")
+}
+
+func TestFirmwareConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	odd := filepath.Join(dir, "odd.bin")
+	require.NoError(t, os.WriteFile(odd, make([]byte, 1000), 0o644))
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Firmware: odd}, "multiple of 64 KiB"},
+		{Config{Firmware: filepath.Join(dir, "missing")}, "no such file"},
+		{Config{Firmware: SeaBIOSPath, Kernel: odd}, "mutually exclusive"},
+	} {
+		c.cfg.CPUs, c.cfg.Memory = 1, 64<<20
+		err := c.cfg.Validate()
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		require.Contains(t, err.Error(), c.want)
+	}
+	require.Equal(t, "/usr/share/seabios/bios.bin", FirmwarePath("seabios"))
+}
