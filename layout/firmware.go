@@ -7,6 +7,8 @@ const (
 	PortFWCfg = 0x510
 	// PortFirmwareDebug is the debug console SeaBIOS logs to.
 	PortFirmwareDebug = 0x402
+	// PortSystemControlA is the PS/2 "port A": A20 gate and fast reset.
+	PortSystemControlA = 0x92
 
 	// LegacyVGA is the VGA frame buffer window, 0xa0000-0xbffff: answered
 	// harmlessly (reads all ones, writes dropped) when there is no display.

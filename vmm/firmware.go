@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
 	"github.com/vmmdev/vmm/firmware/acpi"
@@ -338,6 +340,11 @@ func (m *Machine) setupFirmware() error {
 	if err := m.pio.Register(layout.PortFirmwareDebug, debugcon.Size, debugcon.New(m.firmwareLog()), "firmware-debug"); err != nil {
 		return fmt.Errorf("register the firmware debug port: %w", err)
 	}
+	if err := m.pio.Register(layout.PortSystemControlA, 1, portA{reset: func() {
+		m.latch.Stop(StopReason{Kind: StopReset, Source: "port 0x92", Detail: "fast reset"})
+	}}, "port-a"); err != nil {
+		return fmt.Errorf("register system control port A: %w", err)
+	}
 	cfg, err := m.firmwareConfig()
 	if err != nil {
 		return err
@@ -347,6 +354,38 @@ func (m *Machine) setupFirmware() error {
 		return fmt.Errorf("register fw_cfg: %w", err)
 	}
 	return nil
+}
+
+// portA is the PS/2 system control port A (0x92) firmware polls for the A20
+// gate: A20 is always on under KVM, and bit 0 written resets the machine.
+type portA struct{ reset func() }
+
+const (
+	portAReset = 1 << 0
+	portAA20   = 1 << 1
+)
+
+func (p portA) Read(_ uint64, data []byte) {
+	for i := range data {
+		data[i] = 0
+	}
+	data[0] = portAA20
+}
+
+func (p portA) Write(_ uint64, data []byte) {
+	if len(data) > 0 && data[0]&portAReset != 0 {
+		p.reset()
+	}
+}
+
+// newCMOS is the CMOS/RTC; firmware also reads the PC equipment, CPU count
+// and boot order bytes.
+func (m *Machine) newCMOS() *cmos.CMOS {
+	c := cmos.New(m.cfg.Memory, time.Now)
+	if m.cfg.Firmware != "" {
+		c.SetPC(m.cfg.CPUs)
+	}
+	return c
 }
 
 // firmwareLog is where the firmware's debug port output goes: each line to
@@ -423,11 +462,11 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 			return nil, fmt.Errorf("fw_cfg: %w", err)
 		}
 	}
-	pciDevs, pciTables, err := pciACPI()
+	pciDevs, mcfg, err := acpi.PCIHostDevices(firmwarePCIHost())
 	if err != nil {
 		return nil, fmt.Errorf("describe the PCI host bridge: %w", err)
 	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables})
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: []acpi.SDT{mcfg}})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}
@@ -458,6 +497,17 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 		return nil, fmt.Errorf("fw_cfg SMBIOS: %w", err)
 	}
 	return d, nil
+}
+
+// firmwarePCIHost is the host bridge as the ACPI tables describe it in
+// firmware mode. The firmware, not vmm, places the BARs: SeaBIOS packs the
+// 32-bit ones downward from 0xfec00000 (below the IOAPIC), so the window
+// the root bridge offers runs from the end of the ECAM area up to there,
+// and the OS finds every BAR inside it.
+func firmwarePCIHost() acpi.PCIHost {
+	h := pciHost()
+	h.MMIOBase, h.MMIOEnd = layout.PCIECAMBase+layout.PCIECAMSize, layout.IOAPICBase
+	return h
 }
 
 // e820File encodes the memory map (the direct-boot builder's) as QEMU's

@@ -1,6 +1,8 @@
 package vmm
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -143,4 +145,71 @@ func TestFirmwareConfigErrors(t *testing.T) {
 		require.Contains(t, err.Error(), c.want)
 	}
 	require.Equal(t, "/usr/share/seabios/bios.bin", FirmwarePath("seabios"))
+}
+
+// TestSeaBIOSInstallsACPIAndSMBIOS checks what SeaBIOS made of fw_cfg's
+// table-loader script and SMBIOS files: an RSDP in the BIOS area whose
+// XSDT leads to vmm's tables, every checksum valid, and the SMBIOS 3.0
+// entry point.
+func TestSeaBIOSInstallsACPIAndSMBIOS(t *testing.T) {
+	requireSeaBIOS(t)
+	m, err := New(Config{Firmware: "seabios", CPUs: 2, Memory: testMemory, Timeout: 60 * time.Second}, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	res := m.Run(context.Background())
+	require.Equal(t, StopNoBoot, res.Reason.Kind, "reason: %v", res.Reason)
+
+	bios := make([]byte, 0x20000)
+	_, err = m.Memory().ReadAt(bios, 0xe0000)
+	require.NoError(t, err)
+	sum := func(b []byte) (s byte) {
+		for _, c := range b {
+			s += c
+		}
+		return s
+	}
+	rsdp := -1
+	for off := 0; off+36 <= len(bios); off += 16 {
+		if string(bios[off:off+8]) == "RSD PTR " && sum(bios[off:off+20]) == 0 {
+			rsdp = off
+			break
+		}
+	}
+	require.GreaterOrEqual(t, rsdp, 0, "no RSDP in 0xe0000-0xfffff")
+	r := bios[rsdp:]
+	require.EqualValues(t, 2, r[15], "ACPI 2.0+ RSDP")
+	require.Zero(t, sum(r[:36]), "extended checksum")
+	table := func(addr uint64) []byte {
+		hdr := make([]byte, 36)
+		_, err := m.Memory().ReadAt(hdr, int64(addr))
+		require.NoError(t, err)
+		b := make([]byte, binary.LittleEndian.Uint32(hdr[4:]))
+		_, err = m.Memory().ReadAt(b, int64(addr))
+		require.NoError(t, err)
+		require.Zero(t, sum(b), "checksum of %s", b[:4])
+		return b
+	}
+	xsdt := table(binary.LittleEndian.Uint64(r[24:]))
+	require.Equal(t, "XSDT", string(xsdt[:4]))
+	seen := map[string]bool{}
+	for off := 36; off+8 <= len(xsdt); off += 8 {
+		tb := table(binary.LittleEndian.Uint64(xsdt[off:]))
+		seen[string(tb[:4])] = true
+		if string(tb[:4]) == "FACP" {
+			dsdt := table(binary.LittleEndian.Uint64(tb[140:]))
+			require.Equal(t, "DSDT", string(dsdt[:4]))
+		}
+		if string(tb[:4]) == "APIC" {
+			// Two local APIC entries (type 0) for two vCPUs.
+			n := 0
+			for e := 44; e+2 <= len(tb) && tb[e+1] > 0; e += int(tb[e+1]) {
+				if tb[e] == 0 {
+					n++
+				}
+			}
+			require.Equal(t, 2, n, "MADT local APICs")
+		}
+	}
+	require.True(t, seen["FACP"] && seen["APIC"] && seen["MCFG"], "tables %v", seen)
+	require.True(t, bytes.Contains(bios, []byte("_SM3_")), "SMBIOS 3.0 entry point in the BIOS area")
 }

@@ -274,7 +274,7 @@ func (m *Machine) setupDevices() error {
 	}{
 		{layout.PortCOM1, serial.Size, m.uart, "com1"},
 		{layout.PortI8042, i8042.Size, i8042.New(stopWith(StopReset, "i8042", "keyboard controller reset")), "i8042"},
-		{layout.PortCMOS, cmos.Size, cmos.New(m.cfg.Memory, time.Now), "cmos"},
+		{layout.PortCMOS, cmos.Size, m.newCMOS(), "cmos"},
 		{layout.PortDebugExit, debugexit.Size, debugexit.New(func(v uint32) {
 			m.latch.Stop(StopReason{Kind: StopDebugExit, Source: "debug-exit port", Value: v})
 		}), "debug-exit"},
