@@ -394,8 +394,8 @@ func (m *Machine) newCMOS() *cmos.CMOS {
 // retry is deterministic: SeaBIOS prints the message once, before its
 // boot-fail wait (etc/boot-fail-wait, set to 0 here so that a missed message
 // still ends in a reset rather than a hang), and only firmware writes there
-// (a hostile guest OS doing so only ends its own VM). The serial console is
-// watched too, as SeaBIOS's sercon prints the same line on COM1.
+// (a hostile guest OS doing so only ends its own VM). The console is not
+// watched: a guest OS may print the phrase there for its own reasons.
 func (m *Machine) firmwareLog() io.Writer {
 	w := newConsoleWatch(&lineLogger{log: m.log})
 	w.On(noBootMessage, m.noBoot("firmware debug port"))
