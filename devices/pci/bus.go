@@ -34,6 +34,8 @@ type Bus struct {
 	log   *slog.Logger
 	mu    sync.RWMutex
 	slots [Slots]*Function
+	// more holds functions 1-7 of multi-function devices (AddFunction).
+	more [Slots][7]*Function
 }
 
 // NewBus returns a bus whose BARs are placed on mmio, with the host bridge at
@@ -88,11 +90,14 @@ func (b *Bus) AddAt(slot int, f *Function) error {
 }
 
 func (b *Bus) function(busNum, dev, fn uint64) *Function {
-	if busNum != 0 || fn != 0 || dev >= Slots {
+	if busNum != 0 || fn > 7 || dev >= Slots {
 		return nil
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if fn > 0 {
+		return b.more[dev][fn-1]
+	}
 	return b.slots[dev]
 }
 

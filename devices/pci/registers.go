@@ -33,3 +33,32 @@ func (b *Bus) HostBridge() *Function {
 	defer b.mu.RUnlock()
 	return b.slots[0]
 }
+
+// headerMultiFunction is the header type bit that tells software to probe
+// functions 1-7 of a device.
+const headerMultiFunction = 0x80
+
+// AddFunction puts f at function fn (1-7) of device slot, whose function 0
+// must be present already; function 0's header then says multi-function.
+func (b *Bus) AddFunction(slot, fn int, f *Function) error {
+	if slot < 0 || slot >= Slots || fn < 1 || fn > 7 {
+		return fmt.Errorf("%w: function %d.%d", ErrInvalid, slot, fn)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f0 := b.slots[slot]
+	if f0 == nil || b.more[slot][fn-1] != nil {
+		return fmt.Errorf("add %s at %d.%d: %w", f.name, slot, fn, ErrBusFull)
+	}
+	if err := f.attach(b.mmio); err != nil {
+		return err
+	}
+	f0.mu.Lock()
+	f0.space[regHeaderType] |= headerMultiFunction
+	f0.mu.Unlock()
+	f.mu.Lock()
+	f.space[regHeaderType] |= headerMultiFunction
+	f.mu.Unlock()
+	b.more[slot][fn-1] = f
+	return nil
+}
