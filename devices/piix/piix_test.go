@@ -1,0 +1,114 @@
+package piix
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vmmdev/vmm/devices/bus"
+)
+
+type fakePorts struct {
+	devs map[uint64]bus.Device
+	busy uint64 // a base that is taken by another device
+}
+
+func (f *fakePorts) Register(base, size uint64, d bus.Device, name string) error {
+	if base == f.busy {
+		return errors.New("overlap")
+	}
+	f.devs[base] = d
+	return nil
+}
+
+func (f *fakePorts) Unregister(base uint64) error {
+	if _, ok := f.devs[base]; !ok {
+		return errors.New("not registered")
+	}
+	delete(f.devs, base)
+	return nil
+}
+
+func TestPMBlockPlacement(t *testing.T) {
+	ports := &fakePorts{devs: map[uint64]bus.Device{}, busy: 0x700}
+	clock := time.Unix(100, 0)
+	pm, err := NewPM(ports, func() time.Time { return clock }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := pm.Function()
+	id := make([]byte, 4)
+	f.ReadConfig(0, id)
+	if binary.LittleEndian.Uint32(id) != 0x71138086 {
+		t.Fatalf("id % x", id)
+	}
+	f.WriteConfig(regPMBase, []byte{0x01, 0x06, 0, 0})
+	if len(ports.devs) != 0 {
+		t.Fatal("PM block decoded before PM I/O was enabled")
+	}
+	base := make([]byte, 4)
+	f.ReadConfig(regPMBase, base)
+	if binary.LittleEndian.Uint32(base) != 0x601 {
+		t.Fatalf("PM base reads %#x", binary.LittleEndian.Uint32(base))
+	}
+	f.WriteConfig(regPMMisc, []byte{pmIOEnable})
+	blk, ok := ports.devs[0x600]
+	if !ok {
+		t.Fatalf("PM block not at 0x600: %v", ports.devs)
+	}
+	// The timer counts at 3.579545 MHz and wraps at 24 bits.
+	tmr := make([]byte, 4)
+	blk.Read(offPMTimer, tmr)
+	t0 := binary.LittleEndian.Uint32(tmr)
+	clock = clock.Add(time.Second)
+	blk.Read(offPMTimer, tmr)
+	if got := (binary.LittleEndian.Uint32(tmr) - t0) & pmTimerMask; got != PMTimerHz {
+		t.Fatalf("timer advanced %d in a second", got)
+	}
+	clock = clock.Add(10 * time.Second)
+	blk.Read(offPMTimer, tmr)
+	if binary.LittleEndian.Uint32(tmr) > pmTimerMask {
+		t.Fatal("timer wider than 24 bits")
+	}
+	// PM1 control keeps SCI_EN; status bits clear on writing 1.
+	blk.Write(offPM1Control, []byte{pm1ControlSCIEnable, 0x20})
+	ctl := make([]byte, 2)
+	blk.Read(offPM1Control, ctl)
+	if ctl[0] != pm1ControlSCIEnable || ctl[1] != 0 {
+		t.Fatalf("PM1 control % x (SLP_EN must read 0)", ctl)
+	}
+	// Moving the base onto a taken range leaves the block unmapped; moving
+	// it again maps it there.
+	f.WriteConfig(regPMBase, []byte{0x01, 0x07, 0, 0})
+	if len(ports.devs) != 0 {
+		t.Fatalf("PM block decoded on a taken range: %v", ports.devs)
+	}
+	f.WriteConfig(regPMBase, []byte{0x01, 0xb0, 0, 0})
+	if _, ok := ports.devs[0xb000]; !ok {
+		t.Fatalf("PM block not at 0xb000: %v", ports.devs)
+	}
+	f.WriteConfig(regPMMisc, []byte{0})
+	if len(ports.devs) != 0 {
+		t.Fatal("PM block still decoded after disable")
+	}
+}
+
+func TestISABridgePIRQ(t *testing.T) {
+	f, err := ISABridge(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := make([]byte, 4)
+	f.ReadConfig(regPIRQ, r)
+	for _, b := range r {
+		if b != pirqDisabled {
+			t.Fatalf("PIRQ routes at reset % x", r)
+		}
+	}
+	f.WriteConfig(regPIRQ, []byte{0x0a, 0x0b, 0xff, 0x05})
+	f.ReadConfig(regPIRQ, r)
+	if r[0] != 0x0a || r[1] != 0x0b || r[2] != 0x8f || r[3] != 0x05 {
+		t.Fatalf("PIRQ routes % x", r)
+	}
+}
