@@ -15,6 +15,7 @@ import (
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
+	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/firmware/acpi"
 	"github.com/vmmdev/vmm/firmware/e820"
 	"github.com/vmmdev/vmm/firmware/smbios"
@@ -376,6 +377,38 @@ func (p portA) Write(_ uint64, data []byte) {
 	if len(data) > 0 && data[0]&portAReset != 0 {
 		p.reset()
 	}
+}
+
+// Where the chipset functions sit, as on QEMU's i440FX machine.
+const (
+	piixSlot  = 1
+	piixPMFn  = 3
+	piixISAFn = 0
+)
+
+// addChipset puts the PIIX3 ISA bridge (00:01.0) and the PIIX4 PM function
+// (00:01.3) on the bus in firmware mode, before any other device takes
+// slot 1. Direct boot has no use for them: its ACPI tables are
+// hardware-reduced and nothing there programs a PIIX.
+func (m *Machine) addChipset() error {
+	if m.cfg.Firmware == "" {
+		return nil
+	}
+	isa, err := piix.ISABridge(m.log)
+	if err != nil {
+		return fmt.Errorf("PIIX3 ISA bridge: %w", err)
+	}
+	if err := m.pci.bus.AddAt(piixSlot, isa); err != nil {
+		return fmt.Errorf("PIIX3 ISA bridge: %w", err)
+	}
+	pm, err := piix.NewPM(m.pio, time.Now, m.log)
+	if err != nil {
+		return fmt.Errorf("PIIX4 PM: %w", err)
+	}
+	if err := m.pci.bus.AddFunction(piixSlot, piixPMFn, pm.Function()); err != nil {
+		return fmt.Errorf("PIIX4 PM: %w", err)
+	}
+	return nil
 }
 
 // newCMOS is the CMOS/RTC; firmware also reads the PC equipment, CPU count

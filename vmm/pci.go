@@ -63,6 +63,9 @@ func (m *Machine) setupPCI() error {
 	if err := m.mmio.Register(layout.PCIECAMBase, layout.PCIECAMSize, b.ECAM(), "pci-ecam"); err != nil {
 		return fmt.Errorf("register PCI ECAM window: %w", err)
 	}
+	if err := m.addChipset(); err != nil {
+		return err
+	}
 	if m.cfg.RNG {
 		if err := m.addVirtio("virtio-rng", rng.New(nil)); err != nil {
 			return err
