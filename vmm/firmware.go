@@ -485,6 +485,7 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 		d.AddUint16(fwcfg.NoGraphic, fwcfgNoGraphicTrue),
 		d.AddUint16(fwcfg.BootMenu, 0),
 		d.AddFile(fileE820, e820File(m.cfg.Memory), false),
+		d.AddFile(fileBootOrder, m.bootOrder(), false),
 		d.AddFile(fileBootFailWait, binary.LittleEndian.AppendUint32(nil, 0), false),
 		d.AddFile(fileShowBootMenu, binary.LittleEndian.AppendUint64(nil, 0), false),
 		// Without a display, SeaBIOS's text output (its banner, boot
@@ -530,6 +531,27 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 		return nil, fmt.Errorf("fw_cfg SMBIOS: %w", err)
 	}
 	return d, nil
+}
+
+// virtioBlkID is a virtio-blk function's vendor and device ID (modern:
+// 0x1040 + device type 2), as configuration space reads it.
+const virtioBlkID = 0x1042<<16 | 0x1af4
+
+// bootOrder is fw_cfg's "bootorder": the virtio-blk disks in --disk order
+// (SeaBIOS matches "/pci@i0cf8/*@SLOT" against these lines, so the device
+// name is QEMU's, not significant), then HALT: firmware tries nothing that
+// is not listed (no floppy, no network), so a machine without a bootable
+// disk reaches "No bootable device" at once.
+func (m *Machine) bootOrder() []byte {
+	var out []byte
+	id := make([]byte, 4)
+	for slot := 0; slot < 32; slot++ {
+		m.pci.bus.ReadConfig(0, uint64(slot), 0, 0, id)
+		if binary.LittleEndian.Uint32(id) == virtioBlkID {
+			out = fmt.Appendf(out, "/pci@i0cf8/scsi@%x\n", slot)
+		}
+	}
+	return append(out, "HALT\n"...)
 }
 
 // firmwarePCIHost is the host bridge as the ACPI tables describe it in
