@@ -121,17 +121,8 @@ func (m *Machine) mapFirmwareMemory() error {
 	if err != nil {
 		return fmt.Errorf("map firmware image: %w", err)
 	}
-	fw := &firmwarePlatform{vm: m.vm, mem: m.mem, log: m.log, rom: rom}
+	fw := &firmwarePlatform{vm: m.vm, mem: m.mem, log: m.log, rom: rom, segs: shadowLayout()}
 	m.fw = fw
-	for i := range fw.segs {
-		s := &fw.segs[i]
-		if i < 12 {
-			s.start, s.size = layout.ShadowStart+uint64(i)*smallSegSize, smallSegSize
-			s.reg, s.shift = 1+i/2, uint(4*(i%2))
-		} else {
-			s.start, s.size, s.reg, s.shift = biosSegStart, biosSegSize, 0, 4
-		}
-	}
 	regions := m.mem.Regions()
 	low := regions[0]
 	set := func(slot uint32, gpa, size uint64, host []byte, flags uint32) error {
@@ -176,6 +167,28 @@ func (m *Machine) mapFirmwareMemory() error {
 		}
 	}
 	return nil
+}
+
+// shadowLayout is the i440FX's PAM map: PAM1-PAM6 each control two 16 KiB
+// segments of 0xc0000-0xeffff (low nibble first), PAM0's high nibble the
+// 64 KiB BIOS segment at 0xf0000.
+func shadowLayout() [shadowSegs]shadowSeg {
+	var segs [shadowSegs]shadowSeg
+	for i := range segs {
+		s := &segs[i]
+		if i < 12 {
+			s.start, s.size = layout.ShadowStart+uint64(i)*smallSegSize, smallSegSize
+			s.reg, s.shift = 1+i/2, uint(4*(i%2))
+		} else {
+			s.start, s.size, s.reg, s.shift = biosSegStart, biosSegSize, 0, 4
+		}
+	}
+	return segs
+}
+
+// decode is the segment's state under the PAM registers regs (PAM0-PAM6).
+func (s *shadowSeg) decode(regs []byte) byte {
+	return regs[s.reg] >> s.shift & (pamReadRAM | pamWriteRAM)
 }
 
 // readOnlyCopy puts img in a fresh mapping that is then made read-only.
@@ -251,7 +264,7 @@ func (fw *firmwarePlatform) pamWritten(regs []byte, _, _ int) {
 	defer fw.mu.Unlock()
 	for i := range fw.segs {
 		s := &fw.segs[i]
-		st := regs[s.reg] >> s.shift & (pamReadRAM | pamWriteRAM)
+		st := s.decode(regs)
 		if st == s.state {
 			continue
 		}
