@@ -136,6 +136,7 @@ func (c *ciFlags) configure(cfg *vmm.Config, consoleSpec string, stderr io.Write
 	for _, p := range []struct{ flag, path string }{
 		{"--console", consoleFile(consoleSpec)}, {"--console-log", c.consoleLog}, {"--report", c.report},
 		{"--kernel", cfg.Kernel}, {"--initrd", cfg.Initrd}, {"--config", c.config},
+		{"--firmware", firmwareFile(cfg.Firmware)},
 	} {
 		if p.path == "" {
 			continue
@@ -291,4 +292,12 @@ func (c *ciFlags) lockDown(stderr io.Writer) int {
 		return vmm.ExitError
 	}
 	return ok
+}
+
+// firmwareFile is the file --firmware names, if any.
+func firmwareFile(arg string) string {
+	if arg == "" {
+		return ""
+	}
+	return vmm.FirmwarePath(arg)
 }

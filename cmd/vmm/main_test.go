@@ -60,6 +60,7 @@ func TestBadInput(t *testing.T) {
 		{"too many cpus", []string{"run", noKVM, "--kernel", good, "--cpus", "100000"}, 1, "--cpus"},
 		{"firmware and kernel", []string{"run", noKVM, "--firmware", text, "--kernel", good}, 1, "mutually exclusive"},
 		{"firmware not 64 KiB blocks", []string{"run", noKVM, "--firmware", text}, 1, "64 KiB"},
+		{"console log over the firmware", []string{"run", noKVM, "--firmware", text, "--console-log", text}, 2, "same file"},
 		{"cmdline too long", []string{"run", noKVM, "--kernel", good, "--cmdline", strings.Repeat("a", 4096)}, 1, "command line"},
 		{"negative timeout", []string{"run", noKVM, "--kernel", good, "--timeout", "-1s"}, 1, "--timeout"},
 		{"bad console", []string{"run", noKVM, "--kernel", good, "--console", "tty"}, 1, "--console"},
