@@ -77,6 +77,10 @@ type Config struct {
 	// Expect, if set, ends the VM with StopExpectMatched when a console line
 	// matches it; Fail, with StopFailMatched (package conmatch).
 	Expect, Fail *regexp.Regexp
+
+	// signalMSI makes every MSI-X vector use KVM_SIGNAL_MSI instead of an
+	// irqfd, as on a host without irqfds (tests of that path).
+	signalMSI bool
 }
 
 // Defaults of `vmm run`.

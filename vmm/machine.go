@@ -60,6 +60,8 @@ type Machine struct {
 	pci *pciPlatform
 	// fw is the firmware-mode platform (--firmware; firmware.go).
 	fw *firmwarePlatform
+	// routes is the GSI routing table: PC routes and MSI-X irqfds (msiroute.go).
+	routes *gsiRoutes
 	// rss reads the peak RSS for the Result (rss.go).
 	rss rssProbe
 }
@@ -217,9 +219,11 @@ func (m *Machine) setupPlatform() error {
 	if err := m.vm.CreateIRQChip(); err != nil {
 		return fmt.Errorf("create in-kernel irqchip: %w", err)
 	}
-	if err := m.vm.SetGSIRouting(pcIRQRouting()); err != nil {
-		return fmt.Errorf("set PC interrupt routing: %w", err)
+	routes, err := newGSIRoutes(m.vm, !m.cfg.signalMSI && irqfdCapable(m.sys), m.log)
+	if err != nil {
+		return err
 	}
+	m.routes = routes
 	// The speaker-dummy flag lets KVM answer port 0x61, which Linux reads
 	// while calibrating against the PIT.
 	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
@@ -390,6 +394,10 @@ func (m *Machine) Close() error {
 	// Devices first: their goroutines use guest memory and the VM.
 	m.closePCI()
 	m.closeFirmware()
+	if m.routes != nil {
+		m.routes.close()
+		m.routes = nil
+	}
 	for _, v := range m.vcpus {
 		errs = append(errs, v.kvm.Close())
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/vmmdev/vmm/firmware/acpi"
 	"github.com/vmmdev/vmm/firmware/acpi/aml"
 	"github.com/vmmdev/vmm/layout"
-	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
 // pciPlatform is the PCI side of the machine: bus 0 behind an i440FX host
@@ -24,14 +23,6 @@ type pciPlatform struct {
 	nextBAR    uint64 // next free address in the BAR window
 	console    *console.Device
 	backends   []virtioBackend // disks and NICs, closed after their transports
-}
-
-// msiSender injects MSI-X messages with KVM_SIGNAL_MSI.
-type msiSender struct{ vm *kvm.VM }
-
-func (s msiSender) SignalMSI(lo, hi, data uint32) error {
-	_, err := s.vm.SignalMSI(lo, hi, data)
-	return err
 }
 
 // pciHost is the host bridge as the ACPI tables describe it.
@@ -83,7 +74,7 @@ func (m *Machine) setupPCI() error {
 // addVirtio puts dev on the PCI bus behind a virtio PCI transport and places
 // its BARs, as firmware would, so the OS finds them assigned and decoding.
 func (m *Machine) addVirtio(name string, dev virtio.Device) error {
-	t, err := virtiopci.New(dev, virtiopci.Config{Name: name, Mem: m.mem, MSI: msiSender{m.vm},
+	t, err := virtiopci.New(dev, virtiopci.Config{Name: name, Mem: m.mem, MSI: m.routes.newTable(name),
 		Events: ioEvents{vm: m.vm, log: m.log}, Log: m.log})
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 
 type nopSender struct{}
 
-func (nopSender) SignalMSI(lo, hi, data uint32) error { return nil }
+func (nopSender) SendMSI(_ int, lo, hi, data uint32) error { return nil }
 
 // FuzzConfigSpace drives configuration space through both mechanisms with a
 // script of guest accesses. Nothing may panic, the identity must survive,

@@ -20,9 +20,12 @@ const (
 	msiAddrMask    = 0xfff00000
 )
 
-// MSISender delivers one message-signalled interrupt (KVM_SIGNAL_MSI).
+// MSISender delivers one table's messages. v is the entry the message comes
+// from, so that a sender can keep state per vector (vmm binds each vector to
+// a kernel route and an irqfd, and reprograms the route only when the
+// message changed); the message is the entry's current address and data.
 type MSISender interface {
-	SignalMSI(addrLo, addrHi, data uint32) error
+	SendMSI(v int, addrLo, addrHi, data uint32) error
 }
 
 // MSIX is a function's MSI-X table and pending bit array. The table is
@@ -142,7 +145,7 @@ func (m *MSIX) sendLocked(v int) {
 		m.dropped++
 		return
 	}
-	if err := m.send.SignalMSI(lo, hi, data); err != nil && m.sendError != nil {
+	if err := m.send.SendMSI(v, lo, hi, data); err != nil && m.sendError != nil {
 		m.sendError(fmt.Errorf("MSI-X vector %d: %w", v, err))
 	}
 }

@@ -219,10 +219,14 @@ func TestBusFull(t *testing.T) {
 	assert.True(t, errors.Is(err, ErrBusFull))
 }
 
-type msiLog struct{ sent [][3]uint32 }
+type msiLog struct {
+	sent [][3]uint32
+	vecs []int
+}
 
-func (l *msiLog) SignalMSI(lo, hi, data uint32) error {
+func (l *msiLog) SendMSI(v int, lo, hi, data uint32) error {
 	l.sent = append(l.sent, [3]uint32{lo, hi, data})
+	l.vecs = append(l.vecs, v)
 	return nil
 }
 
@@ -284,6 +288,7 @@ func TestMSIX(t *testing.T) {
 	m.Signal(7)
 	m.Signal(-1)
 	assert.Len(t, log.sent, 3)
+	assert.Equal(t, []int{1, 1, 1}, log.vecs, "the sender is told the vector")
 	assert.Equal(t, uint64(1), m.Dropped())
 	// Writes past the table vanish.
 	m.WriteTable(0x30, []byte{1, 2, 3, 4})

@@ -77,7 +77,7 @@ type msiLog struct {
 	sent []uint32
 }
 
-func (l *msiLog) SignalMSI(lo, hi, data uint32) error {
+func (l *msiLog) SendMSI(_ int, lo, hi, data uint32) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sent = append(l.sent, data)
