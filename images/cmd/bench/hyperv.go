@@ -32,6 +32,25 @@ const (
 // hvScenario is the one scenario per runner.
 const hvScenario = "hvclock"
 
+// noSTimer is a third column: vmm with every enlightenment but the
+// synthetic timers, so that Linux ticks on the in-kernel LAPIC timer. Each
+// guest tick otherwise costs vmm an MSR exit to userspace and a host timer
+// on another thread; the column shows how much of vmm's gap that is.
+const (
+	noSTimer         = "vmm-nostimer"
+	noSTimerFeatures = "all,stimer-direct=off,stimer=off"
+)
+
+// hvColumns are the measured columns: the runners, and noSTimer when vmm
+// is one of them.
+func hvColumns(runners []string) []string {
+	cols := slices.Clone(runners)
+	if slices.Contains(runners, scenario.RunnerVMM) {
+		cols = append(cols, noSTimer)
+	}
+	return cols
+}
+
 // hvRepeat bounds the runs per runner: each run already takes several
 // batches of each figure.
 const hvRepeat = 3
@@ -50,7 +69,11 @@ func hvScenarioName(runner string) string { return hvScenario + "-" + runner }
 // hypervScenarios are one scenario per runner.
 func (o options) hypervScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
-	for _, runner := range o.runners {
+	for _, col := range hvColumns(o.runners) {
+		runner := col
+		if col == noSTimer {
+			runner = scenario.RunnerVMM
+		}
 		g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot", clockCheck, msrCheck}, Quiet: true}
 		kill := o.timeout
 		if runner == scenario.RunnerVMM {
@@ -61,11 +84,13 @@ func (o options) hypervScenarios() ([]scenario.Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
-		if args, err = testhost.WithHyperV(runner, args); err != nil {
+		if col == noSTimer {
+			args = append(args, "--hyperv", noSTimerFeatures)
+		} else if args, err = testhost.WithHyperV(runner, args); err != nil {
 			return nil, err
 		}
 		list = append(list, scenario.Scenario{
-			Name: hvScenarioName(runner), Runner: runner, Args: args, Repeat: min(o.n, hvRepeat), Bench: true, Stream: true,
+			Name: hvScenarioName(col), Runner: runner, Args: args, Repeat: min(o.n, hvRepeat), Bench: true, Stream: true,
 			WantChecks: map[string]string{"boot": scenario.Pass, clockCheck: scenario.Pass, msrCheck: scenario.Pass},
 			Timeout:    kill.String(),
 		})
@@ -73,7 +98,7 @@ func (o options) hypervScenarios() ([]scenario.Scenario, error) {
 	return list, nil
 }
 
-// hvReport holds the figures (ns) per runner.
+// hvReport holds the figures (ns) per column (runner, or noSTimer).
 type hvReport struct {
 	// Runs are each run's figures and clocksource, per runner.
 	Runs map[string][]hvRun `json:"runs"`
@@ -81,6 +106,8 @@ type hvReport struct {
 	Medians map[string]map[string]float64 `json:"medians_ns"`
 	// Ratios are vmm over QEMU per figure (below 1: vmm is faster).
 	Ratios map[string]float64 `json:"ratios_vmm_qemu"`
+	// RatiosNoSTimer are vmm without synthetic timers over QEMU.
+	RatiosNoSTimer map[string]float64 `json:"ratios_vmm_nostimer_qemu"`
 	// ExitRoundTrip is msr-hv minus msr-noexit per runner: one emulated
 	// Hyper-V MSR access without the driver's own cost.
 	ExitRoundTrip map[string]float64 `json:"msr_exit_round_trip_ns"`
@@ -100,8 +127,8 @@ type hvRun struct {
 // are the nth run.
 func summarizeHyperV(runners []string, console map[string][]string) hvReport {
 	rep := hvReport{Runs: map[string][]hvRun{}, Medians: map[string]map[string]float64{}, Ratios: map[string]float64{},
-		ExitRoundTrip: map[string]float64{}}
-	for _, runner := range runners {
+		RatiosNoSTimer: map[string]float64{}, ExitRoundTrip: map[string]float64{}}
+	for _, runner := range hvColumns(runners) {
 		details := map[string][]string{}
 		for _, line := range console[hvScenarioName(runner)] {
 			for _, c := range []string{clockCheck, msrCheck} {
@@ -164,6 +191,9 @@ func summarizeHyperV(runners []string, console map[string][]string) hvReport {
 		if v, q := m[scenario.RunnerVMM], m[scenario.RunnerQEMU]; v > 0 && q > 0 {
 			rep.Ratios[name] = v / q
 		}
+		if v, q := m[noSTimer], m[scenario.RunnerQEMU]; v > 0 && q > 0 {
+			rep.RatiosNoSTimer[name] = v / q
+		}
 	}
 	return rep
 }
@@ -186,7 +216,7 @@ func (rep hvReport) spread(runner, name string) (lo, hi float64) {
 func (rep hvReport) write(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("Hyper-V guest costs in ns (median of runs, each the median of its batches; [fastest-slowest batch]):\n")
-	fmt.Fprintf(&b, "%-11s %24s %24s %8s\n", "figure", "vmm", "qemu", "vmm/qemu")
+	fmt.Fprintf(&b, "%-11s %24s %24s %8s %24s %8s\n", "figure", "vmm", "qemu", "vmm/qemu", noSTimer, "/qemu")
 	cell := func(runner, name string) string {
 		v, ok := rep.Medians[name][runner]
 		if !ok {
@@ -195,12 +225,15 @@ func (rep hvReport) write(w io.Writer) {
 		lo, hi := rep.spread(runner, name)
 		return fmt.Sprintf("%.1f [%.0f-%.0f]", v, lo, hi)
 	}
-	for _, f := range hvFigures {
-		ratio := "-"
-		if r, ok := rep.Ratios[f.name]; ok {
-			ratio = fmt.Sprintf("%.2f", r)
+	ratio := func(m map[string]float64, name string) string {
+		if r, ok := m[name]; ok {
+			return fmt.Sprintf("%.2f", r)
 		}
-		fmt.Fprintf(&b, "%-11s %24s %24s %8s\n", f.name, cell(scenario.RunnerVMM, f.name), cell(scenario.RunnerQEMU, f.name), ratio)
+		return "-"
+	}
+	for _, f := range hvFigures {
+		fmt.Fprintf(&b, "%-11s %24s %24s %8s %24s %8s\n", f.name, cell(scenario.RunnerVMM, f.name), cell(scenario.RunnerQEMU, f.name),
+			ratio(rep.Ratios, f.name), cell(noSTimer, f.name), ratio(rep.RatiosNoSTimer, f.name))
 	}
 	v, q := rep.ExitRoundTrip[scenario.RunnerVMM], rep.ExitRoundTrip[scenario.RunnerQEMU]
 	fmt.Fprintf(&b, "%-11s %24.1f %24.1f", "msr-exit", v, q)
@@ -213,8 +246,10 @@ func (rep hvReport) write(w io.Writer) {
 	}
 	b.WriteString("  msr-exit:   msr-hv minus msr-noexit: the round trip of one emulated Hyper-V MSR access. Linux 6.1 registers\n" +
 		"              the MSR clocksource only when no TSC page is offered, so this read stands in for its cost.\n" +
+		"  " + noSTimer + ": vmm --hyperv " + noSTimerFeatures + " (Linux ticks on the in-kernel LAPIC timer, not on\n" +
+		"              synthetic timers emulated in userspace): the part of vmm's gap its timer emulation costs.\n" +
 		"Target: tscpage within 1.5x of QEMU's.\n")
-	for _, runner := range []string{scenario.RunnerVMM, scenario.RunnerQEMU} {
+	for _, runner := range []string{scenario.RunnerVMM, scenario.RunnerQEMU, noSTimer} {
 		for i, r := range rep.Runs[runner] {
 			if r.Clocksource != "" && r.Clocksource != "hyperv_clocksource_tsc_page" {
 				fmt.Fprintf(&b, "warning: %s run %d used clocksource %s, not the TSC page\n", runner, i+1, r.Clocksource)

@@ -23,6 +23,8 @@ func TestHyperVBench(t *testing.T) {
 	}
 	require.Contains(t, names["hvclock-vmm"], "all")
 	require.Contains(t, names["hvclock-qemu"], testhost.QEMUHyperVCPU)
+	require.Contains(t, names["hvclock-vmm-nostimer"], noSTimerFeatures)
+	require.NotContains(t, names["hvclock-vmm-nostimer"], "all")
 
 	clock := func(cs, ns string) string {
 		return `VMM-AGENT: check=clock-cost result=pass detail="clocksource=` + cs + ` read_ns=` + ns +
@@ -35,8 +37,11 @@ func TestHyperVBench(t *testing.T) {
 	rep := summarizeHyperV(o.runners, map[string][]string{
 		"hvclock-vmm": {clock("hyperv_clocksource_tsc_page", "60.0"), msr("9100.0"), "noise",
 			clock("hyperv_clocksource_tsc_page", "80.0"), msr("10100.0")},
-		"hvclock-qemu": {clock("hyperv_clocksource_tsc_page", "50.0"), msr("3100.0")},
+		"hvclock-qemu":         {clock("hyperv_clocksource_tsc_page", "50.0"), msr("3100.0")},
+		"hvclock-vmm-nostimer": {clock("hyperv_clocksource_tsc_page", "45.0"), msr("6100.0")},
 	})
+	require.InDelta(t, 0.9, rep.RatiosNoSTimer["tscpage"], 1e-9)
+	require.InDelta(t, 6000.0, rep.ExitRoundTrip[noSTimer], 1e-9)
 	require.Equal(t, 70.0, rep.Medians["tscpage"]["vmm"])
 	require.InDelta(t, 1.4, rep.Ratios["tscpage"], 1e-9)
 	require.Equal(t, 9600.0, rep.Medians["msr-hv"]["vmm"])
@@ -51,6 +56,7 @@ func TestHyperVBench(t *testing.T) {
 	require.Contains(t, b.String(), "70.0 [40-90]")
 	require.Contains(t, b.String(), "1.40")
 	require.Contains(t, b.String(), "stands in for its cost")
+	require.Contains(t, b.String(), "45.0 [40-90]     0.90")
 	require.NotContains(t, b.String(), "warning")
 
 	rep = summarizeHyperV(o.runners, map[string][]string{"hvclock-vmm": {clock("hyperv_clocksource_msr", "900.0")}})
