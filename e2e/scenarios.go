@@ -69,6 +69,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 			Timeout: (g.Timeout + 30*time.Second).String(),
 		})
 	}
+	ra, err := rebootACPIScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, ra)
 	dn, err := diskNetScenario()
 	if err != nil {
 		return nil, err
@@ -99,4 +104,42 @@ func selectScenarios(list []scenario.Scenario, expr string) ([]scenario.Scenario
 		return nil, fmt.Errorf("no scenario matches %q", expr)
 	}
 	return out, nil
+}
+
+// rebootACPI reboots with reboot=a, so Linux writes the FADT reset
+// register first; its report must name that register as the stop's source
+// (the BIOS stub or the i8042 would be the fallbacks).
+const rebootACPI = "reboot-acpi"
+
+func rebootACPIScenario() (scenario.Scenario, error) {
+	g := testhost.Guest{Action: "reboot", Quiet: true, ExtraCmdline: "reboot=a", Timeout: 150 * time.Second}
+	args, err := g.Args(scenario.RunnerVMM)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
+	return scenario.Scenario{Name: rebootACPI, Args: args, WantExit: exitReset,
+		WantChecks: map[string]string{"boot": scenario.Pass}, Stream: true, Report: true,
+		Timeout: (g.Timeout + 30*time.Second).String()}, nil
+}
+
+// stopReport is the part of vmm's report checkResetReport reads.
+type stopReport struct {
+	Stop struct {
+		Reason, Source, Detail string
+	} `json:"stop"`
+}
+
+// checkResetReport checks that the guest reset through the ACPI reset register.
+func checkResetReport(console []string) error {
+	reps, err := scenario.ParseReports[stopReport](console)
+	if err != nil {
+		return err
+	}
+	if len(reps) != 1 {
+		return fmt.Errorf("want one report, have %d", len(reps))
+	}
+	if st := reps[0].Stop; st.Source != "acpi" || st.Detail != "reset register" {
+		return fmt.Errorf("stop %q from %q (%q), want the ACPI reset register", st.Reason, st.Source, st.Detail)
+	}
+	return nil
 }
