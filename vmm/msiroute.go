@@ -140,6 +140,7 @@ type msiVector struct {
 	gsi    uint32
 	fd     int  // eventfd bound to gsi; -1 when the vector uses KVM_SIGNAL_MSI
 	routed bool // the route holds msg
+	warned bool // a failed route update was logged (once per vector: the guest picks the messages)
 	msg    [3]uint32
 }
 
@@ -164,7 +165,10 @@ func (t *msiVectors) SendMSI(v int, lo, hi, data uint32) error {
 			// The old route may still be in place: deliver this one
 			// directly and try the route again next time.
 			vec.routed = false
-			t.r.log.Warn("MSI route", "device", t.name, "vector", v, "err", err)
+			if !vec.warned {
+				vec.warned = true
+				t.r.log.Warn("MSI route", "device", t.name, "vector", v, "err", err)
+			}
 			return t.signal(lo, hi, data)
 		}
 		vec.routed, vec.msg = true, msg
