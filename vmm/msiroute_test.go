@@ -248,3 +248,51 @@ func TestMSIRoutesFallBackToSignalMSI(t *testing.T) {
 		require.Len(t, vm.signals, 1)
 	})
 }
+
+// FuzzMSIRoutes drives an MSI-X table bound to the routing table with a
+// guest's script of table writes, control writes and device interrupts:
+// whatever it writes, each vector holds at most one GSI and one irqfd, the
+// table holds the PC routes plus those, and closing releases every irqfd.
+func FuzzMSIRoutes(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0xe0, 0xfe, 0x41, 0, 2, 0, 1, 0, 0x80, 3, 0})
+	f.Add([]byte{1, 0x0c, 1, 0, 0, 0, 0, 2, 1, 0, 0x0c, 0, 0, 0, 0, 0, 1, 0, 0xc0, 1, 0, 0x80})
+	f.Fuzz(func(t *testing.T, script []byte) {
+		const vectors = 4
+		vm := newFakeRoutingVM()
+		r, err := newGSIRoutes(vm, true, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		m, err := pci.NewMSIX(vectors, r.newTable("fuzz"))
+		require.NoError(t, err)
+		ctl := m.Capability(0, 0, 0x1000)
+		for len(script) >= 2 {
+			op, arg := script[0], script[1]
+			script = script[2:]
+			switch op % 3 {
+			case 0: // write 4 bytes of the table at arg
+				if len(script) < 4 {
+					return
+				}
+				m.WriteTable(uint64(arg)%(vectors*pci.MSIXEntrySize+8), script[:4])
+				script = script[4:]
+			case 1: // message control
+				if len(script) < 1 {
+					return
+				}
+				ctl.Written([]byte{arg, script[0]}, 0, 2)
+				script = script[1:]
+			case 2: // the device raises a vector (possibly out of range)
+				m.Signal(int(int8(arg)))
+			}
+		}
+		require.LessOrEqual(t, len(vm.irqfds), vectors)
+		require.LessOrEqual(t, len(vm.table), len(pcIRQRouting())+vectors)
+		require.Equal(t, pcIRQRouting(), vm.table[:len(pcIRQRouting())], "PC routes intact")
+		for _, rt := range vm.table[len(pcIRQRouting()):] {
+			require.Equal(t, kvm.IRQRoutingMSI, rt.Type)
+			require.Zero(t, rt.AddressHi, "only APIC addresses are routed")
+			require.Equal(t, uint32(0xfee00000), rt.AddressLo&0xfff00000)
+		}
+		r.close()
+		require.Empty(t, vm.irqfds)
+	})
+}
