@@ -7,6 +7,9 @@ const (
 	PortFWCfg = 0x510
 	// PortFirmwareDebug is the debug console SeaBIOS logs to.
 	PortFirmwareDebug = 0x402
+	// PortPMBase is where the firmware places the PIIX4 PM block (SeaBIOS
+	// always moves it to 0x600, as QEMU's own ACPI tables assume).
+	PortPMBase = 0x600
 	// PortSystemControlA is the PS/2 "port A": A20 gate and fast reset.
 	PortSystemControlA = 0x92
 

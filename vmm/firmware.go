@@ -414,7 +414,11 @@ func (m *Machine) addChipset() error {
 	if err := m.pci.bus.AddAt(piixSlot, isa); err != nil {
 		return fmt.Errorf("PIIX3 ISA bridge: %w", err)
 	}
-	pm, err := piix.NewPM(m.pio, time.Now, m.log)
+	pm, err := piix.NewPM(m.pio, time.Now, func(typ uint8) {
+		if typ == layout.SleepTypeS5 {
+			m.latch.Stop(StopReason{Kind: StopPowerOff, Source: "acpi", Detail: "S5 soft-off (PM1a control)"})
+		}
+	}, m.log)
 	if err != nil {
 		return fmt.Errorf("PIIX4 PM: %w", err)
 	}
@@ -513,7 +517,11 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("describe the PCI host bridge: %w", err)
 	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: []acpi.SDT{mcfg}})
+	// A PC FADT (PM block, FACS), not a hardware-reduced one: SeaBIOS
+	// leaves the 8259 programmed and the PIT ticking, and only an OS that
+	// knows there is a PIC masks it.
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: []acpi.SDT{mcfg},
+		PM: &acpi.PMBlock{Base: layout.PortPMBase}})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}

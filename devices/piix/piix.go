@@ -44,6 +44,9 @@ const (
 	pmTimerMask = 1<<24 - 1
 
 	pm1ControlSCIEnable = 1 << 0
+	pm1SleepTypeShift   = 10
+	pm1SleepTypeMask    = 7
+	pm1SleepEnable      = 1 << 13
 )
 
 // ISABridge returns the PIIX3 ISA bridge function (8086:7000) with its
@@ -71,7 +74,9 @@ type Ports interface {
 
 // PM is the PIIX4 power management function and its I/O block.
 type PM struct {
-	fn    *pci.Function
+	fn *pci.Function
+	// sleep is called with SLP_TYP when the guest sets SLP_EN.
+	sleep func(sleepType uint8)
 	ports Ports
 	log   *slog.Logger
 	now   func() time.Time
@@ -89,12 +94,15 @@ type PM struct {
 
 // NewPM returns the PM function (8086:7113). Its I/O block appears on
 // ports when the guest sets the PM base and enables PM I/O; now is the
-// clock of the PM timer.
-func NewPM(ports Ports, now func() time.Time, log *slog.Logger) (*PM, error) {
+// clock of the PM timer; sleep is told the sleep type the guest enters
+// through PM1 control (the ACPI tables name which one is soft-off). SCI_EN
+// reads set from reset: there is no SMI command port, the platform is
+// always in ACPI mode.
+func NewPM(ports Ports, now func() time.Time, sleep func(sleepType uint8), log *slog.Logger) (*PM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &PM{ports: ports, log: log, now: now, start: now()}
+	p := &PM{ports: ports, log: log, now: now, start: now(), sleep: sleep, control: pm1ControlSCIEnable}
 	f, err := pci.NewFunction("piix4-pm", pci.Identity{Vendor: 0x8086, Device: 0x7113, Revision: 0x03,
 		SubVendor: 0x1af4, Subsystem: 0x1100, Class: 0x068000}, nil, nil, log)
 	if err != nil {
@@ -188,12 +196,17 @@ func (b pmBlock) Read(off uint64, data []byte) {
 	}
 }
 
-// Write implements bus.Device. Status bits clear when written with 1; the
-// control register keeps SCI_EN and the sleep fields but sleeping is the
-// hardware-reduced registers' job (the FADT names those), so SLP_EN here
-// does nothing.
+// Write implements bus.Device. Status bits clear when written with 1;
+// SLP_EN in the control register enters the sleep type written with it
+// (and reads back as 0).
 func (b pmBlock) Write(off uint64, data []byte) {
 	p := b.p
+	var sleep func()
+	defer func() {
+		if sleep != nil {
+			sleep()
+		}
+	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var v uint16
@@ -206,6 +219,10 @@ func (b pmBlock) Write(off uint64, data []byte) {
 	case off == offPM1Enable && len(data) >= 2:
 		p.enable = v
 	case off == offPM1Control && len(data) >= 2:
-		p.control = v &^ (1 << 13) // SLP_EN reads as 0
+		p.control = v &^ pm1SleepEnable
+		if v&pm1SleepEnable != 0 && p.sleep != nil {
+			typ := uint8(v >> pm1SleepTypeShift & pm1SleepTypeMask)
+			sleep = func() { p.sleep(typ) }
+		}
 	}
 }

@@ -33,7 +33,8 @@ func (f *fakePorts) Unregister(base uint64) error {
 func TestPMBlockPlacement(t *testing.T) {
 	ports := &fakePorts{devs: map[uint64]bus.Device{}, busy: 0x700}
 	clock := time.Unix(100, 0)
-	pm, err := NewPM(ports, func() time.Time { return clock }, nil)
+	var slept []uint8
+	pm, err := NewPM(ports, func() time.Time { return clock }, func(typ uint8) { slept = append(slept, typ) }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,12 +72,24 @@ func TestPMBlockPlacement(t *testing.T) {
 	if binary.LittleEndian.Uint32(tmr) > pmTimerMask {
 		t.Fatal("timer wider than 24 bits")
 	}
-	// PM1 control keeps SCI_EN; status bits clear on writing 1.
-	blk.Write(offPM1Control, []byte{pm1ControlSCIEnable, 0x20})
+	// PM1 control: SCI_EN set from reset (always in ACPI mode); SLP_EN
+	// with SLP_TYP 5 enters sleep type 5 and reads back clear.
 	ctl := make([]byte, 2)
 	blk.Read(offPM1Control, ctl)
-	if ctl[0] != pm1ControlSCIEnable || ctl[1] != 0 {
+	if ctl[0] != pm1ControlSCIEnable {
+		t.Fatalf("PM1 control at reset % x", ctl)
+	}
+	blk.Write(offPM1Control, []byte{pm1ControlSCIEnable, 5<<2 | 0x20})
+	blk.Read(offPM1Control, ctl)
+	if ctl[0] != pm1ControlSCIEnable || ctl[1] != 5<<2 {
 		t.Fatalf("PM1 control % x (SLP_EN must read 0)", ctl)
+	}
+	if len(slept) != 1 || slept[0] != 5 {
+		t.Fatalf("sleep calls %v, want [5]", slept)
+	}
+	blk.Write(offPM1Control, []byte{0, 5 << 2})
+	if len(slept) != 1 {
+		t.Fatal("SLP_TYP without SLP_EN slept")
 	}
 	// Moving the base onto a taken range leaves the block unmapped; moving
 	// it again maps it there.

@@ -58,6 +58,11 @@ type Config struct {
 	Devices []aml.Term
 	// Extra are further tables the XSDT lists (MCFG, HPET, SSDT, ...).
 	Extra []SDT
+	// PM, when set, describes a PC with an ACPI PM block (firmware mode,
+	// where the firmware uses the 8259 and leaves it running: a
+	// hardware-reduced FADT would tell the OS there is none, and it would
+	// never mask it). Nil gives hardware-reduced ACPI.
+	PM *PMBlock
 }
 
 // Build makes the tables for cfg, ready for WriteTo or LoaderScript.
@@ -74,7 +79,7 @@ func Build(cfg Config) (*Tables, error) {
 		Checksum{Blob: RSDPName, Offset: 8, Start: 0, Length: 20},
 		Checksum{Blob: RSDPName, Offset: 32, Start: 0, Length: rsdpLength})
 
-	listed := append([]SDT{fadt(), madt(cfg.CPUs)}, cfg.Extra...)
+	listed := append([]SDT{fadt(cfg.PM), madt(cfg.CPUs)}, cfg.Extra...)
 	xsdt := SDT{Signature: "XSDT", Revision: 1, Body: make([]byte, 8*len(listed))}
 	dsdt := SDT{Signature: "DSDT", Revision: 2, Body: dsdtBody(cfg)}
 
@@ -93,6 +98,10 @@ func Build(cfg Config) (*Tables, error) {
 		t.Pointers = append(t.Pointers, Pointer{Blob: "XSDT", Offset: headerSize + 8*i, Size: 8, Target: target})
 	}
 	t.Pointers = append(t.Pointers, Pointer{Blob: "FACP", Offset: fadtXDSDT, Size: 8, Target: "DSDT"})
+	if cfg.PM != nil {
+		t.Blobs = append(t.Blobs, Blob{Name: "FACS", Data: facs(), Align: 64})
+		t.Pointers = append(t.Pointers, Pointer{Blob: "FACP", Offset: fadtXFirmwareCtl, Size: 8, Target: "FACS"})
+	}
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}

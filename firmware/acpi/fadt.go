@@ -8,7 +8,18 @@ import (
 
 // FADT field offsets from the start of the table (ACPI 6.5 table 5.9).
 const (
+	fadtFirmwareCtrl = 36
 	fadtSCIInt       = 46
+	fadtPM1aEvtBlk   = 56
+	fadtPM1aCntBlk   = 64
+	fadtPMTmrBlk     = 76
+	fadtPM1EvtLen    = 88
+	fadtPM1CntLen    = 89
+	fadtPMTmrLen     = 91
+	fadtXFirmwareCtl = 132
+	fadtXPM1aEvtBlk  = 148
+	fadtXPM1aCntBlk  = 172
+	fadtXPMTmrBlk    = 208
 	fadtBootArch     = 109
 	fadtFlags        = 112
 	fadtResetReg     = 116
@@ -52,27 +63,80 @@ const (
 // HypervisorVendor is the FADT's hypervisor vendor identity.
 const HypervisorVendor = "VMMDEV  "
 
-// fadt is a revision 6 (ACPI 6.5) hardware-reduced FADT: no PM1/GPE blocks or
-// FACS; power-off goes through the sleep control register and reset through
-// the reset register, both byte-wide I/O ports. X_DSDT is a pointer patched
-// at placement.
-func fadt() SDT {
+// fadt is a revision 6 (ACPI 6.5) FADT. Without pm it is hardware-reduced:
+// no PM1/GPE blocks or FACS; power-off goes through the sleep control
+// register. With pm (firmware mode) it describes a PC: the PM1a event and
+// control blocks and the PM timer at pm.Base, a FACS, and power-off through
+// PM1a_CNT. Either way reset goes through the reset register. X_DSDT (and
+// X_FIRMWARE_CTRL) are pointers patched at placement.
+func fadt(pm *PMBlock) SDT {
 	b := make([]byte, fadtLength-headerSize)
 	at := func(off int) []byte { return b[off-headerSize:] }
 
 	binary.LittleEndian.PutUint16(at(fadtSCIInt), layout.SCIIRQ)
 	binary.LittleEndian.PutUint16(at(fadtBootArch), bootLegacyDevices|bootVGANotPresent)
-	binary.LittleEndian.PutUint32(at(fadtFlags),
-		flagWBINVD|flagProcC1|flagPowerButton|flagSleepButton|flagResetRegSup|flagHWReducedACPI)
+	flags := uint32(flagWBINVD | flagProcC1 | flagPowerButton | flagSleepButton | flagResetRegSup)
+	if pm == nil {
+		flags |= flagHWReducedACPI
+	}
+	binary.LittleEndian.PutUint32(at(fadtFlags), flags)
 	// Linux on a hardware-reduced platform without EFI reboots through the
 	// BIOS (the reset vector stub) unless reboot=a asks for this register.
 	putGAS(at(fadtResetReg), gasSystemIO, 8, gasAccessByte, layout.PortReset)
 	at(fadtResetValue)[0] = layout.ResetValue
 	at(fadtMinorVersion)[0] = 5 // ACPI 6.5
-	putGAS(at(fadtSleepControl), gasSystemIO, 8, gasAccessByte, layout.PortSleepControl)
-	putGAS(at(fadtSleepStatus), gasSystemIO, 8, gasAccessByte, layout.PortSleepStatus)
+	if pm == nil {
+		putGAS(at(fadtSleepControl), gasSystemIO, 8, gasAccessByte, layout.PortSleepControl)
+		putGAS(at(fadtSleepStatus), gasSystemIO, 8, gasAccessByte, layout.PortSleepStatus)
+	} else {
+		// The 32-bit block addresses and their X_ forms agree, as ACPICA checks.
+		for _, blk := range []struct {
+			off, xoff, lenOff int
+			port              uint16
+			n                 byte
+		}{
+			{fadtPM1aEvtBlk, fadtXPM1aEvtBlk, fadtPM1EvtLen, pm.Base + PM1EventOffset, 4},
+			{fadtPM1aCntBlk, fadtXPM1aCntBlk, fadtPM1CntLen, pm.Base + PM1ControlOffset, 2},
+			{fadtPMTmrBlk, fadtXPMTmrBlk, fadtPMTmrLen, pm.Base + PMTimerOffset, 4},
+		} {
+			binary.LittleEndian.PutUint32(at(blk.off), uint32(blk.port))
+			at(blk.lenOff)[0] = blk.n
+			putGAS(at(blk.xoff), gasSystemIO, 8*blk.n, 0, uint64(blk.port))
+		}
+	}
 	copy(at(fadtHypervisorID), HypervisorVendor)
 	return SDT{Signature: "FACP", Revision: 6, Body: b}
+}
+
+// PMBlock is a PC's ACPI power management I/O block (the PIIX4's): the
+// PM1a event registers (status, enable) at Base, the PM1a control register
+// at Base+4, the 24-bit PM timer at Base+8. Power-off writes
+// layout.SleepTypeS5 into PM1a_CNT's SLP_TYP (bits 10-12) with SLP_EN
+// (bit 13).
+type PMBlock struct{ Base uint16 }
+
+// Offsets in the PM block.
+const (
+	PM1EventOffset    = 0
+	PM1ControlOffset  = 4
+	PMTimerOffset     = 8
+	PM1SleepTypeShift = 10
+	PM1SleepTypeMask  = 7 << PM1SleepTypeShift
+	PM1SleepEnable    = 1 << 13
+	PM1SCIEnable      = 1 << 0
+)
+
+// facsLength is the FACS's size; it has no checksum.
+const facsLength = 64
+
+// facs is an empty ACPI 2.0+ FACS (no waking vector, no global lock
+// owner), which a non-reduced FADT must point to.
+func facs() []byte {
+	b := make([]byte, facsLength)
+	copy(b, "FACS")
+	binary.LittleEndian.PutUint32(b[4:], facsLength)
+	b[32] = 2 // version
+	return b
 }
 
 // putGAS writes a 12-byte Generic Address Structure.
