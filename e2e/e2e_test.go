@@ -36,7 +36,8 @@ func TestScenariosValid(t *testing.T) {
 		require.Equal(t, scenario.Pass, s.WantChecks["boot"], s.Name)
 	}
 	require.Equal(t, map[string]int{"boot-1cpu": 0, "platform-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5, "reboot-acpi": 5, "disk-net": 0,
-		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "expect-summary": 0, "fail-panic": 6}, names)
+		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "expect-summary": 0, "fail-panic": 6,
+		"firmware-grub": 0}, names)
 }
 
 func TestSelectScenarios(t *testing.T) {
@@ -119,7 +120,10 @@ func TestE2E(t *testing.T) {
 				t.Fatal("scenario did not report (the outer machine's error is below)")
 			}
 			for _, r := range results {
-				t.Logf("exit=%d first_line_s=%.1f total_s=%.1f", r.Exit, r.FirstLineS, r.TotalS)
+				t.Logf("exit=%d first_line_s=%.1f mark_s=%.1f total_s=%.1f", r.Exit, r.FirstLineS, r.MarkS, r.TotalS)
+				if s.Mark != "" && r.MarkS < 0 {
+					t.Errorf("the console never showed %q", s.Mark)
+				}
 				if !r.Pass {
 					t.Errorf("%s\nconsole:\n%s", r.Reason, strings.Join(out.Logs[s.Name], "\n"))
 				}

@@ -79,6 +79,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, dn)
+	fw, err := firmwareScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, fw)
 	hv, err := hypervScenarios()
 	if err != nil {
 		return nil, err

@@ -180,8 +180,14 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	if err != nil {
 		return Machine{}, fmt.Errorf("guest initramfs: %w", err)
 	}
+	disk := ""
+	if needsFirmware(s.Scenarios) {
+		if disk, err = images.GrubDisk(ctx, cfg, k, guest, FirmwareGuest().Cmdline()); err != nil {
+			return Machine{}, fmt.Errorf("firmware disk: %w", err)
+		}
+	}
 	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
-		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU,
+		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk,
 	})
 	if err != nil {
 		return Machine{}, err

@@ -69,7 +69,7 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	disk, err := images.GrubDisk(ctx, cfg, k, guest, e2e.GrubGuest().Cmdline())
+	disk, err := images.GrubDisk(ctx, cfg, k, guest, testhost.FirmwareGuest().Cmdline())
 	if err != nil {
 		return fmt.Errorf("grub disk: %w", err)
 	}

@@ -1,0 +1,39 @@
+package testhost
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/grubdisk"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+func TestFirmwareGuestFitsGrubCfg(t *testing.T) {
+	line := FirmwareGuest().Cmdline()
+	require.Contains(t, line, "console=ttyS0")
+	require.Contains(t, line, "vmm.checks=boot,cpus,acpi,acpi-tables,pci")
+	_, err := grubdisk.GrubConfig(line)
+	require.NoError(t, err, "the command line must be quotable in grub.cfg")
+	require.Len(t, FirmwareChecks(), 5)
+}
+
+func TestFirmwareArgs(t *testing.T) {
+	vmm, err := FirmwareArgs(scenario.RunnerVMM, 2, 256, "150s")
+	require.NoError(t, err)
+	require.Equal(t, []string{"run", "--firmware", "seabios", "--disk", images.OuterGuestDisk + ",readonly",
+		"--cpus", "2", "--memory", "256M", "--console", "stdio", "--timeout", "150s"}, vmm)
+	qemu, err := FirmwareArgs(scenario.RunnerQEMU, 1, 256, "")
+	require.NoError(t, err)
+	require.Contains(t, qemu, images.OuterSeaBIOS)
+	require.Contains(t, qemu, "pc")
+	for _, args := range [][]string{vmm, qemu} {
+		require.True(t, needsFirmware([]scenario.Scenario{{Name: "fw", Args: args}}))
+	}
+	require.False(t, needsFirmware([]scenario.Scenario{{Name: "direct", Args: []string{"run", "--kernel", images.OuterGuestKernel}}}))
+	_, err = FirmwareArgs("bochs", 1, 256, "")
+	require.ErrorIs(t, err, scenario.ErrInvalid)
+	_, err = FirmwareArgs(scenario.RunnerVMM, 0, 256, "")
+	require.ErrorIs(t, err, scenario.ErrInvalid)
+}
