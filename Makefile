@@ -51,7 +51,7 @@ run: build setup ## boot the default Debian guest (directly on hardware KVM, els
 
 bench: build setup ## vmm start-up and memory vs QEMU and gokvm (local KVM); boot times and virtio disk/network I/O inside one nested-host boot
 	$(GO) run ./images/cmd/startbench -vmm $(BIN)/vmm
-	$(GO) run ./images/cmd/bench -io -hyperv
+	$(GO) run ./images/cmd/bench -io -hyperv -firmware
 
 clean:
 	rm -rf $(BIN) build

@@ -30,6 +30,7 @@ type options struct {
 	install, verbose          bool
 	io                        bool // also the I/O scenarios (io.go)
 	hyperv                    bool // also the Hyper-V clock scenarios (hyperv.go)
+	firmware                  bool // also the SeaBIOS/GRUB boot scenarios (firmware.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -49,6 +50,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
 	fs.BoolVar(&o.io, "io", false, "also measure disk and network I/O (virtio-blk, virtio-net) in the same outer boot")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
+	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -98,6 +100,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 	}
 	if o.hyperv {
 		more, err := o.hypervScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
+	}
+	if o.firmware {
+		more, err := o.firmwareScenarios()
 		if err != nil {
 			return nil, err
 		}
@@ -155,6 +164,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		hv := summarizeHyperV(o.runners, out.Console)
 		hv.write(stdout)
 		rep.HyperV = &hv
+	}
+	if o.firmware {
+		fw := summarizeFirmware(o.runners, out.Results)
+		fw.write(stdout)
+		rep.Firmware = &fw
 	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

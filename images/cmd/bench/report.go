@@ -21,6 +21,8 @@ type report struct {
 	IO *ioReport `json:"io,omitempty"`
 	// HyperV are the Hyper-V clock read costs, with -hyperv.
 	HyperV *hvReport `json:"hyperv,omitempty"`
+	// Firmware are the SeaBIOS/GRUB boot times, with -firmware.
+	Firmware *fwReport `json:"firmware,omitempty"`
 }
 
 type benchRun struct {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/vmmdev/vmm/images/grubdisk"
+	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
+)
+
+// The firmware benchmark (-firmware): Debian's SeaBIOS boots the GRUB disk
+// from virtio-blk under vmm (--firmware seabios) and under QEMU -M pc with
+// the same bios.bin and disk, timed from runner start to GRUB's menu line
+// (the scenario's Mark) and to the agent's first line.
+func fwScenarioName(runner string) string { return "fw-" + runner }
+
+func (o options) firmwareScenarios() ([]scenario.Scenario, error) {
+	var list []scenario.Scenario
+	for _, runner := range o.runners {
+		kill, vmmTimeout := o.timeout, ""
+		if runner == scenario.RunnerVMM {
+			vmmTimeout = o.timeout.String()
+			kill += 30 * time.Second
+		}
+		args, err := testhost.FirmwareArgs(runner, o.cpus, o.memory, vmmTimeout)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, scenario.Scenario{
+			Name: fwScenarioName(runner), Runner: runner, Args: args, Repeat: o.n, Bench: true,
+			Mark: grubdisk.MenuMarker, WantChecks: testhost.FirmwareChecks(), Timeout: kill.String(),
+		})
+	}
+	return list, nil
+}
+
+// fwReport holds the medians per runner, over passing runs.
+type fwReport struct {
+	// GrubS and AgentS are seconds to GRUB's menu and to the agent's first line.
+	GrubS  map[string]float64 `json:"grub_menu_s"`
+	AgentS map[string]float64 `json:"agent_first_line_s"`
+	N      map[string]int     `json:"n"`
+}
+
+func summarizeFirmware(runners []string, results []scenario.Result) fwReport {
+	rep := fwReport{GrubS: map[string]float64{}, AgentS: map[string]float64{}, N: map[string]int{}}
+	for _, runner := range runners {
+		var grub, agent []float64
+		for _, r := range results {
+			if r.Name == fwScenarioName(runner) && r.Pass && r.MarkS >= 0 && r.FirstLineS >= 0 {
+				grub, agent = append(grub, r.MarkS), append(agent, r.FirstLineS)
+			}
+		}
+		if len(grub) > 0 {
+			rep.GrubS[runner], rep.AgentS[runner], rep.N[runner] = median(grub), median(agent), len(grub)
+		}
+	}
+	return rep
+}
+
+func (rep fwReport) write(w io.Writer) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "firmware boot (SeaBIOS -> GRUB -> Linux, virtio-blk), medians:\n")
+	for _, runner := range []string{scenario.RunnerVMM, scenario.RunnerQEMU} {
+		if n, ok := rep.N[runner]; ok {
+			fmt.Fprintf(&b, "  %-5s n=%d  to GRUB menu %.2fs  to agent first line %.2fs\n", runner, n, rep.GrubS[runner], rep.AgentS[runner])
+		}
+	}
+	if q, ok := rep.GrubS[scenario.RunnerQEMU]; ok && q > 0 {
+		if v, ok := rep.GrubS[scenario.RunnerVMM]; ok {
+			fmt.Fprintf(&b, "  ratio vmm/qemu: GRUB menu %.2f  agent first line %.2f\n", v/q, rep.AgentS[scenario.RunnerVMM]/rep.AgentS[scenario.RunnerQEMU])
+		}
+	}
+	_, _ = io.WriteString(w, b.String())
+}

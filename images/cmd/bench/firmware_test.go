@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images/grubdisk"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+func TestFirmwareScenarios(t *testing.T) {
+	o := options{runners: []string{"vmm", "qemu"}, n: 3, cpus: 1, memory: 256, timeout: time.Minute, firmware: true}
+	list, err := o.firmwareScenarios()
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, s := range list {
+		require.Equal(t, grubdisk.MenuMarker, s.Mark)
+		require.True(t, s.Bench)
+		require.Equal(t, 3, s.Repeat)
+		require.NoError(t, s.Validate())
+	}
+	require.Contains(t, list[0].Args, "--firmware")
+	require.Contains(t, list[1].Args, "-bios")
+}
+
+func TestSummarizeFirmware(t *testing.T) {
+	res := []scenario.Result{
+		{Name: "fw-vmm", Pass: true, MarkS: 2, FirstLineS: 10},
+		{Name: "fw-vmm", Pass: true, MarkS: 4, FirstLineS: 12},
+		{Name: "fw-vmm", Pass: false, MarkS: 1, FirstLineS: 1},
+		{Name: "fw-qemu", Pass: true, MarkS: 5, FirstLineS: 20},
+		{Name: "fw-qemu", Pass: true, MarkS: scenario.NoFirstLine, FirstLineS: 20},
+	}
+	rep := summarizeFirmware([]string{"vmm", "qemu"}, res)
+	require.Equal(t, map[string]float64{"vmm": 3, "qemu": 5}, rep.GrubS)
+	require.Equal(t, map[string]float64{"vmm": 11, "qemu": 20}, rep.AgentS)
+	require.Equal(t, map[string]int{"vmm": 2, "qemu": 1}, rep.N)
+	var b strings.Builder
+	rep.write(&b)
+	require.Contains(t, b.String(), "ratio vmm/qemu: GRUB menu 0.60  agent first line 0.55")
+}
