@@ -29,9 +29,16 @@ func (o options) firmwareScenarios() ([]scenario.Scenario, error) {
 		if err != nil {
 			return nil, err
 		}
+		want, wantExit := testhost.FirmwareChecks(), 0
+		if runner == scenario.RunnerQEMU {
+			// QEMU's SeaBIOS installs QEMU's own ACPI tables (OEM BOCHS), so
+			// the agent's acpi-tables check fails there by design and the
+			// agent reports it through isa-debug-exit: (1<<1)|1.
+			want["acpi-tables"], wantExit = scenario.Fail, 3
+		}
 		list = append(list, scenario.Scenario{
 			Name: fwScenarioName(runner), Runner: runner, Args: args, Repeat: o.n, Bench: true,
-			Mark: grubdisk.MenuMarker, WantChecks: testhost.FirmwareChecks(), Timeout: kill.String(),
+			Mark: grubdisk.MenuMarker, WantChecks: want, WantExit: wantExit, Timeout: kill.String(),
 		})
 	}
 	return list, nil

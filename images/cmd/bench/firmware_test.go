@@ -24,6 +24,10 @@ func TestFirmwareScenarios(t *testing.T) {
 	}
 	require.Contains(t, list[0].Args, "--firmware")
 	require.Contains(t, list[1].Args, "-bios")
+	require.Equal(t, scenario.Pass, list[0].WantChecks["acpi-tables"])
+	require.Equal(t, 0, list[0].WantExit)
+	require.Equal(t, scenario.Fail, list[1].WantChecks["acpi-tables"], "QEMU's tables are its own")
+	require.Equal(t, 3, list[1].WantExit)
 }
 
 func TestSummarizeFirmware(t *testing.T) {
