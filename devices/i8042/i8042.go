@@ -1,7 +1,10 @@
 // Package i8042 emulates the minimum of a PS/2 keyboard controller that
 // guests expect on a PC: Linux and firmware probe it (self test, command
 // byte), and "reboot=k" resets the machine by pulsing its reset line. No
-// keyboard or mouse is attached; bytes sent to them are dropped, and the
+// keyboard or mouse is attached: a byte sent to either is answered at once
+// as a controller answers for a device that does not respond (0xfe with the
+// time-out status bit), so that firmware probing for a keyboard moves on
+// instead of waiting out its own time-out (SeaBIOS waits a second). The
 // controller raises no interrupts.
 package i8042
 
@@ -22,6 +25,8 @@ const (
 	stSYS      = 0x04 // system flag: POST passed
 	stCMD      = 0x08 // last write went to the command port
 	stUnlocked = 0x10 // keyboard not inhibited by the keylock
+	stAuxData  = 0x20 // the output buffer holds a byte from the aux (mouse) port
+	stTimeout  = 0x40 // the device did not answer the last byte sent to it
 
 	ctrSYS    = 0x04
 	ctrKbdDis = 0x10
@@ -46,9 +51,14 @@ const (
 	cmdReadOutPort  = 0xd0
 	cmdWriteOutPort = 0xd1
 	cmdWriteKbdOut  = 0xd2 // next data byte appears as if the keyboard sent it
+	cmdWriteAuxOut  = 0xd3 // next data byte appears as if the mouse sent it
+	cmdWriteAux     = 0xd4 // next data byte goes to the mouse
 	cmdPulseReset   = 0xfe
 
-	selfTestOK  = 0x55
+	selfTestOK = 0x55
+	// noDevice is what the controller puts in the output buffer, with
+	// stTimeout, when the keyboard or mouse did not answer a byte.
+	noDevice    = 0xfe
 	portTestOK  = 0x00
 	pulseBase   = 0xf0 // 0xf0-0xff pulse output lines whose mask bit is 0
 	pulseLineRS = 0x01 // mask bit of the reset line
@@ -63,6 +73,8 @@ type Controller struct {
 	outPort byte
 	out     byte // output buffer; reads return it again once drained, as the chip does
 	outFull bool
+	outAux  bool // out came from the aux port
+	timeout bool // out is the controller's answer for a device that did not respond
 	pending byte // command waiting for its data byte, or 0
 	cmdLast bool
 	sys     bool
@@ -125,11 +137,24 @@ func (c *Controller) status() byte {
 	if c.cmdLast {
 		s |= stCMD
 	}
+	if c.outAux {
+		s |= stAuxData
+	}
+	if c.timeout {
+		s |= stTimeout
+	}
 	return s
 }
 
 func (c *Controller) output(v byte) {
-	c.out, c.outFull = v, true
+	c.out, c.outFull, c.outAux, c.timeout = v, true, false, false
+}
+
+// noAnswer is the controller's answer to a byte sent to the absent
+// keyboard (aux false) or mouse (aux true).
+func (c *Controller) noAnswer(aux bool) {
+	c.output(noDevice)
+	c.outAux, c.timeout = aux, true
 }
 
 // command runs a controller command and reports whether it resets the machine.
@@ -139,7 +164,7 @@ func (c *Controller) command(v byte) bool {
 	switch v {
 	case cmdReadCTR:
 		c.output(c.ctr)
-	case cmdWriteCTR, cmdWriteOutPort, cmdWriteKbdOut:
+	case cmdWriteCTR, cmdWriteOutPort, cmdWriteKbdOut, cmdWriteAuxOut, cmdWriteAux:
 		c.pending = v
 	case cmdDisableAux:
 		c.ctr |= ctrAuxDis
@@ -178,7 +203,14 @@ func (c *Controller) writeData(v byte) bool {
 		return v&outPortReset == 0
 	case cmdWriteKbdOut:
 		c.output(v)
+	case cmdWriteAuxOut:
+		c.output(v)
+		c.outAux = true
+	case cmdWriteAux:
+		c.noAnswer(true)
+	default:
+		// The byte is for the keyboard, and none is attached.
+		c.noAnswer(false)
 	}
-	// Otherwise the byte is for the keyboard, and none is attached.
 	return false
 }

@@ -53,12 +53,19 @@ func TestCommands(t *testing.T) {
 		{"pulse with reset masked", []op{w(offCommand, 0xff), w(offCommand, 0xf1)}, 0},
 		{"pulse other form", []op{w(offCommand, 0xf0)}, 1},
 		{"keyboard output echo", []op{w(offCommand, cmdWriteKbdOut), w(offData, 0x1c), r(offCommand, statusIdle|stOBF), r(offData, 0x1c)}, 0},
-		{"data for absent keyboard dropped", []op{
-			w(offData, 0xff), r(offCommand, statusIdle), w(offCommand, cmdReadCTR), r(offData, ctrDefault),
+		{"absent keyboard answers with a time-out", []op{
+			w(offData, 0xff), r(offCommand, statusIdle|stOBF|stTimeout), r(offData, noDevice),
+			r(offCommand, statusIdle|stTimeout),
+			w(offCommand, cmdReadCTR), r(offCommand, statusIdle|stCMD|stOBF), r(offData, ctrDefault),
 		}, 0},
+		{"absent mouse answers with a time-out on the aux port", []op{
+			w(offCommand, cmdWriteAux), w(offData, 0xf4), r(offCommand, statusIdle|stOBF|stAuxData|stTimeout),
+			r(offData, noDevice),
+		}, 0},
+		{"mouse output echo", []op{w(offCommand, cmdWriteAuxOut), w(offData, 0x08), r(offCommand, statusIdle|stOBF|stAuxData), r(offData, 0x08)}, 0},
 		{"command cancels pending data", []op{
 			w(offCommand, cmdWriteCTR), w(offCommand, cmdReadCTR), w(offData, 0x00), // keyboard data now
-			w(offCommand, cmdReadCTR), r(offData, ctrDefault),
+			r(offData, noDevice), w(offCommand, cmdReadCTR), r(offData, ctrDefault),
 		}, 0},
 		{"other ports", []op{r(1, 0xff), r(2, 0xff), r(3, 0xff), w(1, 0), w(3, 0), r(offCommand, statusIdle)}, 0},
 	}
