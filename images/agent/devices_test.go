@@ -99,6 +99,10 @@ func (f *fakeIO) dial(context.Context, string) (net.Conn, error) {
 			return
 		}
 		n := int64(binary.BigEndian.Uint64(hdr[1:]))
+		if hdr[0] == 'T' {
+			_ = scenario.ReceiveTimed(r, b, n)
+			return
+		}
 		if hdr[0] == 'U' {
 			chk := pattern.NewChecker(scenario.UploadSeed)
 			io.CopyN(chk, r, n)

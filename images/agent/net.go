@@ -153,6 +153,47 @@ func upload(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
+// timedUpload is upload for the benchmark: the bytes are made before the
+// clock starts, the peer makes the ones it expects before saying ready
+// (scenario.ReceiveTimed), and the clock runs from the first byte sent to
+// the peer's verdict, so it times the network path rather than the pattern
+// generators at both ends.
+func timedUpload(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
+	if spec.bytes > scenario.MaxTimed {
+		return 0, fmt.Errorf("timed upload of %d bytes: at most %d", spec.bytes, scenario.MaxTimed)
+	}
+	data := make([]byte, spec.bytes)
+	pattern.Fill(data, scenario.UploadSeed, 0)
+	c, err := e.io.dial(ctx, spec.peer.String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := c.Write(request('T', spec.bytes)); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	ready := make([]byte, len(scenario.PeerReady))
+	if _, err := io.ReadFull(r, ready); err != nil || string(ready) != scenario.PeerReady {
+		return 0, fmt.Errorf("peer not ready (%q): %v", ready, err)
+	}
+	start := time.Now()
+	if _, err := c.Write(data); err != nil {
+		return 0, err
+	}
+	reply, err := r.ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("reply: %w", err)
+	}
+	if reply != scenario.PeerOK {
+		return 0, fmt.Errorf("peer says %q: the stream arrived corrupted", strings.TrimSpace(reply))
+	}
+	return time.Since(start), nil
+}
+
 // download receives the download pattern and checks it.
 func download(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
 	c, err := e.io.dial(ctx, spec.peer.String())

@@ -296,6 +296,8 @@ func serve(c net.Conn) error {
 	case 'D':
 		_, err := io.CopyBuffer(c, pattern.NewReader(scenario.DownloadSeed, n), make([]byte, 256<<10))
 		return err
+	case 'T':
+		return scenario.ReceiveTimed(r, c, n)
 	}
 	return errors.New("unknown request")
 }

@@ -88,12 +88,43 @@ func TestPeer(t *testing.T) {
 		c.Close()
 	}
 
+	// Timed uploads: the peer says ready first, then judges the bytes.
+	for _, seed := range []uint64{scenario.UploadSeed, 99} {
+		c, err = net.Dial("tcp", addr)
+		require.NoError(t, err)
+		request(t, c, 'T', 300000)
+		ready := make([]byte, len(scenario.PeerReady))
+		_, err = io.ReadFull(c, ready)
+		require.NoError(t, err)
+		require.Equal(t, scenario.PeerReady, string(ready))
+		_, err = io.Copy(c, pattern.NewReader(seed, 300000))
+		require.NoError(t, err)
+		reply, err := io.ReadAll(c)
+		require.NoError(t, err)
+		want := scenario.PeerOK
+		if seed != scenario.UploadSeed {
+			want = scenario.PeerBad
+		}
+		require.Equal(t, want, string(reply))
+		c.Close()
+	}
+
+	// A timed upload larger than the peer will hold is refused unanswered.
+	c, err = net.Dial("tcp", addr)
+	require.NoError(t, err)
+	request(t, c, 'T', scenario.MaxTimed+1)
+	reply, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Empty(t, reply)
+	c.Close()
+
 	c, err = net.Dial("tcp", addr)
 	require.NoError(t, err)
 	request(t, c, 'X', 1)
 	_, _ = io.ReadAll(c)
 	c.Close()
 	p.stop()
-	require.Len(t, p.problems(), 1)
-	require.Contains(t, p.problems()[0], "unknown request")
+	require.Len(t, p.problems(), 2)
+	require.Contains(t, p.problems()[0], "timed upload of")
+	require.Contains(t, p.problems()[1], "unknown request")
 }

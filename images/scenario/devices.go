@@ -21,7 +21,8 @@ type Disk struct {
 // on it, and a TCP peer on Addr:Port for the agent's transfer check: a
 // connection that starts with 'U' and an 8-byte big-endian length sends that
 // many bytes of pattern stream UploadSeed and gets their check back; one that
-// starts with 'D' and a length receives that many bytes of DownloadSeed.
+// starts with 'D' and a length receives that many bytes of DownloadSeed;
+// one that starts with 'T' is an upload timed by the agent (ReceiveTimed).
 type Tap struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`

@@ -25,7 +25,7 @@ const (
 	ioTapAddr   = "10.0.2.1"
 	ioGuestAddr = "10.0.2.15/24"
 	ioPort      = 7777
-	ioNetBytes  = 4 << 20
+	ioNetBytes  = 16 << 20
 	ioCheck     = "iobench"
 )
 
