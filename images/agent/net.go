@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -126,16 +127,25 @@ func request(kind byte, n int64) []byte {
 	return b
 }
 
+// dialPeer connects to the outer peer, bounded by ctx's deadline.
+func dialPeer(ctx context.Context, e *env, spec netSpec) (net.Conn, error) {
+	c, err := e.io.dial(ctx, spec.peer.String())
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	return c, nil
+}
+
 // upload sends the upload pattern and waits for the peer's verdict.
 func upload(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
-	c, err := e.io.dial(ctx, spec.peer.String())
+	c, err := dialPeer(ctx, e, spec)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
 	start := time.Now()
 	if _, err := c.Write(request('U', spec.bytes)); err != nil {
 		return 0, err
@@ -164,14 +174,11 @@ func timedUpload(ctx context.Context, e *env, spec netSpec) (time.Duration, erro
 	}
 	data := make([]byte, spec.bytes)
 	pattern.Fill(data, scenario.UploadSeed, 0)
-	c, err := e.io.dial(ctx, spec.peer.String())
+	c, err := dialPeer(ctx, e, spec)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
 	if _, err := c.Write(request('T', spec.bytes)); err != nil {
 		return 0, err
 	}
@@ -196,14 +203,11 @@ func timedUpload(ctx context.Context, e *env, spec netSpec) (time.Duration, erro
 
 // download receives the download pattern and checks it.
 func download(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
-	c, err := e.io.dial(ctx, spec.peer.String())
+	c, err := dialPeer(ctx, e, spec)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
 	start := time.Now()
 	if _, err := c.Write(request('D', spec.bytes)); err != nil {
 		return 0, err

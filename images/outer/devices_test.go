@@ -72,41 +72,29 @@ func TestPeer(t *testing.T) {
 	require.Equal(t, int64(-1), bad)
 	c.Close()
 
-	for _, seed := range []uint64{scenario.UploadSeed, 99} {
-		c, err = net.Dial("tcp", addr)
-		require.NoError(t, err)
-		request(t, c, 'U', 300000)
-		_, err = io.Copy(c, pattern.NewReader(seed, 300000))
-		require.NoError(t, err)
-		reply, err := io.ReadAll(c)
-		require.NoError(t, err)
-		want := scenario.PeerOK
-		if seed != scenario.UploadSeed {
-			want = scenario.PeerBad
+	// Uploads, plain and timed (the peer says ready first): the peer judges the bytes.
+	for _, kind := range []byte{'U', 'T'} {
+		for _, seed := range []uint64{scenario.UploadSeed, 99} {
+			c, err = net.Dial("tcp", addr)
+			require.NoError(t, err)
+			request(t, c, kind, 300000)
+			if kind == 'T' {
+				ready := make([]byte, len(scenario.PeerReady))
+				_, err = io.ReadFull(c, ready)
+				require.NoError(t, err)
+				require.Equal(t, scenario.PeerReady, string(ready))
+			}
+			_, err = io.Copy(c, pattern.NewReader(seed, 300000))
+			require.NoError(t, err)
+			reply, err := io.ReadAll(c)
+			require.NoError(t, err)
+			want := scenario.PeerOK
+			if seed != scenario.UploadSeed {
+				want = scenario.PeerBad
+			}
+			require.Equal(t, want, string(reply), "request %c", kind)
+			c.Close()
 		}
-		require.Equal(t, want, string(reply))
-		c.Close()
-	}
-
-	// Timed uploads: the peer says ready first, then judges the bytes.
-	for _, seed := range []uint64{scenario.UploadSeed, 99} {
-		c, err = net.Dial("tcp", addr)
-		require.NoError(t, err)
-		request(t, c, 'T', 300000)
-		ready := make([]byte, len(scenario.PeerReady))
-		_, err = io.ReadFull(c, ready)
-		require.NoError(t, err)
-		require.Equal(t, scenario.PeerReady, string(ready))
-		_, err = io.Copy(c, pattern.NewReader(seed, 300000))
-		require.NoError(t, err)
-		reply, err := io.ReadAll(c)
-		require.NoError(t, err)
-		want := scenario.PeerOK
-		if seed != scenario.UploadSeed {
-			want = scenario.PeerBad
-		}
-		require.Equal(t, want, string(reply))
-		c.Close()
 	}
 
 	// A timed upload larger than the peer will hold is refused unanswered.
