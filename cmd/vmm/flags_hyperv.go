@@ -20,7 +20,8 @@ func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
 	h := &hypervFlags{}
 	fs.StringVar(&h.list, "hyperv", "", "Hyper-V enlightenments, emulated by vmm: a comma-separated `LIST` of "+
 		"relaxed, vpindex, runtime, time, frequencies, crash, reset, synic, stimer, stimer-direct, tlbflush, ipi, "+
-		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), or the presets all and windows")
+		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), tsc-page=off (time without the "+
+		"reference TSC page), or the presets all and windows")
 	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
 	return h
 }

@@ -84,7 +84,8 @@ func (f Features) privileges() (eax, ebx, edx uint32) {
 		}
 	}
 	set(f.Runtime, privVPRuntime, &eax)
-	set(f.Time, privTimeRefCount|privRefTSC, &eax)
+	set(f.Time, privTimeRefCount, &eax)
+	set(f.TSCPage(), privRefTSC, &eax)
 	set(f.SynIC, privSynIC, &eax)
 	set(f.STimer, privSynTimers, &eax)
 	set(f.VPIndex, privVPIndex, &eax)

@@ -28,6 +28,11 @@ type Features struct {
 	VPIndex      bool // VP_INDEX MSR
 	Runtime      bool // VP_RUNTIME MSR
 	Time         bool // TIME_REF_COUNT and the reference TSC page
+	// NoTSCPage withholds the reference TSC page from Time ("tsc-page=off",
+	// a vmm switch QEMU lacks): the guest then reads time through the
+	// TIME_REF_COUNT MSR (Linux: hyperv_clocksource_msr), so the cost of
+	// that clocksource can be measured.
+	NoTSCPage bool
 	Frequencies  bool // TSC and APIC frequency MSRs
 	Crash        bool // crash MSRs P0-P4 and CRASH_CTL
 	Reset        bool // reset MSR
@@ -135,6 +140,13 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		}
 		f.Spinlocks = uint32(n)
 		return nil
+	case "tsc-page":
+		on, err := switchValue(name, val, hasVal)
+		if err != nil {
+			return err
+		}
+		f.NoTSCPage = !on
+		return nil
 	case "vendor-id":
 		if !hasVal || val == "" {
 			return fmt.Errorf("%w: vendor-id needs a value (vendor-id=STR)", ErrFeatures)
@@ -151,25 +163,35 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		for k := range sw {
 			known = append(known, k)
 		}
-		known = append(known, "spinlocks=N", "vendor-id=STR")
+		known = append(known, "spinlocks=N", "tsc-page=off", "vendor-id=STR")
 		known = append(known, presetNames...)
 		slices.Sort(known)
 		return fmt.Errorf("%w: unknown switch %q (known: %s)", ErrFeatures, item, strings.Join(known, ", "))
 	}
-	if hasVal {
-		switch val {
-		case "on", "true", "1":
-			*p = true
-		case "off", "false", "0":
-			*p = false
-		default:
-			return fmt.Errorf("%w: %s=%q: want on or off", ErrFeatures, name, val)
-		}
-		return nil
+	on, err := switchValue(name, val, hasVal)
+	if err != nil {
+		return err
 	}
-	*p = true
+	*p = on
 	return nil
 }
+
+// switchValue reads a switch's optional =on/=off; a bare switch is on.
+func switchValue(name, val string, hasVal bool) (bool, error) {
+	if !hasVal {
+		return true, nil
+	}
+	switch val {
+	case "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: %s=%q: want on or off", ErrFeatures, name, val)
+}
+
+// TSCPage reports whether the reference TSC page is offered.
+func (f Features) TSCPage() bool { return f.Time && !f.NoTSCPage }
 
 // Check enforces the dependencies between switches (those of QEMU).
 func (f Features) Check() error {
@@ -205,6 +227,9 @@ func (f Features) String() string {
 		if *f.switches()[n] {
 			out = append(out, n)
 		}
+	}
+	if f.Time && f.NoTSCPage {
+		out = append(out, "tsc-page=off")
 	}
 	if f.Spinlocks != 0 {
 		out = append(out, fmt.Sprintf("spinlocks=%#x", f.Spinlocks))

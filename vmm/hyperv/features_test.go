@@ -36,6 +36,21 @@ func TestParseFeatures(t *testing.T) {
 	f, err = ParseFeatures("all,crash=off")
 	require.NoError(t, err)
 	require.False(t, f.Crash)
+
+	f, err = ParseFeatures("all")
+	require.NoError(t, err)
+	require.True(t, f.TSCPage(), "time offers the TSC page")
+	f, err = ParseFeatures("all,tsc-page=off")
+	require.NoError(t, err)
+	require.True(t, f.Time)
+	require.False(t, f.TSCPage())
+	require.Contains(t, f.String(), "tsc-page=off")
+	again, err := ParseFeatures(f.String())
+	require.NoError(t, err)
+	require.Equal(t, f, again, "String round-trips")
+	f, err = ParseFeatures("time,tsc-page=off,tsc-page")
+	require.NoError(t, err)
+	require.True(t, f.TSCPage(), "a later item wins")
 }
 
 func TestParseFeaturesErrors(t *testing.T) {
@@ -52,6 +67,7 @@ func TestParseFeaturesErrors(t *testing.T) {
 		"spinlocks=zz":                     "not a 32-bit number",
 		"vendor-id=0123456789abc":          "longer than 12 bytes",
 		"relaxed=maybe":                    "want on or off",
+		"time,tsc-page=no":                 "want on or off",
 		"all,vpindex=off":                  "needs vpindex",
 	} {
 		_, err := ParseFeatures(list)
@@ -84,6 +100,12 @@ func TestLeavesAdvertiseExactlyTheSwitches(t *testing.T) {
 	require.Equal(t, uint32(1<<2|1<<5|1<<9|1<<10|1<<11), hints.EAX)
 	require.Equal(t, uint32(0xffffffff), hints.EBX)
 	require.Equal(t, uint32(4), leaf(t, c, LeafLimits).EAX)
+
+	f, err = ParseFeatures("all,tsc-page=off")
+	require.NoError(t, err)
+	c = &kvm.CPUID{Entries: f.Leaves(4)}
+	require.Equal(t, uint32(1<<0|1<<1|1<<2|1<<3|1<<5|1<<6|1<<7|1<<11), leaf(t, c, LeafFeatures).EAX,
+		"TIME_REF_COUNT without REFERENCE_TSC")
 
 	f, err = ParseFeatures("relaxed,spinlocks=0x2000")
 	require.NoError(t, err)

@@ -130,6 +130,16 @@ func TestTimeRefCountAndTSCPage(t *testing.T) {
 	require.Equal(t, "0x3000", tp.Summary().TSCPage)
 }
 
+func TestTimeRefCountWithoutTSCPage(t *testing.T) {
+	tp := newTestPartition(t, "time,tsc-page=off", 1)
+	tp.clock.Advance(4242)
+	require.Equal(t, uint64(4242), tp.mustRead(t, 0, MSRTimeRefCount))
+	_, ok := tp.ReadMSR(0, MSRReferenceTSC)
+	require.False(t, ok, "no TSC page: its MSR #GPs")
+	require.False(t, tp.WriteMSR(0, MSRReferenceTSC, 0x3001))
+	require.Empty(t, tp.Summary().TSCPage)
+}
+
 func TestSynICMSRs(t *testing.T) {
 	tp := newTestPartition(t, "vpindex,synic", 2)
 	require.Equal(t, uint64(1), tp.mustRead(t, 0, MSRSVersion))

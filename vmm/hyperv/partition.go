@@ -213,8 +213,10 @@ func (p *Partition) present(msr uint32) bool {
 		return f.Reset
 	case msr == MSRVPRuntime:
 		return f.Runtime
-	case msr == MSRTimeRefCount || msr == MSRReferenceTSC:
+	case msr == MSRTimeRefCount:
 		return f.Time
+	case msr == MSRReferenceTSC:
+		return f.TSCPage()
 	case msr == MSRTSCFrequency || msr == MSRAPICFrequency:
 		return f.Frequencies
 	case msr >= MSRSControl && msr <= MSREOM, msr >= MSRSINT0 && msr <= MSRSINT15:

@@ -20,11 +20,16 @@ func TestHyperVBench(t *testing.T) {
 			require.Equal(t, hvRepeat, s.Repeat)
 			require.Contains(t, s.WantChecks, msrCheck)
 		}
+		if s.Name == "hvclock-vmm-msrclock" {
+			require.Equal(t, "vmm", s.Runner)
+			require.NotContains(t, s.WantChecks, msrCheck, "only the clock read differs")
+		}
 	}
 	require.Contains(t, names["hvclock-vmm"], "all")
 	require.Contains(t, names["hvclock-qemu"], testhost.QEMUHyperVCPU)
 	require.Contains(t, names["hvclock-vmm-nostimer"], noSTimerFeatures)
 	require.NotContains(t, names["hvclock-vmm-nostimer"], "all")
+	require.Contains(t, names["hvclock-vmm-msrclock"], msrClockFeatures)
 
 	clock := func(cs, ns string) string {
 		return `VMM-AGENT: check=clock-cost result=pass detail="clocksource=` + cs + ` read_ns=` + ns +
@@ -39,7 +44,11 @@ func TestHyperVBench(t *testing.T) {
 			clock("hyperv_clocksource_tsc_page", "80.0"), msr("10100.0")},
 		"hvclock-qemu":         {clock("hyperv_clocksource_tsc_page", "50.0"), msr("3100.0")},
 		"hvclock-vmm-nostimer": {clock("hyperv_clocksource_tsc_page", "45.0"), msr("6100.0")},
+		"hvclock-vmm-msrclock": {clock("hyperv_clocksource_msr", "700.0")},
 	})
+	require.Equal(t, 700.0, rep.Medians["msrclock"][msrClock])
+	require.NotContains(t, rep.Medians["tscpage"], msrClock, "the MSR column's clock read is not a TSC page read")
+	require.NotContains(t, rep.Medians["msrclock"], "vmm")
 	require.InDelta(t, 0.9, rep.RatiosNoSTimer["tscpage"], 1e-9)
 	require.InDelta(t, 6000.0, rep.ExitRoundTrip[noSTimer], 1e-9)
 	require.Equal(t, 70.0, rep.Medians["tscpage"]["vmm"])
@@ -57,11 +66,12 @@ func TestHyperVBench(t *testing.T) {
 	require.Contains(t, b.String(), "1.40")
 	require.Contains(t, b.String(), "stands in for its cost")
 	require.Contains(t, b.String(), "45.0 [40-90]     0.90")
+	require.Contains(t, b.String(), "700.0 [40-90]   10.0x vmm's TSC page read")
 	require.NotContains(t, b.String(), "warning")
 
 	rep = summarizeHyperV(o.runners, map[string][]string{"hvclock-vmm": {clock("hyperv_clocksource_msr", "900.0")}})
 	b.Reset()
 	rep.write(&b)
-	require.Contains(t, b.String(), "warning: vmm run 1 used clocksource hyperv_clocksource_msr")
+	require.Contains(t, b.String(), "warning: vmm run 1 used clocksource hyperv_clocksource_msr, not hyperv_clocksource_tsc_page")
 	require.Empty(t, rep.Ratios)
 }
