@@ -24,15 +24,15 @@ var ErrFeatures = errors.New("hyperv: invalid feature list")
 // Features are the enlightenment switches, named after QEMU's hv-* flags.
 // The zero value is Hyper-V off.
 type Features struct {
-	Relaxed      bool // relaxed timing recommended
-	VPIndex      bool // VP_INDEX MSR
-	Runtime      bool // VP_RUNTIME MSR
-	Time         bool // TIME_REF_COUNT and the reference TSC page
+	Relaxed bool // relaxed timing recommended
+	VPIndex bool // VP_INDEX MSR
+	Runtime bool // VP_RUNTIME MSR
+	Time    bool // TIME_REF_COUNT and the reference TSC page
 	// NoTSCPage withholds the reference TSC page from Time ("tsc-page=off",
 	// a vmm switch QEMU lacks): the guest then reads time through the
 	// TIME_REF_COUNT MSR (Linux: hyperv_clocksource_msr), so the cost of
 	// that clocksource can be measured.
-	NoTSCPage bool
+	NoTSCPage    bool
 	Frequencies  bool // TSC and APIC frequency MSRs
 	Crash        bool // crash MSRs P0-P4 and CRASH_CTL
 	Reset        bool // reset MSR
