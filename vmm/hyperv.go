@@ -25,9 +25,10 @@ const cr4PGE = 1 << 7
 // partition's Host (interrupts, kicks, TLB flushes, stops) and holds the
 // per-vCPU TLB flush requests.
 type hvMachine struct {
-	m    *Machine
-	part *hyperv.Partition
-	tlb  []*tlbRequests
+	m     *Machine
+	part  *hyperv.Partition
+	clock *hyperv.TSCClock
+	tlb   []*tlbRequests
 	// statsOnce starts the debug-level activity log with the first vCPU.
 	statsOnce sync.Once
 }
@@ -117,7 +118,7 @@ func (m *Machine) setupHyperV() error {
 	}
 	clock := &hyperv.TSCClock{GuestOffset: off}
 	clock.Params = hyperv.NewTSCParams(hz, clock.GuestTSC())
-	hm := &hvMachine{m: m}
+	hm := &hvMachine{m: m, clock: clock}
 	for range m.vcpus {
 		hm.tlb = append(hm.tlb, &tlbRequests{wake: make(chan struct{}, 1)})
 	}

@@ -398,6 +398,10 @@ func (m *Machine) Close() error {
 		m.routes.close()
 		m.routes = nil
 	}
+	if m.hv != nil {
+		// Synthetic timer callbacks inject through the VM.
+		errs = append(errs, m.hv.clock.Close())
+	}
 	for _, v := range m.vcpus {
 		errs = append(errs, v.kvm.Close())
 	}

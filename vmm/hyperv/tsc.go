@@ -2,6 +2,7 @@ package hyperv
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/bits"
 	"time"
 )
@@ -81,6 +82,8 @@ type TSCClock struct {
 	GuestOffset int64
 	// ReadTSC returns the host TSC; nil means the RDTSC instruction.
 	ReadTSC func() uint64
+
+	timers fdTimers
 }
 
 // GuestTSC is the guest's TSC now.
@@ -95,11 +98,28 @@ func (c *TSCClock) GuestTSC() uint64 {
 // Now implements Clock.
 func (c *TSCClock) Now() uint64 { return c.Params.RefTime(c.GuestTSC()) }
 
-// AfterFunc implements Clock with the Go runtime's timers.
+// AfterFunc implements Clock with pooled timerfds (fdTimers), or the Go
+// runtime's timers where no timerfd can be had. After Close it arms nothing.
 func (c *TSCClock) AfterFunc(d uint64, f func()) Timer {
 	const maxUnits = uint64(1<<63-1) / uint64(refUnit)
-	return time.AfterFunc(time.Duration(min(d, maxUnits))*refUnit, f)
+	dur := time.Duration(min(d, maxUnits)) * refUnit
+	t, err := c.timers.afterFunc(dur, f)
+	switch {
+	case err == nil:
+		return t
+	case errors.Is(err, errTimersClosed):
+		return stoppedTimer{}
+	}
+	return time.AfterFunc(dur, f)
 }
+
+// Close releases the clock's timers; callbacks not yet run never run.
+func (c *TSCClock) Close() error { return c.timers.close() }
+
+// stoppedTimer is a Timer that never fires.
+type stoppedTimer struct{}
+
+func (stoppedTimer) Stop() bool { return false }
 
 // HostTSC reads the host's time-stamp counter.
 func HostTSC() uint64 { return rdtsc() }

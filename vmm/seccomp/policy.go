@@ -38,6 +38,8 @@ func VMM() Policy {
 			// Polling and eventfds (ioeventfd/irqfd back-ends, the netpoller).
 			unix.SYS_EPOLL_CREATE1, unix.SYS_EPOLL_CTL, unix.SYS_EPOLL_WAIT, unix.SYS_EPOLL_PWAIT,
 			unix.SYS_EPOLL_PWAIT2, unix.SYS_EVENTFD2, unix.SYS_PPOLL, unix.SYS_PSELECT6, unix.SYS_PIPE2,
+			// Hyper-V synthetic timers (timerfds in the netpoller).
+			unix.SYS_TIMERFD_CREATE, unix.SYS_TIMERFD_SETTIME,
 			// The Go runtime: memory, threads, signals, time.
 			unix.SYS_MUNMAP, unix.SYS_MADVISE, unix.SYS_MREMAP, unix.SYS_MINCORE,
 			unix.SYS_FUTEX, unix.SYS_SCHED_YIELD, unix.SYS_SCHED_GETAFFINITY,

@@ -71,6 +71,8 @@ func TestVMMPolicyDecisions(t *testing.T) {
 	}{
 		{"write", unix.SYS_WRITE, nil, allow},
 		{"futex", unix.SYS_FUTEX, nil, allow},
+		{"timerfd_create", unix.SYS_TIMERFD_CREATE, nil, allow},
+		{"timerfd_settime", unix.SYS_TIMERFD_SETTIME, nil, allow},
 		{"KVM_RUN", unix.SYS_IOCTL, []uint64{5, 0xae80}, allow},
 		{"KVM_IRQ_LINE", unix.SYS_IOCTL, []uint64{5, 0x4008ae61}, allow},
 		{"TCSETS", unix.SYS_IOCTL, []uint64{0, unix.TCSETS}, allow},
