@@ -91,7 +91,7 @@ var hvFigures = []struct{ name, check, key, col, about string }{
 	{"msrclock", clockCheck, "read_ns", msrClock, "clock_gettime through the MSR clocksource (vmm --hyperv " + msrClockFeatures + ")"},
 }
 
-// figureFrom reports whether column col gives figure f.
+// figureFrom reports whether column col gives a figure whose col is figCol.
 func figureFrom(col, figCol string) bool {
 	if figCol != "" {
 		return col == figCol
