@@ -242,6 +242,12 @@ func TestPerVCPUClockFromItsTSC(t *testing.T) {
 	require.Equal(t, uint64(5000), v)
 	v, _ = p.ReadMSR(1, MSRTimeRefCount)
 	require.Equal(t, uint64(500), v)
+	// MSRs that do not read the clock leave the sample alone (no TSC read).
+	host.tsc[1] = 1e9 + 250*9000
+	_, ok = p.ReadMSR(1, MSRVPIndex)
+	require.True(t, ok)
+	require.Equal(t, int64(500-1000), p.vp(1).skew.Load())
+	host.tsc[1] = 1e9 + 250*500
 
 	// One-shot direct timers 100 ahead on each vCPU's own clock.
 	cfg := uint64(stimerEnable | stimerAutoEnable | stimerDirect | 0x40<<stimerVectorShft)

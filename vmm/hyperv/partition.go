@@ -177,9 +177,20 @@ func (p *Partition) guestNow(v *vp) uint64 {
 	return uint64(int64(p.clock.Now()) + v.skew.Load())
 }
 
+// clockMSR reports whether an access to msr may read the vCPU's reference
+// time: TIME_REF_COUNT, and the SynIC and timer MSRs (arming a timer, or
+// retrying its message after EOM or a SynIC change). Only these sample the
+// vCPU's TSC, which costs an ioctl on every exit.
+func clockMSR(msr uint32) bool {
+	return msr == MSRTimeRefCount || msr >= MSRSControl && msr <= MSREOM ||
+		msr >= MSRSINT0 && msr <= MSRSINT15 || msr >= MSRSTimer0Config && msr <= MSRSTimer3Count
+}
+
 // ReadMSR answers a guest RDMSR of a synthetic MSR; false means #GP.
 func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
-	p.sample(vcpu)
+	if clockMSR(msr) {
+		p.sample(vcpu)
+	}
 	v, ok := p.readMSR(vcpu, msr)
 	p.stats.msr(vcpu, msr, false, !ok)
 	p.trace.msr(vcpu, "rdmsr", msr, v, !ok)
@@ -188,7 +199,9 @@ func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
 
 // WriteMSR performs a guest WRMSR of a synthetic MSR; false means #GP.
 func (p *Partition) WriteMSR(vcpu int, msr uint32, value uint64) bool {
-	p.sample(vcpu)
+	if clockMSR(msr) {
+		p.sample(vcpu)
+	}
 	ok := p.writeMSR(vcpu, msr, value)
 	p.stats.msr(vcpu, msr, true, !ok)
 	p.trace.msr(vcpu, "wrmsr", msr, value, !ok)
