@@ -55,14 +55,15 @@ const (
 	cmdWriteAux     = 0xd4 // next data byte goes to the mouse
 	cmdPulseReset   = 0xfe
 
-	selfTestOK = 0x55
-	// noDevice is what the controller puts in the output buffer, with
-	// stTimeout, when the keyboard or mouse did not answer a byte.
-	noDevice    = 0xfe
+	selfTestOK  = 0x55
 	portTestOK  = 0x00
 	pulseBase   = 0xf0 // 0xf0-0xff pulse output lines whose mask bit is 0
 	pulseLineRS = 0x01 // mask bit of the reset line
 )
+
+// noDevice is what the controller puts in the output buffer, with
+// stTimeout, when the keyboard or mouse did not answer a byte.
+const noDevice = 0xfe
 
 // Controller is the i8042. Its methods are safe for concurrent use.
 type Controller struct {

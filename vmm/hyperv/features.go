@@ -24,15 +24,10 @@ var ErrFeatures = errors.New("hyperv: invalid feature list")
 // Features are the enlightenment switches, named after QEMU's hv-* flags.
 // The zero value is Hyper-V off.
 type Features struct {
-	Relaxed bool // relaxed timing recommended
-	VPIndex bool // VP_INDEX MSR
-	Runtime bool // VP_RUNTIME MSR
-	Time    bool // TIME_REF_COUNT and the reference TSC page
-	// NoTSCPage withholds the reference TSC page from Time ("tsc-page=off",
-	// a vmm switch QEMU lacks): the guest then reads time through the
-	// TIME_REF_COUNT MSR (Linux: hyperv_clocksource_msr), so the cost of
-	// that clocksource can be measured.
-	NoTSCPage    bool
+	Relaxed      bool // relaxed timing recommended
+	VPIndex      bool // VP_INDEX MSR
+	Runtime      bool // VP_RUNTIME MSR
+	Time         bool // TIME_REF_COUNT and the reference TSC page
 	Frequencies  bool // TSC and APIC frequency MSRs
 	Crash        bool // crash MSRs P0-P4 and CRASH_CTL
 	Reset        bool // reset MSR
@@ -41,6 +36,11 @@ type Features struct {
 	STimerDirect bool // synthetic timers in direct (APIC vector) mode
 	TLBFlush     bool // remote TLB flush hypercalls
 	IPI          bool // synthetic cluster IPI hypercalls
+	// NoTSCPage withholds the reference TSC page from Time ("tsc-page=off",
+	// a vmm switch QEMU lacks): the guest then reads time through the
+	// TIME_REF_COUNT MSR (Linux: hyperv_clocksource_msr), so the cost of
+	// that clocksource can be measured.
+	NoTSCPage bool
 	// Spinlocks is the spinlock retry count (CPUID 0x40000004 EBX); 0 means
 	// the default 0xFFFFFFFF, "never notify".
 	Spinlocks uint32
