@@ -11,8 +11,9 @@ DEB_PACKAGES := qemu-system-x86 acpica-tools xz-utils gcc linux-libc-dev dmideco
 
 all: build
 
-build: ## build bin/vmm (static)
+build: ## build bin/vmm (static) and bin/kvmexec (go test -exec: host KVM tests where KVM is)
 	$(GO) build -o $(BIN)/vmm ./cmd/vmm
+	$(GO) build -o $(BIN)/kvmexec ./images/cmd/kvmexec
 
 setup: ## install the Debian packages and Go tools the tests need (idempotent)
 	@scripts/setup.sh $(DEB_PACKAGES)
@@ -22,15 +23,22 @@ ifeq ($(CI),true)
 	$(MAKE) fuzz e2e
 endif
 
-# Under CI the loader tests get Debian's real kernels (bzImage and the vmlinux
-# inside it), and the e2e package runs once, in `make e2e`.
+# Host KVM tests (TestKVM...) run through bin/kvmexec: here where /dev/kvm is
+# hardware virtualization, in the nested test host elsewhere (VMM_TEST_KVM=
+# local|nested forces either). Under CI the loader tests get Debian's real
+# kernels (bzImage and the vmlinux inside it), and the e2e package runs once,
+# in `make e2e`.
+KVMEXEC_SUMMARY := $(CURDIR)/build/kvmexec-summary.txt
 unit: build
+	@mkdir -p build && rm -f $(KVMEXEC_SUMMARY)
 ifeq ($(CI),true)
 	$(GO) run ./images/cmd/mkimages -out build/images -outer=false >/dev/null
-	env $$(scripts/test-kernels.sh) $(GO) test -count=1 $$($(GO) list ./... | grep -v '/e2e$$')
+	env $$(scripts/test-kernels.sh) VMM_KVMEXEC_SUMMARY=$(KVMEXEC_SUMMARY) \
+		$(GO) test -count=1 -exec $(CURDIR)/$(BIN)/kvmexec $$($(GO) list ./... | grep -v '/e2e$$')
 else
-	$(GO) test -count=1 ./...
+	VMM_KVMEXEC_SUMMARY=$(KVMEXEC_SUMMARY) $(GO) test -count=1 -exec $(CURDIR)/$(BIN)/kvmexec ./...
 endif
+	@scripts/kvmexec-summary.sh $(KVMEXEC_SUMMARY)
 
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }

@@ -23,6 +23,11 @@ var ErrNoModuleRoot = errors.New("not inside the " + ModulePath + " module")
 // so they need not be listed. A new slice each call: callers may append.
 func OuterModules() []string { return []string{"kvm", "kvm_amd", "tun"} }
 
+// ExecModules are what the nested test host loads besides OuterModules when
+// it runs a host program (testhost.Exec): 9p over virtio for the host's root
+// file system, and virtio_console for the port the program's output leaves by.
+func ExecModules() []string { return []string{"virtio_pci", "9pnet_virtio", "9p", "virtio_console"} }
+
 // GuestModules are what an inner guest may need to drive vmm's devices, and
 // msr, through which the agent times MSR accesses (/dev/cpu/N/msr).
 func GuestModules() []string {
@@ -41,7 +46,8 @@ type Config struct {
 	// kernel image; default "linux-image-amd64".
 	KernelPackage string
 	// Modules are the kernel modules (names) copied out of the Debian package,
-	// with their dependencies; default OuterModules() + GuestModules().
+	// with their dependencies; default OuterModules() + ExecModules() +
+	// GuestModules().
 	Modules []string
 	// GuestModules go into the guest initramfs; default GuestModules().
 	GuestModules []string
@@ -70,7 +76,7 @@ func (c Config) WithDefaults() (Config, error) {
 		c.KernelPackage = "linux-image-amd64"
 	}
 	if c.Modules == nil {
-		c.Modules = append(OuterModules(), GuestModules()...)
+		c.Modules = append(append(OuterModules(), ExecModules()...), GuestModules()...)
 	}
 	if c.GuestModules == nil {
 		c.GuestModules = GuestModules()

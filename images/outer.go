@@ -113,6 +113,37 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	return out, nil
 }
 
+// OuterExecInitramfs builds <Out>/outer-exec.cpio.gz, the nested test
+// host's initramfs for running host programs (testhost.Exec): the outer init
+// and the modules of OuterModules and ExecModules, nothing else, since the
+// program and everything it reads come from the host's root over 9p.
+func OuterExecInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts) (string, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return "", err
+	}
+	init, err := GoBinary(ctx, cfg, OuterInitPackage, "outer-init")
+	if err != nil {
+		return "", fmt.Errorf("outer exec initramfs: %w", err)
+	}
+	mods, err := ModuleEntries(k, append(OuterModules(), ExecModules()...)...)
+	if err != nil {
+		return "", fmt.Errorf("outer exec initramfs: %w", err)
+	}
+	entries := append(append(BaseEntries(), HostFile("init", 0o755, init)), mods...)
+	key, err := EntriesKey("outer-exec-v1", entries)
+	if err != nil {
+		return "", fmt.Errorf("outer exec initramfs: %w", err)
+	}
+	out := filepath.Join(cfg.Out, "outer-exec.cpio.gz")
+	rebuilt, err := Cached(out, key, func(tmp string) error { return WriteInitramfs(tmp, entries) })
+	if err != nil {
+		return "", err
+	}
+	cfg.Log.Info("outer exec initramfs ready", "path", out, "rebuilt", rebuilt)
+	return out, nil
+}
+
 // qemuEntries returns this host's qemu-system-x86_64, the shared libraries
 // ldd names (at the paths ldd gives, the dynamic loader included) and the
 // microvm firmware, all as regular files (symlinks resolved on the host).

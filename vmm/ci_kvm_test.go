@@ -18,7 +18,7 @@ func printThenSpin(text string) *Program {
 	return realModeProgram(code)
 }
 
-func TestExpectStopsTheGuest(t *testing.T) {
+func TestKVMExpectStopsTheGuest(t *testing.T) {
 	r := runGuest(t, Config{Program: printThenSpin("boot\nall READY now\nnot seen\n"),
 		Expect: regexp.MustCompile(`READY`), Fail: regexp.MustCompile(`panic`)})
 	require.Equal(t, StopExpectMatched, r.res.Reason.Kind, r.res.Reason.String())
@@ -29,7 +29,7 @@ func TestExpectStopsTheGuest(t *testing.T) {
 	require.Equal(t, "boot\nall READY", string(r.console), "the match reached the console first; nothing after it ran")
 }
 
-func TestFailPatternGivesExit6(t *testing.T) {
+func TestKVMFailPatternGivesExit6(t *testing.T) {
 	r := runGuest(t, Config{Program: printThenSpin("ok\nsomething FAILED\nREADY\n"),
 		Expect: regexp.MustCompile(`READY`), Fail: regexp.MustCompile(`FAILED`)})
 	require.Equal(t, StopFailMatched, r.res.Reason.Kind, r.res.Reason.String())
@@ -40,7 +40,7 @@ func TestFailPatternGivesExit6(t *testing.T) {
 	require.EqualValues(t, len("ok\nsomething FAILED"), rep.Devices.UART.TxBytes, "stopped at the failing line")
 }
 
-func TestHaltWithInterruptsOffIsDetected(t *testing.T) {
+func TestKVMHaltWithInterruptsOffIsDetected(t *testing.T) {
 	for _, cpus := range []int{1, 2} {
 		r := runGuest(t, Config{Program: realModeProgram([]byte{0xfa, 0xf4, 0xeb, 0xfd}), // cli; hlt; jmp hlt
 			CPUs: cpus, Timeout: 15 * time.Second})
@@ -50,7 +50,7 @@ func TestHaltWithInterruptsOffIsDetected(t *testing.T) {
 	}
 }
 
-func TestHaltWithInterruptsOnWaitsForTimeout(t *testing.T) {
+func TestKVMHaltWithInterruptsOnWaitsForTimeout(t *testing.T) {
 	// sti; hlt: an interrupt could still wake it, so only the timeout ends it.
 	r := runGuest(t, Config{Program: realModeProgram([]byte{0xfb, 0xf4, 0xeb, 0xfd}), Timeout: 1500 * time.Millisecond})
 	require.Equal(t, StopTimeout, r.res.Reason.Kind, r.res.Reason.String())

@@ -26,7 +26,7 @@ func requireSeaBIOS(t *testing.T) {
 	}
 }
 
-func TestSeaBIOSNoBootableDevice(t *testing.T) {
+func TestKVMSeaBIOSNoBootableDevice(t *testing.T) {
 	requireSeaBIOS(t)
 	g := runGuest(t, Config{Firmware: "seabios", Timeout: 60 * time.Second})
 	require.Contains(t, string(g.console), "SeaBIOS (version", "banner on the serial console")
@@ -68,7 +68,7 @@ func printAndExit(msg string, exitValue byte) []byte {
 	return append(append(code, msg...), 0)
 }
 
-func TestSeaBIOSBootsVirtioBlk(t *testing.T) {
+func TestKVMSeaBIOSBootsVirtioBlk(t *testing.T) {
 	requireSeaBIOS(t)
 	disk := bootSector(t, printAndExit("MBR-BOOTED\n", 5))
 	g := runGuest(t, Config{Firmware: "seabios", Timeout: 60 * time.Second, Disks: []Disk{{Path: disk, ReadOnly: true}}})
@@ -119,7 +119,7 @@ func hostileBootSector() []byte {
 	return c
 }
 
-func TestSeaBIOSHostileBootSector(t *testing.T) {
+func TestKVMSeaBIOSHostileBootSector(t *testing.T) {
 	requireSeaBIOS(t)
 	disk := bootSector(t, hostileBootSector())
 	g := runGuest(t, Config{Firmware: "seabios", Timeout: 90 * time.Second, Disks: []Disk{{Path: disk, ReadOnly: true}}})
@@ -147,11 +147,11 @@ func TestFirmwareConfigErrors(t *testing.T) {
 	require.Equal(t, "/usr/share/seabios/bios.bin", FirmwarePath("seabios"))
 }
 
-// TestSeaBIOSInstallsACPIAndSMBIOS checks what SeaBIOS made of fw_cfg's
+// TestKVMSeaBIOSInstallsACPIAndSMBIOS checks what SeaBIOS made of fw_cfg's
 // table-loader script and SMBIOS files: an RSDP in the BIOS area whose
 // XSDT leads to vmm's tables, every checksum valid, and the SMBIOS 3.0
 // entry point.
-func TestSeaBIOSInstallsACPIAndSMBIOS(t *testing.T) {
+func TestKVMSeaBIOSInstallsACPIAndSMBIOS(t *testing.T) {
 	requireSeaBIOS(t)
 	m, err := New(Config{Firmware: "seabios", CPUs: 2, Memory: testMemory, Timeout: 60 * time.Second}, nil)
 	require.NoError(t, err)

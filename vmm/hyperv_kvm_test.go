@@ -60,7 +60,7 @@ func runHyperVGuest(t *testing.T, bin string, mode boot.Mode, features string) h
 	return hvRun{res: res, out: out, trace: recs}
 }
 
-func TestHyperV64BitGuest(t *testing.T) {
+func TestKVMHyperV64BitGuest(t *testing.T) {
 	r := runHyperVGuest(t, "testdata/hyperv64.bin", boot.Long64, "relaxed,vpindex,time,frequencies,tlbflush,ipi")
 	require.Equal(t, StopDebugExit, r.res.Reason.Kind, r.res.Reason.String())
 	require.Equal(t, 33, r.res.Reason.ExitCode())
@@ -102,7 +102,7 @@ func TestHyperV64BitGuest(t *testing.T) {
 	require.Equal(t, hyperv.MSRCount{Reads: 1, GP: 1}, sum.MSRs["SCONTROL"])
 }
 
-func TestHyperV32BitGuestAndCrash(t *testing.T) {
+func TestKVMHyperV32BitGuestAndCrash(t *testing.T) {
 	r := runHyperVGuest(t, "testdata/hyperv32.bin", boot.Protected32, "vpindex,tlbflush,ipi,crash")
 	require.Equal(t, StopPanic, r.res.Reason.Kind, r.res.Reason.String())
 	require.Equal(t, ExitPanic, r.res.Reason.ExitCode())
@@ -119,7 +119,7 @@ func TestHyperV32BitGuestAndCrash(t *testing.T) {
 	require.Equal(t, uint64(1), sum.Hypercalls["HvFlushVirtualAddressList"].Calls)
 }
 
-func TestHyperVResetMSR(t *testing.T) {
+func TestKVMHyperVResetMSR(t *testing.T) {
 	kvmtest.Require(t)
 	code := []byte{
 		0xc7, 0x06, 0x34, 0x00, 0x22, 0x7c, // mov word [0x34], 0x7c22 (IVT #GP: handler below)
@@ -147,12 +147,12 @@ func TestHyperVResetMSR(t *testing.T) {
 	require.Equal(t, 0x45, r.res.Reason.ExitCode(), "the #GP handler ran")
 }
 
-// TestHyperVSynICTimers runs periodic synthetic timers on the host's KVM:
+// TestKVMHyperVSynICTimers runs periodic synthetic timers on the host's KVM:
 // three expiry messages through SINT2, then three direct-mode interrupts.
 // With auto-EOI on SINT2 the guest never EOIs the message interrupts, so
 // on a host whose LAPIC keeps the vector in service the second one arrives
 // only if vmm clears the in-service bit for it.
-func TestHyperVSynICTimers(t *testing.T) {
+func TestKVMHyperVSynICTimers(t *testing.T) {
 	for _, autoEOI := range []bool{false, true} {
 		name := "eoi"
 		if autoEOI {

@@ -53,7 +53,7 @@ func realModeProgram(code []byte) *Program {
 	return &Program{Addr: 0x7c00, Code: code, Entry: boot.Entry{Mode: boot.RealMode, CS: 0, IP: 0x7c00}}
 }
 
-func TestRealModeSerialAndDebugExit(t *testing.T) {
+func TestKVMRealModeSerialAndDebugExit(t *testing.T) {
 	code := []byte{
 		0xba, 0xf8, 0x03, // mov dx, 0x3f8 (COM1 THR)
 		0xb0, 'H', 0xee, // mov al, 'H'; out dx, al
@@ -74,7 +74,7 @@ func TestRealModeSerialAndDebugExit(t *testing.T) {
 	require.GreaterOrEqual(t, r.res.Exits["io"], uint64(5))
 }
 
-func TestRealModeI8042Reset(t *testing.T) {
+func TestKVMRealModeI8042Reset(t *testing.T) {
 	code := []byte{
 		0xb0, 0xfe, // mov al, 0xfe (pulse reset line)
 		0xe6, 0x64, // out 0x64, al
@@ -86,22 +86,22 @@ func TestRealModeI8042Reset(t *testing.T) {
 	require.Equal(t, ExitReset, r.res.Reason.ExitCode())
 }
 
-// TestResetVectorResets: a guest that jumps to the reset vector (what Linux's
+// TestKVMResetVectorResets: a guest that jumps to the reset vector (what Linux's
 // BIOS reboot does) finds a stub there that resets the machine.
-func TestResetVectorResets(t *testing.T) {
+func TestKVMResetVectorResets(t *testing.T) {
 	code := []byte{0xea, 0xf0, 0xff, 0x00, 0xf0} // jmp far F000:FFF0
 	r := runGuest(t, Config{Program: realModeProgram(code)})
 	require.Equal(t, StopReset, r.res.Reason.Kind, r.res.Reason.String())
 	require.Equal(t, "i8042", r.res.Reason.Source)
 }
 
-func TestTimeoutStopsSpinningGuest(t *testing.T) {
+func TestKVMTimeoutStopsSpinningGuest(t *testing.T) {
 	r := runGuest(t, Config{Program: realModeProgram([]byte{0xeb, 0xfe}), Timeout: 300 * time.Millisecond, CPUs: 2})
 	require.Equal(t, StopTimeout, r.res.Reason.Kind, r.res.Reason.String())
 	require.Equal(t, ExitTimeout, r.res.Reason.ExitCode())
 }
 
-func TestStopFromOutside(t *testing.T) {
+func TestKVMStopFromOutside(t *testing.T) {
 	kvmtest.Require(t)
 	m, err := New(Config{Program: realModeProgram([]byte{0xeb, 0xfe}), CPUs: 1, Memory: testMemory}, nil)
 	require.NoError(t, err)
@@ -119,7 +119,7 @@ func TestStopFromOutside(t *testing.T) {
 	}
 }
 
-func TestMultibootProtectedModeEntry(t *testing.T) {
+func TestKVMMultibootProtectedModeEntry(t *testing.T) {
 	code := []byte{
 		0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
 		0x3d, 0x02, 0xb0, 0xad, 0x2b, // cmp eax, 0x2badb002 (multiboot magic)
@@ -155,7 +155,7 @@ func runMultiboot(t *testing.T, kernel []byte) guestRun {
 	return runGuest(t, Config{Kernel: path, Cmdline: "mb"})
 }
 
-func TestLinux64BitEntry(t *testing.T) {
+func TestKVMLinux64BitEntry(t *testing.T) {
 	code := []byte{
 		0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
 		0xb0, '6', 0xee, // mov al, '6'; out dx, al

@@ -6,10 +6,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestPCIConfigFromGuest reads vendor and device ids through ports
+// TestKVMPCIConfigFromGuest reads vendor and device ids through ports
 // 0xCF8/0xCFC from a real-mode guest: the host bridge at 00:00.0, the
 // virtio-rng function placed at 00:01.0, and an empty slot.
-func TestPCIConfigFromGuest(t *testing.T) {
+func TestKVMPCIConfigFromGuest(t *testing.T) {
 	readID := func(addr uint32) []byte {
 		return []byte{
 			0xba, 0xf8, 0x0c, // mov dx, 0xcf8

@@ -30,7 +30,7 @@ func pciID(m *Machine, slot uint64) (uint16, uint16) {
 	return binary.LittleEndian.Uint16(b), binary.LittleEndian.Uint16(b[2:])
 }
 
-func TestDisksOnPCI(t *testing.T) {
+func TestKVMDisksOnPCI(t *testing.T) {
 	kvmtest.Require(t)
 	rw, ro := testImage(t, "rw.img"), testImage(t, "ro.img")
 	cfg := Config{Program: realModeProgram([]byte{0xf4}), CPUs: 1, Memory: testMemory,
@@ -55,7 +55,7 @@ func TestDisksOnPCI(t *testing.T) {
 	d.Close()
 }
 
-func TestNICOnPCI(t *testing.T) {
+func TestKVMNICOnPCI(t *testing.T) {
 	kvmtest.Require(t)
 	m, err := New(Config{Program: realModeProgram([]byte{0xf4}), CPUs: 1, Memory: testMemory,
 		NICs: []NIC{{Tap: fmt.Sprintf("vmmt%d", os.Getpid())}}}, nil)

@@ -36,11 +36,11 @@ func (a asm32) spinWhileZero(addr uint32) asm32 {
 	return append(a, 0x00, 0x74, 0xf6)                                      // je back to the cmp (-10)
 }
 
-// TestVirtioRNGFromGuest drives the virtio-rng function from a flat 32-bit
+// TestKVMVirtioRNGFromGuest drives the virtio-rng function from a flat 32-bit
 // guest the way a driver does (reset, features, one queue, DRIVER_OK,
 // notify) and waits for the used ring: config space, the transport, the
 // split queue, the ioeventfd and the device's goroutine on a real VM.
-func TestVirtioRNGFromGuest(t *testing.T) {
+func TestKVMVirtioRNGFromGuest(t *testing.T) {
 	kvmtest.Require(t)
 	const (
 		bar              = 0xc0000000 // BAR 0 of the only virtio function
@@ -99,10 +99,10 @@ func TestVirtioRNGFromGuest(t *testing.T) {
 	require.NotEqual(t, make([]byte, 32), random)
 }
 
-// TestVirtioConsolePanicFromGuest transmits a kernel panic line through
+// TestKVMVirtioConsolePanicFromGuest transmits a kernel panic line through
 // virtio-console's transmit queue: it must reach the console output and
 // stop the VM as a guest panic, as the same line on the UART does.
-func TestVirtioConsolePanicFromGuest(t *testing.T) {
+func TestKVMVirtioConsolePanicFromGuest(t *testing.T) {
 	kvmtest.Require(t)
 	const (
 		bar             = 0xc0000000
@@ -165,12 +165,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestVirtioMSIXFromGuest has a 64-bit guest take virtio-rng's queue
+// TestKVMVirtioMSIXFromGuest has a 64-bit guest take virtio-rng's queue
 // interrupt through MSI-X on the host's KVM (testdata/msixirq.s, assembled
 // as the Hyper-V guests are): delivered, reprogrammed to another vector,
 // held pending in the PBA while masked and delivered on unmask. It runs
 // with the vector bound to an irqfd and with the KVM_SIGNAL_MSI fallback.
-func TestVirtioMSIXFromGuest(t *testing.T) {
+func TestKVMVirtioMSIXFromGuest(t *testing.T) {
 	kvmtest.Require(t)
 	code, err := os.ReadFile("testdata/msixirq.bin")
 	require.NoError(t, err)

@@ -80,9 +80,9 @@ func runVMM(t *testing.T, code []byte, args ...string) childRun {
 	return r
 }
 
-// TestExitCodes runs a guest for every exit code a guest can cause, under
+// TestKVMExitCodes runs a guest for every exit code a guest can cause, under
 // the default seccomp filter, and checks the code and the report agree.
-func TestExitCodes(t *testing.T) {
+func TestKVMExitCodes(t *testing.T) {
 	cases := []struct {
 		name   string
 		code   []byte
@@ -117,7 +117,7 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestExpectReport(t *testing.T) {
+func TestKVMExpectReport(t *testing.T) {
 	r := runVMM(t, guestPrintThenSpin("hello\nREADY\nafter\n"), "--expect", "READY", "--timeout", "20s")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Equal(t, "hello\nREADY", r.stdout, "stopped as soon as the line matched")
@@ -130,7 +130,7 @@ func TestExpectReport(t *testing.T) {
 	require.Positive(t, r.report.Exits["io"])
 }
 
-func TestConfigFile(t *testing.T) {
+func TestKVMConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "vmm.json")
 	require.NoError(t, os.WriteFile(cfg, []byte(`{"memory": "64M", "cpus": 2, "expect": "never", "fail": "FAILED", "timeout": "20s", "cmdline": "from-file"}`), 0o644))
@@ -142,9 +142,9 @@ func TestConfigFile(t *testing.T) {
 	require.Equal(t, "from-file", r.report.Match.Line, "cmdline came from the file")
 }
 
-// TestConsoleLogSurvivesKill: everything the guest wrote before a SIGKILL is
+// TestKVMConsoleLogSurvivesKill: everything the guest wrote before a SIGKILL is
 // in the --console-log file (it is written before the console, unbuffered).
-func TestConsoleLogSurvivesKill(t *testing.T) {
+func TestKVMConsoleLogSurvivesKill(t *testing.T) {
 	kvmtest.Require(t)
 	var text strings.Builder
 	for i := 0; i < 40; i++ {
@@ -173,9 +173,9 @@ func TestConsoleLogSurvivesKill(t *testing.T) {
 	require.Equal(t, seen.String(), string(got))
 }
 
-// TestSignalStopsGuest: SIGTERM stops a running guest; vmm exits 130 after
+// TestKVMSignalStopsGuest: SIGTERM stops a running guest; vmm exits 130 after
 // writing its report.
-func TestSignalStopsGuest(t *testing.T) {
+func TestKVMSignalStopsGuest(t *testing.T) {
 	kvmtest.Require(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		report := filepath.Join(t.TempDir(), "r.json")
@@ -225,10 +225,10 @@ func TestSecondSignalForcesExit(t *testing.T) {
 	require.Contains(t, stderr.String(), "second signal (interrupt)")
 }
 
-// TestConcurrentVMs runs 16 vmm processes at once; each echoes its own
+// TestKVMConcurrentVMs runs 16 vmm processes at once; each echoes its own
 // command line and exits with a code derived from it. Nothing is shared:
 // no fixed paths, ports or names.
-func TestConcurrentVMs(t *testing.T) {
+func TestKVMConcurrentVMs(t *testing.T) {
 	kvmtest.Require(t)
 	kernel := kernelFile(t, guestEchoCmdline())
 	const n = 16
@@ -264,9 +264,9 @@ func TestConcurrentVMs(t *testing.T) {
 // under guest RAM plus this.
 const overheadBudgetKiB = 16 << 10
 
-// TestHostileGuests: guests that misbehave end with the right code and keep
+// TestKVMHostileGuests: guests that misbehave end with the right code and keep
 // vmm within its memory budget.
-func TestHostileGuests(t *testing.T) {
+func TestKVMHostileGuests(t *testing.T) {
 	cases := []struct {
 		name   string
 		code   []byte
@@ -316,9 +316,9 @@ func TestHostileGuests(t *testing.T) {
 	}
 }
 
-// TestSeccompFlag: the filter is on by default (seen in /proc/PID/status
+// TestKVMSeccompFlag: the filter is on by default (seen in /proc/PID/status
 // while the guest runs) and off with --seccomp=false.
-func TestSeccompFlag(t *testing.T) {
+func TestKVMSeccompFlag(t *testing.T) {
 	kvmtest.Require(t)
 	kernel := kernelFile(t, guestPrintThenSpin("UP\n"))
 	for _, c := range []struct {

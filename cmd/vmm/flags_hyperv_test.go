@@ -36,10 +36,10 @@ func TestHyperVFlagErrors(t *testing.T) {
 	}
 }
 
-// TestHyperVCrashReport: a guest that reports a crash through the Hyper-V
+// TestKVMHyperVCrashReport: a guest that reports a crash through the Hyper-V
 // crash MSRs ends vmm with exit 3, P0-P4 in the stop detail and the report's
 // Hyper-V summary, and every access in the trace.
-func TestHyperVCrashReport(t *testing.T) {
+func TestKVMHyperVCrashReport(t *testing.T) {
 	code := newAsm().
 		emit(0xb9).emit(le32(0x40000100)...). // mov ecx, CRASH_P0
 		emit(0xb8).emit(le32(0xab)...).       // mov eax, 0xab

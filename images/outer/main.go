@@ -1,7 +1,8 @@
 // Command outer is /init of the nested test host: it loads the KVM modules,
 // runs the scenarios of /scenarios.json (each an inner VMM invocation),
 // prints one "E2E:" line per run on the console (see package scenario) and
-// powers the outer machine off.
+// powers the outer machine off. With scenario.ExecParam on the kernel
+// command line it runs one host program instead (exec.go).
 package main
 
 import (
@@ -44,7 +45,12 @@ func main() {
 		out = kmsgEmitter()
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	code := runSuite(context.Background(), out.emit, log)
+	var code int
+	if job := jobFromCmdline(readCmdline()); job != "" {
+		code = runExec(context.Background(), job, out.emit, log)
+	} else {
+		code = runSuite(context.Background(), out.emit, log)
+	}
 	if pid1 {
 		powerOff()
 	}
@@ -133,6 +139,15 @@ func setupPID1() error {
 		unix.Close(fd)
 	}
 	return os.Setenv("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+}
+
+// readCmdline returns the kernel command line ("" outside a machine).
+func readCmdline() string {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func powerOff() {

@@ -145,6 +145,8 @@ type runner struct {
 	emit func(line string)
 	// beat is the heartbeat interval during a run; none when zero.
 	beat time.Duration
+	// root is where an exec job is chrooted; none when empty.
+	root string
 }
 
 // heartbeat emits a heartbeat line every r.beat until stop is called: the

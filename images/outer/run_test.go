@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/internal/kvmtest"
 )
 
 // fakeEnv makes the test binary act as an inner VMM (see fakeVMM).
@@ -245,11 +245,9 @@ func TestCheckKVMMissing(t *testing.T) {
 	require.ErrorContains(t, checkKVM("/nonexistent/kvm"), "opening /nonexistent/kvm")
 }
 
-func TestCheckKVMReal(t *testing.T) {
-	if _, err := os.Stat("/dev/kvm"); err != nil {
-		testenv.Skip(t, "no /dev/kvm on this machine")
-	}
-	require.NoError(t, checkKVM("/dev/kvm"))
+func TestKVMCheckReal(t *testing.T) {
+	kvmtest.Require(t)
+	require.NoError(t, checkKVM(kvmtest.Path))
 }
 
 func TestLineEmitterTruncates(t *testing.T) {

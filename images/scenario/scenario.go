@@ -19,6 +19,8 @@ import (
 const (
 	RunnerVMM  = "vmm"
 	RunnerQEMU = "qemu"
+	// RunnerExec is the runner of a Job's result line, not a scenario's.
+	RunnerExec = "exec"
 )
 
 // Check results as the guest agent reports them.

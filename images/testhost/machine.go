@@ -59,6 +59,8 @@ type Machine struct {
 	// IdleTimeout stops a machine whose console stays silent this long;
 	// default DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// Extra are more QEMU arguments (devices), after the others.
+	Extra []string
 	// Console, if set, receives the outer console verbatim.
 	Console io.Writer
 	// OnEvent, if set, sees every protocol event as it arrives.
@@ -77,11 +79,11 @@ func (m Machine) Args() []string {
 	if app == "" {
 		app = DefaultAppend
 	}
-	return []string{
+	return append([]string{
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", m.Kernel, "-initrd", m.Initrd, "-append", app,
-	}
+	}, m.Extra...)
 }
 
 // Run boots the outer machine and collects what its init reports. The

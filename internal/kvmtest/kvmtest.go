@@ -1,9 +1,13 @@
 // Package kvmtest gives host KVM tests one way to get /dev/kvm: skip loudly
-// where it is missing, fail where CI=true says it must be there.
+// where it is missing, fail where CI=true says it must be there. Host KVM
+// tests are named TestPrefix...; `go test -exec bin/kvmexec` (make test)
+// runs them in the nested test host where this host's KVM cannot boot a
+// real kernel (see EnvWhere).
 package kvmtest
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/vmmdev/vmm/internal/testenv"
@@ -23,13 +27,19 @@ func Require(t testing.TB) *kvm.System {
 
 func requireAt(t testing.TB, path string) *kvm.System {
 	t.Helper()
+	if top, _, _ := strings.Cut(t.Name(), "/"); !strings.HasPrefix(top, TestPrefix) {
+		t.Fatalf("%s uses /dev/kvm but is not named %s...: kvmexec finds host KVM tests by that name to run them where KVM is", top, TestPrefix)
+	}
+	if w, _ := WhereFromEnv(); w == Nested {
+		testenv.Skip(t, "%s=%s, and this is not the nested test host: run host KVM tests with go test -exec <module root>/bin/kvmexec (make test does)", EnvWhere, w)
+	}
 	sys, err := kvm.Open(path)
 	if err != nil {
 		unavailable := errors.Is(err, kvm.ErrNoKVM) || errors.Is(err, kvm.ErrPermission)
 		if !unavailable {
 			t.Fatalf("open %s: %v", path, err)
 		}
-		testenv.Skip(t, "no /dev/kvm: %v (host KVM test)", err)
+		testenv.Skip(t, "no /dev/kvm: %v (host KVM test; go test -exec <module root>/bin/kvmexec runs it in the nested test host, as make test does)", err)
 	}
 	t.Cleanup(func() {
 		if err := sys.Close(); err != nil {

@@ -157,7 +157,7 @@ func (m *machine) dumpExit(t *testing.T, reason uint32) {
 	}
 }
 
-func TestSystem(t *testing.T) {
+func TestKVMSystem(t *testing.T) {
 	sys := kvmtest.Require(t)
 	v, err := sys.APIVersion()
 	if err != nil || v != 12 {
@@ -217,7 +217,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestRunPortIO(t *testing.T) {
+func TestKVMRunPortIO(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	// mov al,0x42; out 0x10,al; in al,0x11; out 0x10,al; hlt
@@ -229,6 +229,16 @@ func TestRunPortIO(t *testing.T) {
 	if d := m.expectIO(t, kvm.IOOut, 0x10, 1); d[0] != 0x5a {
 		t.Fatalf("value read by IN then written = %#x, want 0x5a", d[0])
 	}
+	// With hardware virtualization an exit for OUT leaves RIP on the
+	// instruction until the next KVM_RUN completes it (PVM's emulator had
+	// already moved on). KVM_RUN with immediate_exit completes the pending
+	// I/O and returns EINTR without entering the guest, as before saving
+	// state.
+	m.vcpu.RunData().ImmediateExit = 1
+	if err := m.vcpu.Run(); !errors.Is(err, unix.EINTR) {
+		t.Fatalf("Run with immediate_exit = %v, want EINTR", err)
+	}
+	m.vcpu.RunData().ImmediateExit = 0
 	regs, err := m.vcpu.GetRegs()
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +248,7 @@ func TestRunPortIO(t *testing.T) {
 	}
 }
 
-func TestRunHLT(t *testing.T) {
+func TestKVMRunHLT(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	// Without the in-kernel irqchip, HLT exits to userspace.
@@ -249,7 +259,7 @@ func TestRunHLT(t *testing.T) {
 	}
 }
 
-func TestRunMMIO(t *testing.T) {
+func TestKVMRunMMIO(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	code := []byte{
@@ -282,7 +292,7 @@ func TestRunMMIO(t *testing.T) {
 	}
 }
 
-func TestImmediateExit(t *testing.T) {
+func TestKVMImmediateExit(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	m := newMachine(t, []byte{0xb0, 0x42, 0xe6, 0x10, 0xf4}, setup{irqchip: true})
@@ -296,7 +306,7 @@ func TestImmediateExit(t *testing.T) {
 	}
 }
 
-func TestUserSpaceMSRFilter(t *testing.T) {
+func TestKVMUserSpaceMSRFilter(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	code := []byte{
@@ -347,7 +357,7 @@ func TestUserSpaceMSRFilter(t *testing.T) {
 	}
 }
 
-func TestCPUIDLeaves(t *testing.T) {
+func TestKVMCPUIDLeaves(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	sys := kvmtest.Require(t)
@@ -377,7 +387,7 @@ func TestCPUIDLeaves(t *testing.T) {
 	}
 }
 
-func TestIOEventFD(t *testing.T) {
+func TestKVMIOEventFD(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	code := []byte{
@@ -412,7 +422,7 @@ func TestIOEventFD(t *testing.T) {
 	}
 }
 
-func TestInterrupts(t *testing.T) {
+func TestKVMInterrupts(t *testing.T) {
 	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -446,7 +456,7 @@ func TestInterrupts(t *testing.T) {
 	}
 }
 
-func TestVCPUState(t *testing.T) {
+func TestKVMVCPUState(t *testing.T) {
 	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
 	v := m.vcpu
 	if v.ID() != 0 || v.FD() < 0 {
@@ -521,7 +531,7 @@ func TestVCPUState(t *testing.T) {
 	}
 }
 
-func TestTSCAndClock(t *testing.T) {
+func TestKVMTSCAndClock(t *testing.T) {
 	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
 	if n, _ := m.sys.CheckExtension(kvm.CapGetTSCKHz); n > 0 {
 		khz, err := m.vcpu.GetTSCKHz()
@@ -548,7 +558,7 @@ func TestTSCAndClock(t *testing.T) {
 	}
 }
 
-func TestGSIRouting(t *testing.T) {
+func TestKVMGSIRouting(t *testing.T) {
 	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
 	var routes []kvm.IRQRoute
 	for pin := uint32(0); pin < 24; pin++ {
@@ -577,7 +587,7 @@ func TestGSIRouting(t *testing.T) {
 	}
 }
 
-func TestTSCOffsetAttr(t *testing.T) {
+func TestKVMTSCOffsetAttr(t *testing.T) {
 	m := newMachine(t, []byte{0xf4}, setup{irqchip: true})
 	if n, _ := m.sys.CheckExtension(kvm.CapVCPUAttributes); n == 0 {
 		testenv.Skip(t, "KVM_CAP_VCPU_ATTRIBUTES not offered by this host")
@@ -616,10 +626,10 @@ func TestTSCOffsetAttr(t *testing.T) {
 	}
 }
 
-// TestKickRunningVCPU checks the cancellation recipe vmm relies on: set
+// TestKVMKickRunningVCPU checks the cancellation recipe vmm relies on: set
 // immediate_exit, then signal the vCPU thread. Whether the signal lands
 // while the guest runs or before KVM_RUN is entered, Run returns EINTR.
-func TestKickRunningVCPU(t *testing.T) {
+func TestKVMKickRunningVCPU(t *testing.T) {
 	// out 0x10,al; jmp $ (spins in the guest until kicked)
 	m := newMachine(t, []byte{0xe6, 0x10, 0xeb, 0xfe}, setup{irqchip: true})
 	type result struct {
