@@ -66,7 +66,7 @@ func TestBadInput(t *testing.T) {
 		{"negative timeout", []string{"run", noKVM, "--kernel", good, "--timeout", "-1s"}, 1, "--timeout"},
 		{"bad console", []string{"run", noKVM, "--kernel", good, "--console", "tty"}, 1, "--console"},
 		{"console file in missing dir", []string{"run", noKVM, "--kernel", good, "--console", "file:" + filepath.Join(dir, "x", "y")}, 1, "--console"},
-		{"no /dev/kvm", []string{"run", noKVM, "--kernel", good}, 1, "no-such-kvm"},
+		{"no /dev/kvm", []string{"run", noKVM, "--kernel", good}, 1, "no-such-kvm: missing"},
 		{"probe bad flag", []string{"probe", "--yaml"}, 2, "yaml"},
 		// The CI flags (issue 6).
 		{"expect bad regexp", []string{"run", noKVM, "--kernel", good, "--expect", "(unclosed"}, 2, "--expect"},
@@ -121,6 +121,37 @@ func TestParseSize(t *testing.T) {
 	for _, in := range []string{"", "M", "-1", "1.5G", "0x10", "99999999999999T"} {
 		_, err := parseSize(in)
 		require.Error(t, err, in)
+	}
+}
+
+// TestRunWithoutKVM: `vmm run` without a usable KVM device exits 1 with
+// exactly one line naming the device once, what is wrong and what to do.
+func TestRunWithoutKVM(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "bzImage")
+	require.NoError(t, os.WriteFile(kernel, testimage.BzImage64([]byte{0xf4}), 0o644))
+	missing := filepath.Join(dir, "no-such-kvm")
+	denied := filepath.Join(dir, "denied")
+	require.NoError(t, os.WriteFile(denied, nil, 0))
+	for _, c := range []struct{ name, dev, want string }{
+		{"missing", missing, "vmm run: " + missing + ": missing (no such file or directory): " +
+			"load kvm-intel or kvm-amd, or boot guests in the nested test host (make run, make e2e)\n"},
+		{"permission denied", denied, "vmm run: " + denied + ": permission denied: " +
+			"check its permissions, or add the user to the kvm group\n"},
+		{"not KVM", "/dev/null", "vmm run: /dev/null: KVM_GET_API_VERSION: inappropriate ioctl for device\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.dev == denied && os.Geteuid() == 0 {
+				t.Skip("root opens a file of mode 000")
+			}
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"run", "--kvm-device", c.dev, "--kernel", kernel}, nil, &stdout, &stderr)
+			require.Equal(t, 1, code)
+			require.Equal(t, c.want, stderr.String())
+			require.Equal(t, 1, strings.Count(stderr.String(), c.dev), "the device named once")
+			require.NotContains(t, stderr.String(), "open ")
+			require.Empty(t, stdout.String())
+		})
 	}
 }
 
