@@ -40,8 +40,13 @@ else
 endif
 	@scripts/kvmexec-summary.sh $(KVMEXEC_SUMMARY)
 
+# go mod tidy -diff changes nothing: it prints the diff and fails when go.mod
+# or go.sum is not tidy, and fails with no diff on other errors (a download).
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }
+	@diff=$$($(GO) mod tidy -diff) && exit 0; rc=$$?; \
+	if [ -n "$$diff" ]; then printf '%s\n' "$$diff" >&2; echo "go.mod/go.sum are not tidy (diff above): run go mod tidy and commit the result"; \
+	else echo "go mod tidy -diff failed (exit $$rc, error above)"; fi; exit 1
 	$(GO) vet ./...
 	$$($(GO) env GOPATH)/bin/staticcheck ./...
 

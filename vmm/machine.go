@@ -166,19 +166,13 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	return m, nil
 }
 
-// OpenKVM opens the KVM device and checks the API version and the
-// capabilities vmm cannot work without.
+// OpenKVM opens the KVM device and checks the capabilities vmm cannot work
+// without. A device that cannot be opened (kvm.Open also checks the API
+// version) is a *KVMError: one line saying what is wrong and what to do.
 func OpenKVM(path string) (*kvm.System, error) {
-	sys, err := kvm.Open(path)
+	sys, err := openKVM(path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if v, err := sys.APIVersion(); err != nil || v != 12 {
-		sys.Close()
-		if err == nil {
-			err = fmt.Errorf("unsupported API version %d (want 12)", v)
-		}
-		return nil, fmt.Errorf("KVM API version of %s: %w", path, err)
+		return nil, err
 	}
 	for _, c := range []kvm.Cap{kvm.CapIRQChip, kvm.CapUserMemory, kvm.CapPIT2, kvm.CapImmediateExit} {
 		if n, err := sys.CheckExtension(c); err != nil || n == 0 {

@@ -20,12 +20,18 @@ const (
 	VirtPVM Virtualization = "pvm"
 	// VirtUnknown: KVM is there, but the CPU shows no virtualization extension.
 	VirtUnknown Virtualization = "unknown"
+	// VirtMissing: there is no KVM at the device path (DeviceStatus missing or no_driver).
+	VirtMissing Virtualization = "missing"
+	// VirtUnavailable: the device path exists but vmm cannot use it
+	// (DeviceStatus permission_denied or unusable).
+	VirtUnavailable Virtualization = "unavailable"
 )
 
 // ProbeResult is what `vmm probe` reports.
 type ProbeResult struct {
 	Device         string          `json:"device"`
 	Available      bool            `json:"available"`
+	DeviceStatus   KVMStatus       `json:"device_status"`
 	Error          string          `json:"error,omitempty"`
 	APIVersion     int             `json:"api_version,omitempty"`
 	Virtualization Virtualization  `json:"virtualization"`
@@ -58,14 +64,22 @@ func probedCaps() []probedCap {
 
 // Probe inspects the host's KVM. It never fails: what it cannot find is reported.
 func Probe(device string) ProbeResult {
-	r := ProbeResult{Device: device, Virtualization: hostVirtualization(), CPUFlags: cpuVirtFlags()}
-	sys, err := kvm.Open(device)
+	r := ProbeResult{Device: device, CPUFlags: cpuVirtFlags()}
+	sys, err := openKVM(device)
+	r.DeviceStatus = kvmStatus(err)
 	if err != nil {
+		// The host's kvm modules and CPU flags say nothing about a device
+		// that is not there or cannot be opened: report the device instead.
 		r.Error = err.Error()
+		r.Virtualization = VirtUnavailable
+		if r.DeviceStatus == KVMMissing || r.DeviceStatus == KVMNoDriver {
+			r.Virtualization = VirtMissing
+		}
 		return r
 	}
 	defer sys.Close()
 	r.Available = true
+	r.Virtualization = hostVirtualization()
 	if r.APIVersion, err = sys.APIVersion(); err != nil {
 		r.Error = fmt.Sprintf("KVM_GET_API_VERSION: %v", err)
 	}

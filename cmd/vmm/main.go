@@ -226,15 +226,16 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 
 func printProbe(w io.Writer, r vmm.ProbeResult) {
 	if !r.Available {
-		fmt.Fprintf(w, "KVM: not available at %s: %s\n", r.Device, r.Error)
+		// r.Error names the device, what is wrong with it and what to do.
+		fmt.Fprintf(w, "KVM: %s\n", r.Error)
 	} else {
 		fmt.Fprintf(w, "KVM: %s, API version %d, up to %d vCPUs\n", r.Device, r.APIVersion, r.MaxVCPUs)
+		hw := "no"
+		if r.Virtualization == vmm.VirtHardware {
+			hw = "yes"
+		}
+		fmt.Fprintf(w, "hardware virtualization: %s (%s)\n", hw, r.Virtualization)
 	}
-	hw := "no"
-	if r.Virtualization == vmm.VirtHardware {
-		hw = "yes"
-	}
-	fmt.Fprintf(w, "hardware virtualization: %s (%s)\n", hw, r.Virtualization)
 	fmt.Fprintf(w, "can boot a real kernel directly: %v\n", r.CanBootLinux)
 	if r.Available {
 		fmt.Fprintf(w, "supported CPUID leaves: %d, MSRs: %d\n", r.CPUIDLeaves, r.MSRs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,7 +66,7 @@ func TestBadInput(t *testing.T) {
 		{"negative timeout", []string{"run", noKVM, "--kernel", good, "--timeout", "-1s"}, 1, "--timeout"},
 		{"bad console", []string{"run", noKVM, "--kernel", good, "--console", "tty"}, 1, "--console"},
 		{"console file in missing dir", []string{"run", noKVM, "--kernel", good, "--console", "file:" + filepath.Join(dir, "x", "y")}, 1, "--console"},
-		{"no /dev/kvm", []string{"run", noKVM, "--kernel", good}, 1, "no-such-kvm"},
+		{"no /dev/kvm", []string{"run", noKVM, "--kernel", good}, 1, "no-such-kvm: missing"},
 		{"probe bad flag", []string{"probe", "--yaml"}, 2, "yaml"},
 		// The CI flags (issue 6).
 		{"expect bad regexp", []string{"run", noKVM, "--kernel", good, "--expect", "(unclosed"}, 2, "--expect"},
@@ -123,10 +124,77 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// TestRunWithoutKVM: `vmm run` without a usable KVM device exits 1 with
+// exactly one line naming the device once, what is wrong and what to do.
+func TestRunWithoutKVM(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "bzImage")
+	require.NoError(t, os.WriteFile(kernel, testimage.BzImage64([]byte{0xf4}), 0o644))
+	missing := filepath.Join(dir, "no-such-kvm")
+	denied := filepath.Join(dir, "denied")
+	require.NoError(t, os.WriteFile(denied, nil, 0))
+	for _, c := range []struct{ name, dev, want string }{
+		{"missing", missing, "vmm run: " + missing + ": missing (no such file or directory): " +
+			"load kvm-intel or kvm-amd, or boot guests in the nested test host (make run, make e2e)\n"},
+		{"permission denied", denied, "vmm run: " + denied + ": permission denied: " +
+			"check its permissions, or add the user to the kvm group\n"},
+		{"not KVM", "/dev/null", "vmm run: /dev/null: KVM_GET_API_VERSION: inappropriate ioctl for device\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.dev == denied && os.Geteuid() == 0 {
+				t.Skip("root opens a file of mode 000")
+			}
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"run", "--kvm-device", c.dev, "--kernel", kernel}, nil, &stdout, &stderr)
+			require.Equal(t, 1, code)
+			require.Equal(t, c.want, stderr.String())
+			require.Equal(t, 1, strings.Count(stderr.String(), c.dev), "the device named once")
+			require.NotContains(t, stderr.String(), "open ")
+			require.Empty(t, stdout.String())
+		})
+	}
+}
+
+// TestProbeWithoutKVM: without a usable device the probe says what is wrong
+// with it, in text and in JSON a script can branch on, and never reports
+// the host's flavour of KVM as if a device were there.
 func TestProbeWithoutKVM(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"probe", "--device", filepath.Join(t.TempDir(), "none")}, nil, &stdout, &stderr)
-	require.Equal(t, 1, code)
-	require.Contains(t, stdout.String(), "KVM: not available")
-	require.Contains(t, stdout.String(), "hardware virtualization:")
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "none")
+	denied := filepath.Join(dir, "denied")
+	require.NoError(t, os.WriteFile(denied, nil, 0))
+	for _, c := range []struct {
+		name, dev, status, virt, line string
+	}{
+		{"missing", missing, "missing", "missing",
+			"KVM: " + missing + ": missing (no such file or directory): load kvm-intel or kvm-amd, or boot guests in the nested test host (make run, make e2e)"},
+		{"permission denied", denied, "permission_denied", "unavailable",
+			"KVM: " + denied + ": permission denied: check its permissions, or add the user to the kvm group"},
+		{"not KVM", "/dev/null", "unusable", "unavailable",
+			"KVM: /dev/null: KVM_GET_API_VERSION: inappropriate ioctl for device"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.dev == denied && os.Geteuid() == 0 {
+				t.Skip("root opens a file of mode 000")
+			}
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"probe", "--device", c.dev}, nil, &stdout, &stderr)
+			require.Equal(t, 1, code)
+			require.Empty(t, stderr.String())
+			require.Equal(t, c.line+"\ncan boot a real kernel directly: false\n", stdout.String())
+
+			stdout.Reset()
+			code = run([]string{"probe", "--json", "--device", c.dev}, nil, &stdout, &stderr)
+			require.Equal(t, 1, code)
+			var r map[string]any
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &r))
+			require.Equal(t, c.status, r["device_status"])
+			require.Equal(t, c.virt, r["virtualization"])
+			require.Equal(t, false, r["can_boot_linux"])
+			require.Equal(t, false, r["available"])
+			// scripts/run-default.sh greps the indented output.
+			require.Contains(t, stdout.String(), `"can_boot_linux": false`)
+			require.Contains(t, stdout.String(), `"virtualization": "`+c.virt+`"`)
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/vmmdev/vmm/internal/testenv"
 	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -212,8 +213,8 @@ func TestOpenErrors(t *testing.T) {
 	}
 	// /dev/null opens but answers no KVM ioctl.
 	_, err := kvm.Open("/dev/null")
-	if err == nil || !errors.Is(err, unix.ENOTTY) {
-		t.Errorf("Open(/dev/null) = %v, want ENOTTY", err)
+	if err == nil || !errors.Is(err, unix.ENOTTY) || !strings.HasPrefix(err.Error(), "/dev/null: ") {
+		t.Errorf("Open(/dev/null) = %v, want ENOTTY naming the path", err)
 	}
 }
 

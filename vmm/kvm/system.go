@@ -44,7 +44,8 @@ func Open(path string) (*System, error) {
 	v, err := s.APIVersion()
 	if err != nil {
 		_ = s.Close()
-		return nil, err
+		// ENOTTY here means the path is not a KVM device (/dev/null, a file).
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if v != APIVersion {
 		_ = s.Close()
