@@ -12,11 +12,11 @@ import (
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
-// TestKVMErrors: each way the device can fail gets its own status and one
+// TestOpenKVMErrors: each way the device can fail gets its own status and one
 // line naming the path, the errno and what to do. ENODEV, ENXIO, EACCES and
 // EPERM need a device node or another user, so they are wrapped here as
 // kvm.Open wraps them.
-func TestKVMErrors(t *testing.T) {
+func TestOpenKVMErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "kvm")
 	_, missingErr := kvm.Open(missing)
 	_, nullErr := kvm.Open("/dev/null")

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/internal/testimage"
 )
@@ -141,11 +143,10 @@ func TestRunWithoutKVM(t *testing.T) {
 		{"not KVM", "/dev/null", "vmm run: /dev/null: KVM_GET_API_VERSION: inappropriate ioctl for device\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if c.dev == denied && os.Geteuid() == 0 {
-				t.Skip("root opens a file of mode 000")
-			}
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"run", "--kvm-device", c.dev, "--kernel", kernel}, nil, &stdout, &stderr)
+			code := asUser(t, func() int {
+				return run([]string{"run", "--kvm-device", c.dev, "--kernel", kernel}, nil, &stdout, &stderr)
+			})
 			require.Equal(t, 1, code)
 			require.Equal(t, c.want, stderr.String())
 			require.Equal(t, 1, strings.Count(stderr.String(), c.dev), "the device named once")
@@ -174,17 +175,14 @@ func TestProbeWithoutKVM(t *testing.T) {
 			"KVM: /dev/null: KVM_GET_API_VERSION: inappropriate ioctl for device"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if c.dev == denied && os.Geteuid() == 0 {
-				t.Skip("root opens a file of mode 000")
-			}
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"probe", "--device", c.dev}, nil, &stdout, &stderr)
+			code := asUser(t, func() int { return run([]string{"probe", "--device", c.dev}, nil, &stdout, &stderr) })
 			require.Equal(t, 1, code)
 			require.Empty(t, stderr.String())
 			require.Equal(t, c.line+"\ncan boot a real kernel directly: false\n", stdout.String())
 
 			stdout.Reset()
-			code = run([]string{"probe", "--json", "--device", c.dev}, nil, &stdout, &stderr)
+			code = asUser(t, func() int { return run([]string{"probe", "--json", "--device", c.dev}, nil, &stdout, &stderr) })
 			require.Equal(t, 1, code)
 			var r map[string]any
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &r))
@@ -197,4 +195,38 @@ func TestProbeWithoutKVM(t *testing.T) {
 			require.Contains(t, stdout.String(), `"virtualization": "`+c.virt+`"`)
 		})
 	}
+}
+
+// asUser runs fn on a thread of its own that, when the test runs as root,
+// has lost the capabilities that let root open any file (capabilities are
+// per thread), so a device of mode 000 is denied as it is to a user. The
+// thread ends with fn: its goroutine exits still locked to it.
+func asUser(t *testing.T, fn func() int) int {
+	t.Helper()
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		if os.Geteuid() == 0 {
+			hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+			var data [2]unix.CapUserData
+			if err := unix.Capget(&hdr, &data[0]); err != nil {
+				done <- result{err: err}
+				return
+			}
+			drop := uint32(1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH)
+			data[0].Effective &^= drop
+			if err := unix.Capset(&hdr, &data[0]); err != nil {
+				done <- result{err: err}
+				return
+			}
+		}
+		done <- result{code: fn()}
+	}()
+	r := <-done
+	require.NoError(t, r.err, "dropping root's file capabilities")
+	return r.code
 }
