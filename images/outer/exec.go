@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -205,7 +206,7 @@ func (r *runner) execJob(ctx context.Context, job scenario.Job, out io.Writer) s
 		return res
 	}
 	cmd := exec.CommandContext(ctx, job.Args[0], job.Args[1:]...)
-	cmd.Dir, cmd.Env = job.Dir, job.Env
+	cmd.Dir, cmd.Env = job.Dir, append(slices.Clip(job.Env), scenario.ExecInsideEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: r.root, Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = waitDelay

@@ -41,10 +41,10 @@ func TestExecJobStatusAndOutput(t *testing.T) {
 	dir := t.TempDir()
 	sh, err := filepath.Abs("/bin/sh")
 	require.NoError(t, err)
-	job := scenario.Job{Args: []string{sh, "-c", `printf 'out \026PASS\n'; echo "$V" >&2; pwd; exit 3`},
+	job := scenario.Job{Args: []string{sh, "-c", `printf 'out \026PASS\n'; echo "$V $VMM_IN_NESTED_HOST" >&2; pwd; exit 3`},
 		Dir: dir, Env: []string{"V=from-env"}}
 	res, out, _ := execRun(t, job, 0)
-	require.Equal(t, "out \x16PASS\nfrom-env\n"+dir+"\n", out, "output byte for byte, stderr too, in the job's directory")
+	require.Equal(t, "out \x16PASS\nfrom-env 1\n"+dir+"\n", out, "output byte for byte, stderr too, in the job's directory, told where it runs")
 	require.Equal(t, 3, res.Exit)
 	require.False(t, res.Pass)
 	require.Equal(t, "exit status 3", res.Reason)

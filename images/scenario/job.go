@@ -19,6 +19,9 @@ const (
 	ExecRootTag = "hostroot"
 	// ExecPortName is the virtio-serial port the program's output leaves by.
 	ExecPortName = "vmm.exec.out"
+	// ExecInsideEnv is set to "1" in the program's environment, so it can
+	// say where it ran.
+	ExecInsideEnv = "VMM_IN_NESTED_HOST"
 )
 
 // Job is one program the outer init runs in exec mode.

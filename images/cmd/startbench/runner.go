@@ -44,10 +44,11 @@ type runner struct {
 	env    []string
 }
 
-func setupRunners(o options, stderr io.Writer) ([]*runner, error) {
-	kernel := filepath.Join(o.work, "guest.bzImage")
-	fw := filepath.Join(o.work, "guest.fw")
-	initrd := filepath.Join(o.work, "empty.initrd")
+// setupRunners writes the guest into scratch and returns the runners.
+func setupRunners(o options, scratch string, stderr io.Writer) ([]*runner, error) {
+	kernel := filepath.Join(scratch, "guest.bzImage")
+	fw := filepath.Join(scratch, "guest.fw")
+	initrd := filepath.Join(scratch, "empty.initrd")
 	for path, data := range map[string][]byte{kernel: bzImage(), fw: firmware(), initrd: {0}} {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			return nil, fmt.Errorf("write guest: %w", err)
@@ -57,7 +58,7 @@ func setupRunners(o options, stderr io.Writer) ([]*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vmm binary %s: %w (run make build)", o.vmm, err)
 	}
-	report := filepath.Join(o.work, "vmm-report.json")
+	report := filepath.Join(scratch, "vmm-report.json")
 	mem := strconv.Itoa(guestMiB)
 	self, err := os.Executable()
 	if err != nil {
