@@ -25,8 +25,11 @@ func OuterModules() []string { return []string{"kvm", "kvm_amd", "tun"} }
 
 // ExecModules are what the nested test host loads besides OuterModules when
 // it runs a host program (testhost.Exec): 9p over virtio for the host's root
-// file system, and virtio_console for the port the program's output leaves by.
-func ExecModules() []string { return []string{"virtio_pci", "9pnet_virtio", "9p", "virtio_console"} }
+// file system, overlay to make it writable in memory, and virtio_console for
+// the port the program's output leaves by.
+func ExecModules() []string {
+	return []string{"virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console"}
+}
 
 // GuestModules are what an inner guest may need to drive vmm's devices, and
 // msr, through which the agent times MSR accesses (/dev/cpu/N/msr).

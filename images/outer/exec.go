@@ -22,15 +22,18 @@ import (
 
 // Exec mode: the kernel command line names a job file on the host (see
 // scenario.Job); the host's root file system arrives read-only over 9p and
-// the job's program runs chrooted into it, so it finds every file at the
-// path it has on the host. Its output leaves through a virtio-serial port,
-// byte for byte; its exit status through the console protocol.
+// the job's program runs chrooted into a writable overlay of it (changes
+// stay in the machine's memory), so it finds every file at the path it has
+// on the host, wherever that is (a CI clone may live under /tmp). Its
+// output leaves through a virtio-serial port, byte for byte; its exit
+// status through the console protocol.
 const (
-	// hostRoot is where the host's root is mounted, and the job's root.
+	// hostRoot is where the host's root is mounted.
 	hostRoot = "/host"
-	// stash holds bind mounts of host directories that a tmpfs over
-	// /tmp would hide (the go test binary lives under /tmp).
-	stash = "/stash"
+	// scratch holds the overlay's upper and work directories (tmpfs).
+	scratch = "/scratch"
+	// jobRoot is the overlay the job is chrooted into.
+	jobRoot = "/job"
 )
 
 // execScenario names the job in its heartbeat and result lines.
@@ -61,7 +64,7 @@ func runExec(ctx context.Context, jobPath string, emit func(string), log *slog.L
 		return 1
 	}
 	defer port.Close()
-	r := &runner{emit: emit, beat: heartbeatInterval, root: hostRoot}
+	r := &runner{emit: emit, beat: heartbeatInterval, root: jobRoot}
 	res := r.execJob(ctx, job, port)
 	emit(res.Line())
 	if res.Pass {
@@ -89,7 +92,7 @@ func prepareExec(jobPath string) (scenario.Job, *os.File, error) {
 	if err := job.Validate(); err != nil {
 		return job, nil, fmt.Errorf("job %s: %w", jobPath, err)
 	}
-	if err := layoutRoot(filepath.Dir(job.Args[0])); err != nil {
+	if err := layoutRoot(); err != nil {
 		return job, nil, err
 	}
 	port, err := openPort(scenario.ExecPortName)
@@ -113,34 +116,33 @@ func mountHost() error {
 	return nil
 }
 
-// layoutRoot gives the job's root what a running system has on top of the
-// host's files: its own /proc, /sys and /dev (with /dev/kvm), and empty
-// tmpfs at /tmp, /run, /var/tmp and /dev/shm. binDir, the program's
-// directory, stays reachable at its host path even when it is under /tmp.
-func layoutRoot(binDir string) error {
-	keep := binDir == "/tmp" || strings.HasPrefix(binDir, "/tmp/")
-	if keep {
-		if err := os.MkdirAll(stash, 0o755); err != nil {
+// layoutRoot makes jobRoot: an overlay of the host's root with a tmpfs
+// upper layer, and what a running system has on top of its files: its own
+// /proc, /sys and /dev (with /dev/kvm), a fresh devpts and /dev/shm.
+func layoutRoot() error {
+	for _, d := range []string{scratch, jobRoot} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount(filepath.Join(hostRoot, binDir), stash, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("keeping %s: %w", binDir, err)
+	}
+	if err := unix.Mount("tmpfs", scratch, "tmpfs", 0, ""); err != nil {
+		return fmt.Errorf("mounting tmpfs on %s: %w", scratch, err)
+	}
+	upper, work := filepath.Join(scratch, "upper"), filepath.Join(scratch, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
 		}
 	}
-	mounts := []struct{ fstype, target string }{
-		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/tmp"}, {"tmpfs", "/run"},
-		{"tmpfs", "/var/tmp"},
-	}
-	for _, m := range mounts {
-		target := filepath.Join(hostRoot, m.target)
-		if err := unix.Mount(m.fstype, target, m.fstype, 0, ""); err != nil {
-			return fmt.Errorf("mounting %s on %s: %w", m.fstype, target, err)
-		}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", hostRoot, upper, work)
+	if err := unix.Mount("overlay", jobRoot, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting the overlay of the host's root: %w", err)
 	}
 	for _, m := range []struct{ fstype, target, opts string }{
+		{"proc", "/proc", ""}, {"sysfs", "/sys", ""}, {"devtmpfs", "/dev", ""},
 		{"devpts", "/dev/pts", "newinstance,ptmxmode=0666"}, {"tmpfs", "/dev/shm", ""},
 	} {
-		target := filepath.Join(hostRoot, m.target)
+		target := filepath.Join(jobRoot, m.target)
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return err
 		}
@@ -149,23 +151,11 @@ func layoutRoot(binDir string) error {
 		}
 	}
 	// The devpts instance is the job's own: /dev/ptmx must be its.
-	ptmx := filepath.Join(hostRoot, "/dev/ptmx")
+	ptmx := filepath.Join(jobRoot, "/dev/ptmx")
 	if err := os.Remove(ptmx); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := os.Symlink("pts/ptmx", ptmx); err != nil {
-		return err
-	}
-	if keep {
-		target := filepath.Join(hostRoot, binDir)
-		if err := os.MkdirAll(target, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount(stash, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("binding %s: %w", binDir, err)
-		}
-	}
-	return nil
+	return os.Symlink("pts/ptmx", ptmx)
 }
 
 // openPort opens the virtio-serial port the host named name.
