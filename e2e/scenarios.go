@@ -13,7 +13,7 @@ import (
 	"github.com/vmmdev/vmm/images/testhost"
 )
 
-// Exit codes of `vmm run` (DESIGN.md) the scenarios expect.
+// Exit codes of `vmm run` (docs/design.md) the scenarios expect.
 const (
 	exitPoweroff = 0
 	exitPanic    = 3

@@ -63,7 +63,7 @@ func (k StopKind) String() string {
 	return fmt.Sprintf("stop(%d)", int(k))
 }
 
-// Exit codes of `vmm run` (DESIGN.md).
+// Exit codes of `vmm run` (docs/design.md, the README and the usage text list them).
 const (
 	ExitPowerOff    = 0
 	ExitError       = 1
@@ -75,6 +75,12 @@ const (
 	ExitNoBoot      = 8   // even too: the firmware found no bootable device
 	ExitInterrupted = 130 // as a shell reports SIGINT: 128+2
 )
+
+// ExitCodes are the fixed exit codes of `vmm run`, in order; the debug-exit
+// port's 2k+1 comes on top. Documentation is checked against this list.
+func ExitCodes() []int {
+	return []int{ExitPowerOff, ExitError, ExitUsage, ExitPanic, ExitTimeout, ExitReset, ExitFailMatched, ExitNoBoot, ExitInterrupted}
+}
 
 // StopReason is the one reason a VM ended.
 type StopReason struct {

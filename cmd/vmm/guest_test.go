@@ -58,7 +58,7 @@ func (a *asm) bytes() []byte {
 func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 
 // Guests for the CLI tests, entered in 64-bit mode by the bzImage loader
-// with rsi pointing at the zero page. No FPU, no faults (see DESIGN.md).
+// with rsi pointing at the zero page. No FPU, no faults (see docs/design.md).
 var (
 	guestPowerOff = func() []byte { return newAsm().print("bye\n").emit(0xb0, 0x34).outAL(0x3c0).emit(0xeb, 0xfe).bytes() }
 	guestPVPanic  = func() []byte { return newAsm().emit(0xb0, 0x01).outAL(0x505).emit(0xeb, 0xfe).bytes() }
