@@ -6,16 +6,19 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/boot"
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
 	"github.com/vmmdev/vmm/devices/piix"
+	"github.com/vmmdev/vmm/devices/porta"
+	"github.com/vmmdev/vmm/devices/rom"
+	"github.com/vmmdev/vmm/devices/shadow"
 	"github.com/vmmdev/vmm/firmware/acpi"
 	"github.com/vmmdev/vmm/firmware/e820"
 	"github.com/vmmdev/vmm/firmware/smbios"
@@ -45,22 +48,35 @@ const noBootMessage = "No bootable device"
 
 // KVM memory slots of firmware mode. Slots 0 and 1 are RAM below the hole
 // and above 4 GiB as in direct boot, except that slot 0 stops at the VGA
-// window; the area from there to 1 MiB is the chipset's.
+// window; the area from there to 1 MiB is the chipset's (devices/shadow).
 const (
-	slotLowRAM    = 0
-	slotHighRAM   = 2 // RAM from 1 MiB to the hole
-	slotROM       = 3 // the image below 4 GiB
-	slotShadow    = 4 // one per shadow segment
-	shadowSegs    = 13
-	pamRegister   = 0x59 // PAM0; PAM1-PAM6 follow
-	pamRegisters  = 7
-	pamReadRAM    = 1 // per nibble: reads come from RAM (else ROM or the bus)
-	pamWriteRAM   = 2 // writes go to RAM (else dropped)
-	smallSegSize  = 16 << 10
-	biosSegSize   = 64 << 10
-	biosSegStart  = 0xf0000
-	vgaWindowSize = layout.LegacyVGAEnd - layout.LegacyVGA
+	slotLowRAM  = 0
+	slotHighRAM = 2 // RAM from 1 MiB to the hole
+	slotROM     = 3 // the image below 4 GiB
+	slotShadow  = 4 // the first of shadow.Segments
 )
+
+// firmwareBoot starts the guest at the reset vector of a firmware image
+// mapped read-only below 4 GiB and aliased below 1 MiB, with the PAM-driven
+// shadow RAM, fw_cfg and the firmware's debug port.
+type firmwareBoot struct {
+	path  string
+	image []byte // read in New, before KVM is touched
+	rom   []byte // read-only host mapping of the image, from mapMemory
+}
+
+// readFirmware reads and checks the --firmware image.
+func readFirmware(cfg Config) (*firmwareBoot, error) {
+	path := FirmwarePath(cfg.Firmware)
+	img, err := readFile("--firmware", path, layout.FirmwareMaxSize)
+	if err != nil {
+		return nil, err
+	}
+	if len(img) < firmwareAlign || len(img)%firmwareAlign != 0 {
+		return nil, invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, len(img))
+	}
+	return &firmwareBoot{path: path, image: img}, nil
+}
 
 // validateFirmware checks the --firmware image's size (it is read in New).
 func (c *Config) validateFirmware() error {
@@ -81,63 +97,48 @@ func (c *Config) validateFirmware() error {
 	return nil
 }
 
-// shadowSeg is one PAM-controlled segment of 0xc0000-0xfffff.
-type shadowSeg struct {
-	start, size uint64
-	reg         int  // index into the PAM registers
-	shift       uint // 0: low nibble, 4: high nibble
-	state       byte // pamReadRAM | pamWriteRAM
-	mapped      bool // a KVM slot covers it
+func (*firmwareBoot) fromReset() bool { return true }
+
+// setupCMOS: firmware also reads the PC equipment, CPU count and boot
+// order bytes.
+func (*firmwareBoot) setupCMOS(c *cmos.CMOS, cpus int) { c.SetPC(cpus) }
+
+// kvmSlots maps guest memory through KVM memory slots (shadow.SlotMapper).
+type kvmSlots struct{ vm *kvm.VM }
+
+func (k kvmSlots) MapSlot(slot uint32, gpa uint64, host []byte, readOnly bool) error {
+	r := kvm.UserspaceMemoryRegion{Slot: slot, GuestPhysAddr: gpa}
+	if host != nil {
+		r.MemorySize, r.UserspaceAddr = uint64(len(host)), uint64(uintptrOf(host))
+		if readOnly {
+			r.Flags = kvm.MemReadonly
+		}
+	}
+	if err := k.vm.SetUserMemoryRegion(r); err != nil {
+		return fmt.Errorf("map [%#x, %#x): %w", gpa, gpa+r.MemorySize, err)
+	}
+	return nil
 }
 
-// firmwarePlatform is what firmware mode adds to the machine: the image
-// mapped read-only below 4 GiB and aliased below 1 MiB, the PAM-driven
-// shadow RAM, the VGA window answered harmlessly, fw_cfg and the debug port.
-type firmwarePlatform struct {
-	vm  *kvm.VM
-	mem *Memory
-	log *slog.Logger
-	rom []byte // read-only host mapping of the image
-
-	mu   sync.Mutex
-	segs [shadowSegs]shadowSeg
-	cfg  *fwcfg.Device
-}
-
-// mapFirmwareMemory replaces mapMemory in firmware mode.
-func (m *Machine) mapFirmwareMemory() error {
-	path := FirmwarePath(m.cfg.Firmware)
-	img, err := readFile("--firmware", path, layout.FirmwareMaxSize)
-	if err != nil {
-		return err
-	}
-	if len(img) < firmwareAlign || len(img)%firmwareAlign != 0 {
-		return invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, len(img))
-	}
+// mapMemory maps RAM around the BIOS area, the image below 4 GiB and, at
+// reset, its alias below 1 MiB.
+func (f *firmwareBoot) mapMemory(m *Machine) error {
 	if n, err := m.sys.CheckExtension(kvm.CapReadonlyMem); err != nil || n == 0 {
 		return fmt.Errorf("--firmware needs KVM read-only memory slots (KVM_CAP_READONLY_MEM), which this host lacks")
 	}
-	rom, err := readOnlyCopy(img)
+	rom, err := readOnlyCopy(f.image)
 	if err != nil {
 		return fmt.Errorf("map firmware image: %w", err)
 	}
-	fw := &firmwarePlatform{vm: m.vm, mem: m.mem, log: m.log, rom: rom, segs: shadowLayout()}
-	m.fw = fw
+	f.rom, f.image = rom, nil
+	slots := kvmSlots{m.vm}
 	regions := m.mem.Regions()
 	low := regions[0]
-	set := func(slot uint32, gpa, size uint64, host []byte, flags uint32) error {
-		err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{Slot: slot, Flags: flags,
-			GuestPhysAddr: gpa, MemorySize: size, UserspaceAddr: uint64(uintptrOf(host))})
-		if err != nil {
-			return fmt.Errorf("map [%#x, %#x): %w", gpa, gpa+size, err)
-		}
-		return nil
-	}
 	lowHost, err := m.mem.Slice(0, layout.LegacyVGA)
 	if err != nil {
 		return err
 	}
-	if err := set(slotLowRAM, 0, layout.LegacyVGA, lowHost, 0); err != nil {
+	if err := slots.MapSlot(slotLowRAM, 0, lowHost, false); err != nil {
 		return err
 	}
 	if low.Size > layout.HighMemory {
@@ -145,50 +146,19 @@ func (m *Machine) mapFirmwareMemory() error {
 		if err != nil {
 			return err
 		}
-		if err := set(slotHighRAM, layout.HighMemory, low.Size-layout.HighMemory, host, 0); err != nil {
+		if err := slots.MapSlot(slotHighRAM, layout.HighMemory, host, false); err != nil {
 			return err
 		}
 	}
 	if len(regions) > 1 {
-		r := regions[1]
-		if err := set(1, r.Start, r.Size, m.mem.host(1), 0); err != nil {
+		if err := slots.MapSlot(1, regions[1].Start, m.mem.host(1), false); err != nil {
 			return err
 		}
 	}
-	if err := set(slotROM, layout.FirmwareTop-uint64(len(rom)), uint64(len(rom)), rom, kvm.MemReadonly); err != nil {
+	if err := slots.MapSlot(slotROM, layout.FirmwareTop-uint64(len(rom)), rom, true); err != nil {
 		return err
 	}
-	// At reset every PAM register is 0: the segments read from ROM (or the
-	// bus) and drop writes, so the CPU's first fetches below 1 MiB see the
-	// image, as on an i440FX.
-	for i := range fw.segs {
-		if err := fw.remapSegment(i); err != nil {
-			return err
-		}
-	}
 	return nil
-}
-
-// shadowLayout is the i440FX's PAM map: PAM1-PAM6 each control two 16 KiB
-// segments of 0xc0000-0xeffff (low nibble first), PAM0's high nibble the
-// 64 KiB BIOS segment at 0xf0000.
-func shadowLayout() [shadowSegs]shadowSeg {
-	var segs [shadowSegs]shadowSeg
-	for i := range segs {
-		s := &segs[i]
-		if i < 12 {
-			s.start, s.size = layout.ShadowStart+uint64(i)*smallSegSize, smallSegSize
-			s.reg, s.shift = 1+i/2, uint(4*(i%2))
-		} else {
-			s.start, s.size, s.reg, s.shift = biosSegStart, biosSegSize, 0, 4
-		}
-	}
-	return segs
-}
-
-// decode is the segment's state under the PAM registers regs (PAM0-PAM6).
-func (s *shadowSeg) decode(regs []byte) byte {
-	return regs[s.reg] >> s.shift & (pamReadRAM | pamWriteRAM)
 }
 
 // readOnlyCopy puts img in a fresh mapping that is then made read-only.
@@ -205,191 +175,45 @@ func readOnlyCopy(img []byte) ([]byte, error) {
 	return b, nil
 }
 
-// romAt is the image byte range aliased at [gpa, gpa+n), if the alias
-// covers it: the image's last 128 KiB (or all of a smaller one) end at 1 MiB.
-func (fw *firmwarePlatform) romAt(gpa, n uint64) ([]byte, bool) {
-	alias := min(uint64(len(fw.rom)), layout.BIOSAliasSize)
-	base := uint64(layout.ShadowEnd) - alias
-	if gpa < base || gpa+n > layout.ShadowEnd {
-		return nil, false
+// load registers the firmware-mode devices and fills fw_cfg. Unlike direct
+// boot it writes no MP table, reset stub or ACPI tables into the BIOS area:
+// the firmware builds those from what fw_cfg gives.
+func (f *firmwareBoot) load(m *Machine) (boot.Entry, error) {
+	sh := shadow.New(kvmSlots{m.vm}, m.mem, f.rom, slotShadow, m.log)
+	// At reset every PAM register is 0: the segments read from ROM (or the
+	// bus) and drop writes, so the CPU's first fetches below 1 MiB see the
+	// image, as on an i440FX.
+	if err := sh.Map(); err != nil {
+		return boot.Entry{}, err
 	}
-	off := uint64(len(fw.rom)) - (layout.ShadowEnd - gpa)
-	return fw.rom[off : off+n], true
-}
-
-// remapSegment makes KVM's view of segment i match its PAM state: RAM
-// (read-only when writes are off) when reads come from RAM, else the ROM
-// alias read-only, else nothing (the MMIO handler answers). Called with mu
-// held or before the vCPUs run. The slot is deleted first because KVM
-// cannot change a slot's address or read-only flag in place; accesses in
-// between exit to the MMIO handler, which follows the new state.
-func (fw *firmwarePlatform) remapSegment(i int) error {
-	s := &fw.segs[i]
-	slot := uint32(slotShadow + i)
-	if s.mapped {
-		if err := fw.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{Slot: slot}); err != nil {
-			return fmt.Errorf("unmap shadow segment %#x: %w", s.start, err)
-		}
-		s.mapped = false
+	if err := m.mmio.Register(shadow.AreaBase, shadow.AreaSize, sh.Area(), "legacy-vga+shadow"); err != nil {
+		return boot.Entry{}, fmt.Errorf("register the BIOS area: %w", err)
 	}
-	var host []byte
-	flags := kvm.MemReadonly
-	if s.state&pamReadRAM != 0 {
-		h, err := fw.mem.Slice(s.start, s.size)
-		if err != nil {
-			return err
-		}
-		host = h
-		if s.state&pamWriteRAM != 0 {
-			flags = 0
-		}
-	} else if r, ok := fw.romAt(s.start, s.size); ok {
-		host = r
+	if err := m.mmio.Register(layout.FirmwareTop-uint64(len(f.rom)), uint64(len(f.rom)), rom.ROM{}, "firmware-rom"); err != nil {
+		return boot.Entry{}, fmt.Errorf("register the firmware ROM: %w", err)
 	}
-	if host == nil {
-		return nil
-	}
-	err := fw.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{Slot: slot, Flags: flags,
-		GuestPhysAddr: s.start, MemorySize: s.size, UserspaceAddr: uint64(uintptrOf(host))})
-	if err != nil {
-		return fmt.Errorf("map shadow segment %#x: %w", s.start, err)
-	}
-	s.mapped = true
-	return nil
-}
-
-// pamWritten applies the PAM registers after a guest write.
-func (fw *firmwarePlatform) pamWritten(regs []byte, _, _ int) {
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	for i := range fw.segs {
-		s := &fw.segs[i]
-		st := s.decode(regs)
-		if st == s.state {
-			continue
-		}
-		s.state = st
-		if err := fw.remapSegment(i); err != nil {
-			// The MMIO handler still gives the segment its meaning.
-			fw.log.Warn("firmware: shadow RAM remap", "err", err)
-		}
-	}
-}
-
-// segment returns the shadow segment holding gpa.
-func (fw *firmwarePlatform) segment(gpa uint64) *shadowSeg {
-	for i := range fw.segs {
-		if s := &fw.segs[i]; gpa >= s.start && gpa < s.start+s.size {
-			return s
-		}
-	}
-	return nil
-}
-
-// lowArea answers MMIO exits in 0xa0000-0xfffff: the VGA window (no
-// display: reads all ones, writes dropped), and shadow segments whose
-// current KVM mapping cannot take the access (writes to ROM or read-only
-// RAM, reads where neither RAM nor ROM decodes).
-type lowArea struct{ fw *firmwarePlatform }
-
-func (a lowArea) Read(off uint64, data []byte) {
-	a.fw.mu.Lock()
-	defer a.fw.mu.Unlock()
-	for i := range data {
-		data[i] = 0xff
-		gpa := layout.LegacyVGA + off + uint64(i)
-		s := a.fw.segment(gpa)
-		switch {
-		case s == nil:
-		case s.state&pamReadRAM != 0:
-			b := data[i : i+1]
-			_, _ = a.fw.mem.ReadAt(b, int64(gpa))
-		default:
-			if r, ok := a.fw.romAt(gpa, 1); ok {
-				data[i] = r[0]
-			}
-		}
-	}
-}
-
-func (a lowArea) Write(off uint64, data []byte) {
-	a.fw.mu.Lock()
-	defer a.fw.mu.Unlock()
-	for i := range data {
-		gpa := layout.LegacyVGA + off + uint64(i)
-		if s := a.fw.segment(gpa); s != nil && s.state&pamWriteRAM != 0 {
-			_, _ = a.fw.mem.WriteAt(data[i:i+1], int64(gpa))
-		}
-	}
-}
-
-// romWrites drops writes to the image's mapping below 4 GiB (they exit to
-// userspace because the slot is read-only), as flash in read mode would.
-type romWrites struct{}
-
-func (romWrites) Read(_ uint64, data []byte) {
-	for i := range data {
-		data[i] = 0xff
-	}
-}
-func (romWrites) Write(uint64, []byte) {}
-
-// setupFirmware registers the firmware-mode devices and fills fw_cfg. It
-// replaces loadGuest's direct-boot work: no MP table, reset stub or ACPI
-// tables in the BIOS area; the firmware builds those from what fw_cfg gives.
-func (m *Machine) setupFirmware() error {
-	fw := m.fw
-	if err := m.mmio.Register(layout.LegacyVGA, layout.ShadowEnd-layout.LegacyVGA, lowArea{fw}, "legacy-vga+shadow"); err != nil {
-		return fmt.Errorf("register the BIOS area: %w", err)
-	}
-	if err := m.mmio.Register(layout.FirmwareTop-uint64(len(fw.rom)), uint64(len(fw.rom)), romWrites{}, "firmware-rom"); err != nil {
-		return fmt.Errorf("register the firmware ROM: %w", err)
-	}
-	if err := m.pci.bus.HostBridge().AddRegisters(pamRegister, make([]byte, pamRegisters),
-		[]byte{0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, fw.pamWritten); err != nil {
-		return fmt.Errorf("i440FX PAM registers: %w", err)
+	if err := m.pci.bus.HostBridge().AddRegisters(shadow.PAMRegister, make([]byte, shadow.PAMRegisters),
+		shadow.PAMWritable(), sh.PAMWritten); err != nil {
+		return boot.Entry{}, fmt.Errorf("i440FX PAM registers: %w", err)
 	}
 	// SeaBIOS's debug log: kept in vmm's log, and watched for the boot
 	// failure (see firmwareLog).
 	if err := m.pio.Register(layout.PortFirmwareDebug, debugcon.Size, debugcon.New(m.firmwareLog()), "firmware-debug"); err != nil {
-		return fmt.Errorf("register the firmware debug port: %w", err)
+		return boot.Entry{}, fmt.Errorf("register the firmware debug port: %w", err)
 	}
-	if err := m.pio.Register(layout.PortSystemControlA, 1, portA{reset: func() {
+	if err := m.pio.Register(layout.PortSystemControlA, porta.Size, porta.New(func() {
 		m.latch.Stop(StopReason{Kind: StopReset, Source: "port 0x92", Detail: "fast reset"})
-	}}, "port-a"); err != nil {
-		return fmt.Errorf("register system control port A: %w", err)
+	}), "port-a"); err != nil {
+		return boot.Entry{}, fmt.Errorf("register system control port A: %w", err)
 	}
 	cfg, err := m.firmwareConfig()
 	if err != nil {
-		return err
+		return boot.Entry{}, err
 	}
-	fw.cfg = cfg
 	if err := m.pio.Register(layout.PortFWCfg, fwcfg.Size, cfg, "fw_cfg"); err != nil {
-		return fmt.Errorf("register fw_cfg: %w", err)
+		return boot.Entry{}, fmt.Errorf("register fw_cfg: %w", err)
 	}
-	return nil
-}
-
-// portA is the PS/2 system control port A (0x92) firmware polls for the A20
-// gate: A20 is always on under KVM, and bit 0 written resets the machine.
-type portA struct{ reset func() }
-
-const (
-	portAReset = 1 << 0
-	portAA20   = 1 << 1
-)
-
-func (p portA) Read(_ uint64, data []byte) {
-	for i := range data {
-		data[i] = 0
-	}
-	data[0] = portAA20
-}
-
-func (p portA) Write(_ uint64, data []byte) {
-	if len(data) > 0 && data[0]&portAReset != 0 {
-		p.reset()
-	}
+	return boot.Entry{}, nil
 }
 
 // Where the chipset functions sit, as on QEMU's i440FX machine.
@@ -399,14 +223,11 @@ const (
 	piixISAFn = 0
 )
 
-// addChipset puts the PIIX3 ISA bridge (00:01.0) and the PIIX4 PM function
-// (00:01.3) on the bus in firmware mode, before any other device takes
-// slot 1. Direct boot has no use for them: its ACPI tables are
-// hardware-reduced and nothing there programs a PIIX.
-func (m *Machine) addChipset() error {
-	if m.cfg.Firmware == "" {
-		return nil
-	}
+// chipset puts the PIIX3 ISA bridge (00:01.0) and the PIIX4 PM function
+// (00:01.3) on the bus, before any other device takes slot 1. Direct boot
+// has no use for them: its ACPI tables are hardware-reduced and nothing
+// there programs a PIIX.
+func (*firmwareBoot) chipset(m *Machine) error {
 	isa, err := piix.ISABridge(m.log)
 	if err != nil {
 		return fmt.Errorf("PIIX3 ISA bridge: %w", err)
@@ -426,16 +247,6 @@ func (m *Machine) addChipset() error {
 		return fmt.Errorf("PIIX4 PM: %w", err)
 	}
 	return nil
-}
-
-// newCMOS is the CMOS/RTC; firmware also reads the PC equipment, CPU count
-// and boot order bytes.
-func (m *Machine) newCMOS() *cmos.CMOS {
-	c := cmos.New(m.cfg.Memory, time.Now)
-	if m.cfg.Firmware != "" {
-		c.SetPC(m.cfg.CPUs)
-	}
-	return c
 }
 
 // firmwareLog is where the firmware's debug port output goes: each line to
@@ -598,11 +409,11 @@ func e820File(memSize uint64) []byte {
 	return out
 }
 
-// closeFirmware unmaps the image.
-func (m *Machine) closeFirmware() {
-	if m.fw == nil || m.fw.rom == nil {
+// close unmaps the image.
+func (f *firmwareBoot) close() {
+	if f.rom == nil {
 		return
 	}
-	_ = unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.fw.rom)), uintptr(len(m.fw.rom)))
-	m.fw.rom = nil
+	_ = unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(f.rom)), uintptr(len(f.rom)))
+	f.rom = nil
 }

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vmmdev/vmm/boot"
-	"github.com/vmmdev/vmm/boot/loader"
 	"github.com/vmmdev/vmm/devices/acpipm"
 	"github.com/vmmdev/vmm/devices/bus"
 	"github.com/vmmdev/vmm/devices/cmos"
@@ -21,8 +19,6 @@ import (
 	"github.com/vmmdev/vmm/devices/i8042"
 	"github.com/vmmdev/vmm/devices/pvpanic"
 	"github.com/vmmdev/vmm/devices/serial"
-	"github.com/vmmdev/vmm/firmware/acpi"
-	"github.com/vmmdev/vmm/firmware/mptable"
 	"github.com/vmmdev/vmm/layout"
 	"github.com/vmmdev/vmm/vmm/conmatch"
 	"github.com/vmmdev/vmm/vmm/kvm"
@@ -58,8 +54,8 @@ type Machine struct {
 	hv *hvMachine
 	// pci is the PCI bus and its virtio devices (pci.go).
 	pci *pciPlatform
-	// fw is the firmware-mode platform (--firmware; firmware.go).
-	fw *firmwarePlatform
+	// boot is how the guest starts: direct or firmware (bootpath.go).
+	boot bootPath
 	// routes is the GSI routing table: PC routes and MSI-X irqfds (msiroute.go).
 	routes *gsiRoutes
 	// rss reads the peak RSS for the Result (rss.go).
@@ -108,23 +104,11 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		}
 	}()
 
-	// Read the guest images before touching KVM, so that a bad file is a
-	// configuration error and no VM is created for it.
-	var kernel, initrd []byte
-	var err error
-	if cfg.Kernel != "" {
-		if kernel, err = readFile("--kernel", cfg.Kernel, maxKernelSize); err != nil {
-			return nil, err
-		}
-		if cfg.Initrd != "" {
-			if initrd, err = readFile("--initrd", cfg.Initrd, maxInitrdSize); err != nil {
-				return nil, err
-			}
-		}
-		if err := loader.Check(kernel, int64(len(initrd)), cfg.Cmdline, cfg.Memory); err != nil {
-			return nil, fmt.Errorf("%w: --kernel %s: %w", ErrInvalidConfig, cfg.Kernel, err)
-		}
+	bp, err := newBootPath(cfg)
+	if err != nil {
+		return nil, err
 	}
+	m.boot = bp
 
 	if m.sys, err = OpenKVM(cfg.devKVM()); err != nil {
 		return nil, err
@@ -141,13 +125,13 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	if m.mem, err = NewMemory(cfg.Memory); err != nil {
 		return nil, err
 	}
-	if err := m.mapMemory(); err != nil {
+	if err := m.boot.mapMemory(m); err != nil {
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
 		return nil, err
 	}
-	entry, err := m.loadGuest(kernel, initrd)
+	entry, err := m.boot.load(m)
 	if err != nil {
 		return nil, err
 	}
@@ -226,25 +210,6 @@ func (m *Machine) setupPlatform() error {
 	return nil
 }
 
-func (m *Machine) mapMemory() error {
-	if m.cfg.Firmware != "" {
-		return m.mapFirmwareMemory()
-	}
-	for i, r := range m.mem.Regions() {
-		host := m.mem.host(i)
-		err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
-			Slot:          uint32(i),
-			GuestPhysAddr: r.Start,
-			MemorySize:    r.Size,
-			UserspaceAddr: uint64(uintptrOf(host)),
-		})
-		if err != nil {
-			return fmt.Errorf("register guest memory [%#x, %#x): %w", r.Start, r.End(), err)
-		}
-	}
-	return nil
-}
-
 // irqLine drives one in-kernel PIC/IOAPIC input.
 type irqLine struct {
 	vm  *kvm.VM
@@ -297,6 +262,13 @@ func (m *Machine) setupDevices() error {
 	return nil
 }
 
+// newCMOS is the CMOS/RTC, with what the boot path's guest reads there.
+func (m *Machine) newCMOS() *cmos.CMOS {
+	c := cmos.New(m.cfg.Memory, time.Now)
+	m.boot.setupCMOS(c, m.cfg.CPUs)
+	return c
+}
+
 // countingWriter notes when the guest's first console byte arrives.
 type countingWriter struct {
 	m   *Machine
@@ -339,55 +311,11 @@ func (m *Machine) feedConsole(in io.Reader) {
 	}
 }
 
-// resetStub is the real-mode code at the reset vector: pulse the reset line
-// through the keyboard controller, as a PC BIOS's reboot does.
-const resetStub = "\xb0\xfe" + // mov al, 0xfe (pulse reset line)
-	"\xe6\x64" + // out 0x64, al
-	"\xf4" + // hlt
-	"\xeb\xfd" // jmp back to hlt
-
-func (m *Machine) loadGuest(kernel, initrd []byte) (boot.Entry, error) {
-	if m.cfg.Firmware != "" {
-		return boot.Entry{}, m.setupFirmware()
-	}
-	if err := mptable.Write(m.mem, m.cfg.CPUs); err != nil {
-		return boot.Entry{}, fmt.Errorf("write MP table: %w", err)
-	}
-	if _, err := m.mem.WriteAt([]byte(resetStub), layout.ResetVector); err != nil {
-		return boot.Entry{}, fmt.Errorf("write reset vector stub: %w", err)
-	}
-	pciDevs, pciTables, err := pciACPI()
-	if err != nil {
-		return boot.Entry{}, fmt.Errorf("describe the PCI host bridge: %w", err)
-	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables})
-	if err != nil {
-		return boot.Entry{}, fmt.Errorf("build ACPI tables: %w", err)
-	}
-	rsdp, err := tables.WriteTo(m.mem, layout.ACPITables, layout.ACPITablesEnd)
-	if err != nil {
-		return boot.Entry{}, fmt.Errorf("write ACPI tables: %w", err)
-	}
-	if p := m.cfg.Program; p != nil {
-		if _, err := m.mem.WriteAt(p.Code, int64(p.Addr)); err != nil {
-			return boot.Entry{}, fmt.Errorf("load program at %#x: %w", p.Addr, err)
-		}
-		return p.Entry, nil
-	}
-	entry, err := loader.Load(kernel, initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
-	if err != nil {
-		return boot.Entry{}, fmt.Errorf("load kernel %s: %w", m.cfg.Kernel, err)
-	}
-	m.log.Debug("kernel loaded", "mode", entry.Mode, "entry", fmt.Sprintf("%#x", entry.IP))
-	return entry, nil
-}
-
 // Close releases the VM, its vCPUs and memory. Safe after a failed New.
 func (m *Machine) Close() error {
 	var errs []error
 	// Devices first: their goroutines use guest memory and the VM.
 	m.closePCI()
-	m.closeFirmware()
 	if m.routes != nil {
 		m.routes.close()
 		m.routes = nil
@@ -411,6 +339,10 @@ func (m *Machine) Close() error {
 	if m.sys != nil {
 		errs = append(errs, m.sys.Close())
 		m.sys = nil
+	}
+	// The firmware image stays mapped until no slot can point at it.
+	if m.boot != nil {
+		m.boot.close()
 	}
 	errs = append(errs, m.rss.Close())
 	m.rss = rssProbe{}

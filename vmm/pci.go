@@ -54,7 +54,7 @@ func (m *Machine) setupPCI() error {
 	if err := m.mmio.Register(layout.PCIECAMBase, layout.PCIECAMSize, b.ECAM(), "pci-ecam"); err != nil {
 		return fmt.Errorf("register PCI ECAM window: %w", err)
 	}
-	if err := m.addChipset(); err != nil {
+	if err := m.boot.chipset(m); err != nil {
 		return err
 	}
 	if m.cfg.RNG {

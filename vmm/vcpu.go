@@ -71,7 +71,7 @@ func (m *Machine) createVCPUs(entry boot.Entry) error {
 		// Application processors wait in KVM for INIT/SIPI from the boot
 		// CPU. Firmware starts where KVM's reset state puts the boot CPU:
 		// CS F000 (base FFFF0000), IP FFF0.
-		if id == 0 && m.cfg.Firmware == "" {
+		if id == 0 && !m.boot.fromReset() {
 			if err := m.setupBootCPU(kv, entry); err != nil {
 				return err
 			}
