@@ -261,8 +261,14 @@ func TestKVMConcurrentVMs(t *testing.T) {
 
 // overheadBudgetKiB is the most resident memory a hostile guest may cost
 // beyond its RAM: the run's whole peak RSS, guest pages included, must stay
-// under guest RAM plus this.
-const overheadBudgetKiB = 16 << 10
+// under guest RAM plus this. Where transparent huge pages are "always"
+// (Debian's kernels, the nested test host) the Go heap is backed by 2 MiB
+// pages and vmm's overhead reads 11-15 MiB, against 9-10 MiB under
+// "madvise"; the budget guards against growth a guest can cause, above both.
+const overheadBudgetKiB = 20 << 10
+
+// floodBytes is what the console-flood guest writes without a newline.
+const floodBytes = 32 << 10
 
 // TestKVMHostileGuests: guests that misbehave end with the right code and keep
 // vmm within its memory budget.
@@ -291,10 +297,16 @@ func TestKVMHostileGuests(t *testing.T) {
 		// The PCI MMIO window, where vmm places the BARs.
 		{"garbage to the PCI MMIO window", guestGarbageMMIO(0xc0000000, 0x8000), []string{"--rng"}, 45, "debug-exit", nil},
 		{"halt with interrupts off", guestCliHlt(), []string{"--cpus", "2"}, 3, "halted", nil},
+		// 32 KiB (8 times the matcher's line limit) on one line that never ends, watched by --expect: the
+		// line matcher's memory stays bounded. A count, not a time, makes
+		// the flood the same size however fast the host is.
 		{"console flood without newlines", newAsm().
-			emit(0x66, 0xba, 0xf8, 0x03, 0xb0, 'x').label("l").emit(0xee).j(0xeb, "l").bytes(),
-			[]string{"--timeout", "1s", "--expect", "never", "--console", "none"}, 4, "timeout", func(t *testing.T, r childRun) {
-				require.Greater(t, r.report.Devices.UART.TxBytes, uint64(10000))
+			emit(0x66, 0xba, 0xf8, 0x03, 0xb0, 'x'). // mov dx, 0x3f8; mov al, 'x'
+			emit(0xb9).emit(le32(floodBytes)...).   // mov ecx, floodBytes
+			label("l").emit(0xee).j(0xe2, "l").     // out dx, al; loop l
+			debugExit(21).bytes(),
+			[]string{"--expect", "never", "--console", "none"}, 43, "debug-exit", func(t *testing.T, r childRun) {
+				require.Equal(t, uint64(floodBytes), r.report.Devices.UART.TxBytes)
 			}},
 	}
 	for _, c := range cases {

@@ -18,7 +18,7 @@ func (a *asm) emit(b ...byte) *asm { a.b = append(a.b, b...); return a }
 
 func (a *asm) label(name string) *asm { a.labels[name] = len(a.b); return a }
 
-// j emits a short jump (opcode op: 0xeb jmp, 0x74 je, 0x75 jne, 0x72 jb, 0x76 jbe).
+// j emits a short jump (opcode op: 0xeb jmp, 0x74 je, 0x75 jne, 0x72 jb, 0x76 jbe, 0xe2 loop).
 func (a *asm) j(op byte, label string) *asm {
 	a.b = append(a.b, op, 0)
 	a.fixups[len(a.b)-1] = label
