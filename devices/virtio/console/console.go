@@ -6,7 +6,6 @@ package console
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 
@@ -28,11 +27,9 @@ const maxTX = 64 << 10
 type Device struct {
 	out io.Writer
 
-	mu      sync.Mutex
-	kick    [2]chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	w       virtio.Worker
 	input   chan []byte // host input for the running worker
+	mu      sync.Mutex
 	written uint64
 }
 
@@ -89,124 +86,71 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if len(a.Queues) != 2 || a.Queues[RXQueue] == nil || a.Queues[TXQueue] == nil {
 		return errors.New("virtio-console: receive and transmit queues must both be enabled")
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.stop != nil {
-		return errors.New("virtio-console: already active")
-	}
-	d.kick = [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	w := &worker{d: d, rx: a.Queues[RXQueue], tx: a.Queues[TXQueue], irq: a.IRQ}
-	go w.run(d.kick, d.stop, d.done)
-	return nil
+	return d.w.Start("virtio-console", a, nil, func(r *virtio.Run) error {
+		w := &worker{d: d, rx: a.Queues[RXQueue], tx: a.Queues[TXQueue], irq: a.IRQ}
+		r.Go(func() { w.run(r) })
+		return nil
+	})
 }
 
-// Notify implements virtio.Device.
-func (d *Device) Notify(i int) {
-	if i < 0 || i > 1 {
-		return
-	}
-	d.mu.Lock()
-	k := d.kick[i]
-	d.mu.Unlock()
-	if k == nil {
-		return
-	}
-	select {
-	case k <- struct{}{}:
-	default:
-	}
-}
+// Notify implements virtio.Device; it never blocks.
+func (d *Device) Notify(i int) { d.w.Notify(i) }
 
-// Reset implements virtio.Device. Input not yet delivered is dropped.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	stop, done := d.stop, d.done
-	d.stop, d.done, d.kick = nil, nil, [2]chan struct{}{}
-	d.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
-}
+// Reset implements virtio.Device: it stops the worker and waits for it.
+func (d *Device) Reset() { d.w.Reset() }
 
+// worker serves both queues of one activation on one goroutine.
 type worker struct {
 	d       *Device
 	rx, tx  *queue.Queue
 	irq     virtio.Interrupt
 	pending []byte // host input waiting for receive buffers
-	failed  bool
 }
 
-func (w *worker) run(kick [2]chan struct{}, stop, done chan struct{}) {
-	defer close(done)
+func (w *worker) run(r *virtio.Run) {
 	for {
-		if !w.failed {
-			if err := w.transmit(); err == nil {
-				err = w.receive()
-				if err != nil {
-					w.fail(err)
-				}
-			} else {
-				w.fail(err)
-			}
+		err := virtio.ServeQueue(w.tx, w.irq, TXQueue, w.transmit)
+		if err == nil {
+			err = w.receive()
+		}
+		if err != nil {
+			r.Fail(err)
+			return
 		}
 		// Take new input only when the last is delivered, so Input
 		// blocks (back-pressure) while the guest is not reading.
 		var input chan []byte
-		if len(w.pending) == 0 && !w.failed {
+		if len(w.pending) == 0 {
 			input = w.d.input
 		}
 		select {
-		case <-kick[TXQueue]:
-		case <-kick[RXQueue]:
+		case <-r.Kick(TXQueue):
+		case <-r.Kick(RXQueue):
 		case p := <-input:
 			w.pending = p
-		case <-stop:
+		case <-r.Stop():
 			return
 		}
 	}
 }
 
-func (w *worker) fail(err error) {
-	w.failed = true
-	w.irq.NeedsReset(err)
-}
-
-// transmit writes every available transmit chain to the output.
-func (w *worker) transmit() error {
-	for {
-		c, ok, err := w.tx.Next()
-		if err != nil {
-			return err
+// transmit writes one transmit chain's bytes (at most maxTX) to out.
+func (w *worker) transmit(c queue.Chain) (uint32, error) {
+	n := 0
+	for _, b := range c.Readable {
+		b = b[:min(len(b), maxTX-n)]
+		if len(b) == 0 {
+			break
 		}
-		if !ok {
-			if w.tx.EnableNotify() {
-				continue
-			}
-			return nil
-		}
-		n := 0
-		for _, b := range c.Readable {
-			b = b[:min(len(b), maxTX-n)]
-			if len(b) == 0 {
-				break
-			}
-			// Copy first: the guest may change the buffer while we write.
-			chunk := append([]byte(nil), b...)
-			_, _ = w.d.out.Write(chunk)
-			n += len(chunk)
-		}
-		w.d.mu.Lock()
-		w.d.written += uint64(n)
-		w.d.mu.Unlock()
-		if err := w.tx.Push(c.Head, 0); err != nil {
-			return err
-		}
-		if w.tx.NeedInterrupt() {
-			w.irq.Queue(TXQueue)
-		}
+		// Copy first: the guest may change the buffer while we write.
+		chunk := append([]byte(nil), b...)
+		_, _ = w.d.out.Write(chunk)
+		n += len(chunk)
 	}
+	w.d.mu.Lock()
+	w.d.written += uint64(n)
+	w.d.mu.Unlock()
+	return 0, nil
 }
 
 // receive moves pending host input into receive buffers.
@@ -225,7 +169,7 @@ func (w *worker) receive() error {
 		n := queue.Scatter(c.Writable, w.pending)
 		w.pending = w.pending[n:]
 		if err := w.rx.Push(c.Head, uint32(n)); err != nil {
-			return fmt.Errorf("virtio-console: %w", err)
+			return err
 		}
 		if w.rx.NeedInterrupt() {
 			w.irq.Queue(RXQueue)

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	gonet "net"
 	"os"
-	"sync"
 	"sync/atomic"
 
 	"github.com/vmmdev/vmm/devices/virtio"
@@ -54,9 +53,8 @@ type Device struct {
 	mac gonet.HardwareAddr
 	log *slog.Logger
 
-	mu      sync.Mutex // serialises Activate and Reset
-	running *run
-	drops   dropLog
+	w     virtio.Worker
+	drops dropLog
 }
 
 // dropLog counts dropped frames; the first is logged at warn level and the
@@ -76,13 +74,6 @@ func (d *dropLog) drop(msg string, args ...any) {
 
 // Drops is the number of frames dropped in either direction.
 func (d *Device) Drops() uint64 { return d.drops.n.Load() }
-
-// run is the state of one activation.
-type run struct {
-	rxKick, txKick chan struct{}
-	stop           chan struct{}
-	wg             sync.WaitGroup
-}
 
 // New returns a device on tap with the given MAC; a nil MAC gets a random,
 // locally administered unicast address.
@@ -156,72 +147,40 @@ func tapOffloads(features uint64) int {
 
 // Activate implements virtio.Device.
 func (d *Device) Activate(a virtio.Activation) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.running != nil {
-		return errors.New("virtio-net: already active")
-	}
 	if len(a.Queues) != 2 || a.Queues[rxQueue] == nil || a.Queues[txQueue] == nil {
 		return errors.New("virtio-net: the driver must enable both queues")
 	}
-	if d.tap.Offloads() {
-		if err := d.tap.SetOffload(tapOffloads(a.Features)); err != nil {
-			return fmt.Errorf("virtio-net: set tap offloads: %w", err)
+	// The receiver may be parked in a tap read when Reset comes.
+	unblock := func() {
+		if err := d.tap.Interrupt(); err != nil {
+			d.log.Warn("virtio-net: interrupt tap read", "err", err)
 		}
 	}
-	if err := d.tap.Resume(); err != nil {
-		return fmt.Errorf("virtio-net: %w", err)
-	}
-	r := &run{rxKick: make(chan struct{}, 1), txKick: make(chan struct{}, 1), stop: make(chan struct{})}
-	rx := &receiver{q: a.Queues[rxQueue], irq: a.IRQ, tap: d.tap, kick: r.rxKick, stop: r.stop, log: d.log, drops: &d.drops,
-		mergeable: a.Features&FeatureMrgRxbuf != 0, buf: make([]byte, maxFrame)}
-	tx := &transmitter{q: a.Queues[txQueue], irq: a.IRQ, tap: d.tap, kick: r.txKick, stop: r.stop, drops: &d.drops}
-	r.wg.Add(2)
-	go func() { defer r.wg.Done(); rx.loop() }()
-	go func() { defer r.wg.Done(); tx.loop() }()
-	d.running = r
-	return nil
+	return d.w.Start("virtio-net", a, unblock, func(r *virtio.Run) error {
+		if d.tap.Offloads() {
+			if err := d.tap.SetOffload(tapOffloads(a.Features)); err != nil {
+				return fmt.Errorf("virtio-net: set tap offloads: %w", err)
+			}
+		}
+		if err := d.tap.Resume(); err != nil {
+			return fmt.Errorf("virtio-net: %w", err)
+		}
+		rx := &receiver{q: a.Queues[rxQueue], irq: a.IRQ, run: r, tap: d.tap, log: d.log, drops: &d.drops,
+			mergeable: a.Features&FeatureMrgRxbuf != 0, buf: make([]byte, maxFrame)}
+		r.Go(rx.loop)
+		r.Serve(txQueue, a.Queues[txQueue], func(c queue.Chain) (uint32, error) {
+			d.send(c)
+			return 0, nil
+		})
+		return nil
+	})
 }
 
 // Notify implements virtio.Device; it never blocks.
-func (d *Device) Notify(i int) {
-	d.mu.Lock()
-	r := d.running
-	d.mu.Unlock()
-	if r == nil {
-		return
-	}
-	var k chan struct{}
-	switch i {
-	case rxQueue:
-		k = r.rxKick
-	case txQueue:
-		k = r.txKick
-	default:
-		return
-	}
-	select {
-	case k <- struct{}{}:
-	default:
-	}
-}
+func (d *Device) Notify(i int) { d.w.Notify(i) }
 
 // Reset implements virtio.Device: it stops both goroutines and waits for them.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r := d.running
-	if r == nil {
-		return
-	}
-	close(r.stop)
-	// The receiver may be parked in a tap read.
-	if err := d.tap.Interrupt(); err != nil {
-		d.log.Warn("virtio-net: interrupt tap read", "err", err)
-	}
-	r.wg.Wait()
-	d.running = nil
-}
+func (d *Device) Reset() { d.w.Reset() }
 
 // Close resets the device and closes its tap.
 func (d *Device) Close() error {
@@ -229,70 +188,19 @@ func (d *Device) Close() error {
 	return d.tap.Close()
 }
 
-// wait blocks until kick or stop; it reports false on stop.
-func wait(kick, stop <-chan struct{}) bool {
-	select {
-	case <-kick:
-		return true
-	case <-stop:
-		return false
-	}
-}
-
-// transmitter moves the guest's frames to the tap.
-type transmitter struct {
-	q     *queue.Queue
-	irq   virtio.Interrupt
-	tap   *Tap
-	kick  chan struct{}
-	stop  chan struct{}
-	drops *dropLog
-}
-
-func (t *transmitter) loop() {
-	for {
-		for {
-			c, ok, err := t.q.Next()
-			if err != nil {
-				t.irq.NeedsReset(fmt.Errorf("virtio-net tx: %w", err))
-				<-t.stop
-				return
-			}
-			if !ok {
-				break
-			}
-			t.send(c)
-			if err := t.q.Push(c.Head, 0); err != nil {
-				t.irq.NeedsReset(fmt.Errorf("virtio-net tx: %w", err))
-				<-t.stop
-				return
-			}
-		}
-		if t.q.NeedInterrupt() {
-			t.irq.Queue(txQueue)
-		}
-		if t.q.EnableNotify() {
-			continue
-		}
-		if !wait(t.kick, t.stop) {
-			return
-		}
-	}
-}
-
 // send writes one chain's frame to the tap; malformed chains are dropped.
-func (t *transmitter) send(c queue.Chain) {
+func (d *Device) send(c queue.Chain) {
 	n := c.ReadableLen()
 	switch {
 	case len(c.Writable) > 0:
-		t.drops.drop("virtio-net tx: device-writable buffer in a transmit chain; dropped")
+		d.drops.drop("virtio-net tx: device-writable buffer in a transmit chain; dropped")
 		return
 	case n <= HeaderSize || n > maxFrame:
-		t.drops.drop("virtio-net tx: frame length out of range; dropped", "len", n)
+		d.drops.drop("virtio-net tx: frame length out of range; dropped", "len", n)
 		return
 	}
-	if _, err := t.tap.Writev(c.Readable); err != nil && !errors.Is(err, os.ErrClosed) {
+	if _, err := d.tap.Writev(c.Readable); err != nil && !errors.Is(err, os.ErrClosed) {
 		// The kernel rejects malformed GSO headers with EINVAL; the frame is lost, as on a wire.
-		t.drops.drop("virtio-net tx: tap refused a frame; dropped", "err", err)
+		d.drops.drop("virtio-net tx: tap refused a frame; dropped", "err", err)
 	}
 }

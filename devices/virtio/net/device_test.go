@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"github.com/vmmdev/vmm/internal/testenv"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/vmmdev/vmm/internal/testenv"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"

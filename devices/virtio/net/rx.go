@@ -15,9 +15,8 @@ import (
 type receiver struct {
 	q         *queue.Queue
 	irq       virtio.Interrupt
+	run       *virtio.Run
 	tap       *Tap
-	kick      chan struct{}
-	stop      chan struct{}
 	log       *slog.Logger
 	drops     *dropLog
 	mergeable bool
@@ -35,7 +34,7 @@ func (r *receiver) loop() {
 				return
 			}
 			select {
-			case <-r.stop:
+			case <-r.run.Stop():
 				return
 			default:
 			}
@@ -58,16 +57,14 @@ func (r *receiver) deliver(frame []byte) bool {
 	for {
 		chains, fits, err := r.collect(len(frame))
 		if err != nil {
-			r.irq.NeedsReset(fmt.Errorf("virtio-net rx: %w", err))
-			<-r.stop
+			r.run.Fail(fmt.Errorf("rx: %w", err))
 			return false
 		}
 		if fits {
 			used := fill(frame, chains, r.mergeable)
 			for i, c := range chains {
 				if err := r.q.Push(c.Head, used[i]); err != nil {
-					r.irq.NeedsReset(fmt.Errorf("virtio-net rx: %w", err))
-					<-r.stop
+					r.run.Fail(fmt.Errorf("rx: %w", err))
 					return false
 				}
 			}
@@ -85,8 +82,7 @@ func (r *receiver) deliver(frame []byte) bool {
 				// Without mergeable buffers one chain must hold a frame;
 				// return the too-small chain unused rather than hoard it.
 				if err := r.q.Push(r.held[0].Head, 0); err != nil {
-					r.irq.NeedsReset(fmt.Errorf("virtio-net rx: %w", err))
-					<-r.stop
+					r.run.Fail(fmt.Errorf("rx: %w", err))
 					return false
 				}
 				r.held = r.held[:0]
@@ -100,7 +96,7 @@ func (r *receiver) deliver(frame []byte) bool {
 		if r.q.EnableNotify() {
 			continue
 		}
-		if !wait(r.kick, r.stop) {
+		if !r.run.Wait(rxQueue) {
 			return false
 		}
 	}

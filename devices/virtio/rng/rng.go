@@ -28,11 +28,9 @@ func getrandom(p []byte) (int, error) { return unix.Getrandom(p, 0) }
 // Device is a virtio-rng device.
 type Device struct {
 	src Source
+	w   virtio.Worker
 
 	mu     sync.Mutex
-	kick   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
 	served uint64
 }
 
@@ -71,83 +69,21 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if len(a.Queues) != 1 || a.Queues[0] == nil {
 		return fmt.Errorf("virtio-rng: request queue not enabled")
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.stop != nil {
-		return fmt.Errorf("virtio-rng: already active")
-	}
-	d.kick = make(chan struct{}, 1)
-	d.stop = make(chan struct{})
-	d.done = make(chan struct{})
-	go d.serve(a.Queues[0], a.IRQ, d.kick, d.stop, d.done)
-	return nil
+	return d.w.Start("virtio-rng", a, nil, func(r *virtio.Run) error {
+		buf := make([]byte, 4096)
+		r.Serve(0, a.Queues[0], func(c queue.Chain) (uint32, error) {
+			n, err := d.fill(c.Writable, buf)
+			return uint32(n), err
+		})
+		return nil
+	})
 }
 
 // Notify implements virtio.Device.
-func (d *Device) Notify(int) {
-	d.mu.Lock()
-	kick := d.kick
-	d.mu.Unlock()
-	if kick == nil {
-		return
-	}
-	select {
-	case kick <- struct{}{}:
-	default:
-	}
-}
+func (d *Device) Notify(i int) { d.w.Notify(i) }
 
 // Reset implements virtio.Device.
-func (d *Device) Reset() {
-	d.mu.Lock()
-	stop, done := d.stop, d.done
-	d.kick, d.stop, d.done = nil, nil, nil
-	d.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-done
-	}
-}
-
-func (d *Device) serve(q *queue.Queue, irq virtio.Interrupt, kick, stop, done chan struct{}) {
-	defer close(done)
-	buf := make([]byte, 4096)
-	for {
-		for {
-			c, ok, err := q.Next()
-			if err != nil {
-				irq.NeedsReset(err)
-				<-stop
-				return
-			}
-			if !ok {
-				if !q.EnableNotify() {
-					break
-				}
-				continue
-			}
-			n, err := d.fill(c.Writable, buf)
-			if err != nil {
-				irq.NeedsReset(err)
-				<-stop
-				return
-			}
-			if err := q.Push(c.Head, uint32(n)); err != nil {
-				irq.NeedsReset(err)
-				<-stop
-				return
-			}
-			if q.NeedInterrupt() {
-				irq.Queue(0)
-			}
-		}
-		select {
-		case <-kick:
-		case <-stop:
-			return
-		}
-	}
-}
+func (d *Device) Reset() { d.w.Reset() }
 
 // fill writes random bytes into the chain's writable buffers, at most
 // maxRequest bytes, through a bounce buffer so the entropy source never
