@@ -49,7 +49,7 @@ func TestSplitPattern(t *testing.T) {
 	}
 }
 
-func TestKVMTestsFromList(t *testing.T) {
+func TestPickKVMTests(t *testing.T) {
 	list := "TestA\nTestKVMRun\nBenchmarkKVM\nTestKVMOther\nExampleX\nok  \tpkg\t0.1s\n"
 	require.Equal(t, []string{"TestKVMRun", "TestKVMOther"}, kvmTests(list))
 	require.Empty(t, kvmTests("TestA\n"))
