@@ -79,6 +79,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, dn)
+	nv, err := nvmeScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, nv)
 	fw, err := firmwareScenario()
 	if err != nil {
 		return nil, err

@@ -37,6 +37,7 @@ func GuestModules() []string {
 	return []string{
 		"virtio", "virtio_ring", "virtio_pci", "virtio_mmio",
 		"virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "msr",
+		"nvme_core", "nvme",
 	}
 }
 

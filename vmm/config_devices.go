@@ -8,12 +8,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Disk is one virtio-blk disk (--disk PATH[,readonly][,serial=ID]).
+// Disk is one disk (--disk PATH[,readonly][,serial=ID][,if=virtio|nvme]).
 type Disk struct {
 	Path     string
 	ReadOnly bool
-	// Serial is what the guest reads with GET_ID (/sys/block/vdX/serial).
+	// Serial is what the guest reads as the disk's serial number
+	// (virtio-blk GET_ID, /sys/block/vdX/serial; NVMe Identify Controller).
 	Serial string
+	// Interface is the controller the disk is attached to.
+	Interface DiskInterface
+}
+
+// DiskInterface is the controller a disk is attached to; the zero value
+// is virtio-blk.
+type DiskInterface string
+
+// Disk interfaces.
+const (
+	DiskVirtio DiskInterface = ""
+	DiskNVMe   DiskInterface = "nvme"
+)
+
+// String is the name the --disk flag takes.
+func (i DiskInterface) String() string {
+	if i == DiskVirtio {
+		return "virtio"
+	}
+	return string(i)
 }
 
 // NIC is one virtio-net interface on a host tap (--net tap=NAME[,mac=MAC]).
@@ -31,7 +52,7 @@ func ParseDisk(s string) (Disk, error) {
 	fields := strings.Split(s, ",")
 	d := Disk{Path: fields[0]}
 	if d.Path == "" {
-		return Disk{}, fmt.Errorf("--disk %q: no image path (PATH[,readonly][,serial=ID])", s)
+		return Disk{}, fmt.Errorf("--disk %q: no image path (PATH[,readonly][,serial=ID][,if=virtio|nvme])", s)
 	}
 	for _, f := range fields[1:] {
 		switch k, v, hasValue := strings.Cut(f, "="); {
@@ -39,8 +60,12 @@ func ParseDisk(s string) (Disk, error) {
 			d.ReadOnly = true
 		case k == "serial" && hasValue:
 			d.Serial = v
+		case k == "if" && v == "virtio":
+			d.Interface = DiskVirtio
+		case k == "if" && v == "nvme":
+			d.Interface = DiskNVMe
 		default:
-			return Disk{}, fmt.Errorf("--disk %q: unknown option %q (PATH[,readonly][,serial=ID])", s, f)
+			return Disk{}, fmt.Errorf("--disk %q: unknown option %q (PATH[,readonly][,serial=ID][,if=virtio|nvme])", s, f)
 		}
 	}
 	if err := checkSerial(d.Serial); err != nil {
@@ -103,7 +128,19 @@ func checkTapName(name string) error {
 // accessible in the mode asked for, nothing is given twice.
 func (c *Config) validateDevices() error {
 	seen := map[string]bool{}
+	serials := map[string]bool{}
 	for _, d := range c.Disks {
+		if d.Interface != DiskVirtio && d.Interface != DiskNVMe {
+			return invalid("--disk %s: unknown interface %q", d.Path, d.Interface)
+		}
+		// Linux refuses a second NVMe controller with the same serial
+		// (it takes them for two paths to one subsystem).
+		if d.Interface == DiskNVMe && d.Serial != "" {
+			if serials[d.Serial] {
+				return invalid("--disk %s: NVMe serial %q given twice", d.Path, d.Serial)
+			}
+			serials[d.Serial] = true
+		}
 		if err := checkSerial(d.Serial); err != nil {
 			return invalid("--disk %s: %v", d.Path, err)
 		}

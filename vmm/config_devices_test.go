@@ -16,7 +16,13 @@ func TestParseDisk(t *testing.T) {
 	d, err = ParseDisk("b.img")
 	require.NoError(t, err)
 	require.Equal(t, Disk{Path: "b.img"}, d)
-	for _, bad := range []string{"", ",readonly", "a,ro", "a,readonly=1", "a,serial", "a,serial=123456789012345678901", "a,serial=x y", "a,serial=a/b"} {
+	d, err = ParseDisk("c.img,if=nvme,serial=n1")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "c.img", Serial: "n1", Interface: DiskNVMe}, d)
+	d, err = ParseDisk("c.img,if=virtio")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "c.img"}, d)
+	for _, bad := range []string{"", ",readonly", "a,ro", "a,if=scsi", "a,if", "a,if=", "a,readonly=1", "a,serial", "a,serial=123456789012345678901", "a,serial=x y", "a,serial=a/b"} {
 		_, err := ParseDisk(bad)
 		require.Error(t, err, bad)
 	}
@@ -41,10 +47,11 @@ func TestValidateDevices(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "d.img")
 	require.NoError(t, os.WriteFile(img, make([]byte, 4096), 0o600))
+	require.NoError(t, os.WriteFile(img+"2", make([]byte, 4096), 0o600))
 	base := Config{Program: &Program{}, CPUs: 1, Memory: 16 << 20}
 
 	ok := base
-	ok.Disks = []Disk{{Path: img}}
+	ok.Disks = []Disk{{Path: img}, {Path: img + "2", Serial: "s", Interface: DiskNVMe}}
 	ok.NICs = []NIC{{Tap: "t0"}, {Tap: "t1"}}
 	require.NoError(t, ok.Validate())
 
@@ -53,6 +60,10 @@ func TestValidateDevices(t *testing.T) {
 		"directory":     func(c *Config) { c.Disks = []Disk{{Path: dir}} },
 		"twice":         func(c *Config) { c.Disks = []Disk{{Path: img}, {Path: img, ReadOnly: true}} },
 		"bad serial":    func(c *Config) { c.Disks = []Disk{{Path: img, Serial: strings.Repeat("x", 21)}} },
+		"bad interface": func(c *Config) { c.Disks = []Disk{{Path: img, Interface: "ide"}} },
+		"NVMe serial twice": func(c *Config) {
+			c.Disks = []Disk{{Path: img, Serial: "s", Interface: DiskNVMe}, {Path: img + "2", Serial: "s", Interface: DiskNVMe}}
+		},
 		"tap twice":     func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
 		"tap no name":   func(c *Config) { c.NICs = []NIC{{}} },
 		"multicast mac": func(c *Config) { c.NICs = []NIC{{Tap: "a", MAC: []byte{1, 0, 0, 0, 0, 1}}} },

@@ -15,6 +15,7 @@ import (
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
+	"github.com/vmmdev/vmm/devices/nvme"
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/porta"
 	"github.com/vmmdev/vmm/devices/rom"
@@ -369,7 +370,10 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 // 0x1040 + device type 2), as configuration space reads it.
 const virtioBlkID = 0x1042<<16 | 0x1af4
 
-// bootOrder is fw_cfg's "bootorder": the virtio-blk disks in --disk order
+// nvmeID is the NVMe controller's vendor and device ID.
+const nvmeID = nvme.DeviceID<<16 | nvme.VendorID
+
+// bootOrder is fw_cfg's "bootorder": the virtio-blk and NVMe disks in slot order
 // (SeaBIOS matches "/pci@i0cf8/*@SLOT" against these lines, so the device
 // name is QEMU's, not significant), then HALT: firmware tries nothing that
 // is not listed (no floppy, no network), so a machine without a bootable
@@ -379,8 +383,12 @@ func (m *Machine) bootOrder() []byte {
 	id := make([]byte, 4)
 	for slot := 0; slot < 32; slot++ {
 		m.pci.bus.ReadConfig(0, uint64(slot), 0, 0, id)
-		if binary.LittleEndian.Uint32(id) == virtioBlkID {
+		switch binary.LittleEndian.Uint32(id) {
+		case virtioBlkID:
 			out = fmt.Appendf(out, "/pci@i0cf8/scsi@%x\n", slot)
+		case nvmeID:
+			// OVMF turns the namespace node into an NVMe() device path.
+			out = fmt.Appendf(out, "/pci@i0cf8/pci1b36,10@%x/namespace@1,0\n", slot)
 		}
 	}
 	return append(out, "HALT\n"...)

@@ -23,6 +23,7 @@ type pciPlatform struct {
 	nextBAR    uint64 // next free address in the BAR window
 	console    *console.Device
 	backends   []virtioBackend // disks and NICs, closed after their transports
+	nvme       []nvmeDisk
 }
 
 // pciHost is the host bridge as the ACPI tables describe it.
@@ -68,7 +69,10 @@ func (m *Machine) setupPCI() error {
 			return err
 		}
 	}
-	return m.addDisksAndNICs()
+	if err := m.addDisksAndNICs(); err != nil {
+		return err
+	}
+	return m.addNVMeDisks()
 }
 
 // addVirtio puts dev on the PCI bus behind a virtio PCI transport and places
@@ -141,6 +145,9 @@ func (m *Machine) closePCI() {
 	}
 	if err := closeVirtioBackends(m.pci.backends); err != nil {
 		m.log.Warn("closing disks and taps", "err", err)
+	}
+	if err := closeNVMe(m.pci.nvme); err != nil {
+		m.log.Warn("closing NVMe disks", "err", err)
 	}
 	m.pci = nil
 }

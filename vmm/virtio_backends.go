@@ -26,6 +26,9 @@ func openVirtioBackends(cfg *Config, log *slog.Logger) ([]virtioBackend, error) 
 		return nil, err
 	}
 	for i, d := range cfg.Disks {
+		if d.Interface != DiskVirtio {
+			continue
+		}
 		disk, err := blk.Open(blk.Options{Path: d.Path, ReadOnly: d.ReadOnly, Serial: d.Serial}, log)
 		if err != nil {
 			if errors.Is(err, blk.ErrBusy) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmmdev/vmm/devices/virtio/blk"
 	"github.com/vmmdev/vmm/internal/kvmtest"
+	"github.com/vmmdev/vmm/storage/raw"
 )
 
 func testImage(t *testing.T, name string) string {
@@ -66,4 +67,31 @@ func TestKVMNICOnPCI(t *testing.T) {
 	defer m.Close()
 	v, d := pciID(m, 1)
 	require.Equal(t, [2]uint16{0x1af4, 0x1041}, [2]uint16{v, d})
+}
+
+func TestKVMNVMeOnPCI(t *testing.T) {
+	kvmtest.Require(t)
+	vd, nv := testImage(t, "vd.img"), testImage(t, "nv.img")
+	cfg := Config{Program: realModeProgram([]byte{0xf4}), CPUs: 2, Memory: testMemory,
+		Disks: []Disk{{Path: vd}, {Path: nv, Interface: DiskNVMe, Serial: "nv1"}}}
+	m, err := New(cfg, nil)
+	require.NoError(t, err)
+	v, d := pciID(m, 2)
+	require.Equal(t, [2]uint16{0x1b36, 0x0010}, [2]uint16{v, d})
+	class := make([]byte, 4)
+	m.pci.bus.ReadConfig(0, 2, 0, 8, class)
+	require.Equal(t, uint32(0x010802), binary.LittleEndian.Uint32(class)>>8)
+	require.Len(t, m.pci.nvme, 1)
+	require.Equal(t, 2, m.pci.nvme[0].ctrl.IOQueues())
+	addr, mapped := m.pci.nvme[0].ctrl.Function().BARAddress(0)
+	require.True(t, mapped)
+	require.NotZero(t, addr)
+	require.Contains(t, string(m.bootOrder()), "/pci@i0cf8/pci1b36,10@2/namespace@1,0\n")
+
+	_, err = New(cfg, nil)
+	require.ErrorIs(t, err, ErrInvalidConfig, "the NVMe image is locked too")
+	require.NoError(t, m.Close())
+	img, err := raw.Open(raw.Options{Path: nv}, nil)
+	require.NoError(t, err)
+	img.Close()
 }

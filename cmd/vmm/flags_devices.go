@@ -15,7 +15,7 @@ type deviceFlags struct {
 
 func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	d := &deviceFlags{}
-	fs.Var(&d.disks, "disk", "virtio-blk disk `PATH[,readonly][,serial=ID]` (a raw image); repeat for several")
+	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme]` (a raw image; default virtio-blk); repeat for several")
 	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
 	return d
 }

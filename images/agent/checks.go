@@ -34,6 +34,7 @@ func newRegistry() registry {
 		"disk":        checkDisk,
 		"disk-ro":     checkDiskRO,
 		"disk-ids":    checkDiskIDs,
+		"disk-nvme":   checkDiskNVMe,
 		"net":         checkNet,
 		"iobench":     checkIOBench,
 		"pci":         checkPCI,

@@ -251,3 +251,42 @@ func TestCheckIOBench(t *testing.T) {
 	ok, _ = checkIOBench(e)
 	assert.False(t, ok)
 }
+
+func (f *fakeIO) onCPU(_ int, fn func() error) error { return fn() }
+
+func TestCheckDiskNVMe(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.disk_nvme=vmm-nv:4:5")
+	b := make([]byte, 4<<20)
+	pattern.Fill(b, 4, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "nvme0n1"), b, 0o600))
+	root := e.root.(fstest.MapFS)
+	root["sys/block/nvme0n1/size"] = &fstest.MapFile{Data: []byte("8192\n")}
+	root["sys/block/nvme0n1/device/serial"] = &fstest.MapFile{Data: []byte("vmm-nv   \n")}
+	root["sys/block/nvme0n1/device/address"] = &fstest.MapFile{Data: []byte("0000:00:05.0\n")}
+	root["sys/block/nvme0n1/mq/0"] = &fstest.MapFile{Mode: os.ModeDir}
+	root["sys/block/nvme0n1/mq/1"] = &fstest.MapFile{Mode: os.ModeDir}
+	root["sys/devices/system/cpu/online"] = &fstest.MapFile{Data: []byte("0-1\n")}
+	root["proc/interrupts"] = &fstest.MapFile{Data: []byte("           CPU0       CPU1\n" +
+		" 24:         10          0  PCI-MSIX-0000:00:05.0    0-edge      nvme0q0\n" +
+		" 25:         30          0  PCI-MSIX-0000:00:05.0    1-edge      nvme0q1\n" +
+		" 26:          0         12  PCI-MSIX-0000:00:05.0    2-edge      nvme0q2\n")}
+	ok, detail := checkDiskNVMe(e)
+	assert.False(t, ok, "not bound to the nvme driver")
+	assert.Contains(t, detail, "nvme driver")
+
+	root["sys/bus/pci/drivers/nvme/0000:00:05.0"] = &fstest.MapFile{Mode: os.ModeDir}
+	ok, detail = checkDiskNVMe(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "queues=2")
+	got, err := os.ReadFile(filepath.Join(fio.dir, "nvme0n1"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), pattern.Mismatch(got, 5, 0), "second pattern written")
+
+	pattern.Fill(b, 4, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "nvme0n1"), b, 0o600))
+	root["sys/block/nvme0n1/mq/1"] = &fstest.MapFile{Data: nil}
+	delete(root, "sys/block/nvme0n1/mq/1")
+	ok, detail = checkDiskNVMe(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "1 I/O queues for 2 CPUs")
+}

@@ -91,10 +91,13 @@ func (e *env) findDisk(serial string) (string, int64, error) {
 const ioChunk = 1 << 20
 
 // verifyDisk reads size bytes of f and checks them against stream seed.
-func verifyDisk(f io.ReaderAt, size int64, seed uint64) error {
+func verifyDisk(f io.ReaderAt, size int64, seed uint64) error { return verifyRange(f, 0, size, seed) }
+
+// verifyRange reads [lo, hi) of f and checks it against stream seed.
+func verifyRange(f io.ReaderAt, lo, hi int64, seed uint64) error {
 	buf := make([]byte, ioChunk)
-	for off := int64(0); off < size; off += ioChunk {
-		b := buf[:min(ioChunk, size-off)]
+	for off := lo; off < hi; off += ioChunk {
+		b := buf[:min(ioChunk, hi-off)]
 		if _, err := f.ReadAt(b, off); err != nil {
 			return fmt.Errorf("read at %d: %w", off, err)
 		}
@@ -106,10 +109,13 @@ func verifyDisk(f io.ReaderAt, size int64, seed uint64) error {
 }
 
 // writeDisk writes size bytes of stream seed to f and syncs (a FLUSH).
-func writeDisk(f blockFile, size int64, seed uint64) error {
+func writeDisk(f blockFile, size int64, seed uint64) error { return writeRange(f, 0, size, seed) }
+
+// writeRange writes stream seed over [lo, hi) of f and syncs (a FLUSH).
+func writeRange(f blockFile, lo, hi int64, seed uint64) error {
 	buf := make([]byte, ioChunk)
-	for off := int64(0); off < size; off += ioChunk {
-		b := buf[:min(ioChunk, size-off)]
+	for off := lo; off < hi; off += ioChunk {
+		b := buf[:min(ioChunk, hi-off)]
 		pattern.Fill(b, seed, off)
 		if _, err := f.WriteAt(b, off); err != nil {
 			return fmt.Errorf("write at %d: %w", off, err)

@@ -18,4 +18,6 @@ type guestIO interface {
 	configureNet(ifname string, addr netip.Prefix) error
 	ping(ctx context.Context, dst netip.Addr) (time.Duration, error)
 	dial(ctx context.Context, addr string) (net.Conn, error)
+	// onCPU runs fn on a thread bound to CPU cpu.
+	onCPU(cpu int, fn func() error) error
 }

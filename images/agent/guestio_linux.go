@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -176,4 +177,21 @@ func isEchoReply(b []byte, id, seq uint16) bool {
 func (linuxIO) dial(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "tcp4", addr)
+}
+
+func (linuxIO) onCPU(cpu int, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is bound to the CPU for good: it is never unlocked,
+		// so it exits with the goroutine instead of running others.
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			errc <- fmt.Errorf("bind to CPU %d: %w", cpu, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }

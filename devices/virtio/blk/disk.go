@@ -10,13 +10,10 @@ package blk
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/vmmdev/vmm/storage/raw"
 )
 
 // DeviceID is the virtio device ID of a block device.
@@ -43,7 +40,7 @@ const (
 )
 
 // ErrBusy means another process holds the image (a second VM on the same disk).
-var ErrBusy = errors.New("disk image is in use by another process")
+var ErrBusy = raw.ErrBusy
 
 // Options describe one --disk.
 type Options struct {
@@ -54,19 +51,17 @@ type Options struct {
 	Serial string
 }
 
-// Disk is one open image. Its methods are safe for concurrent use: requests
-// go straight to pread/pwrite at their own offsets.
+// Disk is one open image with its virtio-blk identity. Its methods are safe
+// for concurrent use: the image serves requests at their own offsets.
 type Disk struct {
-	f        *os.File
-	fd       int
+	img      *raw.Image
 	capacity uint64 // in 512-byte sectors; bytes past the last whole sector are never touched
 	readOnly bool
 	id       [IDSize]byte
 	log      *slog.Logger
 }
 
-// Open opens and locks the image (shared for read-only disks, exclusive
-// otherwise), as QEMU does, so two VMs never write one image.
+// Open opens and locks the image (storage/raw).
 func Open(o Options, log *slog.Logger) (*Disk, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -74,49 +69,17 @@ func Open(o Options, log *slog.Logger) (*Disk, error) {
 	if len(o.Serial) > IDSize {
 		return nil, fmt.Errorf("disk %s: serial %q is longer than %d bytes", o.Path, o.Serial, IDSize)
 	}
-	flags, lock := os.O_RDWR, unix.LOCK_EX
-	if o.ReadOnly {
-		flags, lock = os.O_RDONLY, unix.LOCK_SH
-	}
-	f, err := os.OpenFile(o.Path, flags, 0)
+	img, err := raw.Open(raw.Options{Path: o.Path, ReadOnly: o.ReadOnly}, log)
 	if err != nil {
-		return nil, fmt.Errorf("open disk: %w", err)
+		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("disk %s: %w", o.Path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("disk %s: not a regular file (raw images only)", o.Path)
-	}
-	if err := unix.Flock(int(f.Fd()), lock|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("disk %s: %w", o.Path, ErrBusy)
-		}
-		return nil, fmt.Errorf("disk %s: lock: %w", o.Path, err)
-	}
-	if fi.Size()%SectorSize != 0 {
-		log.Warn("disk image size is not a multiple of 512; the tail is not visible to the guest",
-			"path", o.Path, "size", fi.Size())
-	}
-	d := &Disk{f: f, fd: int(f.Fd()), capacity: uint64(fi.Size()) / SectorSize, readOnly: o.ReadOnly, log: log}
+	d := &Disk{img: img, capacity: img.Sectors(), readOnly: o.ReadOnly, log: log}
 	copy(d.id[:], o.Serial)
 	return d, nil
 }
 
-// Close releases the image and its lock.
-func (d *Disk) Close() error {
-	// Flush first: a vmm stopped by SIGINT/SIGTERM leaves the image as
-	// durable as a guest flush would (issue 6).
-	var err error
-	if !d.readOnly {
-		err = unix.Fdatasync(int(d.f.Fd()))
-	}
-	return errors.Join(err, d.f.Close())
-}
+// Close flushes and releases the image and its lock.
+func (d *Disk) Close() error { return d.img.Close() }
 
 // Capacity is the disk size in 512-byte sectors.
 func (d *Disk) Capacity() uint64 { return d.capacity }
@@ -214,7 +177,7 @@ func (d *Disk) serve(req request) (byte, uint64) {
 		}
 		return StatusOK, 0
 	case TypeFlush:
-		if err := unix.Fdatasync(d.fd); err != nil {
+		if err := d.img.Flush(); err != nil {
 			d.log.Warn("virtio-blk: flush", "err", err)
 			return StatusIOErr, 0
 		}
@@ -251,73 +214,19 @@ func (d *Disk) serve(req request) (byte, uint64) {
 	return StatusUnsupp, 0
 }
 
-// maxIOV is the most buffers one preadv/pwritev takes (IOV_MAX).
-const maxIOV = 1024
-
-// rw moves the request's data between guest memory and the image with one
-// preadv/pwritev per (up to) maxIOV buffers: a request of many pages costs
-// one system call, not one per page.
+// rw moves the request's data between guest memory and the image.
 func (d *Disk) rw(req request, write bool) error {
-	off := int64(req.sector * SectorSize)
-	bufs := req.data
-	for len(bufs) > 0 {
-		batch := bufs[:min(len(bufs), maxIOV)]
-		var n int
-		var err error
-		if write {
-			n, err = unix.Pwritev(d.fd, batch, off)
-		} else {
-			n, err = unix.Preadv(d.fd, batch, off)
-		}
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			return err
-		case n == 0:
-			// The image shrank under us.
-			return io.ErrUnexpectedEOF
-		}
-		off += int64(n)
-		for n > 0 {
-			if n < len(bufs[0]) {
-				bufs[0] = bufs[0][n:]
-				break
-			}
-			n -= len(bufs[0])
-			bufs = bufs[1:]
-		}
+	if write {
+		return d.img.WriteV(req.data, req.sector*SectorSize)
 	}
-	return nil
+	return d.img.ReadV(req.data, req.sector*SectorSize)
 }
 
 // zero deallocates (discard) or zeroes a range, never changing the file size.
-// A discard the filesystem cannot do is a successful no-op (discard is a
-// hint); write-zeroes falls back to writing zeros.
 func (d *Disk) zero(s span, discard bool) error {
-	off, n := int64(s.sector*SectorSize), int64(s.sectors)*SectorSize
-	if n == 0 {
-		return nil
+	off, n := s.sector*SectorSize, uint64(s.sectors)*SectorSize
+	if discard {
+		return d.img.Discard(off, n)
 	}
-	fd := d.fd
-	err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
-	if err == nil || discard && errors.Is(err, unix.EOPNOTSUPP) {
-		return nil
-	}
-	if !errors.Is(err, unix.EOPNOTSUPP) {
-		return fmt.Errorf("punch hole: %w", err)
-	}
-	if err := unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n); err == nil {
-		return nil
-	}
-	zeros := make([]byte, min(n, 1<<20))
-	for n > 0 {
-		c := min(n, int64(len(zeros)))
-		if _, err := d.f.WriteAt(zeros[:c], off); err != nil {
-			return fmt.Errorf("write zeros: %w", err)
-		}
-		off += c
-		n -= c
-	}
-	return nil
+	return d.img.WriteZeroes(off, n)
 }

@@ -220,6 +220,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestManySegmentsOverIOVMax(t *testing.T) {
+	const maxIOV = 1024 // IOV_MAX: storage/raw batches by it
 	d, path := newImage(t, 1200, Options{})
 	img, _ := os.ReadFile(path)
 	chain := []Segment{rd(header(TypeIn, 7))}
