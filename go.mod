@@ -3,6 +3,7 @@ module github.com/vmmdev/vmm
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/stretchr/testify v1.12.1
 	github.com/u-root/u-root v0.16.0
 	golang.org/x/sys v0.49.0

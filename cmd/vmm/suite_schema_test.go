@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/suite"
+)
+
+func TestRunSchema(t *testing.T) {
+	s := runSchema()
+	require.Equal(t, suite.Int, s["cpus"].Kind)
+	require.Equal(t, suite.Bool, s["rng"].Kind)
+	require.Equal(t, suite.Bool, s["seccomp"].Kind)
+	require.Equal(t, suite.String, s["timeout"].Kind)
+	require.Equal(t, suite.List, s["disk"].Kind)
+	require.Equal(t, suite.List, s["net"].Kind)
+	require.Equal(t, "/s/k", s["kernel"].Rel("/s", "k"))
+	require.Equal(t, "seabios", s["firmware"].Rel("/s", "seabios"))
+	require.Equal(t, "/s/d.img,readonly,serial=x", s["disk"].Rel("/s", "d.img,readonly,serial=x"))
+	require.Equal(t, "virtio:file:/s/c.txt", s["console"].Rel("/s", "virtio:file:c.txt"))
+	require.Equal(t, "none", s["console"].Rel("/s", "none"))
+	require.Nil(t, s["memory"].Rel)
+}
+
+// TestSuiteCheckedByVMMRun: a case that vmm run would refuse is refused
+// when the suite loads, pointing at the key that set the bad value.
+func TestSuiteCheckedByVMMRun(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "bzImage"), []byte("x"), 0o644))
+	good := "[guests.g]\nkernel = \"bzImage\"\n[axes]\ncpus = [1, 2]\nhyperv = [\"all\", \"none\"]\n"
+	for _, c := range []struct {
+		name, text, want string
+	}{
+		{"good", good, ""},
+		{"memory", good + "memory = [\"64M\", \"lots\"]\n",
+			`s.toml:6: axes.memory: case g/cpus=1/hyperv=all/memory=lots: vmm run: --memory: "lots" is not a size (examples: 512, 512M, 2G)`},
+		{"cpus", "[guests.g]\nkernel = \"bzImage\"\n[axes]\ncpus = [1, 0]\n",
+			"s.toml:4: axes.cpus: case g/cpus=0: vmm run: invalid configuration: --cpus: 0 vCPUs; need at least 1"},
+		{"missing kernel", "[guests.g]\nkernel = \"nope\"\n", "s.toml:2: guests.g.kernel: case g: vmm run: invalid configuration: --kernel " +
+			filepath.Join(dir, "nope") + ": no such file or directory"},
+		{"no kernel", "[guests.g]\ncpus = 2\n", "s.toml:1: guests.g: case g: vmm run: invalid configuration: --kernel: no kernel given"},
+		{"bad disk", "[guests.g]\nkernel = \"bzImage\"\ndisk = [\"d.img,sideways\"]\n", "s.toml:3: guests.g.disk: case g: vmm run: invalid value"},
+		{"bad regexp", "[guests.g]\nkernel = \"bzImage\"\nexpect = \"(\"\n", "s.toml:3: guests.g.expect: case g: vmm run: --expect: error parsing regexp"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "s.toml")
+			require.NoError(t, os.WriteFile(path, []byte(c.text), 0o644))
+			s, err := suite.Load(path, runSchema(), checkRunArgs)
+			if c.want == "" {
+				require.NoError(t, err)
+				require.Len(t, s.Cases, 4)
+				return
+			}
+			require.ErrorIs(t, err, suite.ErrInvalid)
+			require.Contains(t, err.Error(), c.want)
+		})
+	}
+}
