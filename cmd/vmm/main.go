@@ -1,5 +1,5 @@
 // Command vmm runs KVM virtual machines: `vmm run` boots a guest, `vmm probe`
-// reports what this host's KVM offers. This file is flag parsing and exit
+// reports what this host's KVM offers, `vmm test` runs a suite of cases. This file is flag parsing and exit
 // codes only; the machine lives in package vmm.
 package main
 
@@ -25,6 +25,7 @@ const usage = `usage: vmm <command> [flags]
 commands:
   run     boot a guest (vmm run -h for flags)
   probe   report what this host's KVM offers (--json for machine-readable output)
+  test    run a suite of guests and configurations (vmm test -h for flags and exit codes)
 
 exit codes of vmm run:
   0 guest powered off, or --expect matched   1 VMM error   2 usage error
@@ -48,6 +49,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdin, stdout, stderr)
 	case "probe":
 		return cmdProbe(args[1:], stdout, stderr)
+	case "test":
+		return cmdTest(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -58,5 +59,35 @@ func TestSuiteCheckedByVMMRun(t *testing.T) {
 			require.ErrorIs(t, err, suite.ErrInvalid)
 			require.Contains(t, err.Error(), c.want)
 		})
+	}
+}
+
+// TestReadmeSuite: the README's example suite parses and expands as it says.
+func TestReadmeSuite(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	start := strings.Index(text, "    # agent.toml")
+	require.Positive(t, start)
+	end := strings.Index(text[start:], "\n\n- ")
+	var lines []string
+	for _, l := range strings.Split(text[start:start+end], "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "    "))
+	}
+	s, err := suite.Parse("agent.toml", []byte(strings.Join(lines, "\n")), runSchema(), nil)
+	require.NoError(t, err)
+	var names []string
+	for _, c := range s.Cases {
+		names = append(names, c.Name)
+	}
+	require.Contains(t, names, "debian/cpus=2/hyperv=all")
+	require.Contains(t, names, "grub/cpus=1/memory=big")
+	require.Contains(t, names, "ablation/hyperv=all,vpindex=off")
+	require.Len(t, names, 4+4+13)
+	for _, c := range s.Cases {
+		if c.Name == "debian/cpus=2/hyperv=none" {
+			require.Equal(t, 4, c.Exit)
+			require.Contains(t, c.Args, "--timeout=30s")
+		}
 	}
 }
