@@ -384,8 +384,30 @@ func (l *loader) texts(name string, v any, at origin) ([]string, error) {
 	}
 	if spec.Rel != nil {
 		for i := range out {
-			out[i] = spec.Rel(l.dir, out[i])
+			p, err := expandEnv(out[i])
+			if err != nil {
+				return nil, l.errAt(at, err)
+			}
+			out[i] = spec.Rel(l.dir, p)
 		}
+	}
+	return out, nil
+}
+
+// expandEnv expands $NAME and ${NAME} in a path: where `make images` or a
+// CI job put a kernel differs between machines. Only paths are expanded
+// (a $ in a pattern is an anchor); an unset variable is an error, not "".
+func expandEnv(s string) (string, error) {
+	var missing string
+	out := os.Expand(s, func(name string) string {
+		v, ok := os.LookupEnv(name)
+		if !ok && missing == "" {
+			missing = name
+		}
+		return v
+	})
+	if missing != "" {
+		return "", fmt.Errorf("environment variable %s is not set", missing)
 	}
 	return out, nil
 }

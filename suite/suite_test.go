@@ -264,3 +264,14 @@ func TestParseShard(t *testing.T) {
 		require.ErrorIs(t, err, ErrShard, bad)
 	}
 }
+
+func TestPathsFromEnvironment(t *testing.T) {
+	t.Setenv("VMM_TEST_KERNEL", "/images/vmlinuz-6.1")
+	s, err := load(t, "[guests.a]\nkernel = \"${VMM_TEST_KERNEL}\"\ninitrd = \"$VMM_TEST_KERNEL.cpio\"\nexpect = 'done$'\n")
+	require.NoError(t, err)
+	require.Contains(t, s.Cases[0].Args, "--kernel=/images/vmlinuz-6.1")
+	require.Contains(t, s.Cases[0].Args, "--initrd=/images/vmlinuz-6.1.cpio")
+	require.Contains(t, s.Cases[0].Args, "--expect=done$", "patterns are not expanded")
+	_, err = load(t, "[guests.a]\nkernel = \"k\"\n[axes]\ndisk = [\"${VMM_TEST_UNSET_DISK}\"]\n")
+	require.ErrorContains(t, err, "s.toml:4: axes.disk: environment variable VMM_TEST_UNSET_DISK is not set")
+}

@@ -91,3 +91,18 @@ func TestReadmeSuite(t *testing.T) {
 		}
 	}
 }
+
+// TestShippedSuites: the suites in suites/ load, their files standing in.
+func TestShippedSuites(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"VMM_KERNEL", "VMM_GUEST", "VMM_GRUBDISK"} {
+		p := filepath.Join(dir, strings.ToLower(v))
+		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
+		t.Setenv(v, p)
+	}
+	for file, n := range map[string]int{"agent.toml": 8, "hyperv-ablation.toml": 13} {
+		s, err := suite.Load(filepath.Join("../../suites", file), runSchema(), checkRunArgs)
+		require.NoError(t, err, file)
+		require.Len(t, s.Cases, n, file)
+	}
+}
