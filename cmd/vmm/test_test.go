@@ -80,7 +80,7 @@ cpus = []
 hyperv = []
 
 [guests.ablation]
-kernel = "ready"
+kernel = "hv-ready"
 expect = '^READY$'
 [guests.ablation.axes]
 cpus = []
@@ -97,6 +97,10 @@ func suiteDir(t *testing.T) string {
 		"ready": guestPrintThenSpin("booting\nclocksource: Switched to clocksource tsc\nREADY\n"),
 		"panic": guestPrintThenSpin("Kernel panic - not syncing: test\n"),
 		"spin":  guestSpin(),
+		// Writes HV_X64_MSR_GUEST_OS_ID (Hyper-V's base interface, on in
+		// every case of an ablation), then reaches its line.
+		"hv-ready": newAsm().emit(0xb9).emit(le32(0x40000000)...).emit(0x31, 0xd2).emit(0xb8).emit(le32(1)...).emit(0x0f, 0x30).
+			print("READY\n").emit(0xeb, 0xfe).bytes(),
 	})
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "suite.toml"), []byte(testSuite), 0o644))
 	return dir
@@ -172,7 +176,10 @@ func TestKVMSuite(t *testing.T) {
 	require.Equal(t, "exit 6, expected 0 (fail-matched: READY)", broken.Detail)
 	require.Contains(t, broken.ConsoleTail, "READY")
 	require.Equal(t, "relaxed,vpindex,synic", byName["ablation/hyperv=relaxed,vpindex,synic"].Ablation.Base)
-	require.Equal(t, []string{"synic"}, byName["ablation/hyperv=relaxed,vpindex,synic,vpindex=off"].Ablation.AlsoOff)
+	vpOff := byName["ablation/hyperv=relaxed,vpindex,synic,vpindex=off"]
+	require.Equal(t, []string{"synic"}, vpOff.Ablation.AlsoOff)
+	require.Equal(t, &result.HyperVUse{Features: "relaxed", MSRs: []string{"GUEST_OS_ID"}, Hypercalls: []string{}}, vpOff.HyperV,
+		"from the report's Hyper-V summary")
 	require.Contains(t, full.stdout, "FAIL  [")
 	require.Contains(t, full.stdout, "15 cases: 14 passed, 1 failed, 0 errors")
 
@@ -195,6 +202,7 @@ func TestKVMSuite(t *testing.T) {
 	page, err := os.ReadFile(filepath.Join(dir, "all.html"))
 	require.NoError(t, err)
 	require.Contains(t, string(page), `<table class="ablation" id="ablation-0">`)
+	require.Equal(t, 4, strings.Count(string(page), "<td>GUEST_OS_ID</td>"), "the MSR used, in each ablation row")
 	require.Equal(t, 15+4, strings.Count(string(page), "<tr class=\"pass\" data-case=")+strings.Count(string(page), "<tr class=\"fail\" data-case="),
 		"15 rows of cases and 4 of the ablation")
 
