@@ -161,8 +161,9 @@ func (l *loader) expand(d decoded, check Checker) ([]Case, error) {
 	return cases, nil
 }
 
-// flagRef finds the flags an error line of `vmm run` names.
-var flagRef = regexp.MustCompile(`--([a-z][a-z0-9-]*)`)
+// flagRef finds the flags an error line of `vmm run` names: its own
+// messages say --memory, the flag package's "flag -memory".
+var flagRef = regexp.MustCompile(`(?:--|flag -)([a-z][a-z0-9-]*)`)
 
 // finish builds the case's command line from its settings and checks it.
 func (l *loader) finish(c *Case, st settings, check Checker) error {

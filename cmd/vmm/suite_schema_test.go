@@ -44,7 +44,11 @@ func TestSuiteCheckedByVMMRun(t *testing.T) {
 		{"missing kernel", "[guests.g]\nkernel = \"nope\"\n", "s.toml:2: guests.g.kernel: case g: vmm run: invalid configuration: --kernel " +
 			filepath.Join(dir, "nope") + ": no such file or directory"},
 		{"no kernel", "[guests.g]\ncpus = 2\n", "s.toml:1: guests.g: case g: vmm run: invalid configuration: --kernel: no kernel given"},
-		{"bad disk", "[guests.g]\nkernel = \"bzImage\"\ndisk = [\"d.img,sideways\"]\n", "s.toml:3: guests.g.disk: case g: vmm run: invalid value"},
+		{"bad disk", "[guests.g]\nkernel = \"bzImage\"\ndisk = [\"d.img,sideways\"]\n", "s.toml:3: guests.g.disk: case g: vmm run: invalid value \"" + filepath.Join(dir, "d.img,sideways") + "\" for flag -disk"},
+		{"bad duration", "[guests.g]\nkernel = \"bzImage\"\n[axes]\nmemory = [\"64M\"]\ntimeout = [\"1s\", \"1 fortnight\"]\n",
+			`s.toml:5: axes.timeout: "1 fortnight" is not a duration`},
+		{"flag package error", "[guests.g]\nkernel = \"bzImage\"\ncpus = 1\n[axes]\nlog-level = [\"warn\", \"loud\"]\n",
+			`s.toml:5: axes.log-level: case g/log-level=loud: vmm run: --log-level: "loud" is not one of debug, info, warn, error`},
 		{"bad regexp", "[guests.g]\nkernel = \"bzImage\"\nexpect = \"(\"\n", "s.toml:3: guests.g.expect: case g: vmm run: --expect: error parsing regexp"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
