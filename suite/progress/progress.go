@@ -143,8 +143,9 @@ func (l *Live) Finished(r result.Case) {
 		_ = l.bar.Clear()
 		fmt.Fprintln(l.w, Line(r, l.done, l.total))
 	}
-	l.bar.Describe(l.describe())
 	_ = l.bar.Add(1)
+	// After Add: Describe redraws, with the count and the text agreeing.
+	l.bar.Describe(l.describe())
 }
 
 // Close stops the redraws and ends the bar's line.
