@@ -1,5 +1,5 @@
 // Command vmm runs KVM virtual machines: `vmm run` boots a guest, `vmm probe`
-// reports what this host's KVM offers. This file is flag parsing and exit
+// reports what this host's KVM offers, `vmm test` runs a suite of cases. This file is flag parsing and exit
 // codes only; the machine lives in package vmm.
 package main
 
@@ -25,6 +25,7 @@ const usage = `usage: vmm <command> [flags]
 commands:
   run     boot a guest (vmm run -h for flags)
   probe   report what this host's KVM offers (--json for machine-readable output)
+  test    run a suite of guests and configurations (vmm test -h for flags and exit codes)
 
 exit codes of vmm run:
   0 guest powered off, or --expect matched   1 VMM error   2 usage error
@@ -48,6 +49,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdin, stdout, stderr)
 	case "probe":
 		return cmdProbe(args[1:], stdout, stderr)
+	case "test":
+		return cmdTest(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -68,10 +71,20 @@ type runFlags struct {
 	kvmDevice               string
 }
 
-func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+// runCmd is `vmm run`'s flag set and what its flags parse into.
+type runCmd struct {
+	fs   *flag.FlagSet
+	f    runFlags
+	devs *deviceFlags
+	ci   *ciFlags
+	vf   *virtioFlags
+	hv   *hypervFlags
+}
+
+func newRunCmd() *runCmd {
 	fs := flag.NewFlagSet("vmm run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f runFlags
+	r := &runCmd{fs: fs}
+	f := &r.f
 	fs.StringVar(&f.kernel, "kernel", "", "guest kernel: bzImage, PVH ELF (vmlinux) or multiboot ELF (required unless --firmware)")
 	fs.StringVar(&f.firmware, "firmware", "", "boot through firmware instead of --kernel: a BIOS image, or seabios for "+vmm.SeaBIOSPath+
 		" (exit code 8 when it finds no bootable device)")
@@ -83,48 +96,68 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest with exit code 4 after this long (e.g. 60s); 0 for none")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "VMM log level on stderr: debug, info, warn or error")
 	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
-	devs := registerDeviceFlags(fs)
-	ci := registerCIFlags(fs)
-	vf := registerVirtioFlags(fs)
-	hv := registerHyperVFlags(fs)
+	r.devs = registerDeviceFlags(fs)
+	r.ci = registerCIFlags(fs)
+	r.vf = registerVirtioFlags(fs)
+	r.hv = registerHyperVFlags(fs)
+	return r
+}
+
+// prepare parses and validates a `vmm run` command line into a Config, as
+// far as that goes without opening anything but --config; a problem is one
+// line on stderr and an exit code. vmm test checks suites with it too, so a
+// suite is refused exactly where vmm run would refuse the case.
+func (r *runCmd) prepare(args []string, stderr io.Writer) (vmm.Config, *slog.Logger, int) {
+	fs, f := r.fs, &r.f
 	if code := parseOneLine(fs, args, stderr); code != ok {
-		return code
+		return vmm.Config{}, nil, code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vmm run: unexpected argument %q\n", fs.Arg(0))
-		return vmm.ExitUsage
+		return vmm.Config{}, nil, vmm.ExitUsage
 	}
-	if code := ci.loadConfig(fs, stderr); code != ok {
-		return code
+	if code := r.ci.loadConfig(fs, stderr); code != ok {
+		return vmm.Config{}, nil, code
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		fmt.Fprintf(stderr, "vmm run: --log-level: %q is not one of debug, info, warn, error\n", f.logLevel)
-		return vmm.ExitUsage
+		return vmm.Config{}, nil, vmm.ExitUsage
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	mem, err := parseSize(f.memory)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmm run: --memory: %v\n", err)
-		return vmm.ExitUsage
+		return vmm.Config{}, nil, vmm.ExitUsage
 	}
 	cfg := vmm.Config{
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, Firmware: f.firmware,
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
-	devs.apply(&cfg)
-	f.console = vf.apply(&cfg, f.console)
-	if code := hv.apply(&cfg, stderr); code != ok {
-		return code
+	r.devs.apply(&cfg)
+	f.console = r.vf.apply(&cfg, f.console)
+	if code := r.hv.apply(&cfg, stderr); code != ok {
+		return vmm.Config{}, nil, code
 	}
-	if code := ci.configure(&cfg, f.console, stderr); code != ok {
-		return code
+	if code := r.ci.configure(&cfg, f.console, stderr); code != ok {
+		return vmm.Config{}, nil, code
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "vmm run: %v\n", err)
-		return vmm.ExitError
+		return vmm.Config{}, nil, vmm.ExitError
 	}
+	return cfg, log, ok
+}
+
+func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	r := newRunCmd()
+	r.fs.SetOutput(stderr)
+	cfg, log, code := r.prepare(args, stderr)
+	if code != ok {
+		return code
+	}
+	f, ci, hv := &r.f, r.ci, r.hv
 	con, err := console.Open(f.console, stdin, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "vmm run: --console: %v\n", err)
@@ -158,7 +191,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 
 	res := m.Run(ctx)
 	con.Close()
-	code := res.Reason.ExitCode()
+	code = res.Reason.ExitCode()
 	log.Info("guest stopped", "reason", res.Reason.String(), "exit_code", code, "wall", res.Wall,
 		"first_output", res.FirstOutput, "exits", res.Exits,
 		"unclaimed_pio", res.UnclaimedPIO, "unclaimed_mmio", res.UnclaimedMMIO)

@@ -70,28 +70,36 @@ func Apply(fs *flag.FlagSet, data []byte, skip map[string]bool, deny ...string) 
 
 type boolFlag interface{ IsBoolFlag() bool }
 
-// kindOf says which JSON type a flag takes.
-func kindOf(f *flag.Flag) string {
+// The JSON types of flags (KindOf).
+const (
+	KindBool    = "bool"
+	KindInteger = "integer"
+	KindString  = "string"
+)
+
+// KindOf says which JSON type a flag takes: KindBool, KindInteger or
+// KindString (vmm test's suite files map them to TOML types).
+func KindOf(f *flag.Flag) string {
 	if b, ok := f.Value.(boolFlag); ok && b.IsBoolFlag() {
-		return "bool"
+		return KindBool
 	}
 	if g, ok := f.Value.(flag.Getter); ok {
 		switch reflect.ValueOf(g.Get()).Kind() {
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32,
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			return "integer"
+			return KindInteger
 		case reflect.Int64:
 			if _, isDuration := g.Get().(interface{ Seconds() float64 }); !isDuration {
-				return "integer"
+				return KindInteger
 			}
 		}
 	}
-	return "string"
+	return KindString
 }
 
 // text turns a JSON value into the flag's text form, checking its type.
 func text(f *flag.Flag, raw json.RawMessage) (string, error) {
-	want := kindOf(f)
+	want := KindOf(f)
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -100,11 +108,11 @@ func text(f *flag.Flag, raw json.RawMessage) (string, error) {
 	}
 	switch x := v.(type) {
 	case bool:
-		if want == "bool" {
+		if want == KindBool {
 			return strconv.FormatBool(x), nil
 		}
 	case json.Number:
-		if want == "integer" {
+		if want == KindInteger {
 			if _, err := strconv.ParseInt(x.String(), 10, 64); err != nil {
 				if _, uerr := strconv.ParseUint(x.String(), 10, 64); uerr != nil {
 					return "", fmt.Errorf("%s is not an integer", x)
@@ -113,7 +121,7 @@ func text(f *flag.Flag, raw json.RawMessage) (string, error) {
 			return x.String(), nil
 		}
 	case string:
-		if want == "string" {
+		if want == KindString {
 			return x, nil
 		}
 	}

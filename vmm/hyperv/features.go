@@ -193,27 +193,62 @@ func switchValue(name, val string, hasVal bool) (bool, error) {
 // TSCPage reports whether the reference TSC page is offered.
 func (f Features) TSCPage() bool { return f.Time && !f.NoTSCPage }
 
+// dependencies lists which switch needs which (those of QEMU), by name.
+func dependencies() [][2]string {
+	return [][2]string{
+		{"synic", "vpindex"},
+		{"stimer", "synic"},
+		{"stimer", "time"},
+		{"stimer-direct", "stimer"},
+		{"tlbflush", "vpindex"},
+		{"ipi", "vpindex"},
+	}
+}
+
 // Check enforces the dependencies between switches (those of QEMU).
 func (f Features) Check() error {
-	deps := []struct {
-		has   bool
-		name  string
-		ok    bool
-		needs string
-	}{
-		{f.SynIC, "synic", f.VPIndex, "vpindex"},
-		{f.STimer, "stimer", f.SynIC, "synic"},
-		{f.STimer, "stimer", f.Time, "time"},
-		{f.STimerDirect, "stimer-direct", f.STimer, "stimer"},
-		{f.TLBFlush, "tlbflush", f.VPIndex, "vpindex"},
-		{f.IPI, "ipi", f.VPIndex, "vpindex"},
-	}
-	for _, d := range deps {
-		if d.has && !d.ok {
-			return fmt.Errorf("%w: %s needs %s", ErrFeatures, d.name, d.needs)
+	sw := f.switches()
+	for _, d := range dependencies() {
+		if *sw[d[0]] && !*sw[d[1]] {
+			return fmt.Errorf("%w: %s needs %s", ErrFeatures, d[0], d[1])
 		}
 	}
 	return nil
+}
+
+// Dependents lists the switches that need name, directly or through
+// others, in dependency order: turning name off must turn these off too.
+func Dependents(name string) []string {
+	var out []string
+	seen := map[string]bool{name: true}
+	for queue := []string{name}; len(queue) > 0; queue = queue[1:] {
+		for _, d := range dependencies() {
+			if d[1] == queue[0] && !seen[d[0]] {
+				seen[d[0]] = true
+				out = append(out, d[0])
+				queue = append(queue, d[0])
+			}
+		}
+	}
+	return out
+}
+
+// Switches lists the on/off switches that are on, in a fixed order (the
+// order of String): the ones an ablation turns off one at a time.
+func (f Features) Switches() []string {
+	var out []string
+	sw := f.switches()
+	for _, n := range switchOrder() {
+		if *sw[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func switchOrder() []string {
+	return []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "crash", "reset",
+		"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "kvm-signature"}
 }
 
 // String lists the switches that are on, in ParseFeatures syntax.
@@ -221,13 +256,7 @@ func (f Features) String() string {
 	if !f.on {
 		return "off"
 	}
-	var out []string
-	for _, n := range []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "crash", "reset",
-		"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "kvm-signature"} {
-		if *f.switches()[n] {
-			out = append(out, n)
-		}
-	}
+	out := f.Switches()
 	if f.Time && f.NoTSCPage {
 		out = append(out, "tsc-page=off")
 	}

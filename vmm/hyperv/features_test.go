@@ -1,6 +1,7 @@
 package hyperv
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -155,4 +156,28 @@ func le32s(regs ...uint32) []byte {
 		out = append(out, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
 	}
 	return out
+}
+
+func TestDependents(t *testing.T) {
+	require.Equal(t, []string{"synic", "tlbflush", "ipi", "stimer", "stimer-direct"}, Dependents("vpindex"))
+	require.Equal(t, []string{"stimer", "stimer-direct"}, Dependents("time"))
+	require.Empty(t, Dependents("relaxed"))
+	f, err := ParseFeatures("all")
+	require.NoError(t, err)
+	// Every switch of "all" turned off with its dependents leaves a valid set.
+	for _, s := range f.Switches() {
+		off := append([]string{s}, Dependents(s)...)
+		var keep []string
+		for _, k := range f.Switches() {
+			if !slices.Contains(off, k) {
+				keep = append(keep, k)
+			}
+		}
+		g := f
+		for _, o := range off {
+			*g.switches()[o] = false
+		}
+		require.NoError(t, g.Check(), "%s off", s)
+		require.Equal(t, keep, g.Switches())
+	}
 }
