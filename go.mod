@@ -2,6 +2,8 @@ module github.com/vmmdev/vmm
 
 go 1.26.8
 
+require github.com/klauspost/compress v1.20.5
+
 require (
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/hugelgupf/go-shlex v0.0.0-20200702092117-c80c9d0918fa // indirect
