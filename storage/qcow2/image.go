@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +57,8 @@ type Image struct {
 	rt       []uint64          // refcount table
 	rb       map[uint64][]byte // refcount blocks by host offset (written through)
 	freeHint uint64            // no free cluster below this index
+
+	fileEnd atomic.Uint64 // the file's size, as far as this process has written it
 
 	inflaters sync.Pool // flate readers
 	zstds     sync.Pool // zstd decoders
@@ -137,6 +140,7 @@ func open(path string, readOnly bool, seen []fileID) (img *Image, err error) {
 		return nil, err
 	}
 	img = &Image{path: path, f: f, readOnly: readOnly, h: h, bits: h.clusterBits, cs: h.clusterSize(), size: h.size}
+	img.fileEnd.Store(uint64(fileSize))
 
 	raw := make([]byte, uint64(h.l1Size)*8)
 	if _, err := f.ReadAt(raw, int64(h.l1Offset)); err != nil {
@@ -213,12 +217,12 @@ func (img *Image) openBacking(seen []fileID) error {
 	if format == "" {
 		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return fmt.Errorf("backing file: %w", err)
+			return &chainError{fmt.Errorf("backing file: %w", err)}
 		}
 		ok, err := Detect(f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("backing file %s: %w", path, err)
+			return &chainError{fmt.Errorf("backing file %s: %w", path, err)}
 		}
 		format = "raw"
 		if ok {
@@ -229,14 +233,17 @@ func (img *Image) openBacking(seen []fileID) error {
 	var sub []BackingInfo
 	if format == "qcow2" {
 		bi, err := open(path, true, seen)
+		if ce := (*chainError)(nil); errors.As(err, &ce) {
+			return err // already names the backing file it is about
+		}
 		if err != nil {
-			return fmt.Errorf("backing file %s: %w", path, err)
+			return &chainError{fmt.Errorf("backing file %s: %w", path, err)}
 		}
 		b, sub = bi, bi.chain
 	} else {
 		f, _, size, err := openFile(path, true)
 		if err != nil {
-			return fmt.Errorf("backing file: %w", err)
+			return &chainError{fmt.Errorf("backing file: %w", err)}
 		}
 		b = &rawFile{f: f, size: size}
 	}
@@ -244,6 +251,14 @@ func (img *Image) openBacking(seen []fileID) error {
 	img.chain = append([]BackingInfo{{Name: name, Path: path, Format: format, VirtualSize: b.Size()}}, sub...)
 	return nil
 }
+
+// chainError is an error about a file deep in a backing chain: it names
+// that file, and the images above it pass it on unwrapped, so a long chain
+// gives one line, not one per level.
+type chainError struct{ err error }
+
+func (e *chainError) Error() string { return e.err.Error() }
+func (e *chainError) Unwrap() error { return e.err }
 
 // rawFile is a raw backing file.
 type rawFile struct {
@@ -324,7 +339,12 @@ func (img *Image) pwrite(p []byte, off uint64) error {
 	if _, err := img.f.WriteAt(p, int64(off)); err != nil {
 		return err
 	}
-	return nil
+	for end := off + uint64(len(p)); ; {
+		cur := img.fileEnd.Load()
+		if cur >= end || img.fileEnd.CompareAndSwap(cur, end) {
+			return nil
+		}
+	}
 }
 
 // sync is the barrier between a write and the one that depends on it.

@@ -12,6 +12,10 @@ import (
 // full (blocks are re-read from the file on demand).
 const maxCachedBlocks = 4096
 
+// maxScanBeyondEOF is how far past the end of the file findFree looks for
+// a free cluster among clusters that refcounts say are in use.
+const maxScanBeyondEOF = 1 << 16
+
 // rcWidth is the width of one refcount in bits.
 func (img *Image) rcWidth() uint64 { return 1 << img.h.refcountOrder }
 
@@ -143,7 +147,14 @@ func (img *Image) free(off, n uint64) error {
 // are free.
 func (img *Image) findFree(n uint64) (start, run uint64, err error) {
 	shift := img.rcShift()
+	// Past the end of the file only leaks of a crash can be counted; a
+	// table that counts much more is hostile, and scanning it could take
+	// hours.
+	limit := img.fileEnd.Load()>>img.bits + maxScanBeyondEOF
 	for c := img.freeHint; run < n; c++ {
+		if c >= limit && run == 0 {
+			return 0, 0, fmt.Errorf("%w: refcounts claim clusters far beyond the end of the file (repair with qemu-img check -r all)", ErrCorrupt)
+		}
 		if c>>shift >= uint64(len(img.rt)) {
 			if run == 0 {
 				start = c
