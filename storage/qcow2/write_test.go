@@ -144,6 +144,14 @@ func TestWriteAgainstQemu(t *testing.T) {
 			run(t, "qemu-img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", base, path)
 			run(t, "qemu-img", "resize", path, fmt.Sprint(size))
 		}},
+		tc{name: "qemu-zero-allocated", cs: 65536, make: func(path string) {
+			// "write -z" without -u keeps the clusters: zero flag and offset.
+			run(t, "qemu-img", "create", "-f", "qcow2", path, fmt.Sprint(size))
+			qemuIO(t, path, "write -P 0x5a 0 2M", "write -z 64k 1M", "write -z -u 1536k 128k")
+		}},
+		tc{name: "qemu-preallocated-metadata", cs: 65536, make: func(path string) {
+			run(t, "qemu-img", "create", "-f", "qcow2", "-o", "preallocation=metadata", path, fmt.Sprint(size))
+		}},
 		tc{name: "create-512-refcount64-growth", cs: 512, make: func(path string) {
 			// 64 clusters per refcount block and 64 blocks per table
 			// cluster: writing 3 MiB grows the refcount table.
@@ -265,4 +273,36 @@ func TestCreate(t *testing.T) {
 	require.ErrorIs(t, Create(filepath.Join(dir, "x.qcow2"), 1<<20, "missing.raw", nil), os.ErrNotExist)
 	require.Error(t, Create(filepath.Join(dir, "y.qcow2"), 1000, "", nil))
 	require.Error(t, Create(filepath.Join(dir, "z.qcow2"), 1<<20, "", &CreateOptions{ClusterSize: 3000}))
+}
+
+// TestWriteWithSnapshot writes to an image with an internal snapshot: the
+// clusters and L2 tables the snapshot shares are copied, not overwritten,
+// so reverting to the snapshot gives back the disk as it was.
+func TestWriteWithSnapshot(t *testing.T) {
+	needQemuImg(t)
+	needQemuIO(t)
+	path := filepath.Join(t.TempDir(), "snap.qcow2")
+	run(t, "qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=4096", path, "4M")
+	qemuIO(t, path, "write -P 0x11 0 3M", "write -c -P 0x22 3M 64k")
+	before := toRaw(t, path)
+	run(t, "qemu-img", "snapshot", "-c", "s1", path)
+
+	img, err := Open(path, false)
+	require.NoError(t, err)
+	r := rand.New(rand.NewPCG(10, 11))
+	ref := append([]byte(nil), before...)
+	for _, o := range randomOps(r, 40, int64(len(ref)), 4096) {
+		require.NoError(t, o.apply(img), "%+v", o)
+		o.applyRef(ref, 4096, true)
+	}
+	info, err := img.Info()
+	require.NoError(t, err)
+	require.Equal(t, 1, info.Snapshots)
+	require.NoError(t, img.Close())
+
+	qemuCheck(t, path, false)
+	requireSame(t, ref, toRaw(t, path), "after writes")
+	run(t, "qemu-img", "snapshot", "-a", "s1", path)
+	qemuCheck(t, path, false)
+	requireSame(t, before, toRaw(t, path), "snapshot reverted")
 }
