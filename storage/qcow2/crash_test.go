@@ -181,14 +181,14 @@ func TestCrash(t *testing.T) {
 			}
 
 			points := 0
-			step := max(1, total/60)
+			step := max(1, total/40)
 			for k := 1; k <= total; k += step {
 				writeFile(t, path, fresh)
 				acked, flushed, _ := crashRun(t, path, seed, k, -1)
 				check(fmt.Sprintf("killed at file write/sync %d of %d", k, total), acked, flushed)
 				points++
 			}
-			for n := 0; n < len(ops); n += 3 {
+			for n := 0; n < len(ops); n += 5 {
 				writeFile(t, path, fresh)
 				acked, flushed, _ := crashRun(t, path, seed, 0, n)
 				check(fmt.Sprintf("killed after op %d", n), acked, flushed)
