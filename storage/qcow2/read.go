@@ -1,0 +1,258 @@
+package qcow2
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// kind is what an L2 entry says about a guest cluster.
+type kind int
+
+const (
+	kUnalloc    kind = iota // read from the backing file (or zeros)
+	kZero                   // reads zeros; host may hold a preallocated cluster
+	kNormal                 // data at host
+	kCompressed             // compressed data described by the entry
+)
+
+// classify decodes an L2 entry.
+func (img *Image) classify(e uint64) (k kind, host uint64, err error) {
+	if e&flagCompressed != 0 {
+		return kCompressed, 0, nil
+	}
+	host = e & offsetMask
+	if host%img.cs != 0 {
+		return 0, 0, fmt.Errorf("%w: L2 entry %#x: cluster offset not aligned", ErrCorrupt, e)
+	}
+	switch {
+	case e&flagZero != 0:
+		return kZero, host, nil
+	case host == 0:
+		return kUnalloc, 0, nil
+	}
+	return kNormal, host, nil
+}
+
+// l2Table returns the host offset of the L2 table of L1 index i (0: none).
+func (img *Image) l2Table(i uint64) (uint64, error) {
+	if i >= uint64(len(img.l1)) {
+		return 0, fmt.Errorf("%w: L1 index %d beyond the table", ErrCorrupt, i)
+	}
+	off := img.l1[i] & offsetMask
+	if off%img.cs != 0 {
+		return 0, fmt.Errorf("%w: L1 entry %d (%#x): L2 table offset not aligned", ErrCorrupt, i, img.l1[i])
+	}
+	return off, nil
+}
+
+// entries returns the L2 entries of the n guest clusters from gc, which lie
+// in one L2 table; all zero when the table is not allocated. Tables are read
+// from the file each time: the page cache is the cache, and the file is the
+// only copy of the truth.
+func (img *Image) entries(gc, n uint64) ([]uint64, error) {
+	l2n := img.cs / 8
+	t, err := img.l2Table(gc / l2n)
+	if err != nil {
+		return nil, err
+	}
+	e := make([]uint64, n)
+	if t == 0 {
+		return e, nil
+	}
+	raw := make([]byte, n*8)
+	if err := img.preadMeta("L2 table", raw, t+gc%l2n*8); err != nil {
+		return nil, err
+	}
+	for i := range e {
+		e[i] = binary.BigEndian.Uint64(raw[i*8:])
+	}
+	return e, nil
+}
+
+// segments splits [off, off+n) at L2 table boundaries and calls fn for each
+// piece with its first guest cluster and cluster count.
+func (img *Image) segments(off, n uint64, fn func(off, n, gc, count uint64) error) error {
+	span := img.cs * (img.cs / 8) // guest bytes one L2 table maps
+	for n > 0 {
+		l := min(n, span-off%span)
+		gc := off >> img.bits
+		count := (off+l-1)>>img.bits - gc + 1
+		if err := fn(off, l, gc, count); err != nil {
+			return err
+		}
+		off += l
+		n -= l
+	}
+	return nil
+}
+
+// ReadAt reads len(p) bytes of the virtual disk at off; it returns io.EOF
+// with the bytes that precede the end of the disk.
+func (img *Image) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("qcow2 %s: read at negative offset %d", img.path, off)
+	}
+	if uint64(off) >= img.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := min(uint64(len(p)), img.size-uint64(off))
+	img.mu.RLock()
+	err := img.read(p[:n], uint64(off))
+	img.mu.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("qcow2 %s: read %d bytes at %d: %w", img.path, n, off, err)
+	}
+	if n < uint64(len(p)) {
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
+// read fills p from the virtual disk at off (inside the disk); mu held.
+func (img *Image) read(p []byte, off uint64) error {
+	var cbuf []byte // one decompressed cluster
+	pos0 := off
+	return img.segments(off, uint64(len(p)), func(off, n, gc, count uint64) error {
+		es, err := img.entries(gc, count)
+		if err != nil {
+			return err
+		}
+		for i := uint64(0); i < count; {
+			k, host, err := img.classify(es[i])
+			if err != nil {
+				return err
+			}
+			// Merge following clusters that are read the same way.
+			j := i + 1
+			for ; j < count && k != kCompressed; j++ {
+				k2, h2, err := img.classify(es[j])
+				if err != nil {
+					return err
+				}
+				if k2 != k || k == kNormal && h2 != host+(j-i)*img.cs {
+					break
+				}
+			}
+			start := max(off, (gc+i)<<img.bits)
+			end := min(off+n, (gc+j)<<img.bits)
+			dst := p[start-pos0 : end-pos0]
+			inner := start & (img.cs - 1)
+			switch k {
+			case kUnalloc:
+				err = img.readBacking(dst, start)
+			case kZero:
+				clear(dst)
+			case kNormal:
+				err = img.pread(dst, host+inner)
+			case kCompressed:
+				if cbuf == nil {
+					cbuf = make([]byte, img.cs)
+				}
+				if err = img.readCompressed(es[i], cbuf); err == nil {
+					copy(dst, cbuf[inner:])
+				}
+			}
+			if err != nil {
+				return err
+			}
+			i = j
+		}
+		return nil
+	})
+}
+
+// readBacking reads the backing file's bytes at off: zeros with no backing
+// file or beyond its end.
+func (img *Image) readBacking(p []byte, off uint64) error {
+	if img.backing == nil {
+		clear(p)
+		return nil
+	}
+	bs := uint64(img.backing.Size())
+	var n uint64
+	if off < bs {
+		n = min(uint64(len(p)), bs-off)
+		got, err := img.backing.ReadAt(p[:n], int64(off))
+		if err != nil && !(errors.Is(err, io.EOF) && uint64(got) == n) {
+			if !errors.Is(err, io.EOF) {
+				return fmt.Errorf("backing file: %w", err)
+			}
+			clear(p[got:n]) // a raw backing file that shrank
+		}
+	}
+	clear(p[n:])
+	return nil
+}
+
+// compressedExtent decodes a compressed cluster descriptor into the byte
+// range of the file it occupies: from off to the end of its last sector.
+func (img *Image) compressedExtent(e uint64) (off, length uint64) {
+	x := 62 - (img.bits - 8)
+	off = e & (1<<x - 1)
+	sectors := (e>>x)&(1<<(img.bits-8)-1) + 1
+	return off, sectors*512 - off%512
+}
+
+// readCompressed decompresses the cluster described by e into dst (one cluster).
+func (img *Image) readCompressed(e uint64, dst []byte) error {
+	off, n := img.compressedExtent(e)
+	src := make([]byte, n)
+	if err := img.pread(src, off); err != nil {
+		return err
+	}
+	var err error
+	if img.h.compression == compressionZstd {
+		err = img.unzstd(src, dst)
+	} else {
+		err = img.inflate(src, dst)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: compressed cluster at %#x: %v", ErrCorrupt, off, err)
+	}
+	return nil
+}
+
+// inflate decompresses raw deflate data (as QEMU writes it, no zlib header)
+// until dst is full; what follows in src is padding.
+func (img *Image) inflate(src, dst []byte) error {
+	r, _ := img.inflaters.Get().(io.ReadCloser)
+	if r == nil {
+		r = flate.NewReader(bytes.NewReader(src))
+	} else if err := r.(flate.Resetter).Reset(bytes.NewReader(src), nil); err != nil {
+		return err
+	}
+	defer img.inflaters.Put(r)
+	_, err := io.ReadFull(r, dst)
+	return err
+}
+
+// zstdMaxWindow bounds the memory a hostile frame can make the decoder take;
+// QEMU's frames decode one cluster (at most 2 MiB).
+const zstdMaxWindow = 8 << 20
+
+func (img *Image) unzstd(src, dst []byte) error {
+	d, _ := img.zstds.Get().(*zstd.Decoder)
+	if d == nil {
+		var err error
+		d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(zstdMaxWindow))
+		if err != nil {
+			return err
+		}
+	}
+	if err := d.Reset(bytes.NewReader(src)); err != nil {
+		return err
+	}
+	defer img.zstds.Put(d)
+	_, err := io.ReadFull(d, dst)
+	return err
+}
