@@ -2,10 +2,9 @@ module github.com/vmmdev/vmm
 
 go 1.26.8
 
-require github.com/klauspost/compress v1.20.5
-
 require (
 	github.com/BurntSushi/toml v1.6.0
+	github.com/klauspost/compress v1.20.5
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/stretchr/testify v1.12.1
 	github.com/u-root/u-root v0.16.0
