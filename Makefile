@@ -30,6 +30,7 @@ endif
 # in `make e2e`.
 KVMEXEC_SUMMARY := $(CURDIR)/build/kvmexec-summary.txt
 unit: build
+	@echo "== $@: started $$(date +%T)"
 	@mkdir -p build && rm -f $(KVMEXEC_SUMMARY)
 ifeq ($(CI),true)
 	$(GO) run ./images/cmd/mkimages -out build/images -outer=false >/dev/null
@@ -43,6 +44,7 @@ endif
 # go mod tidy -diff changes nothing: it prints the diff and fails when go.mod
 # or go.sum is not tidy, and fails with no diff on other errors (a download).
 lint:
+	@echo "== $@: started $$(date +%T)"
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: files above need formatting"; exit 1; }
 	@diff=$$($(GO) mod tidy -diff) && exit 0; rc=$$?; \
 	if [ -n "$$diff" ]; then printf '%s\n' "$$diff" >&2; echo "go.mod/go.sum are not tidy (diff above): run go mod tidy and commit the result"; \
@@ -51,12 +53,14 @@ lint:
 	$$($(GO) env GOPATH)/bin/staticcheck ./...
 
 fuzz: ## run every fuzz target for a bounded time (FUZZTIME, default 4s each)
+	@echo "== $@: started $$(date +%T)"
 	@scripts/fuzz.sh $${FUZZTIME:-4s}
 
 images: ## build the guest and nested-test-host images under build/
 	$(GO) run ./images/cmd/mkimages -out build/images
 
 e2e: build ## boot real Debian guests under vmm inside the nested test host
+	@echo "== $@: started $$(date +%T)"
 	VMM_E2E=1 $(GO) test -count=1 -v -timeout 50m ./e2e/
 
 run: build setup ## boot the default Debian guest (directly on hardware KVM, else in the nested test host)
