@@ -11,7 +11,7 @@ import (
 // ahciController is the AHCI HBA with its images: the if=ahci disks on
 // the first ports, in --disk order, then the --cdrom drives.
 type ahciController struct {
-	hba  *ahci.HBA
+	hba    *ahci.HBA
 	imgs   []*raw.Image
 	drives []ahci.Drive // by port
 }

@@ -12,10 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/devices/ahci"
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
-	"github.com/vmmdev/vmm/devices/ahci"
 	"github.com/vmmdev/vmm/devices/nvme"
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/porta"
