@@ -98,3 +98,43 @@ func nvmeScenario() (scenario.Scenario, error) {
 		Disks:      []scenario.Disk{{Path: nvmeImage, Size: nvmeImageSize, Seed: nvmeSeed, WantSeed: nvmeNewSeed}},
 	}, nil
 }
+
+// The AHCI scenario's fixtures: a disk the guest rewrites through the ahci
+// driver, and a CD-ROM image whose content (a known pattern) it reads back
+// whole through sr_mod; the host checks both after exit (the CD-ROM must
+// be unchanged).
+const (
+	ahciImage     = "/tmp/vmm-ahci.img"
+	ahciSerial    = "vmm-ahci-e2e"
+	ahciImageSize = 8 << 20
+	ahciSeed      = 6
+	ahciNewSeed   = 7
+	cdromImage    = "/tmp/vmm-cdrom.iso"
+	cdromSize     = 2 << 20 // a multiple of 2048
+	cdromSeed     = 8
+)
+
+// ahciScenario boots one vCPU with a SATA disk and a CD-ROM on the AHCI
+// controller.
+func ahciScenario() (scenario.Scenario, error) {
+	g := testhost.Guest{
+		CPUs: 1, ExpectCPUs: 1, Quiet: true,
+		Checks:       []string{"boot", "disk-ahci", "cdrom"},
+		Timeout:      150 * time.Second,
+		ExtraCmdline: fmt.Sprintf("vmm.disk_ahci=%s:%d:%d vmm.cdrom=%d", ahciSerial, ahciSeed, ahciNewSeed, cdromSeed),
+	}
+	args, err := g.Args(scenario.RunnerVMM)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
+	args = append(args, "--disk", ahciImage+",if=ahci,serial="+ahciSerial, "--cdrom", cdromImage)
+	return scenario.Scenario{
+		Name: "disk-ahci", Args: args, WantExit: exitPoweroff,
+		WantChecks: map[string]string{"boot": scenario.Pass, "disk-ahci": scenario.Pass, "cdrom": scenario.Pass},
+		Timeout:    (g.Timeout + 30*time.Second).String(),
+		Disks: []scenario.Disk{
+			{Path: ahciImage, Size: ahciImageSize, Seed: ahciSeed, WantSeed: ahciNewSeed},
+			{Path: cdromImage, Size: cdromSize, Seed: cdromSeed, WantSeed: cdromSeed},
+		},
+	}, nil
+}

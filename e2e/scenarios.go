@@ -84,6 +84,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, nv)
+	ah, err := ahciScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, ah)
 	fw, err := firmwareScenario()
 	if err != nil {
 		return nil, err

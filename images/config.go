@@ -38,6 +38,9 @@ func GuestModules() []string {
 		"virtio", "virtio_ring", "virtio_pci", "virtio_mmio",
 		"virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "msr",
 		"nvme_core", "nvme",
+		// AHCI disks and CD-ROMs: libata, libahci, scsi_mod and cdrom come
+		// in as dependencies (all modules in Debian's 6.1 config).
+		"ahci", "sd_mod", "sr_mod",
 	}
 }
 

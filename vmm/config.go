@@ -73,6 +73,8 @@ type Config struct {
 	// Disks and NICs are virtio-blk and virtio-net devices (config_devices.go).
 	Disks []Disk
 	NICs  []NIC
+	// CDROMs are ISO images on ATAPI drives of the AHCI controller, read-only.
+	CDROMs []string
 
 	// Expect, if set, ends the VM with StopExpectMatched when a console line
 	// matches it; Fail, with StopFailMatched (package conmatch).

@@ -6,14 +6,17 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmmdev/vmm/devices/ahci"
 )
 
-// Disk is one disk (--disk PATH[,readonly][,serial=ID][,if=virtio|nvme]).
+// Disk is one disk (--disk PATH[,readonly][,serial=ID][,if=virtio|nvme|ahci]).
 type Disk struct {
 	Path     string
 	ReadOnly bool
 	// Serial is what the guest reads as the disk's serial number
-	// (virtio-blk GET_ID, /sys/block/vdX/serial; NVMe Identify Controller).
+	// (virtio-blk GET_ID, /sys/block/vdX/serial; NVMe Identify Controller;
+	// ATA IDENTIFY DEVICE).
 	Serial string
 	// Interface is the controller the disk is attached to.
 	Interface DiskInterface
@@ -27,6 +30,7 @@ type DiskInterface string
 const (
 	DiskVirtio DiskInterface = ""
 	DiskNVMe   DiskInterface = "nvme"
+	DiskAHCI   DiskInterface = "ahci"
 )
 
 // String is the name the --disk flag takes.
@@ -52,7 +56,7 @@ func ParseDisk(s string) (Disk, error) {
 	fields := strings.Split(s, ",")
 	d := Disk{Path: fields[0]}
 	if d.Path == "" {
-		return Disk{}, fmt.Errorf("--disk %q: no image path (PATH[,readonly][,serial=ID][,if=virtio|nvme])", s)
+		return Disk{}, fmt.Errorf("--disk %q: no image path (PATH[,readonly][,serial=ID][,if=virtio|nvme|ahci])", s)
 	}
 	for _, f := range fields[1:] {
 		switch k, v, hasValue := strings.Cut(f, "="); {
@@ -64,6 +68,8 @@ func ParseDisk(s string) (Disk, error) {
 			d.Interface = DiskVirtio
 		case k == "if" && v == "nvme":
 			d.Interface = DiskNVMe
+		case k == "if" && v == "ahci":
+			d.Interface = DiskAHCI
 		default:
 			return Disk{}, fmt.Errorf("--disk %q: unknown option %q (PATH[,readonly][,serial=ID][,if=virtio|nvme])", s, f)
 		}
@@ -130,7 +136,7 @@ func (c *Config) validateDevices() error {
 	seen := map[string]bool{}
 	serials := map[string]bool{}
 	for _, d := range c.Disks {
-		if d.Interface != DiskVirtio && d.Interface != DiskNVMe {
+		if d.Interface != DiskVirtio && d.Interface != DiskNVMe && d.Interface != DiskAHCI {
 			return invalid("--disk %s: unknown interface %q", d.Path, d.Interface)
 		}
 		// Linux refuses a second NVMe controller with the same serial
@@ -157,6 +163,9 @@ func (c *Config) validateDevices() error {
 		}
 		seen[d.Path] = true
 	}
+	if err := c.validateAHCI(seen); err != nil {
+		return err
+	}
 	taps := map[string]bool{}
 	for _, n := range c.NICs {
 		if err := checkTapName(n.Tap); err != nil {
@@ -169,6 +178,34 @@ func (c *Config) validateDevices() error {
 			return invalid("--net tap=%s: given twice", n.Tap)
 		}
 		taps[n.Tap] = true
+	}
+	return nil
+}
+
+// validateAHCI checks the drives of the AHCI controller: they fit its
+// ports, and every CD-ROM image is readable and not also a disk.
+func (c *Config) validateAHCI(seen map[string]bool) error {
+	n := len(c.CDROMs)
+	for _, d := range c.Disks {
+		if d.Interface == DiskAHCI {
+			n++
+		}
+	}
+	if n > ahci.NumPorts {
+		return invalid("%d AHCI disks and CD-ROMs: the controller has %d ports", n, ahci.NumPorts)
+	}
+	for _, p := range c.CDROMs {
+		size, err := checkFile("--cdrom", p, 1<<62)
+		if err != nil {
+			return err
+		}
+		if size < 2048 {
+			return invalid("--cdrom %s: %d bytes is less than one 2048-byte block", p, size)
+		}
+		if seen[p] {
+			return invalid("--cdrom %s: given twice", p)
+		}
+		seen[p] = true
 	}
 	return nil
 }

@@ -19,6 +19,9 @@ func TestParseDisk(t *testing.T) {
 	d, err = ParseDisk("c.img,if=nvme,serial=n1")
 	require.NoError(t, err)
 	require.Equal(t, Disk{Path: "c.img", Serial: "n1", Interface: DiskNVMe}, d)
+	d, err = ParseDisk("s.img,if=ahci,serial=s1,readonly")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "s.img", Serial: "s1", ReadOnly: true, Interface: DiskAHCI}, d)
 	d, err = ParseDisk("c.img,if=virtio")
 	require.NoError(t, err)
 	require.Equal(t, Disk{Path: "c.img"}, d)
@@ -48,11 +51,18 @@ func TestValidateDevices(t *testing.T) {
 	img := filepath.Join(dir, "d.img")
 	require.NoError(t, os.WriteFile(img, make([]byte, 4096), 0o600))
 	require.NoError(t, os.WriteFile(img+"2", make([]byte, 4096), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "small"), make([]byte, 100), 0o600))
 	base := Config{Program: &Program{}, CPUs: 1, Memory: 16 << 20}
 
 	ok := base
 	ok.Disks = []Disk{{Path: img}, {Path: img + "2", Serial: "s", Interface: DiskNVMe}}
 	ok.NICs = []NIC{{Tap: "t0"}, {Tap: "t1"}}
+	require.NoError(t, ok.Validate())
+	iso := filepath.Join(dir, "cd.iso")
+	require.NoError(t, os.WriteFile(iso, make([]byte, 2048), 0o600))
+	ok.Disks = append(ok.Disks, Disk{Path: img + "3", Interface: DiskAHCI})
+	require.NoError(t, os.WriteFile(img+"3", make([]byte, 4096), 0o600))
+	ok.CDROMs = []string{iso}
 	require.NoError(t, ok.Validate())
 
 	cases := map[string]func(c *Config){
@@ -63,6 +73,13 @@ func TestValidateDevices(t *testing.T) {
 		"bad interface": func(c *Config) { c.Disks = []Disk{{Path: img, Interface: "ide"}} },
 		"NVMe serial twice": func(c *Config) {
 			c.Disks = []Disk{{Path: img, Serial: "s", Interface: DiskNVMe}, {Path: img + "2", Serial: "s", Interface: DiskNVMe}}
+		},
+		"CD-ROM missing":   func(c *Config) { c.CDROMs = []string{filepath.Join(dir, "nope.iso")} },
+		"CD-ROM too small": func(c *Config) { c.CDROMs = []string{img[:len(img)-5] + "small"} },
+		"CD-ROM is a disk": func(c *Config) { c.Disks = []Disk{{Path: img}}; c.CDROMs = []string{img} },
+		"seven AHCI drives": func(c *Config) {
+			c.Disks = []Disk{{Path: img, Interface: DiskAHCI}}
+			c.CDROMs = []string{img + "2", img + "2", img + "2", img + "2", img + "2", img + "2"}
 		},
 		"tap twice":     func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
 		"tap no name":   func(c *Config) { c.NICs = []NIC{{}} },

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/devices/ahci"
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
@@ -373,7 +374,10 @@ const virtioBlkID = 0x1042<<16 | 0x1af4
 // nvmeID is the NVMe controller's vendor and device ID.
 const nvmeID = nvme.DeviceID<<16 | nvme.VendorID
 
-// bootOrder is fw_cfg's "bootorder": the virtio-blk and NVMe disks in slot order
+// ahciID is the AHCI controller's vendor and device ID.
+const ahciID = ahci.DeviceID<<16 | ahci.VendorID
+
+// bootOrder is fw_cfg's "bootorder": the virtio-blk, NVMe and AHCI drives in slot order
 // (SeaBIOS matches "/pci@i0cf8/*@SLOT" against these lines, so the device
 // name is QEMU's, not significant), then HALT: firmware tries nothing that
 // is not listed (no floppy, no network), so a machine without a bootable
@@ -389,6 +393,15 @@ func (m *Machine) bootOrder() []byte {
 		case nvmeID:
 			// OVMF turns the namespace node into an NVMe() device path.
 			out = fmt.Appendf(out, "/pci@i0cf8/pci1b36,10@%x/namespace@1,0\n", slot)
+		case ahciID:
+			// One line per port, CD-ROMs too (OVMF drops boot options
+			// no line matches): SeaBIOS's drive@PORT/disk@0, which OVMF
+			// turns into Sata(PORT,0xFFFF,0).
+			if m.pci.ahci != nil {
+				for port := range m.pci.ahci.drives {
+					out = fmt.Appendf(out, "/pci@i0cf8/pci8086,2922@%x/drive@%x/disk@0\n", slot, port)
+				}
+			}
 		}
 	}
 	return append(out, "HALT\n"...)

@@ -24,6 +24,7 @@ type pciPlatform struct {
 	console    *console.Device
 	backends   []virtioBackend // disks and NICs, closed after their transports
 	nvme       []nvmeDisk
+	ahci       *ahciController
 }
 
 // pciHost is the host bridge as the ACPI tables describe it.
@@ -72,7 +73,10 @@ func (m *Machine) setupPCI() error {
 	if err := m.addDisksAndNICs(); err != nil {
 		return err
 	}
-	return m.addNVMeDisks()
+	if err := m.addNVMeDisks(); err != nil {
+		return err
+	}
+	return m.addAHCI()
 }
 
 // addVirtio puts dev on the PCI bus behind a virtio PCI transport and places
@@ -148,6 +152,9 @@ func (m *Machine) closePCI() {
 	}
 	if err := closeNVMe(m.pci.nvme); err != nil {
 		m.log.Warn("closing NVMe disks", "err", err)
+	}
+	if err := m.pci.ahci.close(); err != nil {
+		m.log.Warn("closing AHCI disks", "err", err)
 	}
 	m.pci = nil
 }

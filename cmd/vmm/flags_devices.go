@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"strings"
 
@@ -9,13 +10,15 @@ import (
 
 // deviceFlags are the repeatable --disk and --net flags of `vmm run`.
 type deviceFlags struct {
-	disks diskList
-	nics  nicList
+	disks  diskList
+	nics   nicList
+	cdroms pathList
 }
 
 func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	d := &deviceFlags{}
-	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme]` (a raw image; default virtio-blk); repeat for several")
+	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme|ahci]` (a raw image; default virtio-blk); repeat for several")
+	fs.Var(&d.cdroms, "cdrom", "ISO image `PATH` on a read-only ATAPI drive of the AHCI controller; repeat for several")
 	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
 	return d
 }
@@ -24,6 +27,25 @@ func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 func (d *deviceFlags) apply(cfg *vmm.Config) {
 	cfg.Disks = append(cfg.Disks, d.disks...)
 	cfg.NICs = append(cfg.NICs, d.nics...)
+	cfg.CDROMs = append(cfg.CDROMs, d.cdroms...)
+}
+
+// pathList is a repeatable flag of file names.
+type pathList []string
+
+func (l *pathList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, " ")
+}
+
+func (l *pathList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty path")
+	}
+	*l = append(*l, v)
+	return nil
 }
 
 type diskList []vmm.Disk

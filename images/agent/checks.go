@@ -35,6 +35,8 @@ func newRegistry() registry {
 		"disk-ro":     checkDiskRO,
 		"disk-ids":    checkDiskIDs,
 		"disk-nvme":   checkDiskNVMe,
+		"disk-ahci":   checkDiskAHCI,
+		"cdrom":       checkCDROM,
 		"net":         checkNet,
 		"iobench":     checkIOBench,
 		"pci":         checkPCI,

@@ -44,6 +44,9 @@ type Image struct {
 	size     uint64 // bytes, a multiple of SectorSize
 	readOnly bool
 	path     string
+	// punch is whether the filesystem punches holes, so that a discarded
+	// range reads as zeros (ATA TRIM is advertised only then).
+	punch bool
 }
 
 // Open opens and locks the image (shared for read-only images, exclusive
@@ -81,8 +84,19 @@ func Open(o Options, log *slog.Logger) (*Image, error) {
 			"path", o.Path, "size", fi.Size())
 	}
 	size := uint64(fi.Size()) / SectorSize * SectorSize
-	return &Image{f: f, fd: int(f.Fd()), size: size, readOnly: o.ReadOnly, path: o.Path}, nil
+	img := &Image{f: f, fd: int(f.Fd()), size: size, readOnly: o.ReadOnly, path: o.Path}
+	if !o.ReadOnly {
+		// A hole punched past the end of the file changes nothing (KEEP_SIZE)
+		// and fails only where the filesystem cannot punch at all.
+		img.punch = unix.Fallocate(img.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, fi.Size(), SectorSize) == nil
+	}
+	return img, nil
 }
+
+// CanPunchHoles reports whether Discard really deallocates (the image is
+// writable and its filesystem punches holes): then a discarded range reads
+// back as zeros.
+func (i *Image) CanPunchHoles() bool { return i.punch }
 
 // Close flushes and releases the image and its lock.
 func (i *Image) Close() error {

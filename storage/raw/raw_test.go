@@ -106,3 +106,27 @@ func TestReadOnlyAndLock(t *testing.T) {
 		t.Fatalf("writer while shared-locked: %v, want ErrBusy", err)
 	}
 }
+
+func TestCanPunchHoles(t *testing.T) {
+	ro, _ := newImage(t, 4096, true)
+	if ro.CanPunchHoles() {
+		t.Fatal("a read-only image cannot punch holes")
+	}
+	rw, path := newImage(t, 4096+100, false)
+	// The probe must leave the file as it was, tail included.
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != 4096+100 {
+		t.Fatalf("probe changed the size to %d", fi.Size())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, bytes.Repeat([]byte{0xab}, 4096+100)) {
+		t.Fatal("probe changed the data")
+	}
+	t.Logf("temp filesystem punches holes: %v", rw.CanPunchHoles())
+}

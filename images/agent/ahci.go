@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// pciAddress matches a PCI function's name in sysfs (0000:00:05.0).
+var pciAddress = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+
+// ahciBlocks lists the block devices (sdX, srX) behind PCI functions bound
+// to the ahci driver: libata puts them at
+// <function>/ataN/hostM/targetM:0:0/M:0:0:0/block/<name>.
+func (e *env) ahciBlocks() (map[string]string, error) {
+	const drv = "sys/bus/pci/drivers/ahci"
+	fns, err := fs.ReadDir(e.root, drv)
+	if err != nil {
+		return nil, fmt.Errorf("no ahci driver: %w", err)
+	}
+	out := map[string]string{} // block device -> PCI address
+	for _, fn := range fns {
+		if !pciAddress.MatchString(fn.Name()) {
+			continue
+		}
+		dir := path.Join(drv, fn.Name())
+		for _, ata := range e.subdirs(dir, "ata") {
+			for _, host := range e.subdirs(path.Join(dir, ata), "host") {
+				for _, target := range e.subdirs(path.Join(dir, ata, host), "target") {
+					for _, lun := range e.subdirs(path.Join(dir, ata, host, target), "") {
+						if !strings.Contains(lun, ":") {
+							continue
+						}
+						for _, b := range e.subdirs(path.Join(dir, ata, host, target, lun, "block"), "") {
+							out[b] = fn.Name()
+						}
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// subdirs lists the entries of dir whose names start with prefix.
+func (e *env) subdirs(dir, prefix string) []string {
+	ents, err := fs.ReadDir(e.root, dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, ent := range ents {
+		if strings.HasPrefix(ent.Name(), prefix) {
+			out = append(out, ent.Name())
+		}
+	}
+	return out
+}
+
+// ataSerial is a SATA disk's serial number: SCSI VPD page 0x80, which
+// libata fills from IDENTIFY DEVICE.
+func (e *env) ataSerial(name string) string {
+	b, err := fs.ReadFile(e.root, path.Join("sys/block", name, "device/vpd_pg80"))
+	if err != nil || len(b) < 4 {
+		return ""
+	}
+	return strings.TrimSpace(string(b[4:]))
+}
+
+func (e *env) blockSize(name string) (int64, error) {
+	s, err := e.readTrimmed(path.Join("sys/block", name, "size"))
+	if err != nil {
+		return 0, fmt.Errorf("size: %w", err)
+	}
+	sectors, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || sectors <= 0 || sectors > 1<<40 {
+		return 0, fmt.Errorf("size %q", s)
+	}
+	return sectors * 512, nil
+}
+
+// checkDiskAHCI finds each vmm.disk_ahci=SERIAL:SEED:NEWSEED disk through
+// the ahci driver (matched by its serial), reads SEED's pattern from it,
+// writes NEWSEED's and syncs (a FLUSH CACHE EXT); the host checks the image
+// afterwards.
+func checkDiskAHCI(e *env) (bool, string) {
+	specs := e.opts.params["vmm.disk_ahci"]
+	if specs == "" {
+		return false, "no vmm.disk_ahci=SERIAL:SEED:NEWSEED on the command line"
+	}
+	blocks, err := e.ahciBlocks()
+	if err != nil {
+		return false, err.Error()
+	}
+	var details []string
+	for _, s := range strings.Split(specs, ",") {
+		d, err := parseDiskSpec(s, true)
+		if err != nil {
+			return false, err.Error()
+		}
+		name, addr := "", ""
+		for b, a := range blocks {
+			if strings.HasPrefix(b, "sd") && e.ataSerial(b) == d.serial {
+				name, addr = b, a
+			}
+		}
+		if name == "" {
+			return false, fmt.Sprintf("no SATA disk with serial %q behind the ahci driver (have %v)", d.serial, blocks)
+		}
+		size, err := e.blockSize(name)
+		if err != nil {
+			return false, fmt.Sprintf("/dev/%s: %v", name, err)
+		}
+		f, err := e.io.openBlock("/dev/"+name, true)
+		if err != nil {
+			return false, fmt.Sprintf("open /dev/%s: %v", name, err)
+		}
+		err = verifyDisk(f, size, d.seed)
+		if err == nil {
+			err = writeDisk(f, size, d.newSeed)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return false, fmt.Sprintf("/dev/%s: %v", name, err)
+		}
+		details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s driver=ahci %dB", name, d.serial, addr, size))
+	}
+	return true, strings.Join(details, "; ")
+}
+
+// checkCDROM reads the whole CD-ROM behind the ahci driver (sr_mod) and
+// checks it holds vmm.cdrom=SEED's pattern, which the host wrote.
+func checkCDROM(e *env) (bool, string) {
+	p := e.opts.params["vmm.cdrom"]
+	seed, err := strconv.ParseUint(p, 0, 64)
+	if p == "" || err != nil {
+		return false, fmt.Sprintf("vmm.cdrom=%q: want the image's pattern SEED", p)
+	}
+	blocks, err := e.ahciBlocks()
+	if err != nil {
+		return false, err.Error()
+	}
+	name, addr := "", ""
+	for b, a := range blocks {
+		if strings.HasPrefix(b, "sr") {
+			name, addr = b, a
+		}
+	}
+	if name == "" {
+		return false, fmt.Sprintf("no CD-ROM behind the ahci driver (have %v)", blocks)
+	}
+	size, err := e.blockSize(name)
+	if err != nil {
+		return false, fmt.Sprintf("/dev/%s: %v", name, err)
+	}
+	f, err := e.io.openBlock("/dev/"+name, false)
+	if err != nil {
+		return false, fmt.Sprintf("open /dev/%s: %v", name, err)
+	}
+	defer f.Close()
+	if err := verifyDisk(f, size, seed); err != nil {
+		return false, fmt.Sprintf("/dev/%s: %v", name, err)
+	}
+	return true, fmt.Sprintf("/dev/%s pci=%s driver=ahci %dB", name, addr, size)
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images/pattern"
+)
+
+func TestCheckDiskAHCIAndCDROM(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.disk_ahci=vmm-sd:6:7 vmm.cdrom=9")
+	b := make([]byte, 1<<20)
+	pattern.Fill(b, 6, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdb"), b, 0o600))
+	pattern.Fill(b, 9, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sr0"), b, 0o600))
+	root := e.root.(fstest.MapFS)
+
+	ok, detail := checkDiskAHCI(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "ahci driver")
+
+	fn := "sys/bus/pci/drivers/ahci/0000:00:03.0/"
+	root[fn+"ata1/host0/target0:0:0/0:0:0:0/block/sdb"] = &fstest.MapFile{Mode: os.ModeDir}
+	root[fn+"ata2/host1/target1:0:0/1:0:0:0/block/sr0"] = &fstest.MapFile{Mode: os.ModeDir}
+	root["sys/block/sdb/size"] = &fstest.MapFile{Data: []byte("2048\n")}
+	root["sys/block/sr0/size"] = &fstest.MapFile{Data: []byte("2048\n")}
+	root["sys/block/sdb/device/vpd_pg80"] = &fstest.MapFile{Data: append([]byte{0, 0x80, 0, 20}, "vmm-sd              "...)}
+
+	ok, detail = checkDiskAHCI(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "/dev/sdb serial=vmm-sd pci=0000:00:03.0")
+	got, err := os.ReadFile(filepath.Join(fio.dir, "sdb"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), pattern.Mismatch(got, 7, 0), "rewritten with the new pattern")
+
+	ok, detail = checkCDROM(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "/dev/sr0")
+
+	e.opts.params["vmm.cdrom"] = "10"
+	ok, _ = checkCDROM(e)
+	assert.False(t, ok, "wrong pattern")
+}
