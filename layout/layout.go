@@ -100,6 +100,9 @@ const (
 	ResetValue = 0x01
 	// SleepTypeS5 is the SLP_TYP value the DSDT's \_S5 package gives for soft-off.
 	SleepTypeS5 = 5
+	// PortFWCfg is QEMU's fw_cfg, in every boot mode: selector 0x510, data
+	// 0x511, DMA address 0x514-0x51b.
+	PortFWCfg = 0x510
 	// PortPVPanic is QEMU's ISA pvpanic port (ACPI device QEMU0001).
 	PortPVPanic = 0x505
 	// SCIIRQ is the ACPI system control interrupt.

@@ -45,7 +45,8 @@ func newBootPath(cfg Config) (bootPath, error) {
 }
 
 // directBoot loads a kernel (bzImage, PVH ELF or multiboot) or a test
-// program, with the MP table, ACPI tables and a reset stub vmm writes.
+// program, with the MP table, ACPI tables and a reset stub vmm writes, and
+// fw_cfg.
 type directBoot struct {
 	kernel, initrd []byte
 }
@@ -119,6 +120,15 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 	rsdp, err := tables.WriteTo(m.mem, layout.ACPITables, layout.ACPITablesEnd)
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("write ACPI tables: %w", err)
+	}
+	// fw_cfg as with firmware: guests and test suites size themselves from
+	// it (kvm-unit-tests reads the CPU count there).
+	cfg, err := platformFWCfg(m.mem, m.cfg.CPUs, m.cfg.Memory, tables)
+	if err != nil {
+		return boot.Entry{}, err
+	}
+	if err := m.registerFWCfg(cfg); err != nil {
+		return boot.Entry{}, err
 	}
 	if p := m.cfg.Program; p != nil {
 		if _, err := m.mem.WriteAt(p.Code, int64(p.Addr)); err != nil {
