@@ -9,8 +9,10 @@ const (
 
 	// BootGDT is the GDT the VMM builds for protected- and long-mode entries.
 	BootGDT = 0x500
-	// BootIDT is an empty IDT (limit 0) loaded before entry.
-	BootIDT = 0x520
+	// BootIDT is an empty IDT (limit 0) loaded before entry; one zeroed
+	// 8-byte entry is written, up to BootIDTEnd.
+	BootIDT    = 0x520
+	BootIDTEnd = 0x528
 
 	// BootInfo holds the boot protocol's info block: the PVH start_info or the
 	// multiboot information structure, with its memory map and module list (one page).

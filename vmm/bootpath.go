@@ -65,7 +65,7 @@ func readDirect(cfg Config) (*directBoot, error) {
 			return nil, err
 		}
 	}
-	if err := loader.Check(d.kernel, int64(len(d.initrd)), cfg.Cmdline, cfg.Memory); err != nil {
+	if err := loader.Check(d.kernel, cfg.Kernel, int64(len(d.initrd)), cfg.Cmdline, cfg.Memory); err != nil {
 		return nil, fmt.Errorf("%w: --kernel %s: %w", ErrInvalidConfig, cfg.Kernel, err)
 	}
 	return d, nil
@@ -136,7 +136,7 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 		}
 		return p.Entry, nil
 	}
-	entry, err := loader.Load(d.kernel, d.initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
+	entry, err := loader.Load(d.kernel, m.cfg.Kernel, d.initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("load kernel %s: %w", m.cfg.Kernel, err)
 	}

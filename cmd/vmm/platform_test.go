@@ -1,9 +1,13 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/internal/testimage"
 )
 
 // guestFWCfgCPUs reads fw_cfg's signature and FW_CFG_NB_CPUS through ports
@@ -35,4 +39,34 @@ func TestKVMFWCfgDirectBoot(t *testing.T) {
 	r := runVMM(t, guestFWCfgCPUs(), "--cpus", "3", "--timeout", "20s")
 	require.Equal(t, 2*3+1, r.code, "stderr: %s", r.stderr)
 	require.Equal(t, "debug-exit port", r.report.ExitSource)
+}
+
+// guestArgv0 is 32-bit multiboot code: it prints the first word of the
+// multiboot command line (argv[0]) and a newline, then exits with 0x2a.
+func guestArgv0() []byte {
+	return newAsm().
+		emit(0x8b, 0x73, 0x10).       // mov esi, [ebx+16] (cmdline)
+		emit(0x66, 0xba, 0xf8, 0x03). // mov dx, 0x3f8
+		label("loop").
+		emit(0x8a, 0x06, 0x84, 0xc0). // mov al, [esi]; test al, al
+		j(0x74, "done").
+		emit(0x3c, ' '). // cmp al, ' '
+		j(0x74, "done").
+		emit(0xee, 0x46). // out dx, al; inc esi
+		j(0xeb, "loop").
+		label("done").
+		emit(0xb0, '\n', 0xee). // mov al, '\n'; out dx, al
+		debugExit(0x2a).
+		bytes()
+}
+
+// TestKVMMultibootLowSegment boots a multiboot ELF whose only segment is at
+// 0x8000 (as kvm-unit-tests' realmode.flat) and that prints its argv[0]: the
+// kernel's path, as GRUB and QEMU pass it.
+func TestKVMMultibootLowSegment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "low.elf")
+	require.NoError(t, os.WriteFile(path, testimage.MultibootELF(0x8000, guestArgv0()), 0o644))
+	r := runVMMKernel(t, path, "--cmdline", "first second", "--timeout", "20s")
+	require.Equal(t, 2*0x2a+1, r.code, "stderr: %s", r.stderr)
+	require.Equal(t, path+"\n", r.stdout)
 }
