@@ -7,7 +7,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmdev/vmm/internal/kvmtest"
 	"github.com/vmmdev/vmm/internal/testimage"
+	"github.com/vmmdev/vmm/vmm"
 )
 
 // guestFWCfgCPUs reads fw_cfg's signature and FW_CFG_NB_CPUS through ports
@@ -69,4 +71,40 @@ func TestKVMMultibootLowSegment(t *testing.T) {
 	r := runVMMKernel(t, path, "--cmdline", "first second", "--timeout", "20s")
 	require.Equal(t, 2*0x2a+1, r.code, "stderr: %s", r.stderr)
 	require.Equal(t, path+"\n", r.stdout)
+}
+
+// guestCPUIDBits exits with CPUID leaf 1 ECX's x2APIC (bit 0 of the exit
+// value), CX16 (bit 1), POPCNT (bit 2) and hypervisor (bit 3) bits.
+func guestCPUIDBits() []byte {
+	a := newAsm().emit(0xb8, 1, 0, 0, 0, 0x31, 0xc9, 0x0f, 0xa2, 0x31, 0xdb) // mov eax, 1; xor ecx, ecx; cpuid; xor ebx, ebx
+	for _, bit := range []byte{31, 23, 13, 21} {
+		a.emit(0xd1, 0xe3, 0x0f, 0xba, 0xe1, bit, 0x83, 0xd3, 0x00) // shl ebx, 1; bt ecx, bit; adc ebx, 0
+	}
+	return a.emit(0x89, 0xd8, 0xe6, 0xf4, 0xf4).bytes() // mov eax, ebx; out 0xf4, al; hlt
+}
+
+// TestKVMCPUSpec reads CPUID under several --cpu specs, against the host's.
+func TestKVMCPUSpec(t *testing.T) {
+	const x2apic, cx16, popcnt, hypervisor = 1, 2, 4, 8
+	bits := func(spec string) int {
+		r := runVMM(t, guestCPUIDBits(), "--cpu", spec, "--timeout", "20s")
+		require.Equal(t, "debug-exit port", r.report.ExitSource, "%s: stderr: %s", spec, r.stderr)
+		return (r.code - 1) / 2
+	}
+	host := bits("host")
+	require.NotZero(t, host&hypervisor)
+	require.Equal(t, host&^x2apic, bits("host,-x2apic"))
+	// PVM hosts answer guest CPUID with bits of the hardware's own that
+	// KVM does not list (POPCNT among them): compare only bits the table
+	// decides.
+	v1 := bits("x86-64-v1")
+	require.Zero(t, v1&cx16, "v1 lacks CX16")
+	require.Equal(t, host&(x2apic|hypervisor), v1&(x2apic|hypervisor), "x2APIC is the host's")
+	if vmm.Probe(kvmtest.Path).Virtualization != vmm.VirtPVM {
+		require.Zero(t, v1&popcnt, "v1 lacks POPCNT")
+	}
+
+	r := runVMM(t, guestCPUIDBits(), "--cpu", "host,+avx512f", "--timeout", "20s")
+	require.Equal(t, 1, r.code)
+	require.Equal(t, "vmm run: invalid configuration: --cpu host,+avx512f: feature not offered by this host's KVM: +avx512f (CPUID 0x7.0 EBX bit 16)\n", r.stderr)
 }
