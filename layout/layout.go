@@ -109,4 +109,20 @@ const (
 	PortPVPanic = 0x505
 	// SCIIRQ is the ACPI system control interrupt.
 	SCIIRQ = 9
+	// QEMU's pc-testdev (--testdev): two windows onto one scratch register
+	// (0xe0-0xe3, 0xe8-0xeb), the flush-page port (0xe4) and one port per
+	// ISA IRQ line (0x2000-0x2017).
+	PortTestdevScratch     = 0xe0
+	PortTestdevFlush       = 0xe4
+	PortTestdevByteScratch = 0xe8
+	PortTestdevIRQ         = 0x2000
+	// PortHyperVTestdev is QEMU's hyperv-testdev control port (--testdev
+	// with --hyperv synic).
+	PortHyperVTestdev = 0x3000
 )
+
+// TestdevMMIO is pc-testdev's 64 KiB RAM-like MMIO window, where QEMU puts it.
+// It sits in the MMIO hole above the KVM TSS and identity pages; a firmware
+// image reaches down to it only at layout.FirmwareMaxSize (16 MiB), which
+// Config.Validate refuses with --testdev.
+const TestdevMMIO = 0xff000000

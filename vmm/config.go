@@ -69,6 +69,9 @@ type Config struct {
 	// CPU is the CPU the guest sees (--cpu); the zero Spec is the host's.
 	CPU cpumodel.Spec
 
+	// Testdev adds QEMU's test devices (testdev.go).
+	Testdev bool
+
 	// RNG adds a virtio-rng device; VirtioConsole a virtio-console (hvc0)
 	// whose output goes where the UART's does (pci.go).
 	RNG           bool
@@ -155,6 +158,9 @@ func (c *Config) Validate() error {
 		if _, err := checkFile("--initrd", c.Initrd, maxInitrdSize); err != nil {
 			return err
 		}
+	}
+	if err := c.validateTestdev(); err != nil {
+		return err
 	}
 	return c.validateDevices()
 }

@@ -256,6 +256,9 @@ func (m *Machine) setupDevices() error {
 	if err := m.setupPCI(); err != nil {
 		return err
 	}
+	if err := m.setupTestdev(); err != nil {
+		return err
+	}
 	if m.cfg.ConsoleIn != nil {
 		go m.feedConsole(m.cfg.ConsoleIn)
 	}

@@ -9,14 +9,17 @@ import (
 
 // deviceFlags are the repeatable --disk and --net flags of `vmm run`.
 type deviceFlags struct {
-	disks diskList
-	nics  nicList
+	disks   diskList
+	nics    nicList
+	testdev bool
 }
 
 func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	d := &deviceFlags{}
 	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme]` (a raw image; default virtio-blk); repeat for several")
 	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
+	fs.BoolVar(&d.testdev, "testdev", false, "add QEMU's test devices for test suites written against QEMU: pc-testdev, "+
+		"and hyperv-testdev with --hyperv synic")
 	return d
 }
 
@@ -24,6 +27,7 @@ func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 func (d *deviceFlags) apply(cfg *vmm.Config) {
 	cfg.Disks = append(cfg.Disks, d.disks...)
 	cfg.NICs = append(cfg.NICs, d.nics...)
+	cfg.Testdev = d.testdev
 }
 
 type diskList []vmm.Disk

@@ -108,3 +108,40 @@ func TestKVMCPUSpec(t *testing.T) {
 	require.Equal(t, 1, r.code)
 	require.Equal(t, "vmm run: invalid configuration: --cpu host,+avx512f: feature not offered by this host's KVM: +avx512f (CPUID 0x7.0 EBX bit 16)\n", r.stderr)
 }
+
+// guestPCTestdev exercises pc-testdev and exits with a bit per check that
+// passed: 1 the scratch register through both windows, 2 the MMIO window
+// reads back, 4 a page keeps its contents across a flush.
+func guestPCTestdev() []byte {
+	return newAsm().
+		emit(0x66, 0xba, 0xe0, 0x00, 0xb8).emit(le32(0x11223344)...).emit(0xef). // mov dx, 0xe0; mov eax, ...; out dx, eax
+		emit(0x66, 0xba, 0xe9, 0x00, 0xb0, 0xaa, 0xee).                          // mov dx, 0xe9; mov al, 0xaa; out dx, al
+		emit(0x66, 0xba, 0xe0, 0x00, 0xed, 0x31, 0xdb).                          // mov dx, 0xe0; in eax, dx; xor ebx, ebx
+		emit(0x3d).emit(le32(0x1122aa44)...).                                    // cmp eax, 0x1122aa44
+		j(0x75, "mmio").
+		emit(0x83, 0xcb, 0x01). // or ebx, 1
+		label("mmio").
+		emit(0xbf).emit(le32(0xff000100)...).             // mov edi, 0xff000100
+		emit(0xc7, 0x07).emit(le32(0xdeadbeef)...).       // mov dword [rdi], 0xdeadbeef
+		emit(0x8b, 0x07, 0x3d).emit(le32(0xdeadbeef)...). // mov eax, [rdi]; cmp eax, 0xdeadbeef
+		j(0x75, "flush").
+		emit(0x83, 0xcb, 0x02). // or ebx, 2
+		label("flush").
+		emit(0xbf).emit(le32(0x200000)...).               // mov edi, 0x200000
+		emit(0xc7, 0x07).emit(le32(0x5a5a1234)...).       // mov dword [rdi], 0x5a5a1234
+		emit(0x89, 0xf8, 0x66, 0xba, 0xe4, 0x00, 0xef).   // mov eax, edi; mov dx, 0xe4; out dx, eax
+		emit(0x8b, 0x07, 0x3d).emit(le32(0x5a5a1234)...). // mov eax, [rdi]; cmp eax, 0x5a5a1234
+		j(0x75, "done").
+		emit(0x83, 0xcb, 0x04). // or ebx, 4
+		label("done").
+		emit(0x89, 0xd8, 0xe6, 0xf4, 0xf4). // mov eax, ebx; out 0xf4, al; hlt
+		bytes()
+}
+
+func TestKVMPCTestdev(t *testing.T) {
+	r := runVMM(t, guestPCTestdev(), "--testdev", "--timeout", "20s")
+	require.Equal(t, 2*7+1, r.code, "stderr: %s", r.stderr)
+	// Without --testdev the ports and window are unclaimed.
+	r = runVMM(t, guestPCTestdev(), "--timeout", "20s")
+	require.Equal(t, 2*4+1, r.code, "stderr: %s", r.stderr)
+}
