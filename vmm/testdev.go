@@ -72,3 +72,17 @@ func (m *Machine) flushPage(gpa uint64) {
 		m.log.Warn("pc-testdev flush", "gpa", fmt.Sprintf("%#x", gpa), "err", err)
 	}
 }
+
+// setupHyperVTestdev adds hyperv-testdev over the partition's SynIC when
+// --testdev comes with --hyperv synic; without SynIC there is nothing for it
+// to drive.
+func (m *Machine) setupHyperVTestdev() error {
+	if !m.cfg.Testdev || m.hv == nil || !m.cfg.HyperV.SynIC {
+		return nil
+	}
+	d := testdev.NewHyperV(m.hv.part, m.log)
+	if err := m.pio.Register(layout.PortHyperVTestdev, testdev.HyperVSize, d, "hyperv-testdev"); err != nil {
+		return fmt.Errorf("register hyperv-testdev: %w", err)
+	}
+	return nil
+}

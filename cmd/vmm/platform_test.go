@@ -145,3 +145,15 @@ func TestKVMPCTestdev(t *testing.T) {
 	r = runVMM(t, guestPCTestdev(), "--timeout", "20s")
 	require.Equal(t, 2*4+1, r.code, "stderr: %s", r.stderr)
 }
+
+// TestKVMHyperVTestdev: with --hyperv synic, --testdev adds hyperv-testdev
+// at 0x3000 beside pc-testdev and the hypercall port (a route create and
+// destroy, then exit 3).
+func TestKVMHyperVTestdev(t *testing.T) {
+	code := newAsm().
+		emit(0x66, 0xba, 0x00, 0x30, 0xb8).emit(le32(1<<16 | 2)...).emit(0xef). // mov dx, 0x3000; mov eax, create(vp 0, sint 2); out dx, eax
+		emit(0xb8).emit(le32(2<<16 | 2)...).emit(0xef).                         // destroy
+		debugExit(3).bytes()
+	r := runVMM(t, code, "--testdev", "--hyperv", "synic,vpindex", "--timeout", "20s")
+	require.Equal(t, 7, r.code, "stderr: %s", r.stderr)
+}

@@ -74,6 +74,8 @@ type Partition struct {
 	crashCtl  uint64
 
 	vps []*vp
+	// conns are SINT routes and connections (connections.go).
+	conns connections
 }
 
 // vp is one virtual processor's SynIC and timers.
