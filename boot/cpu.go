@@ -46,7 +46,7 @@ const (
 const (
 	pageSize = 4096
 	gdtSize  = 4 * 8
-	idtSize  = 8
+	idtSize  = layout.BootIDTEnd - layout.BootIDT
 	// pdPages page directories of 512 2-MiB entries map 4 GiB.
 	pdPages        = 4
 	identityMapped = pdPages << 30

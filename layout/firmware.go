@@ -2,9 +2,6 @@ package layout
 
 // The PC platform firmware (--firmware) expects, on top of the direct-boot map.
 const (
-	// PortFWCfg is QEMU's fw_cfg: selector 0x510, data 0x511, DMA address
-	// 0x514-0x51b.
-	PortFWCfg = 0x510
 	// PortFirmwareDebug is the debug console SeaBIOS logs to.
 	PortFirmwareDebug = 0x402
 	// PortPMBase is where the firmware places the PIIX4 PM block (SeaBIOS

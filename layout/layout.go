@@ -9,8 +9,10 @@ const (
 
 	// BootGDT is the GDT the VMM builds for protected- and long-mode entries.
 	BootGDT = 0x500
-	// BootIDT is an empty IDT (limit 0) loaded before entry.
-	BootIDT = 0x520
+	// BootIDT is an empty IDT (limit 0) loaded before entry; one zeroed
+	// 8-byte entry is written, up to BootIDTEnd.
+	BootIDT    = 0x520
+	BootIDTEnd = 0x528
 
 	// BootInfo holds the boot protocol's info block: the PVH start_info or the
 	// multiboot information structure, with its memory map and module list (one page).
@@ -100,8 +102,27 @@ const (
 	ResetValue = 0x01
 	// SleepTypeS5 is the SLP_TYP value the DSDT's \_S5 package gives for soft-off.
 	SleepTypeS5 = 5
+	// PortFWCfg is QEMU's fw_cfg, in every boot mode: selector 0x510, data
+	// 0x511, DMA address 0x514-0x51b.
+	PortFWCfg = 0x510
 	// PortPVPanic is QEMU's ISA pvpanic port (ACPI device QEMU0001).
 	PortPVPanic = 0x505
 	// SCIIRQ is the ACPI system control interrupt.
 	SCIIRQ = 9
+	// QEMU's pc-testdev (--testdev): two windows onto one scratch register
+	// (0xe0-0xe3, 0xe8-0xeb), the flush-page port (0xe4) and one port per
+	// ISA IRQ line (0x2000-0x2017).
+	PortTestdevScratch     = 0xe0
+	PortTestdevFlush       = 0xe4
+	PortTestdevByteScratch = 0xe8
+	PortTestdevIRQ         = 0x2000
+	// PortHyperVTestdev is QEMU's hyperv-testdev control port (--testdev
+	// with --hyperv synic).
+	PortHyperVTestdev = 0x3000
 )
+
+// TestdevMMIO is pc-testdev's 64 KiB RAM-like MMIO window, where QEMU puts it.
+// It sits in the MMIO hole above the KVM TSS and identity pages; a firmware
+// image reaches down to it only at layout.FirmwareMaxSize (16 MiB), which
+// Config.Validate refuses with --testdev.
+const TestdevMMIO = 0xff000000

@@ -45,7 +45,8 @@ func newBootPath(cfg Config) (bootPath, error) {
 }
 
 // directBoot loads a kernel (bzImage, PVH ELF or multiboot) or a test
-// program, with the MP table, ACPI tables and a reset stub vmm writes.
+// program, with the MP table, ACPI tables and a reset stub vmm writes, and
+// fw_cfg.
 type directBoot struct {
 	kernel, initrd []byte
 }
@@ -64,7 +65,7 @@ func readDirect(cfg Config) (*directBoot, error) {
 			return nil, err
 		}
 	}
-	if err := loader.Check(d.kernel, int64(len(d.initrd)), cfg.Cmdline, cfg.Memory); err != nil {
+	if err := loader.Check(d.kernel, cfg.Kernel, int64(len(d.initrd)), cfg.Cmdline, cfg.Memory); err != nil {
 		return nil, fmt.Errorf("%w: --kernel %s: %w", ErrInvalidConfig, cfg.Kernel, err)
 	}
 	return d, nil
@@ -120,13 +121,22 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("write ACPI tables: %w", err)
 	}
+	// fw_cfg as with firmware: guests and test suites size themselves from
+	// it (kvm-unit-tests reads the CPU count there).
+	cfg, err := platformFWCfg(m.mem, m.cfg.CPUs, m.cfg.Memory, tables)
+	if err != nil {
+		return boot.Entry{}, err
+	}
+	if err := m.registerFWCfg(cfg); err != nil {
+		return boot.Entry{}, err
+	}
 	if p := m.cfg.Program; p != nil {
 		if _, err := m.mem.WriteAt(p.Code, int64(p.Addr)); err != nil {
 			return boot.Entry{}, fmt.Errorf("load program at %#x: %w", p.Addr, err)
 		}
 		return p.Entry, nil
 	}
-	entry, err := loader.Load(d.kernel, d.initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
+	entry, err := loader.Load(d.kernel, m.cfg.Kernel, d.initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("load kernel %s: %w", m.cfg.Kernel, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/vmm/cpumodel"
 	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
@@ -64,6 +65,12 @@ type Config struct {
 	// set, receives a JSON line per synthetic MSR access and hypercall.
 	HyperV      hyperv.Features
 	HyperVTrace io.Writer
+
+	// CPU is the CPU the guest sees (--cpu); the zero Spec is the host's.
+	CPU cpumodel.Spec
+
+	// Testdev adds QEMU's test devices (testdev.go).
+	Testdev bool
 
 	// RNG adds a virtio-rng device; VirtioConsole a virtio-console (hvc0)
 	// whose output goes where the UART's does (pci.go).
@@ -153,6 +160,9 @@ func (c *Config) Validate() error {
 		if _, err := checkFile("--initrd", c.Initrd, maxInitrdSize); err != nil {
 			return err
 		}
+	}
+	if err := c.validateTestdev(); err != nil {
+		return err
 	}
 	return c.validateDevices()
 }

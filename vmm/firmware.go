@@ -22,8 +22,6 @@ import (
 	"github.com/vmmdev/vmm/devices/rom"
 	"github.com/vmmdev/vmm/devices/shadow"
 	"github.com/vmmdev/vmm/firmware/acpi"
-	"github.com/vmmdev/vmm/firmware/e820"
-	"github.com/vmmdev/vmm/firmware/smbios"
 	"github.com/vmmdev/vmm/layout"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
@@ -212,8 +210,8 @@ func (f *firmwareBoot) load(m *Machine) (boot.Entry, error) {
 	if err != nil {
 		return boot.Entry{}, err
 	}
-	if err := m.pio.Register(layout.PortFWCfg, fwcfg.Size, cfg, "fw_cfg"); err != nil {
-		return boot.Entry{}, fmt.Errorf("register fw_cfg: %w", err)
+	if err := m.registerFWCfg(cfg); err != nil {
+		return boot.Entry{}, err
 	}
 	return boot.Entry{}, nil
 }
@@ -294,38 +292,18 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 
 // Items SeaBIOS reads beyond the numbered ones.
 const (
-	fileE820           = "etc/e820"
 	fileBootOrder      = "bootorder"
 	fileBootFailWait   = "etc/boot-fail-wait"
 	fileShowBootMenu   = "etc/show-boot-menu"
 	fileSerconPort     = "etc/sercon-port"
-	fileSMBIOSAnchor   = "etc/smbios/smbios-anchor"
-	fileSMBIOSTables   = "etc/smbios/smbios-tables"
 	e820EntrySize      = 20
 	fwcfgNoGraphicTrue = 1
 )
 
-// firmwareConfig fills fw_cfg with what this machine is.
+// firmwareConfig is the platform's fw_cfg (platformFWCfg) with firmware
+// mode's PC ACPI tables and what only firmware reads: boot order, boot menu,
+// console.
 func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
-	d := fwcfg.New(m.mem)
-	for _, err := range []error{
-		d.AddUint16(fwcfg.NBCPUs, uint16(m.cfg.CPUs)),
-		d.AddUint16(fwcfg.MaxCPUs, uint16(m.cfg.CPUs)),
-		d.AddUint64(fwcfg.RAMSize, m.cfg.Memory),
-		d.AddUint16(fwcfg.NoGraphic, fwcfgNoGraphicTrue),
-		d.AddUint16(fwcfg.BootMenu, 0),
-		d.AddFile(fileE820, e820File(m.cfg.Memory), false),
-		d.AddFile(fileBootOrder, m.bootOrder(), false),
-		d.AddFile(fileBootFailWait, binary.LittleEndian.AppendUint32(nil, 0), false),
-		d.AddFile(fileShowBootMenu, binary.LittleEndian.AppendUint64(nil, 0), false),
-		// Without a display, SeaBIOS's text output (its banner, boot
-		// messages, the boot-fail line) goes to COM1.
-		d.AddFile(fileSerconPort, binary.LittleEndian.AppendUint16(nil, layout.PortCOM1), false),
-	} {
-		if err != nil {
-			return nil, fmt.Errorf("fw_cfg: %w", err)
-		}
-	}
 	pciDevs, mcfg, err := acpi.PCIHostDevices(firmwarePCIHost())
 	if err != nil {
 		return nil, fmt.Errorf("describe the PCI host bridge: %w", err)
@@ -338,31 +316,23 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}
-	script, err := tables.LoaderScript()
+	d, err := platformFWCfg(m.mem, m.cfg.CPUs, m.cfg.Memory, tables)
 	if err != nil {
-		return nil, fmt.Errorf("ACPI table-loader script: %w", err)
+		return nil, err
 	}
-	for _, b := range tables.Blobs {
-		if err := d.AddFile(acpi.FileName(b.Name), b.Data, false); err != nil {
-			return nil, fmt.Errorf("fw_cfg ACPI: %w", err)
+	for _, err := range []error{
+		d.AddUint16(fwcfg.NoGraphic, fwcfgNoGraphicTrue),
+		d.AddUint16(fwcfg.BootMenu, 0),
+		d.AddFile(fileBootOrder, m.bootOrder(), false),
+		d.AddFile(fileBootFailWait, binary.LittleEndian.AppendUint32(nil, 0), false),
+		d.AddFile(fileShowBootMenu, binary.LittleEndian.AppendUint64(nil, 0), false),
+		// Without a display, SeaBIOS's text output (its banner, boot
+		// messages, the boot-fail line) goes to COM1.
+		d.AddFile(fileSerconPort, binary.LittleEndian.AppendUint16(nil, layout.PortCOM1), false),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("fw_cfg: %w", err)
 		}
-	}
-	if err := d.AddFile(acpi.LoaderFile, script, false); err != nil {
-		return nil, fmt.Errorf("fw_cfg ACPI: %w", err)
-	}
-	var regions []smbios.Region
-	for _, r := range layout.RAMRegions(m.cfg.Memory) {
-		regions = append(regions, smbios.Region{Base: r.Start, Size: r.Size})
-	}
-	anchor, table, err := smbios.Build(smbios.Config{CPUs: m.cfg.CPUs, Memory: regions})
-	if err != nil {
-		return nil, fmt.Errorf("build SMBIOS tables: %w", err)
-	}
-	if err := d.AddFile(fileSMBIOSAnchor, anchor, false); err != nil {
-		return nil, fmt.Errorf("fw_cfg SMBIOS: %w", err)
-	}
-	if err := d.AddFile(fileSMBIOSTables, table, false); err != nil {
-		return nil, fmt.Errorf("fw_cfg SMBIOS: %w", err)
 	}
 	return d, nil
 }
@@ -416,18 +386,6 @@ func firmwarePCIHost() acpi.PCIHost {
 	h := pciHost()
 	h.MMIOBase, h.MMIOEnd = layout.PCIECAMBase+layout.PCIECAMSize, layout.IOAPICBase
 	return h
-}
-
-// e820File encodes the memory map (the direct-boot builder's) as QEMU's
-// etc/e820: packed little-endian {address u64, length u64, type u32}.
-func e820File(memSize uint64) []byte {
-	var out []byte
-	for _, e := range e820.Map(memSize) {
-		out = binary.LittleEndian.AppendUint64(out, e.Addr)
-		out = binary.LittleEndian.AppendUint64(out, e.Size)
-		out = binary.LittleEndian.AppendUint32(out, uint32(e.Type))
-	}
-	return out
 }
 
 // close unmaps the image.

@@ -141,6 +141,9 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	if err := m.setupHyperV(); err != nil {
 		return nil, err
 	}
+	if err := m.setupHyperVTestdev(); err != nil {
+		return nil, err
+	}
 	m.disp = dispatcher{pio: m.pio, mmio: m.mmio}
 	if m.hv != nil {
 		m.disp.msr = m.hv.part
@@ -254,6 +257,9 @@ func (m *Machine) setupDevices() error {
 		}
 	}
 	if err := m.setupPCI(); err != nil {
+		return err
+	}
+	if err := m.setupTestdev(); err != nil {
 		return err
 	}
 	if m.cfg.ConsoleIn != nil {

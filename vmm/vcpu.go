@@ -61,6 +61,11 @@ func (m *Machine) createVCPUs(entry boot.Entry) error {
 		v := &vcpu{id: id, kvm: kv}
 		m.vcpus = append(m.vcpus, v)
 		cpuid := vcpuCPUID(supported, id, m.cfg.CPUs, opt)
+		// After vcpuCPUID, so the spec sees what the vCPU would get
+		// (hypervisor and TSC-deadline bits included) and can hide it.
+		if err := m.cfg.CPU.Apply(cpuid); err != nil {
+			return invalid("--cpu %s: %v", m.cfg.CPU, err)
+		}
 		m.cfg.HyperV.ApplyCPUID(cpuid, m.cfg.CPUs)
 		if err := kv.SetCPUID2(cpuid); err != nil {
 			return fmt.Errorf("set CPUID of vCPU %d: %w", id, err)

@@ -74,7 +74,8 @@ type kernel interface {
 	load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, acpiRSDP uint64) (boot.Entry, error)
 }
 
-func parse(data []byte) (kernel, error) {
+// parse reads data, the kernel image at path (as the user named it).
+func parse(data []byte, path string) (kernel, error) {
 	format, err := Detect(data)
 	if err != nil {
 		return nil, err
@@ -94,7 +95,7 @@ func parse(data []byte) (kernel, error) {
 	case Multiboot:
 		var mk *multiboot.Kernel
 		if mk, err = multiboot.Parse(data); err == nil {
-			k = multibootKernel{mk}
+			k = multibootKernel{mk, path}
 		}
 	}
 	if err != nil {
@@ -106,11 +107,13 @@ func parse(data []byte) (kernel, error) {
 // Check validates a kernel image, an initrd of initrdSize bytes and a command
 // line against a guest of memSize bytes: format, truncation, command line
 // length, and that everything fits in memory. It touches no guest memory.
-func Check(kernel []byte, initrdSize int64, cmdline string, memSize uint64) error {
+// path is the kernel's path as the user gave it (multiboot passes it as the
+// command line's first word).
+func Check(kernel []byte, path string, initrdSize int64, cmdline string, memSize uint64) error {
 	if initrdSize < 0 {
 		return fmt.Errorf("initrd size %d", initrdSize)
 	}
-	k, err := parse(kernel)
+	k, err := parse(kernel, path)
 	if err != nil {
 		return err
 	}
@@ -119,9 +122,10 @@ func Check(kernel []byte, initrdSize int64, cmdline string, memSize uint64) erro
 
 // Load loads a kernel image of any supported format, with its initrd and
 // command line, into guest memory and returns the entry state for
-// boot.SetupCPU. acpiRSDP, if not zero, is handed to protocols that carry it.
-func Load(kernel, initrd []byte, cmdline string, mem io.WriterAt, memSize uint64, acpiRSDP uint64) (boot.Entry, error) {
-	k, err := parse(kernel)
+// boot.SetupCPU. acpiRSDP, if not zero, is handed to protocols that carry it;
+// path is Check's.
+func Load(kernel []byte, path string, initrd []byte, cmdline string, mem io.WriterAt, memSize uint64, acpiRSDP uint64) (boot.Entry, error) {
+	k, err := parse(kernel, path)
 	if err != nil {
 		return boot.Entry{}, err
 	}
@@ -150,16 +154,20 @@ func (k pvhKernel) load(mem io.WriterAt, memSize uint64, cmdline string, initrd 
 	return e, wrap(PVH, err)
 }
 
-// multibootKernel passes the initrd as module 0. Multiboot v1 has no RSDP
-// field; the guest finds the RSDP by scanning the BIOS area.
-type multibootKernel struct{ *multiboot.Kernel }
+// multibootKernel passes the initrd as module 0 and "PATH ARGS" as the
+// command line. Multiboot v1 has no RSDP field; the guest finds the RSDP by
+// scanning the BIOS area.
+type multibootKernel struct {
+	*multiboot.Kernel
+	path string
+}
 
 func (k multibootKernel) check(memSize uint64, cmdline string, initrdSize uint64) error {
 	var sizes []uint64
 	if initrdSize > 0 {
 		sizes = []uint64{initrdSize}
 	}
-	return wrap(Multiboot, k.Check(memSize, cmdline, sizes, len(e820.Map(memSize))))
+	return wrap(Multiboot, k.Check(memSize, multiboot.CommandLine(k.path, cmdline), sizes, len(e820.Map(memSize))))
 }
 
 func (k multibootKernel) load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, _ uint64) (boot.Entry, error) {
@@ -167,7 +175,7 @@ func (k multibootKernel) load(mem io.WriterAt, memSize uint64, cmdline string, i
 	if len(initrd) > 0 {
 		mods = [][]byte{initrd}
 	}
-	e, err := k.Load(mem, memSize, cmdline, mods, e820.Map(memSize))
+	e, err := k.Load(mem, memSize, multiboot.CommandLine(k.path, cmdline), mods, e820.Map(memSize))
 	return e, wrap(Multiboot, err)
 }
 

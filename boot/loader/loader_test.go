@@ -8,12 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/boot"
-	"github.com/vmmdev/vmm/boot/internal/elfbuild"
 	"github.com/vmmdev/vmm/boot/internal/fakemem"
 	"github.com/vmmdev/vmm/boot/internal/testkernel"
 	"github.com/vmmdev/vmm/boot/linux"
 	"github.com/vmmdev/vmm/boot/multiboot"
 	"github.com/vmmdev/vmm/boot/pvh"
+	"github.com/vmmdev/vmm/internal/elfbuild"
 	"github.com/vmmdev/vmm/layout"
 )
 
@@ -83,28 +83,30 @@ func TestFormatString(t *testing.T) {
 func TestLoadEachFormat(t *testing.T) {
 	const memSize = 128 * mib
 	for name, tc := range map[string]struct {
-		kernel []byte
-		want   boot.Entry
+		kernel  []byte
+		want    boot.Entry
+		cmdline string
 	}{
-		"bzImage":   {testkernel.BzImage(4, 4096), boot.Entry{Mode: boot.Long64, IP: 0x100200, RSI: layout.ZeroPage}},
-		"PVH":       {testkernel.PVH(), boot.Entry{Mode: boot.Protected32, IP: testkernel.PVHEntry, RBX: layout.BootInfo}},
-		"multiboot": {testkernel.Multiboot(), boot.Entry{Mode: boot.Protected32, IP: testkernel.MultibootEntry, RAX: 0x2badb002, RBX: layout.BootInfo}},
+		"bzImage": {testkernel.BzImage(4, 4096), boot.Entry{Mode: boot.Long64, IP: 0x100200, RSI: layout.ZeroPage}, "console=ttyS0"},
+		"PVH":     {testkernel.PVH(), boot.Entry{Mode: boot.Protected32, IP: testkernel.PVHEntry, RBX: layout.BootInfo}, "console=ttyS0"},
+		// As GRUB and QEMU: the kernel's path first.
+		"multiboot": {testkernel.Multiboot(), boot.Entry{Mode: boot.Protected32, IP: testkernel.MultibootEntry, RAX: 0x2badb002, RBX: layout.BootInfo}, "kernel console=ttyS0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			initrd := []byte("initrd!")
-			require.NoError(t, Check(tc.kernel, int64(len(initrd)), "console=ttyS0", memSize))
+			require.NoError(t, Check(tc.kernel, "kernel", int64(len(initrd)), "console=ttyS0", memSize))
 			mem := fakemem.New(memSize)
-			entry, err := Load(tc.kernel, initrd, "console=ttyS0", mem, memSize, 0xe0000)
+			entry, err := Load(tc.kernel, "kernel", initrd, "console=ttyS0", mem, memSize, 0xe0000)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, entry)
-			require.Equal(t, []byte("console=ttyS0\x00"), mem.Read(layout.Cmdline, 14))
+			require.Equal(t, tc.cmdline+"\x00", string(mem.Read(layout.Cmdline, uint64(len(tc.cmdline)+1))))
 		})
 	}
 }
 
 func TestLoadInitrdIsMultibootModule(t *testing.T) {
 	mem := fakemem.New(16 * mib)
-	_, err := Load(testkernel.Multiboot(), []byte("mod"), "", mem, 16*mib, 0)
+	_, err := Load(testkernel.Multiboot(), "kernel", []byte("mod"), "", mem, 16*mib, 0)
 	require.NoError(t, err)
 	info := mem.Read(layout.BootInfo, 32)
 	require.Equal(t, uint32(1), binary.LittleEndian.Uint32(info[20:]), "mods_count")
@@ -112,7 +114,7 @@ func TestLoadInitrdIsMultibootModule(t *testing.T) {
 	require.Equal(t, []byte("mod"), mem.Read(uint64(binary.LittleEndian.Uint32(mod)), 3))
 
 	mem = fakemem.New(16 * mib)
-	_, err = Load(testkernel.Multiboot(), nil, "", mem, 16*mib, 0)
+	_, err = Load(testkernel.Multiboot(), "kernel", nil, "", mem, 16*mib, 0)
 	require.NoError(t, err)
 	require.Zero(t, binary.LittleEndian.Uint32(mem.Read(layout.BootInfo+20, 4)), "no initrd, no module")
 }
@@ -123,30 +125,30 @@ func TestCheckErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		"not a kernel":      {Check([]byte("hello"), 0, "", 64*mib), ErrNotKernel},
-		"bz truncated":      {Check(bz[:len(bz)-64], 0, "", 64*mib), linux.ErrTruncated},
-		"bz cmdline":        {Check(bz, 0, string(make([]byte, 2048)), 64*mib), linux.ErrCmdlineTooLong},
-		"bz initrd":         {Check(bz, 64*mib, "", 64*mib), linux.ErrInitrdTooLarge},
-		"bz memory":         {Check(bz, 0, "", 16*mib), linux.ErrNotEnoughMemory},
-		"PVH truncated":     {Check(testkernel.PVH()[:300], 0, "", 64*mib), pvh.ErrTruncated},
-		"PVH initrd":        {Check(testkernel.PVH(), 63*mib, "", 64*mib), pvh.ErrInitrdTooLarge},
-		"PVH memory":        {Check(testkernel.PVH(), 0, "", 17*mib), pvh.ErrNotEnoughMemory},
-		"multiboot initrd":  {Check(testkernel.Multiboot(), 64*mib, "", 64*mib), multiboot.ErrModulesTooLarge},
-		"multiboot cmdline": {Check(testkernel.Multiboot(), 0, string(make([]byte, layout.CmdlineMax)), 64*mib), multiboot.ErrCmdlineTooLong},
+		"not a kernel":      {Check([]byte("hello"), "kernel", 0, "", 64*mib), ErrNotKernel},
+		"bz truncated":      {Check(bz[:len(bz)-64], "kernel", 0, "", 64*mib), linux.ErrTruncated},
+		"bz cmdline":        {Check(bz, "kernel", 0, string(make([]byte, 2048)), 64*mib), linux.ErrCmdlineTooLong},
+		"bz initrd":         {Check(bz, "kernel", 64*mib, "", 64*mib), linux.ErrInitrdTooLarge},
+		"bz memory":         {Check(bz, "kernel", 0, "", 16*mib), linux.ErrNotEnoughMemory},
+		"PVH truncated":     {Check(testkernel.PVH()[:300], "kernel", 0, "", 64*mib), pvh.ErrTruncated},
+		"PVH initrd":        {Check(testkernel.PVH(), "kernel", 63*mib, "", 64*mib), pvh.ErrInitrdTooLarge},
+		"PVH memory":        {Check(testkernel.PVH(), "kernel", 0, "", 17*mib), pvh.ErrNotEnoughMemory},
+		"multiboot initrd":  {Check(testkernel.Multiboot(), "kernel", 64*mib, "", 64*mib), multiboot.ErrModulesTooLarge},
+		"multiboot cmdline": {Check(testkernel.Multiboot(), "kernel", 0, string(make([]byte, layout.CmdlineMax)), 64*mib), multiboot.ErrCmdlineTooLong},
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.ErrorIs(t, tc.err, tc.want)
 		})
 	}
-	require.ErrorContains(t, Check(bz[:len(bz)-64], 0, "", 64*mib), "bzImage kernel: ")
-	require.Error(t, Check(bz, -1, "", 64*mib))
+	require.ErrorContains(t, Check(bz[:len(bz)-64], "kernel", 0, "", 64*mib), "bzImage kernel: ")
+	require.Error(t, Check(bz, "kernel", -1, "", 64*mib))
 
 	// Load refuses the same inputs before writing anything.
 	mem := fakemem.New(64 * mib)
-	_, err := Load(bz, make([]byte, 64*mib), "", mem, 64*mib, 0)
+	_, err := Load(bz, "kernel", make([]byte, 64*mib), "", mem, 64*mib, 0)
 	require.ErrorIs(t, err, linux.ErrInitrdTooLarge)
 	require.Zero(t, mem.Writes)
-	_, err = Load([]byte("nope"), nil, "", mem, 64*mib, 0)
+	_, err = Load([]byte("nope"), "kernel", nil, "", mem, 64*mib, 0)
 	require.ErrorIs(t, err, ErrNotKernel)
 }
 
@@ -160,10 +162,10 @@ func FuzzDetect(f *testing.F) {
 		if (err == nil) == (format == Unknown) {
 			t.Fatalf("format %v with error %v", format, err)
 		}
-		if err := Check(data, 1, "console=ttyS0", 64*mib); err != nil {
+		if err := Check(data, "kernel", 1, "console=ttyS0", 64*mib); err != nil {
 			return
 		}
-		if _, err := Load(data, []byte{1}, "console=ttyS0", fakemem.New(64*mib), 64*mib, 0); err != nil {
+		if _, err := Load(data, "kernel", []byte{1}, "console=ttyS0", fakemem.New(64*mib), 64*mib, 0); err != nil {
 			t.Fatalf("Check passed but Load failed: %v", err)
 		}
 	})

@@ -2,6 +2,11 @@
 // 0.6.96 ("multiboot 1"): ELF kernels, or any image whose multiboot header
 // carries load addresses (the a.out kludge), entered in flat 32-bit protected
 // mode with EAX = 0x2BADB002 and EBX pointing at the multiboot information.
+//
+// As GRUB and QEMU do, segments may sit anywhere in low RAM, below 1 MiB too
+// (kvm-unit-tests' realmode.flat is linked at 0x8000), as long as they miss
+// what vmm places there (Reserved), and the command line is "KERNEL ARGS"
+// (CommandLine).
 package multiboot
 
 import (
@@ -27,6 +32,8 @@ var (
 	ErrModulesTooLarge = errors.New("modules do not fit in guest memory")
 	ErrTooManyModules  = errors.New("too many modules")
 	ErrNotEnoughMemory = errors.New("not enough guest memory for the kernel")
+	// ErrReserved: a kernel segment overlaps memory vmm writes (Reserved).
+	ErrReserved = errors.New("kernel segment overlaps memory vmm reserves")
 )
 
 const (
@@ -108,9 +115,6 @@ func Parse(data []byte) (*Kernel, error) {
 		return nil, err
 	}
 	for _, s := range k.Segments {
-		if s.Addr < layout.HighMemory {
-			return nil, fmt.Errorf("%w: segment at %#x below 1 MiB", ErrUnsupported, s.Addr)
-		}
 		k.end = max(k.end, s.Addr+s.MemSize)
 	}
 	if k.end > layout.MMIOHoleStart {
@@ -193,6 +197,38 @@ func (k *Kernel) parseELF(data []byte) error {
 	return nil
 }
 
+// Region is a range of guest-physical memory vmm writes in a multiboot boot.
+type Region struct {
+	Start, End uint64
+	What       string
+}
+
+// Reserved lists what vmm writes into low memory when it boots a multiboot
+// kernel with a command line of cmdlineLen bytes; no kernel segment may
+// overlap any of it. Everything else in RAM is the kernel's: the real-mode
+// IVT and BIOS data area below 0x500 hold nothing of vmm's, and no zero page
+// or page tables are written (those are Linux's and 64-bit entry's). Modules
+// go page-aligned above both the kernel and 1 MiB, so they need no entry.
+func Reserved(cmdlineLen int) []Region {
+	return []Region{
+		{layout.BootGDT, layout.BootIDTEnd, "the boot GDT and IDT"},
+		{layout.BootInfo, layout.BootInfo + bootInfoSize, "the multiboot information"},
+		{layout.Cmdline, layout.Cmdline + uint64(cmdlineLen) + 1, "the command line"},
+		// Reserved in the e820 map as well.
+		{layout.EBDA, layout.HighMemory, "the BIOS area (EBDA; ACPI tables at 0xe0000, MP table at 0xf0000, reset stub at 0xffff0)"},
+	}
+}
+
+// CommandLine is the multiboot command line for the kernel at path booted
+// with args: "PATH ARGS", as GRUB and QEMU pass it, so that a program taking
+// argv[0] from the first word finds its own name.
+func CommandLine(path, args string) string {
+	if args == "" {
+		return path
+	}
+	return path + " " + args
+}
+
 // Check validates that the kernel, a command line and modules of the given
 // sizes fit a guest with memSize bytes of RAM and an e820 map of mapEntries
 // entries, without writing anything.
@@ -213,8 +249,16 @@ func (k *Kernel) place(memSize uint64, cmdline string, moduleSizes []uint64, map
 	if k.end > lowEnd {
 		return nil, fmt.Errorf("%w: the kernel ends at %#x, low RAM at %#x", ErrNotEnoughMemory, k.end, lowEnd)
 	}
+	for _, s := range k.Segments {
+		for _, r := range Reserved(len(cmdline)) {
+			if s.MemSize > 0 && s.Addr < r.End && r.Start < s.Addr+s.MemSize {
+				return nil, fmt.Errorf("%w: segment [%#x, %#x) overlaps %s at [%#x, %#x)",
+					ErrReserved, s.Addr, s.Addr+s.MemSize, r.What, r.Start, r.End)
+			}
+		}
+	}
 	addrs := make([]uint64, len(moduleSizes))
-	next := alignUp(k.end)
+	next := alignUp(max(k.end, layout.HighMemory))
 	for i, size := range moduleSizes {
 		if next > lowEnd || size > lowEnd-next {
 			return nil, fmt.Errorf("%w: module %d of %d bytes at %#x, low RAM ends at %#x", ErrModulesTooLarge, i, size, next, lowEnd)
@@ -229,7 +273,8 @@ func alignUp(x uint64) uint64 { return (x + pageSize - 1) &^ (pageSize - 1) }
 
 // Load writes the kernel, command line, modules and multiboot information
 // into guest memory and returns the multiboot entry state. Modules are placed
-// page-aligned above the kernel, with empty strings.
+// page-aligned above the kernel and 1 MiB, with empty strings. cmdline is the
+// whole multiboot command line (see CommandLine).
 func (k *Kernel) Load(mem io.WriterAt, memSize uint64, cmdline string, modules [][]byte, memMap []e820.Entry) (boot.Entry, error) {
 	sizes := make([]uint64, len(modules))
 	for i, m := range modules {

@@ -3,15 +3,16 @@ package multiboot
 import (
 	"debug/elf"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/boot"
-	"github.com/vmmdev/vmm/boot/internal/elfbuild"
 	"github.com/vmmdev/vmm/boot/internal/elfseg"
 	"github.com/vmmdev/vmm/boot/internal/fakemem"
 	"github.com/vmmdev/vmm/firmware/e820"
+	"github.com/vmmdev/vmm/internal/elfbuild"
 	"github.com/vmmdev/vmm/layout"
 )
 
@@ -132,7 +133,6 @@ func TestParseErrors(t *testing.T) {
 		"file too short":    {at(flagAddress, 0x100020, 0x100000, 0x200000, 0, 0x100000), ErrTruncated},
 		"bss < load_end":    {at(flagAddress, 0x100020, 0x100000, 0x100800, 0x100400, 0x100000), ErrMalformed},
 		"entry outside":     {at(flagAddress, 0x100020, 0x100000, 0, 0, 0x90000), ErrMalformed},
-		"below 1 MiB":       {at(flagAddress, 0x10020, 0x10000, 0, 0, 0x10000), ErrUnsupported},
 		"ELF truncated":     {elfKernel(0)[:0x100], ErrTruncated},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -220,6 +220,71 @@ func TestCheckErrors(t *testing.T) {
 	require.ErrorIs(t, err, fakemem.ErrOutOfRange)
 }
 
+// lowKernel is an ELF kernel with one segment at addr of size bytes,
+// entered at its start, like kvm-unit-tests' realmode.flat at 0x8000.
+func lowKernel(addr, size uint64) []byte {
+	text := make([]byte, 0x40)
+	copy(text, header(flagMemInfo))
+	return elfbuild.Build(elf.ELFCLASS32, elf.EM_386, addr, []elfbuild.Segment{
+		{Type: elf.PT_LOAD, Vaddr: addr, Paddr: addr, Data: text, Memsz: size},
+	})
+}
+
+func TestLoadBelow1MiB(t *testing.T) {
+	const memSize = 16 * mib
+	k, err := Parse(lowKernel(0x8000, 0x4000))
+	require.NoError(t, err)
+	mem := fakemem.New(memSize)
+	cmdline := CommandLine("/tmp/realmode.flat", "-v")
+	entry, err := k.Load(mem, memSize, cmdline, [][]byte{[]byte("module")}, e820.Map(memSize))
+	require.NoError(t, err)
+	require.Equal(t, uint64(0x8000), entry.IP)
+	require.Equal(t, header(flagMemInfo), mem.Read(0x8000, 12))
+	require.Equal(t, "/tmp/realmode.flat -v\x00", string(mem.Read(layout.Cmdline, uint64(len(cmdline)+1))))
+	// Modules go above 1 MiB even when the kernel ends below it.
+	list := mem.Read(uint64(le.Uint32(mem.Read(layout.BootInfo+24, 4))), 16)
+	require.Equal(t, uint32(layout.HighMemory), le.Uint32(list))
+}
+
+func TestCommandLine(t *testing.T) {
+	require.Equal(t, "/boot/k a b", CommandLine("/boot/k", "a b"))
+	require.Equal(t, "/boot/k", CommandLine("/boot/k", ""))
+}
+
+// TestReservedCollision: a segment over anything vmm writes is refused with
+// one line naming the segment and what it hits; next to them it loads.
+func TestReservedCollision(t *testing.T) {
+	const memSize = 16 * mib
+	for _, tc := range []struct {
+		addr, size uint64
+		what       string
+	}{
+		{0x400, 0x200, "the boot GDT and IDT at [0x500, 0x528)"},
+		{0x5000, 0x1800, "the multiboot information at [0x6000, 0x7000)"},
+		{0x1f000, 0x1008, "the command line at [0x20000, 0x20007)"},
+		{0x90000, 0x10000, "the BIOS area"},
+		{0xf0000, 0x20000, "the BIOS area"},
+	} {
+		k, err := Parse(lowKernel(tc.addr, tc.size))
+		require.NoError(t, err)
+		err = k.Check(memSize, "k args", nil, 4)
+		require.ErrorIs(t, err, ErrReserved, "%#x", tc.addr)
+		require.ErrorContains(t, err, fmt.Sprintf("segment [%#x, %#x) overlaps %s", tc.addr, tc.addr+tc.size, tc.what))
+		require.NotContains(t, err.Error(), "\n")
+		_, err = k.Load(fakemem.New(memSize), memSize, "k args", nil, e820.Map(memSize))
+		require.ErrorIs(t, err, ErrReserved)
+	}
+	for _, ok := range []struct{ addr, size uint64 }{
+		{0, 0x500}, {0x528, 0x6000 - 0x528}, {0x7000, 0x20000 - 0x7000}, {0x20007, 0x9fc00 - 0x20007}, {layout.HighMemory, 0x1000},
+	} {
+		k, err := Parse(lowKernel(ok.addr, ok.size))
+		require.NoError(t, err)
+		require.NoError(t, k.Check(memSize, "k args", nil, 4), "%#x", ok.addr)
+	}
+	require.Equal(t, "the command line", Reserved(6)[2].What)
+	require.Equal(t, uint64(layout.Cmdline+7), Reserved(6)[2].End)
+}
+
 func TestMemSizes(t *testing.T) {
 	lower, upper := memSizes(e820.Map(4096 * mib))
 	require.Equal(t, uint32(639), lower)
@@ -245,7 +310,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, s := range k.Segments {
-			if s.Addr < layout.HighMemory || uint64(len(s.Data)) > s.MemSize {
+			if uint64(len(s.Data)) > s.MemSize {
 				t.Fatalf("segment %#x: %d bytes of %d", s.Addr, len(s.Data), s.MemSize)
 			}
 		}

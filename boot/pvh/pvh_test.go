@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/boot"
-	"github.com/vmmdev/vmm/boot/internal/elfbuild"
 	"github.com/vmmdev/vmm/boot/internal/fakemem"
 	"github.com/vmmdev/vmm/firmware/e820"
+	"github.com/vmmdev/vmm/internal/elfbuild"
 	"github.com/vmmdev/vmm/layout"
 )
 

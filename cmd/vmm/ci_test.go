@@ -60,8 +60,15 @@ type childRun struct {
 func runVMM(t *testing.T, code []byte, args ...string) childRun {
 	t.Helper()
 	kvmtest.Require(t)
+	return runVMMKernel(t, kernelFile(t, code), args...)
+}
+
+// runVMMKernel is runVMM with the kernel image at path.
+func runVMMKernel(t *testing.T, path string, args ...string) childRun {
+	t.Helper()
+	kvmtest.Require(t)
 	report := filepath.Join(t.TempDir(), "report.json")
-	full := append([]string{"run", "--kernel", kernelFile(t, code), "--memory", testMemory,
+	full := append([]string{"run", "--kernel", path, "--memory", testMemory,
 		"--console", "stdio", "--report", report}, args...)
 	cmd := vmmCommand(full...)
 	var stdout, stderr bytes.Buffer

@@ -10,9 +10,10 @@ import (
 
 // deviceFlags are the repeatable --disk and --net flags of `vmm run`.
 type deviceFlags struct {
-	disks  diskList
-	nics   nicList
-	cdroms pathList
+	disks   diskList
+	nics    nicList
+	cdroms  pathList
+	testdev bool
 }
 
 func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
@@ -20,6 +21,8 @@ func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme|ahci]` (a raw image; default virtio-blk); repeat for several")
 	fs.Var(&d.cdroms, "cdrom", "ISO image `PATH` on a read-only ATAPI drive of the AHCI controller; repeat for several")
 	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
+	fs.BoolVar(&d.testdev, "testdev", false, "add QEMU's test devices for test suites written against QEMU: pc-testdev, "+
+		"and hyperv-testdev with --hyperv synic")
 	return d
 }
 
@@ -28,6 +31,7 @@ func (d *deviceFlags) apply(cfg *vmm.Config) {
 	cfg.Disks = append(cfg.Disks, d.disks...)
 	cfg.NICs = append(cfg.NICs, d.nics...)
 	cfg.CDROMs = append(cfg.CDROMs, d.cdroms...)
+	cfg.Testdev = d.testdev
 }
 
 // pathList is a repeatable flag of file names.

@@ -79,6 +79,7 @@ type runCmd struct {
 	ci   *ciFlags
 	vf   *virtioFlags
 	hv   *hypervFlags
+	cpu  *cpuFlag
 }
 
 func newRunCmd() *runCmd {
@@ -100,6 +101,7 @@ func newRunCmd() *runCmd {
 	r.ci = registerCIFlags(fs)
 	r.vf = registerVirtioFlags(fs)
 	r.hv = registerHyperVFlags(fs)
+	r.cpu = registerCPUFlag(fs)
 	return r
 }
 
@@ -138,6 +140,9 @@ func (r *runCmd) prepare(args []string, stderr io.Writer) (vmm.Config, *slog.Log
 	r.devs.apply(&cfg)
 	f.console = r.vf.apply(&cfg, f.console)
 	if code := r.hv.apply(&cfg, stderr); code != ok {
+		return vmm.Config{}, nil, code
+	}
+	if code := r.cpu.apply(&cfg, stderr); code != ok {
 		return vmm.Config{}, nil, code
 	}
 	if code := r.ci.configure(&cfg, f.console, stderr); code != ok {

@@ -2,7 +2,12 @@
 // machine code, for tests that boot tiny guests through the real loaders.
 package testimage
 
-import "encoding/binary"
+import (
+	"debug/elf"
+	"encoding/binary"
+
+	"github.com/vmmdev/vmm/internal/elfbuild"
+)
 
 // BzImage64 builds a minimal bzImage (boot protocol 2.15, 64-bit entry) whose
 // protected-mode code is code, entered at its offset 0x200 (startup_64).
@@ -46,4 +51,20 @@ func Multiboot(code []byte) []byte {
 	le.PutUint32(img[24:], end)                  // bss_end_addr
 	le.PutUint32(img[28:], MultibootLoad+hdrLen) // entry_addr
 	return append(img, code...)
+}
+
+// MultibootELF builds a multiboot v1 ELF32 kernel with one segment at addr
+// (physical and virtual): the multiboot header (no address fields: the
+// loader reads the ELF), then code at addr+16, the entry.
+func MultibootELF(addr uint32, code []byte) []byte {
+	flags := uint32(1 << 1) // memory info
+	seg := make([]byte, 16, 16+len(code))
+	le := binary.LittleEndian
+	le.PutUint32(seg[0:], 0x1badb002)
+	le.PutUint32(seg[4:], flags)
+	le.PutUint32(seg[8:], -(0x1badb002 + flags))
+	seg = append(seg, code...)
+	return elfbuild.Build(elf.ELFCLASS32, elf.EM_386, uint64(addr)+16, []elfbuild.Segment{
+		{Type: elf.PT_LOAD, Vaddr: uint64(addr), Paddr: uint64(addr), Data: seg},
+	})
 }

@@ -241,13 +241,17 @@ func (p *Partition) call(vcpu int, in hypercallInput) (status, reps uint16) {
 	case CallPostMessage:
 		return p.hvPostMessage(in), 0
 	case CallSignalEvent:
-		// No connection is registered: vmm offers no VMBus.
+		// Connections exist only as a test device makes them: vmm offers
+		// no VMBus.
+		param := in.param1
 		if !in.fast {
-			if _, st := p.input(in, 8); st != StatusSuccess {
+			b, st := p.input(in, 8)
+			if st != StatusSuccess {
 				return st, 0
 			}
+			param = binary.LittleEndian.Uint64(b)
 		}
-		return StatusInvalidPortID, 0
+		return p.signalEvent(param), 0
 	}
 	return StatusInvalidHypercallCode, 0
 }
@@ -422,6 +426,5 @@ func (p *Partition) hvPostMessage(in hypercallInput) uint16 {
 	if typ == 0 || typ&0x80000000 != 0 || size > msgPayloadMax {
 		return StatusInvalidParameter
 	}
-	// No connection is registered: vmm offers no VMBus.
-	return StatusInvalidConnectionID
+	return p.deliverMessage(le.Uint32(b[0:])&connIDMask, typ, b[16:16+size])
 }

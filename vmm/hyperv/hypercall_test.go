@@ -125,8 +125,10 @@ func TestHypercallPostMessageSignalEvent(t *testing.T) {
 	require.Equal(t, uint16(StatusInvalidParameter), status(tp.Call(0, input(CallPostMessage, false, 0, 0), 0x7000, 0)),
 		"hypervisor message types are not the guest's to send")
 	require.Equal(t, uint16(StatusInvalidInput), status(tp.Call(0, input(CallPostMessage, true, 0, 0), 0, 0)))
-	require.Equal(t, uint16(StatusInvalidPortID), status(tp.Call(0, input(CallSignalEvent, true, 0, 0), 5, 0)))
-	require.Equal(t, uint16(StatusInvalidPortID), status(tp.Call(0, input(CallSignalEvent, false, 0, 0), 0x7000, 0)))
+	require.Equal(t, uint16(StatusInvalidConnectionID), status(tp.Call(0, input(CallSignalEvent, true, 0, 0), 5, 0)))
+	require.Equal(t, uint16(StatusInvalidPortID), status(tp.Call(0, input(CallSignalEvent, true, 0, 0), 1<<32|5, 0)), "flag number")
+	require.Equal(t, uint16(StatusInvalidInput), status(tp.Call(0, input(CallSignalEvent, true, 0, 0), 1<<24, 0)))
+	require.Equal(t, uint16(StatusInvalidConnectionID), status(tp.Call(0, input(CallSignalEvent, false, 0, 0), 0x7000, 0)))
 	require.Equal(t, uint16(StatusInvalidAlignment), status(tp.Call(0, input(CallSignalEvent, false, 0, 0), 0x7001, 0)))
 }
 

@@ -74,6 +74,8 @@ type Partition struct {
 	crashCtl  uint64
 
 	vps []*vp
+	// conns are SINT routes and connections (connections.go).
+	conns connections
 }
 
 // vp is one virtual processor's SynIC and timers.
@@ -338,8 +340,9 @@ func (p *Partition) writeMSR(vcpu int, msr uint32, value uint64) bool {
 func HypercallCode(port uint8) []byte { return []byte{0xe6, port, 0xc3} }
 
 // HypercallPort is the I/O port the hypercall page writes to: below 0x100
-// for the imm8 form, and claimed by no PC device.
-const HypercallPort = 0xe8
+// for the imm8 form, and claimed by no PC device (QEMU's pc-testdev, which
+// Hyper-V test suites use alongside, takes 0xe0-0xeb).
+const HypercallPort = 0xef
 
 func (p *Partition) writeHypercallMSR(value uint64) bool {
 	p.mu.Lock()

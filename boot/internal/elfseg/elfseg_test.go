@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/vmmdev/vmm/boot/internal/elfbuild"
 	"github.com/vmmdev/vmm/boot/internal/fakemem"
+	"github.com/vmmdev/vmm/internal/elfbuild"
 )
 
 func sample(class elf.Class) []byte {

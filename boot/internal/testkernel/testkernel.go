@@ -6,7 +6,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 
-	"github.com/vmmdev/vmm/boot/internal/elfbuild"
+	"github.com/vmmdev/vmm/internal/elfbuild"
 )
 
 const mib = 1 << 20
