@@ -25,7 +25,7 @@ const (
 	OuterGuestDisk = "/guest/grub.img"
 	// OuterSeaBIOS is Debian's SeaBIOS, at the path Debian installs it on
 	// the host too: vmm's --firmware seabios and QEMU's -bios name it.
-	OuterSeaBIOS = "/usr/share/seabios/bios.bin"
+	OuterSeaBIOS = "/usr/share/seabios/bios-256k.bin"
 )
 
 // OuterContent is what the outer initramfs carries besides the outer init

@@ -32,7 +32,7 @@ func FirmwareChecks() map[string]string {
 
 // FirmwareArgs returns the runner's arguments for booting FirmwareGuest
 // with cpus vCPUs and memMiB of RAM through Debian's SeaBIOS: vmm
-// --firmware seabios, or QEMU -M pc with the same bios.bin, both with the
+// --firmware seabios, or QEMU -M pc with the same SeaBIOS image, both with the
 // GRUB disk read-only on virtio-blk. timeout is vmm's own --timeout
 // (ignored for QEMU, which has none).
 func FirmwareArgs(runner string, cpus, memMiB int, timeout string) ([]string, error) {
