@@ -89,6 +89,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, ah)
+	du, err := durableScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, du)
 	fw, err := firmwareScenarios()
 	if err != nil {
 		return nil, err
