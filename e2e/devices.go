@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
+	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
 )
@@ -100,9 +104,9 @@ func nvmeScenario() (scenario.Scenario, error) {
 }
 
 // The AHCI scenario's fixtures: a disk the guest rewrites through the ahci
-// driver, and a CD-ROM image whose content (a known pattern) it reads back
-// whole through sr_mod; the host checks both after exit (the CD-ROM must
-// be unchanged).
+// driver, and a CD-ROM: an ISO 9660 image with one file of a known pattern,
+// whose SHA-256 the guest must find through sr_mod and isofs; the host
+// checks both after exit (the CD-ROM's file must be unchanged).
 const (
 	ahciImage     = "/tmp/vmm-ahci.img"
 	ahciSerial    = "vmm-ahci-e2e"
@@ -110,18 +114,32 @@ const (
 	ahciSeed      = 6
 	ahciNewSeed   = 7
 	cdromImage    = "/tmp/vmm-cdrom.iso"
-	cdromSize     = 2 << 20 // a multiple of 2048
+	cdromFile     = "data.bin"
+	cdromSize     = 2<<20 + 512 // the file: more than one extent's worth of sectors, not whole 2048-byte blocks
 	cdromSeed     = 8
 )
+
+// patternSHA256 is the hex SHA-256 of the first n bytes of stream seed.
+func patternSHA256(seed uint64, n int64) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, pattern.NewReader(seed, n)); err != nil {
+		return "", fmt.Errorf("pattern checksum: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
 
 // ahciScenario boots one vCPU with a SATA disk and a CD-ROM on the AHCI
 // controller.
 func ahciScenario() (scenario.Scenario, error) {
+	sum, err := patternSHA256(cdromSeed, cdromSize)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
 	g := testhost.Guest{
 		CPUs: 1, ExpectCPUs: 1, Quiet: true,
 		Checks:       []string{"boot", "disk-ahci", "cdrom"},
 		Timeout:      150 * time.Second,
-		ExtraCmdline: fmt.Sprintf("vmm.disk_ahci=%s:%d:%d vmm.cdrom=%d", ahciSerial, ahciSeed, ahciNewSeed, cdromSeed),
+		ExtraCmdline: fmt.Sprintf("vmm.disk_ahci=%s:%d:%d vmm.cdrom=%s:%s", ahciSerial, ahciSeed, ahciNewSeed, cdromFile, sum),
 	}
 	args, err := g.Args(scenario.RunnerVMM)
 	if err != nil {
@@ -134,7 +152,7 @@ func ahciScenario() (scenario.Scenario, error) {
 		Timeout:    (g.Timeout + 30*time.Second).String(),
 		Disks: []scenario.Disk{
 			{Path: ahciImage, Size: ahciImageSize, Seed: ahciSeed, WantSeed: ahciNewSeed},
-			{Path: cdromImage, Size: cdromSize, Seed: cdromSeed, WantSeed: cdromSeed},
+			{Path: cdromImage, Size: cdromSize, Seed: cdromSeed, WantSeed: cdromSeed, ISOFile: cdromFile},
 		},
 	}, nil
 }

@@ -89,11 +89,16 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, ah)
-	fw, err := firmwareScenario()
+	du, err := durableScenario()
 	if err != nil {
 		return nil, err
 	}
-	list = append(list, fw)
+	list = append(list, du)
+	fw, err := firmwareScenarios()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, fw...)
 	hv, err := hypervScenarios()
 	if err != nil {
 		return nil, err

@@ -41,6 +41,8 @@ func GuestModules() []string {
 		// AHCI disks and CD-ROMs: libata, libahci, scsi_mod and cdrom come
 		// in as dependencies (all modules in Debian's 6.1 config).
 		"ahci", "sd_mod", "sr_mod",
+		// The CD-ROM check mounts an ISO 9660 image.
+		"isofs",
 	}
 }
 

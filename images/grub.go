@@ -144,3 +144,43 @@ func GrubDisk(ctx context.Context, cfg Config, k *KernelArtifacts, initrd, cmdli
 	cfg.Log.Info("grub disk ready", "path", out, "rebuilt", rebuilt)
 	return out, nil
 }
+
+// GrubISO builds <Out>/grub.iso: an El Torito CD that a legacy BIOS boots
+// through GRUB into k's kernel with initrd and cmdline (see
+// grubdisk.BuildISO). Rebuilt when the GRUB packages, the kernel, the
+// initrd, the command line or the layout change; returns its path.
+func GrubISO(ctx context.Context, cfg Config, k *KernelArtifacts, initrd, cmdline string) (string, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return "", err
+	}
+	tools, err := GrubTools(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	if _, err := grubdisk.GrubConfig(cmdline); err != nil {
+		return "", err
+	}
+	var sums []string
+	for _, p := range []string{tools.Mkimage, k.Vmlinuz, initrd} {
+		s, err := hashFile(p)
+		if err != nil {
+			return "", err
+		}
+		sums = append(sums, s)
+	}
+	modSum, err := HashPath(tools.ModDir)
+	if err != nil {
+		return "", err
+	}
+	key := KeyOf(append([]string{"grub-iso-v2", modSum, cmdline}, sums...)...)
+	out := filepath.Join(cfg.Out, "grub.iso")
+	rebuilt, err := Cached(out, key, func(tmp string) error {
+		return grubdisk.BuildISO(ctx, tools, grubdisk.Spec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: cmdline}, tmp)
+	})
+	if err != nil {
+		return "", err
+	}
+	cfg.Log.Info("grub iso ready", "path", out, "rebuilt", rebuilt)
+	return out, nil
+}

@@ -23,9 +23,11 @@ const (
 	OuterQEMU           = "/usr/bin/qemu-system-x86_64"
 	// OuterGuestDisk is the GRUB disk firmware scenarios boot.
 	OuterGuestDisk = "/guest/grub.img"
+	// OuterGuestISO is the GRUB ISO (El Torito) the CD-ROM scenario boots.
+	OuterGuestISO = "/guest/grub.iso"
 	// OuterSeaBIOS is Debian's SeaBIOS, at the path Debian installs it on
 	// the host too: vmm's --firmware seabios and QEMU's -bios name it.
-	OuterSeaBIOS = "/usr/share/seabios/bios.bin"
+	OuterSeaBIOS = "/usr/share/seabios/bios-256k.bin"
 )
 
 // OuterContent is what the outer initramfs carries besides the outer init
@@ -45,6 +47,9 @@ type OuterContent struct {
 	// FirmwareDisk, when set, is a bootable disk image carried as
 	// OuterGuestDisk, with this host's SeaBIOS as OuterSeaBIOS.
 	FirmwareDisk string
+	// FirmwareISO, when set, is a bootable ISO image carried as
+	// OuterGuestISO (with SeaBIOS as for FirmwareDisk).
+	FirmwareISO string
 }
 
 // qemuFirmware are the files of QEMU's data directory that
@@ -82,11 +87,17 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	if c.VMM != "" {
 		entries = append(entries, HostFile(OuterVMM, 0o755, c.VMM))
 	}
-	if c.FirmwareDisk != "" {
+	if c.FirmwareDisk != "" || c.FirmwareISO != "" {
 		if _, err := os.Stat(OuterSeaBIOS); err != nil {
 			return "", fmt.Errorf("outer initramfs: SeaBIOS for the firmware scenarios (install seabios): %w", err)
 		}
-		entries = append(entries, HostFile(OuterGuestDisk, 0o644, c.FirmwareDisk), HostFile(OuterSeaBIOS, 0o644, OuterSeaBIOS))
+		entries = append(entries, HostFile(OuterSeaBIOS, 0o644, OuterSeaBIOS))
+	}
+	if c.FirmwareDisk != "" {
+		entries = append(entries, HostFile(OuterGuestDisk, 0o644, c.FirmwareDisk))
+	}
+	if c.FirmwareISO != "" {
+		entries = append(entries, HostFile(OuterGuestISO, 0o644, c.FirmwareISO))
 	}
 	mods, err := ModuleEntries(k, OuterModules()...)
 	if err != nil {

@@ -136,7 +136,7 @@ func TestOuterInitramfs(t *testing.T) {
 	require.NoError(t, err)
 	files = readOuterArchive(t, out)
 	require.Equal(t, []byte("MBR"), files["guest/grub.img"])
-	require.Equal(t, bios, files["usr/share/seabios/bios.bin"])
+	require.Equal(t, bios, files["usr/share/seabios/bios-256k.bin"])
 }
 
 func TestQEMUEntries(t *testing.T) {

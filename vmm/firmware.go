@@ -27,8 +27,9 @@ import (
 )
 
 // SeaBIOSPath is Debian's SeaBIOS image (package seabios), what
-// `--firmware seabios` names.
-const SeaBIOSPath = "/usr/share/seabios/bios.bin"
+// `--firmware seabios` names: the 256 KiB build QEMU's pc machines use,
+// since only it has the NVMe driver (Debian's 128 KiB bios.bin lacks it).
+const SeaBIOSPath = "/usr/share/seabios/bios-256k.bin"
 
 // FirmwarePath resolves the --firmware argument: "seabios" is Debian's
 // SeaBIOS, anything else a path.

@@ -78,6 +78,70 @@ func TestKVMSeaBIOSBootsVirtioBlk(t *testing.T) {
 	require.Contains(t, string(g.console), "SeaBIOS (version")
 }
 
+// TestKVMSeaBIOSBootsAHCIAndNVMe boots the same boot sector from a SATA
+// disk and from an NVMe namespace: SeaBIOS's own drivers (ahci.c, nvme.c)
+// find the drive, match its bootorder line and read the MBR.
+func TestKVMSeaBIOSBootsAHCIAndNVMe(t *testing.T) {
+	requireSeaBIOS(t)
+	for _, iface := range []DiskInterface{DiskAHCI, DiskNVMe} {
+		t.Run(iface.String(), func(t *testing.T) {
+			disk := bootSector(t, printAndExit("MBR-BOOTED\n", 6))
+			g := runGuest(t, Config{Firmware: "seabios", Timeout: 60 * time.Second,
+				Disks: []Disk{{Path: disk, ReadOnly: true, Interface: iface}}})
+			require.Equal(t, StopDebugExit, g.res.Reason.Kind, "reason: %v\nconsole: %q", g.res.Reason, g.console)
+			require.EqualValues(t, 6, g.res.Reason.Value)
+			require.Contains(t, string(g.console), "MBR-BOOTED")
+		})
+	}
+}
+
+// elToritoImage returns an ISO image path that holds only what SeaBIOS's
+// El Torito code reads: the boot record volume descriptor at sector 17
+// pointing at a boot catalog whose default entry loads code (no
+// emulation, 4 512-byte sectors at 07C0:0000) from sector 20.
+func elToritoImage(t *testing.T, code []byte) string {
+	t.Helper()
+	const sector = 2048
+	img := make([]byte, 32*sector)
+	brvd := img[17*sector:]
+	brvd[0] = 0
+	copy(brvd[1:], "CD001\x01EL TORITO SPECIFICATION")
+	binary.LittleEndian.PutUint32(brvd[0x47:], 19)
+	term := img[18*sector:]
+	term[0] = 0xff
+	copy(term[1:], "CD001\x01")
+	cat := img[19*sector:]
+	cat[0] = 1 // validation entry, platform 0 (x86)
+	cat[0x1e], cat[0x1f] = 0x55, 0xaa
+	var sum uint16
+	for i := 0; i < 32; i += 2 {
+		sum += binary.LittleEndian.Uint16(cat[i:])
+	}
+	binary.LittleEndian.PutUint16(cat[0x1c:], -sum)
+	entry := cat[32:]
+	entry[0] = 0x88                                 // bootable
+	entry[1] = 0                                    // no emulation
+	binary.LittleEndian.PutUint16(entry[2:], 0x7c0) // load segment
+	binary.LittleEndian.PutUint16(entry[6:], 4)     // 512-byte sectors to load
+	binary.LittleEndian.PutUint32(entry[8:], 20)
+	copy(img[20*sector:], code)
+	path := filepath.Join(t.TempDir(), "boot.iso")
+	require.NoError(t, os.WriteFile(path, img, 0o644))
+	return path
+}
+
+// TestKVMSeaBIOSBootsCDROM boots an El Torito image from the AHCI CD-ROM
+// through SeaBIOS's ATAPI path (READ CAPACITY, READ(10) of 2048-byte
+// sectors).
+func TestKVMSeaBIOSBootsCDROM(t *testing.T) {
+	requireSeaBIOS(t)
+	iso := elToritoImage(t, printAndExit("CD-BOOTED\n", 7))
+	g := runGuest(t, Config{Firmware: "seabios", Timeout: 60 * time.Second, CDROMs: []string{iso}})
+	require.Equal(t, StopDebugExit, g.res.Reason.Kind, "reason: %v\nconsole: %q", g.res.Reason, g.console)
+	require.EqualValues(t, 7, g.res.Reason.Value)
+	require.Contains(t, string(g.console), "CD-BOOTED")
+}
+
 // hostileBootSector toggles the PAM registers with pseudo-random values,
 // then points an fw_cfg DMA descriptor at memory outside RAM and reports
 // the descriptor's status byte (1: error bit) through the debug-exit port.
@@ -144,7 +208,7 @@ func TestFirmwareConfigErrors(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidConfig)
 		require.Contains(t, err.Error(), c.want)
 	}
-	require.Equal(t, "/usr/share/seabios/bios.bin", FirmwarePath("seabios"))
+	require.Equal(t, "/usr/share/seabios/bios-256k.bin", FirmwarePath("seabios"))
 }
 
 // TestKVMSeaBIOSInstallsACPIAndSMBIOS checks what SeaBIOS made of fw_cfg's

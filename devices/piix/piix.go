@@ -26,7 +26,13 @@ const (
 	regPMMisc    = 0x80 // bit 0: PM I/O space enable
 	regSMBBase   = 0x90 // SMBus I/O base, bits 15:4 (no SMBus controller behind it)
 	regSMBHstCfg = 0xd2 // SMBus host configuration
-	pmIOEnable   = 0x01
+	// regDevActB is device activity B; bit 25 (APMC_EN) enables SMIs on
+	// writes to the APM control port. There is no SMM: it reads set, which
+	// SeaBIOS (as with QEMU's smm=off) takes as "SMM already set up" and
+	// skips the SMI handshake it would otherwise wait on forever.
+	regDevActB    = 0x58
+	devActBAPMCEn = 0x02 // in the register's top byte
+	pmIOEnable    = 0x01
 )
 
 // PM I/O block layout (offsets from the PM base).
@@ -117,6 +123,7 @@ func NewPM(ports Ports, now func() time.Time, sleep func(sleepType uint8), log *
 		{regPMMisc, []byte{0}, []byte{pmIOEnable}, p.miscWritten},
 		{regSMBBase, []byte{1, 0, 0, 0}, []byte{0xf0, 0xff, 0, 0}, nil},
 		{regSMBHstCfg, []byte{0}, []byte{0x0f}, nil},
+		{regDevActB, []byte{0, 0, 0, devActBAPMCEn}, []byte{0, 0, 0, 0}, nil},
 	}
 	for _, r := range regs {
 		if err := f.AddRegisters(r.off, r.init, r.mask, r.written); err != nil {

@@ -44,6 +44,13 @@ func TestPMBlockPlacement(t *testing.T) {
 	if binary.LittleEndian.Uint32(id) != 0x71138086 {
 		t.Fatalf("id % x", id)
 	}
+	// APMC_EN reads set and stays set: firmware must not wait for an SMI.
+	f.WriteConfig(regDevActB, []byte{0, 0, 0, 0})
+	act := make([]byte, 4)
+	f.ReadConfig(regDevActB, act)
+	if binary.LittleEndian.Uint32(act) != 1<<25 {
+		t.Fatalf("DEVACTB reads %#x", binary.LittleEndian.Uint32(act))
+	}
 	f.WriteConfig(regPMBase, []byte{0x01, 0x06, 0, 0})
 	if len(ports.devs) != 0 {
 		t.Fatal("PM block decoded before PM I/O was enabled")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"path"
@@ -133,38 +135,47 @@ func checkDiskAHCI(e *env) (bool, string) {
 	return true, strings.Join(details, "; ")
 }
 
-// checkCDROM reads the whole CD-ROM behind the ahci driver (sr_mod) and
-// checks it holds vmm.cdrom=SEED's pattern, which the host wrote.
+// cdromMount is where checkCDROM mounts the CD-ROM.
+const cdromMount = "/mnt/cdrom"
+
+// checkCDROM mounts the ISO 9660 CD-ROM behind the ahci driver (sr_mod,
+// isofs) and checks the SHA-256 of its file named in vmm.cdrom=FILE:SHA256,
+// which the host computed when it wrote the image.
 func checkCDROM(e *env) (bool, string) {
 	p := e.opts.params["vmm.cdrom"]
-	seed, err := strconv.ParseUint(p, 0, 64)
-	if p == "" || err != nil {
-		return false, fmt.Sprintf("vmm.cdrom=%q: want the image's pattern SEED", p)
+	name, want, ok := strings.Cut(p, ":")
+	if !ok || name == "" || strings.ContainsAny(name, "/\x00") || len(want) != 2*sha256.Size {
+		return false, fmt.Sprintf("vmm.cdrom=%q: want FILE:SHA256 (hex)", p)
 	}
 	blocks, err := e.ahciBlocks()
 	if err != nil {
 		return false, err.Error()
 	}
-	name, addr := "", ""
+	dev, addr := "", ""
 	for b, a := range blocks {
 		if strings.HasPrefix(b, "sr") {
-			name, addr = b, a
+			dev, addr = b, a
 		}
 	}
-	if name == "" {
+	if dev == "" {
 		return false, fmt.Sprintf("no CD-ROM behind the ahci driver (have %v)", blocks)
 	}
-	size, err := e.blockSize(name)
+	unmount, err := e.io.mountReadOnly("/dev/"+dev, cdromMount, "iso9660")
 	if err != nil {
-		return false, fmt.Sprintf("/dev/%s: %v", name, err)
+		return false, err.Error()
 	}
-	f, err := e.io.openBlock("/dev/"+name, false)
+	data, err := fs.ReadFile(e.root, path.Join(strings.TrimPrefix(cdromMount, "/"), name))
+	if uerr := unmount(); err == nil && uerr != nil {
+		err = fmt.Errorf("unmount %s: %w", cdromMount, uerr)
+	}
 	if err != nil {
-		return false, fmt.Sprintf("open /dev/%s: %v", name, err)
+		return false, fmt.Sprintf("/dev/%s: %v", dev, err)
 	}
-	defer f.Close()
-	if err := verifyDisk(f, size, seed); err != nil {
-		return false, fmt.Sprintf("/dev/%s: %v", name, err)
+	sum := sha256.Sum256(data)
+	got := hex.EncodeToString(sum[:])
+	detail := fmt.Sprintf("/dev/%s pci=%s driver=ahci iso9660 %s %dB sha256=%s", dev, addr, name, len(data), got)
+	if got != strings.ToLower(want) {
+		return false, detail + ", want " + want
 	}
-	return true, fmt.Sprintf("/dev/%s pci=%s driver=ahci %dB", name, addr, size)
+	return true, detail
 }

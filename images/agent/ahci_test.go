@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,13 +15,15 @@ import (
 )
 
 func TestCheckDiskAHCIAndCDROM(t *testing.T) {
-	e, fio := diskEnv(t, "vmm.disk_ahci=vmm-sd:6:7 vmm.cdrom=9")
+	data := make([]byte, 10000)
+	pattern.Fill(data, 9, 0)
+	sum := sha256.Sum256(data)
+	e, fio := diskEnv(t, "vmm.disk_ahci=vmm-sd:6:7 vmm.cdrom=data.bin:"+hex.EncodeToString(sum[:]))
 	b := make([]byte, 1<<20)
 	pattern.Fill(b, 6, 0)
 	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdb"), b, 0o600))
-	pattern.Fill(b, 9, 0)
-	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sr0"), b, 0o600))
 	root := e.root.(fstest.MapFS)
+	root["mnt/cdrom/data.bin"] = &fstest.MapFile{Data: data}
 
 	ok, detail := checkDiskAHCI(e)
 	assert.False(t, ok)
@@ -42,8 +46,13 @@ func TestCheckDiskAHCIAndCDROM(t *testing.T) {
 	ok, detail = checkCDROM(e)
 	require.True(t, ok, detail)
 	assert.Contains(t, detail, "/dev/sr0")
+	assert.Contains(t, detail, "sha256="+hex.EncodeToString(sum[:]))
+	assert.Empty(t, fio.mounted, "unmounted after the check")
 
+	root["mnt/cdrom/data.bin"] = &fstest.MapFile{Data: data[1:]}
+	ok, _ = checkCDROM(e)
+	assert.False(t, ok, "wrong content")
 	e.opts.params["vmm.cdrom"] = "10"
 	ok, _ = checkCDROM(e)
-	assert.False(t, ok, "wrong pattern")
+	assert.False(t, ok, "not FILE:SHA256")
 }

@@ -40,6 +40,7 @@ func newRegistry() registry {
 		"net":         checkNet,
 		"iobench":     checkIOBench,
 		"pci":         checkPCI,
+		"durable":     checkDurable,
 		"rng":         checkRNG,
 		"console":     checkConsole,
 		"acpi":        checkACPI,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -29,11 +30,22 @@ type fakeIO struct {
 	links    map[string]string
 	netAddr  netip.Prefix
 	corrupt  bool // the peer flips a byte of the download
+	mounted  string
 }
 
 type roFile struct{ *os.File }
 
 func (roFile) WriteAt([]byte, int64) (int, error) { return 0, errors.New("EROFS") }
+
+// mountReadOnly "mounts" only what the test put under the fake root's
+// mnt/cdrom; it records the device.
+func (f *fakeIO) mountReadOnly(dev, dir, fstype string) (func() error, error) {
+	if fstype != "iso9660" || dir != cdromMount {
+		return nil, fmt.Errorf("unexpected mount of %s (%s) on %s", dev, fstype, dir)
+	}
+	f.mounted = dev
+	return func() error { f.mounted = ""; return nil }, nil
+}
 
 func (f *fakeIO) openBlock(path string, write bool) (blockFile, error) {
 	name := strings.TrimPrefix(path, "/dev/")

@@ -13,6 +13,9 @@ import (
 type guestIO interface {
 	openBlock(path string, write bool) (blockFile, error)
 	openDirect(path string) (directFile, error)
+	// mountReadOnly mounts the filesystem fstype on dev at dir (created
+	// if missing); unmount undoes it.
+	mountReadOnly(dev, dir, fstype string) (unmount func() error, err error)
 	symlink(target, link string) error
 	readlink(link string) (string, error)
 	configureNet(ifname string, addr netip.Prefix) error

@@ -46,6 +46,16 @@ func (linuxIO) openDirect(path string) (directFile, error) {
 	return direct{f}, nil
 }
 
+func (linuxIO) mountReadOnly(dev, dir, fstype string) (func() error, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount(dev, dir, fstype, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return nil, fmt.Errorf("mount %s (%s) on %s: %w", dev, fstype, dir, err)
+	}
+	return func() error { return unix.Unmount(dir, 0) }, nil
+}
+
 func (linuxIO) symlink(target, link string) error {
 	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 		return err

@@ -9,11 +9,15 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
 )
@@ -85,8 +89,19 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 	}, nil
 }
 
-// writeImage creates d.Path holding d.Size bytes of stream d.Seed.
+// writeImage creates d.Path holding d.Size bytes of stream d.Seed, or an
+// ISO 9660 volume whose file d.ISOFile holds them.
 func writeImage(d scenario.Disk) error {
+	if d.ISOFile != "" {
+		data := make([]byte, d.Size)
+		pattern.Fill(data, d.Seed, 0)
+		work, err := os.MkdirTemp(filepath.Dir(d.Path), ".iso-")
+		if err != nil {
+			return fmt.Errorf("disk image: %w", err)
+		}
+		defer os.RemoveAll(work)
+		return grubdisk.WriteISO(d.Path, work, "VMMDATA", map[string][]byte{"/" + d.ISOFile: data}, nil)
+	}
 	f, err := os.OpenFile(d.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("disk image: %w", err)
@@ -98,15 +113,30 @@ func writeImage(d scenario.Disk) error {
 	return f.Close()
 }
 
-// verifyImage checks that the image kept its size and holds stream d.WantSeed.
+// verifyImage checks that the image kept its size and holds stream
+// d.WantSeed (in its file d.ISOFile, for an ISO image).
 func verifyImage(d scenario.Disk) error {
 	f, err := os.Open(d.Path)
 	if err != nil {
 		return fmt.Errorf("disk image after the run: %w", err)
 	}
 	defer f.Close()
+	var r io.Reader = f
+	if d.ISOFile != "" {
+		fi, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("disk image %s after the run: %w", d.Path, err)
+		}
+		fsys, err := iso9660.Read(file.New(f, true), fi.Size(), 0, 2048)
+		if err != nil {
+			return fmt.Errorf("disk image %s after the run: %w", d.Path, err)
+		}
+		if r, err = fsys.OpenFile("/"+d.ISOFile, os.O_RDONLY); err != nil {
+			return fmt.Errorf("disk image %s after the run: %s: %w", d.Path, d.ISOFile, err)
+		}
+	}
 	c := pattern.NewChecker(d.WantSeed)
-	if _, err := io.CopyBuffer(c, f, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(c, r, make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("disk image %s after the run: %w", d.Path, err)
 	}
 	n, bad := c.Result()

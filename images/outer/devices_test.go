@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -34,6 +35,26 @@ func TestDiskImageRoundTrip(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(p, b[:1024], 0o600))
 	require.ErrorContains(t, verifyImage(d), "1024 bytes")
+}
+
+func TestISOImageRoundTrip(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cd.iso")
+	d := scenario.Disk{Path: p, Size: 100 << 10, Seed: 8, WantSeed: 8, ISOFile: "data.bin"}
+	require.NoError(t, writeImage(d))
+	require.NoError(t, verifyImage(d))
+	img, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.Equal(t, "CD001", string(img[16*2048+1:16*2048+6]), "primary volume descriptor")
+	require.Zero(t, len(img)%2048)
+
+	// A changed byte of the file's extent is found.
+	want := make([]byte, d.Size)
+	pattern.Fill(want, d.Seed, 0)
+	at := bytes.Index(img, want[:4096])
+	require.Positive(t, at)
+	img[at+5000] ^= 1
+	require.NoError(t, os.WriteFile(p, img, 0o600))
+	require.ErrorContains(t, verifyImage(d), "byte 5000 differs")
 }
 
 func TestSetupDevicesDisks(t *testing.T) {

@@ -52,6 +52,8 @@ type console struct {
 	checks  map[string]string
 	// stream, if set, gets each line as it completes.
 	stream func(text string)
+	// onMark, if set, is called (with mu held) when mark first appears.
+	onMark func()
 }
 
 func newConsole(start time.Time, mark string, stream func(string)) *console {
@@ -96,6 +98,9 @@ func (c *console) line(at time.Duration) {
 	}
 	if c.markAt < 0 && c.mark != "" && strings.Contains(text, c.mark) {
 		c.markAt = at
+		if c.onMark != nil {
+			c.onMark()
+		}
 	}
 	if chk, ok := scenario.ParseAgentCheck(text); ok {
 		c.checks[chk.Name] = chk.Result
@@ -219,6 +224,10 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	}
 	start := time.Now()
 	con := newConsole(start, s.Mark, stream)
+	if s.KillOnMark {
+		// Output arrives only after Start, so cmd.Process is set by then.
+		con.onMark = func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	}
 	cmd.Stdout, cmd.Stderr = con, con
 
 	runErr := cmd.Start()

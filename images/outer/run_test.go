@@ -140,6 +140,19 @@ func TestRunTimeoutKillsRunner(t *testing.T) {
 	require.Equal(t, "VMM-AGENT: start", last.Text)
 }
 
+func TestRunKillOnMark(t *testing.T) {
+	r, _ := newTestRunner(t)
+	s := scenario.Scenario{Name: "kill", Args: []string{"hang"}, WantExit: scenario.ExitNone, Timeout: "60s",
+		Mark: "VMM-AGENT: start", KillOnMark: true}
+	require.NoError(t, s.Validate())
+	start := time.Now()
+	res := r.run(context.Background(), scenario.Run{Scenario: s, Index: 1})
+	require.Less(t, time.Since(start), 10*time.Second, "killed at the mark, not at the timeout")
+	require.True(t, res.Pass, res.Reason)
+	require.Equal(t, scenario.ExitNone, res.Exit)
+	require.GreaterOrEqual(t, res.MarkS, 0.0)
+}
+
 func TestRunMissingBinary(t *testing.T) {
 	rec := &recorder{}
 	r := &runner{vmm: "/nonexistent/vmm", emit: rec.emit}

@@ -4,17 +4,21 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"regexp"
 	"strings"
 )
 
 // Disk is an image the outer init creates before a run, filled with
 // pattern stream Seed (package images/pattern), and checks after it: the
-// whole image must then hold stream WantSeed, byte for byte.
+// whole image must then hold stream WantSeed, byte for byte. With ISOFile
+// set the image is instead an ISO 9660 volume whose one file of that name
+// holds Size bytes of stream Seed, and after the run holds WantSeed's.
 type Disk struct {
 	Path     string `json:"path"`
 	Size     int64  `json:"size"`
 	Seed     uint64 `json:"seed"`
 	WantSeed uint64 `json:"want_seed"`
+	ISOFile  string `json:"iso_file,omitempty"`
 }
 
 // Tap is a tap interface the outer init creates for a run, with Addr (CIDR)
@@ -41,6 +45,9 @@ const (
 	PeerBad = "BAD\n"
 )
 
+// isoName is a file name every ISO 9660 reader takes as it is.
+var isoName = regexp.MustCompile(`^[a-z0-9_]{1,8}(\.[a-z0-9_]{1,3})?$`)
+
 // maxDiskSize bounds what the outer init writes into its tmpfs.
 const maxDiskSize = 512 << 20
 
@@ -51,6 +58,9 @@ func (s Scenario) validateDevices() error {
 		}
 		if d.Size <= 0 || d.Size > maxDiskSize || d.Size%512 != 0 {
 			return fmt.Errorf("%w: scenario %q: disk %s: size %d must be a multiple of 512 up to %d", ErrInvalid, s.Name, d.Path, d.Size, maxDiskSize)
+		}
+		if d.ISOFile != "" && !isoName.MatchString(d.ISOFile) {
+			return fmt.Errorf("%w: scenario %q: disk %s: ISO file name %q must be 8.3 lower case", ErrInvalid, s.Name, d.Path, d.ISOFile)
 		}
 	}
 	if t := s.Tap; t != nil {

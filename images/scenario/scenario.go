@@ -59,6 +59,11 @@ type Scenario struct {
 	// (Result.MarkS), e.g. a boot loader's menu line the benchmark measures
 	// to; none when empty.
 	Mark string `json:"mark,omitempty"`
+	// KillOnMark has the outer init SIGKILL the runner's process group the
+	// moment Mark appears, as a host crash would end it; the run then ends
+	// with ExitNone, which WantExit must be. A durability test: what the
+	// guest was told was durable before Mark must be in its Disks after.
+	KillOnMark bool `json:"kill_on_mark,omitempty"`
 	// Report has a vmm run write its --report JSON, which the outer init
 	// prints after the run as console lines starting ReportPrefix (so the
 	// scenario must stream); ParseReports collects them.
@@ -156,6 +161,9 @@ func (s Scenario) Validate() error {
 	}
 	if len(s.Mark) > maxMarkBytes {
 		return fmt.Errorf("%w: scenario %q: mark longer than %d bytes", ErrInvalid, s.Name, maxMarkBytes)
+	}
+	if s.KillOnMark && (s.Mark == "" || s.WantExit != ExitNone) {
+		return fmt.Errorf("%w: scenario %q: kill on mark needs a mark and want_exit %d", ErrInvalid, s.Name, ExitNone)
 	}
 	if s.Report && (s.RunnerName() != RunnerVMM || !s.Stream) {
 		return fmt.Errorf("%w: scenario %q: a report needs the vmm runner and a streamed console", ErrInvalid, s.Name)

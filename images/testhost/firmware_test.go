@@ -1,6 +1,8 @@
 package testhost
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -32,6 +34,21 @@ func TestFirmwareArgs(t *testing.T) {
 		require.True(t, needsFirmware([]scenario.Scenario{{Name: "fw", Args: args}}))
 	}
 	require.False(t, needsFirmware([]scenario.Scenario{{Name: "direct", Args: []string{"run", "--kernel", images.OuterGuestKernel}}}))
+	for medium, want := range map[FirmwareMedium]string{MediumAHCI: ",if=ahci", MediumNVMe: ",if=nvme", MediumCDROM: images.OuterGuestISO} {
+		args, err := FirmwareBootArgs(scenario.RunnerVMM, medium, 2, 256, "150s")
+		require.NoError(t, err, medium)
+		require.True(t, slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, want) }), "%s: %v", medium, args)
+		require.Contains(t, args, "--rng", "the pci check needs a virtio function")
+		qemu, err := FirmwareBootArgs(scenario.RunnerQEMU, medium, 2, 256, "")
+		require.NoError(t, err, medium)
+		require.Contains(t, qemu, "virtio-rng-pci")
+	}
+	cd, err := FirmwareBootArgs(scenario.RunnerVMM, MediumCDROM, 1, 256, "")
+	require.NoError(t, err)
+	require.True(t, needsFirmwareISO([]scenario.Scenario{{Name: "cd", Args: cd}}))
+	require.False(t, needsFirmware([]scenario.Scenario{{Name: "cd", Args: cd}}))
+	_, err = FirmwareBootArgs(scenario.RunnerVMM, "floppy", 1, 256, "")
+	require.ErrorIs(t, err, scenario.ErrInvalid)
 	_, err = FirmwareArgs("bochs", 1, 256, "")
 	require.ErrorIs(t, err, scenario.ErrInvalid)
 	_, err = FirmwareArgs(scenario.RunnerVMM, 0, 256, "")

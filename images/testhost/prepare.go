@@ -186,8 +186,14 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 			return Machine{}, fmt.Errorf("firmware disk: %w", err)
 		}
 	}
+	iso := ""
+	if needsFirmwareISO(s.Scenarios) {
+		if iso, err = images.GrubISO(ctx, cfg, k, guest, FirmwareGuest().Cmdline()); err != nil {
+			return Machine{}, fmt.Errorf("firmware iso: %w", err)
+		}
+	}
 	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
-		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk,
+		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
 	})
 	if err != nil {
 		return Machine{}, err

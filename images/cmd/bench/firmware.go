@@ -13,7 +13,7 @@ import (
 
 // The firmware benchmark (-firmware): Debian's SeaBIOS boots the GRUB disk
 // from virtio-blk under vmm (--firmware seabios) and under QEMU -M pc with
-// the same bios.bin and disk, timed from runner start to GRUB's menu line
+// the same SeaBIOS image and disk, timed from runner start to GRUB's menu line
 // (the scenario's Mark) and to the agent's first line.
 func fwScenarioName(runner string) string { return "fw-" + runner }
 

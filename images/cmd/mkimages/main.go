@@ -73,7 +73,11 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("grub disk: %w", err)
 	}
-	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\ngrubdisk=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest, disk)
+	iso, err := images.GrubISO(ctx, cfg, k, guest, testhost.FirmwareGuest().Cmdline())
+	if err != nil {
+		return fmt.Errorf("grub iso: %w", err)
+	}
+	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\ngrubdisk=%s\ngrubiso=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest, disk, iso)
 	if !o.outer {
 		return nil
 	}
