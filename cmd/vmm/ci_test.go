@@ -302,8 +302,8 @@ func TestKVMHostileGuests(t *testing.T) {
 		// the flood the same size however fast the host is.
 		{"console flood without newlines", newAsm().
 			emit(0x66, 0xba, 0xf8, 0x03, 0xb0, 'x'). // mov dx, 0x3f8; mov al, 'x'
-			emit(0xb9).emit(le32(floodBytes)...).   // mov ecx, floodBytes
-			label("l").emit(0xee).j(0xe2, "l").     // out dx, al; loop l
+			emit(0xb9).emit(le32(floodBytes)...).    // mov ecx, floodBytes
+			label("l").emit(0xee).j(0xe2, "l").      // out dx, al; loop l
 			debugExit(21).bytes(),
 			[]string{"--expect", "never", "--console", "none"}, 43, "debug-exit", func(t *testing.T, r childRun) {
 				require.Equal(t, uint64(floodBytes), r.report.Devices.UART.TxBytes)
