@@ -102,6 +102,8 @@ func TestE2E(t *testing.T) {
 	switch {
 	case errors.Is(runErr, testhost.ErrNoQEMU) && !ci:
 		testenv.Skip(t, "%v: install qemu-system-x86 (make setup) to run the nested-host e2e suite", runErr)
+	case (errors.Is(runErr, images.ErrOuterQEMUDeps) || errors.Is(runErr, images.ErrNoQEMUSource)) && !ci:
+		testenv.Skip(t, "%v: make outer-qemu (as root) builds the nested host's QEMU", runErr)
 	case errors.Is(runErr, testhost.ErrVMMBuild):
 		t.Fatalf("vmm must build for the e2e suite (CGO_ENABLED=0 go build ./cmd/vmm): %v", runErr)
 	case out == nil:

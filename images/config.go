@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -65,6 +66,13 @@ type Config struct {
 	StepTimeout time.Duration
 	// Log receives progress; default slog.Default().
 	Log *slog.Logger
+	// Cache holds what is built once per machine rather than per clone
+	// (the patched outer QEMU): default <user cache dir>/vmm, i.e.
+	// $XDG_CACHE_HOME/vmm or ~/.cache/vmm.
+	Cache string
+	// Jobs is the parallelism of native builds (the patched outer QEMU); default
+	// the number of CPUs this process may use.
+	Jobs int
 }
 
 // WithDefaults returns c with every empty field set to its default.
@@ -95,6 +103,19 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	// Without a home directory Cache stays empty, and only what needs
+	// it (PatchedQEMU) fails, saying so.
+	if dir, err := os.UserCacheDir(); c.Cache == "" && err == nil {
+		c.Cache = filepath.Join(dir, "vmm")
+	}
+	if c.Cache != "" {
+		if c.Cache, err = filepath.Abs(c.Cache); err != nil {
+			return c, fmt.Errorf("build cache: %w", err)
+		}
+	}
+	if c.Jobs <= 0 {
+		c.Jobs = runtime.NumCPU()
 	}
 	return c, nil
 }

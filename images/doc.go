@@ -33,6 +33,10 @@
 //	GuestInitramfs(ctx, cfg, k) (string, error)   -> <Out>/guest.cpio.gz
 //	EnsureQEMU(ctx, cfg) (string, error)
 //	    path of qemu-system-x86_64, apt-get installing it when missing and root.
+//	PatchedQEMU(ctx, cfg, install) (*PatchedQEMUBuild, error)
+//	    the nested test host's QEMU: Debian's source of the installed
+//	    qemu-system-x86 with qemu/cr8-bql.patch, built once per machine into
+//	    <Cache>/outer-qemu-<key> (Cache: ~/.cache/vmm, outside the clone).
 //
 // In-guest helpers: package images/moddep (modules.dep parsing and load
 // order) and images/modload (finit_module loader: modload.LoadAll(dir, nil)

@@ -22,6 +22,9 @@ type step struct {
 	timeout time.Duration
 	dir     string
 	env     []string // added to the environment
+	// combined puts stdout into the error's tail too: build tools (ninja,
+	// configure) print the reason for a failure on stdout.
+	combined bool
 }
 
 func (s step) run(ctx context.Context, argv ...string) ([]byte, error) {
@@ -38,6 +41,9 @@ func (s step) run(ctx context.Context, argv ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
+	if s.combined {
+		cmd.Stdout = &stderr
+	}
 	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("%s: %w after %v (%s)", s.name, ErrStepTimeout, s.timeout, strings.Join(argv, " "))

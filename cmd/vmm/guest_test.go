@@ -5,14 +5,25 @@ import (
 	"fmt"
 )
 
-// asm assembles the tiny 64-bit test guests: bytes plus short jumps to labels.
+// asm assembles the tiny 64-bit test guests: bytes plus short jumps to
+// labels, and RIP-relative addresses of labels.
 type asm struct {
-	b      []byte
-	labels map[string]int
-	fixups map[int]string // offset of a rel8 byte -> its label
+	b        []byte
+	labels   map[string]int
+	fixups   map[int]string // offset of a rel8 byte -> its label
+	fixups32 map[int]string // offset of a rel32 field -> its label
 }
 
-func newAsm() *asm { return &asm{labels: map[string]int{}, fixups: map[int]string{}} }
+func newAsm() *asm {
+	return &asm{labels: map[string]int{}, fixups: map[int]string{}, fixups32: map[int]string{}}
+}
+
+// leaRAX loads the address of label into rax (lea rax, [rip+rel32]).
+func (a *asm) leaRAX(label string) *asm {
+	a.emit(0x48, 0x8d, 0x05)
+	a.fixups32[len(a.b)] = label
+	return a.emit(0, 0, 0, 0)
+}
 
 func (a *asm) emit(b ...byte) *asm { a.b = append(a.b, b...); return a }
 
@@ -51,6 +62,13 @@ func (a *asm) bytes() []byte {
 			panic(fmt.Sprintf("asm: label %q out of reach from %d", l, off))
 		}
 		out[off] = byte(int8(rel))
+	}
+	for off, l := range a.fixups32 {
+		target, ok := a.labels[l]
+		if !ok {
+			panic(fmt.Sprintf("asm: no label %q", l))
+		}
+		binary.LittleEndian.PutUint32(out[off:], uint32(int32(target-(off+4))))
 	}
 	return out
 }

@@ -34,7 +34,8 @@ type Exec struct {
 	Job scenario.Job
 	// Output receives the program's stdout and stderr.
 	Output io.Writer
-	// InstallQEMU allows apt-get installing qemu-system-x86 when missing.
+	// InstallQEMU allows apt-get installing qemu-system-x86 when missing,
+	// and the outer QEMU's build dependencies.
 	InstallQEMU bool
 	// Console, if set, receives the outer console verbatim.
 	Console io.Writer
@@ -51,7 +52,7 @@ func (e Exec) Run(ctx context.Context) (int, error) {
 	if err := e.Job.Validate(); err != nil {
 		return 0, fmt.Errorf("job: %w", err)
 	}
-	qemu, err := FindQEMU(ctx, cfg, e.InstallQEMU)
+	qemu, err := OuterQEMU(ctx, cfg, e.InstallQEMU)
 	if err != nil {
 		return 0, err
 	}

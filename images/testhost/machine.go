@@ -44,7 +44,7 @@ const tailLines = 60
 
 // Machine is one boot of the outer machine.
 type Machine struct {
-	QEMU   string // qemu-system-x86_64
+	QEMU   string // the outer QEMU (OuterQEMU)
 	Kernel string // the outer kernel (Debian's vmlinuz)
 	Initrd string // outer.cpio.gz
 	// MemoryMiB defaults to 3072.

@@ -34,7 +34,7 @@ type Suite struct {
 	Config    images.Config
 	Scenarios []scenario.Scenario
 	// InstallQEMU allows apt-get installing qemu-system-x86 when it is
-	// missing (CI, as root).
+	// missing, and the outer QEMU's build dependencies (CI, as root).
 	InstallQEMU bool
 	// OuterCPUs is the outer machine's vCPU count (Machine.CPUs).
 	OuterCPUs int
@@ -114,6 +114,48 @@ func FindQEMU(ctx context.Context, cfg images.Config, install bool) (string, err
 	return p, nil
 }
 
+// EnvOuterQEMU picks the outer machine's QEMU: unset or "patched", the
+// patched build from Debian's source (images.PatchedQEMU: built once per
+// machine, then cached); "debian", Debian's own qemu-system-x86_64, for
+// comparison (it aborts when a nested guest writes CR8 with an interrupt
+// pending); an absolute path, that binary.
+const EnvOuterQEMU = "VMM_OUTER_QEMU"
+
+// Values of EnvOuterQEMU besides a path.
+const (
+	OuterQEMUPatched = "patched"
+	OuterQEMUDebian  = "debian"
+)
+
+// OuterQEMU returns the QEMU that boots the outer machine, as EnvOuterQEMU
+// says. Debian's qemu-system-x86 must be installed in every case (the
+// patched build uses its firmware and data), and is installed when missing
+// if install allows; install also lets the patched build apt-get install its
+// build dependencies.
+func OuterQEMU(ctx context.Context, cfg images.Config, install bool) (string, error) {
+	debian, err := FindQEMU(ctx, cfg, install)
+	if err != nil {
+		return "", err
+	}
+	switch v := os.Getenv(EnvOuterQEMU); {
+	case v == OuterQEMUDebian:
+		return debian, nil
+	case v == "" || v == OuterQEMUPatched:
+		b, err := images.PatchedQEMU(ctx, cfg, install)
+		if err != nil {
+			return "", fmt.Errorf("%w (%s=%s boots Debian's QEMU instead, which aborts on nested CR8 writes)", err, EnvOuterQEMU, OuterQEMUDebian)
+		}
+		return b.Binary, nil
+	case filepath.IsAbs(v):
+		if _, err := os.Stat(v); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", EnvOuterQEMU, v, err)
+		}
+		return v, nil
+	default:
+		return "", fmt.Errorf("%s=%q: want %s, %s or an absolute path", EnvOuterQEMU, v, OuterQEMUPatched, OuterQEMUDebian)
+	}
+}
+
 // BuildVMM builds ./cmd/vmm into <module root>/build/bin/vmm (go's build
 // cache makes an unchanged rebuild cheap).
 func BuildVMM(ctx context.Context) (string, error) {
@@ -161,7 +203,7 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	if err != nil {
 		return Machine{}, err
 	}
-	qemu, err := FindQEMU(ctx, cfg, s.InstallQEMU)
+	qemu, err := OuterQEMU(ctx, cfg, s.InstallQEMU)
 	if err != nil {
 		return Machine{}, err
 	}

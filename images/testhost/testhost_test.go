@@ -12,7 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmdev/vmm/images"
 	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/internal/testenv"
 )
 
 // fakeEnv makes the test binary act as the outer QEMU (see fakeQEMU).
@@ -194,4 +196,29 @@ func TestSuiteStreamAll(t *testing.T) {
 	s.StreamAll = true
 	require.True(t, s.list()[0].Stream)
 	require.False(t, s.Scenarios[0].Stream, "the caller's list is not modified")
+}
+
+func TestOuterQEMUChoice(t *testing.T) {
+	ctx := context.Background()
+	debian, err := FindQEMU(ctx, images.Config{}, false)
+	if err != nil {
+		testenv.Skip(t, "Debian's qemu-system-x86 is not installed: %v", err)
+	}
+	t.Setenv(EnvOuterQEMU, OuterQEMUDebian)
+	got, err := OuterQEMU(ctx, images.Config{}, false)
+	require.NoError(t, err)
+	require.Equal(t, debian, got)
+
+	t.Setenv(EnvOuterQEMU, os.Args[0])
+	got, err = OuterQEMU(ctx, images.Config{}, false)
+	require.NoError(t, err)
+	require.Equal(t, os.Args[0], got, "an absolute path is used as is")
+
+	t.Setenv(EnvOuterQEMU, "/nonexistent/qemu")
+	_, err = OuterQEMU(ctx, images.Config{}, false)
+	require.ErrorContains(t, err, EnvOuterQEMU)
+
+	t.Setenv(EnvOuterQEMU, "newest")
+	_, err = OuterQEMU(ctx, images.Config{}, false)
+	require.ErrorContains(t, err, `"newest"`)
 }

@@ -46,7 +46,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 150*time.Second, "limit for one guest boot")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the runs and medians as JSON to this file")
 	fs.StringVar(&o.consoleLog, "console-log", "", "write the outer machine's whole console to this file")
-	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
+	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86, and the outer QEMU's build dependencies, when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
 	fs.BoolVar(&o.io, "io", false, "also measure disk and network I/O (virtio-blk, virtio-net) in the same outer boot")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")

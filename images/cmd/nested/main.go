@@ -48,7 +48,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.virtioConsole, "virtio-console", false, "make hvc0 (virtio-console) the guest console")
 	fs.DurationVar(&o.timeout, "timeout", 150*time.Second, "guest boot limit (vmm --timeout; for qemu, the kill deadline)")
 	fs.StringVar(&o.consoleLog, "console-log", "", "also write the outer machine's whole console to this file")
-	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86 when missing")
+	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86, and the outer QEMU's build dependencies, when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
 	fs.IntVar(&o.outerCPUs, "outer-cpus", 1, "vCPUs of the outer (TCG) machine")
 	if err := fs.Parse(args); err != nil {
