@@ -50,6 +50,9 @@ type OuterContent struct {
 	// FirmwareISO, when set, is a bootable ISO image carried as
 	// OuterGuestISO (with SeaBIOS as for FirmwareDisk).
 	FirmwareISO string
+	// SeaBIOS carries this host's SeaBIOS as OuterSeaBIOS without a disk:
+	// QEMU's PC machines (q35) boot the kernel directly through it.
+	SeaBIOS bool
 }
 
 // qemuFirmware are the files of QEMU's data directory that
@@ -87,9 +90,9 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	if c.VMM != "" {
 		entries = append(entries, HostFile(OuterVMM, 0o755, c.VMM))
 	}
-	if c.FirmwareDisk != "" || c.FirmwareISO != "" {
+	if c.FirmwareDisk != "" || c.FirmwareISO != "" || c.SeaBIOS {
 		if _, err := os.Stat(OuterSeaBIOS); err != nil {
-			return "", fmt.Errorf("outer initramfs: SeaBIOS for the firmware scenarios (install seabios): %w", err)
+			return "", fmt.Errorf("outer initramfs: SeaBIOS for the firmware and q35 scenarios (install seabios): %w", err)
 		}
 		entries = append(entries, HostFile(OuterSeaBIOS, 0o644, OuterSeaBIOS))
 	}

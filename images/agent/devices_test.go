@@ -254,7 +254,7 @@ func TestCheckIOBench(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000")
 	ok, detail := checkIOBench(e)
 	require.True(t, ok, detail)
-	assert.Regexp(t, `^seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_retrans=42$`, detail)
+	assert.Regexp(t, `^dev=vda driver=virtio_blk seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_retrans=42$`, detail)
 	b, err := os.ReadFile(filepath.Join(fio.dir, "vda"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(-1), pattern.Mismatch(b, 1, 0), "the image keeps its pattern")
@@ -262,6 +262,35 @@ func TestCheckIOBench(t *testing.T) {
 	e, _ = diskEnv(t, "vmm.iobench=nope:1")
 	ok, _ = checkIOBench(e)
 	assert.False(t, ok)
+}
+
+// TestCheckIOBenchNVMeAHCI: iobench finds its disk by serial behind the
+// nvme and ahci drivers too, and measures without vmm.net.
+func TestCheckIOBenchNVMeAHCI(t *testing.T) {
+	b := make([]byte, 1<<20)
+	pattern.Fill(b, 4, 0)
+
+	e, fio := diskEnv(t, "vmm.iobench=vmm-nv:4")
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "nvme0n1"), b, 0o600))
+	root := e.root.(fstest.MapFS)
+	root["sys/block/nvme0n1/size"] = &fstest.MapFile{Data: []byte("2048\n")}
+	root["sys/block/nvme0n1/device/serial"] = &fstest.MapFile{Data: []byte("vmm-nv              \n")}
+	ok, detail := checkIOBench(e)
+	require.True(t, ok, detail)
+	assert.Regexp(t, `^dev=nvme0n1 driver=nvme seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops$`, detail)
+	got, err := os.ReadFile(filepath.Join(fio.dir, "nvme0n1"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), pattern.Mismatch(got, 4, 0), "the image keeps its pattern")
+
+	e, fio = diskEnv(t, "vmm.iobench=vmm-sd:4")
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdb"), b, 0o600))
+	root = e.root.(fstest.MapFS)
+	root["sys/bus/pci/drivers/ahci/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sdb"] = &fstest.MapFile{Mode: os.ModeDir}
+	root["sys/block/sdb/size"] = &fstest.MapFile{Data: []byte("2048\n")}
+	root["sys/block/sdb/device/vpd_pg80"] = &fstest.MapFile{Data: append([]byte{0, 0x80, 0, 20}, "vmm-sd              "...)}
+	ok, detail = checkIOBench(e)
+	require.True(t, ok, detail)
+	assert.Regexp(t, `^dev=sdb driver=ahci seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops$`, detail)
 }
 
 func (f *fakeIO) onCPU(_ int, fn func() error) error { return fn() }

@@ -22,16 +22,17 @@ type directFile interface {
 
 // checkIOBench measures what `make bench` compares with QEMU: sequential
 // read and write MB/s and 4 KiB random-read IOPS on the disk with serial
-// vmm.iobench=SERIAL:SEED (O_DIRECT, queue depth 1; the write puts the same
-// pattern back, so the image stays verifiable), then TCP guest-to-host
-// throughput over vmm.net (timedUpload: the network, not the pattern
-// generator). Figures go in the detail as key=value.
+// vmm.iobench=SERIAL:SEED behind virtio_blk, nvme or ahci (findAnyDisk;
+// O_DIRECT, queue depth 1; the write puts the same pattern back, so the
+// image stays verifiable), then TCP guest-to-host throughput over vmm.net
+// when given (timedUpload: the network, not the pattern generator). The
+// detail starts with dev= and driver=, then the figures as key=value.
 func checkIOBench(e *env) (bool, string) {
 	spec, err := parseDiskSpec(e.opts.params["vmm.iobench"], false)
 	if err != nil {
 		return false, err.Error()
 	}
-	name, size, err := e.findDisk(spec.serial)
+	name, driver, size, err := e.findAnyDisk(spec.serial)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -40,7 +41,7 @@ func checkIOBench(e *env) (bool, string) {
 		return false, fmt.Sprintf("open /dev/%s O_DIRECT: %v", name, err)
 	}
 	defer f.Close()
-	var figures []string
+	figures := []string{"dev=" + name, "driver=" + driver}
 
 	buf := f.buffer(ioChunk)
 	start := time.Now()

@@ -108,6 +108,10 @@ func needsFirmware(list []scenario.Scenario) bool { return usesPath(list, images
 // needsFirmwareISO reports whether a scenario boots the GRUB ISO.
 func needsFirmwareISO(list []scenario.Scenario) bool { return usesPath(list, images.OuterGuestISO) }
 
+// needsSeaBIOS reports whether a scenario names SeaBIOS itself (QEMU -M q35
+// -bios for a direct kernel boot), which the outer initramfs then carries.
+func needsSeaBIOS(list []scenario.Scenario) bool { return usesPath(list, images.OuterSeaBIOS) }
+
 func usesPath(list []scenario.Scenario, p string) bool {
 	for _, s := range list {
 		if slices.ContainsFunc(s.Args, func(a string) bool { return strings.Contains(a, p) }) {

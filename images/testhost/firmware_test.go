@@ -46,6 +46,8 @@ func TestFirmwareArgs(t *testing.T) {
 	cd, err := FirmwareBootArgs(scenario.RunnerVMM, MediumCDROM, 1, 256, "")
 	require.NoError(t, err)
 	require.True(t, needsFirmwareISO([]scenario.Scenario{{Name: "cd", Args: cd}}))
+	require.True(t, needsSeaBIOS([]scenario.Scenario{{Name: "q35", Args: []string{"-M", "q35", "-bios", images.OuterSeaBIOS}}}))
+	require.False(t, needsSeaBIOS([]scenario.Scenario{{Name: "microvm", Args: []string{"-M", "microvm"}}}))
 	require.False(t, needsFirmware([]scenario.Scenario{{Name: "cd", Args: cd}}))
 	_, err = FirmwareBootArgs(scenario.RunnerVMM, "floppy", 1, 256, "")
 	require.ErrorIs(t, err, scenario.ErrInvalid)

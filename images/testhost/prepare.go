@@ -236,6 +236,7 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	}
 	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
 		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
+		SeaBIOS: needsSeaBIOS(s.Scenarios),
 	})
 	if err != nil {
 		return Machine{}, err

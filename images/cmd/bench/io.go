@@ -4,18 +4,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vmmdev/vmm/images"
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
 )
 
 // The I/O benchmark's fixtures in the outer machine: one disk image, one
-// tap with the agent's TCP peer. Both runners get the same, recreated for
-// every run.
+// tap with the agent's TCP peer. Every runner and disk interface gets the
+// same image, recreated for every run.
 const (
 	ioImage     = "/tmp/vmm-bench.img"
 	ioImageSize = 32 << 20
@@ -27,57 +27,135 @@ const (
 	ioPort      = 7777
 	ioNetBytes  = 16 << 20
 	ioCheck     = "iobench"
+	// ioQEMUDrive is QEMU's backend for the image on every interface.
+	ioQEMUDrive = "id=d0,file=" + ioImage + ",format=raw,if=none,cache=writeback,aio=threads"
 )
 
-// ioFigures are the iobench check's keys, in report order, with whether
-// higher is better (all are).
+// The disk interfaces compared, in report order: vmm's --disk if= values.
+const (
+	ifVirtio = "virtio"
+	ifNVMe   = "nvme"
+	ifAHCI   = "ahci"
+)
+
+var ioInterfaces = []string{ifVirtio, ifNVMe, ifAHCI}
+
+// ioDrivers are the guest drivers that iobench must report per interface:
+// figures from another driver are a miswired runner, not a measure.
+var ioDrivers = map[string]string{ifVirtio: "virtio_blk", ifNVMe: "nvme", ifAHCI: "ahci"}
+
+// ioFigures are the iobench check's keys, in report order (higher is
+// better for all).
 var ioFigures = []string{"seq_read", "seq_write", "randread_4k", "tcp_tx"}
 
-func ioScenarioName(runner string) string { return "iobench-" + runner }
+// ioInterfaceFigures are the figures an interface's scenario gives: TCP is
+// measured once, beside virtio-blk.
+func ioInterfaceFigures(iface string) []string {
+	if iface == ifVirtio {
+		return ioFigures
+	}
+	return ioFigures[:3]
+}
 
-// ioScenarios are one I/O scenario per runner: the agent's iobench check on
-// a virtio-blk disk and a virtio-net NIC (QEMU: virtio-mmio devices of
-// microvm, no vhost).
+func ioScenarioName(iface, runner string) string { return "iobench-" + iface + "-" + runner }
+
+// ioScenarios are one I/O scenario per disk interface and runner: the
+// agent's iobench check on the disk with serial ioSerial. virtio-blk runs
+// with a virtio-net NIC (QEMU: virtio-mmio devices of microvm, no vhost);
+// NVMe and AHCI compare vmm's controllers with QEMU's on -M q35 (its nvme
+// device; its built-in ICH9 AHCI, ide.0 being the first port).
 func (o options) ioScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
-	for _, runner := range o.runners {
-		g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot", ioCheck}, Quiet: true,
-			ExtraCmdline: fmt.Sprintf("vmm.iobench=%s:%d vmm.net=%s,%s:%d,%d", ioSerial, ioSeed, ioGuestAddr, ioTapAddr, ioPort, ioNetBytes)}
-		kill := o.timeout
-		if runner == scenario.RunnerVMM {
-			g.Timeout = o.timeout
-			kill += 30 * time.Second
+	for _, iface := range ioInterfaces {
+		for _, runner := range o.runners {
+			s, err := o.ioScenario(iface, runner)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, s)
 		}
-		args, err := g.Args(runner)
-		if err != nil {
-			return nil, err
-		}
-		switch runner {
-		case scenario.RunnerVMM:
-			args = append(args, "--disk", ioImage+",serial="+ioSerial, "--net", "tap="+ioTap)
-		case scenario.RunnerQEMU:
-			args = append(args,
-				"-drive", "id=d0,file="+ioImage+",format=raw,if=none,cache=writeback,aio=threads",
-				"-device", "virtio-blk-device,drive=d0,serial="+ioSerial,
-				"-netdev", "tap,id=n0,ifname="+ioTap+",script=no,downscript=no,vhost=off",
-				"-device", "virtio-net-device,netdev=n0")
-		}
-		list = append(list, scenario.Scenario{
-			Name: ioScenarioName(runner), Runner: runner, Args: args, Repeat: o.n, Bench: true, Stream: true,
-			WantChecks: map[string]string{"boot": scenario.Pass, ioCheck: scenario.Pass}, Timeout: kill.String(),
-			Disks: []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed}},
-			Tap:   &scenario.Tap{Name: ioTap, Addr: ioTapAddr + "/24", Port: ioPort},
-		})
 	}
 	return list, nil
 }
 
-// ioReport holds the I/O figures of each run and their medians per runner.
+func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
+	cmdline := fmt.Sprintf("vmm.iobench=%s:%d", ioSerial, ioSeed)
+	if iface == ifVirtio {
+		cmdline += fmt.Sprintf(" vmm.net=%s,%s:%d,%d", ioGuestAddr, ioTapAddr, ioPort, ioNetBytes)
+	}
+	g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot", ioCheck}, Quiet: true, ExtraCmdline: cmdline}
+	kill := o.timeout
+	if runner == scenario.RunnerVMM {
+		g.Timeout = o.timeout
+		kill += 30 * time.Second
+	}
+	args, err := g.Args(runner)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
+	switch runner {
+	case scenario.RunnerVMM:
+		disk := ioImage + ",serial=" + ioSerial
+		if iface != ifVirtio {
+			disk += ",if=" + iface
+		}
+		args = append(args, "--disk", disk)
+		if iface == ifVirtio {
+			args = append(args, "--net", "tap="+ioTap)
+		}
+	case scenario.RunnerQEMU:
+		switch iface {
+		case ifVirtio:
+			args = append(args,
+				"-drive", ioQEMUDrive,
+				"-device", "virtio-blk-device,drive=d0,serial="+ioSerial,
+				"-netdev", "tap,id=n0,ifname="+ioTap+",script=no,downscript=no,vhost=off",
+				"-device", "virtio-net-device,netdev=n0")
+		case ifNVMe:
+			args = append(qemuQ35(args), "-drive", ioQEMUDrive, "-device", "nvme,drive=d0,serial="+ioSerial)
+		case ifAHCI:
+			args = append(qemuQ35(args), "-drive", ioQEMUDrive, "-device", "ide-hd,drive=d0,bus=ide.0,serial="+ioSerial)
+		}
+	}
+	s := scenario.Scenario{
+		Name: ioScenarioName(iface, runner), Runner: runner, Args: args, Repeat: o.n, Bench: true, Stream: true,
+		WantChecks: map[string]string{"boot": scenario.Pass, ioCheck: scenario.Pass}, Timeout: kill.String(),
+		Disks: []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed}},
+	}
+	if iface == ifVirtio {
+		s.Tap = &scenario.Tap{Name: ioTap, Addr: ioTapAddr + "/24", Port: ioPort}
+	}
+	return s, nil
+}
+
+// qemuQ35 turns the microvm arguments into q35 ones: q35 boots the kernel
+// through SeaBIOS, which the outer initramfs carries when named here.
+func qemuQ35(args []string) []string {
+	return append(withMachine(args, "q35"), "-bios", images.OuterSeaBIOS)
+}
+
+// withMachine returns QEMU arguments with -M's value replaced by machine.
+func withMachine(args []string, machine string) []string {
+	out := append([]string(nil), args...)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == "-M" {
+			out[i+1] = machine
+		}
+	}
+	return out
+}
+
+// ioReport holds the I/O figures of each run and their medians, per disk
+// interface and runner.
 type ioReport struct {
-	Runs    map[string][]map[string]float64 `json:"runs"`
-	Medians map[string]map[string]float64   `json:"medians"`
-	// Ratios are vmm over QEMU per figure (above 1: vmm is faster).
-	Ratios map[string]float64 `json:"ratios_vmm_qemu"`
+	// Runs and Medians are keyed by interface, then runner.
+	Runs    map[string]map[string][]map[string]float64 `json:"runs"`
+	Medians map[string]map[string]map[string]float64   `json:"medians"`
+	// Ratios are vmm over QEMU per interface and figure (above 1: vmm is
+	// faster).
+	Ratios map[string]map[string]float64 `json:"ratios_vmm_qemu"`
+	// Problems are passing iobench lines whose figures were left out.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // agentDetail returns the detail of check name in a console line.
@@ -116,65 +194,91 @@ func parseFigures(detail string) map[string]float64 {
 	return out
 }
 
-// summarizeIO collects the iobench figures from the streamed consoles.
-func summarizeIO(runners []string, console map[string][]string) ioReport {
-	rep := ioReport{Runs: map[string][]map[string]float64{}, Medians: map[string]map[string]float64{}, Ratios: map[string]float64{}}
-	for _, runner := range runners {
-		samples := map[string][]float64{}
-		for _, line := range console[ioScenarioName(runner)] {
-			d, ok := agentDetail(line, ioCheck)
-			if !ok {
-				continue
-			}
-			figs := parseFigures(d)
-			rep.Runs[runner] = append(rep.Runs[runner], figs)
-			for k, v := range figs {
-				samples[k] = append(samples[k], v)
-			}
-		}
-		if len(samples) > 0 {
-			rep.Medians[runner] = map[string]float64{}
-			for k, s := range samples {
-				rep.Medians[runner][k] = median(s)
-			}
+// detailWord returns the value of key=VALUE in a detail, or "".
+func detailWord(detail, key string) string {
+	for _, kv := range strings.Fields(detail) {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
 		}
 	}
-	v, q := rep.Medians[scenario.RunnerVMM], rep.Medians[scenario.RunnerQEMU]
-	for _, k := range ioFigures {
-		if v[k] > 0 && q[k] > 0 {
-			rep.Ratios[k] = v[k] / q[k]
+	return ""
+}
+
+// summarizeIO collects the iobench figures from the streamed consoles.
+func summarizeIO(runners []string, console map[string][]string) ioReport {
+	rep := ioReport{Runs: map[string]map[string][]map[string]float64{}, Medians: map[string]map[string]map[string]float64{},
+		Ratios: map[string]map[string]float64{}}
+	for _, iface := range ioInterfaces {
+		for _, runner := range runners {
+			name := ioScenarioName(iface, runner)
+			samples := map[string][]float64{}
+			for _, line := range console[name] {
+				d, ok := agentDetail(line, ioCheck)
+				if !ok {
+					continue
+				}
+				if drv := detailWord(d, "driver"); drv != ioDrivers[iface] {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s: driver %q, want %q", name, drv, ioDrivers[iface]))
+					continue
+				}
+				figs := parseFigures(d)
+				if rep.Runs[iface] == nil {
+					rep.Runs[iface] = map[string][]map[string]float64{}
+				}
+				rep.Runs[iface][runner] = append(rep.Runs[iface][runner], figs)
+				for k, v := range figs {
+					samples[k] = append(samples[k], v)
+				}
+			}
+			if len(samples) > 0 {
+				if rep.Medians[iface] == nil {
+					rep.Medians[iface] = map[string]map[string]float64{}
+				}
+				rep.Medians[iface][runner] = map[string]float64{}
+				for k, s := range samples {
+					rep.Medians[iface][runner][k] = median(s)
+				}
+			}
+		}
+		v, q := rep.Medians[iface][scenario.RunnerVMM], rep.Medians[iface][scenario.RunnerQEMU]
+		for _, k := range ioInterfaceFigures(iface) {
+			if v[k] > 0 && q[k] > 0 {
+				if rep.Ratios[iface] == nil {
+					rep.Ratios[iface] = map[string]float64{}
+				}
+				rep.Ratios[iface][k] = v[k] / q[k]
+			}
 		}
 	}
 	return rep
 }
 
+// write prints one row per interface and figure: the vmm and QEMU medians
+// (with their run counts) and vmm/QEMU.
 func (rep ioReport) write(w io.Writer) {
 	var b strings.Builder
-	runners := make([]string, 0, len(rep.Medians))
-	for r := range rep.Medians {
-		runners = append(runners, r)
-	}
-	sort.Strings(runners)
-	fmt.Fprintf(&b, "I/O medians (seq MB/s, 4 KiB random-read IOPS, TCP guest->host MB/s):\n%-6s %3s", "runner", "n")
-	for _, k := range ioFigures {
-		fmt.Fprintf(&b, " %12s", k)
-	}
-	b.WriteString("\n")
-	for _, r := range runners {
-		fmt.Fprintf(&b, "%-6s %3d", r, len(rep.Runs[r]))
-		for _, k := range ioFigures {
-			fmt.Fprintf(&b, " %12.1f", rep.Medians[r][k])
+	b.WriteString("I/O medians (seq MB/s, 4 KiB random-read IOPS at queue depth 1, TCP guest->host MB/s;\n" +
+		"QEMU: microvm virtio-mmio for virtio, q35 nvme and ICH9 AHCI for nvme and ahci):\n")
+	fmt.Fprintf(&b, "%-7s %-12s %5s %10s %6s %10s %9s\n", "iface", "figure", "vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu")
+	cell := func(iface, runner, k string) string {
+		if x, ok := rep.Medians[iface][runner][k]; ok {
+			return fmt.Sprintf("%.1f", x)
 		}
-		b.WriteString("\n")
+		return "-"
 	}
-	fmt.Fprintf(&b, "%-10s", "vmm/qemu")
-	for _, k := range ioFigures {
-		if x, ok := rep.Ratios[k]; ok {
-			fmt.Fprintf(&b, " %12.2f", x)
-		} else {
-			fmt.Fprintf(&b, " %12s", "n/a")
+	for _, iface := range ioInterfaces {
+		for _, k := range ioInterfaceFigures(iface) {
+			ratio := "n/a"
+			if x, ok := rep.Ratios[iface][k]; ok {
+				ratio = fmt.Sprintf("%.2f", x)
+			}
+			fmt.Fprintf(&b, "%-7s %-12s %5d %10s %6d %10s %9s\n", iface, k,
+				len(rep.Runs[iface][scenario.RunnerVMM]), cell(iface, scenario.RunnerVMM, k),
+				len(rep.Runs[iface][scenario.RunnerQEMU]), cell(iface, scenario.RunnerQEMU, k), ratio)
 		}
 	}
-	b.WriteString("\n")
+	for _, p := range rep.Problems {
+		fmt.Fprintf(&b, "left out: %s\n", p)
+	}
 	_, _ = io.WriteString(w, b.String())
 }

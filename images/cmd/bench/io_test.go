@@ -19,15 +19,55 @@ func TestIOScenarios(t *testing.T) {
 	for _, r := range scenario.Schedule(list) {
 		names = append(names, r.Scenario.Name)
 	}
-	require.Equal(t, []string{"bench-vmm", "bench-qemu", "iobench-vmm", "iobench-qemu",
-		"bench-vmm", "bench-qemu", "iobench-vmm", "iobench-qemu"}, names)
-	vmmArgs, qemuArgs := strings.Join(list[2].Args, " "), strings.Join(list[3].Args, " ")
-	require.Contains(t, vmmArgs, "--disk /tmp/vmm-bench.img,serial=vmm-bench --net tap=vmmtap0")
-	require.Contains(t, qemuArgs, "virtio-blk-device,drive=d0,serial=vmm-bench")
-	require.Contains(t, qemuArgs, "vhost=off")
-	require.Contains(t, qemuArgs, "vmm.iobench=vmm-bench:7")
-	require.True(t, list[3].Stream)
-	require.Equal(t, "vmmtap0", list[3].Tap.Name)
+	round := []string{"bench-vmm", "bench-qemu", "iobench-virtio-vmm", "iobench-virtio-qemu",
+		"iobench-nvme-vmm", "iobench-nvme-qemu", "iobench-ahci-vmm", "iobench-ahci-qemu"}
+	require.Equal(t, append(append([]string(nil), round...), round...), names)
+	byName := map[string]scenario.Scenario{}
+	for _, s := range list {
+		byName[s.Name] = s
+	}
+	args := func(name string) string { return strings.Join(byName[name].Args, " ") }
+
+	// virtio-blk and virtio-net as before, QEMU on microvm's virtio-mmio.
+	require.Contains(t, args("iobench-virtio-vmm"), "--disk /tmp/vmm-bench.img,serial=vmm-bench --net tap=vmmtap0")
+	qv := args("iobench-virtio-qemu")
+	require.Contains(t, qv, "-M microvm")
+	require.Contains(t, qv, "virtio-blk-device,drive=d0,serial=vmm-bench")
+	require.Contains(t, qv, "vhost=off")
+	require.Contains(t, qv, "vmm.iobench=vmm-bench:7 vmm.net=")
+	require.True(t, byName["iobench-virtio-qemu"].Stream)
+	require.Equal(t, "vmmtap0", byName["iobench-virtio-qemu"].Tap.Name)
+
+	// NVMe and AHCI: the same image and serial on each runner's controller,
+	// QEMU on q35, no NIC.
+	for _, iface := range []string{"nvme", "ahci"} {
+		v, q := byName["iobench-"+iface+"-vmm"], byName["iobench-"+iface+"-qemu"]
+		va, qa := args(v.Name), args(q.Name)
+		require.Contains(t, va, "--disk /tmp/vmm-bench.img,serial=vmm-bench,if="+iface)
+		require.NotContains(t, va, "--net")
+		require.Contains(t, qa, "-M q35")
+		require.Contains(t, qa, "-bios /usr/share/seabios/bios-256k.bin")
+		require.NotContains(t, qa, "microvm")
+		require.Contains(t, qa, "-drive id=d0,file=/tmp/vmm-bench.img,format=raw,if=none,cache=writeback,aio=threads")
+		for _, s := range []scenario.Scenario{v, q} {
+			a := args(s.Name)
+			require.Contains(t, a, "vmm.iobench=vmm-bench:7")
+			require.NotContains(t, a, "vmm.net=")
+			require.Nil(t, s.Tap, s.Name)
+			require.True(t, s.Stream && s.Bench, s.Name)
+			require.Equal(t, 2, s.Repeat)
+			require.Equal(t, []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed}}, s.Disks)
+			require.Equal(t, scenario.Pass, s.WantChecks[ioCheck])
+		}
+	}
+	require.Contains(t, args("iobench-nvme-qemu"), "-device nvme,drive=d0,serial=vmm-bench")
+	require.Contains(t, args("iobench-ahci-qemu"), "-device ide-hd,drive=d0,bus=ide.0,serial=vmm-bench")
+}
+
+func TestWithMachine(t *testing.T) {
+	in := []string{"-M", "microvm", "-m", "256"}
+	require.Equal(t, []string{"-M", "q35", "-m", "256"}, withMachine(in, "q35"))
+	require.Equal(t, "microvm", in[1], "the input is left alone")
 }
 
 func TestSummarizeIO(t *testing.T) {
@@ -35,27 +75,56 @@ func TestSummarizeIO(t *testing.T) {
 		return `VMM-AGENT: check=iobench result=pass detail="` + detail + `"`
 	}
 	console := map[string][]string{
-		"iobench-vmm": {
-			"noise", line("seq_read=100.0MB/s seq_write=50.0MB/s randread_4k=1000iops tcp_tx=10.0MB/s"),
-			line("seq_read=120.0MB/s seq_write=70.0MB/s randread_4k=3000iops tcp_tx=30.0MB/s"),
+		"iobench-virtio-vmm": {
+			"noise", line("dev=vda driver=virtio_blk seq_read=100.0MB/s seq_write=50.0MB/s randread_4k=1000iops tcp_tx=10.0MB/s"),
+			line("dev=vda driver=virtio_blk seq_read=120.0MB/s seq_write=70.0MB/s randread_4k=3000iops tcp_tx=30.0MB/s"),
 			`VMM-AGENT: check=iobench result=fail detail="seq_read=1MB/s"`,
 		},
-		"iobench-qemu": {line("seq_read=55.0MB/s seq_write=60.0MB/s randread_4k=4000iops bogus tcp_tx=x")},
+		"iobench-virtio-qemu": {line("dev=vda driver=virtio_blk seq_read=55.0MB/s seq_write=60.0MB/s randread_4k=4000iops bogus tcp_tx=x")},
+		"iobench-nvme-vmm":    {line("dev=nvme0n1 driver=nvme seq_read=300.0MB/s seq_write=200.0MB/s randread_4k=9000iops")},
+		"iobench-nvme-qemu":   {line("dev=nvme0n1 driver=nvme seq_read=150.0MB/s seq_write=250.0MB/s randread_4k=10000iops")},
+		// A miswired runner: the figures are not AHCI's.
+		"iobench-ahci-qemu": {line("dev=vda driver=virtio_blk seq_read=1.0MB/s seq_write=1.0MB/s randread_4k=1iops")},
+		"iobench-ahci-vmm":  {line("dev=sda driver=ahci seq_read=80.0MB/s seq_write=40.0MB/s randread_4k=2000iops")},
 	}
 	rep := summarizeIO([]string{"vmm", "qemu"}, console)
-	require.Len(t, rep.Runs["vmm"], 2)
-	require.Equal(t, map[string]float64{"seq_read": 110, "seq_write": 60, "randread_4k": 2000, "tcp_tx": 20}, rep.Medians["vmm"])
-	require.InDelta(t, 2.0, rep.Ratios["seq_read"], 1e-9)
-	require.InDelta(t, 0.5, rep.Ratios["randread_4k"], 1e-9)
-	_, ok := rep.Ratios["tcp_tx"]
+	require.Len(t, rep.Runs["virtio"]["vmm"], 2)
+	require.Equal(t, map[string]float64{"seq_read": 110, "seq_write": 60, "randread_4k": 2000, "tcp_tx": 20}, rep.Medians["virtio"]["vmm"])
+	require.InDelta(t, 2.0, rep.Ratios["virtio"]["seq_read"], 1e-9)
+	require.InDelta(t, 0.5, rep.Ratios["virtio"]["randread_4k"], 1e-9)
+	_, ok := rep.Ratios["virtio"]["tcp_tx"]
 	require.False(t, ok, "no QEMU figure")
+	require.InDelta(t, 2.0, rep.Ratios["nvme"]["seq_read"], 1e-9)
+	require.InDelta(t, 0.8, rep.Ratios["nvme"]["seq_write"], 1e-9)
+	require.InDelta(t, 0.9, rep.Ratios["nvme"]["randread_4k"], 1e-9)
+	require.Len(t, rep.Ratios["nvme"], 3, "no TCP off virtio")
+	require.Empty(t, rep.Runs["ahci"]["qemu"])
+	require.Empty(t, rep.Ratios["ahci"])
+	require.Equal(t, []string{`iobench-ahci-qemu: driver "virtio_blk", want "ahci"`}, rep.Problems)
+
 	var b strings.Builder
 	rep.write(&b)
-	require.Contains(t, b.String(), "vmm/qemu")
-	require.Contains(t, b.String(), "n/a")
+	out := b.String()
+	rows := map[string][]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 7 && f[0] != "left" {
+			rows[f[0]+" "+f[1]] = f[2:]
+		}
+	}
+	require.Equal(t, []string{"2", "110.0", "1", "55.0", "2.00"}, rows["virtio seq_read"])
+	require.Equal(t, []string{"2", "20.0", "1", "-", "n/a"}, rows["virtio tcp_tx"])
+	require.Equal(t, []string{"1", "9000.0", "1", "10000.0", "0.90"}, rows["nvme randread_4k"])
+	require.Equal(t, []string{"1", "80.0", "0", "-", "n/a"}, rows["ahci seq_read"])
+	require.NotContains(t, rows, "nvme tcp_tx")
+	require.NotContains(t, rows, "ahci tcp_tx")
+	require.Equal(t, []string{"vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu"}, rows["iface figure"])
+	require.Len(t, rows, 1+4+3+3, "header and one row per interface and figure")
+	require.Contains(t, out, `left out: iobench-ahci-qemu: driver "virtio_blk"`)
 
 	_, ok = agentDetail(`VMM-AGENT: check=iobench result=pass detail=not-json`, "iobench")
 	require.False(t, ok)
 	_, ok = agentDetail(line("x=1"), "disk")
 	require.False(t, ok)
+	require.Equal(t, "nvme", detailWord("dev=nvme0n1 driver=nvme seq_read=1MB/s", "driver"))
+	require.Equal(t, "", detailWord("seq_read=1MB/s", "driver"))
 }

@@ -48,7 +48,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.consoleLog, "console-log", "", "write the outer machine's whole console to this file")
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86, and the outer QEMU's build dependencies, when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
-	fs.BoolVar(&o.io, "io", false, "also measure disk and network I/O (virtio-blk, virtio-net) in the same outer boot")
+	fs.BoolVar(&o.io, "io", false, "also measure disk I/O (virtio-blk, NVMe and AHCI, against QEMU's on microvm and q35) and virtio-net TCP in the same outer boot")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	if err := fs.Parse(args); err != nil {
@@ -147,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		},
 	}
-	fmt.Fprintf(stderr, "bench: building what is missing, then booting the outer machine under TCG for %d guest boots\n", o.n*len(o.runners))
+	fmt.Fprintf(stderr, "bench: building what is missing, then booting the outer machine under TCG for %d guest boots\n", len(scenario.Schedule(list)))
 	out, runErr := suite.Run(ctx)
 	if out == nil {
 		fmt.Fprintf(stderr, "bench: preparing the nested test host: %v\n", runErr)
