@@ -172,8 +172,9 @@ func lastLines(s string, n, lines int) string {
 
 var (
 	// Linux: "clocksource: Switched to clocksource hyperv_clocksource_tsc_page";
-	// the agent's check lines: "clocksource=tsc".
-	clocksourceRE = regexp.MustCompile(`(?:Switched to clocksource |\bclocksource=)([A-Za-z0-9_.-]+)`)
+	// the agent's check lines: "clocksource=tsc", and its clocksource
+	// check's "current=kvm-clock" (quiet guests print no kernel line).
+	clocksourceRE = regexp.MustCompile(`(?:Switched to clocksource |\bclocksource=|check=clocksource result=\w+ detail="current=)([A-Za-z0-9_.-]+)`)
 	// The agent: clockevents=["Hyper-V clockevent" "lapic"] (one per CPU) or
 	// clockevent=NAME.
 	clockeventRE = regexp.MustCompile(`\bclockevents?=(\[[^\]]*\]|"[^"]*"|\S+)`)
@@ -187,7 +188,8 @@ func clocks(console string) (clocksource, clockevent string) {
 		clocksource = m[len(m)-1][1]
 	}
 	if m := clockeventRE.FindAllStringSubmatch(console, -1); m != nil {
-		v := m[len(m)-1][1]
+		// The agent quotes its detail, so names inside come as \"NAME\".
+		v := strings.ReplaceAll(m[len(m)-1][1], `\"`, `"`)
 		var names []string
 		if q := quotedRE.FindAllStringSubmatch(v, -1); q != nil {
 			for _, n := range q {

@@ -113,3 +113,18 @@ func TestLastLines(t *testing.T) {
 	require.Equal(t, "t\nu\nv", got)
 	require.Equal(t, "bc", lastLines("aaaa\nbc", 4, 10), "a cut line is dropped")
 }
+
+// TestClocksAgentLines: the agent's lines as a quiet guest prints them (its
+// detail quoted, names inside escaped).
+func TestClocksAgentLines(t *testing.T) {
+	hv := `VMM-AGENT: check=hyperv-clock result=pass detail="clocksource=hyperv_clocksource_tsc_page clockevents=[\"Hyper-V clockevent\" \"Hyper-V clockevent\"] clock_gettime=2976.8ns backwards=0"`
+	cs, ce := clocks(hv + "\n")
+	require.Equal(t, "hyperv_clocksource_tsc_page", cs)
+	require.Equal(t, "Hyper-V clockevent", ce)
+	cs, ce = clocks(`VMM-AGENT: check=clocksource result=fail detail="current=kvm-clock available=[kvm-clock] dmesg: tsc: Marking TSC unstable"` + "\n" +
+		`VMM-AGENT: check=no-hyperv result=pass detail="no Hyper-V detection, clocksource or clockevent"` + "\n")
+	require.Equal(t, "kvm-clock", cs)
+	require.Empty(t, ce)
+	_, ce = clocks(`detail="clocksource=tsc clockevents=[\"lapic\" \"lapic-deadline\"]"`)
+	require.Equal(t, "lapic, lapic-deadline", ce)
+}
