@@ -11,5 +11,5 @@ if bin/vmm probe --json 2>/dev/null | grep -q '"can_boot_linux": true'; then
 	exec bin/vmm run --kernel "$kernel" --initrd "$guest" --memory 512M --timeout 120s \
 		--cmdline "console=ttyS0 panic=-1 i8042.noaux vmm.checks=$checks"
 fi
-echo "vmm: this host's /dev/kvm is not hardware virtualization ($(bin/vmm probe --json 2>/dev/null | sed -n 's/.*"virtualization": "\(.*\)".*/\1/p')); booting the guest under vmm inside the nested test host (QEMU/TCG, real KVM inside)" >&2
+echo "vmm: no hardware KVM here (/dev/kvm: $(bin/vmm probe --json 2>/dev/null | sed -n 's/.*"virtualization": "\(.*\)".*/\1/p')); booting the guest under vmm inside the nested test host (QEMU/TCG, real KVM inside)" >&2
 exec go run ./images/cmd/nested -checks "$checks"
