@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/internal/kvmtest"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"github.com/vmmdev/vmm/internal/testimage"
 	"github.com/vmmdev/vmm/suite/junit"
 	"github.com/vmmdev/vmm/suite/result"
@@ -138,7 +139,7 @@ func verdicts(r result.Run) map[string]result.Verdict {
 func TestKVMSuite(t *testing.T) {
 	kvmtest.Require(t)
 	if _, err := os.Stat(vmm.SeaBIOSPath); err != nil {
-		t.Skip("Debian's seabios package is not installed: scripts/setup.sh installs it")
+		testenv.Skip(t, "Debian's seabios package is not installed: scripts/setup.sh installs it")
 	}
 	dir := suiteDir(t)
 	full := vmmTest(t, dir, "suite.toml", "--jobs", "2", "--out", "all", "--junit", "all.xml", "--html", "all.html", "--json", "all.json")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmmdev/vmm/internal/testenv"
 )
 
 func pattern(i int) byte { return byte(i*7 + i>>9) }
@@ -255,7 +256,7 @@ func TestNCQ(t *testing.T) {
 func TestTrim(t *testing.T) {
 	d := newDriver(t, spec{size: 1 << 20, fill: func(int) byte { return 0xee }})
 	if !d.imgs[0].CanPunchHoles() {
-		t.Skip("the temporary directory's filesystem cannot punch holes")
+		testenv.Skip(t, "the temporary directory's filesystem cannot punch holes")
 	}
 	d.start(0)
 	r := d.dataAt(dataAt, 512)

@@ -35,7 +35,7 @@ const crashFlushEvery = 5
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv("QCOW2_CRASH_IMAGE")
 	if path == "" {
-		t.Skip("the child of TestCrash")
+		return // only an entry point for TestCrash's child processes
 	}
 	seed, _ := strconv.ParseUint(os.Getenv("QCOW2_CRASH_SEED"), 10, 64)
 	kill, _ := strconv.Atoi(os.Getenv("QCOW2_CRASH_KILL"))

@@ -109,7 +109,7 @@ func checkErr(t *testing.T, err error) {
 // qemu-img makes; run it with QCOW2_GENERATE_SEEDS=1 and commit the files.
 func TestGenerateFuzzSeeds(t *testing.T) {
 	if os.Getenv("QCOW2_GENERATE_SEEDS") != "1" {
-		t.Skip("set QCOW2_GENERATE_SEEDS=1 to regenerate testdata/fuzz/FuzzOpen")
+		return // a tool, not a check: the committed seeds are what FuzzOpen uses
 	}
 	needQemuImg(t)
 	needQemuIO(t)
