@@ -34,6 +34,22 @@ type Spec struct {
 // signature is the MBR disk signature: fixed, so equal inputs give equal disks.
 const signature = 0x216d6d76 // "vmm!" on disk
 
+// coreImage builds GRUB's core image of format (grub-mkimage -O) into work,
+// with the early configuration, prefix and modules given; it returns the
+// image's path. The disk and the ISO differ only in these.
+func coreImage(ctx context.Context, t Tools, work, format, prefix string, modules []string) (string, error) {
+	early := filepath.Join(work, "early.cfg")
+	if err := os.WriteFile(early, EarlyConfig(), 0o644); err != nil {
+		return "", fmt.Errorf("grubdisk: %w", err)
+	}
+	core := filepath.Join(work, format+".img")
+	args := append([]string{"-O", format, "-d", t.ModDir, "-o", core, "-c", early, "-p", prefix}, modules...)
+	if err := run(ctx, t.Mkimage, nil, args...); err != nil {
+		return "", err
+	}
+	return core, nil
+}
+
 // Build writes the bootable raw disk image to out.
 func Build(ctx context.Context, t Tools, s Spec, out string) error {
 	grubCfg, err := GrubConfig(s.Cmdline)
@@ -46,13 +62,8 @@ func Build(ctx context.Context, t Tools, s Spec, out string) error {
 	}
 	defer os.RemoveAll(work)
 
-	early := filepath.Join(work, "early.cfg")
-	if err := os.WriteFile(early, EarlyConfig(), 0o644); err != nil {
-		return fmt.Errorf("grubdisk: %w", err)
-	}
-	coreFile := filepath.Join(work, "core.img")
-	args := append([]string{"-O", "i386-pc", "-d", t.ModDir, "-o", coreFile, "-c", early, "-p", Prefix}, Modules()...)
-	if err := run(ctx, t.Mkimage, nil, args...); err != nil {
+	coreFile, err := coreImage(ctx, t, work, "i386-pc", Prefix, Modules())
+	if err != nil {
 		return err
 	}
 	core, err := os.ReadFile(coreFile)

@@ -48,13 +48,8 @@ func BuildISO(ctx context.Context, t Tools, s Spec, out string) error {
 	}
 	defer os.RemoveAll(work)
 
-	early := filepath.Join(work, "early.cfg")
-	if err := os.WriteFile(early, EarlyConfig(), 0o644); err != nil {
-		return fmt.Errorf("grubdisk: %w", err)
-	}
-	coreFile := filepath.Join(work, "eltorito.img")
-	args := append([]string{"-O", "i386-pc-eltorito", "-d", t.ModDir, "-o", coreFile, "-c", early, "-p", "/boot/grub"}, ISOModules()...)
-	if err := run(ctx, t.Mkimage, nil, args...); err != nil {
+	coreFile, err := coreImage(ctx, t, work, "i386-pc-eltorito", "/boot/grub", ISOModules())
+	if err != nil {
 		return err
 	}
 	files := []struct{ dst, src string }{
