@@ -67,6 +67,10 @@ const (
 	// first half of the hole.
 	PCIMMIOBase = 0xc0000000
 	PCIMMIOEnd  = 0xe0000000
+	// PCIIOBase and PCIIOEnd bound the ports the VMM places I/O BARs in
+	// (where SeaBIOS and OVMF put them on i440FX too).
+	PCIIOBase = 0xc000
+	PCIIOEnd  = 0x10000
 	// PCIECAMBase is the PCI Express enhanced configuration window for bus 0
 	// (MCFG); PCIECAMSize covers one bus (32 devices x 8 functions x 4 KiB).
 	PCIECAMBase = 0xe0000000

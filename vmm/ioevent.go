@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/devices/testdev"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
@@ -56,4 +57,51 @@ func (e ioEvents) Add(addr uint64, length int, fn func()) (func(), error) {
 		f.Close()
 		<-done
 	}, nil
+}
+
+// eventCounter is an ioeventfd whose count is read on demand rather than
+// served by a goroutine (testdev.Watch).
+type eventCounter struct {
+	e   ioEvents
+	reg kvm.IOEventFD
+	fd  int // non-blocking; a raw descriptor, as os.File.Fd would make it blocking
+}
+
+// Watch implements testdev.Notifiers: one-byte writes at addr (a port when
+// pio), of value data only when match.
+func (e ioEvents) Watch(addr uint64, pio, match bool, data uint64) (testdev.Watch, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	reg := kvm.IOEventFD{Addr: addr, Len: 1, FD: int32(fd)}
+	if pio {
+		reg.Flags |= kvm.IOEventFDPIO
+	}
+	if match {
+		reg.Flags |= kvm.IOEventFDDatamatch
+		reg.Datamatch = data
+	}
+	if err := e.vm.IOEventFD(reg); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &eventCounter{e: e, reg: reg, fd: fd}, nil
+}
+
+// Take reads (and so resets) the eventfd's counter without blocking.
+func (c *eventCounter) Take() uint64 {
+	var buf [8]byte
+	if n, err := unix.Read(c.fd, buf[:]); err != nil || n != 8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(buf[:])
+}
+
+func (c *eventCounter) Close() {
+	c.reg.Flags |= kvm.IOEventFDDeassign
+	if err := c.e.vm.IOEventFD(c.reg); err != nil {
+		c.e.log.Warn("remove ioeventfd", "addr", fmt.Sprintf("%#x", c.reg.Addr), "err", err)
+	}
+	unix.Close(c.fd)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/vmmdev/vmm/devices/pci"
+	"github.com/vmmdev/vmm/devices/testdev"
 	"github.com/vmmdev/vmm/devices/virtio"
 	"github.com/vmmdev/vmm/devices/virtio/console"
 	virtiopci "github.com/vmmdev/vmm/devices/virtio/pci"
@@ -21,10 +22,12 @@ type pciPlatform struct {
 	bus        *pci.Bus
 	transports []*virtiopci.Transport
 	nextBAR    uint64 // next free address in the BAR window
+	nextIO     uint64 // next free port in the I/O BAR window
 	console    *console.Device
 	backends   []virtioBackend // disks and NICs, closed after their transports
 	nvme       []nvmeDisk
 	ahci       *ahciController
+	testdev    *testdev.PCITestdev // --testdev's pci-testdev
 }
 
 // pciHost is the host bridge as the ACPI tables describe it.
@@ -45,11 +48,11 @@ func pciACPI() ([]aml.Term, []acpi.SDT, error) {
 // setupPCI creates the bus, its configuration mechanisms, and the virtio
 // devices the configuration asks for (rng, console).
 func (m *Machine) setupPCI() error {
-	b, err := pci.NewBus(m.mmio, m.log)
+	b, err := pci.NewBus(m.mmio, m.pio, m.log)
 	if err != nil {
 		return fmt.Errorf("PCI bus: %w", err)
 	}
-	m.pci = &pciPlatform{bus: b, nextBAR: layout.PCIMMIOBase}
+	m.pci = &pciPlatform{bus: b, nextBAR: layout.PCIMMIOBase, nextIO: layout.PCIIOBase}
 	if err := m.pio.Register(layout.PortPCIConfig, pci.ConfigPortsSize, b.ConfigPorts(), "pci-config"); err != nil {
 		return fmt.Errorf("register PCI configuration ports: %w", err)
 	}
@@ -99,9 +102,9 @@ func (m *Machine) addVirtio(name string, dev virtio.Device) error {
 	return nil
 }
 
-// placeBARs assigns each memory BAR of f the next naturally aligned range
-// of the window, sizing it the way firmware does (write all ones, read the
-// mask back), and turns on memory decoding and bus mastering.
+// placeBARs assigns each BAR of f the next naturally aligned range of its
+// window (memory or I/O), sizing it the way firmware does (write all ones,
+// read the mask back), and turns on decoding and bus mastering.
 func (m *Machine) placeBARs(f *pci.Function) error {
 	rd := func(reg uint64) uint32 {
 		v := make([]byte, 4)
@@ -109,6 +112,7 @@ func (m *Machine) placeBARs(f *pci.Function) error {
 		return binary.LittleEndian.Uint32(v)
 	}
 	wr := func(reg uint64, v uint32) { f.WriteConfig(reg, binary.LittleEndian.AppendUint32(nil, v)) }
+	cmd := byte(pci.CommandMemory | pci.CommandBusMaster)
 	for i := 0; i < 6; i++ {
 		reg := uint64(0x10 + 4*i)
 		wr(reg, 0xffffffff)
@@ -116,25 +120,31 @@ func (m *Machine) placeBARs(f *pci.Function) error {
 		if lo == 0 {
 			continue
 		}
+		next, end := &m.pci.nextBAR, uint64(layout.PCIMMIOEnd)
 		mask := uint64(lo&^0xf) | 0xffffffff00000000
-		is64 := lo&0x6 == 0x4
-		if is64 {
+		is64 := lo&0x7 == 0x4
+		switch {
+		case lo&1 != 0: // I/O: 16-bit ports
+			next, end = &m.pci.nextIO, layout.PCIIOEnd
+			mask = uint64(lo&^0x3) | 0xffffffffffff0000
+			cmd |= pci.CommandIO
+		case is64:
 			wr(reg+4, 0xffffffff)
 			mask = uint64(lo&^0xf) | uint64(rd(reg+4))<<32
 		}
 		size := ^mask + 1
-		at := (m.pci.nextBAR + size - 1) &^ (size - 1)
-		if size == 0 || at+size > layout.PCIMMIOEnd {
+		at := (*next + size - 1) &^ (size - 1)
+		if size == 0 || at+size > end {
 			return fmt.Errorf("BAR %d of %#x bytes does not fit the PCI window", i, size)
 		}
-		m.pci.nextBAR = at + size
+		*next = at + size
 		wr(reg, uint32(at))
 		if is64 {
 			i++
 			wr(reg+4, 0)
 		}
 	}
-	f.WriteConfig(0x04, []byte{pci.CommandMemory | pci.CommandBusMaster, 0})
+	f.WriteConfig(0x04, []byte{cmd, 0})
 	return nil
 }
 
@@ -155,6 +165,9 @@ func (m *Machine) closePCI() {
 	}
 	if err := m.pci.ahci.close(); err != nil {
 		m.log.Warn("closing AHCI disks", "err", err)
+	}
+	if m.pci.testdev != nil {
+		m.pci.testdev.Close()
 	}
 	m.pci = nil
 }

@@ -52,6 +52,23 @@ func (m *Machine) setupTestdev() error {
 	if err := m.mmio.Register(layout.TestdevMMIO, testdev.MMIOSize, pc.MMIO(), "pc-testdev-mmio"); err != nil {
 		return fmt.Errorf("register pc-testdev-mmio: %w", err)
 	}
+	return m.addPCITestdev()
+}
+
+// addPCITestdev puts pci-testdev on the bus with its BARs placed, its
+// eventfd tests served by KVM ioeventfds.
+func (m *Machine) addPCITestdev() error {
+	d, err := testdev.NewPCITestdev(ioEvents{vm: m.vm, log: m.log}, m.log)
+	if err != nil {
+		return err
+	}
+	m.pci.testdev = d
+	if _, err := m.pci.bus.Add(d.Function()); err != nil {
+		return fmt.Errorf("pci-testdev: %w", err)
+	}
+	if err := m.placeBARs(d.Function()); err != nil {
+		return fmt.Errorf("pci-testdev: %w", err)
+	}
 	return nil
 }
 

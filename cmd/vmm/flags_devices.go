@@ -21,7 +21,7 @@ func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme|ahci]` (a raw image; default virtio-blk); repeat for several")
 	fs.Var(&d.cdroms, "cdrom", "ISO image `PATH` on a read-only ATAPI drive of the AHCI controller; repeat for several")
 	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
-	fs.BoolVar(&d.testdev, "testdev", false, "add QEMU's test devices for test suites written against QEMU: pc-testdev, "+
+	fs.BoolVar(&d.testdev, "testdev", false, "add QEMU's test devices for test suites written against QEMU: pc-testdev, pci-testdev, "+
 		"and hyperv-testdev with --hyperv synic")
 	return d
 }

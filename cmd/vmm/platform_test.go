@@ -157,3 +157,57 @@ func TestKVMHyperVTestdev(t *testing.T) {
 	r := runVMM(t, code, "--testdev", "--hyperv", "synic,vpindex", "--timeout", "20s")
 	require.Equal(t, 7, r.code, "stderr: %s", r.stderr)
 }
+
+// guestPCITestdev runs pci-testdev's tests as kvm-unit-tests'
+// lib/pci-testdev.c does (start test N through the header, check its count
+// is 0, write its data 16 times at its offset), on both BARs of 00:01.0,
+// and exits with the number of tests whose count then read exactly 16:
+// the no-eventfd tests count exits, the eventfd ones KVM's ioeventfds.
+func guestPCITestdev() []byte {
+	return newAsm().
+		emit(0x66, 0xba, 0xf8, 0x0c, 0xb8).emit(le32(0x80000810)...).emit(0xef). // mov dx, 0xcf8; mov eax, BAR 0 of 00:01.0; out dx, eax
+		emit(0x66, 0xba, 0xfc, 0x0c, 0xed, 0x83, 0xe0, 0xf0, 0x89, 0xc6).        // mov dx, 0xcfc; in eax, dx; and eax, ~0xf; mov esi, eax
+		emit(0x66, 0xba, 0xf8, 0x0c, 0xb8).emit(le32(0x80000814)...).emit(0xef). // BAR 1
+		emit(0x66, 0xba, 0xfc, 0x0c, 0xed, 0x25).emit(le32(0xfffc)...).          // in eax, dx; and eax, 0xfffc
+		emit(0x89, 0xc5, 0x31, 0xdb, 0x31, 0xc9).                                // mov ebp, eax; xor ebx, ebx; xor ecx, ecx
+		label("mloop").
+		emit(0x88, 0x0e).                   // mov [rsi], cl: start test ecx
+		emit(0x8b, 0x46, 0x0c, 0x85, 0xc0). // mov eax, [rsi+12]; test eax, eax
+		j(0x75, "mnext").
+		emit(0x8b, 0x7e, 0x04, 0x8a, 0x46, 0x08).             // mov edi, [rsi+4]; mov al, [rsi+8]
+		emit(0x41, 0xb8).emit(le32(16)...).                   // mov r8d, 16
+		label("mw").emit(0x88, 0x04, 0x3e, 0x41, 0xff, 0xc8). // mov [rsi+rdi], al; dec r8d
+		j(0x75, "mw").
+		emit(0x83, 0x7e, 0x0c, 0x10). // cmp dword [rsi+12], 16
+		j(0x75, "mnext").
+		emit(0xff, 0xc3). // inc ebx
+		label("mnext").
+		emit(0xff, 0xc1, 0x83, 0xf9, 0x03). // inc ecx; cmp ecx, 3
+		j(0x72, "mloop").
+		emit(0x31, 0xc9). // xor ecx, ecx
+		label("ploop").
+		emit(0x89, 0xea, 0x88, 0xc8, 0xee).       // mov edx, ebp; mov al, cl; out dx, al: start test ecx
+		emit(0x8d, 0x55, 0x0c, 0xed, 0x85, 0xc0). // lea edx, [rbp+12]; in eax, dx; test eax, eax
+		j(0x75, "pnext").
+		emit(0x8d, 0x55, 0x04, 0xed, 0x89, 0xc7). // lea edx, [rbp+4]; in eax, dx; mov edi, eax
+		emit(0x8d, 0x55, 0x08, 0xec).             // lea edx, [rbp+8]; in al, dx
+		emit(0x8d, 0x54, 0x3d, 0x00).             // lea edx, [rbp+rdi]
+		emit(0x41, 0xb8).emit(le32(16)...).       // mov r8d, 16
+		label("pw").emit(0xee, 0x41, 0xff, 0xc8). // out dx, al; dec r8d
+		j(0x75, "pw").
+		emit(0x8d, 0x55, 0x0c, 0xed, 0x83, 0xf8, 0x10). // lea edx, [rbp+12]; in eax, dx; cmp eax, 16
+		j(0x75, "pnext").
+		emit(0xff, 0xc3). // inc ebx
+		label("pnext").
+		emit(0xff, 0xc1, 0x83, 0xf9, 0x03). // inc ecx; cmp ecx, 3
+		j(0x72, "ploop").
+		emit(0x89, 0xd8, 0xe6, 0xf4, 0xf4). // mov eax, ebx; out 0xf4, al; hlt
+		bytes()
+}
+
+// TestKVMPCITestdev: all six of pci-testdev's tests (memory and I/O BAR;
+// exits, wildcard and datamatch ioeventfds) pass with exact counts.
+func TestKVMPCITestdev(t *testing.T) {
+	r := runVMM(t, guestPCITestdev(), "--testdev", "--timeout", "20s")
+	require.Equal(t, 2*6+1, r.code, "stderr: %s", r.stderr)
+}

@@ -31,6 +31,7 @@ const (
 // are single-function devices at function 0 of their device number.
 type Bus struct {
 	mmio  Mapper
+	pio   Mapper
 	log   *slog.Logger
 	mu    sync.RWMutex
 	slots [Slots]*Function
@@ -38,13 +39,13 @@ type Bus struct {
 	more [Slots][7]*Function
 }
 
-// NewBus returns a bus whose BARs are placed on mmio, with the host bridge at
-// device 0.
-func NewBus(mmio Mapper, log *slog.Logger) (*Bus, error) {
+// NewBus returns a bus whose memory BARs are placed on mmio and I/O BARs on
+// pio (nil: none decoded), with the host bridge at device 0.
+func NewBus(mmio, pio Mapper, log *slog.Logger) (*Bus, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bus{mmio: mmio, log: log}
+	b := &Bus{mmio: mmio, pio: pio, log: log}
 	hb, err := NewFunction("host-bridge", hostBridgeIdentity, nil, nil, log)
 	if err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ func (b *Bus) AddAt(slot int, f *Function) error {
 	if b.slots[slot] != nil {
 		return fmt.Errorf("add %s at %d: %w", f.name, slot, ErrBusFull)
 	}
-	if err := f.attach(b.mmio); err != nil {
+	if err := f.attach(b.mmio, b.pio); err != nil {
 		return err
 	}
 	b.slots[slot] = f

@@ -33,6 +33,7 @@ const (
 	regLatency     = 0x0d
 	regHeaderType  = 0x0e
 	regBAR0        = 0x10
+	barIOSpace     = 0x1 // bit 0 of an I/O BAR
 	regSubVendor   = 0x2c
 	regCapPtr      = 0x34
 	regIntLine     = 0x3c
@@ -76,24 +77,32 @@ type Identity struct {
 // BARKind is the kind of a base address register.
 type BARKind int
 
-// BAR kinds. I/O BARs are not offered: every vmm device is memory-mapped.
+// BAR kinds. vmm's own devices are memory-mapped; I/O BARs are for devices
+// whose guests expect one (QEMU's pci-testdev).
 const (
 	BARMem32 BARKind = iota
 	BARMem64
+	// BARIO is an I/O space BAR: 16-bit port addresses (the upper half
+	// of the register reads as zero), decoded while COMMAND.IO is set.
+	BARIO
 )
 
-// BAR describes one memory base address register.
+// MaxIOBAR is the largest I/O BAR (the PCI limit is 256 ports).
+const MaxIOBAR = 256
+
+// BAR describes one base address register.
 type BAR struct {
 	// Index is the BAR number, 0-5 (a 64-bit BAR also takes Index+1).
 	Index int
 	Kind  BARKind
-	// Size is a power of two, at least 4 KiB so that BARs never share a page.
+	// Size is a power of two: for memory at least 4 KiB, so that BARs
+	// never share a page; for I/O from 4 to MaxIOBAR ports.
 	Size         uint64
 	Prefetchable bool
 	// Dev answers accesses inside the BAR, at offsets from its start.
 	Dev bus.Device
 	// Moved, if set, is told where the BAR is now decoded: mapped is false
-	// when it no longer is (memory decoding off, or an unusable address).
+	// when it no longer is (decoding off, or an unusable address).
 	// It runs with the function's lock held and must not call back into it.
 	Moved func(addr uint64, mapped bool)
 }
@@ -141,12 +150,13 @@ type Function struct {
 	name string
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	space  [ConfigSize]byte
-	wmask  [ConfigSize]byte
-	bars   [6]*barSlot // both halves of a 64-bit BAR point at the same slot
-	caps   []capSlot
-	mapper Mapper
+	mu    sync.Mutex
+	space [ConfigSize]byte
+	wmask [ConfigSize]byte
+	bars  [6]*barSlot // both halves of a 64-bit BAR point at the same slot
+	caps  []capSlot
+	mmio  Mapper
+	pio   Mapper // nil: I/O BARs are never decoded
 }
 
 // NewFunction builds a type 0 function. bars and caps are checked: BAR sizes
@@ -210,7 +220,14 @@ func (f *Function) addBAR(b BAR) error {
 	if b.Index < 0 || b.Index+slots > 6 {
 		return fmt.Errorf("%w: BAR %d", ErrInvalid, b.Index)
 	}
-	if b.Size < 4096 || b.Size&(b.Size-1) != 0 || (b.Kind == BARMem32 && b.Size > 1<<31) || b.Dev == nil {
+	minSize, maxSize := uint64(4096), uint64(1)<<63
+	switch b.Kind {
+	case BARMem32:
+		maxSize = 1 << 31
+	case BARIO:
+		minSize, maxSize = 4, MaxIOBAR
+	}
+	if b.Size < minSize || b.Size > maxSize || b.Size&(b.Size-1) != 0 || b.Dev == nil {
 		return fmt.Errorf("%w: BAR %d size %#x", ErrInvalid, b.Index, b.Size)
 	}
 	for i := b.Index; i < b.Index+slots; i++ {
@@ -226,13 +243,16 @@ func (f *Function) addBAR(b BAR) error {
 	if b.Prefetchable {
 		low |= 0x8
 	}
-	mask := ^(b.Size - 1)
+	mask := uint32(^(b.Size - 1)) &^ 0xf
+	if b.Kind == BARIO {
+		low, mask = barIOSpace, uint32(^(b.Size-1))&0xfffc
+	}
 	reg := regBAR0 + 4*b.Index
 	binary.LittleEndian.PutUint32(f.space[reg:], low)
-	binary.LittleEndian.PutUint32(f.wmask[reg:], uint32(mask)&^0xf)
+	binary.LittleEndian.PutUint32(f.wmask[reg:], mask)
 	f.bars[b.Index] = slot
 	if b.Kind == BARMem64 {
-		binary.LittleEndian.PutUint32(f.wmask[reg+4:], uint32(mask>>32))
+		binary.LittleEndian.PutUint32(f.wmask[reg+4:], uint32(^(b.Size-1)>>32))
 		f.bars[b.Index+1] = slot
 	}
 	return nil
@@ -241,13 +261,13 @@ func (f *Function) addBAR(b BAR) error {
 // Name is the name the function was built with.
 func (f *Function) Name() string { return f.name }
 
-func (f *Function) attach(m Mapper) error {
+func (f *Function) attach(mmio, pio Mapper) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mapper != nil {
+	if f.mmio != nil {
 		return fmt.Errorf("%w: %s", ErrAttached, f.name)
 	}
-	f.mapper = m
+	f.mmio, f.pio = mmio, pio
 	return nil
 }
 
@@ -308,6 +328,9 @@ func (f *Function) WriteConfig(off uint64, data []byte) {
 func (f *Function) barAddr(b *barSlot) uint64 {
 	reg := regBAR0 + 4*b.Index
 	a := uint64(binary.LittleEndian.Uint32(f.space[reg:]) &^ 0xf)
+	if b.Kind == BARIO {
+		a = uint64(binary.LittleEndian.Uint32(f.space[reg:]) &^ 0x3)
+	}
 	if b.Kind == BARMem64 {
 		a |= uint64(binary.LittleEndian.Uint32(f.space[reg+4:])) << 32
 	}
@@ -331,23 +354,27 @@ func (f *Function) Command() uint16 {
 	return binary.LittleEndian.Uint16(f.space[regCommand:])
 }
 
-// remap brings the MMIO bus in line with the BARs and the command register.
-// A BAR at address 0, one that wraps, or one that would overlap another
-// range is not decoded: a guest sizing or shuffling BARs passes through such
-// states, and a hostile one can ask for them on purpose.
+// remap brings the MMIO and port buses in line with the BARs and the
+// command register. A BAR at address 0, one that wraps, or one that would
+// overlap another range is not decoded: a guest sizing or shuffling BARs
+// passes through such states, and a hostile one can ask for them on purpose.
 func (f *Function) remap() {
-	if f.mapper == nil {
+	if f.mmio == nil {
 		return
 	}
-	memOn := binary.LittleEndian.Uint16(f.space[regCommand:])&CommandMemory != 0
+	cmd := binary.LittleEndian.Uint16(f.space[regCommand:])
 	for i, b := range f.bars {
 		if b == nil || b.Index != i {
 			continue
 		}
+		m, on := f.mmio, cmd&CommandMemory != 0
+		if b.Kind == BARIO {
+			m, on = f.pio, cmd&CommandIO != 0 && f.pio != nil
+		}
 		addr := f.barAddr(b)
-		want := memOn && addr != 0 && addr+b.Size > addr
+		want := on && addr != 0 && addr+b.Size > addr
 		if b.mapped && (!want || b.at != addr) {
-			if err := f.mapper.Unregister(b.at); err != nil {
+			if err := m.Unregister(b.at); err != nil {
 				f.log.Warn("pci: unmap BAR", "function", f.name, "bar", i, "err", err)
 			}
 			b.mapped = false
@@ -357,7 +384,7 @@ func (f *Function) remap() {
 		}
 		if want && !b.mapped {
 			name := fmt.Sprintf("%s-bar%d", f.name, i)
-			if err := f.mapper.Register(addr, b.Size, b.Dev, name); err != nil {
+			if err := m.Register(addr, b.Size, b.Dev, name); err != nil {
 				f.log.Debug("pci: BAR not decoded", "function", f.name, "bar", i, "addr", fmt.Sprintf("%#x", addr), "err", err)
 				continue
 			}

@@ -21,7 +21,7 @@ func FuzzConfigSpace(f *testing.F) {
 	f.Add([]byte{0, 0x42, 2, 0, 0xc0, 2, 0, 0x1c, 4, 1, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, script []byte) {
 		mmio := bus.New("mmio")
-		b, err := NewBus(mmio, nil)
+		b, err := NewBus(mmio, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

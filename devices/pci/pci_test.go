@@ -39,7 +39,7 @@ func cfgWrite16(b *Bus, dev, reg uint64, v uint16) {
 func newTestBus(t *testing.T) (*Bus, *bus.Bus) {
 	t.Helper()
 	mmio := bus.New("mmio")
-	b, err := NewBus(mmio, nil)
+	b, err := NewBus(mmio, nil, nil)
 	require.NoError(t, err)
 	return b, mmio
 }
@@ -337,4 +337,63 @@ func TestCapabilityHooks(t *testing.T) {
 	assert.Len(t, wrote, 1)
 	cfgRead32(b, 1, 0x00)
 	assert.Equal(t, 1, reads, "reads elsewhere do not call the hook")
+}
+
+// TestIOBAR: an I/O BAR sizes as 16-bit ports with bit 0 set, is decoded on
+// the port bus only while COMMAND.IO is on, and never while a bus has no
+// port mapper.
+func TestIOBAR(t *testing.T) {
+	mmio, pio := bus.New("mmio"), bus.New("pio")
+	b, err := NewBus(mmio, pio, nil)
+	require.NoError(t, err)
+	dev := &regDev{}
+	var moves []uint64
+	f, err := NewFunction("io", Identity{Vendor: 0x1b36, Device: 5}, []BAR{
+		{Index: 1, Kind: BARIO, Size: 256, Dev: dev, Moved: func(addr uint64, mapped bool) {
+			if !mapped {
+				addr = 0
+			}
+			moves = append(moves, addr)
+		}},
+	}, nil, nil)
+	require.NoError(t, err)
+	slot, err := b.Add(f)
+	require.NoError(t, err)
+	s := uint64(slot)
+
+	cfgWrite32(b, s, 0x14, 0xffffffff)
+	assert.Equal(t, uint32(0x0000ff01), cfgRead32(b, s, 0x14), "256 ports, I/O space, upper half zero")
+	cfgWrite32(b, s, 0x14, 0xc100)
+	cfgWrite16(b, s, 0x04, CommandMemory)
+	assert.Empty(t, moves, "memory decoding does not decode an I/O BAR")
+	d := make([]byte, 1)
+	assert.False(t, pio.Read(0xc100, d))
+	cfgWrite16(b, s, 0x04, CommandIO)
+	assert.Equal(t, []uint64{0xc100}, moves)
+	require.True(t, pio.Read(0xc183, d))
+	assert.Equal(t, uint64(0x83), dev.last)
+	assert.False(t, mmio.Read(0xc183, d), "never on the memory bus")
+	addr, mapped := f.BARAddress(1)
+	assert.True(t, mapped)
+	assert.Equal(t, uint64(0xc100), addr)
+	cfgWrite16(b, s, 0x04, 0)
+	assert.Equal(t, []uint64{0xc100, 0}, moves)
+	assert.False(t, pio.Read(0xc100, d))
+
+	for _, size := range []uint64{2, 512, 12} {
+		_, err := NewFunction("bad", Identity{}, []BAR{{Index: 0, Kind: BARIO, Size: size, Dev: dev}}, nil, nil)
+		assert.ErrorIs(t, err, ErrInvalid, "size %d", size)
+	}
+
+	// Without a port mapper nothing is decoded.
+	nb, err := NewBus(mmio, nil, nil)
+	require.NoError(t, err)
+	g, err := NewFunction("io2", Identity{}, []BAR{{Index: 0, Kind: BARIO, Size: 16, Dev: dev}}, nil, nil)
+	require.NoError(t, err)
+	gs, err := nb.Add(g)
+	require.NoError(t, err)
+	cfgWrite32(nb, uint64(gs), 0x10, 0xd000)
+	cfgWrite16(nb, uint64(gs), 0x04, CommandIO)
+	_, mapped = g.BARAddress(0)
+	assert.False(t, mapped)
 }

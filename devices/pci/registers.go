@@ -50,7 +50,7 @@ func (b *Bus) AddFunction(slot, fn int, f *Function) error {
 	if f0 == nil || b.more[slot][fn-1] != nil {
 		return fmt.Errorf("add %s at %d.%d: %w", f.name, slot, fn, ErrBusFull)
 	}
-	if err := f.attach(b.mmio); err != nil {
+	if err := f.attach(b.mmio, b.pio); err != nil {
 		return err
 	}
 	f0.mu.Lock()

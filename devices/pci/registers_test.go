@@ -6,7 +6,7 @@ import (
 )
 
 func TestAddRegisters(t *testing.T) {
-	b, err := NewBus(nil, nil)
+	b, err := NewBus(nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestAddRegisters(t *testing.T) {
 }
 
 func TestAddFunction(t *testing.T) {
-	b, err := NewBus(nil, nil)
+	b, err := NewBus(nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

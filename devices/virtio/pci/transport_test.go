@@ -115,7 +115,7 @@ func newRig(t *testing.T) *rig {
 	var err error
 	r.tr, err = New(r.dev, Config{Name: "rng", Mem: make(flatMem, 0x10000), MSI: r.msi, Events: r.ev})
 	require.NoError(t, err)
-	r.pbus, err = pci.NewBus(r.mmio, nil)
+	r.pbus, err = pci.NewBus(r.mmio, nil, nil)
 	require.NoError(t, err)
 	s, err := r.pbus.Add(r.tr.Function())
 	require.NoError(t, err)
