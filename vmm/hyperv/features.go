@@ -109,6 +109,12 @@ func ParseFeatures(list string) (Features, error) {
 		if item == "" {
 			continue
 		}
+		// "base" (what String says for no switches): the hypercall
+		// interface alone.
+		if item == "base" {
+			f.on = true
+			continue
+		}
 		if p := preset(item); p != nil {
 			for _, s := range p {
 				if err := f.apply(sw, s); err != nil {
@@ -174,7 +180,7 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		for k := range sw {
 			known = append(known, k)
 		}
-		known = append(known, "spinlocks=N", "tsc-page=off", "vapic=auto", "vendor-id=STR")
+		known = append(known, "base", "spinlocks=N", "tsc-page=off", "vapic=auto", "vendor-id=STR")
 		known = append(known, presetNames...)
 		slices.Sort(known)
 		return fmt.Errorf("%w: unknown switch %q (known: %s)", ErrFeatures, item, strings.Join(known, ", "))
