@@ -164,6 +164,9 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 			f.VAPIC = true
 			return nil
 		}
+		if _, err := switchValue(name, val, hasVal); err != nil {
+			return fmt.Errorf("%w: vapic=%q: want on, off or auto", ErrFeatures, val)
+		}
 	case "vendor-id":
 		if !hasVal || val == "" {
 			return fmt.Errorf("%w: vendor-id needs a value (vendor-id=STR)", ErrFeatures)

@@ -298,5 +298,5 @@ func TestVAPICForHost(t *testing.T) {
 		require.Equal(t, c.want, g.KernelMSRs() != nil, c.list)
 	}
 	_, err := ParseFeatures("vapic=maybe")
-	require.ErrorContains(t, err, "want on or off")
+	require.ErrorContains(t, err, "want on, off or auto")
 }
