@@ -128,8 +128,17 @@ func compareHyperV(console map[string][]string) error {
 	if !slices.Equal(a, b) {
 		return fmt.Errorf("Hyper-V lines differ:\nvmm:  %q\nqemu: %q", a, b)
 	}
+	// vapic (in "all" where the host's KVM serves it, as in the nested
+	// host): Linux then EOIs, sends IPIs and sets TPR through the MSRs.
+	if !slices.ContainsFunc(a, func(l string) bool { return strings.HasPrefix(l, enlightenedAPIC) }) {
+		return fmt.Errorf("no %q line: vapic not in use (vmm: %q)", enlightenedAPIC, a)
+	}
 	return nil
 }
+
+// enlightenedAPIC starts the line Linux prints when the hints recommend
+// the APIC access MSRs (arch/x86/hyperv/hv_apic.c).
+const enlightenedAPIC = "Using enlightened APIC"
 
 // consoleWants are lines a scenario's streamed output must contain: the
 // panic must end vmm through the crash MSRs, with P0-P4 in its stop reason.

@@ -14,12 +14,17 @@ func TestCompareHyperV(t *testing.T) {
 	line := func(lines string) string {
 		return `E2E-CON hyperv VMM-AGENT: check=hyperv result=pass detail="detected; Hyper-V lines: [` + lines + `]"`
 	}
-	vmm := []string{"noise", line("privilege flags low 0xae7f, high 0x30 | Host Build 10.0.14393.0-0-0 | Using IPI hypercalls")}
-	qemu := []string{line("Using IPI hypercalls | privilege flags low 0xbe7f, high 0x8030 | Host Build 10.0.14393.0-0-0")}
+	vmm := []string{"noise", line("privilege flags low 0xae7f, high 0x30 | Host Build 10.0.14393.0-0-0 | Using IPI hypercalls | " +
+		"Using enlightened APIC (xapic mode)")}
+	qemu := []string{line("Using IPI hypercalls | Using enlightened APIC (xapic mode) | privilege flags low 0xbe7f, high 0x8030 | " +
+		"Host Build 10.0.14393.0-0-0")}
 	require.NoError(t, compareHyperV(map[string][]string{"hyperv": vmm, "hyperv-qemu": qemu}))
+	noAPIC := []string{line("Using IPI hypercalls | privilege flags low 0xbe7f")}
+	err := compareHyperV(map[string][]string{"hyperv": noAPIC, "hyperv-qemu": noAPIC})
+	require.ErrorContains(t, err, "vapic not in use")
 
 	qemu = []string{line("privilege flags low 0xbe7f | Host Build 10.0.14393.0-0-0")}
-	err := compareHyperV(map[string][]string{"hyperv": vmm, "hyperv-qemu": qemu})
+	err = compareHyperV(map[string][]string{"hyperv": vmm, "hyperv-qemu": qemu})
 	require.ErrorContains(t, err, "Using IPI hypercalls")
 
 	err = compareHyperV(map[string][]string{"hyperv": vmm})

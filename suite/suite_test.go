@@ -142,7 +142,7 @@ hyperv = ["ablate:all"]
 `)
 	require.NoError(t, err)
 	// The baseline, then one case per switch of "all".
-	require.Len(t, s.Cases, 13)
+	require.Len(t, s.Cases, 14)
 	require.Equal(t, "agent/hyperv=all", s.Cases[0].Name)
 	require.Equal(t, &Ablation{Base: "all"}, s.Cases[0].Ablation)
 	byOff := map[string]Case{}
@@ -153,7 +153,7 @@ hyperv = ["ablate:all"]
 	vp := byOff["vpindex"]
 	require.Equal(t, "agent/hyperv=all,vpindex=off", vp.Name)
 	require.Equal(t, []string{"synic", "tlbflush", "ipi", "stimer", "stimer-direct"}, vp.Ablation.AlsoOff)
-	require.Contains(t, vp.Args, "--hyperv=relaxed,vpindex,runtime,time,frequencies,crash,reset,synic,stimer,stimer-direct,tlbflush,ipi,"+
+	require.Contains(t, vp.Args, "--hyperv=relaxed,vpindex,runtime,time,frequencies,crash,reset,synic,stimer,stimer-direct,tlbflush,ipi,vapic=auto,"+
 		"vpindex=off,synic=off,tlbflush=off,ipi=off,stimer=off,stimer-direct=off")
 	require.Empty(t, byOff["relaxed"].Ablation.AlsoOff)
 

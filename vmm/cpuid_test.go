@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmdev/vmm/vmm/hyperv"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
@@ -63,4 +64,21 @@ func TestVCPUCPUIDSingle(t *testing.T) {
 	require.Equal(t, uint32(0), c.Get(0xb, 1).EAX)
 	// The supported table is not modified.
 	require.Equal(t, uint32(0xff0a0800), s.Get(1, 0).EBX)
+}
+
+// TestHyperVKeepsHostSSE42AndPOPCNT: Windows needs SSE4.2 and POPCNT; the
+// Hyper-V leaves leave leaf 1 as the host has it, so both pass through
+// where the host has them and are never invented where it has not.
+func TestHyperVKeepsHostSSE42AndPOPCNT(t *testing.T) {
+	const sse42, popcnt = 1 << 20, 1 << 23
+	f, err := hyperv.ParseFeatures("windows")
+	require.NoError(t, err)
+	for _, host := range []uint32{sse42 | popcnt, 0} {
+		s := supportedFixture()
+		s.Get(1, 0).ECX |= host
+		c := vcpuCPUID(s, 0, 2, cpuidOptions{})
+		f.ApplyCPUID(c, 2)
+		require.Equal(t, host, c.Get(1, 0).ECX&(sse42|popcnt), "leaf 1 ECX as the host's, host %#x", host)
+		require.NotZero(t, c.Get(1, 0).ECX&featureHypervisor)
+	}
 }

@@ -94,11 +94,12 @@ func (m *Machine) setupHyperV() error {
 	if err := m.vm.EnableCap(kvm.CapX86UserSpaceMSR, kvm.MSRExitReasonFilter); err != nil {
 		return fmt.Errorf("enable userspace MSR exits: %w", err)
 	}
-	// Deny the whole synthetic range, so every access exits to us and KVM's
-	// own Hyper-V code (on hosts that have it) never sees one.
+	// Deny the synthetic range, so every access exits to us and KVM's own
+	// Hyper-V code (on hosts that have it) never sees one, except those
+	// KVM must serve (the bitmap's set bits).
 	err := m.vm.SetMSRFilter(kvm.MSRFilter{Ranges: []kvm.MSRFilterRange{{
 		Flags: kvm.MSRFilterRead | kvm.MSRFilterWrite, Base: hyperv.FilterBase, NMSRs: hyperv.FilterCount,
-		Bitmap: make([]byte, hyperv.FilterCount/8),
+		Bitmap: f.FilterBitmap(),
 	}}})
 	if err != nil {
 		return fmt.Errorf("install the Hyper-V MSR filter: %w", err)
@@ -133,6 +134,27 @@ func (m *Machine) setupHyperV() error {
 	m.hv = hm
 	m.hypervSummary = hm.Summary
 	m.log.Info("Hyper-V enlightenments on", "features", f.String(), "tsc_khz", khz, "tsc_offset", off)
+	return nil
+}
+
+// hypervForHost resolves cfg.HyperV's vapic for this host, before the
+// vCPUs' CPUID is built: vapic's EOI, ICR and TPR MSRs act on the in-kernel
+// LAPIC, which only KVM's own Hyper-V code can do exactly (see
+// hyperv.Features.KernelMSRs).
+func (m *Machine) hypervForHost() error {
+	f := m.cfg.HyperV
+	if !f.Enabled() || !f.VAPIC {
+		return nil
+	}
+	n, err := m.sys.CheckExtension(kvm.CapHyperVVAPIC)
+	g, err2 := f.ForHost(err == nil && n > 0)
+	if err2 != nil {
+		return fmt.Errorf("--hyperv %s: %w", f, err2)
+	}
+	if !g.VAPIC {
+		m.log.Info("Hyper-V vapic left out: this host's KVM has no in-kernel Hyper-V APIC MSRs", "cap", kvm.CapHyperVVAPIC)
+	}
+	m.cfg.HyperV = g
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/vmmdev/vmm/boot"
 	"github.com/vmmdev/vmm/internal/kvmtest"
 	"github.com/vmmdev/vmm/vmm/hyperv"
+	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
 // The Hyper-V guests are assembled from testdata/hyperv*.s with GNU as:
@@ -200,4 +201,62 @@ func TestKVMHyperVSynICTimers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKVMHyperVAPICAccessMSRs runs testdata/hypervapic.s: with vapic, the
+// EOI, ICR and TPR MSRs act on the in-kernel LAPIC (KVM serves them; vmm's
+// filter passes them) and the VP assist page is vmm's. On a host whose KVM
+// cannot serve them, vapic=auto leaves them out and a named vapic is
+// refused. Without vapic the guest gets a #GP for each.
+func TestKVMHyperVAPICAccessMSRs(t *testing.T) {
+	sys := kvmtest.Require(t)
+	n, err := sys.CheckExtension(kvm.CapHyperVVAPIC)
+	require.NoError(t, err)
+	kernel := n > 0
+	le := binary.LittleEndian
+	u32 := func(r hvRun, off int) uint32 { return le.Uint32(r.out[off:]) }
+	u64 := func(r hvRun, off int) uint64 { return le.Uint64(r.out[off:]) }
+	t.Logf("KVM_CAP_HYPERV_VAPIC: %d", n)
+
+	r := runHyperVGuest(t, "testdata/hypervapic.bin", boot.Long64, "vpindex,vapic=auto")
+	require.Equal(t, StopDebugExit, r.res.Reason.Kind, r.res.Reason.String())
+	if kernel {
+		require.NotZero(t, u32(r, 0)&(1<<4), "0x40000003 EAX APIC_ACCESS")
+		require.NotZero(t, u32(r, 4)&(1<<3), "0x40000004 EAX APIC MSRs recommended")
+		require.Equal(t, uint64(0x303001), u64(r, 8), "VP_ASSIST_PAGE")
+		require.Zero(t, u64(r, 16), "assist page cleared on enable (apic_assist)")
+		require.Zero(t, u64(r, 24), "assist page cleared on enable (end)")
+		require.Equal(t, uint32(0x20), u32(r, 32), "TPR written through the MSR, read from the APIC page")
+		require.Equal(t, uint32(0x30), u32(r, 36), "TPR written to the APIC page, read through the MSR")
+		require.Zero(t, u32(r, 40), "TPR 0x70 held the vector 0x60 IPI off")
+		require.Equal(t, uint32(1), u32(r, 44), "TPR 0 let it in")
+		require.Equal(t, uint32(1), u32(r, 48)&1, "vector 0x60 in service in its handler")
+		require.Zero(t, u32(r, 52)&1, "EOI through the MSR ended it")
+		require.Equal(t, uint32(2), u32(r, 56), "the second IPI of the same vector got in")
+		require.Zero(t, u32(r, 60), "#GP count")
+		require.Equal(t, uint64(0x44060), u64(r, 64)&^(1<<12), "ICR reads back")
+		require.Zero(t, u64(r, 72), "assist page off")
+		counts := map[string]int{}
+		for _, rec := range r.trace {
+			counts[rec.Kind+" "+rec.Name]++
+		}
+		require.Equal(t, 2, counts["wrmsr VP_ASSIST_PAGE"])
+		for _, name := range []string{"EOI", "ICR", "TPR"} {
+			require.Zero(t, counts["wrmsr "+name]+counts["rdmsr "+name], "%s reached vmm, not KVM's LAPIC", name)
+		}
+		require.Contains(t, r.res.HyperV.(hyperv.Summary).Features, "vapic")
+	} else {
+		require.Zero(t, u32(r, 0)&(1<<4), "vapic=auto left out")
+		require.Equal(t, uint32(3), u32(r, 60), "#GP count")
+		f, err := hyperv.ParseFeatures("vpindex,vapic")
+		require.NoError(t, err)
+		_, err = New(Config{Program: realModeProgram([]byte{0xf4}), HyperV: f, CPUs: 1, Memory: testMemory}, nil)
+		require.ErrorIs(t, err, hyperv.ErrNoKernelAPIC)
+	}
+
+	r = runHyperVGuest(t, "testdata/hypervapic.bin", boot.Long64, "vpindex")
+	require.Equal(t, StopDebugExit, r.res.Reason.Kind, r.res.Reason.String())
+	require.Zero(t, u32(r, 0)&(1<<4))
+	require.Zero(t, u32(r, 4)&(1<<3))
+	require.Equal(t, uint32(3), u32(r, 60), "EOI, ICR and TPR #GP without vapic")
 }

@@ -119,6 +119,9 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	if m.vm, err = m.sys.CreateVM(); err != nil {
 		return nil, fmt.Errorf("create VM: %w", err)
 	}
+	if err := m.hypervForHost(); err != nil {
+		return nil, err
+	}
 	if err := m.setupPlatform(); err != nil {
 		return nil, err
 	}

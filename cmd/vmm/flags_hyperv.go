@@ -20,8 +20,9 @@ func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
 	h := &hypervFlags{}
 	fs.StringVar(&h.list, "hyperv", "", "Hyper-V enlightenments, emulated by vmm: a comma-separated `LIST` of "+
 		"relaxed, vpindex, runtime, time, frequencies, crash, reset, synic, stimer, stimer-direct, tlbflush, ipi, "+
+		"vapic (needs KVM's in-kernel Hyper-V; vapic=auto: only where the host has it), "+
 		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), tsc-page=off (time without the "+
-		"reference TSC page), or the presets all and windows")
+		"reference TSC page), or the presets all and windows (docs/windows.md)")
 	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
 	return h
 }

@@ -87,7 +87,7 @@ func TestReadmeSuite(t *testing.T) {
 	require.Contains(t, names, "debian/cpus=2/hyperv=all")
 	require.Contains(t, names, "grub/cpus=1/memory=big")
 	require.Contains(t, names, "ablation/hyperv=all,vpindex=off")
-	require.Len(t, names, 4+4+13)
+	require.Len(t, names, 4+4+14)
 	for _, c := range s.Cases {
 		if c.Name == "debian/cpus=2/hyperv=none" {
 			require.Equal(t, 4, c.Exit)
@@ -104,7 +104,7 @@ func TestShippedSuites(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
 		t.Setenv(v, p)
 	}
-	for file, n := range map[string]int{"agent.toml": 8, "hyperv-ablation.toml": 13} {
+	for file, n := range map[string]int{"agent.toml": 8, "hyperv-ablation.toml": 14} {
 		s, err := suite.Load(filepath.Join("../../suites", file), runSchema(), checkRunArgs)
 		require.NoError(t, err, file)
 		require.Len(t, s.Cases, n, file)

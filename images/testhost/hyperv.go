@@ -11,7 +11,7 @@ import (
 // vmm's --hyperv all, KVM's own signature hidden (kvm=off) as vmm hides it.
 // In the nested test host QEMU gets them from the outer kernel's KVM.
 const QEMUHyperVCPU = "host,kvm=off,hv-relaxed,hv-vpindex,hv-runtime,hv-time,hv-frequencies,hv-crash,hv-reset," +
-	"hv-synic,hv-stimer,hv-stimer-direct,hv-tlbflush,hv-ipi"
+	"hv-synic,hv-stimer,hv-stimer-direct,hv-tlbflush,hv-ipi,hv-vapic"
 
 // WithHyperV adds the Hyper-V enlightenments to a runner's arguments from
 // Guest.Args: --hyperv all for vmm, QEMUHyperVCPU as QEMU's -cpu.

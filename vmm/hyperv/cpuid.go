@@ -26,6 +26,7 @@ const (
 	privTimeRefCount = 1 << 1
 	privSynIC        = 1 << 2
 	privSynTimers    = 1 << 3
+	privAPICAccess   = 1 << 4 // EOI, ICR, TPR and VP_ASSIST_PAGE MSRs
 	privHypercall    = 1 << 5
 	privVPIndex      = 1 << 6
 	privReset        = 1 << 7
@@ -49,6 +50,7 @@ const (
 // CPUID 0x40000004 EAX: implementation recommendations.
 const (
 	hintRemoteTLBFlush  = 1 << 2
+	hintAPICAccess      = 1 << 3 // use the APIC access MSRs for EOI, ICR, TPR
 	hintRelaxedTiming   = 1 << 5
 	hintDeprecatingAEOI = 1 << 9
 	hintClusterIPI      = 1 << 10
@@ -88,7 +90,11 @@ func (f Features) privileges() (eax, ebx, edx uint32) {
 	set(f.TSCPage(), privRefTSC, &eax)
 	set(f.SynIC, privSynIC, &eax)
 	set(f.STimer, privSynTimers, &eax)
-	set(f.VPIndex, privVPIndex, &eax)
+	// Windows takes the reference TSC page only from a partition that
+	// also has the hypercall (bit 5, always set) and VP index (bit 6)
+	// MSRs, so the TSC page brings the VP index with it.
+	set(f.VPIndex || f.TSCPage(), privVPIndex, &eax)
+	set(f.VAPIC, privAPICAccess, &eax)
 	set(f.Reset, privReset, &eax)
 	set(f.Frequencies, privFrequencies, &eax)
 	set(f.SynIC, privPostMessages|privSignalEvents, &ebx)
@@ -105,6 +111,10 @@ func (f Features) hints() uint32 {
 	if f.Relaxed {
 		h |= hintRelaxedTiming
 	}
+	// QEMU's hv-vapic recommends the MSRs (Linux: "Using enlightened APIC").
+	if f.VAPIC {
+		h |= hintAPICAccess
+	}
 	if f.TLBFlush {
 		h |= hintRemoteTLBFlush | hintExProcessorMask
 	}
@@ -115,7 +125,10 @@ func (f Features) hints() uint32 {
 }
 
 // Leaves returns the Hyper-V CPUID leaves 0x40000000-0x40000006 for a VM of
-// ncpus vCPUs, advertising exactly the enabled switches; nil when off.
+// ncpus vCPUs, advertising exactly the enabled switches; nil when off. The
+// last leaf stays below 0x4000000A: that one describes nested
+// virtualization (eVMCS), which vmm does not offer, and advertising it has
+// broken Windows 11 boots on another VMM.
 func (f Features) Leaves(ncpus int) []kvm.CPUIDEntry {
 	if !f.on {
 		return nil

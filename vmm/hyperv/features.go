@@ -27,7 +27,7 @@ type Features struct {
 	Relaxed      bool // relaxed timing recommended
 	VPIndex      bool // VP_INDEX MSR
 	Runtime      bool // VP_RUNTIME MSR
-	Time         bool // TIME_REF_COUNT and the reference TSC page
+	Time         bool // TIME_REF_COUNT and the reference TSC page (which brings the VP index MSR)
 	Frequencies  bool // TSC and APIC frequency MSRs
 	Crash        bool // crash MSRs P0-P4 and CRASH_CTL
 	Reset        bool // reset MSR
@@ -36,6 +36,12 @@ type Features struct {
 	STimerDirect bool // synthetic timers in direct (APIC vector) mode
 	TLBFlush     bool // remote TLB flush hypercalls
 	IPI          bool // synthetic cluster IPI hypercalls
+	// VAPIC offers the APIC access MSRs (EOI, ICR, TPR) as QEMU's hv-vapic
+	// does; KVM's in-kernel LAPIC serves them (see KernelMSRs), so the host
+	// needs KVM's Hyper-V support. VAPICAuto ("vapic=auto", what the
+	// presets say) offers them only where the host has it (ForHost).
+	VAPIC     bool
+	VAPICAuto bool
 	// NoTSCPage withholds the reference TSC page from Time ("tsc-page=off",
 	// a vmm switch QEMU lacks): the guest then reads time through the
 	// TIME_REF_COUNT MSR (Linux: hyperv_clocksource_msr), so the cost of
@@ -66,24 +72,23 @@ func (f *Features) switches() map[string]*bool {
 		"relaxed": &f.Relaxed, "vpindex": &f.VPIndex, "runtime": &f.Runtime, "time": &f.Time,
 		"frequencies": &f.Frequencies, "crash": &f.Crash, "reset": &f.Reset, "synic": &f.SynIC,
 		"stimer": &f.STimer, "stimer-direct": &f.STimerDirect, "tlbflush": &f.TLBFlush, "ipi": &f.IPI,
-		"kvm-signature": &f.KVMSignature,
+		"vapic": &f.VAPIC, "kvm-signature": &f.KVMSignature,
 	}
 }
 
-// presets expand to switch lists. "all" is every enlightenment vmm emulates;
+// presets expand to switch lists. "all" is every enlightenment vmm offers;
 // "windows" is what QEMU's documentation (docs/system/i386/hyperv.rst) and
-// Proxmox recommend for Windows guests, less hv-vapic, which needs the
-// in-kernel LAPIC's help that userspace cannot give.
+// Proxmox recommend for Windows guests (docs/windows.md says why each).
 var presetNames = []string{"all", "windows"}
 
 func preset(name string) []string {
 	switch name {
 	case "all":
 		return []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "crash", "reset",
-			"synic", "stimer", "stimer-direct", "tlbflush", "ipi"}
+			"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "vapic=auto"}
 	case "windows":
 		return []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "reset",
-			"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "spinlocks=0x1fff"}
+			"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "vapic=auto", "spinlocks=0x1fff"}
 	}
 	return nil
 }
@@ -102,6 +107,12 @@ func ParseFeatures(list string) (Features, error) {
 	for _, item := range strings.Split(list, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
+			continue
+		}
+		// "base" (what String says for no switches): the hypercall
+		// interface alone.
+		if item == "base" {
+			f.on = true
 			continue
 		}
 		if p := preset(item); p != nil {
@@ -147,6 +158,15 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		}
 		f.NoTSCPage = !on
 		return nil
+	case "vapic":
+		f.VAPICAuto = hasVal && val == "auto"
+		if f.VAPICAuto {
+			f.VAPIC = true
+			return nil
+		}
+		if _, err := switchValue(name, val, hasVal); err != nil {
+			return fmt.Errorf("%w: vapic=%q: want on, off or auto", ErrFeatures, val)
+		}
 	case "vendor-id":
 		if !hasVal || val == "" {
 			return fmt.Errorf("%w: vendor-id needs a value (vendor-id=STR)", ErrFeatures)
@@ -163,7 +183,7 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		for k := range sw {
 			known = append(known, k)
 		}
-		known = append(known, "spinlocks=N", "tsc-page=off", "vendor-id=STR")
+		known = append(known, "base", "spinlocks=N", "tsc-page=off", "vapic=auto", "vendor-id=STR")
 		known = append(known, presetNames...)
 		slices.Sort(known)
 		return fmt.Errorf("%w: unknown switch %q (known: %s)", ErrFeatures, item, strings.Join(known, ", "))
@@ -192,6 +212,26 @@ func switchValue(name, val string, hasVal bool) (bool, error) {
 
 // TSCPage reports whether the reference TSC page is offered.
 func (f Features) TSCPage() bool { return f.Time && !f.NoTSCPage }
+
+// ErrNoKernelAPIC marks vapic asked for on a host whose KVM cannot serve
+// the APIC access MSRs.
+var ErrNoKernelAPIC = errors.New("hyperv: vapic needs KVM's in-kernel Hyper-V APIC MSRs (KVM_CAP_HYPERV_VAPIC), " +
+	"which this host lacks; add vapic=off")
+
+// ForHost resolves vapic for a host: kernelAPIC says whether its KVM
+// serves the APIC access MSRs. vapic=auto becomes on or off; a plain vapic
+// on a host without is ErrNoKernelAPIC.
+func (f Features) ForHost(kernelAPIC bool) (Features, error) {
+	switch {
+	case !f.VAPIC || kernelAPIC:
+	case f.VAPICAuto:
+		f.VAPIC = false
+	default:
+		return f, ErrNoKernelAPIC
+	}
+	f.VAPICAuto = false
+	return f, nil
+}
 
 // dependencies lists which switch needs which (those of QEMU), by name.
 func dependencies() [][2]string {
@@ -248,7 +288,7 @@ func (f Features) Switches() []string {
 
 func switchOrder() []string {
 	return []string{"relaxed", "vpindex", "runtime", "time", "frequencies", "crash", "reset",
-		"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "kvm-signature"}
+		"synic", "stimer", "stimer-direct", "tlbflush", "ipi", "vapic", "kvm-signature"}
 }
 
 // String lists the switches that are on, in ParseFeatures syntax.
@@ -257,6 +297,9 @@ func (f Features) String() string {
 		return "off"
 	}
 	out := f.Switches()
+	if f.VAPICAuto {
+		out[slices.Index(out, "vapic")] = "vapic=auto"
+	}
 	if f.Time && f.NoTSCPage {
 		out = append(out, "tsc-page=off")
 	}

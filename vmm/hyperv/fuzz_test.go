@@ -3,6 +3,7 @@ package hyperv
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -63,7 +64,8 @@ func FuzzMSRSequence(f *testing.F) {
 // with ErrFeatures, and what parses satisfies the dependencies.
 func FuzzParseFeatures(f *testing.F) {
 	for _, s := range []string{"all", "windows", "relaxed,vpindex,spinlocks=0x1fff", "vendor-id=KVMKVMKVM", "stimer",
-		"all,ipi=off", ",,", "spinlocks=99999999999", "kvm-signature,vpindex=on"} {
+		"all,ipi=off", ",,", "spinlocks=99999999999", "kvm-signature,vpindex=on", "windows,vapic=off,vapic=auto",
+		"vapic=on,time,tsc-page=off"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, list string) {
@@ -79,6 +81,15 @@ func FuzzParseFeatures(f *testing.F) {
 		}
 		if feat.Enabled() && len(feat.Leaves(2)) != 7 {
 			t.Fatalf("%q: %d leaves", list, len(feat.Leaves(2)))
+		}
+		// Round trip: the same guest-visible result (a tsc-page=off
+		// without time says nothing and is not repeated).
+		if again, err := ParseFeatures(feat.String()); feat.Enabled() && (err != nil || again.String() != feat.String() ||
+			!slices.Equal(again.Leaves(2), feat.Leaves(2)) || !slices.Equal(again.KernelMSRs(), feat.KernelMSRs())) {
+			t.Fatalf("%q: String %q does not round-trip: %+v, %v", list, feat.String(), again, err)
+		}
+		if g, err := feat.ForHost(false); err != nil && !errors.Is(err, ErrNoKernelAPIC) || err == nil && g.VAPIC {
+			t.Fatalf("%q: on a host without in-kernel Hyper-V: %+v, %v", list, g, err)
 		}
 	})
 }

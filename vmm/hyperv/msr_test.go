@@ -218,6 +218,30 @@ func TestVPAssistPage(t *testing.T) {
 	tp.mustWrite(t, 1, MSRVPAssistPage, 0)
 }
 
+// TestAPICAccessMSRsNeverServedHere: with vapic, KVM's LAPIC serves EOI,
+// ICR and TPR (the VMM's MSR filter passes them to KVM); should one reach
+// the partition anyway, or without vapic, the guest gets a #GP, never a
+// write that pretends to reach the APIC. The VP assist page works the same
+// with and without vapic, its apic_assist field left clear.
+func TestAPICAccessMSRsNeverServedHere(t *testing.T) {
+	for _, list := range []string{"relaxed", "windows"} {
+		tp := newTestPartition(t, list, 1)
+		for _, msr := range []uint32{MSREOI, MSRICR, MSRTPR} {
+			require.False(t, tp.WriteMSR(0, msr, 0), "%s: wrmsr %s", list, msrName(msr))
+			_, ok := tp.ReadMSR(0, msr)
+			require.False(t, ok, "%s: rdmsr %s", list, msrName(msr))
+		}
+		tp.mem.b[0x6000] = 1 // a stale apic_assist bit
+		tp.mustWrite(t, 0, MSRVPAssistPage, 0x6001)
+		require.Zero(t, tp.mem.b[0x6000], "%s: apic_assist cleared on enable", list)
+		require.Equal(t, uint64(0x6001), tp.mustRead(t, 0, MSRVPAssistPage))
+		tp.mustWrite(t, 0, MSRVPAssistPage, 0)
+		require.Zero(t, tp.mustRead(t, 0, MSRVPAssistPage))
+	}
+	require.Equal(t, []string{"EOI", "ICR", "TPR", "VP_ASSIST_PAGE"},
+		[]string{msrName(MSREOI), msrName(MSRICR), msrName(MSRTPR), msrName(MSRVPAssistPage)})
+}
+
 // tscHost is a host whose vCPUs' TSCs the test sets (TSCReader).
 type tscHost struct {
 	*fakeHost

@@ -13,6 +13,9 @@ const (
 	MSRReferenceTSC  = 0x40000021
 	MSRTSCFrequency  = 0x40000022
 	MSRAPICFrequency = 0x40000023
+	MSREOI           = 0x40000070
+	MSRICR           = 0x40000071
+	MSRTPR           = 0x40000072
 	MSRVPAssistPage  = 0x40000073
 	MSRSControl      = 0x40000080
 	MSRSVersion      = 0x40000081
@@ -29,11 +32,43 @@ const (
 )
 
 // FilterBase and FilterCount are the MSR range the VMM's MSR filter must
-// deny so that every synthetic MSR access exits to userspace.
+// deny so that synthetic MSR accesses exit to userspace (FilterBitmap).
 const (
 	FilterBase  = 0x40000000
 	FilterCount = 0x200
 )
+
+// KernelMSRs are the synthetic MSRs that KVM itself must serve for f: with
+// vapic, EOI, ICR and TPR. They act on the local APIC, which is KVM's
+// in-kernel one, and userspace has no exact way to do the same: an
+// x2APIC-mode guest's write could be replayed as a KVM_SET_MSRS of the
+// x2APIC register, but an xAPIC-mode guest (Linux under Hyper-V without
+// interrupt remapping) has no such door, and KVM_GET/SET_LAPIC rewrites the
+// whole register page, losing interrupts that other threads raise in
+// between, and skips the EOI broadcast that level-triggered IOAPIC
+// interrupts need. KVM's Hyper-V code (hyperv.c kvm_hv_vapic_msr_write)
+// does exactly the APIC register write for any APIC mode; it takes these
+// MSRs once the guest's CPUID says Hv#1, which ours does, and QEMU's
+// hv-vapic relies on the same code. VP_ASSIST_PAGE stays here: only its
+// apic_assist field concerns the LAPIC, and vmm leaves that clear.
+func (f Features) KernelMSRs() []uint32 {
+	if !f.on || !f.VAPIC {
+		return nil
+	}
+	return []uint32{MSREOI, MSRICR, MSRTPR}
+}
+
+// FilterBitmap is the MSR filter's bitmap over FilterBase..+FilterCount:
+// a clear bit denies the MSR to KVM (the access exits to userspace), a set
+// bit leaves it to KVM (KernelMSRs).
+func (f Features) FilterBitmap() []byte {
+	b := make([]byte, FilterCount/8)
+	for _, m := range f.KernelMSRs() {
+		i := m - FilterBase
+		b[i/8] |= 1 << (i % 8)
+	}
+	return b
+}
 
 // msrName names a synthetic MSR for traces and summaries.
 func msrName(msr uint32) string {
@@ -56,6 +91,12 @@ func msrName(msr uint32) string {
 		return "TSC_FREQUENCY"
 	case MSRAPICFrequency:
 		return "APIC_FREQUENCY"
+	case MSREOI:
+		return "EOI"
+	case MSRICR:
+		return "ICR"
+	case MSRTPR:
+		return "TPR"
 	case MSRVPAssistPage:
 		return "VP_ASSIST_PAGE"
 	case MSRSControl:

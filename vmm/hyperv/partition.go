@@ -218,12 +218,18 @@ func (p *Partition) present(msr uint32) bool {
 		return true
 	case msr == MSRVPAssistPage:
 		// Linux 6.1 enables a VP assist page on every CPU whatever the
-		// hints say; KVM accepts it likewise. vmm advertises none of the
-		// features that use the page (APIC access, eVMCS), so it only
-		// keeps the page's address and clears it.
+		// hints say; KVM accepts it likewise. vmm keeps the page's
+		// address and clears it on enable; it never sets the page's
+		// apic_assist bit (KVM's lazy EOI), so a guest with vapic always
+		// EOIs through the EOI MSR, which TLFS guests must be ready for.
 		return true
+	case msr == MSREOI || msr == MSRICR || msr == MSRTPR:
+		// With vapic these never get here: KVM's LAPIC serves them
+		// (KernelMSRs). Without it they do not exist.
+		return false
 	case msr == MSRVPIndex:
-		return f.VPIndex
+		// The reference TSC page brings the VP index (cpuid.go).
+		return f.VPIndex || f.TSCPage()
 	case msr == MSRReset:
 		return f.Reset
 	case msr == MSRVPRuntime:
