@@ -113,7 +113,11 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("describe the PCI host bridge: %w", err)
 	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables})
+	pm, err := m.directPM()
+	if err != nil {
+		return boot.Entry{}, err
+	}
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables, PM: pm})
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("build ACPI tables: %w", err)
 	}

@@ -72,6 +72,10 @@ type Config struct {
 	// Testdev adds QEMU's test devices (testdev.go).
 	Testdev bool
 
+	// ACPI is direct boot's ACPI flavour: ACPIPC (also when empty) or
+	// ACPIReduced (pm.go). Firmware boot always has the PC one.
+	ACPI string
+
 	// RNG adds a virtio-rng device; VirtioConsole a virtio-console (hvc0)
 	// whose output goes where the UART's does (pci.go).
 	RNG           bool
@@ -162,6 +166,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.validateTestdev(); err != nil {
+		return err
+	}
+	if err := c.validateACPI(); err != nil {
 		return err
 	}
 	return c.validateDevices()

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -236,13 +235,9 @@ func (*firmwareBoot) chipset(m *Machine) error {
 	if err := m.pci.bus.AddAt(piixSlot, isa); err != nil {
 		return fmt.Errorf("PIIX3 ISA bridge: %w", err)
 	}
-	pm, err := piix.NewPM(m.pio, time.Now, func(typ uint8) {
-		if typ == layout.SleepTypeS5 {
-			m.latch.Stop(StopReason{Kind: StopPowerOff, Source: "acpi", Detail: "S5 soft-off (PM1a control)"})
-		}
-	}, m.log)
+	pm, err := m.newPM()
 	if err != nil {
-		return fmt.Errorf("PIIX4 PM: %w", err)
+		return err
 	}
 	if err := m.pci.bus.AddFunction(piixSlot, piixPMFn, pm.Function()); err != nil {
 		return fmt.Errorf("PIIX4 PM: %w", err)

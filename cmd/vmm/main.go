@@ -62,7 +62,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 // runFlags are the flags of `vmm run`.
 type runFlags struct {
 	kernel, initrd, cmdline string
-	firmware                string
+	firmware, acpi          string
 	cpus                    int
 	memory                  string
 	console                 string
@@ -90,6 +90,7 @@ func newRunCmd() *runCmd {
 	fs.StringVar(&f.firmware, "firmware", "", "boot through firmware instead of --kernel: a BIOS image, or seabios for "+vmm.SeaBIOSPath+
 		" (exit code 8 when it finds no bootable device)")
 	fs.StringVar(&f.initrd, "initrd", "", "initial ramdisk (multiboot: the first module)")
+	fs.StringVar(&f.acpi, "acpi", vmm.ACPIPC, "direct boot's ACPI: pc (PM block and timer, FACS, 8259 and PIT, as QEMU's pc) or reduced (hardware-reduced)")
 	fs.StringVar(&f.cmdline, "cmdline", "console=ttyS0", "kernel command line")
 	fs.IntVar(&f.cpus, "cpus", vmm.DefaultCPUs, "number of vCPUs")
 	fs.StringVar(&f.memory, "memory", "512M", "guest RAM: a number of MiB, or with a K, M, G or T suffix")
@@ -134,7 +135,7 @@ func (r *runCmd) prepare(args []string, stderr io.Writer) (vmm.Config, *slog.Log
 		return vmm.Config{}, nil, vmm.ExitUsage
 	}
 	cfg := vmm.Config{
-		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, Firmware: f.firmware,
+		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, Firmware: f.firmware, ACPI: f.acpi,
 		CPUs: f.cpus, Memory: mem, Timeout: f.timeout, DevKVM: f.kvmDevice,
 	}
 	r.devs.apply(&cfg)

@@ -211,3 +211,27 @@ func TestKVMPCITestdev(t *testing.T) {
 	r := runVMM(t, guestPCITestdev(), "--testdev", "--timeout", "20s")
 	require.Equal(t, 2*6+1, r.code, "stderr: %s", r.stderr)
 }
+
+// guestPMTimer reads the ACPI PM timer (PM block 0x600 + 8) twice around a
+// spin and exits 1 when it advanced.
+func guestPMTimer() []byte {
+	return newAsm().
+		emit(0x66, 0xba, 0x08, 0x06, 0xed, 0x89, 0xc3).       // mov dx, 0x608; in eax, dx; mov ebx, eax
+		emit(0xb9).emit(le32(100000)...).                     // mov ecx, 100000
+		label("spin").emit(0xff, 0xc9).j(0x75, "spin").       // dec ecx; jnz spin
+		emit(0xed, 0x29, 0xd8, 0x25).emit(le32(0xffffff)...). // in eax, dx; sub eax, ebx; and eax, 0xffffff
+		emit(0x31, 0xdb, 0x85, 0xc0).j(0x74, "done").         // xor ebx, ebx; test eax, eax; jz done
+		emit(0xff, 0xc3).                                     // inc ebx
+		label("done").
+		emit(0x89, 0xd8, 0xe6, 0xf4, 0xf4). // mov eax, ebx; out 0xf4, al; hlt
+		bytes()
+}
+
+// TestKVMDirectBootPMTimer: direct boot's PC ACPI has the PM block at 0x600
+// with a counting PM timer; --acpi reduced has none (the port is unclaimed).
+func TestKVMDirectBootPMTimer(t *testing.T) {
+	r := runVMM(t, guestPMTimer(), "--timeout", "20s")
+	require.Equal(t, 2*1+1, r.code, "stderr: %s", r.stderr)
+	r = runVMM(t, guestPMTimer(), "--acpi", "reduced", "--timeout", "20s")
+	require.Equal(t, 2*0+1, r.code, "stderr: %s", r.stderr)
+}

@@ -170,6 +170,20 @@ func (p *PM) remap() {
 	}
 }
 
+// Place programs the PM base and enables PM I/O, as firmware does, for a
+// platform with no firmware to do it; it fails if the block could not be
+// placed there.
+func (p *PM) Place(base uint16) error {
+	p.fn.WriteConfig(regPMBase, binary.LittleEndian.AppendUint32(nil, uint32(base)|1))
+	p.fn.WriteConfig(regPMMisc, []byte{pmIOEnable})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.mapped || p.at != base {
+		return fmt.Errorf("piix4-pm: PM block not decoded at %#x", base)
+	}
+	return nil
+}
+
 // Timer is the PM timer's count now.
 func (p *PM) Timer() uint32 {
 	ticks := p.now().Sub(p.start).Nanoseconds()

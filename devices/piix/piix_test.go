@@ -132,3 +132,27 @@ func TestISABridgePIRQ(t *testing.T) {
 		t.Fatalf("PIRQ routes % x", r)
 	}
 }
+
+// TestPlace: Place does what firmware does (PMBA, then PM I/O enable), and
+// fails where the block cannot be decoded.
+func TestPlace(t *testing.T) {
+	ports := &fakePorts{devs: map[uint64]bus.Device{}, busy: 0xb000}
+	p, err := NewPM(ports, time.Now, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Place(0x600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ports.devs[0x600]; !ok {
+		t.Fatalf("PM block not at 0x600: %v", ports.devs)
+	}
+	base := make([]byte, 4)
+	p.Function().ReadConfig(regPMBase, base)
+	if base[0] != 0x01 || base[1] != 0x06 {
+		t.Fatalf("PMBA reads %x", base)
+	}
+	if err := p.Place(0xb000); err == nil {
+		t.Fatal("Place succeeded where the block could not be registered")
+	}
+}
