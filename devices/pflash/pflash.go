@@ -381,3 +381,6 @@ func (c *Chip) setMode(m mode) {
 		c.hook(now)
 	}
 }
+
+// Name is the chip's name, for logs.
+func (c *Chip) Name() string { return c.name }
