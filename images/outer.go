@@ -25,6 +25,9 @@ const (
 	OuterGuestDisk = "/guest/grub.img"
 	// OuterGuestISO is the GRUB ISO (El Torito) the CD-ROM scenario boots.
 	OuterGuestISO = "/guest/grub.iso"
+	// OuterGuestEFIDisk is the GPT disk (EFI system partition, GRUB) the
+	// UEFI scenarios boot through OVMF.
+	OuterGuestEFIDisk = "/guest/grub-efi.img"
 	// OuterSeaBIOS is Debian's SeaBIOS, at the path Debian installs it on
 	// the host too: vmm's --firmware seabios and QEMU's -bios name it.
 	OuterSeaBIOS = "/usr/share/seabios/bios-256k.bin"
@@ -53,6 +56,16 @@ type OuterContent struct {
 	// SeaBIOS carries this host's SeaBIOS as OuterSeaBIOS without a disk:
 	// QEMU's PC machines (q35) boot the kernel directly through it.
 	SeaBIOS bool
+	// EFIDisk, when set, is a GPT disk with an EFI system partition
+	// carried as OuterGuestEFIDisk, with this host's OVMF (OuterOVMF) at
+	// the paths Debian installs it.
+	EFIDisk string
+}
+
+// OuterOVMF are Debian's OVMF files the UEFI scenarios use (vmm's
+// --firmware ovmf names them), carried at the same paths.
+func OuterOVMF() []string {
+	return []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"}
 }
 
 // qemuFirmware are the files of QEMU's data directory that
@@ -101,6 +114,15 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	}
 	if c.FirmwareISO != "" {
 		entries = append(entries, HostFile(OuterGuestISO, 0o644, c.FirmwareISO))
+	}
+	if c.EFIDisk != "" {
+		for _, p := range OuterOVMF() {
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("outer initramfs: OVMF for the UEFI scenarios (install ovmf): %w", err)
+			}
+			entries = append(entries, HostFile(p, 0o644, p))
+		}
+		entries = append(entries, HostFile(OuterGuestEFIDisk, 0o644, c.EFIDisk))
 	}
 	mods, err := ModuleEntries(k, OuterModules()...)
 	if err != nil {

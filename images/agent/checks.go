@@ -45,6 +45,8 @@ func newRegistry() registry {
 		"console":     checkConsole,
 		"acpi":        checkACPI,
 		"acpi-tables": checkACPITables,
+		"efi":         checkEFI,
+		"efi-vars":    checkEFIVars,
 	}
 	for name, c := range hypervChecks() {
 		r[name] = c

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/scenario"
 )
 
@@ -234,9 +235,15 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 			return Machine{}, fmt.Errorf("firmware iso: %w", err)
 		}
 	}
+	efiDisk := ""
+	if needsEFIDisk(s.Scenarios) {
+		if efiDisk, err = images.GrubEFIDisk(ctx, cfg, k, guest, UEFIGuest().Cmdline(), grubdisk.EFIGrub); err != nil {
+			return Machine{}, fmt.Errorf("EFI disk: %w", err)
+		}
+	}
 	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
 		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
-		SeaBIOS: needsSeaBIOS(s.Scenarios),
+		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisk: efiDisk,
 	})
 	if err != nil {
 		return Machine{}, err

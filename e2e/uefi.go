@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vmmdev/vmm/images/grubdisk"
+	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
+)
+
+// The UEFI scenarios boot Debian's OVMF under vmm with 2 vCPUs from the
+// EFI disk (GPT, EFI system partition with GRUB, Debian's kernel and the
+// agent) on virtio-blk: uefi-grub with a fresh copy of the variable store,
+// uefi-vars twice with one store kept in a file (vars=PATH): the agent
+// writes a UEFI variable through efivarfs in the first boot and finds it in
+// the second (checkEFIVarsRuns). Poweroff ends vmm with 0.
+const (
+	uefiGrub = "uefi-grub"
+	uefiVars = "uefi-vars"
+	// uefiVarsStore is the store uefi-vars keeps, in the outer machine.
+	uefiVarsStore = "/guest/uefi-vars.fd"
+)
+
+func uefiScenarios() ([]scenario.Scenario, error) {
+	const timeout = 420 * time.Second
+	var list []scenario.Scenario
+	for _, s := range []struct {
+		name, firmware string
+		repeat         int
+	}{
+		{uefiGrub, "ovmf", 1},
+		{uefiVars, "ovmf,vars=" + uefiVarsStore, 2},
+	} {
+		args, err := testhost.UEFIBootArgs(s.firmware, 2, 256, timeout.String())
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, scenario.Scenario{
+			Name: s.name, Args: args, WantExit: exitPoweroff, WantChecks: testhost.UEFIChecks(),
+			Mark: grubdisk.MenuMarker, Timeout: (timeout + 30*time.Second).String(), Repeat: s.repeat,
+			Stream: s.name == uefiVars,
+		})
+	}
+	return list, nil
+}
+
+// checkEFIVarsRuns checks uefi-vars' console: the efi-vars check wrote the
+// variable in the first boot and found it in the second.
+func checkEFIVarsRuns(console []string) error {
+	var got []string
+	for _, l := range console {
+		if _, rest, ok := strings.Cut(l, "VMM-AGENT: check=efi-vars result=pass detail="); ok {
+			got = append(got, strings.Trim(strings.TrimSpace(rest), `"`))
+		}
+	}
+	if len(got) != 2 || got[0] != "written" || got[1] != "found" {
+		return fmt.Errorf("efi-vars results %q, want [written found]: the second boot must find what the first stored in %s", got, uefiVarsStore)
+	}
+	return nil
+}
