@@ -33,7 +33,7 @@ func uefiScenarios() ([]scenario.Scenario, error) {
 		{uefiGrub, "ovmf", 1},
 		{uefiVars, "ovmf,vars=" + uefiVarsStore, 2},
 	} {
-		args, err := testhost.UEFIBootArgs(s.firmware, 2, 256, timeout.String())
+		args, err := testhost.UEFIBootArgs(s.firmware, 2, 512, timeout.String())
 		if err != nil {
 			return nil, err
 		}
