@@ -19,6 +19,9 @@ import (
 func requireOVMF(t *testing.T) {
 	t.Helper()
 	kvmtest.Require(t)
+	if Probe(kvmtest.Path).Virtualization == VirtPVM {
+		testenv.Skip(t, "OVMF needs hardware virtualization, and this /dev/kvm is PVM: go test -exec <module root>/bin/kvmexec runs it in the nested test host")
+	}
 	for _, p := range []string{OVMFCodePath, OVMFVarsPath} {
 		if _, err := os.Stat(p); err != nil {
 			testenv.Skip(t, "Debian's ovmf package is not installed ("+p+"): scripts/setup.sh installs it")
