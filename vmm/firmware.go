@@ -323,10 +323,7 @@ func (*firmwareBoot) chipset(m *Machine) error {
 		return fmt.Errorf("PIIX3 ISA bridge: %w", err)
 	}
 	pm, err := piix.NewPM(m.pio, time.Now, func(typ uint8) {
-		// SLP_TYP 0 too: OVMF's ResetSystem(EfiResetShutdown) writes it at
-		// its fixed PM base, whatever the DSDT's \_S5 says (QEMU's PIIX4
-		// takes 0 as soft-off as well).
-		if typ == layout.SleepTypeS5 || typ == 0 {
+		if softOff(typ) {
 			m.latch.Stop(StopReason{Kind: StopPowerOff, Source: "acpi", Detail: "S5 soft-off (PM1a control)"})
 		}
 	}, m.log)
@@ -338,6 +335,12 @@ func (*firmwareBoot) chipset(m *Machine) error {
 	}
 	return nil
 }
+
+// softOff says whether entering sleep type typ through PM1 control powers
+// off: the DSDT's \_S5 value, and 0 too, which OVMF's
+// ResetSystem(EfiResetShutdown) writes at its fixed PM base whatever the
+// DSDT says (QEMU's PIIX4 takes 0 as soft-off as well).
+func softOff(typ uint8) bool { return typ == layout.SleepTypeS5 || typ == 0 }
 
 // firmwareLog is where the firmware's debug port output goes: each line to
 // vmm's log, and SeaBIOS's "No bootable device." ends the VM with

@@ -115,3 +115,11 @@ func TestOVMFVarsStore(t *testing.T) {
 	require.Nil(t, e.file)
 	require.Equal(t, tmpl, e.init)
 }
+
+func TestSoftOff(t *testing.T) {
+	require.True(t, softOff(5), "the DSDT's \\_S5")
+	require.True(t, softOff(0), "OVMF's ResetSystem shutdown")
+	for _, typ := range []uint8{1, 2, 3, 4, 6, 7} {
+		require.False(t, softOff(typ), "SLP_TYP %d", typ)
+	}
+}
