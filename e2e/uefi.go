@@ -15,12 +15,16 @@ import (
 // agent) on virtio-blk: uefi-grub with a fresh copy of the variable store,
 // uefi-vars twice with one store kept in a file (vars=PATH): the agent
 // writes a UEFI variable through efivarfs in the first boot and finds it in
-// the second (checkEFIVarsRuns). Poweroff ends vmm with 0.
+// the second (checkEFIVarsRuns). Poweroff ends vmm with 0. uefi-vars-kill
+// is uefi-vars with vmm SIGKILLed the moment the agent reports the variable
+// stored: what OVMF acknowledged must be in the store file all the same.
 const (
-	uefiGrub = "uefi-grub"
-	uefiVars = "uefi-vars"
-	// uefiVarsStore is the store uefi-vars keeps, in the outer machine.
-	uefiVarsStore = "/guest/uefi-vars.fd"
+	uefiGrub     = "uefi-grub"
+	uefiVars     = "uefi-vars"
+	uefiVarsKill = "uefi-vars-kill"
+	// The stores uefi-vars and uefi-vars-kill keep, in the outer machine.
+	uefiVarsStore     = "/guest/uefi-vars.fd"
+	uefiVarsKillStore = "/guest/uefi-vars-kill.fd"
 )
 
 func uefiScenarios() ([]scenario.Scenario, error) {
@@ -29,26 +33,34 @@ func uefiScenarios() ([]scenario.Scenario, error) {
 	for _, s := range []struct {
 		name, firmware string
 		repeat         int
+		kill           bool
 	}{
-		{uefiGrub, "ovmf", 1},
-		{uefiVars, "ovmf,vars=" + uefiVarsStore, 2},
+		{uefiGrub, "ovmf", 1, false},
+		{uefiVars, "ovmf,vars=" + uefiVarsStore, 2, false},
+		{uefiVarsKill, "ovmf,vars=" + uefiVarsKillStore, 2, true},
 	} {
 		args, err := testhost.UEFIBootArgs(s.firmware, 2, 512, timeout.String())
 		if err != nil {
 			return nil, err
 		}
-		list = append(list, scenario.Scenario{
+		sc := scenario.Scenario{
 			Name: s.name, Args: args, WantExit: exitPoweroff, WantChecks: testhost.UEFIChecks(),
 			Mark: grubdisk.MenuMarker, Timeout: (timeout + 30*time.Second).String(), Repeat: s.repeat,
-			Stream: s.name == uefiVars,
-		})
+			Stream: s.repeat > 1,
+		}
+		if s.kill {
+			// efi-vars is the guest's last check: every check has
+			// reported when the mark kills vmm.
+			sc.WantExit, sc.Mark, sc.KillOnMark = scenario.ExitNone, "VMM-AGENT: check=efi-vars result=pass", true
+		}
+		list = append(list, sc)
 	}
 	return list, nil
 }
 
 // checkEFIVarsRuns checks uefi-vars' console: the efi-vars check wrote the
 // variable in the first boot and found it in the second.
-func checkEFIVarsRuns(console []string) error {
+func checkEFIVarsRuns(console []string, store string) error {
 	var got []string
 	for _, l := range console {
 		if _, rest, ok := strings.Cut(l, "VMM-AGENT: check=efi-vars result=pass detail="); ok {
@@ -56,7 +68,7 @@ func checkEFIVarsRuns(console []string) error {
 		}
 	}
 	if len(got) != 2 || got[0] != "written" || got[1] != "found" {
-		return fmt.Errorf("efi-vars results %q, want [written found]: the second boot must find what the first stored in %s", got, uefiVarsStore)
+		return fmt.Errorf("efi-vars results %q, want [written found]: the second boot must find what the first stored in %s", got, store)
 	}
 	return nil
 }
