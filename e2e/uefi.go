@@ -8,23 +8,32 @@ import (
 	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
+	"github.com/vmmdev/vmm/vmm"
 )
 
-// The UEFI scenarios boot Debian's OVMF under vmm with 2 vCPUs from the
-// EFI disk (GPT, EFI system partition with GRUB, Debian's kernel and the
-// agent) on virtio-blk: uefi-grub with a fresh copy of the variable store,
+// The UEFI scenarios boot Debian's OVMF under vmm with 2 vCPUs from an EFI
+// disk (GPT, EFI system partition with GRUB, Debian's kernel and the agent)
+// on virtio-blk: uefi-grub with a fresh copy of the variable store,
 // uefi-vars twice with one store kept in a file (vars=PATH): the agent
 // writes a UEFI variable through efivarfs in the first boot and finds it in
-// the second (checkEFIVarsRuns). Poweroff ends vmm with 0. uefi-vars-kill
-// is uefi-vars with vmm SIGKILLed the moment the agent reports the variable
-// stored: what OVMF acknowledged must be in the store file all the same.
+// the second (checkEFIVarsRuns). uefi-vars-kill is uefi-vars with vmm
+// SIGKILLed the moment the agent reports the variable stored: what OVMF
+// acknowledged must be in the store file all the same. uefi-secure-boot
+// boots Debian's signed shim, GRUB and kernel with Secure Boot on
+// (--firmware ovmf,secure-boot); uefi-unsigned has an unsigned GRUB as
+// BOOTX64.EFI, which OVMF must refuse ("Access Denied"), ending with no
+// bootable device. Poweroff ends vmm with 0.
 const (
-	uefiGrub     = "uefi-grub"
-	uefiVars     = "uefi-vars"
-	uefiVarsKill = "uefi-vars-kill"
+	uefiGrub       = "uefi-grub"
+	uefiVars       = "uefi-vars"
+	uefiVarsKill   = "uefi-vars-kill"
+	uefiSecureBoot = "uefi-secure-boot"
+	uefiUnsigned   = "uefi-unsigned"
 	// The stores uefi-vars and uefi-vars-kill keep, in the outer machine.
 	uefiVarsStore     = "/guest/uefi-vars.fd"
 	uefiVarsKillStore = "/guest/uefi-vars-kill.fd"
+	// uefiRefused is what OVMF prints when Secure Boot refuses an image.
+	uefiRefused = "Access Denied"
 )
 
 func uefiScenarios() ([]scenario.Scenario, error) {
@@ -32,26 +41,33 @@ func uefiScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
 	for _, s := range []struct {
 		name, firmware string
+		boot           grubdisk.EFIBoot
 		repeat         int
 		kill           bool
 	}{
-		{uefiGrub, "ovmf", 1, false},
-		{uefiVars, "ovmf,vars=" + uefiVarsStore, 2, false},
-		{uefiVarsKill, "ovmf,vars=" + uefiVarsKillStore, 2, true},
+		{uefiGrub, "ovmf", grubdisk.EFIGrub, 1, false},
+		{uefiVars, "ovmf,vars=" + uefiVarsStore, grubdisk.EFIGrub, 2, false},
+		{uefiVarsKill, "ovmf,vars=" + uefiVarsKillStore, grubdisk.EFIGrub, 2, true},
+		{uefiSecureBoot, "ovmf,secure-boot", grubdisk.EFIShim, 1, false},
+		{uefiUnsigned, "ovmf,secure-boot", grubdisk.EFIUnsigned, 1, false},
 	} {
-		args, err := testhost.UEFIBootArgs(s.firmware, 2, 512, timeout.String())
+		args, err := testhost.UEFIBootArgs(s.firmware, s.boot, 2, 512, timeout.String())
 		if err != nil {
 			return nil, err
 		}
 		sc := scenario.Scenario{
-			Name: s.name, Args: args, WantExit: exitPoweroff, WantChecks: testhost.UEFIChecks(),
+			Name: s.name, Args: args, WantExit: exitPoweroff, WantChecks: testhost.UEFIChecks(s.boot),
 			Mark: grubdisk.MenuMarker, Timeout: (timeout + 30*time.Second).String(), Repeat: s.repeat,
 			Stream: s.repeat > 1,
 		}
-		if s.kill {
+		switch {
+		case s.kill:
 			// efi-vars is the guest's last check: every check has
 			// reported when the mark kills vmm.
 			sc.WantExit, sc.Mark, sc.KillOnMark = scenario.ExitNone, "VMM-AGENT: check=efi-vars result=pass", true
+		case s.boot == grubdisk.EFIUnsigned:
+			// No agent: OVMF refuses GRUB, then starts its shell.
+			sc.WantExit, sc.WantChecks, sc.Mark, sc.Stream = vmm.ExitNoBoot, nil, "", true
 		}
 		list = append(list, sc)
 	}

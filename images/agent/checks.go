@@ -47,6 +47,7 @@ func newRegistry() registry {
 		"acpi-tables": checkACPITables,
 		"efi":         checkEFI,
 		"efi-vars":    checkEFIVars,
+		"secure-boot": checkSecureBoot,
 	}
 	for name, c := range hypervChecks() {
 		r[name] = c

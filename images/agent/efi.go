@@ -43,6 +43,23 @@ func checkEFI(e *env) (bool, string) {
 	return true, "booted through 64-bit UEFI with runtime services"
 }
 
+// efiSecureBootVar is the global SecureBoot variable (UEFI 2.10, 3.3):
+// one byte, 1 when the firmware enforces Secure Boot.
+const efiSecureBootVar = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+
+// checkSecureBoot: the firmware says Secure Boot is on (so shim, GRUB and
+// the kernel it started were all verified).
+func checkSecureBoot(e *env) (bool, string) {
+	v, err := e.io.readEFIVar(efiSecureBootVar)
+	if err != nil {
+		return false, fmt.Sprintf("read SecureBoot: %v", err)
+	}
+	if len(v) != 5 || v[4] != 1 {
+		return false, fmt.Sprintf("SecureBoot is %x, want attributes and 01", v)
+	}
+	return true, "SecureBoot=1"
+}
+
 // checkEFIVars writes efiTestVar through efivarfs when the store lacks it
 // ("written") and reads it back; a store that has it from an earlier boot
 // gives "found" (the e2e suite boots twice with one store and expects

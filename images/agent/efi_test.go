@@ -51,3 +51,16 @@ func TestCheckEFIVars(t *testing.T) {
 	require.False(t, ok)
 	require.Contains(t, detail, "other")
 }
+
+func TestCheckSecureBoot(t *testing.T) {
+	fio := &fakeIO{efiVars: map[string][]byte{}}
+	e := &env{io: fio}
+	ok, detail := checkSecureBoot(e)
+	require.False(t, ok, detail)
+	fio.efiVars[efiSecureBootVar] = []byte{6, 0, 0, 0, 0}
+	ok, detail = checkSecureBoot(e)
+	require.False(t, ok, detail)
+	fio.efiVars[efiSecureBootVar] = []byte{6, 0, 0, 0, 1}
+	ok, detail = checkSecureBoot(e)
+	require.True(t, ok, detail)
+}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/scenario"
 )
 
@@ -19,31 +20,45 @@ func UEFIGuest() Guest {
 	return g
 }
 
-// UEFIChecks is what UEFIGuest's agent must report.
-func UEFIChecks() map[string]string {
+// UEFISecureGuest is UEFIGuest booted through Debian's signed shim, GRUB
+// and kernel (grubdisk.EFIShim): the agent also finds Secure Boot on.
+func UEFISecureGuest() Guest {
+	g := UEFIGuest()
+	g.Checks = append(g.Checks, "secure-boot")
+	return g
+}
+
+// UEFIGuestFor is the guest the EFI disk that boots through boot carries.
+func UEFIGuestFor(boot grubdisk.EFIBoot) Guest {
+	if boot == grubdisk.EFIShim {
+		return UEFISecureGuest()
+	}
+	return UEFIGuest()
+}
+
+// UEFIChecks is what the agent of the EFI disk that boots through boot
+// must report.
+func UEFIChecks(boot grubdisk.EFIBoot) map[string]string {
 	want := map[string]string{}
-	for _, c := range UEFIGuest().Checks {
+	for _, c := range UEFIGuestFor(boot).Checks {
 		want[c] = scenario.Pass
 	}
 	return want
 }
 
 // UEFIBootArgs returns vmm's arguments for booting UEFIGuest with cpus
-// vCPUs and memMiB of RAM through Debian's OVMF from the EFI disk on
-// virtio-blk (read-only). firmware is the --firmware value: "ovmf", or
-// "ovmf,vars=PATH" to keep the variable store in PATH.
-func UEFIBootArgs(firmware string, cpus, memMiB int, timeout string) ([]string, error) {
+// vCPUs and memMiB of RAM through Debian's OVMF from the EFI disk that
+// boots through boot, on virtio-blk (read-only). firmware is the
+// --firmware value: "ovmf", "ovmf,vars=PATH" to keep the variable store in
+// PATH, "ovmf,secure-boot".
+func UEFIBootArgs(firmware string, boot grubdisk.EFIBoot, cpus, memMiB int, timeout string) ([]string, error) {
 	if cpus < 1 || memMiB < 1 {
 		return nil, fmt.Errorf("%w: UEFI boot with %d CPUs and %d MiB", scenario.ErrInvalid, cpus, memMiB)
 	}
-	args := []string{"run", "--firmware", firmware, "--disk", images.OuterGuestEFIDisk + ",readonly",
+	args := []string{"run", "--firmware", firmware, "--disk", images.OuterEFIDisk(boot) + ",readonly",
 		"--cpus", strconv.Itoa(cpus), "--memory", fmt.Sprintf("%dM", memMiB), "--console", "stdio"}
 	if timeout != "" {
 		args = append(args, "--timeout", timeout)
 	}
 	return args, nil
 }
-
-// needsEFIDisk reports whether a scenario boots the EFI disk, which the
-// outer initramfs then carries with OVMF.
-func needsEFIDisk(list []scenario.Scenario) bool { return usesPath(list, images.OuterGuestEFIDisk) }
