@@ -138,7 +138,7 @@ func consoleWants(name string) []string {
 	case "hyperv-panic":
 		return []string{"from hyperv: guest crash (Hyper-V crash MSRs) P0="}
 	case uefiUnsigned:
-		return []string{uefiRefused, `"EFI Internal Shell"`}
+		return []string{uefiRefused}
 	}
 	return nil
 }
