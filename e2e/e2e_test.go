@@ -16,6 +16,7 @@ import (
 	"github.com/vmmdev/vmm/images"
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
+	"github.com/vmmdev/vmm/vmm"
 )
 
 func TestScenariosValid(t *testing.T) {
@@ -33,11 +34,17 @@ func TestScenariosValid(t *testing.T) {
 		} else {
 			require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
 		}
+		if s.Name == uefiUnsigned {
+			require.Empty(t, s.WantChecks, "%s boots no agent", s.Name)
+			continue
+		}
 		require.Equal(t, scenario.Pass, s.WantChecks["boot"], s.Name)
 	}
 	require.Equal(t, map[string]int{"boot-1cpu": 0, "platform-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5, "reboot-acpi": 5, "disk-net": 0, "disk-nvme": 0, "disk-ahci": 0,
 		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "expect-summary": 0, "fail-panic": 6,
-		"firmware-grub": 0, "firmware-ahci": 0, "firmware-nvme": 0, "firmware-cdrom": 0, "durable": scenario.ExitNone}, names)
+		"firmware-grub": 0, "firmware-ahci": 0, "firmware-nvme": 0, "firmware-cdrom": 0, "durable": scenario.ExitNone,
+		"uefi-grub": 0, "uefi-vars": 0, "uefi-vars-kill": scenario.ExitNone,
+		"uefi-secure-boot": 0, "uefi-unsigned": vmm.ExitNoBoot}, names)
 }
 
 func TestSelectScenarios(t *testing.T) {
@@ -145,6 +152,13 @@ func TestE2E(t *testing.T) {
 	if ran(hypervSMP) {
 		if err := checkSMPReport(out.Console[hypervSMP]); err != nil {
 			t.Errorf("%s report: %v", hypervSMP, err)
+		}
+	}
+	for name, store := range map[string]string{uefiVars: uefiVarsStore, uefiVarsKill: uefiVarsKillStore} {
+		if ran(name) {
+			if err := checkEFIVarsRuns(out.Console[name], store); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
 		}
 	}
 	if ran(rebootACPI) {

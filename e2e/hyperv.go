@@ -143,8 +143,11 @@ const enlightenedAPIC = "Using enlightened APIC"
 // consoleWants are lines a scenario's streamed output must contain: the
 // panic must end vmm through the crash MSRs, with P0-P4 in its stop reason.
 func consoleWants(name string) []string {
-	if name == "hyperv-panic" {
+	switch name {
+	case "hyperv-panic":
 		return []string{"from hyperv: guest crash (Hyper-V crash MSRs) P0="}
+	case uefiUnsigned:
+		return []string{uefiRefused}
 	}
 	return nil
 }

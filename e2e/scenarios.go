@@ -99,6 +99,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, fw...)
+	uefi, err := uefiScenarios()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, uefi...)
 	hv, err := hypervScenarios()
 	if err != nil {
 		return nil, err

@@ -44,6 +44,8 @@ func GuestModules() []string {
 		"ahci", "sd_mod", "sr_mod",
 		// The CD-ROM check mounts an ISO 9660 image.
 		"isofs",
+		// The efi-vars check reads and writes UEFI variables.
+		"efivarfs",
 	}
 }
 

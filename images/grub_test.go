@@ -27,13 +27,8 @@ import (
 // in the gap, and the ext2 filesystem's files (listed and read back with
 // debugfs, an independent reader). Booting it is the e2e scenario's job.
 func TestGrubDiskStructure(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	tools, err := images.GrubTools(ctx, images.Config{})
-	if errors.Is(err, images.ErrNoMke2fs) || errors.Is(err, images.ErrNoGrubPackage) {
-		testenv.Skip(t, "grub disk: %v", err)
-	}
-	require.NoError(t, err)
+	ctx, in := grubInputs(t)
+	tools, dir, kernel, initrd, kernelData, initrdData := in.tools, in.dir, in.kernel, in.initrd, in.kernelData, in.initrdData
 	debugfs, err := exec.LookPath("debugfs")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/debugfs"); serr != nil {
@@ -42,11 +37,6 @@ func TestGrubDiskStructure(t *testing.T) {
 		debugfs = "/usr/sbin/debugfs"
 	}
 
-	dir := t.TempDir()
-	kernel, initrd := filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd")
-	kernelData, initrdData := pattern(3<<20+17), pattern(1<<20+5)
-	require.NoError(t, os.WriteFile(kernel, kernelData, 0o644))
-	require.NoError(t, os.WriteFile(initrd, initrdData, 0o644))
 	const cmdline = "console=ttyS0 panic=-1 vmm.checks=boot"
 	disk := filepath.Join(dir, "disk.img")
 	start := time.Now()
@@ -92,6 +82,31 @@ func TestGrubDiskStructure(t *testing.T) {
 	got, err := exec.Command(debugfs, "-R", "cat /boot/grub/grub.cfg", fs).Output()
 	require.NoError(t, err)
 	require.Equal(t, string(wantCfg), string(got))
+}
+
+// grubTestInputs are GrubTools and stand-in kernel and initrd files in dir.
+type grubTestInputs struct {
+	tools                  grubdisk.Tools
+	dir, kernel, initrd    string
+	kernelData, initrdData []byte
+}
+
+// grubInputs gets GRUB's packages (downloaded once into build/images/grub)
+// and writes stand-in kernel and initrd files whose blocks all differ.
+func grubInputs(t *testing.T) (context.Context, grubTestInputs) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	tools, err := images.GrubTools(ctx, images.Config{})
+	if errors.Is(err, images.ErrNoMke2fs) || errors.Is(err, images.ErrNoGrubPackage) {
+		testenv.Skip(t, "grub disk: %v", err)
+	}
+	require.NoError(t, err)
+	dir := t.TempDir()
+	in := grubTestInputs{tools: tools, dir: dir, kernel: filepath.Join(dir, "vmlinuz"), initrd: filepath.Join(dir, "initrd"),
+		kernelData: pattern(3<<20 + 17), initrdData: pattern(1<<20 + 5)}
+	require.NoError(t, os.WriteFile(in.kernel, in.kernelData, 0o644))
+	require.NoError(t, os.WriteFile(in.initrd, in.initrdData, 0o644))
+	return ctx, in
 }
 
 // pattern is n bytes that differ from block to block, so a misplaced block

@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"fmt"
+	"github.com/vmmdev/vmm/images/grubdisk"
 	"os"
 	"path"
 	"path/filepath"
@@ -53,6 +54,20 @@ type OuterContent struct {
 	// SeaBIOS carries this host's SeaBIOS as OuterSeaBIOS without a disk:
 	// QEMU's PC machines (q35) boot the kernel directly through it.
 	SeaBIOS bool
+	// EFIDisks are GPT disks with an EFI system partition, each carried
+	// as OuterEFIDisk(boot), with this host's OVMF (OuterOVMF) at the paths
+	// Debian installs it.
+	EFIDisks map[grubdisk.EFIBoot]string
+}
+
+// OuterEFIDisk is where the outer initramfs carries the EFI disk that
+// boots through boot (GrubEFIDisk): the UEFI scenarios boot it with OVMF.
+func OuterEFIDisk(boot grubdisk.EFIBoot) string { return "/guest/grub-efi-" + boot.String() + ".img" }
+
+// OuterOVMF are Debian's OVMF files the UEFI scenarios use (vmm's
+// --firmware ovmf names them), carried at the same paths.
+func OuterOVMF() []string {
+	return []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"}
 }
 
 // qemuFirmware are the files of QEMU's data directory that
@@ -101,6 +116,19 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	}
 	if c.FirmwareISO != "" {
 		entries = append(entries, HostFile(OuterGuestISO, 0o644, c.FirmwareISO))
+	}
+	if len(c.EFIDisks) > 0 {
+		for _, p := range OuterOVMF() {
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("outer initramfs: OVMF for the UEFI scenarios (install ovmf): %w", err)
+			}
+			entries = append(entries, HostFile(p, 0o644, p))
+		}
+		for _, boot := range []grubdisk.EFIBoot{grubdisk.EFIGrub, grubdisk.EFIShim, grubdisk.EFIUnsigned} {
+			if d := c.EFIDisks[boot]; d != "" {
+				entries = append(entries, HostFile(OuterEFIDisk(boot), 0o644, d))
+			}
+		}
 	}
 	mods, err := ModuleEntries(k, OuterModules()...)
 	if err != nil {

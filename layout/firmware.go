@@ -7,6 +7,14 @@ const (
 	// PortPMBase is where the firmware places the PIIX4 PM block (SeaBIOS
 	// always moves it to 0x600, as QEMU's own ACPI tables assume).
 	PortPMBase = 0x600
+	// PortPMBaseOVMF is where OVMF places it on an i440FX (PlatformPei
+	// writes PMBA itself, and its ResetSystem shuts down through
+	// PortPMBaseOVMF+4 whatever the ACPI tables say).
+	PortPMBaseOVMF = 0xb000
+	// PortResetControl is the PIIX3's reset control register (in the
+	// configuration ports' range): bit 2 resets, bit 1 makes it a hard
+	// reset; OVMF's ResetSystem writes 0x06 there.
+	PortResetControl = 0xcf9
 	// PortSystemControlA is the PS/2 "port A": A20 gate and fast reset.
 	PortSystemControlA = 0x92
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,6 +49,7 @@ func TestKVMAHCIOnPCI(t *testing.T) {
 	bo := string(m.bootOrder())
 	require.Contains(t, bo, "/pci@i0cf8/pci8086,2922@2/drive@0/disk@0\n")
 	require.Contains(t, bo, "/pci@i0cf8/pci8086,2922@2/drive@1/disk@0\n")
+	require.True(t, strings.HasSuffix(bo, "\nHALT\n\x00"), "NUL-terminated for OVMF: %q", bo)
 
 	_, err = New(cfg, nil)
 	require.ErrorIs(t, err, ErrInvalidConfig, "the AHCI image is locked too")

@@ -31,6 +31,9 @@ type bootPath interface {
 	// fromReset says vCPU 0 starts in KVM's reset state (CS F000, base
 	// FFFF0000, IP FFF0): where firmware begins.
 	fromReset() bool
+	// watchConsole adds the path's patterns to a console device's output
+	// watch (firmware messages that end the VM).
+	watchConsole(w *consoleWatch, m *Machine)
 	// close releases what the path holds (after the VM is gone).
 	close()
 }
@@ -94,6 +97,8 @@ func (*directBoot) chipset(*Machine) error { return nil }
 func (*directBoot) fromReset() bool { return false }
 
 func (*directBoot) close() {}
+
+func (*directBoot) watchConsole(*consoleWatch, *Machine) {}
 
 // resetStub is the real-mode code at the reset vector: pulse the reset line
 // through the keyboard controller, as a PC BIOS's reboot does.

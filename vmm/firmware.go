@@ -16,6 +16,7 @@ import (
 	"github.com/vmmdev/vmm/devices/debugcon"
 	"github.com/vmmdev/vmm/devices/fwcfg"
 	"github.com/vmmdev/vmm/devices/nvme"
+	"github.com/vmmdev/vmm/devices/pflash"
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/porta"
 	"github.com/vmmdev/vmm/devices/rom"
@@ -30,13 +31,15 @@ import (
 // since only it has the NVMe driver (Debian's 128 KiB bios.bin lacks it).
 const SeaBIOSPath = "/usr/share/seabios/bios-256k.bin"
 
-// FirmwarePath resolves the --firmware argument: "seabios" is Debian's
-// SeaBIOS, anything else a path.
+// FirmwarePath resolves the --firmware argument to the image it names:
+// "seabios" is Debian's SeaBIOS, "ovmf[,...]" OVMF's code, anything else a
+// path.
 func FirmwarePath(arg string) string {
-	if arg == "seabios" {
-		return SeaBIOSPath
+	s, err := ParseFirmware(arg)
+	if err != nil {
+		return OVMFCodePath
 	}
-	return arg
+	return s.Path
 }
 
 // Firmware images are whole 64 KiB blocks, from 64 KiB (the BIOS segment)
@@ -54,33 +57,71 @@ const (
 	slotHighRAM = 2 // RAM from 1 MiB to the hole
 	slotROM     = 3 // the image below 4 GiB
 	slotShadow  = 4 // the first of shadow.Segments
+	// slotVars is OVMF's variable store, below the code in slotROM.
+	slotVars = slotShadow + shadow.Segments
 )
 
 // firmwareBoot starts the guest at the reset vector of a firmware image
 // mapped read-only below 4 GiB and aliased below 1 MiB, with the PAM-driven
 // shadow RAM, fw_cfg and the firmware's debug port.
+//
+// OVMF's code is such an image too, but as CFI flash (devices/pflash): in
+// read-array mode each chip is a read-only slot, and a command write
+// unmaps it until the chip is back in read-array mode (QEMU's ROM-device
+// mode); the variable store is a second, writable chip directly below.
 type firmwareBoot struct {
+	spec  FirmwareSpec
 	path  string
 	image []byte // read in New, before KVM is touched
 	rom   []byte // read-only host mapping of the image, from mapMemory
+
+	vars      *ovmfVars // OVMF: the variable store
+	varsMem   []byte    // its host mapping, from mapMemory
+	code, nv  *pflash.Chip
+	flashBase uint64 // where the variable store starts (OVMF)
 }
 
-// readFirmware reads and checks the --firmware image.
+// readFirmware reads and checks the --firmware image (and OVMF's variable
+// store).
 func readFirmware(cfg Config) (*firmwareBoot, error) {
-	path := FirmwarePath(cfg.Firmware)
+	spec, err := ParseFirmware(cfg.Firmware)
+	if err != nil {
+		return nil, err
+	}
+	path := spec.Path
 	img, err := readFile("--firmware", path, layout.FirmwareMaxSize)
 	if err != nil {
 		return nil, err
 	}
+	f := &firmwareBoot{spec: spec, path: path, image: img}
+	if spec.OVMF {
+		if err := checkFlashSize(path, int64(len(img))); err != nil {
+			return nil, err
+		}
+		if f.vars, err = openVars(spec); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
 	if len(img) < firmwareAlign || len(img)%firmwareAlign != 0 {
 		return nil, invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, len(img))
 	}
-	return &firmwareBoot{path: path, image: img}, nil
+	return f, nil
 }
 
 // validateFirmware checks the --firmware image's size (it is read in New).
 func (c *Config) validateFirmware() error {
-	path := FirmwarePath(c.Firmware)
+	spec, err := ParseFirmware(c.Firmware)
+	if err != nil {
+		return err
+	}
+	if c.Memory < 2<<20 {
+		return invalid("--memory: firmware needs at least 2 MiB of RAM")
+	}
+	if spec.OVMF {
+		return validateOVMF(spec)
+	}
+	path := spec.Path
 	size, err := checkFile("--firmware", path, layout.FirmwareMaxSize)
 	if err != nil {
 		if c.Firmware == "seabios" {
@@ -90,9 +131,6 @@ func (c *Config) validateFirmware() error {
 	}
 	if size < firmwareAlign || size%firmwareAlign != 0 {
 		return invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, size)
-	}
-	if c.Memory < 2<<20 {
-		return invalid("--memory: firmware needs at least 2 MiB of RAM")
 	}
 	return nil
 }
@@ -158,7 +196,46 @@ func (f *firmwareBoot) mapMemory(m *Machine) error {
 	if err := slots.MapSlot(slotROM, layout.FirmwareTop-uint64(len(rom)), rom, true); err != nil {
 		return err
 	}
+	if f.vars != nil {
+		return f.mapVars(m)
+	}
 	return nil
+}
+
+// mapVars maps OVMF's variable store directly below the code (OVMF is
+// linked as one flash device, store first) and makes both flash chips.
+func (f *firmwareBoot) mapVars(m *Machine) error {
+	mem, err := unix.Mmap(-1, 0, len(f.vars.init), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("map the OVMF variable store: %w", err)
+	}
+	copy(mem, f.vars.init)
+	f.varsMem, f.vars.init = mem, nil
+	codeBase := layout.FirmwareTop - uint64(len(f.rom))
+	f.flashBase = codeBase - uint64(len(mem))
+	if f.code, err = pflash.New("ovmf-code", f.rom, nil, m.log); err != nil {
+		return err
+	}
+	if f.nv, err = pflash.New("ovmf-vars", mem, f.vars.store(), m.log); err != nil {
+		return err
+	}
+	slots := kvmSlots{m.vm}
+	for _, c := range []struct {
+		chip *pflash.Chip
+		slot uint32
+		base uint64
+	}{{f.code, slotROM, codeBase}, {f.nv, slotVars, f.flashBase}} {
+		c.chip.SetModeHook(func(readArray bool) {
+			host := []byte(nil)
+			if readArray {
+				host = c.chip.Data()
+			}
+			if err := slots.MapSlot(c.slot, c.base, host, true); err != nil {
+				m.log.Warn("pflash: remap", "err", err)
+			}
+		})
+	}
+	return slots.MapSlot(slotVars, f.flashBase, mem, true)
 }
 
 // readOnlyCopy puts img in a fresh mapping that is then made read-only.
@@ -189,7 +266,16 @@ func (f *firmwareBoot) load(m *Machine) (boot.Entry, error) {
 	if err := m.mmio.Register(shadow.AreaBase, shadow.AreaSize, sh.Area(), "legacy-vga+shadow"); err != nil {
 		return boot.Entry{}, fmt.Errorf("register the BIOS area: %w", err)
 	}
-	if err := m.mmio.Register(layout.FirmwareTop-uint64(len(f.rom)), uint64(len(f.rom)), rom.ROM{}, "firmware-rom"); err != nil {
+	if f.code != nil {
+		for _, c := range []struct {
+			chip *pflash.Chip
+			base uint64
+		}{{f.nv, f.flashBase}, {f.code, f.flashBase + uint64(f.nv.Size())}} {
+			if err := m.mmio.Register(c.base, uint64(c.chip.Size()), c.chip, "pflash-"+c.chip.Name()); err != nil {
+				return boot.Entry{}, fmt.Errorf("register OVMF flash: %w", err)
+			}
+		}
+	} else if err := m.mmio.Register(layout.FirmwareTop-uint64(len(f.rom)), uint64(len(f.rom)), rom.ROM{}, "firmware-rom"); err != nil {
 		return boot.Entry{}, fmt.Errorf("register the firmware ROM: %w", err)
 	}
 	if err := m.pci.bus.HostBridge().AddRegisters(shadow.PAMRegister, make([]byte, shadow.PAMRegisters),
@@ -206,7 +292,7 @@ func (f *firmwareBoot) load(m *Machine) (boot.Entry, error) {
 	}), "port-a"); err != nil {
 		return boot.Entry{}, fmt.Errorf("register system control port A: %w", err)
 	}
-	cfg, err := m.firmwareConfig()
+	cfg, err := m.firmwareConfig(f.pmBase())
 	if err != nil {
 		return boot.Entry{}, err
 	}
@@ -299,7 +385,7 @@ const (
 // firmwareConfig is the platform's fw_cfg (platformFWCfg) with firmware
 // mode's PC ACPI tables and what only firmware reads: boot order, boot menu,
 // console.
-func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
+func (m *Machine) firmwareConfig(pmBase uint16) (*fwcfg.Device, error) {
 	pciDevs, mcfg, err := acpi.PCIHostDevices(firmwarePCIHost())
 	if err != nil {
 		return nil, fmt.Errorf("describe the PCI host bridge: %w", err)
@@ -308,7 +394,7 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 	// leaves the 8259 programmed and the PIT ticking, and only an OS that
 	// knows there is a PIC masks it.
 	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: []acpi.SDT{mcfg},
-		PM: &acpi.PMBlock{Base: layout.PortPMBase}})
+		PM: &acpi.PMBlock{Base: pmBase}})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}
@@ -370,7 +456,19 @@ func (m *Machine) bootOrder() []byte {
 			}
 		}
 	}
-	return append(out, "HALT\n"...)
+	// NUL-terminated: OVMF rejects the whole file without it, SeaBIOS
+	// reads up to it.
+	return append(out, "HALT\n\x00"...)
+}
+
+// pmBase is where the firmware puts the PIIX4 PM block (it writes PMBA
+// itself; the PM function follows), which the FADT must name: OVMF uses
+// 0xb000 (PlatformPei), SeaBIOS 0x600.
+func (f *firmwareBoot) pmBase() uint16 {
+	if f.spec.OVMF {
+		return layout.PortPMBaseOVMF
+	}
+	return layout.PortPMBase
 }
 
 // firmwarePCIHost is the host bridge as the ACPI tables describe it in
@@ -384,11 +482,15 @@ func firmwarePCIHost() acpi.PCIHost {
 	return h
 }
 
-// close unmaps the image.
+// close unmaps the image and the variable store and closes its file.
 func (f *firmwareBoot) close() {
-	if f.rom == nil {
-		return
+	for _, b := range []*[]byte{&f.rom, &f.varsMem} {
+		if *b != nil {
+			_ = unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(*b)), uintptr(len(*b)))
+			*b = nil
+		}
 	}
-	_ = unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(f.rom)), uintptr(len(f.rom)))
-	f.rom = nil
+	if f.vars != nil {
+		f.vars.close()
+	}
 }

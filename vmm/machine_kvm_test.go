@@ -86,6 +86,27 @@ func TestKVMRealModeI8042Reset(t *testing.T) {
 	require.Equal(t, ExitReset, r.res.Reason.ExitCode())
 }
 
+// TestKVMResetControlResets: the PIIX3 reset control register (0xCF9), as
+// OVMF's ResetSystem and Linux's reboot=pci write it; a dword write to 0xCF8
+// (the PCI address register) does not reset.
+func TestKVMResetControlResets(t *testing.T) {
+	code := []byte{
+		0x66, 0xb8, 0x00, 0x06, 0x00, 0x80, // mov eax, 0x80000600
+		0xba, 0xf8, 0x0c, // mov dx, 0xcf8
+		0x66, 0xef, // out dx, eax (address register: no reset)
+		0xb0, 0x02, // mov al, 0x02 (system reset bit alone: no reset)
+		0x42,       // inc dx (0xcf9)
+		0xee,       // out dx, al
+		0xb0, 0x06, // mov al, 0x06
+		0xee,       // out dx, al
+		0xeb, 0xfe, // jmp $
+	}
+	r := runGuest(t, Config{Program: realModeProgram(code)})
+	require.Equal(t, StopReset, r.res.Reason.Kind, r.res.Reason.String())
+	require.Equal(t, "port 0xcf9", r.res.Reason.Source)
+	require.Equal(t, ExitReset, r.res.Reason.ExitCode())
+}
+
 // TestKVMResetVectorResets: a guest that jumps to the reset vector (what Linux's
 // BIOS reboot does) finds a stub there that resets the machine.
 func TestKVMResetVectorResets(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/vmmdev/vmm/devices/pci"
+	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/testdev"
 	"github.com/vmmdev/vmm/devices/virtio"
 	"github.com/vmmdev/vmm/devices/virtio/console"
@@ -53,7 +54,12 @@ func (m *Machine) setupPCI() error {
 		return fmt.Errorf("PCI bus: %w", err)
 	}
 	m.pci = &pciPlatform{bus: b, nextBAR: layout.PCIMMIOBase, nextIO: layout.PCIIOBase}
-	if err := m.pio.Register(layout.PortPCIConfig, pci.ConfigPortsSize, b.ConfigPorts(), "pci-config"); err != nil {
+	ports := b.ConfigPorts()
+	// 0xCF9 resets, as on any PC (OVMF's ResetSystem, Linux's reboot=pci).
+	ports.SetPort1(piix.NewResetControl(func() {
+		m.latch.Stop(StopReason{Kind: StopReset, Source: "port 0xcf9", Detail: "reset control register"})
+	}))
+	if err := m.pio.Register(layout.PortPCIConfig, pci.ConfigPortsSize, ports, "pci-config"); err != nil {
 		return fmt.Errorf("register PCI configuration ports: %w", err)
 	}
 	if err := m.mmio.Register(layout.PCIECAMBase, layout.PCIECAMSize, b.ECAM(), "pci-ecam"); err != nil {
@@ -178,6 +184,7 @@ func (m *Machine) closePCI() {
 func (m *Machine) consoleWriter() io.Writer {
 	out := newConsoleWatch(countingWriter{m, m.cfg.ConsoleOut})
 	out.On("Kernel panic - not syncing", m.consolePanic)
+	m.boot.watchConsole(out, m)
 	return out
 }
 

@@ -20,11 +20,17 @@ const (
 	ACPIReduced = "reduced"
 )
 
-// newPM is the PIIX4 PM function, its PM1 control ending the VM on the
-// DSDT's soft-off sleep type.
+// softOff says whether entering sleep type typ through PM1 control powers
+// off: the DSDT's \_S5 value, and 0 too, which OVMF's
+// ResetSystem(EfiResetShutdown) writes at its fixed PM base whatever the
+// DSDT says (QEMU's PIIX4 takes 0 as soft-off as well).
+func softOff(typ uint8) bool { return typ == layout.SleepTypeS5 || typ == 0 }
+
+// newPM is the PIIX4 PM function, its PM1 control ending the VM on a
+// soft-off sleep type.
 func (m *Machine) newPM() (*piix.PM, error) {
 	pm, err := piix.NewPM(m.pio, time.Now, func(typ uint8) {
-		if typ == layout.SleepTypeS5 {
+		if softOff(typ) {
 			m.latch.Stop(StopReason{Kind: StopPowerOff, Source: "acpi", Detail: "S5 soft-off (PM1a control)"})
 		}
 	}, m.log)

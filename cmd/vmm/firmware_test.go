@@ -46,6 +46,45 @@ func TestKVMFirmwareNoBootExitCode(t *testing.T) {
 	require.Contains(t, stdout.String(), "SeaBIOS (version")
 }
 
+// TestKVMFirmwareOVMFNoBootExitCode runs Debian's OVMF with no disk in a
+// child vmm under the default seccomp filter (flash commands remap slots and
+// each variable write is pwritten and fdatasynced while the guest runs)
+// with a persistent store: exit code 8 with OVMF's line in the report, and
+// the store, created from the template, holds what OVMF wrote and keeps
+// its size.
+func TestKVMFirmwareOVMFNoBootExitCode(t *testing.T) {
+	kvmtest.Require(t)
+	if vmm.Probe(kvmtest.Path).Virtualization == vmm.VirtPVM {
+		testenv.Skip(t, "OVMF needs hardware virtualization, and this /dev/kvm is PVM: go test -exec <module root>/bin/kvmexec runs it in the nested test host")
+	}
+	tmpl, err := os.ReadFile(vmm.OVMFVarsPath)
+	if err != nil {
+		testenv.Skip(t, "Debian's ovmf package is not installed: scripts/setup.sh installs it")
+	}
+	dir := t.TempDir()
+	report, vars := filepath.Join(dir, "report.json"), filepath.Join(dir, "vars.fd")
+	cmd := vmmCommand("run", "--firmware", "ovmf,vars="+vars, "--memory", "256M", "--console", "stdio",
+		"--timeout", "6m", "--report", report)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	_ = cmd.Run()
+	require.Equal(t, vmm.ExitNoBoot, cmd.ProcessState.ExitCode(), "stderr: %s\nconsole: %q", stderr.String(), stdout.String())
+	data, err := os.ReadFile(report)
+	require.NoError(t, err)
+	var r vmm.Report
+	require.NoError(t, json.Unmarshal(data, &r))
+	require.Equal(t, "no-boot", r.Stop.Reason)
+	require.Equal(t, "ovmf console", r.ExitSource)
+	require.Contains(t, r.Stop.Detail, `"EFI Internal Shell"`)
+	got, err := os.ReadFile(vars)
+	require.NoError(t, err)
+	require.Len(t, got, len(tmpl))
+	require.NotEqual(t, tmpl, got, "OVMF's variable writes reached the store")
+	after, err := os.ReadFile(vmm.OVMFVarsPath)
+	require.NoError(t, err)
+	require.Equal(t, tmpl, after, "the template is unchanged")
+}
+
 // TestKVMFirmwareGrubDisk runs `vmm run --firmware seabios` with a GRUB disk
 // built from Debian's grub-pc-bin: SeaBIOS boots it from virtio-blk and
 // GRUB reaches its menu and starts loading Linux (vmm stops there through

@@ -87,8 +87,10 @@ func newRunCmd() *runCmd {
 	r := &runCmd{fs: fs}
 	f := &r.f
 	fs.StringVar(&f.kernel, "kernel", "", "guest kernel: bzImage, PVH ELF (vmlinux) or multiboot ELF (required unless --firmware)")
-	fs.StringVar(&f.firmware, "firmware", "", "boot through firmware instead of --kernel: a BIOS image, or seabios for "+vmm.SeaBIOSPath+
-		" (exit code 8 when it finds no bootable device)")
+	fs.StringVar(&f.firmware, "firmware", "", "boot through firmware instead of --kernel: a BIOS image, seabios for "+vmm.SeaBIOSPath+
+		", or ovmf[,vars=PATH][,secure-boot] for Debian's UEFI "+vmm.OVMFCodePath+" with a fresh copy of the variable store, "+
+		"or PATH as the store kept across runs (created from the template), secure-boot: Microsoft's keys enrolled "+
+		"(exit code 8 when it finds no bootable device)")
 	fs.StringVar(&f.initrd, "initrd", "", "initial ramdisk (multiboot: the first module)")
 	fs.StringVar(&f.acpi, "acpi", vmm.ACPIPC, "direct boot's ACPI: pc (PM block and timer, FACS, 8259 and PIT, as QEMU's pc) or reduced (hardware-reduced)")
 	fs.StringVar(&f.cmdline, "cmdline", "console=ttyS0", "kernel command line")

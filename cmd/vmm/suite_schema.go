@@ -40,6 +40,16 @@ func runSchema() suite.Schema {
 				if v == "seabios" {
 					return v
 				}
+				if v == "ovmf" || strings.HasPrefix(v, "ovmf,") {
+					// The store named by vars= is relative to the suite.
+					opts := strings.Split(v, ",")
+					for i, o := range opts {
+						if p, ok := strings.CutPrefix(o, "vars="); ok && p != "" {
+							opts[i] = "vars=" + relPath(dir, p)
+						}
+					}
+					return strings.Join(opts, ",")
+				}
 				return relPath(dir, v)
 			}
 		case "disk":

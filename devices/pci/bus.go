@@ -128,7 +128,19 @@ func (b *Bus) WriteConfig(busNum, dev, fn, reg uint64, data []byte) {
 type ConfigPorts struct {
 	bus  *Bus
 	addr atomic.Uint32
+	// port1 takes one-byte accesses to 0xCF9 (the PIIX3's reset control
+	// register shares the address register's dword), if set.
+	port1 portDevice
 }
+
+// portDevice is a register block on the port bus (devices/bus.Device).
+type portDevice interface {
+	Read(off uint64, data []byte)
+	Write(off uint64, data []byte)
+}
+
+// SetPort1 routes one-byte accesses at 0xCF9 to d (before the guest runs).
+func (c *ConfigPorts) SetPort1(d portDevice) { c.port1 = d }
 
 // ConfigPorts returns the bus's port-I/O configuration mechanism.
 func (b *Bus) ConfigPorts() *ConfigPorts { return &ConfigPorts{bus: b} }
@@ -136,6 +148,8 @@ func (b *Bus) ConfigPorts() *ConfigPorts { return &ConfigPorts{bus: b} }
 // Read implements bus.Device.
 func (c *ConfigPorts) Read(off uint64, data []byte) {
 	switch {
+	case off == 1 && len(data) == 1 && c.port1 != nil:
+		c.port1.Read(0, data)
 	case off == 0 && len(data) == 4:
 		binary.LittleEndian.PutUint32(data, c.addr.Load())
 	case off >= 4 && off < 8 && off+uint64(len(data)) <= 8:
@@ -154,6 +168,8 @@ func (c *ConfigPorts) Read(off uint64, data []byte) {
 // so Linux's byte-wide probe for mechanism #2 at 0xCFB leaves it alone.
 func (c *ConfigPorts) Write(off uint64, data []byte) {
 	switch {
+	case off == 1 && len(data) == 1 && c.port1 != nil:
+		c.port1.Write(0, data)
 	case off == 0 && len(data) == 4:
 		c.addr.Store(binary.LittleEndian.Uint32(data) & 0x80fffffc)
 	case off >= 4 && off < 8 && off+uint64(len(data)) <= 8:

@@ -88,6 +88,30 @@ func TestConfigPorts(t *testing.T) {
 	assert.Equal(t, uint32(0xffffffff), binary.LittleEndian.Uint32(d))
 }
 
+// regByte is a one-byte register recording writes.
+type regByte struct{ v byte }
+
+func (r *regByte) Read(_ uint64, d []byte)  { d[0] = r.v }
+func (r *regByte) Write(_ uint64, d []byte) { r.v = d[0] }
+
+func TestConfigPortsPort1(t *testing.T) {
+	b, _ := newTestBus(t)
+	p := b.ConfigPorts()
+	rcr := &regByte{}
+	p.SetPort1(rcr)
+	p.Write(0, binary.LittleEndian.AppendUint32(nil, 0x80000000))
+	p.Write(1, []byte{0x06})
+	assert.Equal(t, byte(0x06), rcr.v, "byte write to 0xCF9")
+	d := make([]byte, 4)
+	p.Read(0, d)
+	assert.Equal(t, uint32(0x80000000), binary.LittleEndian.Uint32(d), "address register untouched")
+	p.Read(1, d[:1])
+	assert.Equal(t, byte(0x06), d[0])
+	// The dword write still sets the address, not the register.
+	p.Write(0, binary.LittleEndian.AppendUint32(nil, 0x80000100))
+	assert.Equal(t, byte(0x06), rcr.v)
+}
+
 func TestECAM(t *testing.T) {
 	b, _ := newTestBus(t)
 	e := b.ECAM()

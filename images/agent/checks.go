@@ -45,6 +45,9 @@ func newRegistry() registry {
 		"console":     checkConsole,
 		"acpi":        checkACPI,
 		"acpi-tables": checkACPITables,
+		"efi":         checkEFI,
+		"efi-vars":    checkEFIVars,
+		"secure-boot": checkSecureBoot,
 	}
 	for name, c := range hypervChecks() {
 		r[name] = c

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -31,6 +33,7 @@ type fakeIO struct {
 	netAddr  netip.Prefix
 	corrupt  bool // the peer flips a byte of the download
 	mounted  string
+	efiVars  map[string][]byte // nil: no efivarfs
 }
 
 type roFile struct{ *os.File }
@@ -294,6 +297,25 @@ func TestCheckIOBenchNVMeAHCI(t *testing.T) {
 }
 
 func (f *fakeIO) onCPU(_ int, fn func() error) error { return fn() }
+
+func (f *fakeIO) readEFIVar(name string) ([]byte, error) {
+	if f.efiVars == nil {
+		return nil, errors.New("mount efivarfs: no such device")
+	}
+	v, ok := f.efiVars[name]
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	return v, nil
+}
+
+func (f *fakeIO) writeEFIVar(name string, v []byte) error {
+	if f.efiVars == nil {
+		return errors.New("mount efivarfs: no such device")
+	}
+	f.efiVars[name] = bytes.Clone(v)
+	return nil
+}
 
 func TestCheckDiskNVMe(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.disk_nvme=vmm-nv:4:5")

@@ -23,4 +23,9 @@ type guestIO interface {
 	dial(ctx context.Context, addr string) (net.Conn, error)
 	// onCPU runs fn on a thread bound to CPU cpu.
 	onCPU(cpu int, fn func() error) error
+	// readEFIVar reads an EFI variable's efivarfs file (attributes and
+	// data; fs.ErrNotExist when the store lacks it), writeEFIVar creates
+	// one; both mount efivarfs first if needed.
+	readEFIVar(name string) ([]byte, error)
+	writeEFIVar(name string, attrsAndData []byte) error
 }

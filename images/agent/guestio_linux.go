@@ -205,3 +205,36 @@ func (linuxIO) onCPU(cpu int, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// mountEFIVars mounts efivarfs at efiVarsDir (the kernel made the
+// directory when it found EFI runtime services).
+func mountEFIVars() error {
+	err := unix.Mount("efivarfs", efiVarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("mount efivarfs on %s: %w", efiVarsDir, err)
+	}
+	return nil
+}
+
+func (linuxIO) readEFIVar(name string) ([]byte, error) {
+	if err := mountEFIVars(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(efiVarsDir, name))
+}
+
+// writeEFIVar creates the variable in one write, as efivarfs requires.
+func (linuxIO) writeEFIVar(name string, attrsAndData []byte) error {
+	if err := mountEFIVars(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(efiVarsDir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(attrsAndData); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -16,8 +16,13 @@ import (
 type Tools struct {
 	// Mkimage is grub-mkimage (Debian's grub-common); ModDir its i386-pc
 	// module directory with boot.img (Debian's grub-pc-bin,
-	// /usr/lib/grub/i386-pc).
-	Mkimage, ModDir string
+	// /usr/lib/grub/i386-pc), EFIModDir its x86_64-efi one (Debian's
+	// grub-efi-amd64-bin, /usr/lib/grub/x86_64-efi).
+	Mkimage, ModDir, EFIModDir string
+	// SignedGrub is Debian's grubx64.efi signed by Debian
+	// (grub-efi-amd64-signed), Shim Debian's shimx64.efi signed by
+	// Microsoft (shim-signed): the Secure Boot chain BuildEFI lays out.
+	SignedGrub, Shim string
 	// Mke2fs is mke2fs from e2fsprogs (1.43+ for -d).
 	Mke2fs string
 }
@@ -34,16 +39,17 @@ type Spec struct {
 // signature is the MBR disk signature: fixed, so equal inputs give equal disks.
 const signature = 0x216d6d76 // "vmm!" on disk
 
-// coreImage builds GRUB's core image of format (grub-mkimage -O) into work,
-// with the early configuration, prefix and modules given; it returns the
-// image's path. The disk and the ISO differ only in these.
-func coreImage(ctx context.Context, t Tools, work, format, prefix string, modules []string) (string, error) {
+// coreImage builds GRUB's core image of format (grub-mkimage -O) from the
+// modules in modDir into work, with the early configuration, prefix and
+// modules given; it returns the image's path. The BIOS disk, the ISO and
+// the EFI disk differ only in these.
+func coreImage(ctx context.Context, t Tools, modDir, work, format, prefix string, modules []string) (string, error) {
 	early := filepath.Join(work, "early.cfg")
 	if err := os.WriteFile(early, EarlyConfig(), 0o644); err != nil {
 		return "", fmt.Errorf("grubdisk: %w", err)
 	}
 	core := filepath.Join(work, format+".img")
-	args := append([]string{"-O", format, "-d", t.ModDir, "-o", core, "-c", early, "-p", prefix}, modules...)
+	args := append([]string{"-O", format, "-d", modDir, "-o", core, "-c", early, "-p", prefix}, modules...)
 	if err := run(ctx, t.Mkimage, nil, args...); err != nil {
 		return "", err
 	}
@@ -62,7 +68,7 @@ func Build(ctx context.Context, t Tools, s Spec, out string) error {
 	}
 	defer os.RemoveAll(work)
 
-	coreFile, err := coreImage(ctx, t, work, "i386-pc", Prefix, Modules())
+	coreFile, err := coreImage(ctx, t, t.ModDir, work, "i386-pc", Prefix, Modules())
 	if err != nil {
 		return err
 	}

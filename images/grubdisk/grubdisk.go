@@ -6,7 +6,9 @@
 // with /boot/vmlinuz, /boot/initrd.img and /boot/grub/grub.cfg.
 //
 // The layout and patching are pure functions; Build runs the two external
-// tools (grub-mkimage from Debian's grub-common, mke2fs).
+// tools (grub-mkimage from Debian's grub-common, mke2fs). BuildISO lays out
+// the same boot as an El Torito CD, BuildEFI as a GPT disk with an EFI
+// system partition for UEFI firmware, with or without Secure Boot.
 package grubdisk
 
 import (

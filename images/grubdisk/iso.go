@@ -48,23 +48,19 @@ func BuildISO(ctx context.Context, t Tools, s Spec, out string) error {
 	}
 	defer os.RemoveAll(work)
 
-	coreFile, err := coreImage(ctx, t, work, "i386-pc-eltorito", "/boot/grub", ISOModules())
+	coreFile, err := coreImage(ctx, t, t.ModDir, work, "i386-pc-eltorito", "/boot/grub", ISOModules())
 	if err != nil {
 		return err
 	}
-	files := []struct{ dst, src string }{
-		{ISOBootImage, coreFile},
-		{"/boot/vmlinuz", s.Kernel},
-		{"/boot/initrd.img", s.Initrd},
+	entries, err := readFiles(map[string]string{
+		ISOBootImage:       coreFile,
+		"/boot/vmlinuz":    s.Kernel,
+		"/boot/initrd.img": s.Initrd,
+	})
+	if err != nil {
+		return err
 	}
-	entries := map[string][]byte{"/boot/grub/grub.cfg": grubCfg}
-	for _, f := range files {
-		b, err := os.ReadFile(f.src)
-		if err != nil {
-			return fmt.Errorf("grubdisk: %w", err)
-		}
-		entries[f.dst] = b
-	}
+	entries["/boot/grub/grub.cfg"] = grubCfg
 	boot := &iso9660.ElToritoEntry{Platform: iso9660.BIOS, Emulation: iso9660.NoEmulation,
 		BootFile: ISOBootImage, BootTable: true}
 	boot.SetLoadSize(4)
@@ -88,24 +84,9 @@ func WriteISO(out, workspace, volume string, files map[string][]byte, et *iso966
 		f.Close()
 		return fmt.Errorf("iso %s: %w", out, err)
 	}
-	for name, data := range files {
-		if err := fsys.Mkdir(filepath.Dir(name)); err != nil {
-			f.Close()
-			return fmt.Errorf("iso %s: mkdir %s: %w", out, filepath.Dir(name), err)
-		}
-		w, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("iso %s: %s: %w", out, name, err)
-		}
-		_, err = w.Write(data)
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("iso %s: %s: %w", out, name, err)
-		}
+	if err := writeFiles(fsys, files); err != nil {
+		f.Close()
+		return fmt.Errorf("iso %s: %w", out, err)
 	}
 	if err := fsys.Finalize(iso9660.FinalizeOptions{RockRidge: true, VolumeIdentifier: volume, ElTorito: et}); err != nil {
 		f.Close()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/scenario"
 )
 
@@ -234,9 +235,18 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 			return Machine{}, fmt.Errorf("firmware iso: %w", err)
 		}
 	}
+	efiDisks := map[grubdisk.EFIBoot]string{}
+	for _, boot := range []grubdisk.EFIBoot{grubdisk.EFIGrub, grubdisk.EFIShim, grubdisk.EFIUnsigned} {
+		if !usesPath(s.Scenarios, images.OuterEFIDisk(boot)) {
+			continue
+		}
+		if efiDisks[boot], err = images.GrubEFIDisk(ctx, cfg, k, guest, UEFIGuestFor(boot).Cmdline(), boot); err != nil {
+			return Machine{}, fmt.Errorf("EFI disk (%v): %w", boot, err)
+		}
+	}
 	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
 		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
-		SeaBIOS: needsSeaBIOS(s.Scenarios),
+		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisks: efiDisks,
 	})
 	if err != nil {
 		return Machine{}, err

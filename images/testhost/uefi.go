@@ -1,0 +1,64 @@
+package testhost
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/grubdisk"
+	"github.com/vmmdev/vmm/images/scenario"
+)
+
+// UEFIGuest is the guest the UEFI scenarios boot: OVMF starts GRUB from the
+// EFI disk's system partition, GRUB boots Debian's kernel and the agent
+// from it. On top of FirmwareGuest's checks the agent finds
+// /sys/firmware/efi and keeps a UEFI variable (efi-vars: "written" into a
+// store that lacks it, "found" in one that has it from an earlier boot).
+func UEFIGuest() Guest {
+	g := FirmwareGuest()
+	g.Checks = append(g.Checks, "efi", "efi-vars")
+	return g
+}
+
+// UEFISecureGuest is UEFIGuest booted through Debian's signed shim, GRUB
+// and kernel (grubdisk.EFIShim): the agent also finds Secure Boot on.
+func UEFISecureGuest() Guest {
+	g := UEFIGuest()
+	g.Checks = append(g.Checks, "secure-boot")
+	return g
+}
+
+// UEFIGuestFor is the guest the EFI disk that boots through boot carries.
+func UEFIGuestFor(boot grubdisk.EFIBoot) Guest {
+	if boot == grubdisk.EFIShim {
+		return UEFISecureGuest()
+	}
+	return UEFIGuest()
+}
+
+// UEFIChecks is what the agent of the EFI disk that boots through boot
+// must report.
+func UEFIChecks(boot grubdisk.EFIBoot) map[string]string {
+	want := map[string]string{}
+	for _, c := range UEFIGuestFor(boot).Checks {
+		want[c] = scenario.Pass
+	}
+	return want
+}
+
+// UEFIBootArgs returns vmm's arguments for booting UEFIGuest with cpus
+// vCPUs and memMiB of RAM through Debian's OVMF from the EFI disk that
+// boots through boot, on virtio-blk (read-only). firmware is the
+// --firmware value: "ovmf", "ovmf,vars=PATH" to keep the variable store in
+// PATH, "ovmf,secure-boot".
+func UEFIBootArgs(firmware string, boot grubdisk.EFIBoot, cpus, memMiB int, timeout string) ([]string, error) {
+	if cpus < 1 || memMiB < 1 {
+		return nil, fmt.Errorf("%w: UEFI boot with %d CPUs and %d MiB", scenario.ErrInvalid, cpus, memMiB)
+	}
+	args := []string{"run", "--firmware", firmware, "--disk", images.OuterEFIDisk(boot) + ",readonly",
+		"--cpus", strconv.Itoa(cpus), "--memory", fmt.Sprintf("%dM", memMiB), "--console", "stdio"}
+	if timeout != "" {
+		args = append(args, "--timeout", timeout)
+	}
+	return args, nil
+}
