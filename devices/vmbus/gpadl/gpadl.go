@@ -27,7 +27,7 @@ const (
 	// byte_offset.
 	HeaderFixed = 28
 	// BodyFixed is the size of GPADL_BODY before its PFNs.
-	BodyFixed = 16
+	BodyFixed  = 16
 	rangeFixed = 8 // gpa_range {byte_count, byte_offset}
 )
 
