@@ -124,24 +124,25 @@ func (t *Table) Header(msg []byte) (id, relid uint32, g *GPADL, err error) {
 	return id, relid, g, err
 }
 
-// Body processes a GPADL_BODY message. It returns the id it names and the
-// GPADL when this message completed it; an error drops the pending GPADL.
-func (t *Table) Body(msg []byte) (id uint32, g *GPADL, err error) {
+// Body processes a GPADL_BODY message. It returns the id it names, the
+// relid of that GPADL's header, and the GPADL when this message completed
+// it; an error drops the pending GPADL.
+func (t *Table) Body(msg []byte) (id, relid uint32, g *GPADL, err error) {
 	if len(msg) < BodyFixed {
-		return 0, nil, fmt.Errorf("%w: body of %d bytes", ErrInvalid, len(msg))
+		return 0, 0, nil, fmt.Errorf("%w: body of %d bytes", ErrInvalid, len(msg))
 	}
 	id = binary.LittleEndian.Uint32(msg[12:])
-	g = t.pending[id]
-	if g == nil {
-		return id, nil, fmt.Errorf("%w: body for id %#x", ErrUnknown, id)
+	p := t.pending[id]
+	if p == nil {
+		return id, 0, nil, fmt.Errorf("%w: body for id %#x", ErrUnknown, id)
 	}
 	pfns := msg[BodyFixed:]
-	if len(pfns)%8 != 0 || len(pfns)/8 > cap(g.PFNs)-len(g.PFNs) {
-		t.drop(g)
-		return id, nil, fmt.Errorf("%w: body with %d bytes of PFNs, %d PFNs missing", ErrInvalid, len(pfns), cap(g.PFNs)-len(g.PFNs))
+	if len(pfns)%8 != 0 || len(pfns)/8 > cap(p.PFNs)-len(p.PFNs) {
+		t.drop(p)
+		return id, p.Relid, nil, fmt.Errorf("%w: body with %d bytes of PFNs, %d PFNs missing", ErrInvalid, len(pfns), cap(p.PFNs)-len(p.PFNs))
 	}
-	g, err = t.add(g, pfns)
-	return id, g, err
+	g, err = t.add(p, pfns)
+	return id, p.Relid, g, err
 }
 
 // add appends PFNs and completes the GPADL when they are all there.

@@ -57,7 +57,8 @@ func TestAssembleHeaderAndBodies(t *testing.T) {
 	bodies := 0
 	for left := 4096 - 26; left > 0; {
 		n := min(left, 28)
-		id, g, err = tb.Body(body(0xe1e10, next, n))
+		id, relid, g, err = tb.Body(body(0xe1e10, next, n))
+		require.Equal(t, uint32(5), relid)
 		require.NoError(t, err)
 		require.Equal(t, uint32(0xe1e10), id)
 		next += uint64(n)
@@ -125,15 +126,15 @@ func TestBodyErrors(t *testing.T) {
 	tb := New(ram, DefaultLimits)
 	_, _, _, err := tb.Header(header(1, 3, 30, 26, 0))
 	require.NoError(t, err)
-	_, _, err = tb.Body(body(4, 26, 4))
+	_, _, _, err = tb.Body(body(4, 26, 4))
 	require.ErrorIs(t, err, ErrUnknown)
-	_, _, err = tb.Body(make([]byte, BodyFixed-1))
+	_, _, _, err = tb.Body(make([]byte, BodyFixed-1))
 	require.ErrorIs(t, err, ErrInvalid)
-	_, _, err = tb.Body(body(3, 26, 5))
+	_, _, _, err = tb.Body(body(3, 26, 5))
 	require.ErrorIs(t, err, ErrInvalid, "one PFN too many")
 	require.Zero(t, tb.Len(), "the pending GPADL is gone")
 	require.Zero(t, tb.Pages())
-	_, _, err = tb.Body(body(3, 26, 4))
+	_, _, _, err = tb.Body(body(3, 26, 4))
 	require.ErrorIs(t, err, ErrUnknown)
 
 	// A pending GPADL can be torn down too.
