@@ -66,8 +66,12 @@ type Channel struct {
 
 // ChannelStats counts a channel's traffic.
 type ChannelStats struct {
-	PacketsIn, PacketsOut, BytesIn, BytesOut uint64
-	SignalsIn, SignalsOut                    uint64
+	PacketsIn  uint64 `json:"packets_in"`
+	PacketsOut uint64 `json:"packets_out"`
+	BytesIn    uint64 `json:"bytes_in"`
+	BytesOut   uint64 `json:"bytes_out"`
+	SignalsIn  uint64 `json:"signals_in"`
+	SignalsOut uint64 `json:"signals_out"`
 }
 
 // Logger is the part of slog.Logger the bus uses.

@@ -2,20 +2,23 @@ package vmbus
 
 // ChannelInfo describes one channel for the report.
 type ChannelInfo struct {
-	Relid           uint32
-	Class, Instance string
-	Open, Rescinded bool
-	Opens           uint64
-	Stats           ChannelStats
+	Relid     uint32       `json:"relid"`
+	Class     string       `json:"class"`
+	Instance  string       `json:"instance"`
+	Open      bool         `json:"open"`
+	Rescinded bool         `json:"rescinded"`
+	Opens     uint64       `json:"opens"`
+	Stats     ChannelStats `json:"stats"`
 }
 
 // Stats is a snapshot of the bus for traces and the report.
 type Stats struct {
-	Connected bool
+	Connected bool `json:"connected"`
 	// Version is the negotiated protocol version, "5.3" etc. ("" none).
-	Version string
+	Version string `json:"version"`
 	// MessagesIn and MessagesOut count control messages by type name.
-	MessagesIn, MessagesOut map[string]uint64
+	MessagesIn  map[string]uint64 `json:"messages_in"`
+	MessagesOut map[string]uint64 `json:"messages_out"`
 	// Dropped counts malformed, unknown or untimely guest messages; Busy
 	// the posts answered HV_STATUS_INSUFFICIENT_BUFFERS; Refused the
 	// versions refused.

@@ -33,8 +33,8 @@ type HeartbeatStatus struct {
 	Status
 	// Beats counts the guest's correct answers; LastBeat is when the
 	// last one arrived (zero: none).
-	Beats    uint64
-	LastBeat time.Time
+	Beats    uint64    `json:"beats"`
+	LastBeat time.Time `json:"last_beat"`
 }
 
 // NewHeartbeat returns the heartbeat device. now is the clock (nil:

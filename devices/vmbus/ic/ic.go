@@ -79,12 +79,14 @@ const (
 
 // Status is what every service reports.
 type Status struct {
-	State State
+	State State `json:"state"`
 	// Framework and Version are the negotiated versions ("3.0").
-	Framework, Version string
+	Framework string `json:"framework,omitempty"`
+	Version   string `json:"version,omitempty"`
 	// Opens counts channel opens; Ignored the guest answers ignored
 	// (short, unknown transaction, or not asked for).
-	Opens, Ignored uint64
+	Opens   uint64 `json:"opens"`
+	Ignored uint64 `json:"ignored"`
 }
 
 // service is the part a concrete IC supplies to the framework.

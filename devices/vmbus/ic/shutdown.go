@@ -40,7 +40,9 @@ type ShutdownStatus struct {
 	Status
 	// Requested: a request was sent on this open; Answered: the guest
 	// answered it; Accepted: with success.
-	Requested, Answered, Accepted bool
+	Requested bool `json:"requested"`
+	Answered  bool `json:"answered"`
+	Accepted  bool `json:"accepted"`
 }
 
 // NewShutdown returns the shutdown device. onAnswer (may be nil) is called
