@@ -44,6 +44,9 @@ func GuestModules() []string {
 		"ahci", "sd_mod", "sr_mod",
 		// The CD-ROM check mounts an ISO 9660 image.
 		"isofs",
+		// VMBus (--vmbus) and its integration services; outside Hyper-V
+		// with VMBus, hv_vmbus's init says ENODEV and the agent skips it.
+		"hv_vmbus", "hv_utils",
 	}
 }
 
