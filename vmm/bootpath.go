@@ -113,7 +113,7 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("describe the PCI host bridge: %w", err)
 	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables})
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: m.acpiDevices(pciDevs), Extra: pciTables})
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("build ACPI tables: %w", err)
 	}

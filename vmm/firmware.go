@@ -312,7 +312,7 @@ func (m *Machine) firmwareConfig() (*fwcfg.Device, error) {
 	// A PC FADT (PM block, FACS), not a hardware-reduced one: SeaBIOS
 	// leaves the 8259 programmed and the PIT ticking, and only an OS that
 	// knows there is a PIC masks it.
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: []acpi.SDT{mcfg},
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: m.acpiDevices(pciDevs), Extra: []acpi.SDT{mcfg},
 		PM: &acpi.PMBlock{Base: layout.PortPMBase}})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
