@@ -29,6 +29,7 @@ const (
 	TypeNegotiate = 0
 	TypeHeartbeat = 1
 	TypeShutdown  = 3
+	TypeTimeSync  = 4
 )
 
 // Header layout and flags.
@@ -100,6 +101,8 @@ type service struct {
 	answer func(status uint32, body []byte)
 	// reset clears per-open state; called with mu held.
 	reset func()
+	// ready runs once the versions are agreed; called with mu held.
+	ready func()
 }
 
 // framework runs the IC protocol on one channel for one service.
@@ -255,6 +258,9 @@ func (f *framework) answerLocked(p ring.Packet) {
 		return
 	}
 	f.fw, f.ver, f.state = fw, ver, StateReady
+	if f.svc.ready != nil {
+		f.svc.ready()
+	}
 }
 
 func contains(vs []uint32, v uint32) bool {

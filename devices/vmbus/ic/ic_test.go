@@ -228,3 +228,57 @@ func TestHostileAnswers(t *testing.T) {
 	require.Equal(t, uint64(3), s.Ignored)
 	require.Equal(t, StateFailed, s.State, "a cut-short negotiate answer agrees on nothing")
 }
+
+func TestTimeSync(t *testing.T) {
+	host := time.Date(2026, 12, 7, 5, 0, 0, 123456700, time.UTC)
+	ref := uint64(5_000_000)
+	ts := NewTimeSync(func() time.Time { return host }, func() uint64 { return ref })
+	r, offers := newRig(t, ts)
+	require.Equal(t, [16]byte(TimeSyncClass), offers[0].Class)
+	c, _, err := r.g.Open(offers[0], 4, 4, 0)
+	require.NoError(t, err)
+	var got []time.Time
+	var refs []uint64
+	g := &guestIC{c: c, fw: linuxFW, srv: []uint32{Version(4, 0), Version(3, 0), Version(1, 0)},
+		handle: func(typ uint16, msg []byte) {
+			require.Equal(t, uint16(TypeTimeSync), typ)
+			require.GreaterOrEqual(t, len(msg), HeaderSize+timeSyncRefBody)
+			b := msg[HeaderSize:]
+			parent := binary.LittleEndian.Uint64(b)
+			// hv_util.c: Unix time = (parenttime - WLTIMEDELTA) * 100 ns.
+			got = append(got, time.Unix(0, int64(parent-116444736000000000)*100).UTC())
+			refs = append(refs, binary.LittleEndian.Uint64(b[8:]))
+			require.Equal(t, byte(TimeSyncFlagSync), b[16])
+		}}
+	g.poll(t) // NEGOTIATE; its answer makes the host send SYNC at once
+	require.Equal(t, "4.0", ts.Status().Version)
+	require.True(t, c.Interrupted())
+	g.poll(t)
+	require.Equal(t, []time.Time{host}, got)
+	require.Equal(t, []uint64{ref}, refs)
+	require.Equal(t, TimeSyncStatus{Status: ts.Status().Status, Sent: 1, Answered: 1}, ts.Status())
+
+	host, ref = host.Add(time.Minute), ref+600_000_000
+	require.NoError(t, ts.Sync())
+	g.poll(t)
+	require.Equal(t, host, got[1])
+	require.Equal(t, ref, refs[1])
+}
+
+func TestTimeSyncV3(t *testing.T) {
+	host := time.Unix(1_800_000_000, 0)
+	ts := NewTimeSync(func() time.Time { return host }, func() uint64 { return 0 })
+	r, offers := newRig(t, ts)
+	c, _, err := r.g.Open(offers[0], 4, 4, 0)
+	require.NoError(t, err)
+	require.ErrorIs(t, ts.Sync(), ErrNotReady)
+	var flags []byte
+	g := &guestIC{c: c, fw: linuxFW, srv: []uint32{Version(3, 0)}, handle: func(_ uint16, msg []byte) {
+		require.GreaterOrEqual(t, len(msg), HeaderSize+timeSyncBody)
+		require.Equal(t, uint64(host.UnixNano()/100+116444736000000000), binary.LittleEndian.Uint64(msg[HeaderSize:]))
+		flags = append(flags, msg[HeaderSize+24])
+	}}
+	g.poll(t)
+	g.poll(t)
+	require.Equal(t, []byte{TimeSyncFlagSync}, flags)
+}
