@@ -235,12 +235,17 @@ type vmbusReport struct {
 			Shutdown struct {
 				State string `json:"state"`
 			} `json:"shutdown"`
+			TimeSync struct {
+				State    string `json:"state"`
+				Answered uint64 `json:"answered"`
+			} `json:"timesync"`
 		} `json:"vmbus"`
 	} `json:"hyperv"`
 }
 
 // checkVMBusReport checks that the guest connected at 5.3 (Linux 6.1's
-// first choice) and negotiated both services over open channels.
+// first choice), negotiated the three services over open channels and took
+// the host's time.
 func checkVMBusReport(console []string) error {
 	reps, err := scenario.ParseReports[vmbusReport](console)
 	if err != nil {
@@ -259,11 +264,15 @@ func checkVMBusReport(console []string) error {
 			problems = append(problems, "channel "+c.Class+" not open")
 		}
 	}
-	if len(v.Bus.Channels) != 2 {
-		problems = append(problems, fmt.Sprintf("%d channels, want 2", len(v.Bus.Channels)))
+	if len(v.Bus.Channels) != 3 {
+		problems = append(problems, fmt.Sprintf("%d channels, want 3", len(v.Bus.Channels)))
 	}
-	if v.Heartbeat.State != "ready" || v.Shutdown.State != "ready" {
-		problems = append(problems, fmt.Sprintf("heartbeat %s, shutdown %s, want ready", v.Heartbeat.State, v.Shutdown.State))
+	if v.Heartbeat.State != "ready" || v.Shutdown.State != "ready" || v.TimeSync.State != "ready" {
+		problems = append(problems, fmt.Sprintf("heartbeat %s, shutdown %s, timesync %s, want ready",
+			v.Heartbeat.State, v.Shutdown.State, v.TimeSync.State))
+	}
+	if v.TimeSync.Answered == 0 {
+		problems = append(problems, "the guest never answered a time sync")
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))

@@ -80,8 +80,9 @@ func TestCheckVMBusReport(t *testing.T) {
 	good := `{"exit_code": 0, "hyperv": {"features": "all", "vmbus": {
 	  "bus": {"connected": true, "version": "5.3", "channels": [
 	    {"class": "57164f39-9115-4e78-ab55-382f3bd5422d", "open": true},
-	    {"class": "0e0b6031-5213-4934-818b-38d90ced39db", "open": true}]},
-	  "heartbeat": {"state": "ready"}, "shutdown": {"state": "ready"}}}}`
+	    {"class": "0e0b6031-5213-4934-818b-38d90ced39db", "open": true},
+	    {"class": "9527e630-d0ae-497b-adce-e80ab0175caf", "open": true}]},
+	  "heartbeat": {"state": "ready"}, "shutdown": {"state": "ready"}, "timesync": {"state": "ready", "answered": 1}}}}`
 	console := func(doc string) []string {
 		var out []string
 		for _, l := range strings.Split(doc, "\n") {
@@ -95,6 +96,7 @@ func TestCheckVMBusReport(t *testing.T) {
 		strings.Replace(good, `"open": true}]`, `"open": false}]`, 1),
 		strings.Replace(good, `"heartbeat": {"state": "ready"}`, `"heartbeat": {"state": "negotiating"}`, 1),
 		strings.Replace(good, `, "vmbus": {`, `, "other": {`, 1),
+		strings.Replace(good, `"answered": 1`, `"answered": 0`, 1),
 	} {
 		require.Error(t, checkVMBusReport(console(bad)), bad)
 	}

@@ -65,8 +65,8 @@ type Config struct {
 	// set, receives a JSON line per synthetic MSR access and hypercall.
 	HyperV      hyperv.Features
 	HyperVTrace io.Writer
-	// VMBus adds a VMBus host (--vmbus, vmbus.go) with the heartbeat and
-	// shutdown integration services; it needs HyperV's SynIC.
+	// VMBus adds a VMBus host (--vmbus, vmbus.go) with the heartbeat, time
+	// sync and shutdown integration services; it needs HyperV's SynIC.
 	VMBus bool
 
 	// CPU is the CPU the guest sees (--cpu); the zero Spec is the host's.

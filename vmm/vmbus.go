@@ -25,6 +25,7 @@ type vmbusMachine struct {
 	bus       *vmbus.Bus
 	heartbeat *ic.Heartbeat
 	shutdown  *ic.Shutdown
+	timesync  *ic.TimeSync
 }
 
 // hypervWithVMBus is the report's "hyperv" object with VMBus: the
@@ -39,10 +40,12 @@ type vmbusSummary struct {
 	Bus       vmbus.Stats        `json:"bus"`
 	Heartbeat ic.HeartbeatStatus `json:"heartbeat"`
 	Shutdown  ic.ShutdownStatus  `json:"shutdown"`
+	TimeSync  ic.TimeSyncStatus  `json:"timesync"`
 }
 
 func (v *vmbusMachine) summary() vmbusSummary {
-	return vmbusSummary{Bus: v.bus.Stats(), Heartbeat: v.heartbeat.Status(), Shutdown: v.shutdown.Status()}
+	return vmbusSummary{Bus: v.bus.Stats(), Heartbeat: v.heartbeat.Status(), Shutdown: v.shutdown.Status(),
+		TimeSync: v.timesync.Status()}
 }
 
 // acpiDevices adds the VMBus device to the DSDT's \_SB devices when
@@ -56,7 +59,8 @@ func (m *Machine) acpiDevices(devs []aml.Term) []aml.Term {
 
 // setupVMBus builds the VMBus host on the partition (after setupHyperV):
 // HvPostMessage and HvSignalEvent on connections no test device took, and
-// EOM, reach the bus; the heartbeat and shutdown services are offered.
+// EOM, reach the bus; the heartbeat, shutdown and time sync services are
+// offered.
 func (m *Machine) setupVMBus() error {
 	if !m.cfg.VMBus {
 		return nil
@@ -65,8 +69,9 @@ func (m *Machine) setupVMBus() error {
 		return errors.New("--vmbus needs --hyperv with synic")
 	}
 	bus := vmbus.New(vmbus.Config{Mem: m.mem, Host: m.hv.part.BusHost(), VPs: m.cfg.CPUs, Log: m.log})
-	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), shutdown: ic.NewShutdown(nil)}
-	for _, d := range []vmbus.Device{v.heartbeat, v.shutdown} {
+	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), shutdown: ic.NewShutdown(nil),
+		timesync: ic.NewTimeSync(nil, m.hv.clock.Now)}
+	for _, d := range []vmbus.Device{v.heartbeat, v.shutdown, v.timesync} {
 		if _, err := bus.Add(d); err != nil {
 			return fmt.Errorf("vmbus: %w", err)
 		}

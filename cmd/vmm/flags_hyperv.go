@@ -25,7 +25,7 @@ func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
 		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), tsc-page=off (time without the "+
 		"reference TSC page), or the presets all and windows")
 	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
-	fs.BoolVar(&h.vmbus, "vmbus", false, "offer VMBus with the heartbeat and shutdown integration services "+
+	fs.BoolVar(&h.vmbus, "vmbus", false, "offer VMBus with the heartbeat, time sync and shutdown integration services "+
 		"(needs --hyperv with synic; stimer-direct recommended)")
 	return h
 }

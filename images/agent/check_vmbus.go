@@ -10,7 +10,8 @@ import (
 )
 
 // VMBus check (issue 14): Linux's hv_vmbus connected to vmm's VMBus host
-// and hv_utils bound the integration services it offered.
+// and hv_utils bound the integration services it offered (heartbeat,
+// shutdown, time sync).
 
 const (
 	vmbusVersionLine = "hv_vmbus: Vmbus version:"
@@ -19,6 +20,7 @@ const (
 	// as sysfs prints class_id.
 	classHeartbeat = "{57164f39-9115-4e78-ab55-382f3bd5422d}"
 	classShutdown  = "{0e0b6031-5213-4934-818b-38d90ced39db}"
+	classTimeSync  = "{9527e630-d0ae-497b-adce-e80ab0175caf}"
 	// vmbusWait bounds how long the check waits for the channels: offers,
 	// probes and the IC negotiation run in kernel work items after
 	// hv_vmbus's init returns.
@@ -27,9 +29,9 @@ const (
 
 func checkVMBus(e *env) (bool, string) { return vmbusCheck(e, vmbusWait, time.Sleep) }
 
-// vmbusCheck passes when the kernel log names the VMBus version and both
-// services' devices are bound with their IC version logged, polling until
-// deadline passes.
+// vmbusCheck passes when the kernel log names the VMBus version and the
+// three services' devices are bound with their IC versions logged, polling
+// until wait has passed.
 func vmbusCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, string) {
 	const step = 200 * time.Millisecond
 	for waited := time.Duration(0); ; waited += step {
@@ -68,7 +70,7 @@ func vmbusState(e *env) (bool, string) {
 	sort.Strings(devs)
 	ics, _ := e.dmesgMatches("IC version")
 	detail := fmt.Sprintf("version %s; devices [%s]; %s", version, strings.Join(devs, ", "), strings.Join(icVersions(ics), ", "))
-	return bound[classHeartbeat] && bound[classShutdown] && len(ics) >= 2, detail
+	return bound[classHeartbeat] && bound[classShutdown] && bound[classTimeSync] && len(ics) >= 3, detail
 }
 
 // icVersions trims "hv_utils: Heartbeat IC version 3.0" lines to their
