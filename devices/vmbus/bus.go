@@ -6,34 +6,51 @@
 // channel_mgmt.c, channel.c, ring_buffer.c), include/linux/hyperv.h;
 // facts in the project's reference notes (vmbus.md).
 //
-// Layers, each its own package and tested alone against fake guest memory:
+// Layers, each its own package and tested alone against fake guest memory
+// and a guest-side driver (internal/guestdrv) written from Linux's
+// behaviour:
 //
-//   - ring: a channel's ring buffer pair on guest pages;
-//   - gpadl: GPADL assembly from header and body messages, bounded;
-//   - vmbus (this package): the bus control state machine (Bus), channels
-//     (Channel) and the Device interface;
-//   - ic: the hv_utils integration services (heartbeat, shutdown) as
-//     Devices.
+//   - ring: a channel's ring buffer pair on guest pages: private host
+//     indices, checked guest indices, packets copied out before parsing,
+//     the interrupt-mask and pending_send_sz rules; any inconsistency
+//     breaks the ring (the channel stops, vmm goes on);
+//   - gpadl: GPADL assembly from header and body messages, one range per
+//     GPADL, every PFN checked against guest RAM, bounded count and PFNs;
+//   - vmbus (this package): the bus control state machine (Bus), open
+//     channels (Channel) and the Device interface;
+//   - ic: the hv_utils integration services: heartbeat, shutdown and time
+//     sync.
 //
 // What the Bus does: INITIATE_CONTACT (resets everything; versions 4.0 and
 // 4.1 on connection 1 and 5.0-5.3 on connection 4 are accepted, all others
 // refused with version_supported 0 as Hyper-V does), REQUESTOFFERS (one
 // OFFERCHANNEL per device, then ALLOFFERS_DELIVERED), GPADL header, body,
 // created, teardown and torndown, OPENCHANNEL and its result,
-// CLOSECHANNEL, MODIFYCHANNEL, UNLOAD and its response, RESCIND and
-// RELID_RELEASED for devices removed at run time. Channels use dedicated
-// interrupts (event flag <relid> of the guest's SIEF slot; guest signals on
-// connection 16+relid) and no monitor pages.
+// CLOSECHANNEL, MODIFYCHANNEL (answered from 5.3), UNLOAD and its
+// response, RESCIND and RELID_RELEASED for devices removed at run time.
+// Channels use dedicated interrupts (event flag <relid> of the target
+// VP's SIEF slot; the guest signals on connection 16+relid) and no monitor
+// pages; a channel's first interrupt waits until its OPENCHANNEL_RESULT is
+// in the guest's message slot. Malformed, unknown and untimely guest
+// messages are counted and dropped; requests the guest waits for (GPADL,
+// open, teardown) are always answered, with a failure status when refused.
 //
 // Back-pressure: guest posts go to a bounded queue (HvPostMessage answers
 // HV_STATUS_INSUFFICIENT_BUFFERS when it is full) that is processed while
 // the outbound queue is short; outbound messages wait for a free message
-// slot and go out on the guest's EOM.
+// slot and go out on the guest's EOM (or SINT/SIMP/SCONTROL write).
 //
-// Not here yet: wiring into vmm (the Host below over vmm/hyperv, the ACPI
-// VMBus device, a --vmbus flag), sub-channels, monitored notification,
-// protocol versions before 4.0 (and with them iPXE), the interrupt page,
-// and the devices beyond heartbeat and shutdown.
+// vmm wires it in with --vmbus (vmm/vmbus.go): vmm/hyperv routes
+// unclaimed HvPostMessage/HvSignalEvent connections and slot-freeing MSR
+// writes to the Bus and delivers through its SynIC pages; the DSDT gets
+// the ACPI VMBus device (firmware/acpi.VMBusDevice).
+//
+// Missing: protocol versions before 4.0 (and with them iPXE's 0.13 and the
+// interrupt page), sub-channels, monitored notification, multi-range
+// GPADLs, a watchdog for guests waiting on the host (the report's last
+// message each way is what there is), and the devices beyond the three
+// integration services: KVP, storvsc, netvsc; shutdown is not yet driven
+// by SIGTERM.
 package vmbus
 
 import (
