@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -25,16 +26,20 @@ func hypervScenarios() ([]scenario.Scenario, error) {
 		exit   int
 		stream bool
 		report bool
+		extra  []string
 	}{
 		// Streamed: the test compares its "Hyper-V:" lines with QEMU's.
-		{"hyperv", testhost.Guest{Quiet: true, Checks: []string{"boot", "hyperv", "hyperv-clock"}}, exitPoweroff, true, false},
+		{"hyperv", testhost.Guest{Quiet: true, Checks: []string{"boot", "hyperv", "hyperv-clock"}}, exitPoweroff, true, false, nil},
 		// Streamed: the test reads vmm's stop reason (P0-P4) from its log.
 		{"hyperv-panic", testhost.Guest{Action: "panic", Quiet: true, Checks: []string{"boot", "hyperv"}},
-			exitPanic, true, false},
+			exitPanic, true, false, nil},
 		// Streamed for its report: the test reads per-vCPU SynIC and timers
 		// and the IPI and TLB flush hypercall counts from it.
 		{hypervSMP, testhost.Guest{CPUs: 2, ExpectCPUs: 2, Quiet: true,
-			Checks: []string{"boot", "cpus", "hyperv", "hyperv-clock", "hyperv-smp"}}, exitPoweroff, true, true},
+			Checks: []string{"boot", "cpus", "hyperv", "hyperv-clock", "hyperv-smp"}}, exitPoweroff, true, true, nil},
+		// Streamed for its report: the test reads the VMBus summary.
+		{vmbusScenario, testhost.Guest{Quiet: true, Checks: []string{"boot", "hyperv", "modules", "vmbus"}},
+			exitPoweroff, true, true, []string{"--vmbus"}},
 	}
 	list := make([]scenario.Scenario, 0, len(specs)+1)
 	for _, s := range specs {
@@ -47,6 +52,7 @@ func hypervScenarios() ([]scenario.Scenario, error) {
 		if args, err = testhost.WithHyperV(scenario.RunnerVMM, args); err != nil {
 			return nil, err
 		}
+		args = append(args, s.extra...)
 		args = append(args, "--log-level", "info")
 		want := map[string]string{}
 		for _, c := range g.Checks {
@@ -215,6 +221,73 @@ func checkSMPReport(console []string) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%s (hypercalls: %v)", strings.Join(problems, "; "), s.Hypercalls)
+	}
+	return nil
+}
+
+// vmbusScenario boots with --vmbus: hv_vmbus connects, hv_utils binds the
+// heartbeat and shutdown services (the agent's vmbus check), and the
+// report's VMBus summary must agree (checkVMBusReport).
+const vmbusScenario = "vmbus"
+
+type vmbusReport struct {
+	HyperV *struct {
+		VMBus *struct {
+			Bus struct {
+				Connected bool   `json:"connected"`
+				Version   string `json:"version"`
+				Channels  []struct {
+					Class string `json:"class"`
+					Open  bool   `json:"open"`
+				} `json:"channels"`
+			} `json:"bus"`
+			Heartbeat struct {
+				State string `json:"state"`
+			} `json:"heartbeat"`
+			Shutdown struct {
+				State string `json:"state"`
+			} `json:"shutdown"`
+			TimeSync struct {
+				State    string `json:"state"`
+				Answered uint64 `json:"answered"`
+			} `json:"timesync"`
+		} `json:"vmbus"`
+	} `json:"hyperv"`
+}
+
+// checkVMBusReport checks that the guest connected at 5.3 (Linux 6.1's
+// first choice), negotiated the three services over open channels and took
+// the host's time.
+func checkVMBusReport(console []string) error {
+	reps, err := scenario.ParseReports[vmbusReport](console)
+	if err != nil {
+		return err
+	}
+	if len(reps) != 1 || reps[0].HyperV == nil || reps[0].HyperV.VMBus == nil {
+		return fmt.Errorf("want one report with a hyperv.vmbus summary, have %d", len(reps))
+	}
+	v := reps[0].HyperV.VMBus
+	var problems []string
+	if !v.Bus.Connected || v.Bus.Version != "5.3" {
+		problems = append(problems, fmt.Sprintf("bus connected=%t version %q, want 5.3", v.Bus.Connected, v.Bus.Version))
+	}
+	for _, c := range v.Bus.Channels {
+		if !c.Open {
+			problems = append(problems, "channel "+c.Class+" not open")
+		}
+	}
+	if len(v.Bus.Channels) != 3 {
+		problems = append(problems, fmt.Sprintf("%d channels, want 3", len(v.Bus.Channels)))
+	}
+	if v.Heartbeat.State != "ready" || v.Shutdown.State != "ready" || v.TimeSync.State != "ready" {
+		problems = append(problems, fmt.Sprintf("heartbeat %s, shutdown %s, timesync %s, want ready",
+			v.Heartbeat.State, v.Shutdown.State, v.TimeSync.State))
+	}
+	if v.TimeSync.Answered == 0 {
+		problems = append(problems, "the guest never answered a time sync")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }

@@ -37,14 +37,17 @@ func TestCompareHyperV(t *testing.T) {
 func TestHyperVScenarios(t *testing.T) {
 	list, err := hypervScenarios()
 	require.NoError(t, err)
-	require.Len(t, list, 4)
+	require.Len(t, list, 5)
 	require.Contains(t, list[0].Args, "all")
 	require.Equal(t, 3, list[1].WantExit)
 	require.Equal(t, hypervSMP, list[2].Name)
 	require.True(t, list[2].Report)
 	require.Contains(t, list[2].Args, "2")
 	require.Equal(t, scenario.Pass, list[2].WantChecks["hyperv-smp"])
-	require.Contains(t, list[3].Args, testhost.QEMUHyperVCPU)
+	require.Equal(t, vmbusScenario, list[3].Name)
+	require.Contains(t, list[3].Args, "--vmbus")
+	require.Equal(t, scenario.Pass, list[3].WantChecks["vmbus"])
+	require.Contains(t, list[4].Args, testhost.QEMUHyperVCPU)
 	require.Equal(t, []string{"from hyperv: guest crash (Hyper-V crash MSRs) P0="}, consoleWants("hyperv-panic"))
 }
 
@@ -76,4 +79,30 @@ func TestCheckSMPReport(t *testing.T) {
 	message := strings.Replace(good, `"mode": "direct", "periodic": false, "expired": 4`, `"mode": "message", "periodic": false, "expired": 4`, 1)
 	require.ErrorContains(t, checkSMPReport(console(message)), "vCPU 1: no direct-mode timer delivered")
 	require.ErrorContains(t, checkSMPReport(nil), "want one report")
+}
+
+func TestCheckVMBusReport(t *testing.T) {
+	good := `{"exit_code": 0, "hyperv": {"features": "all", "vmbus": {
+	  "bus": {"connected": true, "version": "5.3", "channels": [
+	    {"class": "57164f39-9115-4e78-ab55-382f3bd5422d", "open": true},
+	    {"class": "0e0b6031-5213-4934-818b-38d90ced39db", "open": true},
+	    {"class": "9527e630-d0ae-497b-adce-e80ab0175caf", "open": true}]},
+	  "heartbeat": {"state": "ready"}, "shutdown": {"state": "ready"}, "timesync": {"state": "ready", "answered": 1}}}}`
+	console := func(doc string) []string {
+		var out []string
+		for _, l := range strings.Split(doc, "\n") {
+			out = append(out, scenario.ReportPrefix+l)
+		}
+		return out
+	}
+	require.NoError(t, checkVMBusReport(console(good)))
+	for _, bad := range []string{
+		strings.Replace(good, `"5.3"`, `"4.1"`, 1),
+		strings.Replace(good, `"open": true}]`, `"open": false}]`, 1),
+		strings.Replace(good, `"heartbeat": {"state": "ready"}`, `"heartbeat": {"state": "negotiating"}`, 1),
+		strings.Replace(good, `, "vmbus": {`, `, "other": {`, 1),
+		strings.Replace(good, `"answered": 1`, `"answered": 0`, 1),
+	} {
+		require.Error(t, checkVMBusReport(console(bad)), bad)
+	}
 }

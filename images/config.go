@@ -46,6 +46,9 @@ func GuestModules() []string {
 		"isofs",
 		// The efi-vars check reads and writes UEFI variables.
 		"efivarfs",
+		// VMBus (--vmbus) and its integration services; outside Hyper-V
+		// with VMBus, hv_vmbus's init says ENODEV and the agent skips it.
+		"hv_vmbus", "hv_utils",
 	}
 }
 

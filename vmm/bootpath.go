@@ -122,7 +122,7 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 	if err != nil {
 		return boot.Entry{}, err
 	}
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: pciTables, PM: pm})
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: m.acpiDevices(pciDevs), Extra: pciTables, PM: pm})
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("build ACPI tables: %w", err)
 	}

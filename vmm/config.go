@@ -65,6 +65,9 @@ type Config struct {
 	// set, receives a JSON line per synthetic MSR access and hypercall.
 	HyperV      hyperv.Features
 	HyperVTrace io.Writer
+	// VMBus adds a VMBus host (--vmbus, vmbus.go) with the heartbeat, time
+	// sync and shutdown integration services; it needs HyperV's SynIC.
+	VMBus bool
 
 	// CPU is the CPU the guest sees (--cpu); the zero Spec is the host's.
 	CPU cpumodel.Spec
@@ -170,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateACPI(); err != nil {
 		return err
+	}
+	if c.VMBus && !c.HyperV.SynIC {
+		return invalid("--vmbus needs --hyperv with synic and vpindex")
 	}
 	return c.validateDevices()
 }

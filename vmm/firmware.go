@@ -393,7 +393,7 @@ func (m *Machine) firmwareConfig(pmBase uint16) (*fwcfg.Device, error) {
 	// A PC FADT (PM block, FACS), not a hardware-reduced one: SeaBIOS
 	// leaves the 8259 programmed and the PIT ticking, and only an OS that
 	// knows there is a PIC masks it.
-	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: pciDevs, Extra: []acpi.SDT{mcfg},
+	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: m.acpiDevices(pciDevs), Extra: []acpi.SDT{mcfg},
 		PM: &acpi.PMBlock{Base: pmBase}})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)

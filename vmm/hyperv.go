@@ -194,6 +194,9 @@ func (h *hvMachine) Summary() any {
 	if err := h.part.FlushTrace(); err != nil {
 		h.m.log.Warn("Hyper-V trace", "err", err)
 	}
+	if h.m.vmbus != nil {
+		return hypervWithVMBus{Summary: h.part.Summary(), VMBus: h.m.vmbus.summary()}
+	}
 	return h.part.Summary()
 }
 
@@ -206,6 +209,9 @@ func (h *hvMachine) hypercall(vcpu int) error {
 // immediate_exit, do requested TLB flushes and the partition's per-vCPU work.
 func (h *hvMachine) beforeRun(v *vcpu) error {
 	h.statsOnce.Do(func() { go h.logActivity() })
+	if vb := h.m.vmbus; vb != nil {
+		vb.beating.Do(func() { go vb.beat(h.m) })
+	}
 	// A kick sets its request before immediate_exit, so clearing it here,
 	// before looking at the requests, loses none.
 	v.kvm.RunData().ImmediateExit = 0

@@ -50,6 +50,8 @@ type Machine struct {
 	// summary, e.g. func() any { return partition.Summary() }; it runs after
 	// every vCPU stopped.
 	hypervSummary func() any
+	// vmbus is the VMBus host when cfg.VMBus is on (vmbus.go).
+	vmbus *vmbusMachine
 	// hv is the Hyper-V partition when cfg.HyperV is on (hyperv.go).
 	hv *hvMachine
 	// pci is the PCI bus and its virtio devices (pci.go).
@@ -145,6 +147,9 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		return nil, err
 	}
 	if err := m.setupHyperVTestdev(); err != nil {
+		return nil, err
+	}
+	if err := m.setupVMBus(); err != nil {
 		return nil, err
 	}
 	m.disp = dispatcher{pio: m.pio, mmio: m.mmio}

@@ -10,10 +10,12 @@ import (
 	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
-// hypervFlags are --hyperv and --hyperv-trace (issue 5).
+// hypervFlags are --hyperv and --hyperv-trace (issue 5), and --vmbus
+// (issue 14).
 type hypervFlags struct {
 	list, trace string
 	traceFile   *os.File
+	vmbus       bool
 }
 
 func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
@@ -24,6 +26,8 @@ func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
 		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), tsc-page=off (time without the "+
 		"reference TSC page), or the presets all and windows (docs/windows.md)")
 	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
+	fs.BoolVar(&h.vmbus, "vmbus", false, "offer VMBus with the heartbeat, time sync and shutdown integration services "+
+		"(needs --hyperv with synic; stimer-direct recommended)")
 	return h
 }
 
@@ -38,7 +42,12 @@ func (h *hypervFlags) apply(cfg *vmm.Config, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vmm run: --hyperv-trace needs --hyperv")
 		return vmm.ExitUsage
 	}
+	if h.vmbus && !f.SynIC {
+		fmt.Fprintln(stderr, "vmm run: --vmbus needs --hyperv with synic and vpindex")
+		return vmm.ExitUsage
+	}
 	cfg.HyperV = f
+	cfg.VMBus = h.vmbus
 	return ok
 }
 

@@ -24,6 +24,8 @@ func TestHyperVFlagErrors(t *testing.T) {
 		{[]string{"--hyperv", "stimer"}, 2, "stimer needs synic"},
 		{[]string{"--hyperv", "spinlocks=5"}, 2, "below the minimum"},
 		{[]string{"--hyperv-trace", filepath.Join(dir, "t")}, 2, "--hyperv-trace needs --hyperv"},
+		{[]string{"--vmbus"}, 2, "--vmbus needs --hyperv with synic"},
+		{[]string{"--vmbus", "--hyperv", "vpindex,time"}, 2, "--vmbus needs --hyperv with synic"},
 		{[]string{"--hyperv", "all", "--hyperv-trace", filepath.Join(dir, "no", "such", "dir")}, 1, "--hyperv-trace"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -151,3 +151,24 @@ func TestACPIExec(t *testing.T) {
 	assert.Contains(t, out, "Sleep-A: 05")
 	assert.Contains(t, out, "HwExtendedSleep", "S5 through the sleep control register")
 }
+
+// TestACPIExecVMBus evaluates the VMBus device as Linux's hv_vmbus does.
+// It is not in fullConfig: iasl refuses to recompile a _HID that is not a
+// PNP or ACPI id, and "VMBUS" is neither (QEMU and Hyper-V use it anyway).
+func TestACPIExecVMBus(t *testing.T) {
+	acpiexec := lookTool(t, "acpiexec")
+	dir := t.TempDir()
+	cfg := fullConfig(t)
+	cfg.Devices = append(cfg.Devices, VMBusDevice())
+	names := acpiFiles(t, dir, cfg)
+	args := []string{"-b", `evaluate \_SB.VMBS._CRS; evaluate \_SB.VMBS._HID; evaluate \_SB.VMBS._UID; evaluate \_SB.VMBS._STA`}
+	for _, n := range names {
+		args = append(args, n+".dat")
+	}
+	out := runTool(t, dir, acpiexec, args...)
+	assert.NotRegexp(t, complaint, out)
+	assert.Contains(t, out, "22 80 00 79 00", "_CRS: IRQNoFlags {7}")
+	assert.Contains(t, out, `[String] Length 05 = "VMBUS"`)
+	assert.Contains(t, out, "[Integer] = 0000000000000000", "_UID")
+	assert.Contains(t, out, "[Integer] = 000000000000000F", "_STA")
+}

@@ -29,6 +29,7 @@ func hypervChecks() registry {
 		"hyperv-smp":   func(e *env) (bool, string) { return checkHyperVSMP(e, tlbShootdowns) },
 		"msr-cost":     func(e *env) (bool, string) { return checkMSRCost(e, msrCosts) },
 		"mitigations":  checkMitigations,
+		"vmbus":        checkVMBus,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -52,7 +53,7 @@ func Load(dir string, params map[string]string, names ...string) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("resolve modules: %w", err)
 	}
-	return loadOrder(dir, order, params)
+	return loadOrder(dir, order, params, deps, LoadFile)
 }
 
 // LoadAll loads every module listed in dir/modules.dep. Image builders put
@@ -67,7 +68,7 @@ func LoadAll(dir string, params map[string]string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve modules: %w", err)
 	}
-	return loadOrder(dir, order, params)
+	return loadOrder(dir, order, params, deps, LoadFile)
 }
 
 func readDeps(dir string) (moddep.Deps, error) {
@@ -83,10 +84,25 @@ func readDeps(dir string) (moddep.Deps, error) {
 	return d, nil
 }
 
-func loadOrder(dir string, order []string, params map[string]string) ([]string, error) {
+// loadOrder loads the modules in order. A module whose init fails with
+// ENODEV found no hardware it drives on this machine (hv_vmbus outside
+// Hyper-V, or without a VMBus device): it and the modules that depend on
+// it are skipped, not an error, so one initramfs serves every machine.
+func loadOrder(dir string, order []string, params map[string]string, deps moddep.Deps,
+	load func(path, params string) error) ([]string, error) {
 	loaded := make([]string, 0, len(order))
+	absent := map[string]bool{}
 	for _, rel := range order {
-		if err := LoadFile(filepath.Join(dir, rel), params[moddep.Name(rel)]); err != nil {
+		if slices.ContainsFunc(deps[rel], func(d string) bool { return absent[d] }) {
+			absent[rel] = true
+			continue
+		}
+		err := load(filepath.Join(dir, rel), params[moddep.Name(rel)])
+		if errors.Is(err, unix.ENODEV) {
+			absent[rel] = true
+			continue
+		}
+		if err != nil {
 			return loaded, err
 		}
 		loaded = append(loaded, rel)

@@ -3,6 +3,7 @@
 package modload
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/images/moddep"
 )
@@ -46,4 +48,35 @@ func TestLoadStopsAtMissingFile(t *testing.T) {
 	assert.ErrorIs(t, err, os.ErrNotExist)
 	assert.Empty(t, loaded)
 	assert.Contains(t, err.Error(), "kernel/a.ko")
+}
+
+// TestLoadSkipsAbsentHardware: a module whose init says ENODEV and the
+// modules that need it are skipped; any other failure stops the load.
+func TestLoadSkipsAbsentHardware(t *testing.T) {
+	deps := moddep.Deps{"hv_vmbus.ko": nil, "hv_utils.ko": {"hv_vmbus.ko"}, "virtio.ko": nil, "virtio_blk.ko": {"virtio.ko"}}
+	order, err := deps.All()
+	require.NoError(t, err)
+	var tried []string
+	load := func(path, _ string) error {
+		tried = append(tried, filepath.Base(path))
+		switch filepath.Base(path) {
+		case "hv_vmbus.ko":
+			return fmt.Errorf("finit_module %s: %w", path, unix.ENODEV)
+		}
+		return nil
+	}
+	loaded, err := loadOrder("/m", order, nil, deps, load)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"virtio.ko", "virtio_blk.ko"}, loaded)
+	assert.NotContains(t, tried, "hv_utils.ko", "never tried without hv_vmbus")
+
+	load = func(path, _ string) error {
+		if filepath.Base(path) == "virtio.ko" {
+			return fmt.Errorf("finit_module %s: %w", path, unix.ENOEXEC)
+		}
+		return nil
+	}
+	loaded, err = loadOrder("/m", order, nil, deps, load)
+	assert.ErrorIs(t, err, unix.ENOEXEC)
+	assert.NotContains(t, loaded, "virtio_blk.ko")
 }

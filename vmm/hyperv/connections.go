@@ -143,7 +143,7 @@ func (p *Partition) lookup(table map[uint32]route, conn uint32) (route, bool) {
 func (p *Partition) deliverMessage(conn, typ uint32, payload []byte) uint16 {
 	r, ok := p.lookup(p.conns.msg, conn)
 	if !ok {
-		return StatusInvalidConnectionID
+		return p.busPost(conn, typ, payload)
 	}
 	v := p.vps[r.vp]
 	v.mu.Lock()
@@ -167,24 +167,11 @@ func (p *Partition) signalEvent(param uint64) uint16 {
 	conn := uint32(param)
 	r, ok := p.lookup(p.conns.evt, conn)
 	if !ok {
-		return StatusInvalidConnectionID
+		return p.busSignal(conn)
 	}
 	v := p.vps[r.vp]
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.scontrol&1 == 0 || v.siefp&pageEnable == 0 {
-		return StatusSuccess
-	}
-	page, err := p.mem.Slice(v.siefp&pageMask, 4096)
-	if err != nil {
-		return StatusSuccess
-	}
-	word := page[r.sint*eventSlotSize+int(conn/32)*4:]
-	bit := uint32(1) << (conn % 32)
-	if atomicLoad32(word)&bit != 0 {
-		return StatusSuccess // already pending: no second interrupt
-	}
-	atomicOr32(word, bit)
-	p.raiseSINT(v, r.sint)
+	p.setEventFlag(v, r.sint, conn)
 	return StatusSuccess
 }

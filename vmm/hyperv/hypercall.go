@@ -241,8 +241,7 @@ func (p *Partition) call(vcpu int, in hypercallInput) (status, reps uint16) {
 	case CallPostMessage:
 		return p.hvPostMessage(in), 0
 	case CallSignalEvent:
-		// Connections exist only as a test device makes them: vmm offers
-		// no VMBus.
+		// Connections a test device made, then the bus (--vmbus).
 		param := in.param1
 		if !in.fast {
 			b, st := p.input(in, 8)
@@ -417,7 +416,9 @@ func (p *Partition) hvPostMessage(in hypercallInput) uint16 {
 	if in.fast {
 		return StatusInvalidInput
 	}
-	b, st := p.input(in, 16+msgPayloadMax)
+	// Read the header, then only the payload it declares: a short
+	// message near the end of a page is valid input.
+	b, st := p.input(in, 16)
 	if st != StatusSuccess {
 		return st
 	}
@@ -425,6 +426,9 @@ func (p *Partition) hvPostMessage(in hypercallInput) uint16 {
 	typ, size := le.Uint32(b[8:]), le.Uint32(b[12:])
 	if typ == 0 || typ&0x80000000 != 0 || size > msgPayloadMax {
 		return StatusInvalidParameter
+	}
+	if b, st = p.input(in, 16+int(size)); st != StatusSuccess {
+		return st
 	}
 	return p.deliverMessage(le.Uint32(b[0:])&connIDMask, typ, b[16:16+size])
 }

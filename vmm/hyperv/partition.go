@@ -76,6 +76,8 @@ type Partition struct {
 	vps []*vp
 	// conns are SINT routes and connections (connections.go).
 	conns connections
+	// bus takes the connections conns does not (bus.go).
+	bus busHolder
 }
 
 // vp is one virtual processor's SynIC and timers.
@@ -336,7 +338,11 @@ func (p *Partition) writeMSR(vcpu int, msr uint32, value uint64) bool {
 	if msr >= MSRSTimer0Config && msr <= MSRSTimer3Count {
 		return p.writeSTimer(v, msr, value)
 	}
-	return p.writeSynIC(v, msr, value)
+	ok := p.writeSynIC(v, msr, value)
+	if ok {
+		p.busEOM(msr)
+	}
+	return ok
 }
 
 // HypercallCode is the hypercall page's code: "out imm8, al; ret". The
