@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,19 +63,20 @@ const (
 // shadow RAM, fw_cfg and the firmware's debug port.
 type firmwareBoot struct {
 	path  string
-	image []byte // read in New, before KVM is touched
-	rom   []byte // read-only host mapping of the image, from mapMemory
+	image *sizedFile // opened in New, before KVM is touched
+	rom   []byte     // read-only host mapping of the image, from mapMemory
 }
 
 // readFirmware reads and checks the --firmware image.
 func readFirmware(cfg Config) (*firmwareBoot, error) {
 	path := FirmwarePath(cfg.Firmware)
-	img, err := readFile("--firmware", path, layout.FirmwareMaxSize)
+	img, err := openSized("--firmware", path, layout.FirmwareMaxSize)
 	if err != nil {
 		return nil, err
 	}
-	if len(img) < firmwareAlign || len(img)%firmwareAlign != 0 {
-		return nil, invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, len(img))
+	if n := img.Size(); n < firmwareAlign || n%firmwareAlign != 0 {
+		img.Close()
+		return nil, invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, n)
 	}
 	return &firmwareBoot{path: path, image: img}, nil
 }
@@ -128,10 +130,12 @@ func (f *firmwareBoot) mapMemory(m *Machine) error {
 		return fmt.Errorf("--firmware needs KVM read-only memory slots (KVM_CAP_READONLY_MEM), which this host lacks")
 	}
 	rom, err := readOnlyCopy(f.image)
+	_ = f.image.Close()
+	f.image = nil
 	if err != nil {
-		return fmt.Errorf("map firmware image: %w", err)
+		return fmt.Errorf("map firmware image %s: %w", f.path, err)
 	}
-	f.rom, f.image = rom, nil
+	f.rom = rom
 	slots := kvmSlots{m.vm}
 	regions := m.mem.Regions()
 	low := regions[0]
@@ -162,13 +166,20 @@ func (f *firmwareBoot) mapMemory(m *Machine) error {
 	return nil
 }
 
-// readOnlyCopy puts img in a fresh mapping that is then made read-only.
-func readOnlyCopy(img []byte) ([]byte, error) {
-	b, err := unix.Mmap(-1, 0, len(img), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+// readOnlyCopy reads img into a fresh mapping (no copy on the heap) that is
+// then made read-only.
+func readOnlyCopy(img *sizedFile) ([]byte, error) {
+	b, err := unix.Mmap(-1, 0, int(img.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, err
 	}
-	copy(b, img)
+	if n, err := img.ReadAt(b, 0); n < len(b) {
+		_ = unix.Munmap(b)
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
 	if err := unix.Mprotect(b, unix.PROT_READ); err != nil {
 		_ = unix.Munmap(b)
 		return nil, err
@@ -391,6 +402,10 @@ func firmwarePCIHost() acpi.PCIHost {
 
 // close unmaps the image.
 func (f *firmwareBoot) close() {
+	if f.image != nil {
+		_ = f.image.Close()
+		f.image = nil
+	}
 	if f.rom == nil {
 		return
 	}
