@@ -31,6 +31,8 @@ type fakeIO struct {
 	netAddr  netip.Prefix
 	corrupt  bool // the peer flips a byte of the download
 	mounted  string
+	touched  int           // bytes touchAndFree was asked for
+	settled  time.Duration // how long settle was asked to wait
 }
 
 type roFile struct{ *os.File }
@@ -294,6 +296,10 @@ func TestCheckIOBenchNVMeAHCI(t *testing.T) {
 }
 
 func (f *fakeIO) onCPU(_ int, fn func() error) error { return fn() }
+
+func (f *fakeIO) touchAndFree(n int) error { f.touched += n; return nil }
+
+func (f *fakeIO) settle(d time.Duration) { f.settled += d }
 
 func TestCheckDiskNVMe(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.disk_nvme=vmm-nv:4:5")

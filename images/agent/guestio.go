@@ -23,4 +23,8 @@ type guestIO interface {
 	dial(ctx context.Context, addr string) (net.Conn, error)
 	// onCPU runs fn on a thread bound to CPU cpu.
 	onCPU(cpu int, fn func() error) error
+	// touchAndFree maps n bytes of anonymous memory, writes every page and
+	// unmaps it; settle lets the guest run for d (the balloon check).
+	touchAndFree(n int) error
+	settle(d time.Duration)
 }
