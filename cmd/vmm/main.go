@@ -183,6 +183,7 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 
 	// Only after Validate bounded the vCPU count.
 	reserveProcs(cfg.CPUs)
+	tuneGC(os.Getenv)
 	m, err := vmm.New(cfg, log)
 	if err != nil {
 		con.Close()

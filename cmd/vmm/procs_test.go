@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -16,5 +17,18 @@ func TestReserveProcs(t *testing.T) {
 	reserveProcs(1)
 	if got := runtime.GOMAXPROCS(0); got != 8 {
 		t.Fatalf("GOMAXPROCS = %d, want 8 kept", got)
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	tuneGC(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Fatalf("GOGC = %d, want %d", got, gcPercent)
+	}
+	tuneGC(func(k string) string { return map[string]string{"GOGC": "200"}[k] })
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GOGC = %d, want the user's setting kept", got)
 	}
 }
