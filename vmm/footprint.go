@@ -22,45 +22,74 @@ import (
 //     little of it runs again. The pages stay in the page cache, shared by
 //     every vmm process, and fault back in as they are used.
 //
-// It reads /proc/self/maps, so it must run before the seccomp filter.
+// It reads /proc/self/smaps, so it must run before the seccomp filter.
 func releaseStartup() {
 	debug.FreeOSMemory()
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return
 	}
-	for _, r := range readOnlyFileMappings(maps) {
+	for _, r := range cleanFileMappings(smaps) {
 		// Errors (a locked mapping) leave the mapping as it was.
 		_, _, _ = unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
 	}
 }
 
-// readOnlyFileMappings picks from a /proc/PID/maps text the private,
-// non-writable mappings of files: dropping their pages loses nothing, since
-// each page reads back from its file as it was. Writable mappings (the
-// binary's data, the heap, guest RAM) are never picked.
-func readOnlyFileMappings(maps []byte) [][2]uintptr {
+// cleanFileMappings picks from a /proc/PID/smaps text the private,
+// non-writable mappings of files that hold no anonymous (copied-on-write)
+// page: dropping their pages loses nothing, since each reads back from its
+// file as it was. Writable mappings (the binary's data, the heap, guest
+// RAM) and read-only ones with private copies (a dynamic linker's RELRO:
+// relocated, then made read-only) are never picked.
+func cleanFileMappings(smaps []byte) [][2]uintptr {
 	var out [][2]uintptr
-	sc := bufio.NewScanner(bytes.NewReader(maps))
+	var cur [2]uintptr
+	candidate := false
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
 	for sc.Scan() {
-		f := bytes.Fields(sc.Bytes())
-		if len(f) < 6 {
-			continue // anonymous: no path
-		}
-		perms, inode := f[1], f[4]
-		if len(perms) != 4 || perms[1] != '-' || perms[3] != 'p' || string(inode) == "0" {
+		line := sc.Bytes()
+		f := bytes.Fields(line)
+		if len(f) == 0 {
 			continue
 		}
-		lo, hi, ok := bytes.Cut(f[0], []byte("-"))
-		if !ok {
+		if rest, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
+			if candidate && string(bytes.TrimSpace(rest)) == "0 kB" {
+				out = append(out, cur)
+			}
+			candidate = false
 			continue
 		}
-		start, err1 := strconv.ParseUint(string(lo), 16, 64)
-		end, err2 := strconv.ParseUint(string(hi), 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			continue
+		if bytes.HasSuffix(f[0], []byte(":")) {
+			continue // another field of the current mapping
 		}
-		out = append(out, [2]uintptr{uintptr(start), uintptr(end)})
+		candidate = false
+		r, ok := readOnlyFileMapping(f)
+		if ok {
+			cur, candidate = r, true
+		}
 	}
 	return out
+}
+
+// readOnlyFileMapping parses a mapping's header line (address range,
+// permissions, offset, device, inode, path) and says whether it is a
+// private, non-writable mapping of a file.
+func readOnlyFileMapping(f [][]byte) ([2]uintptr, bool) {
+	if len(f) < 6 {
+		return [2]uintptr{}, false // anonymous: no path
+	}
+	perms, inode := f[1], f[4]
+	if len(perms) != 4 || perms[1] != '-' || perms[3] != 'p' || string(inode) == "0" {
+		return [2]uintptr{}, false
+	}
+	lo, hi, ok := bytes.Cut(f[0], []byte("-"))
+	if !ok {
+		return [2]uintptr{}, false
+	}
+	start, err1 := strconv.ParseUint(string(lo), 16, 64)
+	end, err2 := strconv.ParseUint(string(hi), 16, 64)
+	if err1 != nil || err2 != nil || end <= start {
+		return [2]uintptr{}, false
+	}
+	return [2]uintptr{uintptr(start), uintptr(end)}, true
 }

@@ -9,19 +9,32 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestReadOnlyFileMappings(t *testing.T) {
-	maps := `00400000-008c0000 r-xp 00000000 fe:00 9978422                            /work/bin/vmm
+func TestCleanFileMappings(t *testing.T) {
+	smaps := `00400000-008c0000 r-xp 00000000 fe:00 9978422                            /work/bin/vmm
+Size:               4864 kB
+Rss:                4096 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
 008c0000-00dce000 r--p 004c0000 fe:00 9978422                            /work/bin/vmm
+Rss:                3576 kB
+Anonymous:             0 kB
 00dce000-00e52000 rw-p 009ce000 fe:00 9978422                            /work/bin/vmm
+Anonymous:           120 kB
 00e52000-02e94000 rw-p 00000000 00:00 0
+Anonymous:            88 kB
+7f0000000000-7f0000004000 r--p 001f0000 fe:00 326269                     /usr/lib/x86_64-linux-gnu/libc.so.6
+Anonymous:            16 kB
 7f10fdc00000-7f110dc00000 rw-p 00000000 00:00 0
+Anonymous:         26624 kB
 7f1100000000-7f1100010000 r--s 00000000 fe:00 12                         /shared/file
-7ffd1a3f1000-7ffd1a3f5000 r--p 00000000 00:00 0                          [vvar]
+Anonymous:             0 kB
 7ffd1a3f5000-7ffd1a3f7000 r-xp 00000000 00:00 0                          [vdso]
-bad line
+Anonymous:             0 kB
 zz-00 r--p 0 fe:00 5 /x
+Anonymous:             0 kB
+7f2000000000-7f2000001000 r--p 00000000 fe:00 77                         /no/anonymous/line
 `
-	require.Equal(t, [][2]uintptr{{0x400000, 0x8c0000}, {0x8c0000, 0xdce000}}, readOnlyFileMappings([]byte(maps)))
+	require.Equal(t, [][2]uintptr{{0x400000, 0x8c0000}, {0x8c0000, 0xdce000}}, cleanFileMappings([]byte(smaps)))
 }
 
 // Dropping the read-only file pages shrinks the resident set and leaves the
