@@ -30,6 +30,10 @@ func debianGuest(t *testing.T) (kernel, initrd string) {
 	return kernels[0], initrd
 }
 
+// footprintLimitKiB is vmm's own memory allowed for a Linux guest with one
+// vCPU, a virtio disk and a virtio NIC.
+const footprintLimitKiB = 5 << 10
+
 // TestKVMFootprint boots Debian's kernel with the agent and asserts vmm's
 // own memory, the report's overhead (peak RSS minus resident guest RAM):
 // 5 MiB for one vCPU with a virtio disk and NIC, 8 MiB for four vCPUs with
@@ -45,42 +49,86 @@ func TestKVMFootprint(t *testing.T) {
 		args     []string
 		limitKiB uint64
 	}{
-		{"1cpu-virtio", []string{"--cpus", "1", "--disk", "%s", "--net", "tap=vmmfp%d"}, 5 << 10},
+		{"1cpu-virtio", []string{"--cpus", "1", "--disk", "%s", "--net", "tap=vmmfp%d"}, footprintLimitKiB},
 		{"4cpu-hyperv-ahci-nvme", []string{"--cpus", "4", "--hyperv", "all",
 			"--disk", "%s,if=ahci", "--disk", "%s,if=nvme"}, 8 << 10},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			report := filepath.Join(dir, "report.json")
-			args := []string{"run", "--kernel", kernel, "--initrd", initrd, "--memory", "256M",
-				"--cmdline", "console=ttyS0 quiet panic=-1 vmm.checks=boot vmm.action=poweroff",
-				"--console", "stdio", "--timeout", "240s", "--report", report}
-			for i, a := range c.args {
-				switch a {
-				case "%s", "%s,if=ahci", "%s,if=nvme":
-					disk := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
-					require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
-					a = fmt.Sprintf(a, disk)
-				case "tap=vmmfp%d":
-					a = fmt.Sprintf(a, os.Getpid())
-				}
-				args = append(args, a)
-			}
-			cmd := vmmCommand(args...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			require.NoError(t, err, "console:\n%s", out.String())
-			data, err := os.ReadFile(report)
-			require.NoError(t, err)
-			var r vmm.Report
-			require.NoError(t, json.Unmarshal(data, &r))
-			mem := r.Memory
+			mem := bootAgent(t, kernel, initrd, "256M", c.args)
 			t.Logf("memory %+v: own %.2f MiB", mem, float64(mem.OverheadKiB)/1024)
-			require.Contains(t, out.String(), "VMM-AGENT: summary pass=1 fail=0", "the agent ran its check")
-			require.Positive(t, mem.GuestResidentKiB)
 			require.Less(t, mem.OverheadKiB, c.limitKiB, "%+v", mem)
 		})
 	}
+}
+
+// bootAgent runs vmm with Debian's kernel and the agent (the boot check,
+// then power off) with memory of RAM and the extra arguments (a "%s" disk
+// argument gets a fresh 1 MiB image, "tap=vmmfp%d" a tap named for this
+// process, which vmm creates) and returns the report's memory figures.
+func bootAgent(t *testing.T, kernel, initrd, memory string, extra []string) vmm.ReportMemory {
+	t.Helper()
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report.json")
+	args := []string{"run", "--kernel", kernel, "--initrd", initrd, "--memory", memory,
+		"--cmdline", "console=ttyS0 quiet panic=-1 vmm.checks=boot vmm.action=poweroff",
+		"--console", "stdio", "--timeout", "600s", "--report", report}
+	for i, a := range extra {
+		switch a {
+		case "%s", "%s,if=ahci", "%s,if=nvme":
+			disk := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
+			require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+			a = fmt.Sprintf(a, disk)
+		case "tap=vmmfp%d":
+			a = fmt.Sprintf("tap=vmmfp%d", os.Getpid())
+		}
+		args = append(args, a)
+	}
+	cmd := vmmCommand(args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	require.NoError(t, err, "console:\n%s", out.String())
+	require.Contains(t, out.String(), "VMM-AGENT: summary pass=1 fail=0", "the agent ran its check")
+	data, err := os.ReadFile(report)
+	require.NoError(t, err)
+	var r vmm.Report
+	require.NoError(t, json.Unmarshal(data, &r))
+	require.Positive(t, r.Memory.GuestResidentKiB)
+	return r.Memory
+}
+
+// densityGuests is how many guests TestKVMDensity boots at once.
+const densityGuests = 12
+
+// TestKVMDensity boots densityGuests guests of 128 MiB at once: all reach
+// the agent and power off, and each one's own memory stays within the
+// single-guest limit; it logs the sum of their overheads. It runs with
+// VMM_E2E=1 (minutes in the nested test host).
+func TestKVMDensity(t *testing.T) {
+	if os.Getenv("VMM_E2E") != "1" {
+		testenv.Skip(t, "set VMM_E2E=1 to boot %d guests at once", densityGuests)
+	}
+	kvmtest.Require(t)
+	if !vmm.Probe(kvmtest.Path).CanBootLinux {
+		testenv.Skip(t, "this host's KVM cannot boot Linux: go test -exec <module root>/bin/kvmexec runs this test in the nested test host")
+	}
+	kernel, initrd := debianGuest(t)
+	mems := make([]vmm.ReportMemory, densityGuests)
+	t.Run("guests", func(t *testing.T) {
+		for i := range densityGuests {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				mems[i] = bootAgent(t, kernel, initrd, "128M", nil)
+			})
+		}
+	})
+	var sum, guest uint64
+	for i, m := range mems {
+		require.Less(t, m.OverheadKiB, uint64(footprintLimitKiB), "guest %d: %+v", i, m)
+		sum += m.OverheadKiB
+		guest += m.GuestResidentPeakKiB
+	}
+	t.Logf("%d guests: vmm's own memory %.1f MiB in all (%.2f MiB each), guest RAM resident %.1f MiB",
+		densityGuests, float64(sum)/1024, float64(sum)/1024/densityGuests, float64(guest)/1024)
 }
