@@ -6,13 +6,14 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // releaseStartup gives back the memory only start-up needed, once the guest
 // is loaded, so that vmm's own share of the resident set is what running the
-// guest needs. The report's overhead (rss.go, report.go) is measured against
+// guest needs; it returns the file mappings trimFilePages keeps trimming. The report's overhead (rss.go, report.go) is measured against
 // the peak, and a guest's own memory grows past the start-up peak within
 // seconds of booting, so what start-up held no longer counts there.
 //   - Go heap pages freed since start-up (debug.FreeOSMemory).
@@ -23,13 +24,60 @@ import (
 //     every vmm process, and fault back in as they are used.
 //
 // It reads /proc/self/smaps, so it must run before the seccomp filter.
-func releaseStartup() {
+func releaseStartup() [][2]uintptr {
 	debug.FreeOSMemory()
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
-		return
+		return nil
 	}
-	for _, r := range cleanFileMappings(smaps) {
+	ranges := cleanFileMappings(smaps)
+	dropFilePages(ranges)
+	return ranges
+}
+
+// Trimming while the guest runs: the first trim comes soon after start, when
+// the last of start-up (seccomp, the first collection, device activation)
+// has mapped most of the binary's constants and line tables again; later
+// ones keep the binary's share to what vmm has used since the last one. A
+// page in use faults back from the page cache (a minor fault); the trims
+// cost a few hundred of those a minute.
+const (
+	firstTrim  = time.Second
+	trimPeriod = 5 * time.Second
+)
+
+// trimFilePages drops the ranges' page-table entries firstTrim after it is
+// called and every trimPeriod after that, until the returned stop is called.
+func trimFilePages(ranges [][2]uintptr) (stop func()) {
+	if len(ranges) == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTimer(firstTrim)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				dropFilePages(ranges)
+				t.Reset(trimPeriod)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// dropFilePages drops the page-table entries of clean file mappings that
+// releaseStartup found; madvise is allowed under the seccomp filter.
+func dropFilePages(ranges [][2]uintptr) {
+	for _, r := range ranges {
 		// Errors (a locked mapping) leave the mapping as it was.
 		_, _, _ = unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
 	}

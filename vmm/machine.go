@@ -63,6 +63,8 @@ type Machine struct {
 	rss rssProbe
 	// guestPeak follows the guest's resident memory (rss.go).
 	guestPeak residentPeak
+	// fileRanges are vmm's clean file mappings (footprint.go).
+	fileRanges [][2]uintptr
 	// balloon is the virtio-balloon device, if any (pci.go).
 	balloon *balloon.Device
 }
@@ -160,7 +162,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		m.disp.hypercall = m.hv.hypercall
 	}
 	built = true
-	releaseStartup()
+	m.fileRanges = releaseStartup()
 	return m, nil
 }
 
@@ -380,6 +382,8 @@ func (m *Machine) Run(ctx context.Context) Result {
 		return Result{Reason: StopReason{Kind: StopError, Source: "vmm", Err: errors.New("machine already ran")}}
 	}
 	m.started = time.Now()
+	stopTrim := trimFilePages(m.fileRanges)
+	defer stopTrim()
 	var wg sync.WaitGroup
 	for _, v := range m.vcpus {
 		wg.Add(1)

@@ -156,6 +156,7 @@ func (r *runCmd) prepare(args []string, stderr io.Writer) (vmm.Config, *slog.Log
 }
 
 func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	tuneRuntime(os.Getenv)
 	r := newRunCmd()
 	r.fs.SetOutput(stderr)
 	cfg, log, code := r.prepare(args, stderr)
@@ -183,7 +184,6 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 
 	// Only after Validate bounded the vCPU count.
 	reserveProcs(cfg.CPUs)
-	tuneGC(os.Getenv)
 	m, err := vmm.New(cfg, log)
 	if err != nil {
 		con.Close()

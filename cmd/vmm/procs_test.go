@@ -20,14 +20,19 @@ func TestReserveProcs(t *testing.T) {
 	}
 }
 
-func TestTuneGC(t *testing.T) {
+func TestTuneRuntime(t *testing.T) {
 	old := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(old)
-	tuneGC(func(string) string { return "" })
+	rate := runtime.MemProfileRate
+	defer func() { runtime.MemProfileRate = rate }()
+	tuneRuntime(func(string) string { return "" })
+	if runtime.MemProfileRate != 0 {
+		t.Fatalf("MemProfileRate = %d, want 0", runtime.MemProfileRate)
+	}
 	if got := debug.SetGCPercent(100); got != gcPercent {
 		t.Fatalf("GOGC = %d, want %d", got, gcPercent)
 	}
-	tuneGC(func(k string) string { return map[string]string{"GOGC": "200"}[k] })
+	tuneRuntime(func(k string) string { return map[string]string{"GOGC": "200"}[k] })
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Fatalf("GOGC = %d, want the user's setting kept", got)
 	}
