@@ -11,34 +11,37 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// releaseStartup gives back the memory only start-up needed, once the guest
-// is loaded, so that vmm's own share of the resident set is what running the
-// guest needs; it returns the file mappings trimFilePages keeps trimming. The report's overhead (rss.go, report.go) is measured against
-// the peak, and a guest's own memory grows past the start-up peak within
-// seconds of booting, so what start-up held no longer counts there.
-//   - Go heap pages freed since start-up (debug.FreeOSMemory).
-//   - The page-table entries of vmm's read-only file mappings: its binary's
-//     code and constants. Faulting maps them in 64 KiB runs (the kernel's
-//     fault-around), so start-up leaves most of the binary mapped though
-//     little of it runs again. The pages stay in the page cache, shared by
-//     every vmm process, and fault back in as they are used.
-//
-// It reads /proc/self/smaps, so it must run before the seccomp filter.
-func releaseStartup() [][2]uintptr {
-	debug.FreeOSMemory()
+// fileMappings lists vmm's clean file mappings (cleanFileMappings) for
+// releaseStartup and trimFilePages. It reads /proc/self/smaps, so New calls
+// it, before the seccomp filter.
+func fileMappings() [][2]uintptr {
 	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return nil
 	}
-	ranges := cleanFileMappings(smaps)
-	dropFilePages(ranges)
-	return ranges
+	return cleanFileMappings(smaps)
 }
 
-// Trimming while the guest runs: the first trim comes soon after start, when
-// the last of start-up (seccomp, the first collection, device activation)
-// has mapped most of the binary's constants and line tables again; later
-// ones keep the binary's share to what vmm has used since the last one. A
+// releaseStartup gives back the memory only start-up needed, when the guest
+// starts, so that vmm's own share of the resident set is what running the
+// guest needs. The report's overhead (rss.go, report.go) is measured against
+// the peak, and a Linux guest's memory grows past the start-up peak within
+// seconds of booting, so what start-up held no longer counts there.
+//   - Go heap pages freed since start-up (debug.FreeOSMemory).
+//   - The page-table entries of vmm's read-only file mappings: its binary's
+//     code, constants and line tables. Faulting maps them in 64 KiB runs
+//     (the kernel's fault-around), so start-up leaves most of the binary
+//     mapped though little of it runs again. The pages stay in the page
+//     cache, shared by every vmm process, and fault back in as they are
+//     used (trimFilePages keeps dropping them).
+func releaseStartup(ranges [][2]uintptr) {
+	debug.FreeOSMemory()
+	dropFilePages(ranges)
+}
+
+// Trimming while the guest runs: the first trim comes soon after start,
+// after the guest's drivers have set up vmm's devices; later ones keep the
+// binary's share to what vmm has used since the last one. A
 // page in use faults back from the page cache (a minor fault); the trims
 // cost a few hundred of those a minute.
 const (
@@ -75,7 +78,7 @@ func trimFilePages(ranges [][2]uintptr) (stop func()) {
 }
 
 // dropFilePages drops the page-table entries of clean file mappings that
-// releaseStartup found; madvise is allowed under the seccomp filter.
+// fileMappings found; madvise is allowed under the seccomp filter.
 func dropFilePages(ranges [][2]uintptr) {
 	for _, r := range ranges {
 		// Errors (a locked mapping) leave the mapping as it was.

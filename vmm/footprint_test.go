@@ -41,7 +41,7 @@ Anonymous:             0 kB
 // process working: the code that runs next faults back in.
 func TestReleaseStartup(t *testing.T) {
 	before := rssFileKiB(t)
-	releaseStartup()
+	releaseStartup(fileMappings())
 	after := rssFileKiB(t)
 	require.Less(t, after, before)
 	t.Logf("RssFile %d kB -> %d kB", before, after)

@@ -162,7 +162,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		m.disp.hypercall = m.hv.hypercall
 	}
 	built = true
-	m.fileRanges = releaseStartup()
+	m.fileRanges = fileMappings()
 	return m, nil
 }
 
@@ -382,6 +382,7 @@ func (m *Machine) Run(ctx context.Context) Result {
 		return Result{Reason: StopReason{Kind: StopError, Source: "vmm", Err: errors.New("machine already ran")}}
 	}
 	m.started = time.Now()
+	releaseStartup(m.fileRanges)
 	stopTrim := trimFilePages(m.fileRanges)
 	defer stopTrim()
 	var wg sync.WaitGroup
