@@ -40,3 +40,12 @@ type Entry struct {
 	// RSP is the initial stack pointer, if the protocol defines one.
 	RSP uint64
 }
+
+// Source is a file a loader reads from: the kernel or initrd as an open
+// file (or, in tests, a bytes.Reader). Loaders copy it into guest memory in
+// place rather than reading it whole onto the heap, so a VMM's own memory
+// does not grow with the size of what it boots.
+type Source interface {
+	ReadAt(p []byte, off int64) (int, error)
+	Size() int64
+}

@@ -74,6 +74,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, ra)
+	bl, err := newBalloonScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, bl)
 	dn, err := diskNetScenario()
 	if err != nil {
 		return nil, err

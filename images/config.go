@@ -38,6 +38,8 @@ func GuestModules() []string {
 	return []string{
 		"virtio", "virtio_ring", "virtio_pci", "virtio_mmio",
 		"virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "msr",
+		// --balloon: free page reporting is built in (CONFIG_PAGE_REPORTING).
+		"virtio_balloon",
 		"nvme_core", "nvme",
 		// AHCI disks and CD-ROMs: libata, libahci, scsi_mod and cdrom come
 		// in as dependencies (all modules in Debian's 6.1 config).

@@ -49,26 +49,34 @@ func newBootPath(cfg Config) (bootPath, error) {
 
 // directBoot loads a kernel (bzImage, PVH ELF or multiboot) or a test
 // program, with the MP table, ACPI tables and a reset stub vmm writes, and
-// fw_cfg.
+// fw_cfg. The kernel and initrd stay open files until the guest is loaded:
+// the loader reads them straight into guest memory (boot.Source), so their
+// size never passes through vmm's heap.
 type directBoot struct {
-	kernel, initrd []byte
+	kernel, initrd *sizedFile
 }
 
-func readDirect(cfg Config) (*directBoot, error) {
+func readDirect(cfg Config) (_ *directBoot, err error) {
 	d := &directBoot{}
 	if cfg.Kernel == "" {
 		return d, nil
 	}
-	var err error
-	if d.kernel, err = readFile("--kernel", cfg.Kernel, maxKernelSize); err != nil {
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if d.kernel, err = openSized("--kernel", cfg.Kernel, maxKernelSize); err != nil {
 		return nil, err
 	}
+	var initrdSize int64
 	if cfg.Initrd != "" {
-		if d.initrd, err = readFile("--initrd", cfg.Initrd, maxInitrdSize); err != nil {
+		if d.initrd, err = openSized("--initrd", cfg.Initrd, maxInitrdSize); err != nil {
 			return nil, err
 		}
+		initrdSize = d.initrd.Size()
 	}
-	if err := loader.Check(d.kernel, cfg.Kernel, int64(len(d.initrd)), cfg.Cmdline, cfg.Memory); err != nil {
+	if err := loader.Check(d.kernel, cfg.Kernel, initrdSize, cfg.Cmdline, cfg.Memory); err != nil {
 		return nil, fmt.Errorf("%w: --kernel %s: %w", ErrInvalidConfig, cfg.Kernel, err)
 	}
 	return d, nil
@@ -96,7 +104,15 @@ func (*directBoot) chipset(*Machine) error { return nil }
 
 func (*directBoot) fromReset() bool { return false }
 
-func (*directBoot) close() {}
+// close closes the kernel and initrd; load has already done so on success.
+func (d *directBoot) close() {
+	for _, f := range []*sizedFile{d.kernel, d.initrd} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+	d.kernel, d.initrd = nil, nil
+}
 
 func (*directBoot) watchConsole(*consoleWatch, *Machine) {}
 
@@ -145,7 +161,15 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 		}
 		return p.Entry, nil
 	}
-	entry, err := loader.Load(d.kernel, m.cfg.Kernel, d.initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
+	if d.kernel == nil {
+		return boot.Entry{}, fmt.Errorf("%w: no kernel, program or firmware to boot", ErrInvalidConfig)
+	}
+	var initrd boot.Source
+	if d.initrd != nil {
+		initrd = d.initrd
+	}
+	entry, err := loader.Load(d.kernel, m.cfg.Kernel, initrd, m.cfg.Cmdline, m.mem, m.cfg.Memory, rsdp)
+	d.close()
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("load kernel %s: %w", m.cfg.Kernel, err)
 	}

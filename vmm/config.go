@@ -83,6 +83,9 @@ type Config struct {
 	// whose output goes where the UART's does (pci.go).
 	RNG           bool
 	VirtioConsole bool
+	// Balloon adds a virtio-balloon device with free page reporting: memory
+	// the guest frees or inflates goes back to the host (pci.go).
+	Balloon bool
 
 	// Disks and NICs are virtio-blk and virtio-net devices (config_devices.go).
 	Disks []Disk
@@ -206,19 +209,34 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-// readFile reads a file that checkFile accepted, bounding it again in case it grew.
-func readFile(flag, path string, limit int64) ([]byte, error) {
+// sizedFile is an open guest image with the size it had when opened: a
+// boot.Source. A file that shrinks afterwards gives a short read, an error.
+type sizedFile struct {
+	*os.File
+	size int64
+}
+
+func (f *sizedFile) Size() int64 { return f.size }
+
+// openSized opens a file that checkFile accepted, bounding it again in case
+// it grew, for reading in place.
+func openSized(flag, path string, limit int64) (*sizedFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, invalid("%s %s: %v", flag, path, unwrapPathError(err))
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read %s %s: %w", flag, path, err)
+		f.Close()
+		return nil, fmt.Errorf("stat %s %s: %w", flag, path, err)
 	}
-	if int64(len(b)) > limit {
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, invalid("%s %s: not a regular file", flag, path)
+	}
+	if fi.Size() > limit {
+		f.Close()
 		return nil, invalid("%s %s: larger than the %d MiB vmm accepts", flag, path, limit>>20)
 	}
-	return b, nil
+	return &sizedFile{File: f, size: fi.Size()}, nil
 }

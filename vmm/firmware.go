@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,8 +73,8 @@ const (
 type firmwareBoot struct {
 	spec  FirmwareSpec
 	path  string
-	image []byte // read in New, before KVM is touched
-	rom   []byte // read-only host mapping of the image, from mapMemory
+	image *sizedFile // opened in New, before KVM is touched
+	rom   []byte     // read-only host mapping of the image, from mapMemory
 
 	vars      *ovmfVars // OVMF: the variable store
 	varsMem   []byte    // its host mapping, from mapMemory
@@ -89,22 +90,25 @@ func readFirmware(cfg Config) (*firmwareBoot, error) {
 		return nil, err
 	}
 	path := spec.Path
-	img, err := readFile("--firmware", path, layout.FirmwareMaxSize)
+	img, err := openSized("--firmware", path, layout.FirmwareMaxSize)
 	if err != nil {
 		return nil, err
 	}
 	f := &firmwareBoot{spec: spec, path: path, image: img}
 	if spec.OVMF {
-		if err := checkFlashSize(path, int64(len(img))); err != nil {
+		if err := checkFlashSize(path, img.Size()); err != nil {
+			img.Close()
 			return nil, err
 		}
 		if f.vars, err = openVars(spec); err != nil {
+			img.Close()
 			return nil, err
 		}
 		return f, nil
 	}
-	if len(img) < firmwareAlign || len(img)%firmwareAlign != 0 {
-		return nil, invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, len(img))
+	if n := img.Size(); n < firmwareAlign || n%firmwareAlign != 0 {
+		img.Close()
+		return nil, invalid("--firmware %s: %d bytes; a firmware image is a multiple of 64 KiB", path, n)
 	}
 	return f, nil
 }
@@ -165,10 +169,12 @@ func (f *firmwareBoot) mapMemory(m *Machine) error {
 		return fmt.Errorf("--firmware needs KVM read-only memory slots (KVM_CAP_READONLY_MEM), which this host lacks")
 	}
 	rom, err := readOnlyCopy(f.image)
+	_ = f.image.Close()
+	f.image = nil
 	if err != nil {
-		return fmt.Errorf("map firmware image: %w", err)
+		return fmt.Errorf("map firmware image %s: %w", f.path, err)
 	}
-	f.rom, f.image = rom, nil
+	f.rom = rom
 	slots := kvmSlots{m.vm}
 	regions := m.mem.Regions()
 	low := regions[0]
@@ -238,13 +244,20 @@ func (f *firmwareBoot) mapVars(m *Machine) error {
 	return slots.MapSlot(slotVars, f.flashBase, mem, true)
 }
 
-// readOnlyCopy puts img in a fresh mapping that is then made read-only.
-func readOnlyCopy(img []byte) ([]byte, error) {
-	b, err := unix.Mmap(-1, 0, len(img), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+// readOnlyCopy reads img into a fresh mapping (no copy on the heap) that is
+// then made read-only.
+func readOnlyCopy(img *sizedFile) ([]byte, error) {
+	b, err := unix.Mmap(-1, 0, int(img.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, err
 	}
-	copy(b, img)
+	if n, err := img.ReadAt(b, 0); n < len(b) {
+		_ = unix.Munmap(b)
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
 	if err := unix.Mprotect(b, unix.PROT_READ); err != nil {
 		_ = unix.Munmap(b)
 		return nil, err
@@ -484,6 +497,10 @@ func firmwarePCIHost() acpi.PCIHost {
 
 // close unmaps the image and the variable store and closes its file.
 func (f *firmwareBoot) close() {
+	if f.image != nil {
+		_ = f.image.Close()
+		f.image = nil
+	}
 	for _, b := range []*[]byte{&f.rom, &f.varsMem} {
 		if *b != nil {
 			_ = unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(*b)), uintptr(len(*b)))

@@ -19,6 +19,7 @@ import (
 	"github.com/vmmdev/vmm/devices/i8042"
 	"github.com/vmmdev/vmm/devices/pvpanic"
 	"github.com/vmmdev/vmm/devices/serial"
+	"github.com/vmmdev/vmm/devices/virtio/balloon"
 	"github.com/vmmdev/vmm/layout"
 	"github.com/vmmdev/vmm/vmm/conmatch"
 	"github.com/vmmdev/vmm/vmm/kvm"
@@ -62,6 +63,12 @@ type Machine struct {
 	routes *gsiRoutes
 	// rss reads the peak RSS for the Result (rss.go).
 	rss rssProbe
+	// guestPeak follows the guest's resident memory (rss.go).
+	guestPeak residentPeak
+	// fileRanges are vmm's clean file mappings (footprint.go).
+	fileRanges [][2]uintptr
+	// balloon is the virtio-balloon device, if any (pci.go).
+	balloon *balloon.Device
 }
 
 // Result is what a finished run reports.
@@ -83,9 +90,13 @@ type Result struct {
 	ConsoleOut, ConsoleIn uint64
 	// HyperV is the Hyper-V summary when the enlightenments are enabled.
 	HyperV any
-	// PeakRSS is the VMM process's peak resident memory and GuestResident
-	// the guest RAM resident at the end, both in bytes.
-	PeakRSS, GuestResident uint64
+	// PeakRSS is the VMM process's peak resident memory, GuestResident
+	// the guest RAM resident at the end and GuestResidentPeak the most
+	// resident at once (more than GuestResident only when the balloon gave
+	// memory back), all in bytes.
+	PeakRSS, GuestResident, GuestResidentPeak uint64
+	// Balloon holds the virtio-balloon's figures (nil without --balloon).
+	Balloon *balloon.Stats
 }
 
 // New builds a VM from cfg: it validates cfg, opens KVM, maps memory, creates
@@ -130,6 +141,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	if m.mem, err = NewMemory(cfg.Memory); err != nil {
 		return nil, err
 	}
+	m.guestPeak.mem = m.mem
 	if err := m.boot.mapMemory(m); err != nil {
 		return nil, err
 	}
@@ -158,6 +170,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		m.disp.hypercall = m.hv.hypercall
 	}
 	built = true
+	m.fileRanges = fileMappings()
 	return m, nil
 }
 
@@ -377,6 +390,9 @@ func (m *Machine) Run(ctx context.Context) Result {
 		return Result{Reason: StopReason{Kind: StopError, Source: "vmm", Err: errors.New("machine already ran")}}
 	}
 	m.started = time.Now()
+	releaseStartup(m.fileRanges)
+	stopTrim := trimFilePages(m.fileRanges)
+	defer stopTrim()
 	var wg sync.WaitGroup
 	for _, v := range m.vcpus {
 		wg.Add(1)
@@ -414,7 +430,11 @@ func (m *Machine) Run(ctx context.Context) Result {
 		ConsoleOut:    m.consoleBytes.Load(),
 		ConsoleIn:     m.inBytes.Load(),
 		PeakRSS:       m.rss.peak(),
-		GuestResident: m.mem.residentBytes(),
+	}
+	res.GuestResident, res.GuestResidentPeak = m.guestPeak.sample()
+	if m.balloon != nil {
+		st := m.balloon.Stats()
+		res.Balloon = &st
 	}
 	if m.hypervSummary != nil {
 		res.HyperV = m.hypervSummary()

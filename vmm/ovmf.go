@@ -258,3 +258,18 @@ func (f *firmwareBoot) watchConsole(w *consoleWatch, m *Machine) {
 		}
 	})
 }
+
+// readFile reads a whole small file (a variable store of at most limit
+// bytes), with openSized's checks and messages.
+func readFile(flag, path string, limit int64) ([]byte, error) {
+	f, err := openSized(flag, path, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, f.Size())
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", flag, path, err)
+	}
+	return b, nil
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/testdev"
 	"github.com/vmmdev/vmm/devices/virtio"
+	"github.com/vmmdev/vmm/devices/virtio/balloon"
 	"github.com/vmmdev/vmm/devices/virtio/console"
 	virtiopci "github.com/vmmdev/vmm/devices/virtio/pci"
 	"github.com/vmmdev/vmm/devices/virtio/rng"
@@ -47,7 +48,7 @@ func pciACPI() ([]aml.Term, []acpi.SDT, error) {
 }
 
 // setupPCI creates the bus, its configuration mechanisms, and the virtio
-// devices the configuration asks for (rng, console).
+// devices the configuration asks for (rng, balloon, console).
 func (m *Machine) setupPCI() error {
 	b, err := pci.NewBus(m.mmio, m.pio, m.log)
 	if err != nil {
@@ -70,6 +71,12 @@ func (m *Machine) setupPCI() error {
 	}
 	if m.cfg.RNG {
 		if err := m.addVirtio("virtio-rng", rng.New(nil)); err != nil {
+			return err
+		}
+	}
+	if m.cfg.Balloon {
+		m.balloon = balloon.New(balloon.Options{BeforeDiscard: func() { m.guestPeak.sample() }})
+		if err := m.addVirtio("virtio-balloon", m.balloon); err != nil {
 			return err
 		}
 	}

@@ -65,14 +65,39 @@ type ReportDevices struct {
 	UnclaimedPIO  ReportUnclaimed `json:"unclaimed_pio"`
 	UnclaimedMMIO ReportUnclaimed `json:"unclaimed_mmio"`
 	UART          ReportUART      `json:"uart"`
+	// Balloon is absent without --balloon.
+	Balloon *ReportBalloon `json:"balloon,omitempty"`
 }
 
-// ReportMemory is the VMM process's memory in KiB: its peak resident set, the
-// guest RAM resident at the end, and the difference, the VMM's own overhead.
+// ReportMemory is the VMM process's memory in KiB. PeakRSSKiB is the
+// kernel's high-water mark of the whole resident set (VmHWM of
+// /proc/self/status: anonymous, file-backed and shared pages, guest RAM
+// included). Guest RAM resident is counted with mincore over the guest
+// memory mappings: GuestResidentKiB at the end, GuestResidentPeakKiB the
+// most at once (sampled at the end and before each balloon discard, the only
+// way guest RAM leaves the resident set). OverheadKiB, vmm's own memory, is
+// the peak minus the guest's peak: heap, stacks, binary, device buffers.
 type ReportMemory struct {
-	PeakRSSKiB       uint64 `json:"peak_rss_kib"`
-	GuestResidentKiB uint64 `json:"guest_resident_kib"`
-	OverheadKiB      uint64 `json:"overhead_kib"`
+	PeakRSSKiB           uint64 `json:"peak_rss_kib"`
+	GuestResidentKiB     uint64 `json:"guest_resident_kib"`
+	GuestResidentPeakKiB uint64 `json:"guest_resident_peak_kib"`
+	OverheadKiB          uint64 `json:"overhead_kib"`
+}
+
+// ReportBalloon is the virtio-balloon's figures (--balloon): the balloon's
+// size in 4 KiB pages as the driver last wrote it, pages inflated, deflated
+// and ignored (outside guest RAM), free page reports and the memory they
+// gave back, and the guest's last statistics (virtio names, bytes or
+// counts) with how many times it sent them.
+type ReportBalloon struct {
+	ActualPages     uint32            `json:"actual_pages"`
+	InflatedPages   uint64            `json:"inflated_pages"`
+	DeflatedPages   uint64            `json:"deflated_pages"`
+	IgnoredPages    uint64            `json:"ignored_pages"`
+	FreePageReports uint64            `json:"free_page_reports"`
+	ReportedKiB     uint64            `json:"reported_kib"`
+	GuestStats      map[string]uint64 `json:"guest_stats"`
+	StatsUpdates    uint64            `json:"stats_updates"`
 }
 
 // ReportUnclaimed counts accesses no device claimed.
@@ -85,6 +110,17 @@ type ReportUnclaimed struct {
 type ReportUART struct {
 	TxBytes uint64 `json:"tx_bytes"`
 	RxBytes uint64 `json:"rx_bytes"`
+}
+
+// memory computes the report's memory figures (ReportMemory says how).
+func (r Result) memory() ReportMemory {
+	guestPeak := max(r.GuestResidentPeak, r.GuestResident)
+	return ReportMemory{
+		PeakRSSKiB:           r.PeakRSS >> 10,
+		GuestResidentKiB:     r.GuestResident >> 10,
+		GuestResidentPeakKiB: guestPeak >> 10,
+		OverheadKiB:          (r.PeakRSS - min(r.PeakRSS, guestPeak)) >> 10,
+	}
 }
 
 func msPtr(d time.Duration) *float64 {
@@ -120,11 +156,7 @@ func (r Result) Report(expect, fail string) Report {
 			UnclaimedMMIO: ReportUnclaimed{r.UnclaimedMMIO.UnclaimedReads, r.UnclaimedMMIO.UnclaimedWrites},
 			UART:          ReportUART{TxBytes: r.ConsoleOut, RxBytes: r.ConsoleIn},
 		},
-		Memory: ReportMemory{
-			PeakRSSKiB:       r.PeakRSS >> 10,
-			GuestResidentKiB: r.GuestResident >> 10,
-			OverheadKiB:      (r.PeakRSS - min(r.PeakRSS, r.GuestResident)) >> 10,
-		},
+		Memory: r.memory(),
 		HyperV: r.HyperV,
 	}
 	if rep.ExitSource == "" {
@@ -154,6 +186,16 @@ func (r Result) Report(expect, fail string) Report {
 	}
 	for k, v := range r.Exits {
 		rep.Exits[k] = v
+	}
+	if b := r.Balloon; b != nil {
+		rep.Devices.Balloon = &ReportBalloon{
+			ActualPages: b.ActualPages, InflatedPages: b.InflatedPages, DeflatedPages: b.DeflatedPages,
+			IgnoredPages: b.IgnoredPages, FreePageReports: b.Reports, ReportedKiB: b.ReportedBytes >> 10,
+			GuestStats: b.Guest, StatsUpdates: b.StatsUpdates,
+		}
+		if rep.Devices.Balloon.GuestStats == nil {
+			rep.Devices.Balloon.GuestStats = map[string]uint64{}
+		}
 	}
 	return rep
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/devices/bus"
+	"github.com/vmmdev/vmm/devices/virtio/balloon"
 )
 
 // TestReportShape pins the JSON shape documented in docs/report.md: a change
@@ -81,6 +82,7 @@ func TestReportShape(t *testing.T) {
   "memory": {
     "peak_rss_kib": 20480,
     "guest_resident_kib": 12288,
+    "guest_resident_peak_kib": 12288,
     "overhead_kib": 8192
   },
   "hyperv": {
@@ -123,4 +125,36 @@ func TestWriteReportReplaces(t *testing.T) {
 	var back Report
 	require.NoError(t, json.Unmarshal(data, &back), "no stale bytes after the JSON")
 	require.Equal(t, "poweroff", back.Stop.Reason)
+}
+
+// TestReportMemory pins how the report computes vmm's own memory: the peak
+// resident set minus the most guest RAM resident at once (the end's figure
+// unless the balloon gave memory back), never below zero.
+func TestReportMemory(t *testing.T) {
+	for _, c := range []struct {
+		name                   string
+		peak, guest, guestPeak uint64
+		want                   ReportMemory
+	}{
+		{"no balloon", 150 << 20, 123 << 20, 0, ReportMemory{153600, 125952, 125952, 27648}},
+		{"balloon gave 128 MiB back", 260 << 20, 100 << 20, 256 << 20, ReportMemory{266240, 102400, 262144, 4096}},
+		{"peak below the guest (pages counted twice)", 10 << 20, 12 << 20, 12 << 20, ReportMemory{10240, 12288, 12288, 0}},
+		{"unknown", 0, 0, 0, ReportMemory{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := Result{PeakRSS: c.peak, GuestResident: c.guest, GuestResidentPeak: c.guestPeak}
+			require.Equal(t, c.want, r.Report("", "").Memory)
+		})
+	}
+}
+
+// TestReportBalloon: the balloon's figures appear under devices.balloon.
+func TestReportBalloon(t *testing.T) {
+	r := Result{Balloon: &balloon.Stats{ActualPages: 3, InflatedPages: 5, DeflatedPages: 2, IgnoredPages: 1,
+		Reports: 4, ReportedBytes: 8 << 20, Guest: map[string]uint64{"free_memory": 1 << 20}, StatsUpdates: 6}}
+	got, err := json.Marshal(r.Report("", "").Devices.Balloon)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"actual_pages":3,"inflated_pages":5,"deflated_pages":2,"ignored_pages":1,
+		"free_page_reports":4,"reported_kib":8192,"guest_stats":{"free_memory":1048576},"stats_updates":6}`, string(got))
+	require.Nil(t, Result{}.Report("", "").Devices.Balloon)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,31 +14,55 @@ import (
 // per page): 1 GiB of guest RAM at a time.
 const mincoreChunk = 1 << 30
 
-// residentBytes counts the pages of guest RAM the host holds in memory, so
-// the report can tell the VMM's own memory from the guest's.
-func (m *Memory) residentBytes() uint64 {
+// residentInto counts the pages of guest RAM the host holds in memory (by
+// mincore over the guest mappings), so the report can tell the VMM's own
+// memory from the guest's. vec is the residency vector (one byte per page,
+// at most mincoreChunk's worth), kept for the next call.
+func (m *Memory) residentInto(vec *[]byte) uint64 {
 	if m == nil {
 		return 0
 	}
 	page := uint64(unix.Getpagesize())
-	vec := make([]byte, mincoreChunk/page)
 	var total uint64
 	for i := range m.regions {
 		host := m.host(i)
 		for off := 0; off < len(host); off += mincoreChunk {
 			chunk := host[off:min(off+mincoreChunk, len(host))]
 			n := (uint64(len(chunk)) + page - 1) / page
+			if uint64(len(*vec)) < n {
+				*vec = make([]byte, n)
+			}
+			v := (*vec)[:n]
 			_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(unsafe.SliceData(chunk))),
-				uintptr(len(chunk)), uintptr(unsafe.Pointer(&vec[0])))
+				uintptr(len(chunk)), uintptr(unsafe.Pointer(&v[0])))
 			if errno != 0 {
 				return 0
 			}
-			for _, b := range vec[:n] {
+			for _, b := range v {
 				total += uint64(b & 1)
 			}
 		}
 	}
 	return total * page
+}
+
+// residentPeak follows the most guest RAM resident at once. Guest RAM only
+// leaves the resident set when vmm discards it (the balloon), so sampling
+// before each discard and at the end finds the peak.
+type residentPeak struct {
+	mu   sync.Mutex
+	mem  *Memory
+	vec  []byte
+	peak uint64
+}
+
+// sample measures guest RAM resident now, updates the peak and returns both.
+func (r *residentPeak) sample() (now, peak uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now = r.mem.residentInto(&r.vec)
+	r.peak = max(r.peak, now)
+	return now, r.peak
 }
 
 // rssProbe reads the process's peak resident set. It keeps /proc/self/status

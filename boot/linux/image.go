@@ -5,9 +5,13 @@
 package linux
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+
+	"github.com/vmmdev/vmm/boot"
 )
 
 // Sentinel errors for callers that branch on the kind of failure.
@@ -80,19 +84,29 @@ type SetupHeader struct {
 	InitSize        uint32 // memory the kernel needs from its runtime start
 }
 
-// Image is a parsed bzImage. It refers to the data it was parsed from.
+// Image is a parsed bzImage. It refers to the source it was parsed from.
 type Image struct {
 	Header SetupHeader
 	// SetupSects is the number of 512-byte setup sectors after the boot sector.
 	SetupSects int
-	// ProtectedMode is the protected-mode kernel, loaded at 1 MiB.
-	ProtectedMode []byte
+	// ProtectedMode is the protected-mode kernel, loaded at 1 MiB: a
+	// section of the source, copied into guest memory by Load.
+	ProtectedMode *io.SectionReader
 	// setupHeader is the raw setup header, copied into the zero page.
 	setupHeader []byte
 }
 
-// Parse validates a bzImage and returns its header and protected-mode code.
-func Parse(data []byte) (*Image, error) {
+// Parse validates a bzImage held in memory (ParseFrom).
+func Parse(data []byte) (*Image, error) { return ParseFrom(bytes.NewReader(data)) }
+
+// ParseFrom validates a bzImage and returns its header and protected-mode
+// code. It reads only the setup header; the code stays in src until Load.
+func ParseFrom(src boot.Source) (*Image, error) {
+	size := src.Size()
+	data := make([]byte, min(max(size, 0), headerMax))
+	if n, err := src.ReadAt(data, 0); n < len(data) {
+		return nil, fmt.Errorf("read the setup header: %w", err)
+	}
 	if len(data) < offHeaderMagic+4 ||
 		binary.LittleEndian.Uint16(data[offBootFlag:]) != bootFlag ||
 		binary.LittleEndian.Uint32(data[offHeaderMagic:]) != headerMagic {
@@ -103,8 +117,8 @@ func Parse(data []byte) (*Image, error) {
 		setupSects = 4 // the boot protocol's historical default
 	}
 	setupEnd := (setupSects + 1) * sectorSize
-	if len(data) < setupEnd {
-		return nil, fmt.Errorf("%w: %d bytes, but the %d setup sectors end at %d", ErrTruncated, len(data), setupSects, setupEnd)
+	if size < int64(setupEnd) {
+		return nil, fmt.Errorf("%w: %d bytes, but the %d setup sectors end at %d", ErrTruncated, size, setupSects, setupEnd)
 	}
 	le := binary.LittleEndian
 	h := SetupHeader{
@@ -132,17 +146,17 @@ func Parse(data []byte) (*Image, error) {
 	if h.XLoadFlags&xlfKernel64 == 0 {
 		return nil, fmt.Errorf("%w: no 64-bit entry point (XLF_KERNEL_64 clear)", ErrUnsupported)
 	}
-	pm := data[setupEnd:]
-	if len(pm) == 0 {
+	pm := io.NewSectionReader(src, int64(setupEnd), size-int64(setupEnd))
+	if pm.Size() == 0 {
 		return nil, fmt.Errorf("%w: no protected-mode code after the %d setup sectors", ErrTruncated, setupSects)
 	}
 	// syssize counts the protected-mode code in 16-byte paragraphs, rounded
 	// up; a signed kernel carries its signature after it.
-	if need := uint64(h.SysSize) * 16; uint64(len(pm))+15 < need {
-		return nil, fmt.Errorf("%w: %d bytes of protected-mode code, header says %d", ErrTruncated, len(pm), need)
+	if need := uint64(h.SysSize) * 16; uint64(pm.Size())+15 < need {
+		return nil, fmt.Errorf("%w: %d bytes of protected-mode code, header says %d", ErrTruncated, pm.Size(), need)
 	}
-	if end := uint64(h.PayloadOffset) + uint64(h.PayloadLength); end > uint64(len(pm)) {
-		return nil, fmt.Errorf("%w: compressed payload ends at %d, protected-mode code is %d bytes", ErrTruncated, end, len(pm))
+	if end := uint64(h.PayloadOffset) + uint64(h.PayloadLength); end > uint64(pm.Size()) {
+		return nil, fmt.Errorf("%w: compressed payload ends at %d, protected-mode code is %d bytes", ErrTruncated, end, pm.Size())
 	}
 	hdrEnd := min(offHeaderMagic+int(data[offJump+1]), headerMax)
 	if hdrEnd < offInitSize+4 {

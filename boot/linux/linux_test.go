@@ -3,6 +3,7 @@ package linux
 import (
 	"encoding/binary"
 	"github.com/vmmdev/vmm/internal/testenv"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -32,7 +33,7 @@ func TestParse(t *testing.T) {
 	img, err := Parse(data)
 	require.NoError(t, err)
 	require.Equal(t, 4, img.SetupSects)
-	require.Equal(t, data[5*512:], img.ProtectedMode)
+	require.Equal(t, data[5*512:], readAll(t, img.ProtectedMode))
 	require.Equal(t, uint16(0x020f), img.Header.Version)
 	require.True(t, img.Header.Relocatable)
 	require.Equal(t, uint32(2047), img.Header.CmdlineSize)
@@ -87,7 +88,7 @@ func TestLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, boot.Entry{Mode: boot.Long64, IP: 0x100200, RSI: layout.ZeroPage}, entry)
 
-	require.Equal(t, img.ProtectedMode, mem.Read(layout.HighMemory, uint64(len(img.ProtectedMode))))
+	require.Equal(t, readAll(t, img.ProtectedMode), mem.Read(layout.HighMemory, uint64(img.ProtectedMode.Size())))
 	require.Equal(t, []byte("console=ttyS0 quiet\x00"), mem.Read(layout.Cmdline, 20))
 
 	zp := mem.Read(layout.ZeroPage, 4096)
@@ -217,7 +218,7 @@ func TestRealKernel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(0x100200), entry.IP)
 	// startup_64 is what the entry jumps to; it must be in the loaded image.
-	require.Equal(t, img.ProtectedMode[0x200:0x210], mem.Read(0x100200, 16))
+	require.Equal(t, readAll(t, img.ProtectedMode)[0x200:0x210], mem.Read(0x100200, 16))
 	_, err = Parse(data[:len(data)/2])
 	require.ErrorIs(t, err, ErrTruncated)
 }
@@ -234,8 +235,8 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(img.ProtectedMode) == 0 || len(img.ProtectedMode) > len(data) {
-			t.Fatalf("protected-mode code of %d bytes from %d", len(img.ProtectedMode), len(data))
+		if n := img.ProtectedMode.Size(); n == 0 || n > int64(len(data)) {
+			t.Fatalf("protected-mode code of %d bytes from %d", n, len(data))
 		}
 		const memSize = 64 * mib
 		mem := fakemem.New(memSize)
@@ -246,4 +247,11 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("type_of_loader %#x", got)
 		}
 	})
+}
+
+func readAll(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	require.NoError(t, err)
+	return b
 }

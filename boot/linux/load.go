@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -70,7 +71,7 @@ func (img *Image) place(memSize uint64, cmdline string, initrdSize uint64) (plac
 	if runtimeStart > lowEnd {
 		return placement{}, fmt.Errorf("%w: the kernel runs at %#x, low RAM ends at %#x", ErrNotEnoughMemory, runtimeStart, lowEnd)
 	}
-	p := placement{kernelEnd: max(layout.HighMemory+uint64(len(img.ProtectedMode)), runtimeStart+uint64(h.InitSize))}
+	p := placement{kernelEnd: max(layout.HighMemory+uint64(img.ProtectedMode.Size()), runtimeStart+uint64(h.InitSize))}
 	if p.kernelEnd > lowEnd {
 		return placement{}, fmt.Errorf("%w: the kernel needs memory up to %#x, low RAM ends at %#x", ErrNotEnoughMemory, p.kernelEnd, lowEnd)
 	}
@@ -102,23 +103,30 @@ func alignUp(x, a uint64) uint64 {
 // memMap is the e820 map handed to the kernel; acpiRSDP, if not zero, is the
 // RSDP's address for kernels that take it from the zero page (protocol 2.14+).
 func (img *Image) Load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, memMap []e820.Entry, acpiRSDP uint64) (boot.Entry, error) {
-	p, err := img.place(memSize, cmdline, uint64(len(initrd)))
+	return img.LoadFrom(mem, memSize, cmdline, bytes.NewReader(initrd), memMap, acpiRSDP)
+}
+
+// LoadFrom is Load with the initrd read from a file: it and the kernel go
+// from their files into guest memory without a copy on the heap.
+func (img *Image) LoadFrom(mem io.WriterAt, memSize uint64, cmdline string, initrd boot.Source, memMap []e820.Entry, acpiRSDP uint64) (boot.Entry, error) {
+	initrdSize := uint64(max(initrd.Size(), 0))
+	p, err := img.place(memSize, cmdline, initrdSize)
 	if err != nil {
 		return boot.Entry{}, err
 	}
 	if len(memMap) > e820MaxEntries {
 		return boot.Entry{}, fmt.Errorf("e820 map has %d entries, the zero page holds %d", len(memMap), e820MaxEntries)
 	}
-	if err := gmem.Write(mem, layout.HighMemory, img.ProtectedMode); err != nil {
+	if err := gmem.Copy(mem, layout.HighMemory, img.ProtectedMode, 0, uint64(img.ProtectedMode.Size())); err != nil {
 		return boot.Entry{}, fmt.Errorf("load kernel: %w", err)
 	}
 	if err := gmem.Write(mem, layout.Cmdline, append([]byte(cmdline), 0)); err != nil {
 		return boot.Entry{}, fmt.Errorf("load command line: %w", err)
 	}
-	if err := gmem.Write(mem, p.initrdAddr, initrd); err != nil {
+	if err := gmem.Copy(mem, p.initrdAddr, initrd, 0, initrdSize); err != nil {
 		return boot.Entry{}, fmt.Errorf("load initrd: %w", err)
 	}
-	zp := img.zeroPage(p, uint64(len(initrd)), memMap, acpiRSDP)
+	zp := img.zeroPage(p, initrdSize, memMap, acpiRSDP)
 	if err := gmem.Write(mem, layout.ZeroPage, zp); err != nil {
 		return boot.Entry{}, fmt.Errorf("write zero page: %w", err)
 	}

@@ -5,6 +5,7 @@
 package loader
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -71,22 +72,30 @@ func Detect(data []byte) (Format, error) {
 // kernel is a parsed image of any format.
 type kernel interface {
 	check(memSize uint64, cmdline string, initrdSize uint64) error
-	load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, acpiRSDP uint64) (boot.Entry, error)
+	load(mem io.WriterAt, memSize uint64, cmdline string, initrd boot.Source, acpiRSDP uint64) (boot.Entry, error)
 }
 
-// parse reads data, the kernel image at path (as the user named it).
-func parse(data []byte, path string) (kernel, error) {
+// parse reads the kernel image at path (as the user named it). A bzImage is
+// parsed from its header alone and stays in src until load; PVH and
+// multiboot kernels (ELF files the loaders walk whole) are read into memory.
+func parse(src boot.Source, path string) (kernel, error) {
+	img, err := linux.ParseFrom(src)
+	if !errors.Is(err, linux.ErrNotBzImage) {
+		if err != nil {
+			return nil, wrap(BzImage, err)
+		}
+		return bzImage{img}, nil
+	}
+	data := make([]byte, max(src.Size(), 0))
+	if n, err := src.ReadAt(data, 0); n < len(data) {
+		return nil, fmt.Errorf("read kernel: %w", err)
+	}
 	format, err := Detect(data)
 	if err != nil {
 		return nil, err
 	}
 	var k kernel
 	switch format {
-	case BzImage:
-		var img *linux.Image
-		if img, err = linux.Parse(data); err == nil {
-			k = bzImage{img}
-		}
 	case PVH:
 		var pk *pvh.Kernel
 		if pk, err = pvh.Parse(data); err == nil {
@@ -97,9 +106,11 @@ func parse(data []byte, path string) (kernel, error) {
 		if mk, err = multiboot.Parse(data); err == nil {
 			k = multibootKernel{mk, path}
 		}
+	default:
+		err = fmt.Errorf("%w: %v", ErrNotKernel, format)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%v kernel: %w", format, err)
+		return nil, wrap(format, err)
 	}
 	return k, nil
 }
@@ -109,7 +120,7 @@ func parse(data []byte, path string) (kernel, error) {
 // length, and that everything fits in memory. It touches no guest memory.
 // path is the kernel's path as the user gave it (multiboot passes it as the
 // command line's first word).
-func Check(kernel []byte, path string, initrdSize int64, cmdline string, memSize uint64) error {
+func Check(kernel boot.Source, path string, initrdSize int64, cmdline string, memSize uint64) error {
 	if initrdSize < 0 {
 		return fmt.Errorf("initrd size %d", initrdSize)
 	}
@@ -122,12 +133,15 @@ func Check(kernel []byte, path string, initrdSize int64, cmdline string, memSize
 
 // Load loads a kernel image of any supported format, with its initrd and
 // command line, into guest memory and returns the entry state for
-// boot.SetupCPU. acpiRSDP, if not zero, is handed to protocols that carry it;
+// boot.SetupCPU; initrd may be nil. acpiRSDP, if not zero, is handed to protocols that carry it;
 // path is Check's.
-func Load(kernel []byte, path string, initrd []byte, cmdline string, mem io.WriterAt, memSize uint64, acpiRSDP uint64) (boot.Entry, error) {
+func Load(kernel boot.Source, path string, initrd boot.Source, cmdline string, mem io.WriterAt, memSize uint64, acpiRSDP uint64) (boot.Entry, error) {
 	k, err := parse(kernel, path)
 	if err != nil {
 		return boot.Entry{}, err
+	}
+	if initrd == nil {
+		initrd = bytes.NewReader(nil)
 	}
 	return k.load(mem, memSize, cmdline, initrd, acpiRSDP)
 }
@@ -138,8 +152,8 @@ func (k bzImage) check(memSize uint64, cmdline string, initrdSize uint64) error 
 	return wrap(BzImage, k.Check(memSize, cmdline, initrdSize))
 }
 
-func (k bzImage) load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, acpiRSDP uint64) (boot.Entry, error) {
-	e, err := k.Load(mem, memSize, cmdline, initrd, e820.Map(memSize), acpiRSDP)
+func (k bzImage) load(mem io.WriterAt, memSize uint64, cmdline string, initrd boot.Source, acpiRSDP uint64) (boot.Entry, error) {
+	e, err := k.LoadFrom(mem, memSize, cmdline, initrd, e820.Map(memSize), acpiRSDP)
 	return e, wrap(BzImage, err)
 }
 
@@ -149,8 +163,8 @@ func (k pvhKernel) check(memSize uint64, cmdline string, initrdSize uint64) erro
 	return wrap(PVH, k.Check(memSize, cmdline, initrdSize))
 }
 
-func (k pvhKernel) load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, acpiRSDP uint64) (boot.Entry, error) {
-	e, err := k.Load(mem, memSize, cmdline, initrd, e820.Map(memSize), acpiRSDP)
+func (k pvhKernel) load(mem io.WriterAt, memSize uint64, cmdline string, initrd boot.Source, acpiRSDP uint64) (boot.Entry, error) {
+	e, err := k.LoadFrom(mem, memSize, cmdline, initrd, e820.Map(memSize), acpiRSDP)
 	return e, wrap(PVH, err)
 }
 
@@ -170,12 +184,12 @@ func (k multibootKernel) check(memSize uint64, cmdline string, initrdSize uint64
 	return wrap(Multiboot, k.Check(memSize, multiboot.CommandLine(k.path, cmdline), sizes, len(e820.Map(memSize))))
 }
 
-func (k multibootKernel) load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, _ uint64) (boot.Entry, error) {
-	var mods [][]byte
-	if len(initrd) > 0 {
-		mods = [][]byte{initrd}
+func (k multibootKernel) load(mem io.WriterAt, memSize uint64, cmdline string, initrd boot.Source, _ uint64) (boot.Entry, error) {
+	var mods []boot.Source
+	if initrd.Size() > 0 {
+		mods = []boot.Source{initrd}
 	}
-	e, err := k.Load(mem, memSize, multiboot.CommandLine(k.path, cmdline), mods, e820.Map(memSize))
+	e, err := k.LoadFrom(mem, memSize, multiboot.CommandLine(k.path, cmdline), mods, e820.Map(memSize))
 	return e, wrap(Multiboot, err)
 }
 

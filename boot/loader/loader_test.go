@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"testing"
@@ -94,9 +95,9 @@ func TestLoadEachFormat(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			initrd := []byte("initrd!")
-			require.NoError(t, Check(tc.kernel, "kernel", int64(len(initrd)), "console=ttyS0", memSize))
+			require.NoError(t, Check(bytes.NewReader(tc.kernel), "kernel", int64(len(initrd)), "console=ttyS0", memSize))
 			mem := fakemem.New(memSize)
-			entry, err := Load(tc.kernel, "kernel", initrd, "console=ttyS0", mem, memSize, 0xe0000)
+			entry, err := Load(bytes.NewReader(tc.kernel), "kernel", bytes.NewReader(initrd), "console=ttyS0", mem, memSize, 0xe0000)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, entry)
 			require.Equal(t, tc.cmdline+"\x00", string(mem.Read(layout.Cmdline, uint64(len(tc.cmdline)+1))))
@@ -106,7 +107,7 @@ func TestLoadEachFormat(t *testing.T) {
 
 func TestLoadInitrdIsMultibootModule(t *testing.T) {
 	mem := fakemem.New(16 * mib)
-	_, err := Load(testkernel.Multiboot(), "kernel", []byte("mod"), "", mem, 16*mib, 0)
+	_, err := Load(bytes.NewReader(testkernel.Multiboot()), "kernel", bytes.NewReader([]byte("mod")), "", mem, 16*mib, 0)
 	require.NoError(t, err)
 	info := mem.Read(layout.BootInfo, 32)
 	require.Equal(t, uint32(1), binary.LittleEndian.Uint32(info[20:]), "mods_count")
@@ -114,7 +115,7 @@ func TestLoadInitrdIsMultibootModule(t *testing.T) {
 	require.Equal(t, []byte("mod"), mem.Read(uint64(binary.LittleEndian.Uint32(mod)), 3))
 
 	mem = fakemem.New(16 * mib)
-	_, err = Load(testkernel.Multiboot(), "kernel", nil, "", mem, 16*mib, 0)
+	_, err = Load(bytes.NewReader(testkernel.Multiboot()), "kernel", nil, "", mem, 16*mib, 0)
 	require.NoError(t, err)
 	require.Zero(t, binary.LittleEndian.Uint32(mem.Read(layout.BootInfo+20, 4)), "no initrd, no module")
 }
@@ -125,30 +126,30 @@ func TestCheckErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		"not a kernel":      {Check([]byte("hello"), "kernel", 0, "", 64*mib), ErrNotKernel},
-		"bz truncated":      {Check(bz[:len(bz)-64], "kernel", 0, "", 64*mib), linux.ErrTruncated},
-		"bz cmdline":        {Check(bz, "kernel", 0, string(make([]byte, 2048)), 64*mib), linux.ErrCmdlineTooLong},
-		"bz initrd":         {Check(bz, "kernel", 64*mib, "", 64*mib), linux.ErrInitrdTooLarge},
-		"bz memory":         {Check(bz, "kernel", 0, "", 16*mib), linux.ErrNotEnoughMemory},
-		"PVH truncated":     {Check(testkernel.PVH()[:300], "kernel", 0, "", 64*mib), pvh.ErrTruncated},
-		"PVH initrd":        {Check(testkernel.PVH(), "kernel", 63*mib, "", 64*mib), pvh.ErrInitrdTooLarge},
-		"PVH memory":        {Check(testkernel.PVH(), "kernel", 0, "", 17*mib), pvh.ErrNotEnoughMemory},
-		"multiboot initrd":  {Check(testkernel.Multiboot(), "kernel", 64*mib, "", 64*mib), multiboot.ErrModulesTooLarge},
-		"multiboot cmdline": {Check(testkernel.Multiboot(), "kernel", 0, string(make([]byte, layout.CmdlineMax)), 64*mib), multiboot.ErrCmdlineTooLong},
+		"not a kernel":      {Check(bytes.NewReader([]byte("hello")), "kernel", 0, "", 64*mib), ErrNotKernel},
+		"bz truncated":      {Check(bytes.NewReader(bz[:len(bz)-64]), "kernel", 0, "", 64*mib), linux.ErrTruncated},
+		"bz cmdline":        {Check(bytes.NewReader(bz), "kernel", 0, string(make([]byte, 2048)), 64*mib), linux.ErrCmdlineTooLong},
+		"bz initrd":         {Check(bytes.NewReader(bz), "kernel", 64*mib, "", 64*mib), linux.ErrInitrdTooLarge},
+		"bz memory":         {Check(bytes.NewReader(bz), "kernel", 0, "", 16*mib), linux.ErrNotEnoughMemory},
+		"PVH truncated":     {Check(bytes.NewReader(testkernel.PVH()[:300]), "kernel", 0, "", 64*mib), pvh.ErrTruncated},
+		"PVH initrd":        {Check(bytes.NewReader(testkernel.PVH()), "kernel", 63*mib, "", 64*mib), pvh.ErrInitrdTooLarge},
+		"PVH memory":        {Check(bytes.NewReader(testkernel.PVH()), "kernel", 0, "", 17*mib), pvh.ErrNotEnoughMemory},
+		"multiboot initrd":  {Check(bytes.NewReader(testkernel.Multiboot()), "kernel", 64*mib, "", 64*mib), multiboot.ErrModulesTooLarge},
+		"multiboot cmdline": {Check(bytes.NewReader(testkernel.Multiboot()), "kernel", 0, string(make([]byte, layout.CmdlineMax)), 64*mib), multiboot.ErrCmdlineTooLong},
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.ErrorIs(t, tc.err, tc.want)
 		})
 	}
-	require.ErrorContains(t, Check(bz[:len(bz)-64], "kernel", 0, "", 64*mib), "bzImage kernel: ")
-	require.Error(t, Check(bz, "kernel", -1, "", 64*mib))
+	require.ErrorContains(t, Check(bytes.NewReader(bz[:len(bz)-64]), "kernel", 0, "", 64*mib), "bzImage kernel: ")
+	require.Error(t, Check(bytes.NewReader(bz), "kernel", -1, "", 64*mib))
 
 	// Load refuses the same inputs before writing anything.
 	mem := fakemem.New(64 * mib)
-	_, err := Load(bz, "kernel", make([]byte, 64*mib), "", mem, 64*mib, 0)
+	_, err := Load(bytes.NewReader(bz), "kernel", bytes.NewReader(make([]byte, 64*mib)), "", mem, 64*mib, 0)
 	require.ErrorIs(t, err, linux.ErrInitrdTooLarge)
 	require.Zero(t, mem.Writes)
-	_, err = Load([]byte("nope"), "kernel", nil, "", mem, 64*mib, 0)
+	_, err = Load(bytes.NewReader([]byte("nope")), "kernel", nil, "", mem, 64*mib, 0)
 	require.ErrorIs(t, err, ErrNotKernel)
 }
 
@@ -162,10 +163,10 @@ func FuzzDetect(f *testing.F) {
 		if (err == nil) == (format == Unknown) {
 			t.Fatalf("format %v with error %v", format, err)
 		}
-		if err := Check(data, "kernel", 1, "console=ttyS0", 64*mib); err != nil {
+		if err := Check(bytes.NewReader(data), "kernel", 1, "console=ttyS0", 64*mib); err != nil {
 			return
 		}
-		if _, err := Load(data, "kernel", []byte{1}, "console=ttyS0", fakemem.New(64*mib), 64*mib, 0); err != nil {
+		if _, err := Load(bytes.NewReader(data), "kernel", bytes.NewReader([]byte{1}), "console=ttyS0", fakemem.New(64*mib), 64*mib, 0); err != nil {
 			t.Fatalf("Check passed but Load failed: %v", err)
 		}
 	})

@@ -10,6 +10,7 @@
 package multiboot
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -276,9 +277,18 @@ func alignUp(x uint64) uint64 { return (x + pageSize - 1) &^ (pageSize - 1) }
 // page-aligned above the kernel and 1 MiB, with empty strings. cmdline is the
 // whole multiboot command line (see CommandLine).
 func (k *Kernel) Load(mem io.WriterAt, memSize uint64, cmdline string, modules [][]byte, memMap []e820.Entry) (boot.Entry, error) {
+	srcs := make([]boot.Source, len(modules))
+	for i, m := range modules {
+		srcs[i] = bytes.NewReader(m)
+	}
+	return k.LoadFrom(mem, memSize, cmdline, srcs, memMap)
+}
+
+// LoadFrom is Load with the modules read from files straight into guest memory.
+func (k *Kernel) LoadFrom(mem io.WriterAt, memSize uint64, cmdline string, modules []boot.Source, memMap []e820.Entry) (boot.Entry, error) {
 	sizes := make([]uint64, len(modules))
 	for i, m := range modules {
-		sizes[i] = uint64(len(m))
+		sizes[i] = uint64(max(m.Size(), 0))
 	}
 	addrs, err := k.place(memSize, cmdline, sizes, len(memMap))
 	if err != nil {
@@ -296,7 +306,7 @@ func (k *Kernel) Load(mem io.WriterAt, memSize uint64, cmdline string, modules [
 		return boot.Entry{}, fmt.Errorf("load command line: %w", err)
 	}
 	for i, m := range modules {
-		if err := gmem.Write(mem, addrs[i], m); err != nil {
+		if err := gmem.Copy(mem, addrs[i], m, 0, sizes[i]); err != nil {
 			return boot.Entry{}, fmt.Errorf("load module %d: %w", i, err)
 		}
 	}

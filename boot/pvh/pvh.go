@@ -7,6 +7,7 @@
 package pvh
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -150,7 +151,13 @@ func (k *Kernel) place(memSize uint64, cmdline string, initrdSize uint64) (uint6
 // memory and returns the PVH entry state. memMap becomes the start_info
 // memory map; acpiRSDP, if not zero, its rsdp_paddr.
 func (k *Kernel) Load(mem io.WriterAt, memSize uint64, cmdline string, initrd []byte, memMap []e820.Entry, acpiRSDP uint64) (boot.Entry, error) {
-	initrdAddr, err := k.place(memSize, cmdline, uint64(len(initrd)))
+	return k.LoadFrom(mem, memSize, cmdline, bytes.NewReader(initrd), memMap, acpiRSDP)
+}
+
+// LoadFrom is Load with the initrd read from a file straight into guest memory.
+func (k *Kernel) LoadFrom(mem io.WriterAt, memSize uint64, cmdline string, initrd boot.Source, memMap []e820.Entry, acpiRSDP uint64) (boot.Entry, error) {
+	initrdSize := uint64(max(initrd.Size(), 0))
+	initrdAddr, err := k.place(memSize, cmdline, initrdSize)
 	if err != nil {
 		return boot.Entry{}, err
 	}
@@ -163,10 +170,10 @@ func (k *Kernel) Load(mem io.WriterAt, memSize uint64, cmdline string, initrd []
 	if err := gmem.Write(mem, layout.Cmdline, append([]byte(cmdline), 0)); err != nil {
 		return boot.Entry{}, fmt.Errorf("load command line: %w", err)
 	}
-	if err := gmem.Write(mem, initrdAddr, initrd); err != nil {
+	if err := gmem.Copy(mem, initrdAddr, initrd, 0, initrdSize); err != nil {
 		return boot.Entry{}, fmt.Errorf("load initrd: %w", err)
 	}
-	info := startInfo(initrdAddr, uint64(len(initrd)), memMap, acpiRSDP)
+	info := startInfo(initrdAddr, initrdSize, memMap, acpiRSDP)
 	if err := gmem.Write(mem, layout.BootInfo, info); err != nil {
 		return boot.Entry{}, fmt.Errorf("write start_info: %w", err)
 	}

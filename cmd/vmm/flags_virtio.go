@@ -7,14 +7,15 @@ import (
 	"github.com/vmmdev/vmm/vmm"
 )
 
-// virtioFlags are --rng and the virtio form of --console.
+// virtioFlags are --rng, --balloon and the virtio form of --console.
 type virtioFlags struct {
-	rng bool
+	rng, balloon bool
 }
 
 func registerVirtioFlags(fs *flag.FlagSet) *virtioFlags {
 	v := &virtioFlags{}
 	fs.BoolVar(&v.rng, "rng", false, "add a virtio-rng device (entropy from the host's getrandom)")
+	fs.BoolVar(&v.balloon, "balloon", false, "add a virtio-balloon device: memory the guest frees goes back to the host (free page reporting)")
 	return v
 }
 
@@ -24,6 +25,7 @@ func registerVirtioFlags(fs *flag.FlagSet) *virtioFlags {
 // (file:PATH or none). Any other spec is the UART's destination, unchanged.
 func (v *virtioFlags) apply(cfg *vmm.Config, console string) string {
 	cfg.RNG = v.rng
+	cfg.Balloon = v.balloon
 	if console == "virtio" {
 		cfg.VirtioConsole = true
 		return "stdio"

@@ -22,6 +22,7 @@ func TestVirtioFlags(t *testing.T) {
 		{nil, "virtio", "stdio", false, true},
 		{[]string{"--rng=true"}, "virtio:file:/tmp/c", "file:/tmp/c", true, true},
 		{nil, "virtio:none", "none", false, true},
+		{[]string{"--balloon"}, "stdio", "stdio", false, false},
 	} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
@@ -31,5 +32,6 @@ func TestVirtioFlags(t *testing.T) {
 		assert.Equal(t, tc.dest, v.apply(&cfg, tc.console), "%v %s", tc.args, tc.console)
 		assert.Equal(t, tc.rng, cfg.RNG)
 		assert.Equal(t, tc.virtio, cfg.VirtioConsole)
+		assert.Equal(t, len(tc.args) > 0 && tc.args[0] == "--balloon", cfg.Balloon)
 	}
 }

@@ -159,6 +159,7 @@ func (r *runCmd) prepare(args []string, stderr io.Writer) (vmm.Config, *slog.Log
 }
 
 func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	tuneRuntime(os.Getenv)
 	r := newRunCmd()
 	r.fs.SetOutput(stderr)
 	cfg, log, code := r.prepare(args, stderr)

@@ -18,6 +18,7 @@ const (
 	TypeBlock   DeviceType = 2
 	TypeConsole DeviceType = 3
 	TypeRNG     DeviceType = 4
+	TypeBalloon DeviceType = 5
 )
 
 // Transport-level feature bits (virtio 1.2 §6). The transport always offers

@@ -102,6 +102,10 @@ func (r *Run) Go(fn func()) {
 // Kick is queue i's kick channel.
 func (r *Run) Kick(i int) <-chan struct{} { return r.kicks[i] }
 
+// Interrupt signals used buffers on queue i, for a device that pushes
+// chains itself rather than through Serve.
+func (r *Run) Interrupt(i int) { r.irq.Queue(i) }
+
 // Stop is closed when the run must end.
 func (r *Run) Stop() <-chan struct{} { return r.stop }
 

@@ -42,6 +42,7 @@ func newRegistry() registry {
 		"pci":         checkPCI,
 		"durable":     checkDurable,
 		"rng":         checkRNG,
+		"balloon":     checkBalloon,
 		"console":     checkConsole,
 		"acpi":        checkACPI,
 		"acpi-tables": checkACPITables,

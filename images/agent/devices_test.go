@@ -34,6 +34,8 @@ type fakeIO struct {
 	corrupt  bool // the peer flips a byte of the download
 	mounted  string
 	efiVars  map[string][]byte // nil: no efivarfs
+	touched  int               // bytes touchAndFree was asked for
+	settled  time.Duration     // how long settle was asked to wait
 }
 
 type roFile struct{ *os.File }
@@ -316,6 +318,9 @@ func (f *fakeIO) writeEFIVar(name string, v []byte) error {
 	f.efiVars[name] = bytes.Clone(v)
 	return nil
 }
+func (f *fakeIO) touchAndFree(n int) error { f.touched += n; return nil }
+
+func (f *fakeIO) settle(d time.Duration) { f.settled += d }
 
 func TestCheckDiskNVMe(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.disk_nvme=vmm-nv:4:5")

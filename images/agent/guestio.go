@@ -28,4 +28,8 @@ type guestIO interface {
 	// one; both mount efivarfs first if needed.
 	readEFIVar(name string) ([]byte, error)
 	writeEFIVar(name string, attrsAndData []byte) error
+	// touchAndFree maps n bytes of anonymous memory, writes every page and
+	// unmaps it; settle lets the guest run for d (the balloon check).
+	touchAndFree(n int) error
+	settle(d time.Duration)
 }

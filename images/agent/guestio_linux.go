@@ -238,3 +238,16 @@ func (linuxIO) writeEFIVar(name string, attrsAndData []byte) error {
 	}
 	return f.Close()
 }
+
+func (linuxIO) touchAndFree(n int) error {
+	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return unix.Munmap(b)
+}
+
+func (linuxIO) settle(d time.Duration) { time.Sleep(d) }

@@ -154,3 +154,29 @@ func TestCheckACPITables(t *testing.T) {
 	assert.False(t, pass)
 	assert.Contains(t, detail, `DSDT from OEM "BOCHS"`)
 }
+
+func TestCheckBalloon(t *testing.T) {
+	fsys := fstest.MapFS{
+		"sys/bus/virtio/drivers/virtio_balloon/virtio3": {Mode: fs.ModeSymlink | 0o777},
+		"sys/bus/virtio/drivers/virtio_balloon/bind":    {},
+		"sys/bus/virtio/devices/virtio3/features":       {Data: []byte("0110010000000000000000000000000010000000000000000000000000000000\n")},
+	}
+	io := &fakeIO{}
+	pass, detail := checkBalloon(&env{root: fsys, io: io})
+	assert.True(t, pass, detail)
+	assert.Equal(t, balloonBytes, io.touched)
+	assert.Equal(t, balloonSettle, io.settled)
+
+	fsys["sys/bus/virtio/devices/virtio3/features"] = &fstest.MapFile{Data: []byte("0110000000\n")}
+	pass, detail = checkBalloon(&env{root: fsys, io: &fakeIO{}})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "free page reporting not negotiated")
+
+	delete(fsys, "sys/bus/virtio/drivers/virtio_balloon/virtio3")
+	pass, detail = checkBalloon(&env{root: fsys, io: &fakeIO{}})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "drives no device")
+
+	pass, _ = checkBalloon(&env{root: fstest.MapFS{}, io: &fakeIO{}})
+	assert.False(t, pass)
+}

@@ -5,6 +5,7 @@
 package gmem
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -44,4 +45,61 @@ func Zero(mem io.WriterAt, addr, n uint64) error {
 		n -= c
 	}
 	return nil
+}
+
+// slicer is guest memory that can hand out a host view of a range (vmm's
+// Memory): Copy reads a file straight into it, without a bounce buffer.
+type slicer interface {
+	Slice(gpa, n uint64) ([]byte, error)
+}
+
+// copyChunk is the bounce buffer Copy uses for memory that is not a slicer.
+const copyChunk = 64 << 10
+
+// Copy copies n bytes of src from offset off to guest-physical address addr.
+// Into guest memory that has a host view the file is read in place (pread
+// into the mapping), so no buffer of the file's size is allocated; a short
+// source is an error.
+func Copy(mem io.WriterAt, addr uint64, src io.ReaderAt, off int64, n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	if addr > math.MaxInt64-n || off < 0 || uint64(off) > math.MaxInt64-n {
+		return fmt.Errorf("copy %d bytes to %#x: address out of range", n, addr)
+	}
+	if s, ok := mem.(slicer); ok {
+		if dst, err := s.Slice(addr, n); err == nil {
+			if err := readFull(src, dst, off); err != nil {
+				return fmt.Errorf("copy %d bytes to %#x: %w", n, addr, err)
+			}
+			return nil
+		}
+	}
+	buf := make([]byte, min(n, copyChunk))
+	for n > 0 {
+		c := min(n, uint64(len(buf)))
+		if err := readFull(src, buf[:c], off); err != nil {
+			return fmt.Errorf("copy %d bytes to %#x: %w", c, addr, err)
+		}
+		if err := Write(mem, addr, buf[:c]); err != nil {
+			return err
+		}
+		addr += c
+		off += int64(c)
+		n -= c
+	}
+	return nil
+}
+
+// readFull fills p from src at off; a source that ends early is
+// io.ErrUnexpectedEOF (ReadAt may return io.EOF with a full count).
+func readFull(src io.ReaderAt, p []byte, off int64) error {
+	n, err := src.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

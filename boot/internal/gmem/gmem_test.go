@@ -1,6 +1,7 @@
 package gmem
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math"
@@ -47,4 +48,44 @@ func (shortWriter) WriteAt(p []byte, _ int64) (int, error) {
 		return 0, errors.New("empty")
 	}
 	return len(p) - 1, nil
+}
+
+// sliceMem is guest memory with a host view, as vmm's Memory.
+type sliceMem []byte
+
+func (m sliceMem) Slice(gpa, n uint64) ([]byte, error) {
+	if gpa > uint64(len(m)) || n > uint64(len(m))-gpa {
+		return nil, errors.New("out of range")
+	}
+	return m[gpa : gpa+n], nil
+}
+
+func (m sliceMem) WriteAt(p []byte, off int64) (int, error) {
+	b, err := m.Slice(uint64(off), uint64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	return copy(b, p), nil
+}
+
+// Copy reads straight into memory with a host view and through a bounce
+// buffer otherwise; a source shorter than asked is an error either way.
+func TestCopy(t *testing.T) {
+	src := make([]byte, 3*copyChunk+100)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
+	sm := make(sliceMem, 1<<20)
+	require.NoError(t, Copy(sm, 0x1000, bytes.NewReader(src), 50, uint64(len(src)-50)))
+	require.Equal(t, src[50:], []byte(sm[0x1000:0x1000+len(src)-50]))
+
+	fm := fakemem.New(1 << 20)
+	require.NoError(t, Copy(fm, 0x2000, bytes.NewReader(src), 0, uint64(len(src))))
+	require.Equal(t, src, fm.Read(0x2000, uint64(len(src))))
+
+	require.ErrorIs(t, Copy(sm, 0, bytes.NewReader(src), 0, uint64(len(src)+1)), io.ErrUnexpectedEOF)
+	require.ErrorIs(t, Copy(fm, 0, bytes.NewReader(src), 0, uint64(len(src)+1)), io.ErrUnexpectedEOF)
+	require.Error(t, Copy(sm, 1<<20-10, bytes.NewReader(src), 0, 100), "beyond guest memory")
+	require.Error(t, Copy(sm, math.MaxUint64-1, bytes.NewReader(src), 0, 100))
+	require.NoError(t, Copy(sm, 0, bytes.NewReader(nil), 0, 0))
 }

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/internal/kvmtest"
+	"github.com/vmmdev/vmm/internal/testenv"
+	"github.com/vmmdev/vmm/vmm"
+)
+
+// debianGuest finds Debian's kernel and the agent's initramfs that
+// `make images` leaves under build/images.
+func debianGuest(t *testing.T) (kernel, initrd string) {
+	t.Helper()
+	root, err := images.ModuleRoot()
+	require.NoError(t, err)
+	kernels, _ := filepath.Glob(filepath.Join(root, "build/images/kernel/vmlinuz-*"))
+	initrd = filepath.Join(root, "build/images/guest.cpio.gz")
+	if _, err := os.Stat(initrd); err != nil || len(kernels) == 0 {
+		testenv.Skip(t, "no Debian kernel and agent initramfs under build/images: run make images")
+	}
+	return kernels[0], initrd
+}
+
+// footprintLimitKiB is vmm's own memory allowed for a Linux guest with one
+// vCPU, a virtio disk and a virtio NIC, and footprintSMPLimitKiB with four
+// vCPUs, every Hyper-V enlightenment, AHCI and NVMe. The goal is 5 and
+// 8 MiB (issue 20). In the nested test host, with the test binary as vmm,
+// they measured 8.2 and 7.0 MiB (33.0 and 33.3 MiB before the boot files
+// stopped passing through the heap); bin/vmm, with one vCPU and no disk or
+// NIC, 4.8 MiB (the balloon e2e scenario). Tighten these as measurements
+// allow.
+const (
+	footprintLimitKiB    = 10 << 10
+	footprintSMPLimitKiB = 12 << 10
+)
+
+// TestKVMFootprint boots Debian's kernel with the agent and asserts vmm's
+// own memory, the report's overhead (peak RSS minus resident guest RAM),
+// for one vCPU with a virtio disk and NIC and for four vCPUs with every
+// Hyper-V enlightenment and AHCI and NVMe disks.
+func TestKVMFootprint(t *testing.T) {
+	kvmtest.Require(t)
+	if !vmm.Probe(kvmtest.Path).CanBootLinux {
+		testenv.Skip(t, "this host's KVM cannot boot Linux: go test -exec <module root>/bin/kvmexec runs this test in the nested test host")
+	}
+	kernel, initrd := debianGuest(t)
+	cases := []struct {
+		name     string
+		args     []string
+		limitKiB uint64
+	}{
+		{"1cpu-virtio", []string{"--cpus", "1", "--disk", "%s", "--net", "tap=vmmfp%d"}, footprintLimitKiB},
+		{"4cpu-hyperv-ahci-nvme", []string{"--cpus", "4", "--hyperv", "all",
+			"--disk", "%s,if=ahci", "--disk", "%s,if=nvme"}, footprintSMPLimitKiB},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mem := bootAgent(t, kernel, initrd, "256M", c.args)
+			t.Logf("memory %+v: own %.2f MiB", mem, float64(mem.OverheadKiB)/1024)
+			require.Less(t, mem.OverheadKiB, c.limitKiB, "%+v", mem)
+		})
+	}
+}
+
+// vmmBinary is bin/vmm, which make build leaves with bin/kvmexec: vmm's own
+// memory is the real binary's (the test binary, which other tests run as
+// vmm, carries the test framework's code and data too).
+func vmmBinary(t *testing.T) string {
+	t.Helper()
+	root, err := images.ModuleRoot()
+	require.NoError(t, err)
+	bin := filepath.Join(root, "bin", "vmm")
+	if _, err := os.Stat(bin); err != nil {
+		testenv.Skip(t, "no %s: run make build", bin)
+	}
+	return bin
+}
+
+// bootAgent runs vmm with Debian's kernel and the agent (the boot check,
+// then power off) with memory of RAM and the extra arguments (a "%s" disk
+// argument gets a fresh 1 MiB image, "tap=vmmfp%d" a tap named for this
+// process, which vmm creates) and returns the report's memory figures.
+func bootAgent(t *testing.T, kernel, initrd, memory string, extra []string) vmm.ReportMemory {
+	t.Helper()
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report.json")
+	args := []string{"run", "--kernel", kernel, "--initrd", initrd, "--memory", memory,
+		"--cmdline", "console=ttyS0 quiet panic=-1 vmm.checks=boot vmm.action=poweroff",
+		"--console", "stdio", "--timeout", "600s", "--report", report}
+	for i, a := range extra {
+		switch a {
+		case "%s", "%s,if=ahci", "%s,if=nvme":
+			disk := filepath.Join(dir, fmt.Sprintf("disk%d.img", i))
+			require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+			a = fmt.Sprintf(a, disk)
+		case "tap=vmmfp%d":
+			a = fmt.Sprintf("tap=vmmfp%d", os.Getpid())
+		}
+		args = append(args, a)
+	}
+	cmd := exec.Command(vmmBinary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	require.NoError(t, err, "console:\n%s", out.String())
+	require.Contains(t, out.String(), "VMM-AGENT: summary pass=1 fail=0", "the agent ran its check")
+	data, err := os.ReadFile(report)
+	require.NoError(t, err)
+	var r vmm.Report
+	require.NoError(t, json.Unmarshal(data, &r))
+	require.Positive(t, r.Memory.GuestResidentKiB)
+	return r.Memory
+}
+
+// densityGuests is how many guests TestKVMDensity boots at once.
+const densityGuests = 12
+
+// TestKVMDensity boots densityGuests guests of 128 MiB at once: all reach
+// the agent and power off, and each one's own memory stays within the
+// single-guest limit; it logs the sum of their overheads. It runs with
+// VMM_E2E=1 (minutes in the nested test host).
+func TestKVMDensity(t *testing.T) {
+	if os.Getenv("VMM_E2E") != "1" {
+		testenv.Skip(t, "set VMM_E2E=1 to boot %d guests at once", densityGuests)
+	}
+	kvmtest.Require(t)
+	if !vmm.Probe(kvmtest.Path).CanBootLinux {
+		testenv.Skip(t, "this host's KVM cannot boot Linux: go test -exec <module root>/bin/kvmexec runs this test in the nested test host")
+	}
+	kernel, initrd := debianGuest(t)
+	mems := make([]vmm.ReportMemory, densityGuests)
+	t.Run("guests", func(t *testing.T) {
+		for i := range densityGuests {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				mems[i] = bootAgent(t, kernel, initrd, "128M", nil)
+			})
+		}
+	})
+	var sum, guest uint64
+	for i, m := range mems {
+		require.Less(t, m.OverheadKiB, uint64(footprintLimitKiB), "guest %d: %+v", i, m)
+		sum += m.OverheadKiB
+		guest += m.GuestResidentPeakKiB
+	}
+	t.Logf("%d guests: vmm's own memory %.1f MiB in all (%.2f MiB each), guest RAM resident %.1f MiB",
+		densityGuests, float64(sum)/1024, float64(sum)/1024/densityGuests, float64(guest)/1024)
+}
