@@ -120,11 +120,17 @@ func openFile(path string, readOnly bool) (*os.File, fileID, int64, error) {
 }
 
 // open opens one image of a chain; seen holds the files above it.
-func open(path string, readOnly bool, seen []fileID) (img *Image, err error) {
+func open(path string, readOnly bool, seen []fileID) (*Image, error) {
 	f, id, fileSize, err := openFile(path, readOnly)
 	if err != nil {
 		return nil, err
 	}
+	return openOn(f, id, fileSize, path, readOnly, seen)
+}
+
+// openOn reads the image in f (already opened and locked), taking f over:
+// it is closed on error.
+func openOn(f *os.File, id fileID, fileSize int64, path string, readOnly bool, seen []fileID) (img *Image, err error) {
 	defer func() {
 		if err != nil {
 			f.Close()
