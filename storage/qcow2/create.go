@@ -53,7 +53,9 @@ func create(path string, size int64, backing string, opts *CreateOptions) error 
 // and opens it for writing. The file has no name from the start (O_TMPFILE,
 // or removed at once where the filesystem lacks it), so nothing is left
 // behind however the process ends, SIGKILL included. Its backing chain is
-// opened read-only with shared locks, so many overlays share one base.
+// opened read-only with shared locks, so many overlays share one base. As
+// the overlay cannot outlive the process, it is never synced: a flush
+// costs nothing.
 func CreateOverlay(dir, backing, backingFormat string) (*Image, error) {
 	img, err := createOverlay(dir, backing, backingFormat)
 	if err != nil {
@@ -92,7 +94,12 @@ func createOverlay(dir, backing, backingFormat string) (*Image, error) {
 		f.Close()
 		return nil, fmt.Errorf("stat overlay: %w", err)
 	}
-	return openOn(f, fileID{uint64(st.Dev), st.Ino}, st.Size, name, false, nil)
+	img, err := openOn(f, fileID{uint64(st.Dev), st.Ino}, st.Size, name, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	img.ephemeral = true
+	return img, nil
 }
 
 // build lays out a new image file at path.

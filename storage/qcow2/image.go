@@ -66,6 +66,10 @@ type Image struct {
 	// hook, when set (tests only), runs before every write and sync of the
 	// image file: the crash test kills the process from it.
 	hook func()
+
+	// ephemeral images (CreateOverlay) have no name and die with the
+	// process: there is nothing for a sync to protect, so none is made.
+	ephemeral bool
 }
 
 // BackingInfo describes one backing file of a chain.
@@ -357,6 +361,9 @@ func (img *Image) pwrite(p []byte, off uint64) error {
 func (img *Image) sync() error {
 	if img.hook != nil {
 		img.hook()
+	}
+	if img.ephemeral {
+		return nil
 	}
 	for {
 		err := unix.Fdatasync(int(img.f.Fd()))
