@@ -1,6 +1,7 @@
 package cloudinit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -116,4 +117,28 @@ func TestBadDirs(t *testing.T) {
 
 func TestNewInstanceIDDiffers(t *testing.T) {
 	require.NotEqual(t, NewInstanceID(), NewInstanceID())
+}
+
+// FuzzWithInstanceID: any meta-data comes back naming an instance-id, with
+// its own bytes kept in order.
+func FuzzWithInstanceID(f *testing.F) {
+	for _, s := range []string{"", "local-hostname: a\n", "instance-id: x\n", "{}", ` {"a": 1}`, "{", "\n{\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, meta []byte) {
+		out := withInstanceID(meta, "iid-fuzz")
+		if !bytes.Contains(out, []byte("instance-id")) {
+			t.Fatalf("no instance-id in %q", out)
+		}
+		// The input survives as a subsequence (only an insertion is made).
+		i := 0
+		for _, c := range out {
+			if i < len(meta) && c == meta[i] {
+				i++
+			}
+		}
+		if i != len(meta) {
+			t.Fatalf("%q lost bytes of %q", out, meta)
+		}
+	})
 }
