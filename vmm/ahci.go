@@ -70,7 +70,7 @@ func (m *Machine) addAHCI() error {
 		return fmt.Errorf("ahci0: %w", err)
 	}
 	for i, d := range ds {
-		m.log.Info("ahci", "port", i, "path", d.path, "slot", slot, "cdrom", d.cd, "readonly", d.readOnly,
+		m.log.Info("ahci", "port", i, "path", d.path, "slot", slot, "cdrom", d.cd, "readonly", d.readOnly, "snapshot", d.snapshot,
 			"serial", c.drives[i].Serial)
 	}
 	return nil
