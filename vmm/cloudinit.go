@@ -2,7 +2,6 @@ package vmm
 
 import (
 	"fmt"
-	"os"
 	"slices"
 
 	"github.com/vmmdev/vmm/storage/block"
@@ -18,12 +17,8 @@ func (m *Machine) attachCloudInit() error {
 	if m.cfg.CloudInit == "" {
 		return nil
 	}
-	tmp := os.Getenv("TMPDIR")
-	if tmp == "" {
-		tmp = "/var/tmp"
-	}
 	id := cloudinit.NewInstanceID()
-	f, err := cloudinit.BuildTemp(m.cfg.CloudInit, tmp, id)
+	f, err := cloudinit.BuildTemp(m.cfg.CloudInit, block.TempDir(), id)
 	if err != nil {
 		return fmt.Errorf("--cloud-init %s: %w", m.cfg.CloudInit, err)
 	}

@@ -88,7 +88,7 @@ type Options struct {
 	// Snapshot opens the image read-only with a shared lock and sends the
 	// guest's writes to a private overlay that disappears with the process.
 	Snapshot bool
-	// TempDir holds snapshot overlays; empty: $TMPDIR, else /var/tmp (as QEMU).
+	// TempDir holds snapshot overlays; empty: TempDir().
 	TempDir string
 }
 
@@ -161,6 +161,19 @@ func qcow2Error(err error) error {
 	return err
 }
 
+// TempDir is where throw-away files (snapshot overlays, cloud-init seeds)
+// go: $TMPDIR, else /var/tmp as QEMU (a disk rather than the tmpfs /tmp
+// often is), else /tmp where there is no /var/tmp.
+func TempDir() string {
+	if d := os.Getenv("TMPDIR"); d != "" {
+		return d
+	}
+	if fi, err := os.Stat("/var/tmp"); err == nil && fi.IsDir() {
+		return "/var/tmp"
+	}
+	return "/tmp"
+}
+
 // openSnapshot opens a throw-away qcow2 overlay over the image; the image
 // and its backing chain are opened read-only with shared locks.
 func openSnapshot(o Options, format string, log *slog.Logger) (Device, error) {
@@ -170,10 +183,7 @@ func openSnapshot(o Options, format string, log *slog.Logger) (Device, error) {
 	}
 	dir := o.TempDir
 	if dir == "" {
-		dir = os.Getenv("TMPDIR")
-	}
-	if dir == "" {
-		dir = "/var/tmp"
+		dir = TempDir()
 	}
 	img, err := qcow2.CreateOverlay(dir, base, format)
 	if err != nil {

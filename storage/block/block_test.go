@@ -256,3 +256,14 @@ func TestSnapshotForcedRaw(t *testing.T) {
 	_, err = Open(Options{Path: path, Snapshot: true, TempDir: dir}, nil)
 	require.ErrorIs(t, err, qcow2.ErrUnsupported, "probed, it is a qcow2 of version 0")
 }
+
+func TestTempDir(t *testing.T) {
+	t.Setenv("TMPDIR", "/some/where")
+	require.Equal(t, "/some/where", TempDir())
+	t.Setenv("TMPDIR", "")
+	want := "/tmp"
+	if fi, err := os.Stat("/var/tmp"); err == nil && fi.IsDir() {
+		want = "/var/tmp"
+	}
+	require.Equal(t, want, TempDir())
+}
