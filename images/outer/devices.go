@@ -47,6 +47,17 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			undo[i]()
 		}
 	}
+	for p, data := range s.Files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("scenario file: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("scenario file: %w", err)
+		}
+		undo = append(undo, func() { os.Remove(p) })
+	}
 	sums := make([][]byte, len(s.Disks))
 	for i, d := range s.Disks {
 		if err := writeImage(d); err != nil {

@@ -107,6 +107,19 @@ func TestISOImageRoundTrip(t *testing.T) {
 	require.ErrorContains(t, verifyImage(d), "byte 5000 differs")
 }
 
+func TestSetupDevicesFiles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "seed", "user-data")
+	s := scenario.Scenario{Files: map[string]string{p: "#cloud-config\n"}}
+	finish, err := setupDevices(s)
+	require.NoError(t, err)
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.Equal(t, "#cloud-config\n", string(b))
+	require.Empty(t, finish())
+	_, err = os.Stat(p)
+	require.ErrorIs(t, err, os.ErrNotExist, "file removed after the run")
+}
+
 func TestSetupDevicesDisks(t *testing.T) {
 	dir := t.TempDir()
 	s := scenario.Scenario{Disks: []scenario.Disk{{Path: filepath.Join(dir, "a"), Size: 4096, Seed: 5, WantSeed: 5}}}

@@ -57,6 +57,9 @@ var isoName = regexp.MustCompile(`^[a-z0-9_]{1,8}(\.[a-z0-9_]{1,3})?$`)
 // maxDiskSize bounds what the outer init writes into its tmpfs.
 const maxDiskSize = 512 << 20
 
+// maxFilesSize bounds a scenario's Files: they travel in its JSON.
+const maxFilesSize = 1 << 20
+
 func (s Scenario) validateDevices() error {
 	for _, d := range s.Disks {
 		if !path.IsAbs(d.Path) || path.Clean(d.Path) != d.Path || !strings.HasPrefix(d.Path, "/tmp/") {
@@ -73,6 +76,15 @@ func (s Scenario) validateDevices() error {
 		}
 		if d.ISOFile != "" && !isoName.MatchString(d.ISOFile) {
 			return fmt.Errorf("%w: scenario %q: disk %s: ISO file name %q must be 8.3 lower case", ErrInvalid, s.Name, d.Path, d.ISOFile)
+		}
+	}
+	total := 0
+	for p, data := range s.Files {
+		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, "/tmp/") {
+			return fmt.Errorf("%w: scenario %q: file path %q must be a clean path under /tmp", ErrInvalid, s.Name, p)
+		}
+		if total += len(data); total > maxFilesSize {
+			return fmt.Errorf("%w: scenario %q: files of more than %d bytes", ErrInvalid, s.Name, maxFilesSize)
 		}
 	}
 	if t := s.Tap; t != nil {
