@@ -94,6 +94,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, ah)
+	qc, err := qcow2Scenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, qc)
 	du, err := durableScenario()
 	if err != nil {
 		return nil, err

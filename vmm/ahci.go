@@ -5,14 +5,14 @@ import (
 	"fmt"
 
 	"github.com/vmmdev/vmm/devices/ahci"
-	"github.com/vmmdev/vmm/storage/raw"
+	"github.com/vmmdev/vmm/storage/block"
 )
 
 // ahciController is the AHCI HBA with its images: the if=ahci disks on
 // the first ports, in --disk order, then the --cdrom drives.
 type ahciController struct {
 	hba    *ahci.HBA
-	imgs   []*raw.Image
+	imgs   []block.Device
 	drives []ahci.Drive // by port
 }
 
@@ -20,13 +20,13 @@ type ahciController struct {
 // CD-ROM is configured.
 func (m *Machine) addAHCI() error {
 	type drive struct {
-		path, serial string
-		readOnly, cd bool
+		path, serial, format   string
+		readOnly, cd, snapshot bool
 	}
 	var ds []drive
 	for _, d := range m.cfg.Disks {
 		if d.Interface == DiskAHCI {
-			ds = append(ds, drive{path: d.Path, serial: d.Serial, readOnly: d.ReadOnly})
+			ds = append(ds, drive{path: d.Path, serial: d.Serial, format: d.Format, readOnly: d.ReadOnly, snapshot: d.Snapshot})
 		}
 	}
 	for _, p := range m.cfg.CDROMs {
@@ -42,9 +42,9 @@ func (m *Machine) addAHCI() error {
 		if d.cd {
 			flag = "--cdrom"
 		}
-		img, err := raw.Open(raw.Options{Path: d.path, ReadOnly: d.readOnly}, m.log)
+		img, err := block.Open(block.Options{Path: d.path, ReadOnly: d.readOnly, Format: d.format, Snapshot: d.snapshot}, m.log)
 		if err != nil {
-			if errors.Is(err, raw.ErrBusy) {
+			if errors.Is(err, block.ErrBusy) {
 				return invalid("%s %s: %v", flag, d.path, err)
 			}
 			return fmt.Errorf("%s %s: %w", flag, d.path, err)
@@ -70,7 +70,7 @@ func (m *Machine) addAHCI() error {
 		return fmt.Errorf("ahci0: %w", err)
 	}
 	for i, d := range ds {
-		m.log.Info("ahci", "port", i, "path", d.path, "slot", slot, "cdrom", d.cd, "readonly", d.readOnly,
+		m.log.Info("ahci", "port", i, "path", d.path, "slot", slot, "cdrom", d.cd, "readonly", d.readOnly, "snapshot", d.snapshot,
 			"serial", c.drives[i].Serial)
 	}
 	return nil

@@ -92,6 +92,11 @@ type Config struct {
 	NICs  []NIC
 	// CDROMs are ISO images on ATAPI drives of the AHCI controller, read-only.
 	CDROMs []string
+	// CloudInit is a directory of cloud-init NoCloud files (user-data,
+	// meta-data, network-config, vendor-data): New builds a seed volume
+	// labelled cidata from it and attaches it read-only as the last
+	// virtio-blk disk (cloudinit.go).
+	CloudInit string
 
 	// Expect, if set, ends the VM with StopExpectMatched when a console line
 	// matches it; Fail, with StopFailMatched (package conmatch).

@@ -25,7 +25,13 @@ func TestParseDisk(t *testing.T) {
 	d, err = ParseDisk("c.img,if=virtio")
 	require.NoError(t, err)
 	require.Equal(t, Disk{Path: "c.img"}, d)
-	for _, bad := range []string{"", ",readonly", "a,ro", "a,if=scsi", "a,if", "a,if=", "a,readonly=1", "a,serial", "a,serial=123456789012345678901", "a,serial=x y", "a,serial=a/b"} {
+	d, err = ParseDisk("q.qcow2,snapshot,format=qcow2,if=nvme")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "q.qcow2", Snapshot: true, Format: "qcow2", Interface: DiskNVMe}, d)
+	d, err = ParseDisk("r.img,format=raw")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "r.img", Format: "raw"}, d)
+	for _, bad := range []string{"", ",readonly", "a,ro", "a,if=scsi", "a,format=vmdk", "a,format", "a,snapshot=1", "a,if", "a,if=", "a,readonly=1", "a,serial", "a,serial=123456789012345678901", "a,serial=x y", "a,serial=a/b"} {
 		_, err := ParseDisk(bad)
 		require.Error(t, err, bad)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ import (
 // Machine is one VM, built by New and started by Run. It runs once.
 type Machine struct {
 	cfg   Config
+	seed  *os.File // the cloud-init seed (cloudinit.go), nil without one
 	log   *slog.Logger
 	sys   *kvm.System
 	vm    *kvm.VM
@@ -122,6 +124,9 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		return nil, err
 	}
 	m.boot = bp
+	if err := m.attachCloudInit(); err != nil {
+		return nil, err
+	}
 
 	if m.sys, err = OpenKVM(cfg.devKVM()); err != nil {
 		return nil, err
@@ -343,6 +348,10 @@ func (m *Machine) Close() error {
 	var errs []error
 	// Devices first: their goroutines use guest memory and the VM.
 	m.closePCI()
+	if m.seed != nil {
+		errs = append(errs, m.seed.Close())
+		m.seed = nil
+	}
 	if m.routes != nil {
 		m.routes.close()
 		m.routes = nil

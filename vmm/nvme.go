@@ -5,13 +5,13 @@ import (
 	"fmt"
 
 	"github.com/vmmdev/vmm/devices/nvme"
-	"github.com/vmmdev/vmm/storage/raw"
+	"github.com/vmmdev/vmm/storage/block"
 )
 
 // nvmeDisk is one --disk ...,if=nvme: its controller and the image behind it.
 type nvmeDisk struct {
 	ctrl *nvme.Controller
-	img  *raw.Image
+	img  block.Device
 }
 
 // addNVMeDisks puts an NVMe controller on the PCI bus for every NVMe disk,
@@ -24,9 +24,9 @@ func (m *Machine) addNVMeDisks() error {
 		}
 		name := fmt.Sprintf("nvme%d", n)
 		n++
-		img, err := raw.Open(raw.Options{Path: d.Path, ReadOnly: d.ReadOnly}, m.log)
+		img, err := block.Open(block.Options{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format, Snapshot: d.Snapshot}, m.log)
 		if err != nil {
-			if errors.Is(err, raw.ErrBusy) {
+			if errors.Is(err, block.ErrBusy) {
 				return invalid("--disk %s: %v", d.Path, err)
 			}
 			return fmt.Errorf("--disk %s: %w", d.Path, err)
@@ -51,7 +51,7 @@ func (m *Machine) addNVMeDisks() error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		m.log.Info("nvme", "disk", name, "path", d.Path, "slot", slot, "blocks", img.Sectors(),
-			"readonly", d.ReadOnly, "serial", serial, "io_queues", ctrl.IOQueues())
+			"readonly", d.ReadOnly, "snapshot", d.Snapshot, "serial", serial, "io_queues", ctrl.IOQueues())
 	}
 	return nil
 }

@@ -29,14 +29,16 @@ func openVirtioBackends(cfg *Config, log *slog.Logger) ([]virtioBackend, error) 
 		if d.Interface != DiskVirtio {
 			continue
 		}
-		disk, err := blk.Open(blk.Options{Path: d.Path, ReadOnly: d.ReadOnly, Serial: d.Serial}, log)
+		disk, err := blk.Open(blk.Options{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format, Snapshot: d.Snapshot,
+			Serial: d.Serial}, log)
 		if err != nil {
 			if errors.Is(err, blk.ErrBusy) {
 				return fail(invalid("--disk %s: %v", d.Path, err))
 			}
 			return fail(fmt.Errorf("--disk %s: %w", d.Path, err))
 		}
-		log.Info("virtio-blk", "disk", i, "path", d.Path, "sectors", disk.Capacity(), "readonly", d.ReadOnly, "serial", d.Serial)
+		log.Info("virtio-blk", "disk", i, "path", d.Path, "sectors", disk.Capacity(), "readonly", d.ReadOnly,
+			"snapshot", d.Snapshot, "serial", d.Serial)
 		out = append(out, virtioBackend{name: fmt.Sprintf("virtio-blk%d", i), dev: blk.NewDevice(disk, log), close: disk.Close})
 	}
 	for i, n := range cfg.NICs {

@@ -10,15 +10,23 @@ import (
 
 // deviceFlags are the repeatable --disk and --net flags of `vmm run`.
 type deviceFlags struct {
-	disks   diskList
-	nics    nicList
-	cdroms  pathList
-	testdev bool
+	disks     diskList
+	nics      nicList
+	cdroms    pathList
+	testdev   bool
+	snapshot  bool
+	cloudInit string
 }
 
 func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	d := &deviceFlags{}
-	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,serial=ID][,if=virtio|nvme|ahci]` (a raw image; default virtio-blk); repeat for several")
+	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci]` "+
+		"(raw or qcow2, read from the header unless format= is given; default virtio-blk); snapshot sends writes to a "+
+		"throw-away overlay and never changes the image; repeat for several")
+	fs.BoolVar(&d.snapshot, "snapshot", false, "snapshot mode for every --disk: images are opened read-only (shared lock) and "+
+		"the guest's writes go to private overlays deleted when vmm ends")
+	fs.StringVar(&d.cloudInit, "cloud-init", "", "cloud-init NoCloud `DIR` (user-data, meta-data, optional network-config "+
+		"and vendor-data): attached as a read-only virtio-blk seed labelled cidata; a meta-data without instance-id gets a new one per run")
 	fs.Var(&d.cdroms, "cdrom", "ISO image `PATH` on a read-only ATAPI drive of the AHCI controller; repeat for several")
 	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
 	fs.BoolVar(&d.testdev, "testdev", false, "add QEMU's test devices for test suites written against QEMU: pc-testdev, pci-testdev, "+
@@ -29,6 +37,12 @@ func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 // apply copies the parsed devices into cfg.
 func (d *deviceFlags) apply(cfg *vmm.Config) {
 	cfg.Disks = append(cfg.Disks, d.disks...)
+	if d.snapshot {
+		for i := range cfg.Disks {
+			cfg.Disks[i].Snapshot = true
+		}
+	}
+	cfg.CloudInit = d.cloudInit
 	cfg.NICs = append(cfg.NICs, d.nics...)
 	cfg.CDROMs = append(cfg.CDROMs, d.cdroms...)
 	cfg.Testdev = d.testdev

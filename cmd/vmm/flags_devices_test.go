@@ -25,6 +25,20 @@ func TestDeviceFlags(t *testing.T) {
 	require.Equal(t, "vmmtap0", cfg.NICs[0].Tap)
 	require.Equal(t, "a.img b.img", d.disks.String())
 	require.Equal(t, "tap=vmmtap0", d.nics.String())
+	require.False(t, cfg.Disks[0].Snapshot)
+	require.Empty(t, cfg.CloudInit)
+
+	// --snapshot puts every disk in snapshot mode; --cloud-init names the seed directory.
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	d = registerDeviceFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--disk", "a.qcow2,format=qcow2", "--snapshot", "--disk", "b.img,if=nvme",
+		"--cloud-init", "seed"}))
+	cfg = vmm.Config{}
+	d.apply(&cfg)
+	require.Equal(t, []vmm.Disk{{Path: "a.qcow2", Format: "qcow2", Snapshot: true},
+		{Path: "b.img", Interface: vmm.DiskNVMe, Snapshot: true}}, cfg.Disks)
+	require.Equal(t, "seed", cfg.CloudInit)
 
 	fs = flag.NewFlagSet("t", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)

@@ -26,6 +26,7 @@ commands:
   run     boot a guest (vmm run -h for flags)
   probe   report what this host's KVM offers (--json for machine-readable output)
   test    run a suite of guests and configurations (vmm test -h for flags and exit codes)
+  image   inspect and create disk images: vmm image info PATH, vmm image create [--backing BASE] PATH SIZE
 
 exit codes of vmm run:
   0 guest powered off, or --expect matched   1 VMM error   2 usage error
@@ -51,6 +52,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return cmdProbe(args[1:], stdout, stderr)
 	case "test":
 		return cmdTest(args[1:], stdout, stderr)
+	case "image":
+		return cmdImage(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -33,7 +33,7 @@ func runSchema() suite.Schema {
 			spec.Kind = suite.List
 		}
 		switch f.Name {
-		case "kernel", "initrd", "kvm-device":
+		case "kernel", "initrd", "kvm-device", "cloud-init":
 			spec.Rel = relPath
 		case "firmware":
 			spec.Rel = func(dir, v string) string {

@@ -20,7 +20,7 @@ import (
 	"sync"
 
 	"github.com/vmmdev/vmm/devices/pci"
-	"github.com/vmmdev/vmm/storage/raw"
+	"github.com/vmmdev/vmm/storage/block"
 )
 
 // PCI identity: Intel ICH9 AHCI, which every AHCI driver knows.
@@ -88,7 +88,7 @@ type Memory interface {
 type Drive struct {
 	// Image is the medium; nil leaves the port empty. The HBA does not
 	// close it.
-	Image *raw.Image
+	Image block.Device
 	// CDROM makes it an ATAPI CD/DVD drive (read-only, 2048-byte blocks)
 	// rather than a SATA disk.
 	CDROM bool

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/vmmdev/vmm/storage/raw"
+	"github.com/vmmdev/vmm/storage/block"
 )
 
 // ATA commands (ACS-3).
@@ -45,7 +45,7 @@ const (
 
 // Limits the device advertises.
 const (
-	sectorSize = raw.SectorSize
+	sectorSize = block.SectorSize
 	// dsmMaxBlocks is IDENTIFY word 105: 512-byte blocks of TRIM ranges
 	// one DATA SET MANAGEMENT may carry (64 ranges each).
 	dsmMaxBlocks = 8
@@ -59,7 +59,7 @@ func isNCQ(cmd byte) bool { return cmd == ataReadFPDMA || cmd == ataWriteFPDMA }
 
 // device is a SATA disk or an ATAPI drive on a port.
 type device struct {
-	img     *raw.Image
+	img     block.Device
 	atapi   bool
 	serial  string
 	sectors uint64 // 512-byte sectors (disk) or 2048-byte blocks (ATAPI)
@@ -217,7 +217,7 @@ func (d *device) readWrite(c *command, write bool) result {
 	r.pio = f.cmd == ataReadSectors || f.cmd == ataReadSectorsExt
 	if write {
 		if err := d.img.WriteV(bufs, lba*sectorSize); err != nil {
-			if errors.Is(err, raw.ErrReadOnly) {
+			if errors.Is(err, block.ErrReadOnly) {
 				return abort()
 			}
 			return result{status: statOK | statERR, errReg: errABRT, lba: lba}

@@ -25,7 +25,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vmmdev/vmm/devices/pci"
-	"github.com/vmmdev/vmm/storage/raw"
+	"github.com/vmmdev/vmm/storage/block"
 )
 
 // PCI identity: QEMU's NVMe controller, which drivers know.
@@ -75,7 +75,7 @@ const (
 	// maxTransfer is MDTS in bytes.
 	maxTransfer = pageSize << mdts
 	// BlockSize is the namespace's logical block size.
-	BlockSize = raw.SectorSize
+	BlockSize = block.SectorSize
 	// aerLimit is how many Asynchronous Event Requests may be held (AERL + 1).
 	aerLimit = 4
 	// timeout is CAP.TO in 500 ms units: how long a driver waits for RDY.
@@ -124,7 +124,7 @@ type IOEvents interface {
 type Config struct {
 	Name string
 	// Image is the namespace's backing store; the controller does not close it.
-	Image *raw.Image
+	Image block.Device
 	// Serial is the controller's serial number (at most 20 ASCII bytes); it
 	// also makes the subsystem NQN unique, which Linux requires of two
 	// controllers in one machine.
@@ -141,7 +141,7 @@ type Config struct {
 
 // Controller is one NVMe controller with one namespace.
 type Controller struct {
-	img    *raw.Image
+	img    block.Device
 	mem    Memory
 	events IOEvents
 	log    *slog.Logger

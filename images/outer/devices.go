@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/storage/qcow2"
 )
 
 // maxTransfer bounds one peer transfer (the guest asks for the length).
@@ -44,12 +47,30 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			undo[i]()
 		}
 	}
-	for _, d := range s.Disks {
+	for p, data := range s.Files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("scenario file: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("scenario file: %w", err)
+		}
+		undo = append(undo, func() { os.Remove(p) })
+	}
+	sums := make([][]byte, len(s.Disks))
+	for i, d := range s.Disks {
 		if err := writeImage(d); err != nil {
 			cleanup()
 			return nil, err
 		}
 		undo = append(undo, func() { os.Remove(d.Path) })
+		if d.Unchanged {
+			if sums[i], err = fileSHA256(d.Path); err != nil {
+				cleanup()
+				return nil, err
+			}
+		}
 	}
 	var peer *peer
 	if t := s.Tap; t != nil {
@@ -72,9 +93,17 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 				peer.stop()
 				problems = append(problems, peer.problems()...)
 			}
-			for _, d := range s.Disks {
+			for i, d := range s.Disks {
 				if err := verifyImage(d); err != nil {
 					problems = append(problems, err.Error())
+				}
+				if sums[i] != nil {
+					after, err := fileSHA256(d.Path)
+					if err != nil {
+						problems = append(problems, err.Error())
+					} else if !bytes.Equal(after, sums[i]) {
+						problems = append(problems, fmt.Sprintf("disk image %s: its file changed during the run (SHA-256 %x, was %x)", d.Path, after, sums[i]))
+					}
 				}
 			}
 			cleanup()
@@ -102,6 +131,9 @@ func writeImage(d scenario.Disk) error {
 		defer os.RemoveAll(work)
 		return grubdisk.WriteISO(d.Path, work, "VMMDATA", map[string][]byte{"/" + d.ISOFile: data}, nil)
 	}
+	if d.Format == "qcow2" {
+		return writeQcow2(d)
+	}
 	f, err := os.OpenFile(d.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("disk image: %w", err)
@@ -122,6 +154,15 @@ func verifyImage(d scenario.Disk) error {
 	}
 	defer f.Close()
 	var r io.Reader = f
+	if d.Format == "qcow2" {
+		f.Close() // the qcow2 reader opens (and locks) the file itself
+		img, err := qcow2.Open(d.Path, true)
+		if err != nil {
+			return fmt.Errorf("disk image after the run: %w", err)
+		}
+		defer img.Close()
+		r = io.NewSectionReader(img, 0, img.Size())
+	}
 	if d.ISOFile != "" {
 		fi, err := f.Stat()
 		if err != nil {
@@ -147,6 +188,43 @@ func verifyImage(d scenario.Disk) error {
 		return fmt.Errorf("disk image %s: byte %d differs from pattern %#x after the run", d.Path, bad, d.WantSeed)
 	}
 	return nil
+}
+
+// writeQcow2 creates d.Path as a qcow2 image whose virtual disk of d.Size
+// bytes holds stream d.Seed.
+func writeQcow2(d scenario.Disk) error {
+	os.Remove(d.Path) // Create never overwrites
+	if err := qcow2.Create(d.Path, d.Size, "", nil); err != nil {
+		return fmt.Errorf("disk image: %w", err)
+	}
+	img, err := qcow2.Open(d.Path, false)
+	if err != nil {
+		return fmt.Errorf("disk image: %w", err)
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < d.Size; off += int64(len(buf)) {
+		b := buf[:min(int64(len(buf)), d.Size-off)]
+		pattern.Fill(b, d.Seed, off)
+		if _, err := img.WriteAt(b, off); err != nil {
+			img.Close()
+			return fmt.Errorf("disk image: %w", err)
+		}
+	}
+	return img.Close()
+}
+
+// fileSHA256 is the SHA-256 of a file's bytes.
+func fileSHA256(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("disk image: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, fmt.Errorf("disk image %s: %w", path, err)
+	}
+	return h.Sum(nil), nil
 }
 
 // tunSetPersist is TUNSETPERSIST (_IOW('T', 203, int)).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/storage/qcow2"
 )
 
 func TestDiskImageRoundTrip(t *testing.T) {
@@ -37,6 +38,55 @@ func TestDiskImageRoundTrip(t *testing.T) {
 	require.ErrorContains(t, verifyImage(d), "1024 bytes")
 }
 
+// TestQcow2ImageRoundTrip: a qcow2 disk holds the pattern in its virtual
+// disk; a guest's rewrite through a qcow2 writer is what verifyImage reads.
+func TestQcow2ImageRoundTrip(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.qcow2")
+	d := scenario.Disk{Path: p, Size: 3 << 20, Seed: 1, WantSeed: 2, Format: "qcow2"}
+	require.NoError(t, writeImage(d))
+	head := make([]byte, 4)
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	_, err = f.ReadAt(head, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.Equal(t, "QFI\xfb", string(head))
+	require.ErrorContains(t, verifyImage(d), "byte 0 differs", "still the first pattern")
+
+	img, err := qcow2.Open(p, false)
+	require.NoError(t, err)
+	b := make([]byte, d.Size)
+	pattern.Fill(b, 2, 0)
+	_, err = img.WriteAt(b, 0)
+	require.NoError(t, err)
+	require.NoError(t, img.Close())
+	require.NoError(t, verifyImage(d))
+}
+
+// TestSetupDevicesUnchanged: a disk marked Unchanged must keep its bytes,
+// not only its pattern.
+func TestSetupDevicesUnchanged(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "base.qcow2")
+	s := scenario.Scenario{Disks: []scenario.Disk{{Path: p, Size: 1 << 20, Seed: 5, WantSeed: 5, Format: "qcow2", Unchanged: true}}}
+	finish, err := setupDevices(s)
+	require.NoError(t, err)
+	require.Empty(t, finish())
+
+	finish, err = setupDevices(s)
+	require.NoError(t, err)
+	// Same virtual disk, different file.
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	require.NoError(t, err)
+	fi, err := f.Stat()
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{1}, fi.Size()+4096) // past every cluster: data no table points at
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	problems := finish()
+	require.Len(t, problems, 1)
+	require.Contains(t, problems[0], "its file changed during the run")
+}
+
 func TestISOImageRoundTrip(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "cd.iso")
 	d := scenario.Disk{Path: p, Size: 100 << 10, Seed: 8, WantSeed: 8, ISOFile: "data.bin"}
@@ -55,6 +105,19 @@ func TestISOImageRoundTrip(t *testing.T) {
 	img[at+5000] ^= 1
 	require.NoError(t, os.WriteFile(p, img, 0o600))
 	require.ErrorContains(t, verifyImage(d), "byte 5000 differs")
+}
+
+func TestSetupDevicesFiles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "seed", "user-data")
+	s := scenario.Scenario{Files: map[string]string{p: "#cloud-config\n"}}
+	finish, err := setupDevices(s)
+	require.NoError(t, err)
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.Equal(t, "#cloud-config\n", string(b))
+	require.Empty(t, finish())
+	_, err = os.Stat(p)
+	require.ErrorIs(t, err, os.ErrNotExist, "file removed after the run")
 }
 
 func TestSetupDevicesDisks(t *testing.T) {

@@ -19,6 +19,12 @@ type Disk struct {
 	Seed     uint64 `json:"seed"`
 	WantSeed uint64 `json:"want_seed"`
 	ISOFile  string `json:"iso_file,omitempty"`
+	// Format "qcow2" makes the image a qcow2 file (storage/qcow2) whose
+	// virtual disk holds the pattern; empty: raw.
+	Format string `json:"format,omitempty"`
+	// Unchanged has the outer init require the image file to be byte for
+	// byte what it wrote (a base image under --snapshot, a read-only disk).
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // Tap is a tap interface the outer init creates for a run, with Addr (CIDR)
@@ -51,6 +57,9 @@ var isoName = regexp.MustCompile(`^[a-z0-9_]{1,8}(\.[a-z0-9_]{1,3})?$`)
 // maxDiskSize bounds what the outer init writes into its tmpfs.
 const maxDiskSize = 512 << 20
 
+// maxFilesSize bounds a scenario's Files: they travel in its JSON.
+const maxFilesSize = 1 << 20
+
 func (s Scenario) validateDevices() error {
 	for _, d := range s.Disks {
 		if !path.IsAbs(d.Path) || path.Clean(d.Path) != d.Path || !strings.HasPrefix(d.Path, "/tmp/") {
@@ -59,8 +68,23 @@ func (s Scenario) validateDevices() error {
 		if d.Size <= 0 || d.Size > maxDiskSize || d.Size%512 != 0 {
 			return fmt.Errorf("%w: scenario %q: disk %s: size %d must be a multiple of 512 up to %d", ErrInvalid, s.Name, d.Path, d.Size, maxDiskSize)
 		}
+		if d.Format != "" && d.Format != "qcow2" || d.Format != "" && d.ISOFile != "" {
+			return fmt.Errorf("%w: scenario %q: disk %s: format %q (qcow2, or empty for raw; not with an ISO file)", ErrInvalid, s.Name, d.Path, d.Format)
+		}
+		if d.Unchanged && d.WantSeed != d.Seed {
+			return fmt.Errorf("%w: scenario %q: disk %s: unchanged, yet a new pattern is wanted", ErrInvalid, s.Name, d.Path)
+		}
 		if d.ISOFile != "" && !isoName.MatchString(d.ISOFile) {
 			return fmt.Errorf("%w: scenario %q: disk %s: ISO file name %q must be 8.3 lower case", ErrInvalid, s.Name, d.Path, d.ISOFile)
+		}
+	}
+	total := 0
+	for p, data := range s.Files {
+		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, "/tmp/") {
+			return fmt.Errorf("%w: scenario %q: file path %q must be a clean path under /tmp", ErrInvalid, s.Name, p)
+		}
+		if total += len(data); total > maxFilesSize {
+			return fmt.Errorf("%w: scenario %q: files of more than %d bytes", ErrInvalid, s.Name, maxFilesSize)
 		}
 	}
 	if t := s.Tap; t != nil {

@@ -10,6 +10,7 @@ func TestValidateDevices(t *testing.T) {
 	good := base
 	good.Disks = []Disk{{Path: "/tmp/a.img", Size: 1 << 20, Seed: 1, WantSeed: 2}}
 	good.Tap = &Tap{Name: "vmmtap0", Addr: "10.0.2.1/24", Port: 7777}
+	good.Files = map[string]string{"/tmp/seed/user-data": "#cloud-config\n"}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -22,6 +23,14 @@ func TestValidateDevices(t *testing.T) {
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "8.8.8.8/24", Port: 1} },
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1", Port: 1} },
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 0} },
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Format: "vmdk"}} },
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Format: "qcow2", ISOFile: "a.bin"}} },
+		func(s *Scenario) {
+			s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Seed: 1, WantSeed: 2, Unchanged: true}}
+		},
+		func(s *Scenario) { s.Files = map[string]string{"/etc/cron.d/x": ""} },
+		func(s *Scenario) { s.Files = map[string]string{"/tmp/../etc/x": ""} },
+		func(s *Scenario) { s.Files = map[string]string{"/tmp/big": string(make([]byte, maxFilesSize+1))} },
 	}
 	for i, mod := range bad {
 		s := base

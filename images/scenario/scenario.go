@@ -71,6 +71,9 @@ type Scenario struct {
 	// Disks and Tap are set up by the outer init around the run (devices.go).
 	Disks []Disk `json:"disks,omitempty"`
 	Tap   *Tap   `json:"tap,omitempty"`
+	// Files are written by the outer init before the run and removed after
+	// it (path under /tmp -> content), e.g. a cloud-init seed directory.
+	Files map[string]string `json:"files,omitempty"`
 }
 
 // maxMarkBytes bounds Mark: it is looked for in every console line.

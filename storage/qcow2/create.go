@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // CreateOptions tune Create; the zero value gives what qemu-img gives.
@@ -31,6 +33,77 @@ func Create(path string, size int64, backing string, opts *CreateOptions) error 
 }
 
 func create(path string, size int64, backing string, opts *CreateOptions) error {
+	n, err := build(path, size, backing, opts)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err = errors.Join(n.write(f), f.Close()); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// CreateOverlay makes a throw-away image in directory dir over the image
+// backing (an absolute path; backingFormat "raw" or "qcow2", empty: probed)
+// and opens it for writing. The file has no name from the start (O_TMPFILE,
+// or removed at once where the filesystem lacks it), so nothing is left
+// behind however the process ends, SIGKILL included. Its backing chain is
+// opened read-only with shared locks, so many overlays share one base. As
+// the overlay cannot outlive the process, it is never synced: a flush
+// costs nothing.
+func CreateOverlay(dir, backing, backingFormat string) (*Image, error) {
+	img, err := createOverlay(dir, backing, backingFormat)
+	if err != nil {
+		return nil, fmt.Errorf("qcow2 overlay of %s: %w", backing, err)
+	}
+	return img, nil
+}
+
+func createOverlay(dir, backing, backingFormat string) (*Image, error) {
+	if !filepath.IsAbs(backing) {
+		return nil, fmt.Errorf("backing file name %q is not absolute", backing)
+	}
+	name := filepath.Join(dir, "vmm-overlay.qcow2") // only for messages and Create's checks
+	n, err := build(name, 0, backing, &CreateOptions{BackingFormat: backingFormat})
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(dir, os.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		// Not every filesystem has O_TMPFILE: a named file, unlinked at once.
+		f, err = os.CreateTemp(dir, "vmm-overlay-*.qcow2")
+		if err != nil {
+			return nil, fmt.Errorf("temporary file: %w", err)
+		}
+		if err := os.Remove(f.Name()); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("unlink temporary file: %w", err)
+		}
+	}
+	if err := n.write(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write overlay: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat overlay: %w", err)
+	}
+	img, err := openOn(f, fileID{uint64(st.Dev), st.Ino}, st.Size, name, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	img.ephemeral = true
+	return img, nil
+}
+
+// build lays out a new image file at path.
+func build(path string, size int64, backing string, opts *CreateOptions) (*newImage, error) {
 	var o CreateOptions
 	if opts != nil {
 		o = *opts
@@ -43,35 +116,35 @@ func create(path string, size int64, backing string, opts *CreateOptions) error 
 	}
 	cb := bits.TrailingZeros(uint(o.ClusterSize))
 	if o.ClusterSize < 0 || o.ClusterSize&(o.ClusterSize-1) != 0 || cb < minClusterBits || cb > maxClusterBits {
-		return fmt.Errorf("cluster size %d is not a power of two from 512 to 2 MiB", o.ClusterSize)
+		return nil, fmt.Errorf("cluster size %d is not a power of two from 512 to 2 MiB", o.ClusterSize)
 	}
 	order := bits.TrailingZeros(uint(o.RefcountBits))
 	if o.RefcountBits < 0 || o.RefcountBits&(o.RefcountBits-1) != 0 || order > 6 {
-		return fmt.Errorf("refcount bits %d is not a power of two from 1 to 64", o.RefcountBits)
+		return nil, fmt.Errorf("refcount bits %d is not a power of two from 1 to 64", o.RefcountBits)
 	}
 	if size < 0 || size%512 != 0 || size > maxVirtualSize {
-		return fmt.Errorf("size %d is not a multiple of 512 from 0 to %d", size, uint64(maxVirtualSize))
+		return nil, fmt.Errorf("size %d is not a multiple of 512 from 0 to %d", size, uint64(maxVirtualSize))
 	}
 	if len(backing) > maxBackingName {
-		return fmt.Errorf("backing file name of %d bytes (at most %d)", len(backing), maxBackingName)
+		return nil, fmt.Errorf("backing file name of %d bytes (at most %d)", len(backing), maxBackingName)
 	}
 	if backing != "" {
 		bsize, format, err := probeBacking(path, backing, o.BackingFormat)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		o.BackingFormat = format
 		if size == 0 {
 			size = (bsize + 511) &^ 511
 		}
 	} else if o.BackingFormat != "" {
-		return errors.New("a backing format without a backing file")
+		return nil, errors.New("a backing format without a backing file")
 	}
 
 	cs := uint64(o.ClusterSize)
 	l1Entries := divCeil(uint64(size), cs*(cs/8))
 	if l1Entries*8 > maxL1Bytes {
-		return fmt.Errorf("size %d needs an L1 table beyond %d bytes; use bigger clusters", size, maxL1Bytes)
+		return nil, fmt.Errorf("size %d needs an L1 table beyond %d bytes; use bigger clusters", size, maxL1Bytes)
 	}
 	l1c := divCeil(l1Entries*8, cs)
 	// Cluster 0 is the header, then the L1 table, the refcount table (t
@@ -106,7 +179,7 @@ func create(path string, size int64, backing string, opts *CreateOptions) error 
 	if backing != "" {
 		ext := []byte(o.BackingFormat)
 		if p+8+uint64(len(ext))+7+8 > cs {
-			return fmt.Errorf("header does not fit a cluster of %d bytes", cs)
+			return nil, fmt.Errorf("header does not fit a cluster of %d bytes", cs)
 		}
 		be.PutUint32(hdr[p:], extBackingFormat)
 		be.PutUint32(hdr[p+4:], uint32(len(ext)))
@@ -116,7 +189,7 @@ func create(path string, size int64, backing string, opts *CreateOptions) error 
 	p += 8 // end of extensions
 	if backing != "" {
 		if p+uint64(len(backing)) > cs {
-			return fmt.Errorf("backing file name does not fit a header cluster of %d bytes", cs)
+			return nil, fmt.Errorf("backing file name does not fit a header cluster of %d bytes", cs)
 		}
 		be.PutUint64(hdr[8:], p)
 		be.PutUint32(hdr[16:], uint32(len(backing)))
@@ -135,29 +208,31 @@ func create(path string, size int64, backing string, opts *CreateOptions) error 
 		scratch.setRC(b, c%perBlock, 1)
 	}
 
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	err = func() error {
-		for _, w := range []struct {
-			b   []byte
-			off uint64
-		}{{hdr, 0}, {rt, (1 + l1c) * cs}, {blocks, (1 + l1c + t) * cs}} {
-			if _, err := f.WriteAt(w.b, int64(w.off)); err != nil {
-				return err
-			}
-		}
-		if err := f.Truncate(int64(total * cs)); err != nil {
+	return &newImage{parts: []part{{hdr, 0}, {rt, (1 + l1c) * cs}, {blocks, (1 + l1c + t) * cs}}, size: total * cs}, nil
+}
+
+// newImage is the content of a new image file: its non-zero parts and its length.
+type newImage struct {
+	parts []part
+	size  uint64
+}
+
+type part struct {
+	b   []byte
+	off uint64
+}
+
+// write puts the image into the empty file f and makes it durable.
+func (n *newImage) write(f *os.File) error {
+	for _, w := range n.parts {
+		if _, err := f.WriteAt(w.b, int64(w.off)); err != nil {
 			return err
 		}
-		return f.Sync()
-	}()
-	if err = errors.Join(err, f.Close()); err != nil {
-		os.Remove(path)
+	}
+	if err := f.Truncate(int64(n.size)); err != nil {
 		return err
 	}
-	return nil
+	return f.Sync()
 }
 
 // probeBacking opens the backing file of a new image the way Open will, and

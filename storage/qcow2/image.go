@@ -66,6 +66,10 @@ type Image struct {
 	// hook, when set (tests only), runs before every write and sync of the
 	// image file: the crash test kills the process from it.
 	hook func()
+
+	// ephemeral images (CreateOverlay) have no name and die with the
+	// process: there is nothing for a sync to protect, so none is made.
+	ephemeral bool
 }
 
 // BackingInfo describes one backing file of a chain.
@@ -120,11 +124,17 @@ func openFile(path string, readOnly bool) (*os.File, fileID, int64, error) {
 }
 
 // open opens one image of a chain; seen holds the files above it.
-func open(path string, readOnly bool, seen []fileID) (img *Image, err error) {
+func open(path string, readOnly bool, seen []fileID) (*Image, error) {
 	f, id, fileSize, err := openFile(path, readOnly)
 	if err != nil {
 		return nil, err
 	}
+	return openOn(f, id, fileSize, path, readOnly, seen)
+}
+
+// openOn reads the image in f (already opened and locked), taking f over:
+// it is closed on error.
+func openOn(f *os.File, id fileID, fileSize int64, path string, readOnly bool, seen []fileID) (img *Image, err error) {
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -351,6 +361,9 @@ func (img *Image) pwrite(p []byte, off uint64) error {
 func (img *Image) sync() error {
 	if img.hook != nil {
 		img.hook()
+	}
+	if img.ephemeral {
+		return nil
 	}
 	for {
 		err := unix.Fdatasync(int(img.f.Fd()))

@@ -1,6 +1,7 @@
 package qcow2
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -305,4 +306,48 @@ func TestWriteWithSnapshot(t *testing.T) {
 	run(t, "qemu-img", "snapshot", "-a", "s1", path)
 	qemuCheck(t, path, false)
 	requireSame(t, before, toRaw(t, path), "snapshot reverted")
+}
+
+// TestCreateOverlay: an overlay has no name in its directory, reads as its
+// backing file, takes writes that qemu-img (reading it through /proc) finds
+// consistent and equal to the same writes on a copy, and leaves the base as
+// it was.
+func TestCreateOverlay(t *testing.T) {
+	needQemuImg(t)
+	dir, tmp := t.TempDir(), t.TempDir()
+	r := rand.New(rand.NewPCG(21, 5))
+	base := filepath.Join(dir, "base.raw")
+	want := pattern(r, 3<<20)
+	orig := append([]byte(nil), want...)
+	writeFile(t, base, want)
+	_, err := CreateOverlay(tmp, "base.raw", "raw")
+	require.ErrorContains(t, err, "not absolute")
+
+	img, err := CreateOverlay(tmp, base, "")
+	require.NoError(t, err)
+	defer img.Close()
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	require.Empty(t, left)
+	requireSame(t, want, readAll(t, img, r), "overlay before writes")
+	for range 40 {
+		off, n := r.Int64N(int64(len(want))-70000), 1+r.IntN(70000)
+		b := pattern(r, n)
+		_, err := img.WriteAt(b, off)
+		require.NoError(t, err)
+		copy(want[off:], b)
+	}
+	require.NoError(t, img.WriteZeroes(1<<20, 300000))
+	clear(want[1<<20 : 1<<20+300000])
+	require.NoError(t, img.Flush())
+	requireSame(t, want, readAll(t, img, r), "overlay after writes")
+
+	self := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), img.f.Fd())
+	qemuCheck(t, self, false)
+	ref := filepath.Join(dir, "ref.raw")
+	writeFile(t, ref, want)
+	run(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", self, ref)
+	b, err := os.ReadFile(base)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(b, orig), "the base changed")
 }

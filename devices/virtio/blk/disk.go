@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/vmmdev/vmm/storage/raw"
+	"github.com/vmmdev/vmm/storage/block"
 )
 
 // DeviceID is the virtio device ID of a block device.
@@ -40,12 +40,16 @@ const (
 )
 
 // ErrBusy means another process holds the image (a second VM on the same disk).
-var ErrBusy = raw.ErrBusy
+var ErrBusy = block.ErrBusy
 
 // Options describe one --disk.
 type Options struct {
 	Path     string
 	ReadOnly bool
+	// Format is block.FormatRaw or block.FormatQcow2; empty: probed.
+	Format string
+	// Snapshot sends writes to a throw-away overlay (block.Options.Snapshot).
+	Snapshot bool
 	// Serial is returned by GET_ID (at most 20 bytes); Linux shows it in
 	// /sys/block/vdX/serial and udev builds /dev/disk/by-id/virtio-SERIAL from it.
 	Serial string
@@ -54,14 +58,14 @@ type Options struct {
 // Disk is one open image with its virtio-blk identity. Its methods are safe
 // for concurrent use: the image serves requests at their own offsets.
 type Disk struct {
-	img      *raw.Image
+	img      block.Device
 	capacity uint64 // in 512-byte sectors; bytes past the last whole sector are never touched
 	readOnly bool
 	id       [IDSize]byte
 	log      *slog.Logger
 }
 
-// Open opens and locks the image (storage/raw).
+// Open opens and locks the image (storage/block).
 func Open(o Options, log *slog.Logger) (*Disk, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -69,11 +73,11 @@ func Open(o Options, log *slog.Logger) (*Disk, error) {
 	if len(o.Serial) > IDSize {
 		return nil, fmt.Errorf("disk %s: serial %q is longer than %d bytes", o.Path, o.Serial, IDSize)
 	}
-	img, err := raw.Open(raw.Options{Path: o.Path, ReadOnly: o.ReadOnly}, log)
+	img, err := block.Open(block.Options{Path: o.Path, ReadOnly: o.ReadOnly, Format: o.Format, Snapshot: o.Snapshot}, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &Disk{img: img, capacity: img.Sectors(), readOnly: o.ReadOnly, log: log}
+	d := &Disk{img: img, capacity: img.Sectors(), readOnly: img.ReadOnly(), log: log}
 	copy(d.id[:], o.Serial)
 	return d, nil
 }

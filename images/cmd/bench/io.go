@@ -29,6 +29,8 @@ const (
 	ioCheck     = "iobench"
 	// ioQEMUDrive is QEMU's backend for the image on every interface.
 	ioQEMUDrive = "id=d0,file=" + ioImage + ",format=raw,if=none,cache=writeback,aio=threads"
+	// ioQEMUQcow2Drive is the same for the qcow2 row.
+	ioQEMUQcow2Drive = "id=d0,file=" + ioImage + ",format=qcow2,if=none,cache=writeback,aio=threads"
 )
 
 // The disk interfaces compared, in report order: vmm's --disk if= values.
@@ -36,13 +38,17 @@ const (
 	ifVirtio = "virtio"
 	ifNVMe   = "nvme"
 	ifAHCI   = "ahci"
+	// ifQcow2 is virtio-blk on a fully allocated qcow2 image holding the
+	// same data (issue 16: against the virtio row, raw; against QEMU's
+	// qcow2 driver on the same image).
+	ifQcow2 = "qcow2"
 )
 
-var ioInterfaces = []string{ifVirtio, ifNVMe, ifAHCI}
+var ioInterfaces = []string{ifVirtio, ifNVMe, ifAHCI, ifQcow2}
 
 // ioDrivers are the guest drivers that iobench must report per interface:
 // figures from another driver are a miswired runner, not a measure.
-var ioDrivers = map[string]string{ifVirtio: "virtio_blk", ifNVMe: "nvme", ifAHCI: "ahci"}
+var ioDrivers = map[string]string{ifVirtio: "virtio_blk", ifNVMe: "nvme", ifAHCI: "ahci", ifQcow2: "virtio_blk"}
 
 // ioFigures are the iobench check's keys, in report order (higher is
 // better for all).
@@ -96,7 +102,7 @@ func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
 	switch runner {
 	case scenario.RunnerVMM:
 		disk := ioImage + ",serial=" + ioSerial
-		if iface != ifVirtio {
+		if iface != ifVirtio && iface != ifQcow2 {
 			disk += ",if=" + iface
 		}
 		args = append(args, "--disk", disk)
@@ -115,12 +121,17 @@ func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
 			args = append(qemuQ35(args), "-drive", ioQEMUDrive, "-device", "nvme,drive=d0,serial="+ioSerial)
 		case ifAHCI:
 			args = append(qemuQ35(args), "-drive", ioQEMUDrive, "-device", "ide-hd,drive=d0,bus=ide.0,serial="+ioSerial)
+		case ifQcow2:
+			args = append(args, "-drive", ioQEMUQcow2Drive, "-device", "virtio-blk-device,drive=d0,serial="+ioSerial)
 		}
 	}
 	s := scenario.Scenario{
 		Name: ioScenarioName(iface, runner), Runner: runner, Args: args, Repeat: o.n, Bench: true, Stream: true,
 		WantChecks: map[string]string{"boot": scenario.Pass, ioCheck: scenario.Pass}, Timeout: kill.String(),
 		Disks: []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed}},
+	}
+	if iface == ifQcow2 {
+		s.Disks[0].Format = "qcow2"
 	}
 	if iface == ifVirtio {
 		s.Tap = &scenario.Tap{Name: ioTap, Addr: ioTapAddr + "/24", Port: ioPort}
@@ -154,6 +165,9 @@ type ioReport struct {
 	// Ratios are vmm over QEMU per interface and figure (above 1: vmm is
 	// faster).
 	Ratios map[string]map[string]float64 `json:"ratios_vmm_qemu"`
+	// Qcow2Raw is vmm's qcow2 row over its raw virtio row, per figure
+	// (issue 16's goal: at least 0.8).
+	Qcow2Raw map[string]float64 `json:"ratios_vmm_qcow2_raw,omitempty"`
 	// Problems are passing iobench lines whose figures were left out.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -240,6 +254,17 @@ func summarizeIO(runners []string, console map[string][]string) ioReport {
 				}
 			}
 		}
+		if iface == ifQcow2 {
+			qv, rv := rep.Medians[ifQcow2][scenario.RunnerVMM], rep.Medians[ifVirtio][scenario.RunnerVMM]
+			for _, k := range ioInterfaceFigures(iface) {
+				if qv[k] > 0 && rv[k] > 0 {
+					if rep.Qcow2Raw == nil {
+						rep.Qcow2Raw = map[string]float64{}
+					}
+					rep.Qcow2Raw[k] = qv[k] / rv[k]
+				}
+			}
+		}
 		v, q := rep.Medians[iface][scenario.RunnerVMM], rep.Medians[iface][scenario.RunnerQEMU]
 		for _, k := range ioInterfaceFigures(iface) {
 			if v[k] > 0 && q[k] > 0 {
@@ -258,7 +283,8 @@ func summarizeIO(runners []string, console map[string][]string) ioReport {
 func (rep ioReport) write(w io.Writer) {
 	var b strings.Builder
 	b.WriteString("I/O medians (seq MB/s, 4 KiB random-read IOPS at queue depth 1, TCP guest->host MB/s;\n" +
-		"QEMU: microvm virtio-mmio for virtio, q35 nvme and ICH9 AHCI for nvme and ahci):\n")
+		"QEMU: microvm virtio-mmio for virtio, q35 nvme and ICH9 AHCI for nvme and ahci;\n" +
+		"qcow2: virtio-blk on a fully allocated qcow2 of the same data, QEMU's qcow2 driver on microvm):\n")
 	fmt.Fprintf(&b, "%-7s %-12s %5s %10s %6s %10s %9s\n", "iface", "figure", "vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu")
 	cell := func(iface, runner, k string) string {
 		if x, ok := rep.Medians[iface][runner][k]; ok {
@@ -276,6 +302,15 @@ func (rep ioReport) write(w io.Writer) {
 				len(rep.Runs[iface][scenario.RunnerVMM]), cell(iface, scenario.RunnerVMM, k),
 				len(rep.Runs[iface][scenario.RunnerQEMU]), cell(iface, scenario.RunnerQEMU, k), ratio)
 		}
+	}
+	if len(rep.Qcow2Raw) > 0 {
+		b.WriteString("vmm qcow2/raw:")
+		for _, k := range ioInterfaceFigures(ifQcow2) {
+			if x, ok := rep.Qcow2Raw[k]; ok {
+				fmt.Fprintf(&b, " %s=%.2f", k, x)
+			}
+		}
+		b.WriteString("\n")
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(&b, "left out: %s\n", p)

@@ -20,7 +20,8 @@ func TestIOScenarios(t *testing.T) {
 		names = append(names, r.Scenario.Name)
 	}
 	round := []string{"bench-vmm", "bench-qemu", "iobench-virtio-vmm", "iobench-virtio-qemu",
-		"iobench-nvme-vmm", "iobench-nvme-qemu", "iobench-ahci-vmm", "iobench-ahci-qemu"}
+		"iobench-nvme-vmm", "iobench-nvme-qemu", "iobench-ahci-vmm", "iobench-ahci-qemu",
+		"iobench-qcow2-vmm", "iobench-qcow2-qemu"}
 	require.Equal(t, append(append([]string(nil), round...), round...), names)
 	byName := map[string]scenario.Scenario{}
 	for _, s := range list {
@@ -62,6 +63,17 @@ func TestIOScenarios(t *testing.T) {
 	}
 	require.Contains(t, args("iobench-nvme-qemu"), "-device nvme,drive=d0,serial=vmm-bench")
 	require.Contains(t, args("iobench-ahci-qemu"), "-device ide-hd,drive=d0,bus=ide.0,serial=vmm-bench")
+
+	// qcow2: virtio-blk on a qcow2 image of the same data for both runners.
+	qc := byName["iobench-qcow2-vmm"]
+	require.Contains(t, args(qc.Name), "--disk /tmp/vmm-bench.img,serial=vmm-bench")
+	require.NotContains(t, args(qc.Name), "if=")
+	require.Contains(t, args("iobench-qcow2-qemu"), "-drive id=d0,file=/tmp/vmm-bench.img,format=qcow2,")
+	require.Contains(t, args("iobench-qcow2-qemu"), "virtio-blk-device,drive=d0,serial=vmm-bench")
+	for _, name := range []string{"iobench-qcow2-vmm", "iobench-qcow2-qemu"} {
+		require.Equal(t, []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed, Format: "qcow2"}},
+			byName[name].Disks)
+	}
 }
 
 func TestWithMachine(t *testing.T) {
@@ -84,8 +96,10 @@ func TestSummarizeIO(t *testing.T) {
 		"iobench-nvme-vmm":    {line("dev=nvme0n1 driver=nvme seq_read=300.0MB/s seq_write=200.0MB/s randread_4k=9000iops")},
 		"iobench-nvme-qemu":   {line("dev=nvme0n1 driver=nvme seq_read=150.0MB/s seq_write=250.0MB/s randread_4k=10000iops")},
 		// A miswired runner: the figures are not AHCI's.
-		"iobench-ahci-qemu": {line("dev=vda driver=virtio_blk seq_read=1.0MB/s seq_write=1.0MB/s randread_4k=1iops")},
-		"iobench-ahci-vmm":  {line("dev=sda driver=ahci seq_read=80.0MB/s seq_write=40.0MB/s randread_4k=2000iops")},
+		"iobench-ahci-qemu":  {line("dev=vda driver=virtio_blk seq_read=1.0MB/s seq_write=1.0MB/s randread_4k=1iops")},
+		"iobench-ahci-vmm":   {line("dev=sda driver=ahci seq_read=80.0MB/s seq_write=40.0MB/s randread_4k=2000iops")},
+		"iobench-qcow2-vmm":  {line("dev=vda driver=virtio_blk seq_read=99.0MB/s seq_write=30.0MB/s randread_4k=1600iops")},
+		"iobench-qcow2-qemu": {line("dev=vda driver=virtio_blk seq_read=90.0MB/s seq_write=30.0MB/s randread_4k=1600iops")},
 	}
 	rep := summarizeIO([]string{"vmm", "qemu"}, console)
 	require.Len(t, rep.Runs["virtio"]["vmm"], 2)
@@ -118,7 +132,11 @@ func TestSummarizeIO(t *testing.T) {
 	require.NotContains(t, rows, "nvme tcp_tx")
 	require.NotContains(t, rows, "ahci tcp_tx")
 	require.Equal(t, []string{"vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu"}, rows["iface figure"])
-	require.Len(t, rows, 1+4+3+3, "header and one row per interface and figure")
+	require.Equal(t, []string{"1", "99.0", "1", "90.0", "1.10"}, rows["qcow2 seq_read"])
+	require.Len(t, rows, 1+4+3+3+3, "header and one row per interface and figure")
+	require.InDelta(t, 0.9, rep.Qcow2Raw["seq_read"], 1e-9)
+	require.InDelta(t, 0.8, rep.Qcow2Raw["randread_4k"], 1e-9)
+	require.Contains(t, out, "vmm qcow2/raw: seq_read=0.90 seq_write=0.50 randread_4k=0.80\n")
 	require.Contains(t, out, `left out: iobench-ahci-qemu: driver "virtio_blk"`)
 
 	_, ok = agentDetail(`VMM-AGENT: check=iobench result=pass detail=not-json`, "iobench")
