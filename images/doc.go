@@ -31,6 +31,17 @@
 //	    if both match, else build into tmp (same suffix) and move in place.
 //	KeyOf(parts...) string, HashPath(path) (string, error), EntriesKey(tag, entries)
 //	GuestInitramfs(ctx, cfg, k) (string, error)   -> <Out>/guest.cpio.gz
+//	GrubTools(ctx, cfg) (grubdisk.Tools, error)
+//	    GrubPackages (grub-pc-bin, grub-common, grub-efi-amd64-bin,
+//	    grub-efi-amd64-signed, shim-signed) unpacked into <Out>/grub.
+//	GrubDisk(ctx, cfg, k, initrd, cmdline) (string, error)  -> <Out>/grub-disk.img
+//	GrubISO(ctx, cfg, k, initrd, cmdline) (string, error)   -> <Out>/grub.iso
+//	    what SeaBIOS boots: MBR disk and El Torito CD (images/grubdisk).
+//	GrubEFIDisk(ctx, cfg, k, initrd, cmdline, boot) (string, error)
+//	    -> <Out>/grub-efi-<boot>.img, what OVMF boots: GPT disk with a FAT32
+//	    EFI system partition; boot is grubdisk.EFIGrub (plain GRUB),
+//	    EFIShim (Debian's signed shim and GRUB, for Secure Boot) or
+//	    EFIUnsigned (that layout with an unsigned BOOTX64.EFI).
 //	EnsureQEMU(ctx, cfg) (string, error)
 //	    path of qemu-system-x86_64, apt-get installing it when missing and root.
 //	PatchedQEMU(ctx, cfg, install) (*PatchedQEMUBuild, error)

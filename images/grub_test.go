@@ -109,6 +109,30 @@ func grubInputs(t *testing.T) (context.Context, grubTestInputs) {
 	return ctx, in
 }
 
+// grubBootInputs gets what a GRUB image booted under QEMU needs: QEMU,
+// Debian's kernel, the guest initramfs and GrubTools. It runs only with
+// VMM_E2E=1 or under CI=true, since the kernel is downloaded once.
+func grubBootInputs(t *testing.T, what string) (context.Context, string, *images.KernelArtifacts, string, grubdisk.Tools) {
+	if os.Getenv("VMM_E2E") != "1" && os.Getenv("CI") != "true" {
+		testenv.Skip(t, "set VMM_E2E=1 to boot %s under QEMU (downloads Debian's kernel once)", what)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	t.Cleanup(cancel)
+	cfg := images.Config{}
+	qemu, err := images.EnsureQEMU(ctx, cfg)
+	if errors.Is(err, images.ErrNoQEMU) {
+		testenv.Skip(t, "%s boot test: %v", what, err)
+	}
+	require.NoError(t, err)
+	k, err := images.Kernel(ctx, cfg)
+	require.NoError(t, err)
+	initrd, err := images.GuestInitramfs(ctx, cfg, k)
+	require.NoError(t, err)
+	tools, err := images.GrubTools(ctx, cfg)
+	require.NoError(t, err)
+	return ctx, qemu, k, initrd, tools
+}
+
 // pattern is n bytes that differ from block to block, so a misplaced block
 // shows up in the read-back comparison.
 func pattern(n int) []byte {
@@ -126,23 +150,7 @@ func pattern(n int) []byte {
 // TestGuestBootTCG it needs Debian's kernel (downloaded once), so it runs
 // with VMM_E2E=1 or under CI=true.
 func TestGrubDiskBootTCG(t *testing.T) {
-	if os.Getenv("VMM_E2E") != "1" && os.Getenv("CI") != "true" {
-		testenv.Skip(t, "set VMM_E2E=1 to boot the GRUB disk under QEMU (downloads Debian's kernel once)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cfg := images.Config{}
-	qemu, err := images.EnsureQEMU(ctx, cfg)
-	if errors.Is(err, images.ErrNoQEMU) {
-		testenv.Skip(t, "grub disk boot test: %v", err)
-	}
-	require.NoError(t, err)
-	k, err := images.Kernel(ctx, cfg)
-	require.NoError(t, err)
-	initrd, err := images.GuestInitramfs(ctx, cfg, k)
-	require.NoError(t, err)
-	tools, err := images.GrubTools(ctx, cfg)
-	require.NoError(t, err)
+	ctx, qemu, k, initrd, tools := grubBootInputs(t, "the GRUB disk")
 	// Built beside the test, not as build/images/grub-disk.img: that one
 	// carries mkimages' command line.
 	disk := filepath.Join(t.TempDir(), "disk.img")
