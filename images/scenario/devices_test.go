@@ -25,7 +25,9 @@ func TestValidateDevices(t *testing.T) {
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 0} },
 		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Format: "vmdk"}} },
 		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Format: "qcow2", ISOFile: "a.bin"}} },
-		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Seed: 1, WantSeed: 2, Unchanged: true}} },
+		func(s *Scenario) {
+			s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Seed: 1, WantSeed: 2, Unchanged: true}}
+		},
 		func(s *Scenario) { s.Files = map[string]string{"/etc/cron.d/x": ""} },
 		func(s *Scenario) { s.Files = map[string]string{"/tmp/../etc/x": ""} },
 		func(s *Scenario) { s.Files = map[string]string{"/tmp/big": string(make([]byte, maxFilesSize+1))} },
