@@ -77,7 +77,7 @@ run: build setup ## boot the default Debian guest (directly on hardware KVM, els
 bench: build setup ## vmm start-up and memory vs QEMU and gokvm (hardware KVM here, else one nested-host boot); boot times, disk I/O (virtio-blk, NVMe, AHCI) and virtio-net I/O inside one nested-host boot
 	$(GO) run ./images/cmd/startbench -prepare
 	$(GO) run -exec $(CURDIR)/$(BIN)/kvmexec ./images/cmd/startbench -vmm $(CURDIR)/$(BIN)/vmm
-	$(GO) run ./images/cmd/bench -io -hyperv -firmware
+	$(GO) run ./images/cmd/bench -io -hyperv -firmware -uefi
 
 clean:
 	rm -rf $(BIN) build

@@ -114,9 +114,11 @@ func kmsgEmitter() *lineEmitter {
 
 // setupPID1 mounts the pseudo file systems and points stdio at /dev/console:
 // the kernel opens the console before init only if the archive has the node.
+// /var/tmp is where QEMU 7.2 puts a snapshot=on drive's overlay.
 func setupPID1() error {
 	mounts := []struct{ fstype, target string }{
 		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/tmp"}, {"tmpfs", "/run"},
+		{"tmpfs", "/var/tmp"},
 	}
 	for _, m := range mounts {
 		if err := os.MkdirAll(m.target, 0o755); err != nil {

@@ -62,3 +62,30 @@ func UEFIBootArgs(firmware string, boot grubdisk.EFIBoot, cpus, memMiB int, time
 	}
 	return args, nil
 }
+
+// UEFIBenchArgs returns runner's arguments for booting UEFIGuest through
+// Debian's OVMF from the plain EFI disk on virtio-blk (read-only): vmm with
+// --firmware ovmf, QEMU -M pc with the same code as pflash unit 0 and the
+// variable template as unit 1 in snapshot mode (writes go to a throw-away
+// overlay: a per-run copy, as vmm's).
+func UEFIBenchArgs(runner string, cpus, memMiB int, timeout string) ([]string, error) {
+	switch runner {
+	case scenario.RunnerVMM, "":
+		return UEFIBootArgs("ovmf", grubdisk.EFIGrub, cpus, memMiB, timeout)
+	case scenario.RunnerQEMU:
+		if cpus < 1 || memMiB < 1 {
+			return nil, fmt.Errorf("%w: UEFI boot with %d CPUs and %d MiB", scenario.ErrInvalid, cpus, memMiB)
+		}
+		ovmf := images.OuterOVMF()
+		return []string{
+			"-M", "pc", "-enable-kvm", "-cpu", "host",
+			"-m", strconv.Itoa(memMiB), "-smp", strconv.Itoa(cpus),
+			"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmf[0],
+			"-drive", "if=pflash,format=raw,unit=1,snapshot=on,file=" + ovmf[1],
+			"-drive", "file=" + images.OuterEFIDisk(grubdisk.EFIGrub) + ",if=virtio,format=raw,readonly=on",
+			"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-no-reboot",
+		}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown runner %q", scenario.ErrInvalid, runner)
+}

@@ -44,41 +44,50 @@ func (o options) firmwareScenarios() ([]scenario.Scenario, error) {
 	return list, nil
 }
 
-// fwReport holds the medians per runner, over passing runs.
+// fwReport holds a firmware boot's medians per runner, over passing runs.
 type fwReport struct {
-	// GrubS and AgentS are seconds to GRUB's menu and to the agent's first line.
-	GrubS  map[string]float64 `json:"grub_menu_s"`
+	// Title says what booted; Mark names the line MarkS times.
+	Title string `json:"title"`
+	Mark  string `json:"mark"`
+	// MarkS and AgentS are seconds to the mark and to the agent's first line.
+	MarkS  map[string]float64 `json:"mark_s"`
 	AgentS map[string]float64 `json:"agent_first_line_s"`
 	N      map[string]int     `json:"n"`
 }
 
-func summarizeFirmware(runners []string, results []scenario.Result) fwReport {
-	rep := fwReport{GrubS: map[string]float64{}, AgentS: map[string]float64{}, N: map[string]int{}}
+// summarizeBoot gathers the results of the scenarios name(runner) into rep.
+func summarizeBoot(rep fwReport, name func(string) string, runners []string, results []scenario.Result) fwReport {
+	rep.MarkS, rep.AgentS, rep.N = map[string]float64{}, map[string]float64{}, map[string]int{}
 	for _, runner := range runners {
-		var grub, agent []float64
+		var mark, agent []float64
 		for _, r := range results {
-			if r.Name == fwScenarioName(runner) && r.Pass && r.MarkS >= 0 && r.FirstLineS >= 0 {
-				grub, agent = append(grub, r.MarkS), append(agent, r.FirstLineS)
+			if r.Name == name(runner) && r.Pass && r.MarkS >= 0 && r.FirstLineS >= 0 {
+				mark, agent = append(mark, r.MarkS), append(agent, r.FirstLineS)
 			}
 		}
-		if len(grub) > 0 {
-			rep.GrubS[runner], rep.AgentS[runner], rep.N[runner] = median(grub), median(agent), len(grub)
+		if len(mark) > 0 {
+			rep.MarkS[runner], rep.AgentS[runner], rep.N[runner] = median(mark), median(agent), len(mark)
 		}
 	}
 	return rep
 }
 
+func summarizeFirmware(runners []string, results []scenario.Result) fwReport {
+	return summarizeBoot(fwReport{Title: "firmware boot (SeaBIOS -> GRUB -> Linux, virtio-blk)", Mark: "GRUB menu"},
+		fwScenarioName, runners, results)
+}
+
 func (rep fwReport) write(w io.Writer) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "firmware boot (SeaBIOS -> GRUB -> Linux, virtio-blk), medians:\n")
+	fmt.Fprintf(&b, "%s, medians:\n", rep.Title)
 	for _, runner := range []string{scenario.RunnerVMM, scenario.RunnerQEMU} {
 		if n, ok := rep.N[runner]; ok {
-			fmt.Fprintf(&b, "  %-5s n=%d  to GRUB menu %.2fs  to agent first line %.2fs\n", runner, n, rep.GrubS[runner], rep.AgentS[runner])
+			fmt.Fprintf(&b, "  %-5s n=%d  to %s %.2fs  to agent first line %.2fs\n", runner, n, rep.Mark, rep.MarkS[runner], rep.AgentS[runner])
 		}
 	}
-	if q, ok := rep.GrubS[scenario.RunnerQEMU]; ok && q > 0 {
-		if v, ok := rep.GrubS[scenario.RunnerVMM]; ok {
-			fmt.Fprintf(&b, "  ratio vmm/qemu: GRUB menu %.2f  agent first line %.2f\n", v/q, rep.AgentS[scenario.RunnerVMM]/rep.AgentS[scenario.RunnerQEMU])
+	if q, ok := rep.MarkS[scenario.RunnerQEMU]; ok && q > 0 {
+		if v, ok := rep.MarkS[scenario.RunnerVMM]; ok {
+			fmt.Fprintf(&b, "  ratio vmm/qemu: %s %.2f  agent first line %.2f\n", rep.Mark, v/q, rep.AgentS[scenario.RunnerVMM]/rep.AgentS[scenario.RunnerQEMU])
 		}
 	}
 	_, _ = io.WriteString(w, b.String())

@@ -31,6 +31,7 @@ type options struct {
 	io                        bool // also the I/O scenarios (io.go)
 	hyperv                    bool // also the Hyper-V clock scenarios (hyperv.go)
 	firmware                  bool // also the SeaBIOS/GRUB boot scenarios (firmware.go)
+	uefi                      bool // also the OVMF/GRUB boot scenarios (uefi.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -51,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.io, "io", false, "also measure disk I/O (virtio-blk, NVMe and AHCI, against QEMU's on microvm and q35) and virtio-net TCP in the same outer boot")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
+	fs.BoolVar(&o.uefi, "uefi", false, "also time OVMF -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc with the same OVMF")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -107,6 +109,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 	}
 	if o.firmware {
 		more, err := o.firmwareScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
+	}
+	if o.uefi {
+		more, err := o.uefiScenarios()
 		if err != nil {
 			return nil, err
 		}
@@ -169,6 +178,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fw := summarizeFirmware(o.runners, out.Results)
 		fw.write(stdout)
 		rep.Firmware = &fw
+	}
+	if o.uefi {
+		u := summarizeUEFI(o.runners, out.Results)
+		u.write(stdout)
+		rep.UEFI = &u
 	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

@@ -23,6 +23,8 @@ type report struct {
 	HyperV *hvReport `json:"hyperv,omitempty"`
 	// Firmware are the SeaBIOS/GRUB boot times, with -firmware.
 	Firmware *fwReport `json:"firmware,omitempty"`
+	// UEFI are the OVMF/GRUB boot times, with -uefi.
+	UEFI *fwReport `json:"uefi,omitempty"`
 }
 
 type benchRun struct {
