@@ -121,38 +121,3 @@ func bootAgent(t *testing.T, kernel, initrd, memory string, extra []string) vmm.
 	require.Positive(t, r.Memory.GuestResidentKiB)
 	return r.Memory
 }
-
-// densityGuests is how many guests TestKVMDensity boots at once.
-const densityGuests = 12
-
-// TestKVMDensity boots densityGuests guests of 128 MiB at once: all reach
-// the agent and power off, and each one's own memory stays within the
-// single-guest limit; it logs the sum of their overheads. It runs with
-// VMM_E2E=1 (minutes in the nested test host).
-func TestKVMDensity(t *testing.T) {
-	if os.Getenv("VMM_E2E") != "1" {
-		testenv.Skip(t, "set VMM_E2E=1 to boot %d guests at once", densityGuests)
-	}
-	kvmtest.Require(t)
-	if !vmm.Probe(kvmtest.Path).CanBootLinux {
-		testenv.Skip(t, "this host's KVM cannot boot Linux: go test -exec <module root>/bin/kvmexec runs this test in the nested test host")
-	}
-	kernel, initrd := debianGuest(t)
-	mems := make([]vmm.ReportMemory, densityGuests)
-	t.Run("guests", func(t *testing.T) {
-		for i := range densityGuests {
-			t.Run(fmt.Sprint(i), func(t *testing.T) {
-				t.Parallel()
-				mems[i] = bootAgent(t, kernel, initrd, "128M", nil)
-			})
-		}
-	})
-	var sum, guest uint64
-	for i, m := range mems {
-		require.Less(t, m.OverheadKiB, uint64(footprintLimitKiB), "guest %d: %+v", i, m)
-		sum += m.OverheadKiB
-		guest += m.GuestResidentPeakKiB
-	}
-	t.Logf("%d guests: vmm's own memory %.1f MiB in all (%.2f MiB each), guest RAM resident %.1f MiB",
-		densityGuests, float64(sum)/1024, float64(sum)/1024/densityGuests, float64(guest)/1024)
-}
