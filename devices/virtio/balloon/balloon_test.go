@@ -15,27 +15,18 @@ import (
 	"github.com/vmmdev/vmm/devices/virtio/queue"
 )
 
-type fakeIRQ struct {
-	queue chan int
-	reset chan error
-}
-
-func newFakeIRQ() *fakeIRQ { return &fakeIRQ{queue: make(chan int, 64), reset: make(chan error, 4)} }
-
-func (f *fakeIRQ) Queue(i int)          { f.queue <- i }
-func (f *fakeIRQ) Config()              {}
-func (f *fakeIRQ) NeedsReset(err error) { f.reset <- err }
+type fakeIRQ = vqdriver.IRQ
 
 // waitQueue waits for an interrupt on queue want.
 func waitQueue(t *testing.T, irq *fakeIRQ, want int) {
 	t.Helper()
 	for {
 		select {
-		case i := <-irq.queue:
+		case i := <-irq.Queues:
 			if i == want {
 				return
 			}
-		case err := <-irq.reset:
+		case err := <-irq.Resets:
 			t.Fatalf("device needs reset: %v", err)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no interrupt on queue %d within 10s", want)
@@ -78,7 +69,7 @@ func newRig(t *testing.T, features uint64, opt Options) *rig {
 	// One driver's memory for data; the others' rings live in their own
 	// memories, which is fine: the device only needs each queue's Memory
 	// for its own chains.
-	r := &rig{irq: newFakeIRQ(), rec: &recorder{}}
+	r := &rig{irq: vqdriver.NewIRQ(), rec: &recorder{}}
 	var qs []*queue.Queue
 	for range maxQueues {
 		d := vqdriver.New(QueueSize, 4<<20)
@@ -156,7 +147,7 @@ func TestReportingWildAddress(t *testing.T) {
 	drv.Offer(vqdriver.Buf{GPA: 1 << 40, Len: 0x200000, Writable: true})
 	r.dev.Notify(3)
 	select {
-	case err := <-r.irq.reset:
+	case err := <-r.irq.Resets:
 		require.ErrorIs(t, err, queue.ErrOutOfRange)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no reset request")

@@ -12,23 +12,13 @@ import (
 	"github.com/vmmdev/vmm/devices/virtio/queue"
 )
 
-// fakeIRQ records the device's signals on channels.
-type fakeIRQ struct {
-	queue chan int
-	reset chan error
-}
-
-func newFakeIRQ() *fakeIRQ { return &fakeIRQ{queue: make(chan int, 64), reset: make(chan error, 1)} }
-
-func (f *fakeIRQ) Queue(i int)          { f.queue <- i }
-func (f *fakeIRQ) Config()              {}
-func (f *fakeIRQ) NeedsReset(err error) { f.reset <- err }
+type fakeIRQ = vqdriver.IRQ
 
 func activate(t *testing.T, dev *Device, drv *vqdriver.Driver) *fakeIRQ {
 	t.Helper()
 	q, err := drv.Queue(true)
 	require.NoError(t, err)
-	irq := newFakeIRQ()
+	irq := vqdriver.NewIRQ()
 	require.NoError(t, dev.Activate(virtio.Activation{
 		Features: dev.Features() | virtio.FeatureVersion1, Queues: []*queue.Queue{q}, Mem: drv.Mem, IRQ: irq}))
 	t.Cleanup(dev.Reset)
@@ -38,9 +28,9 @@ func activate(t *testing.T, dev *Device, drv *vqdriver.Driver) *fakeIRQ {
 func waitIRQ(t *testing.T, irq *fakeIRQ) {
 	t.Helper()
 	select {
-	case i := <-irq.queue:
+	case i := <-irq.Queues:
 		require.Equal(t, 0, i)
-	case err := <-irq.reset:
+	case err := <-irq.Resets:
 		t.Fatalf("device needs reset: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no interrupt within 10s")
@@ -99,7 +89,7 @@ func TestDeviceHostileChainNeedsReset(t *testing.T) {
 	drv.Offer(vqdriver.Buf{Data: header(TypeIn, 0)}, vqdriver.Buf{Len: 1, Writable: true, GPA: 1 << 50})
 	dev.Notify(0)
 	select {
-	case err := <-irq.reset:
+	case err := <-irq.Resets:
 		require.ErrorIs(t, err, queue.ErrOutOfRange)
 	case <-time.After(10 * time.Second):
 		t.Fatal("device did not ask for a reset")

@@ -14,21 +14,14 @@ import (
 	"github.com/vmmdev/vmm/devices/virtio/queue"
 )
 
-type fakeIRQ struct {
-	queue chan int
-	reset chan error
-}
-
-func (f *fakeIRQ) Queue(i int)          { f.queue <- i }
-func (f *fakeIRQ) Config()              {}
-func (f *fakeIRQ) NeedsReset(err error) { f.reset <- err }
+type fakeIRQ = vqdriver.IRQ
 
 func waitIRQ(t *testing.T, irq *fakeIRQ, want int) {
 	t.Helper()
 	select {
-	case q := <-irq.queue:
+	case q := <-irq.Queues:
 		require.Equal(t, want, q)
-	case err := <-irq.reset:
+	case err := <-irq.Resets:
 		t.Fatalf("device needs reset: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no interrupt within 10s")
@@ -60,7 +53,7 @@ func TestTransmitAndReceive(t *testing.T) {
 	require.NoError(t, err)
 	txq, err := txd.Queue(true)
 	require.NoError(t, err)
-	irq := &fakeIRQ{queue: make(chan int, 64), reset: make(chan error, 1)}
+	irq := vqdriver.NewIRQ()
 	require.NoError(t, dev.Activate(virtio.Activation{Queues: []*queue.Queue{rxq, txq}, IRQ: irq}))
 	defer dev.Reset()
 
@@ -106,13 +99,13 @@ func TestHostileTransmit(t *testing.T) {
 	rxd, txd := vqdriver.New(QueueSize, 1<<16), vqdriver.New(QueueSize, 1<<16)
 	rxq, _ := rxd.Queue(false)
 	txq, _ := txd.Queue(false)
-	irq := &fakeIRQ{queue: make(chan int, 64), reset: make(chan error, 1)}
+	irq := vqdriver.NewIRQ()
 	require.NoError(t, dev.Activate(virtio.Activation{Queues: []*queue.Queue{rxq, txq}, IRQ: irq}))
 	defer dev.Reset()
 	txd.Offer(vqdriver.Buf{Len: 4, Writable: true}, vqdriver.Buf{Data: []byte("x")})
 	dev.Notify(TXQueue)
 	select {
-	case err := <-irq.reset:
+	case err := <-irq.Resets:
 		assert.ErrorIs(t, err, queue.ErrDirection)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no NeedsReset")

@@ -30,14 +30,7 @@ func fakeTap(t *testing.T) (*Tap, int) {
 	return tap, fds[1]
 }
 
-type fakeIRQ struct {
-	queue chan int
-	reset chan error
-}
-
-func (f *fakeIRQ) Queue(i int)          { f.queue <- i }
-func (f *fakeIRQ) Config()              {}
-func (f *fakeIRQ) NeedsReset(err error) { f.reset <- err }
+type fakeIRQ = vqdriver.IRQ
 
 type rig struct {
 	dev    *Device
@@ -52,7 +45,7 @@ func newRig(t *testing.T, features uint64) *rig {
 	dev, err := New(tap, nil, nil)
 	require.NoError(t, err)
 	r := &rig{dev: dev, rx: vqdriver.New(queueSize, 1<<20), tx: vqdriver.New(queueSize, 1<<20),
-		irq: &fakeIRQ{queue: make(chan int, 256), reset: make(chan error, 2)}, host: host}
+		irq: vqdriver.NewIRQ(), host: host}
 	rxq, err := r.rx.Queue(true)
 	require.NoError(t, err)
 	txq, err := r.tx.Queue(true)
@@ -71,8 +64,8 @@ func (r *rig) used(t *testing.T, d *vqdriver.Driver) (uint32, uint32) {
 			return id, n
 		}
 		select {
-		case <-r.irq.queue:
-		case err := <-r.irq.reset:
+		case <-r.irq.Queues:
+		case err := <-r.irq.Resets:
 			t.Fatalf("device needs reset: %v", err)
 		case <-deadline:
 			t.Fatal("no used element within 10s")
@@ -188,7 +181,7 @@ func TestHostileRxChainNeedsReset(t *testing.T) {
 	_, err := unix.Write(r.host, append(make([]byte, HeaderSize), frame(60, 1)...))
 	require.NoError(t, err)
 	select {
-	case err := <-r.irq.reset:
+	case err := <-r.irq.Resets:
 		require.True(t, errors.Is(err, queue.ErrOutOfRange), "%v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no reset request")

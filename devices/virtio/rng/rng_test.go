@@ -14,22 +14,13 @@ import (
 	"github.com/vmmdev/vmm/devices/virtio/queue"
 )
 
-type fakeIRQ struct {
-	queue chan int
-	reset chan error
-}
-
-func newFakeIRQ() *fakeIRQ { return &fakeIRQ{queue: make(chan int, 64), reset: make(chan error, 1)} }
-
-func (f *fakeIRQ) Queue(i int)          { f.queue <- i }
-func (f *fakeIRQ) Config()              {}
-func (f *fakeIRQ) NeedsReset(err error) { f.reset <- err }
+type fakeIRQ = vqdriver.IRQ
 
 func waitIRQ(t *testing.T, irq *fakeIRQ) {
 	t.Helper()
 	select {
-	case <-irq.queue:
-	case err := <-irq.reset:
+	case <-irq.Queues:
+	case err := <-irq.Resets:
 		t.Fatalf("device needs reset: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no interrupt within 10s")
@@ -40,7 +31,7 @@ func start(t *testing.T, dev *Device, drv *vqdriver.Driver) *fakeIRQ {
 	t.Helper()
 	q, err := drv.Queue(true)
 	require.NoError(t, err)
-	irq := newFakeIRQ()
+	irq := vqdriver.NewIRQ()
 	require.NoError(t, dev.Activate(virtio.Activation{Features: dev.Features(), Queues: []*queue.Queue{q}, Mem: drv.Mem, IRQ: irq}))
 	t.Cleanup(dev.Reset)
 	return irq
@@ -96,7 +87,7 @@ func TestSourceFailureNeedsReset(t *testing.T) {
 	drv.Offer(vqdriver.Buf{Len: 8, Writable: true})
 	dev.Notify(0)
 	select {
-	case err := <-irq.reset:
+	case err := <-irq.Resets:
 		assert.ErrorContains(t, err, "no entropy")
 	case <-time.After(10 * time.Second):
 		t.Fatal("no NeedsReset")
@@ -113,7 +104,7 @@ func TestHostileChainNeedsReset(t *testing.T) {
 	drv.Offer(vqdriver.Buf{Len: 8, Writable: true, GPA: 1 << 40})
 	dev.Notify(0)
 	select {
-	case err := <-irq.reset:
+	case err := <-irq.Resets:
 		assert.ErrorIs(t, err, queue.ErrOutOfRange)
 	case <-time.After(10 * time.Second):
 		t.Fatal("no NeedsReset")

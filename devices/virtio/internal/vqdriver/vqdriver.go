@@ -138,3 +138,22 @@ func (d *Driver) Used() (id, n uint32, ok bool) {
 	d.used++
 	return binary.LittleEndian.Uint32(e), binary.LittleEndian.Uint32(e[4:]), true
 }
+
+// IRQ records a device's signals (virtio.Interrupts) on channels, for
+// tests to wait on.
+type IRQ struct {
+	Queues chan int
+	Resets chan error
+}
+
+// NewIRQ returns an IRQ with room for the signals a test leaves unread.
+func NewIRQ() *IRQ { return &IRQ{Queues: make(chan int, 256), Resets: make(chan error, 4)} }
+
+// Queue implements virtio.Interrupts.
+func (f *IRQ) Queue(i int) { f.Queues <- i }
+
+// Config implements virtio.Interrupts.
+func (f *IRQ) Config() {}
+
+// NeedsReset implements virtio.Interrupts.
+func (f *IRQ) NeedsReset(err error) { f.Resets <- err }
