@@ -37,7 +37,7 @@ func TestCompareHyperV(t *testing.T) {
 func TestHyperVScenarios(t *testing.T) {
 	list, err := hypervScenarios()
 	require.NoError(t, err)
-	require.Len(t, list, 5)
+	require.Len(t, list, 6)
 	require.Contains(t, list[0].Args, "all")
 	require.Equal(t, 3, list[1].WantExit)
 	require.Equal(t, hypervSMP, list[2].Name)
@@ -47,7 +47,9 @@ func TestHyperVScenarios(t *testing.T) {
 	require.Equal(t, vmbusScenario, list[3].Name)
 	require.Contains(t, list[3].Args, "--vmbus")
 	require.Equal(t, scenario.Pass, list[3].WantChecks["vmbus"])
-	require.Contains(t, list[4].Args, testhost.QEMUHyperVCPU)
+	require.Equal(t, "vmbus-panic", list[4].Name)
+	require.Equal(t, 3, list[4].WantExit)
+	require.Contains(t, list[5].Args, testhost.QEMUHyperVCPU)
 	require.Equal(t, []string{"from hyperv: guest crash (Hyper-V crash MSRs) P0="}, consoleWants("hyperv-panic"))
 }
 

@@ -2,6 +2,7 @@ package vmbus
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -536,4 +537,16 @@ func TestGPADLLimitsReachGuest(t *testing.T) {
 		require.Equal(t, i == 2, st != 0, "GPADL %d", i)
 	}
 	require.Equal(t, uint64(1), r.bus.Stats().GPADLFailures)
+}
+
+// The report's field names are snake_case, as the rest of vmm's report.
+func TestStatsJSON(t *testing.T) {
+	r := newRig(t, 1, Config{})
+	r.connect(t)
+	b, err := json.Marshal(r.bus.Stats())
+	require.NoError(t, err)
+	for _, k := range []string{`"connected":true`, `"version":"5.3"`, `"messages_in":`, `"dropped":0`, `"busy":0`,
+		`"last_in":"REQUESTOFFERS"`, `"last_out":"ALLOFFERS_DELIVERED"`, `"gpadl_pages":0`, `"channels":[{"relid":1`} {
+		require.Contains(t, string(b), k)
+	}
 }

@@ -22,16 +22,22 @@ type Stats struct {
 	// Dropped counts malformed, unknown or untimely guest messages; Busy
 	// the posts answered HV_STATUS_INSUFFICIENT_BUFFERS; Refused the
 	// versions refused.
-	Dropped, Busy, Refused uint64
-	// LastIn is the last guest message; LastOut the last host message.
-	LastIn, LastOut string
+	Dropped uint64 `json:"dropped"`
+	Busy    uint64 `json:"busy"`
+	Refused uint64 `json:"refused"`
+	// LastIn is the last guest message; LastOut the last host message:
+	// what a stuck guest last asked for and was last told.
+	LastIn  string `json:"last_in"`
+	LastOut string `json:"last_out"`
 	// Queued host messages wait for a free slot; Pending guest messages
 	// for processing.
-	Queued, Pending    int
-	GPADLs, GPADLPages int
-	GPADLFailures      uint64
-	OpenFailures       uint64
-	Channels           []ChannelInfo
+	Queued        int           `json:"queued"`
+	Pending       int           `json:"pending"`
+	GPADLs        int           `json:"gpadls"`
+	GPADLPages    int           `json:"gpadl_pages"`
+	GPADLFailures uint64        `json:"gpadl_failures"`
+	OpenFailures  uint64        `json:"open_failures"`
+	Channels      []ChannelInfo `json:"channels"`
 }
 
 // Stats returns a snapshot of the bus.
