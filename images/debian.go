@@ -253,9 +253,10 @@ func configureDebian(root string) error {
 		"etc/hostname":   "debian\n",
 		"etc/hosts":      "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"etc/machine-id": "",
-		// No SSH server to make keys for, no locales to generate.
+		// No SSH to make host keys for (an empty ssh_keys generates
+		// none), and C.UTF-8, which needs no locales package.
 		"etc/cloud/cloud.cfg.d/90_vmm.cfg": "# vmm's Debian test image: seeds come as NoCloud volumes (label cidata).\n" +
-			"datasource_list: [ NoCloud, None ]\nssh_genkeytypes: []\nssh_deletekeys: false\nlocale: false\n",
+			"datasource_list: [ NoCloud, None ]\nssh_keys: {}\nlocale: C.UTF-8\n",
 		// No documentation in the image, also for packages installed later.
 		"etc/dpkg/dpkg.cfg.d/01_nodoc": "path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\n" +
 			"path-exclude /usr/share/man/*\npath-exclude /usr/share/info/*\npath-exclude /usr/share/locale/*\n",
