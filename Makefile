@@ -37,7 +37,7 @@ unit: build
 	@mkdir -p build && rm -f $(KVMEXEC_SUMMARY)
 	$(GO) run ./images/cmd/outerqemu $(if $(filter true,$(CI)),,-if-nested)
 ifeq ($(CI),true)
-	$(GO) run ./images/cmd/mkimages -out build/images -outer=false >/dev/null
+	$(GO) run ./images/cmd/mkimages -out build/images -outer=false -debian -timeout 60m >/dev/null
 	env $$(scripts/test-kernels.sh) VMM_KVMEXEC_SUMMARY=$(KVMEXEC_SUMMARY) \
 		$(GO) test -count=1 -exec $(CURDIR)/$(BIN)/kvmexec $$($(GO) list ./... | grep -v '/e2e$$')
 else

@@ -48,6 +48,12 @@
 //	    the nested test host's QEMU: Debian's source of the installed
 //	    qemu-system-x86 with qemu/cr8-bql.patch, built once per machine into
 //	    <Cache>/outer-qemu-<key> (Cache: ~/.cache/vmm, outside the clone).
+//	DebianDisk(ctx, cfg) (*DebianImage, error)
+//	    a full Debian 12 system (debootstrap minbase + DebianPackages:
+//	    systemd, linux-image-amd64, cloud-init, hyperv-daemons, GRUB for
+//	    BIOS and EFI; needs root) on one GPT disk laid out by
+//	    images/debdisk (BIOS boot, ESP, ext4 root), as a qcow2 in
+//	    <Cache>/debian-12/disk.qcow2 with packages.txt (installed versions).
 //
 // In-guest helpers: package images/moddep (modules.dep parsing and load
 // order) and images/modload (finit_module loader: modload.LoadAll(dir, nil)

@@ -2,8 +2,9 @@
 // build/images by default: Debian's kernel and modules, the guest initramfs
 // (guest agent as /init), the GRUB disk that boots them through firmware
 // (images/grubdisk) and, unless -outer=false, the nested test host's
-// outer initramfs with vmm and the e2e suite's scenarios. Each artifact is
-// rebuilt only when its inputs change.
+// outer initramfs with vmm and the e2e suite's scenarios; with -debian
+// also the full Debian system image (images.DebianDisk, in ~/.cache/vmm;
+// needs root). Each artifact is rebuilt only when its inputs change.
 package main
 
 import (
@@ -24,6 +25,7 @@ import (
 type options struct {
 	out     string
 	outer   bool
+	debian  bool
 	timeout time.Duration
 }
 
@@ -33,6 +35,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.out, "out", "", "artifact directory (default <module root>/build/images)")
 	fs.BoolVar(&o.outer, "outer", true, "also build the outer initramfs (builds ./cmd/vmm; needs qemu-system-x86_64, installed when missing and root)")
+	fs.BoolVar(&o.debian, "debian", false, "also build the Debian system image (debootstrap; needs root; cached in ~/.cache/vmm)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "deadline for the whole build")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -78,6 +81,13 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 		return fmt.Errorf("grub iso: %w", err)
 	}
 	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\ngrubdisk=%s\ngrubiso=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest, disk, iso)
+	if o.debian {
+		img, err := images.DebianDisk(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("debian image: %w", err)
+		}
+		fmt.Fprintf(stdout, "debian=%s\n", img.QCOW2)
+	}
 	if !o.outer {
 		return nil
 	}
