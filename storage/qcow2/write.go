@@ -107,7 +107,6 @@ func (img *Image) writeSegment(p []byte, off, gc, count uint64) error {
 		return err
 	}
 	newEs := append([]uint64(nil), es...)
-	type oldRef struct{ off, n uint64 }
 	var frees []oldRef
 	synced := false // whether new refcounts and data need a sync before the L2 write
 
@@ -197,21 +196,7 @@ func (img *Image) writeSegment(p []byte, off, gc, count uint64) error {
 	if err := img.sync(); err != nil {
 		return err
 	}
-	if err := img.writeEntries(t, gc, es, newEs); err != nil {
-		return err
-	}
-	if len(frees) == 0 {
-		return nil
-	}
-	if err := img.sync(); err != nil {
-		return err
-	}
-	for _, f := range frees {
-		if err := img.free(f.off, f.n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return img.commitEntries(t, gc, es, newEs, frees)
 }
 
 // oldCluster fills buf with what guest cluster gc (L2 entry e) reads now:
@@ -231,6 +216,30 @@ func (img *Image) oldCluster(e, gc uint64, buf []byte) error {
 		return img.readCompressed(e, buf)
 	}
 	return img.pread(buf, host)
+}
+
+// oldRef is a host range an L2 update stops referencing.
+type oldRef struct{ off, n uint64 }
+
+// commitEntries writes the changed L2 entries, then, once that is on disk,
+// drops the references of what they no longer point to: a crash in
+// between leaks clusters rather than freeing ones still in use.
+func (img *Image) commitEntries(t, gc uint64, old, new []uint64, frees []oldRef) error {
+	if err := img.writeEntries(t, gc, old, new); err != nil {
+		return err
+	}
+	if len(frees) == 0 {
+		return nil
+	}
+	if err := img.sync(); err != nil {
+		return err
+	}
+	for _, f := range frees {
+		if err := img.free(f.off, f.n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeEntries writes the L2 entries of clusters gc.. that changed from
@@ -402,7 +411,6 @@ func (img *Image) zeroClusters(gc, count uint64) error {
 		return err
 	}
 	newEs := make([]uint64, count)
-	type oldRef struct{ off, n uint64 }
 	var frees []oldRef
 	for i, e := range es {
 		newEs[i] = want
@@ -418,19 +426,5 @@ func (img *Image) zeroClusters(gc, count uint64) error {
 			frees = append(frees, oldRef{host, img.cs})
 		}
 	}
-	if err := img.writeEntries(t, gc, es, newEs); err != nil {
-		return err
-	}
-	if len(frees) == 0 {
-		return nil
-	}
-	if err := img.sync(); err != nil {
-		return err
-	}
-	for _, f := range frees {
-		if err := img.free(f.off, f.n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return img.commitEntries(t, gc, es, newEs, frees)
 }
