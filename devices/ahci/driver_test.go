@@ -9,18 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmmdev/vmm/devices/internal/fakeram"
 	"github.com/vmmdev/vmm/storage/raw"
 )
 
 // fakeMem is guest RAM at [0, len).
-type fakeMem []byte
-
-func (m fakeMem) Slice(gpa, n uint64) ([]byte, error) {
-	if gpa > uint64(len(m)) || n > uint64(len(m))-gpa {
-		return nil, fmt.Errorf("[%#x, +%#x): outside fake guest memory", gpa, n)
-	}
-	return m[gpa : gpa+n : gpa+n], nil
-}
+type fakeMem = fakeram.RAM
 
 // fakeMSI counts the messages sent.
 type fakeMSI struct {

@@ -3,7 +3,6 @@ package pci
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 
@@ -11,18 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/devices/bus"
+	"github.com/vmmdev/vmm/devices/internal/fakeram"
 	"github.com/vmmdev/vmm/devices/pci"
 	"github.com/vmmdev/vmm/devices/virtio"
 )
 
-type flatMem []byte
-
-func (m flatMem) Slice(gpa, n uint64) ([]byte, error) {
-	if gpa > uint64(len(m)) || n > uint64(len(m))-gpa {
-		return nil, fmt.Errorf("out of range")
-	}
-	return m[gpa : gpa+n : gpa+n], nil
-}
+type flatMem = fakeram.RAM
 
 type fakeDev struct {
 	mu       sync.Mutex

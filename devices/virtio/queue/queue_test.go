@@ -5,17 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/vmmdev/vmm/devices/internal/fakeram"
 )
 
 // flatMem is guest RAM at [0, len(b)).
-type flatMem []byte
-
-func (m flatMem) Slice(gpa, n uint64) ([]byte, error) {
-	if gpa > uint64(len(m)) || n > uint64(len(m))-gpa {
-		return nil, fmt.Errorf("[%#x, +%#x): out of range", gpa, n)
-	}
-	return m[gpa : gpa+n : gpa+n], nil
-}
+type flatMem = fakeram.RAM
 
 const (
 	tDesc  = 0x1000

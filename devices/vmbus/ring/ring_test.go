@@ -7,18 +7,13 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/vmmdev/vmm/devices/internal/fakeram"
 )
 
 // flatMem is guest RAM from GPA 0; Slice fails past its end, as vmm's
 // Memory does past RAM.
-type flatMem []byte
-
-func (m flatMem) Slice(gpa, n uint64) ([]byte, error) {
-	if gpa > uint64(len(m)) || n > uint64(len(m))-gpa {
-		return nil, fmt.Errorf("[%#x, +%#x) outside RAM", gpa, n)
-	}
-	return m[gpa : gpa+n : gpa+n], nil
-}
+type flatMem = fakeram.RAM
 
 func pfns(first, n int) []uint64 {
 	p := make([]uint64, n)

@@ -6,23 +6,15 @@ package vqdriver
 
 import (
 	"encoding/binary"
-	"fmt"
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/vmmdev/vmm/devices/internal/fakeram"
 	"github.com/vmmdev/vmm/devices/virtio/queue"
 )
 
 // Mem is guest RAM at [0, len(Mem)).
-type Mem []byte
-
-// Slice implements queue.Memory.
-func (m Mem) Slice(gpa, n uint64) ([]byte, error) {
-	if gpa > uint64(len(m)) || n > uint64(len(m))-gpa {
-		return nil, fmt.Errorf("[%#x, +%#x): outside fake guest memory", gpa, n)
-	}
-	return m[gpa : gpa+n : gpa+n], nil
-}
+type Mem = fakeram.RAM
 
 // Descriptor flags (virtq_desc.flags).
 const (
