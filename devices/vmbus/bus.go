@@ -580,7 +580,8 @@ func (b *Bus) open(m []byte) (*Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host->guest ring: %w", err)
 	}
-	ch := &Channel{relid: relid, host: b.cfg.Host, sint: b.sint, log: b.log, vp: int(vp), in: in, out: out}
+	ch := &Channel{relid: relid, host: b.cfg.Host, sint: b.sint, log: b.log, vp: int(vp), in: in, out: out,
+		gpadl: b.lookupGPADL}
 	copy(ch.UserData[:], m[28:28+userDataSize])
 	if err := cs.dev.Open(ch); err != nil {
 		return nil, fmt.Errorf("device: %w", err)
@@ -588,6 +589,19 @@ func (b *Bus) open(m []byte) (*Channel, error) {
 	cs.ch, cs.ringGPADL = ch, gid
 	cs.opens++
 	return ch, nil
+}
+
+// lookupGPADL returns a copy of complete GPADL id (Channel.GPADL).
+func (b *Bus) lookupGPADL(id uint32) (gpadl.GPADL, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g, ok := b.gpadls.Get(id)
+	if !ok {
+		return gpadl.GPADL{}, false
+	}
+	c := *g
+	c.PFNs = append([]uint64(nil), g.PFNs...)
+	return c, true
 }
 
 func (b *Bus) closeChannel(cs *chanState) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vmmdev/vmm/devices/vmbus/gpadl"
 	"github.com/vmmdev/vmm/devices/vmbus/ring"
 )
 
@@ -51,6 +52,8 @@ type Channel struct {
 	sint     int
 	log      Logger
 	UserData [userDataSize]byte
+	// gpadl looks a complete GPADL up in the bus's table.
+	gpadl func(id uint32) (gpadl.GPADL, bool)
 
 	mu     sync.Mutex
 	vp     int
@@ -82,6 +85,20 @@ type Logger interface {
 
 // Relid is the channel's relative id.
 func (c *Channel) Relid() uint32 { return c.relid }
+
+// ErrNoGPADL: the guest named no complete GPADL of this channel.
+var ErrNoGPADL = errors.New("no such GPADL on this channel")
+
+// GPADL returns a copy of the guest's complete GPADL id, which must belong
+// to this channel (device buffers such as netvsc's are shared that way).
+// It takes the bus's lock: never call it from Open or Close.
+func (c *Channel) GPADL(id uint32) (gpadl.GPADL, error) {
+	g, ok := c.gpadl(id)
+	if !ok || g.Relid != c.relid {
+		return gpadl.GPADL{}, fmt.Errorf("%w: %#x", ErrNoGPADL, id)
+	}
+	return g, nil
+}
 
 // Recv copies the next guest packet out of the ring (ok false: empty).
 // buf is used for the packet when large enough. A broken ring closes the

@@ -348,6 +348,21 @@ func (c *Channel) Send(typ, flags uint16, id uint64, payload []byte) error {
 	return nil
 }
 
+// SendHdr writes a packet with hdr between the descriptor and payload
+// (GPA ranges of a GPA_DIRECT packet) and signals as Send does.
+func (c *Channel) SendHdr(typ, flags uint16, id uint64, hdr, payload []byte) error {
+	signal, err := c.Out.WriteHdr(typ, flags, id, hdr, payload)
+	if err != nil {
+		return err
+	}
+	if signal {
+		if st := c.g.Bus.Signal(c.Conn); st != 0 {
+			return fmt.Errorf("HvSignalEvent: status %#x", st)
+		}
+	}
+	return nil
+}
+
 // Interrupted reports and clears the channel's event flag.
 func (c *Channel) Interrupted() bool {
 	return c.g.SynIC.TestAndClear(c.VP, c.g.SINT, c.Relid)
@@ -381,6 +396,12 @@ func (r *Ring) at(i uint32) *byte { return &r.Mem[r.Hdr+PageSize+uint64(i%r.Size
 
 // Write puts a packet in and reports whether the host must be signalled.
 func (r *Ring) Write(typ, flags uint16, id uint64, payload []byte) (bool, error) {
+	return r.WriteHdr(typ, flags, id, nil, payload)
+}
+
+// WriteHdr is Write with hdr (a multiple of 8 bytes) before the payload.
+func (r *Ring) WriteHdr(typ, flags uint16, id uint64, hdr, payload []byte) (bool, error) {
+	payload = append(append([]byte(nil), hdr...), payload...)
 	total := uint32(16+len(payload)+7) &^ 7
 	w, rd := r.Get(WriteOff), r.Get(ReadOff)
 	if total+8 >= r.Size-(w+r.Size-rd)%r.Size {
@@ -388,7 +409,7 @@ func (r *Ring) Write(typ, flags uint16, id uint64, payload []byte) (bool, error)
 	}
 	p := make([]byte, total+8)
 	binary.LittleEndian.PutUint16(p[0:], typ)
-	binary.LittleEndian.PutUint16(p[2:], 2)
+	binary.LittleEndian.PutUint16(p[2:], uint16(2+len(hdr)/8))
 	binary.LittleEndian.PutUint16(p[4:], uint16(total/8))
 	binary.LittleEndian.PutUint16(p[6:], flags)
 	binary.LittleEndian.PutUint64(p[8:], id)
@@ -405,6 +426,7 @@ func (r *Ring) Write(typ, flags uint16, id uint64, payload []byte) (bool, error)
 type Packet struct {
 	Type, Flags uint16
 	ID          uint64
+	Header      []byte // between the descriptor and offset8*8
 	Payload     []byte // from offset8*8, padding included
 }
 
@@ -427,5 +449,5 @@ func (r *Ring) Read() (Packet, bool) {
 	body := get(rd, n)
 	r.Set(ReadOff, (rd+n+8)%r.Size)
 	return Packet{Type: binary.LittleEndian.Uint16(d[0:]), Flags: binary.LittleEndian.Uint16(d[6:]),
-		ID: binary.LittleEndian.Uint64(d[8:]), Payload: body[off:]}, true
+		ID: binary.LittleEndian.Uint64(d[8:]), Header: body[16:off], Payload: body[off:]}, true
 }
