@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 const PageSize = 4096
@@ -388,9 +390,13 @@ type Ring struct {
 	Size uint32
 }
 
-func (r *Ring) Get(off uint64) uint32 { return binary.LittleEndian.Uint32(r.Mem[r.Hdr+off:]) }
+// Get and Set access header fields atomically, as the host does: the
+// indices order the data accesses on both sides.
+func (r *Ring) Get(off uint64) uint32 {
+	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.Mem[r.Hdr+off])))
+}
 func (r *Ring) Set(off uint64, v uint32) {
-	binary.LittleEndian.PutUint32(r.Mem[r.Hdr+off:], v)
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&r.Mem[r.Hdr+off])), v)
 }
 func (r *Ring) at(i uint32) *byte { return &r.Mem[r.Hdr+PageSize+uint64(i%r.Size)] }
 
