@@ -185,6 +185,11 @@ func (c *Config) Validate() error {
 	if c.VMBus && !c.HyperV.SynIC {
 		return invalid("--vmbus needs --hyperv with synic and vpindex")
 	}
+	for _, n := range c.NICs {
+		if n.Interface == NICVMBus && !c.VMBus {
+			return invalid("--net tap=%s,if=vmbus needs --vmbus", n.Tap)
+		}
+	}
 	return c.validateDevices()
 }
 

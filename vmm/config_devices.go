@@ -49,12 +49,26 @@ func (i DiskInterface) String() string {
 	return string(i)
 }
 
-// NIC is one virtio-net interface on a host tap (--net tap=NAME[,mac=MAC]).
+// NIC is one network interface on a host tap (--net tap=NAME[,mac=MAC][,if=virtio|vmbus]).
 type NIC struct {
 	Tap string
 	// MAC is the guest's address; nil means a random locally administered one.
 	MAC net.HardwareAddr
+	// Interface is the NIC's kind: virtio-net ("" or NICVirtio) or a
+	// Hyper-V synthetic NIC on VMBus (NICVMBus, needs --vmbus).
+	Interface NICInterface
 }
+
+// NICInterface is what --net's if= names.
+type NICInterface string
+
+const (
+	NICVirtio NICInterface = ""
+	NICVMBus  NICInterface = "vmbus"
+)
+
+// nicSyntax is the value --net takes.
+const nicSyntax = "tap=NAME[,mac=MAC][,if=virtio|vmbus]"
 
 // maxSerial is the size of virtio-blk's GET_ID answer.
 const maxSerial = 20
@@ -116,6 +130,15 @@ func ParseNIC(s string) (NIC, error) {
 		switch k {
 		case "tap":
 			n.Tap = v
+		case "if":
+			switch v {
+			case "virtio":
+				n.Interface = NICVirtio
+			case "vmbus":
+				n.Interface = NICVMBus
+			default:
+				return NIC{}, fmt.Errorf("--net %q: if=%q: want virtio or vmbus", s, v)
+			}
 		case "mac":
 			mac, err := net.ParseMAC(v)
 			if err != nil || len(mac) != 6 {
@@ -126,7 +149,7 @@ func ParseNIC(s string) (NIC, error) {
 			}
 			n.MAC = mac
 		default:
-			return NIC{}, fmt.Errorf("--net %q: unknown option %q (tap=NAME[,mac=MAC])", s, f)
+			return NIC{}, fmt.Errorf("--net %q: unknown option %q (%s)", s, f, nicSyntax)
 		}
 	}
 	if err := checkTapName(n.Tap); err != nil {

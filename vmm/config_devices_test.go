@@ -45,8 +45,15 @@ func TestParseNIC(t *testing.T) {
 	n, err = ParseNIC("tap=t1")
 	require.NoError(t, err)
 	require.Nil(t, n.MAC)
+	require.Equal(t, NICVirtio, n.Interface)
+	n, err = ParseNIC("tap=t1,if=vmbus")
+	require.NoError(t, err)
+	require.Equal(t, NICVMBus, n.Interface)
+	n, err = ParseNIC("if=virtio,tap=t1")
+	require.NoError(t, err)
+	require.Equal(t, NICVirtio, n.Interface)
 	for _, bad := range []string{"", "tap=", "mac=52:54:00:12:34:56", "tap=a,mac=01:00:5e:00:00:01", "tap=a,mac=zz",
-		"tap=a,mac=00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "tap=a,x=1", "tap=0123456789abcdef", "tap=a/b", "tap=.."} {
+		"tap=a,mac=00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "tap=a,x=1", "tap=a,if=e1000", "tap=a,if=", "tap=0123456789abcdef", "tap=a/b", "tap=.."} {
 		_, err := ParseNIC(bad)
 		require.Error(t, err, bad)
 	}
@@ -87,9 +94,10 @@ func TestValidateDevices(t *testing.T) {
 			c.Disks = []Disk{{Path: img, Interface: DiskAHCI}}
 			c.CDROMs = []string{img + "2", img + "2", img + "2", img + "2", img + "2", img + "2"}
 		},
-		"tap twice":     func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
-		"tap no name":   func(c *Config) { c.NICs = []NIC{{}} },
-		"multicast mac": func(c *Config) { c.NICs = []NIC{{Tap: "a", MAC: []byte{1, 0, 0, 0, 0, 1}}} },
+		"tap twice":                 func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
+		"tap no name":               func(c *Config) { c.NICs = []NIC{{}} },
+		"multicast mac":             func(c *Config) { c.NICs = []NIC{{Tap: "a", MAC: []byte{1, 0, 0, 0, 0, 1}}} },
+		"vmbus NIC without --vmbus": func(c *Config) { c.NICs = []NIC{{Tap: "a", Interface: NICVMBus}} },
 	}
 	for name, mod := range cases {
 		c := base

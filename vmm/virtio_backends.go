@@ -42,6 +42,9 @@ func openVirtioBackends(cfg *Config, log *slog.Logger) ([]virtioBackend, error) 
 		out = append(out, virtioBackend{name: fmt.Sprintf("virtio-blk%d", i), dev: blk.NewDevice(disk, log), close: disk.Close})
 	}
 	for i, n := range cfg.NICs {
+		if n.Interface != NICVirtio {
+			continue // on VMBus (vmbus.go)
+		}
 		tap, err := vnet.OpenTap(n.Tap)
 		if err != nil {
 			return fail(fmt.Errorf("--net tap=%s: %w", n.Tap, err))

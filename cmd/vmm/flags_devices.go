@@ -28,7 +28,7 @@ func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	fs.StringVar(&d.cloudInit, "cloud-init", "", "cloud-init NoCloud `DIR` (user-data, meta-data, optional network-config "+
 		"and vendor-data): attached as a read-only virtio-blk seed labelled cidata; a meta-data without instance-id gets a new one per run")
 	fs.Var(&d.cdroms, "cdrom", "ISO image `PATH` on a read-only ATAPI drive of the AHCI controller; repeat for several")
-	fs.Var(&d.nics, "net", "virtio-net interface on a host tap: `tap=NAME[,mac=MAC]`; repeat for several")
+	fs.Var(&d.nics, "net", "NIC on a host tap, virtio-net or (if=vmbus, with --vmbus) Hyper-V's synthetic NIC: `tap=NAME[,mac=MAC][,if=virtio|vmbus]`; repeat for several")
 	fs.BoolVar(&d.testdev, "testdev", false, "add QEMU's test devices for test suites written against QEMU: pc-testdev, pci-testdev, "+
 		"and hyperv-testdev with --hyperv synic")
 	return d
