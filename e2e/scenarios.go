@@ -120,6 +120,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, hv...)
+	nvsc, err := netvscScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, nvsc)
 	return appendCI(list)
 }
 

@@ -51,6 +51,8 @@ func GuestModules() []string {
 		// VMBus (--vmbus) and its integration services; outside Hyper-V
 		// with VMBus, hv_vmbus's init says ENODEV and the agent skips it.
 		"hv_vmbus", "hv_utils",
+		// --net ...,if=vmbus: Hyper-V's synthetic NIC.
+		"hv_netvsc",
 	}
 }
 

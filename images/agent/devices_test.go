@@ -226,6 +226,15 @@ func TestCheckNet(t *testing.T) {
 	assert.Contains(t, detail, "tx=3000000B")
 	assert.Contains(t, detail, "tcp_retrans=42")
 
+	// vmm.net_mac: the interface with that address, waited for.
+	em, _ := diskEnv(t, "vmm.net=10.0.2.15/24,10.0.2.1:7777,3000000 vmm.net_mac=52:54:00:00:00:01")
+	ok, detail = checkNet(em)
+	require.True(t, ok, detail)
+	var slept time.Duration
+	_, err := em.interfaceWithMAC("52:54:00:00:00:99", time.Second, func(d time.Duration) { slept += d })
+	require.ErrorContains(t, err, "no interface with MAC 52:54:00:00:00:99")
+	assert.Equal(t, time.Second, slept)
+
 	fio.corrupt = true
 	ok, detail = checkNet(e)
 	assert.False(t, ok)

@@ -57,6 +57,34 @@ func (e *env) netInterface() (string, error) {
 	return "", fmt.Errorf("no network interface besides lo")
 }
 
+// macWait bounds the wait for the interface vmm.net_mac names: a NIC on
+// VMBus appears only after hv_vmbus's offers are probed, in work items
+// that may finish after the agent starts.
+const macWait = 30 * time.Second
+
+// interfaceWithMAC polls sys/class/net until an interface has address mac.
+func (e *env) interfaceWithMAC(mac string, wait time.Duration, sleep func(time.Duration)) (string, error) {
+	const step = 200 * time.Millisecond
+	for waited := time.Duration(0); ; waited += step {
+		ents, err := fs.ReadDir(e.root, "sys/class/net")
+		if err != nil {
+			return "", fmt.Errorf("list interfaces: %w", err)
+		}
+		var seen []string
+		for _, ent := range ents {
+			a, _ := e.readTrimmed("sys/class/net/" + ent.Name() + "/address")
+			if strings.EqualFold(a, mac) {
+				return ent.Name(), nil
+			}
+			seen = append(seen, ent.Name()+"="+a)
+		}
+		if waited >= wait {
+			return "", fmt.Errorf("no interface with MAC %s after %v (have %s)", mac, wait, strings.Join(seen, " "))
+		}
+		sleep(step)
+	}
+}
+
 // netTimeout bounds the whole network check.
 const netTimeout = 90 * time.Second
 
@@ -68,7 +96,13 @@ func checkNet(e *env) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	ifname, err := e.netInterface()
+	var ifname string
+	if want := e.opts.params["vmm.net_mac"]; want != "" {
+		// The NIC must come up with the address vmm was given.
+		ifname, err = e.interfaceWithMAC(want, macWait, time.Sleep)
+	} else {
+		ifname, err = e.netInterface()
+	}
 	if err != nil {
 		return false, err.Error()
 	}
