@@ -425,7 +425,10 @@ func (r *Ring) WriteHdr(typ, flags uint16, id uint64, hdr, payload []byte) (bool
 		*r.at(w + uint32(i)) = b
 	}
 	r.Set(WriteOff, (w+total+8)%r.Size)
-	return r.Get(MaskOff) == 0 && rd == w, nil
+	// As Linux (hv_signal_on_write): the read index is looked at after
+	// the write is published, so a host that found the ring empty just
+	// before is signalled.
+	return r.Get(MaskOff) == 0 && r.Get(ReadOff) == w, nil
 }
 
 // Packet is a packet the guest read.
