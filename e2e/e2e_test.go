@@ -166,6 +166,13 @@ func TestE2E(t *testing.T) {
 			t.Errorf("%s report: %v", vmbusScenario, err)
 		}
 	}
+	if ran(netvscScenarioName) {
+		summary, err := checkNetVSCReport(out.Console[netvscScenarioName])
+		if err != nil {
+			t.Errorf("%s report: %v", netvscScenarioName, err)
+		}
+		t.Logf("%s: %s", netvscScenarioName, summary)
+	}
 	if ran(balloonScenario) {
 		summary, err := checkBalloonReport(out.Console[balloonScenario])
 		if err != nil {

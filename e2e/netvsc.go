@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,4 +55,55 @@ func netvscScenario() (scenario.Scenario, error) {
 		Timeout: (g.Timeout + 30*time.Second).String(),
 		Tap:     &scenario.Tap{Name: netvscTap, Addr: netvscTapAddr, Port: netvscPort},
 	}, nil
+}
+
+type netvscReport struct {
+	HyperV *struct {
+		VMBus *struct {
+			NetVSC []struct {
+				MAC         string   `json:"mac"`
+				NVSP        string   `json:"nvsp"`
+				NDIS        string   `json:"ndis"`
+				RNDIS       string   `json:"rndis"`
+				OIDsQueried []string `json:"oids_queried"`
+				TxPackets   uint64   `json:"tx_packets"`
+				TxBytes     uint64   `json:"tx_bytes"`
+				RxPackets   uint64   `json:"rx_packets"`
+				RxBytes     uint64   `json:"rx_bytes"`
+				Bad         uint64   `json:"bad"`
+			} `json:"netvsc"`
+		} `json:"vmbus"`
+	} `json:"hyperv"`
+}
+
+// checkNetVSCReport checks that Linux negotiated NVSP 6.1 and RNDIS 1.0,
+// queried the MAC and the offload capabilities, and that the TCP streams
+// crossed the NIC each way. It returns a one-line summary.
+func checkNetVSCReport(console []string) (string, error) {
+	reps, err := scenario.ParseReports[netvscReport](console)
+	if err != nil {
+		return "", err
+	}
+	if len(reps) != 1 || reps[0].HyperV == nil || reps[0].HyperV.VMBus == nil || len(reps[0].HyperV.VMBus.NetVSC) != 1 {
+		return "", fmt.Errorf("want one report with one hyperv.vmbus.netvsc NIC, have %d reports", len(reps))
+	}
+	n := reps[0].HyperV.VMBus.NetVSC[0]
+	summary := fmt.Sprintf("mac %s nvsp %s ndis %s rndis %s oids %v tx %d/%dB rx %d/%dB bad %d", n.MAC, n.NVSP, n.NDIS,
+		n.RNDIS, n.OIDsQueried, n.TxPackets, n.TxBytes, n.RxPackets, n.RxBytes, n.Bad)
+	var problems []string
+	if n.MAC != netvscMAC || n.NVSP != "6.1" || n.RNDIS != "1.0" || n.NDIS == "" {
+		problems = append(problems, "want MAC "+netvscMAC+", NVSP 6.1, RNDIS 1.0 and an NDIS version")
+	}
+	for _, oid := range []string{"0x01010101", "0xfc01020d"} {
+		if !slices.Contains(n.OIDsQueried, oid) {
+			problems = append(problems, "OID "+oid+" not queried")
+		}
+	}
+	if n.TxBytes < netBytes || n.RxBytes < netBytes {
+		problems = append(problems, fmt.Sprintf("want at least %d bytes each way", netBytes))
+	}
+	if len(problems) > 0 {
+		return summary, errors.New(strings.Join(problems, "; "))
+	}
+	return summary, nil
 }

@@ -174,7 +174,8 @@ type Status struct {
 	Tap   string `json:"tap"`
 	MAC   string `json:"mac"`
 	Opens uint64 `json:"opens"`
-	// NVSP, NDIS and RNDIS are the versions the guest negotiated ("6.1").
+	// NVSP, NDIS and RNDIS are the versions the guest last negotiated
+	// ("6.1"); they stay after the channel closes.
 	NVSP  string `json:"nvsp,omitempty"`
 	NDIS  string `json:"ndis,omitempty"`
 	RNDIS string `json:"rndis,omitempty"`
@@ -301,15 +302,6 @@ func (d *Device) Status() Status {
 	st := d.st
 	st.OIDsQueried = append([]string(nil), d.st.OIDsQueried...)
 	st.OIDsSet = append([]string(nil), d.st.OIDsSet...)
-	if d.s.nvsp != 0 {
-		st.NVSP = nvspVersionString(d.s.nvsp)
-	}
-	if d.s.ndisMajor != 0 {
-		st.NDIS = fmt.Sprintf("%d.%d", d.s.ndisMajor, d.s.ndisMinor)
-	}
-	if d.s.rndis.initialized {
-		st.RNDIS = fmt.Sprintf("%d.%d", d.s.rndis.major, d.s.rndis.minor)
-	}
 	st.RecvSubAllocs = uint32(len(d.s.inUse))
 	if d.s.send != nil {
 		st.SendSections = d.s.send.size / sendSectionSize

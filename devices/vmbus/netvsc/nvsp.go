@@ -47,6 +47,7 @@ func (d *Device) packet(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, gerr er
 			return nil
 		}
 		d.s.ndisMajor, d.s.ndisMinor = le32(m[4:]), le32(m[8:])
+		d.st.NDIS = fmt.Sprintf("%d.%d", d.s.ndisMajor, d.s.ndisMinor)
 		d.complete(c, p, typ, statusSuccess)
 	case msgSendNDISConfig:
 		if len(m) >= 8 {
@@ -105,6 +106,8 @@ func (d *Device) init(c *vmbus.Channel, p ring.Packet) {
 		if v >= lo && v <= hi {
 			// A new INIT starts the session over.
 			d.s = session{nvsp: v}
+			d.st.NVSP = nvspVersionString(v)
+			d.log.Info("netvsc: NVSP negotiated", "version", d.st.NVSP, "tap", d.cfg.TapName)
 			// max_mdl_chain_len: how many page ranges a packet may use.
 			d.complete(c, p, msgInitComplete, v, 34, statusSuccess)
 			return
@@ -263,10 +266,16 @@ func (d *Device) rndisMessages(data []byte) ([][]byte, uint32) {
 			continue
 		}
 		switch typ {
+		case rndisInit:
+			d.st.RNDIS = fmt.Sprintf("%d.%d", d.s.rndis.major, d.s.rndis.minor)
+			d.log.Info("netvsc: RNDIS initialized", "version", d.st.RNDIS, "tap", d.cfg.TapName)
 		case rndisQuery:
 			d.st.OIDsQueried = addOID(d.st.OIDsQueried, oid)
 		case rndisSet:
 			d.st.OIDsSet = addOID(d.st.OIDsSet, oid)
+			if oid == oidPacketFilter {
+				d.log.Debug("netvsc: packet filter", "filter", fmt.Sprintf("%#x", d.s.rndis.filter), "tap", d.cfg.TapName)
+			}
 		}
 		if resp != nil {
 			d.queueControl(resp)
