@@ -408,6 +408,32 @@ func TestInitAndData(t *testing.T) {
 	require.Equal(t, f2, n.tapOut())
 	require.Equal(t, f3, n.tapOut())
 
+	// Linux's cp_partial: a packet batched behind another whose RNDIS
+	// header alone fits the section; its frame follows in GPA ranges.
+	f4, f5 := testFrame(100, 4), testFrame(1400, 5)
+	m4 := frameMessage(f4)
+	m4 = append(m4, make([]byte, (8-len(m4)%8)%8)...)
+	binary.LittleEndian.PutUint32(m4[4:], uint32(len(m4)))
+	m5 := frameMessage(f5)
+	hdr5 := m5[:len(m5)-len(f5)]
+	sect := append(append([]byte(nil), m4...), hdr5...)
+	copy(n.g.Mem[n.sendPFN*pageSize+3*sendSectionSize:], sect)
+	pfn := n.g.Alloc(1)
+	copy(n.g.Mem[pfn*pageSize+200:], f5)
+	le := binary.LittleEndian
+	gpa := le.AppendUint32(nil, 0)
+	gpa = le.AppendUint32(gpa, 1)
+	gpa = le.AppendUint32(gpa, uint32(len(f5)))
+	gpa = le.AppendUint32(gpa, 200)
+	gpa = le.AppendUint64(gpa, pfn)
+	require.NoError(t, n.c.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, 4242, gpa,
+		nvsp(msgSendRNDIS, channelData, 3, uint32(len(sect)))))
+	p := n.next()
+	require.Equal(t, uint64(4242), p.ID)
+	require.Equal(t, uint32(statusSuccess), u32at(p.Payload, 4))
+	require.Equal(t, f4, n.tapOut())
+	require.Equal(t, f5, n.tapOut())
+
 	// Tap to guest: many frames, more than fit at once in the ring, each
 	// in a sub-allocation the guest completes.
 	for i := range 40 {
@@ -425,8 +451,8 @@ func TestInitAndData(t *testing.T) {
 	require.Equal(t, "6.30", s.NDIS)
 	require.Equal(t, "1.0", s.RNDIS)
 	require.Equal(t, uint32(0x0b), s.Filter)
-	require.Equal(t, uint64(3), s.TxPackets)
-	require.Equal(t, uint64(1514+60+600), s.TxBytes)
+	require.Equal(t, uint64(5), s.TxPackets)
+	require.Equal(t, uint64(1514+60+600+100+1400), s.TxBytes)
 	require.Equal(t, uint64(40), s.RxPackets)
 	require.Equal(t, uint64(40*1514), s.RxBytes)
 	require.Contains(t, s.OIDsQueried, "0x01010101")

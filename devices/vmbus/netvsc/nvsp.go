@@ -205,20 +205,28 @@ func (d *Device) rndis(c *vmbus.Channel, p ring.Packet) [][]byte {
 		return nil
 	}
 	idx, size := le32(m[8:]), le32(m[12:])
+	// The messages lie in a send-buffer section, in the packet's GPA
+	// ranges, or in both: when Linux batches a packet behind others in a
+	// section and only its RNDIS header fits (cp_partial), the section
+	// ends with that header and the frame follows in GPA ranges.
 	var data []byte
 	var err error
 	switch {
-	case p.Type == ring.TypeDataGPADirect:
-		data, err = gatherGPA(d.cfg.Mem, p.Header, maxGather)
-	case idx == invalidSection:
+	case idx == invalidSection && p.Type != ring.TypeDataGPADirect:
 		err = fmt.Errorf("RNDIS message in neither a section nor GPA ranges")
+	case idx == invalidSection:
 	case d.s.send == nil:
 		err = fmt.Errorf("section %d without a send buffer", idx)
 	case idx >= d.s.send.size/sendSectionSize || size > sendSectionSize:
 		err = fmt.Errorf("section %d of %d bytes in a %d-byte send buffer", idx, size, d.s.send.size)
 	default:
-		data = make([]byte, size)
+		data = make([]byte, size, size+maxFrame)
 		err = d.s.send.read(idx*sendSectionSize, data)
+	}
+	if err == nil && p.Type == ring.TypeDataGPADirect {
+		var gpa []byte
+		gpa, err = gatherGPA(d.cfg.Mem, p.Header, maxGather)
+		data = append(data, gpa...)
 	}
 	if err != nil {
 		d.bad("RNDIS message dropped", "err", err)
