@@ -77,8 +77,8 @@ type netvscReport struct {
 }
 
 // checkNetVSCReport checks that Linux negotiated NVSP 6.1 and RNDIS 1.0,
-// queried the MAC and the offload capabilities, and that the TCP streams
-// crossed the NIC each way. It returns a one-line summary.
+// queried the MAC and the offload capabilities, that the TCP streams
+// crossed the NIC each way, and that the NIC refused nothing Linux sent. It returns a one-line summary.
 func checkNetVSCReport(console []string) (string, error) {
 	reps, err := scenario.ParseReports[netvscReport](console)
 	if err != nil {
@@ -101,6 +101,10 @@ func checkNetVSCReport(console []string) (string, error) {
 	}
 	if n.TxBytes < netBytes || n.RxBytes < netBytes {
 		problems = append(problems, fmt.Sprintf("want at least %d bytes each way", netBytes))
+	}
+	if n.Bad != 0 {
+		// Linux sends nothing the NIC should refuse.
+		problems = append(problems, fmt.Sprintf("%d guest messages refused", n.Bad))
 	}
 	if len(problems) > 0 {
 		return summary, errors.New(strings.Join(problems, "; "))
