@@ -19,7 +19,8 @@
 //   - vmbus (this package): the bus control state machine (Bus), open
 //     channels (Channel) and the Device interface;
 //   - ic: the hv_utils integration services: heartbeat, shutdown and time
-//     sync.
+//     sync;
+//   - netvsc: the synthetic NIC (NVSP, RNDIS) over a host tap.
 //
 // What the Bus does: INITIATE_CONTACT (resets everything; versions 4.0 and
 // 4.1 on connection 1 and 5.0-5.3 on connection 4 are accepted, all others
@@ -49,7 +50,7 @@
 // interrupt page), sub-channels, monitored notification, multi-range
 // GPADLs, a watchdog for guests waiting on the host (the report's last
 // message each way is what there is), and the devices beyond the three
-// integration services: KVP, storvsc, netvsc; shutdown is not yet driven
+// integration services: KVP, storvsc; shutdown is not yet driven
 // by SIGTERM.
 package vmbus
 
