@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmmdev/vmm/devices/vmbus"
@@ -14,8 +15,21 @@ import (
 )
 
 // heartbeatEvery is how often the host asks the guest for a heartbeat
-// (the report shows how many the guest answered).
+// (the report shows how many the guest answered) and polls KVP.
 const heartbeatEvery = time.Second
+
+// Bounds of the VMBus run-time options.
+const (
+	// minHeartbeatTimeout: beats are asked for every heartbeatEvery, so a
+	// shorter timeout would fire between two healthy beats.
+	minHeartbeatTimeout = 3 * heartbeatEvery
+	maxKVPKeys          = 64
+)
+
+// DefaultShutdownTimeout is --shutdown-timeout's default: how long a
+// signal waits for a guest asked to shut down over VMBus (Debian with
+// systemd powers off in a few seconds).
+const DefaultShutdownTimeout = 30 * time.Second
 
 // vmbusMachine is the VMBus host (--vmbus) on the Hyper-V partition: the
 // bus and its integration services.
@@ -26,6 +40,10 @@ type vmbusMachine struct {
 	heartbeat *ic.Heartbeat
 	shutdown  *ic.Shutdown
 	timesync  *ic.TimeSync
+	kvp       *ic.KVP
+	// shuttingDown: vmm asked the guest to shut down (no heartbeat
+	// timeout from then on: the guest stops beating as it goes).
+	shuttingDown atomic.Bool
 }
 
 // hypervWithVMBus is the report's "hyperv" object with VMBus: the
@@ -41,11 +59,12 @@ type vmbusSummary struct {
 	Heartbeat ic.HeartbeatStatus `json:"heartbeat"`
 	Shutdown  ic.ShutdownStatus  `json:"shutdown"`
 	TimeSync  ic.TimeSyncStatus  `json:"timesync"`
+	KVP       ic.KVPStatus       `json:"kvp"`
 }
 
 func (v *vmbusMachine) summary() vmbusSummary {
 	return vmbusSummary{Bus: v.bus.Stats(), Heartbeat: v.heartbeat.Status(), Shutdown: v.shutdown.Status(),
-		TimeSync: v.timesync.Status()}
+		TimeSync: v.timesync.Status(), KVP: v.kvp.Status()}
 }
 
 // acpiDevices adds the VMBus device to the DSDT's \_SB devices when
@@ -69,9 +88,18 @@ func (m *Machine) setupVMBus() error {
 		return errors.New("--vmbus needs --hyperv with synic")
 	}
 	bus := vmbus.New(vmbus.Config{Mem: m.mem, Host: m.hv.part.BusHost(), VPs: m.cfg.CPUs, Log: m.log})
-	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), shutdown: ic.NewShutdown(nil),
-		timesync: ic.NewTimeSync(nil, m.hv.clock.Now)}
-	for _, d := range []vmbus.Device{v.heartbeat, v.shutdown, v.timesync} {
+	kvp, err := ic.NewKVP(m.cfg.KVP, nil)
+	if err != nil {
+		return fmt.Errorf("vmbus: %w", err)
+	}
+	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), timesync: ic.NewTimeSync(nil, m.hv.clock.Now), kvp: kvp}
+	v.shutdown = ic.NewShutdown(func(accepted bool) {
+		if !accepted {
+			m.latch.Stop(StopReason{Kind: StopInterrupted, Source: "vmbus shutdown",
+				Detail: "the guest refused the shutdown request"})
+		}
+	})
+	for _, d := range []vmbus.Device{v.heartbeat, v.shutdown, v.timesync, v.kvp} {
 		if _, err := bus.Add(d); err != nil {
 			return fmt.Errorf("vmbus: %w", err)
 		}
@@ -81,9 +109,10 @@ func (m *Machine) setupVMBus() error {
 	return nil
 }
 
-// beat asks for a heartbeat every heartbeatEvery until the VM stops; the
-// service itself skips beats while the channel is closed or a beat is
-// unanswered.
+// beat asks for a heartbeat and polls KVP every heartbeatEvery until the
+// VM stops; the services themselves skip requests while the channel is
+// closed or a request is unanswered. With --heartbeat-timeout it ends a
+// run whose guest stopped beating.
 func (v *vmbusMachine) beat(m *Machine) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
@@ -91,8 +120,76 @@ func (v *vmbusMachine) beat(m *Machine) {
 		select {
 		case <-m.latch.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			_ = v.heartbeat.Beat()
+			v.kvp.Poll()
+			if v.shuttingDown.Load() {
+				continue
+			}
+			if lost, detail := heartbeatLost(v.heartbeat.Status(), now, m.cfg.HeartbeatTimeout); lost {
+				m.log.Warn("vmbus: guest heartbeat lost", "detail", detail)
+				m.latch.Stop(StopReason{Kind: StopHeartbeatLost, Source: "vmbus heartbeat", Detail: detail})
+				return
+			}
 		}
 	}
+}
+
+// heartbeatLost says whether a guest that had answered heartbeats has
+// answered none for longer than timeout (zero: never lost).
+func heartbeatLost(s ic.HeartbeatStatus, now time.Time, timeout time.Duration) (bool, string) {
+	if timeout <= 0 || s.Beats == 0 {
+		return false, ""
+	}
+	if since := now.Sub(s.LastBeat); since > timeout {
+		return true, fmt.Sprintf("no heartbeat for %v (after %d beats; channel %s)", since.Round(time.Second), s.Beats, s.State)
+	}
+	return false, ""
+}
+
+// gracefulShutdown is the run loop's answer to the first SIGINT/SIGTERM
+// (stopLatch.wait): with the guest's shutdown channel open, vmm asks the
+// guest to power off and waits ShutdownTimeout for it; nil without VMBus.
+func (m *Machine) gracefulShutdown() func(cause string) (time.Duration, bool) {
+	v := m.vmbus
+	if v == nil || m.cfg.ShutdownTimeout <= 0 {
+		return nil
+	}
+	return func(cause string) (time.Duration, bool) {
+		if err := v.shutdown.Request(ic.PowerOff|ic.Forced, "vmm: "+cause); err != nil {
+			m.log.Info("vmbus: no shutdown channel; stopping the guest", "signal", cause, "err", err)
+			return 0, false
+		}
+		v.shuttingDown.Store(true)
+		m.log.Info("vmbus: asked the guest to shut down", "signal", cause, "timeout", m.cfg.ShutdownTimeout)
+		return m.cfg.ShutdownTimeout, true
+	}
+}
+
+// validateVMBus checks the VMBus run-time options.
+func (c *Config) validateVMBus() error {
+	if c.ShutdownTimeout < 0 {
+		return invalid("--shutdown-timeout: negative duration %v", c.ShutdownTimeout)
+	}
+	if c.HeartbeatTimeout != 0 {
+		if !c.VMBus {
+			return invalid("--heartbeat-timeout needs --vmbus")
+		}
+		if c.HeartbeatTimeout < minHeartbeatTimeout {
+			return invalid("--heartbeat-timeout: %v is less than %v (vmm asks for a heartbeat every %v)",
+				c.HeartbeatTimeout, minHeartbeatTimeout, heartbeatEvery)
+		}
+	}
+	if len(c.KVP) > 0 && !c.VMBus {
+		return invalid("--kvp needs --vmbus")
+	}
+	if len(c.KVP) > maxKVPKeys {
+		return invalid("--kvp: %d keys, at most %d", len(c.KVP), maxKVPKeys)
+	}
+	for _, kv := range c.KVP {
+		if err := ic.CheckKV(kv); err != nil {
+			return invalid("--kvp %q: %v", kv.Key, err)
+		}
+	}
+	return nil
 }
