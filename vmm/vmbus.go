@@ -44,6 +44,8 @@ type vmbusMachine struct {
 	// shuttingDown: vmm asked the guest to shut down (no heartbeat
 	// timeout from then on: the guest stops beating as it goes).
 	shuttingDown atomic.Bool
+	// logged: the stalled waits already logged (beat's goroutine only).
+	logged map[string]bool
 }
 
 // hypervWithVMBus is the report's "hyperv" object with VMBus: the
@@ -87,7 +89,13 @@ func (m *Machine) setupVMBus() error {
 	if m.hv == nil || !m.cfg.HyperV.SynIC {
 		return errors.New("--vmbus needs --hyperv with synic")
 	}
-	bus := vmbus.New(vmbus.Config{Mem: m.mem, Host: m.hv.part.BusHost(), VPs: m.cfg.CPUs, Log: m.log})
+	bc := vmbus.Config{Mem: m.mem, Host: m.hv.part.BusHost(), VPs: m.cfg.CPUs, Log: m.log}
+	if part := m.hv.part; part.Tracing() {
+		// The VP the bus talks to is the guest's choice; 0 is where Linux
+		// runs the connection.
+		bc.Trace = func(dir, msg, detail string) { part.TraceVMBus(0, dir, msg, detail) }
+	}
+	bus := vmbus.New(bc)
 	kvp, err := ic.NewKVP(m.cfg.KVP, nil)
 	if err != nil {
 		return fmt.Errorf("vmbus: %w", err)
@@ -123,6 +131,7 @@ func (v *vmbusMachine) beat(m *Machine) {
 		case now := <-t.C:
 			_ = v.heartbeat.Beat()
 			v.kvp.Poll()
+			v.watch(m, now)
 			if v.shuttingDown.Load() {
 				continue
 			}
@@ -132,6 +141,28 @@ func (v *vmbusMachine) beat(m *Machine) {
 				return
 			}
 		}
+	}
+}
+
+// stallAfter is how long a guest may wait on the bus (contact, GPADL,
+// open) before vmm logs what it waits for: Linux answers in
+// milliseconds, so seconds mean a stuck guest or host.
+const stallAfter = 5 * time.Second
+
+// watch logs, once each, guest waits on the bus older than stallAfter
+// (the report's hyperv.vmbus.bus.waiting has them too).
+func (v *vmbusMachine) watch(m *Machine, now time.Time) {
+	for _, w := range v.bus.Stalled(now, stallAfter) {
+		if v.logged == nil {
+			v.logged = map[string]bool{}
+		}
+		key := w.Request + w.Since.String()
+		if v.logged[key] || len(v.logged) > 64 {
+			continue
+		}
+		v.logged[key] = true
+		m.log.Warn("vmbus: guest waits on the host", "for", w.For, "request", w.Request,
+			"since", now.Sub(w.Since).Round(time.Second), "answer_queued", w.Queued)
 	}
 }
 

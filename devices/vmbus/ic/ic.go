@@ -1,8 +1,8 @@
 // Package ic is the host side of Hyper-V's integration services (ICs),
 // the channels Linux's hv_utils binds (drivers/hv/hv_util.c,
 // include/linux/hyperv.h icmsg_*): a host-driven request/response
-// framework, and the heartbeat, shutdown and time sync services on it
-// (KVP and VSS are not here).
+// framework, and the heartbeat, shutdown, time sync and KVP services on
+// it (VSS is not here).
 //
 // Every IC packet is inband: {vmbuspipe_hdr {u32 flags, u32 msgsize},
 // icmsg_hdr {icverframe, u16 icmsgtype, icvermsg, u16 icmsgsize,
