@@ -171,8 +171,9 @@ func NewKVP(push []KV, now func() time.Time) (*KVP, error) {
 }
 
 // Poll starts the next round of requests when it is due; vmm calls it
-// periodically. A round pushes the host keys the guest has not taken yet,
-// then enumerates the auto and the guest pool.
+// periodically. A round enumerates the auto and the guest pool, then
+// pushes the host keys the guest has not taken yet: a guest that sees a
+// pushed key knows the host has read its pools.
 func (k *KVP) Poll() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -184,10 +185,6 @@ func (k *KVP) pollLocked() {
 		return
 	}
 	k.busy = true
-	if k.pushed < len(k.push) {
-		k.sendLocked(KVPOpSet, PoolExternal, 0)
-		return
-	}
 	k.startEnumLocked(PoolAuto)
 }
 
@@ -248,11 +245,7 @@ func (k *KVP) answer(status uint32, body []byte) {
 			return
 		}
 		k.pushed++
-		if k.pushed < len(k.push) {
-			k.sendLocked(KVPOpSet, PoolExternal, 0)
-			return
-		}
-		k.startEnumLocked(PoolAuto)
+		k.pushLocked()
 	case KVPOpEnumerate:
 		if status != StatusOK {
 			if status != kvpNoMore && k.index == 0 {
@@ -284,6 +277,15 @@ func (k *KVP) finishPoolLocked() {
 		return
 	}
 	k.guest = k.seen
+	k.pushLocked()
+}
+
+// pushLocked sends the next host key, or ends the round when all are in.
+func (k *KVP) pushLocked() {
+	if k.pushed < len(k.push) {
+		k.sendLocked(KVPOpSet, PoolExternal, 0)
+		return
+	}
 	k.endRoundLocked(true)
 }
 

@@ -2,6 +2,7 @@ package ic
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 	"unicode/utf16"
@@ -17,6 +18,7 @@ import (
 type kvpDaemon struct {
 	running bool
 	pools   [5][]KV
+	ops     []string // "op/pool" of each request
 }
 
 func (d *kvpDaemon) handle(t *testing.T) func(typ uint16, msg []byte) {
@@ -27,6 +29,7 @@ func (d *kvpDaemon) handle(t *testing.T) func(typ uint16, msg []byte) {
 		require.GreaterOrEqual(t, len(b), kvpBody, "the request holds the largest answer")
 		status := uint32(StatusOK)
 		op, pool := b[0], b[1]
+		d.ops = append(d.ops, fmt.Sprintf("%d/%d", op, pool))
 		switch {
 		case !d.running:
 			status = StatusFail
@@ -71,7 +74,8 @@ func TestKVP(t *testing.T) {
 	d.pools[PoolGuest] = []KV{{"app", "ready"}}
 	g := &guestIC{c: c, fw: linuxFW, srv: []uint32{Version(4, 0), Version(3, 0), Version(1, 0)}, handle: d.handle(t)}
 
-	// No daemon yet: the first SET fails and the round ends until the retry.
+	// No daemon yet: the first enumeration fails and the round ends until
+	// the retry.
 	g.poll(t)
 	st := k.Status()
 	require.Equal(t, "4.0", st.Version)
@@ -84,8 +88,11 @@ func TestKVP(t *testing.T) {
 	d.running = true
 	now = now.Add(kvpRetry)
 	k.Poll()
-	// 2 SETs, 4+1 auto enumerations, 1+1 guest ones.
+	// 4+1 auto enumerations, 1+1 guest ones, then 2 SETs.
+	d.ops = nil
 	require.Equal(t, 9, g.poll(t))
+	require.Equal(t, []string{"3/2", "3/2", "3/2", "3/2", "3/2", "3/1", "3/1", "1/0", "1/0"}, d.ops,
+		"the pools are read before the keys are pushed")
 	st = k.Status()
 	require.Equal(t, 2, st.Pushed)
 	require.Equal(t, uint64(1), st.Rounds)
