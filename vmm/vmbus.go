@@ -107,6 +107,16 @@ func (m *Machine) setupVMBus() error {
 				Detail: "the guest refused the shutdown request"})
 		}
 	})
+	if bc.Trace != nil {
+		part := m.hv.part
+		for _, n := range []interface {
+			OnNegotiated(func(service, framework, version string))
+		}{v.heartbeat, v.shutdown, v.timesync, v.kvp} {
+			n.OnNegotiated(func(svc, fw, ver string) {
+				part.TraceVMBus(0, "ic", svc, "framework "+fw+" version "+ver)
+			})
+		}
+	}
 	for _, d := range []vmbus.Device{v.heartbeat, v.shutdown, v.timesync, v.kvp} {
 		if _, err := bus.Add(d); err != nil {
 			return fmt.Errorf("vmbus: %w", err)

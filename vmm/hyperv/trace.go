@@ -31,7 +31,7 @@ type TraceRecord struct {
 	Reps   uint16 `json:"reps,omitempty"`
 	Status string `json:"status,omitempty"`
 	// Detail is a VMBus control message's fields (kind vmbus-in,
-	// vmbus-out).
+	// vmbus-out) or an integration service's versions (vmbus-ic).
 	Detail string `json:"detail,omitempty"`
 }
 
@@ -80,7 +80,8 @@ func (t *tracer) hypercall(vcpu int, in hypercallInput, status uint16) {
 }
 
 // TraceVMBus writes a VMBus control message to the trace (a no-op without
-// one): dir "in" from the guest, "out" to it, on the bus's VP.
+// one): dir "in" from the guest, "out" to it, "ic" an integration
+// service's negotiation.
 func (p *Partition) TraceVMBus(vp int, dir, msg, detail string) {
 	if p.trace == nil {
 		return

@@ -118,6 +118,8 @@ func TestHeartbeat(t *testing.T) {
 	require.Equal(t, StateNegotiating, h.Status().State)
 	require.ErrorIs(t, h.Beat(), ErrNotReady, "no beats before the versions are agreed")
 	var got []uint64
+	var agreed []string
+	h.OnNegotiated(func(svc, fw, ver string) { agreed = append(agreed, svc+" "+fw+" "+ver) })
 	g := &guestIC{c: c, fw: linuxFW, srv: []uint32{Version(3, 0), Version(1, 0)}, handle: func(typ uint16, msg []byte) {
 		require.Equal(t, uint16(TypeHeartbeat), typ)
 		seq := binary.LittleEndian.Uint64(msg[HeaderSize:])
@@ -130,6 +132,7 @@ func TestHeartbeat(t *testing.T) {
 	require.Equal(t, StateReady, s.State)
 	require.Equal(t, "3.0", s.Framework)
 	require.Equal(t, "3.0", s.Version)
+	require.Equal(t, []string{"heartbeat 3.0 3.0"}, agreed)
 
 	for i := range 5 {
 		now = now.Add(time.Second)
