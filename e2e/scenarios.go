@@ -120,6 +120,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, hv...)
+	ic, err := vmbusICScenarioSpec()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, ic)
 	nvsc, err := netvscScenario()
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ type ChannelInfo struct {
 	Relid     uint32       `json:"relid"`
 	Class     string       `json:"class"`
 	Instance  string       `json:"instance"`
+	Offered   bool         `json:"offered"`
 	Open      bool         `json:"open"`
 	Rescinded bool         `json:"rescinded"`
 	Opens     uint64       `json:"opens"`
@@ -38,6 +39,11 @@ type Stats struct {
 	GPADLFailures uint64        `json:"gpadl_failures"`
 	OpenFailures  uint64        `json:"open_failures"`
 	Channels      []ChannelInfo `json:"channels"`
+	// Waiting are the guest's requests it has no answer to yet (contact,
+	// GPADL, open, teardown, unload); NeverOpened the classes of channels
+	// offered to the guest that it has never opened.
+	Waiting     []Wait   `json:"waiting"`
+	NeverOpened []string `json:"never_opened"`
 }
 
 // Stats returns a snapshot of the bus.
@@ -46,6 +52,8 @@ func (b *Bus) Stats() Stats {
 	defer b.mu.Unlock()
 	s := Stats{
 		Connected:   b.connected,
+		Waiting:     b.waitingLocked(),
+		NeverOpened: []string{},
 		MessagesIn:  map[string]uint64{},
 		MessagesOut: map[string]uint64{},
 		Dropped:     b.stats.dropped, Busy: b.stats.busy, Refused: b.stats.refused,
@@ -76,7 +84,10 @@ func (b *Bus) Stats() Stats {
 			continue
 		}
 		ci := ChannelInfo{Relid: relid, Class: cs.offer.Class.String(), Instance: cs.offer.Instance.String(),
-			Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens}
+			Offered: cs.offered, Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens}
+		if cs.offered && cs.opens == 0 && !cs.rescinded {
+			s.NeverOpened = append(s.NeverOpened, ci.Class)
+		}
 		ci.Stats = cs.closed
 		if cs.ch != nil {
 			ci.Stats = ci.Stats.add(cs.ch.Stats())
