@@ -47,6 +47,7 @@ type Device interface {
 // concurrent use.
 type Channel struct {
 	relid    uint32
+	subIndex uint16
 	host     Host
 	sint     int
 	log      Logger
@@ -82,6 +83,9 @@ type Logger interface {
 
 // Relid is the channel's relative id.
 func (c *Channel) Relid() uint32 { return c.relid }
+
+// SubChannelIndex is 0 for a primary channel, else the sub-channel's index.
+func (c *Channel) SubChannelIndex() uint16 { return c.subIndex }
 
 // Recv copies the next guest packet out of the ring (ok false: empty).
 // buf is used for the packet when large enough. A broken ring closes the

@@ -2,13 +2,15 @@ package vmbus
 
 // ChannelInfo describes one channel for the report.
 type ChannelInfo struct {
-	Relid     uint32       `json:"relid"`
-	Class     string       `json:"class"`
-	Instance  string       `json:"instance"`
-	Open      bool         `json:"open"`
-	Rescinded bool         `json:"rescinded"`
-	Opens     uint64       `json:"opens"`
-	Stats     ChannelStats `json:"stats"`
+	Relid    uint32 `json:"relid"`
+	Class    string `json:"class"`
+	Instance string `json:"instance"`
+	// SubChannel is the sub_channel_index (0: a primary channel).
+	SubChannel uint16       `json:"sub_channel,omitempty"`
+	Open       bool         `json:"open"`
+	Rescinded  bool         `json:"rescinded"`
+	Opens      uint64       `json:"opens"`
+	Stats      ChannelStats `json:"stats"`
 }
 
 // Stats is a snapshot of the bus for traces and the report.
@@ -76,7 +78,7 @@ func (b *Bus) Stats() Stats {
 			continue
 		}
 		ci := ChannelInfo{Relid: relid, Class: cs.offer.Class.String(), Instance: cs.offer.Instance.String(),
-			Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens}
+			Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens, SubChannel: cs.subIndex}
 		ci.Stats = cs.closed
 		if cs.ch != nil {
 			ci.Stats = ci.Stats.add(cs.ch.Stats())

@@ -192,6 +192,7 @@ func (g *Guest) Negotiate() (uint32, error) {
 type Offer struct {
 	Class, Instance [16]byte
 	Relid, Conn     uint32
+	SubIndex        uint16
 	Dedicated       bool
 	Monitored       bool
 }
@@ -201,6 +202,7 @@ func ParseOffer(m []byte) Offer {
 	var o Offer
 	copy(o.Class[:], m[8:24])
 	copy(o.Instance[:], m[24:40])
+	o.SubIndex = binary.LittleEndian.Uint16(m[180:])
 	o.Relid = binary.LittleEndian.Uint32(m[184:])
 	o.Monitored = m[189]&1 != 0
 	o.Dedicated = m[190]&1 != 0
