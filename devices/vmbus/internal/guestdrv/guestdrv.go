@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 )
 
 const PageSize = 4096
@@ -338,7 +340,13 @@ func (c *Channel) Close() error {
 // Send writes a packet to the host and signals it as Linux does (only
 // when the ring was empty and the host has not masked interrupts).
 func (c *Channel) Send(typ, flags uint16, id uint64, payload []byte) error {
-	signal, err := c.Out.Write(typ, flags, id, payload)
+	return c.SendHeader(typ, flags, id, nil, payload)
+}
+
+// SendHeader is Send for a packet with a header between the descriptor
+// and the payload (GPA ranges), a multiple of 8 bytes.
+func (c *Channel) SendHeader(typ, flags uint16, id uint64, hdr, payload []byte) error {
+	signal, err := c.Out.WriteHeader(typ, flags, id, hdr, payload)
 	if err != nil {
 		return err
 	}
@@ -375,14 +383,24 @@ type Ring struct {
 	Size uint32
 }
 
-func (r *Ring) Get(off uint64) uint32 { return binary.LittleEndian.Uint32(r.Mem[r.Hdr+off:]) }
+// Get and Set access header fields atomically, as the host does: the
+// host may run on another goroutine.
+func (r *Ring) Get(off uint64) uint32 {
+	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.Mem[r.Hdr+off])))
+}
 func (r *Ring) Set(off uint64, v uint32) {
-	binary.LittleEndian.PutUint32(r.Mem[r.Hdr+off:], v)
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&r.Mem[r.Hdr+off])), v)
 }
 func (r *Ring) at(i uint32) *byte { return &r.Mem[r.Hdr+PageSize+uint64(i%r.Size)] }
 
 // Write puts a packet in and reports whether the host must be signalled.
 func (r *Ring) Write(typ, flags uint16, id uint64, payload []byte) (bool, error) {
+	return r.WriteHeader(typ, flags, id, nil, payload)
+}
+
+// WriteHeader is Write with a header (len(hdr) a multiple of 8).
+func (r *Ring) WriteHeader(typ, flags uint16, id uint64, hdr, payload []byte) (bool, error) {
+	payload = append(append([]byte(nil), hdr...), payload...)
 	total := uint32(16+len(payload)+7) &^ 7
 	w, rd := r.Get(WriteOff), r.Get(ReadOff)
 	if total+8 >= r.Size-(w+r.Size-rd)%r.Size {
@@ -390,7 +408,7 @@ func (r *Ring) Write(typ, flags uint16, id uint64, payload []byte) (bool, error)
 	}
 	p := make([]byte, total+8)
 	binary.LittleEndian.PutUint16(p[0:], typ)
-	binary.LittleEndian.PutUint16(p[2:], 2)
+	binary.LittleEndian.PutUint16(p[2:], uint16(2+len(hdr)/8))
 	binary.LittleEndian.PutUint16(p[4:], uint16(total/8))
 	binary.LittleEndian.PutUint16(p[6:], flags)
 	binary.LittleEndian.PutUint64(p[8:], id)
@@ -400,7 +418,10 @@ func (r *Ring) Write(typ, flags uint16, id uint64, payload []byte) (bool, error)
 		*r.at(w + uint32(i)) = b
 	}
 	r.Set(WriteOff, (w+total+8)%r.Size)
-	return r.Get(MaskOff) == 0 && rd == w, nil
+	// As Linux (hv_signal_on_write): the read index is looked at after
+	// the write index is published, or a host that emptied the ring in
+	// between would never hear of this packet.
+	return r.Get(MaskOff) == 0 && r.Get(ReadOff) == w, nil
 }
 
 // Packet is a packet the guest read.
