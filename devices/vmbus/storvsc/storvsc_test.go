@@ -343,10 +343,10 @@ func TestErrors(t *testing.T) {
 		cdb      []byte
 		key, asc byte
 	}{
-		"beyond the disk":    {0, cdb10(scsi.OpRead10, diskBlocks, 1), scsi.KeyIllegalRequest, scsi.ASCLBAOutOfRange},
-		"more than buffer":   {0, cdb10(scsi.OpRead10, 0, 9), scsi.KeyIllegalRequest, scsi.ASCInvalidFieldCDB},
-		"unknown opcode":     {0, []byte{0xc0, 0, 0, 0, 0, 0}, scsi.KeyIllegalRequest, scsi.ASCInvalidOpcode},
-		"read-only write":    {1, cdb10(scsi.OpWrite10, 0, 1), scsi.KeyDataProtect, scsi.ASCWriteProtected},
+		"beyond the disk":  {0, cdb10(scsi.OpRead10, diskBlocks, 1), scsi.KeyIllegalRequest, scsi.ASCLBAOutOfRange},
+		"more than buffer": {0, cdb10(scsi.OpRead10, 0, 9), scsi.KeyIllegalRequest, scsi.ASCInvalidFieldCDB},
+		"unknown opcode":   {0, []byte{0xc0, 0, 0, 0, 0, 0}, scsi.KeyIllegalRequest, scsi.ASCInvalidOpcode},
+		"read-only write":  {1, cdb10(scsi.OpWrite10, 0, 1), scsi.KeyDataProtect, scsi.ASCWriteProtected},
 	} {
 		res := r.exec(r.ch, srb{lun: c.lun, cdb: c.cdb, data: buf})
 		require.Equal(t, byte(srbError|srbAutosenseValid), res.srbStatus, name)
