@@ -348,6 +348,9 @@ func (m *Machine) Close() error {
 	var errs []error
 	// Devices first: their goroutines use guest memory and the VM.
 	m.closePCI()
+	if err := m.vmbus.close(); err != nil {
+		m.log.Warn("closing VMBus disks", "err", err)
+	}
 	if m.seed != nil {
 		errs = append(errs, m.seed.Close())
 		m.seed = nil
