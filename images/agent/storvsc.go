@@ -183,4 +183,3 @@ func (e *env) checkReadOnlySCSI(name string, size int64, seed uint64) (string, e
 	}
 	return fmt.Sprintf("/dev/%s read-only %dB", name, size), nil
 }
-
