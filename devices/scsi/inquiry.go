@@ -150,6 +150,28 @@ func (d *Disk) modeSense(cdb []byte, buf Buffer) Result {
 	return d.reply(append(h, pages...), int(binary.BigEndian.Uint16(cdb[7:])), buf)
 }
 
+// NotPresent answers a command for a LUN that does not exist, for
+// adapters that answer INQUIRY there (as Hyper-V does): standard INQUIRY
+// data with peripheral qualifier 3 (no logical unit here), so a scan moves
+// on quietly; ok is false for every other command (the adapter's own
+// "invalid LUN" status applies).
+func NotPresent(cdb []byte, buf Buffer) (r Result, ok bool) {
+	if len(cdb) < 6 || cdb[0] != OpInquiry {
+		return Result{}, false
+	}
+	if cdb[1]&0x03 != 0 || cdb[2] != 0 {
+		return illegal(ASCInvalidFieldCDB), true
+	}
+	b := make([]byte, 36)
+	b[0] = 0x7f // qualifier 3, type 0x1f: not present
+	b[2], b[3], b[4] = 0x06, 0x02, byte(len(b)-5)
+	alloc := int(binary.BigEndian.Uint16(cdb[3:]))
+	if alloc < len(b) {
+		b = b[:alloc]
+	}
+	return good(buf.copyIn(b)), true
+}
+
 // Target is a SCSI target: its LUNs, numbered from 0.
 type Target struct {
 	LUNs []*Disk
@@ -157,14 +179,15 @@ type Target struct {
 
 // Lookup returns LUN lun (nil: no such LUN).
 func (t *Target) Lookup(lun int) *Disk {
-	if lun < 0 || lun >= len(t.LUNs) {
+	if t == nil || lun < 0 || lun >= len(t.LUNs) {
 		return nil
 	}
 	return t.LUNs[lun]
 }
 
 // ReportLUNs answers REPORT LUNS (any LUN may be addressed, present or
-// not): the LUN inventory in single-level peripheral addressing.
+// not): the LUN inventory in single-level peripheral addressing. A nil
+// Target (an address with no target) reports an empty list.
 func (t *Target) ReportLUNs(cdb []byte, buf Buffer) Result {
 	if len(cdb) < 12 {
 		return illegal(ASCInvalidFieldCDB)
@@ -176,9 +199,9 @@ func (t *Target) ReportLUNs(cdb []byte, buf Buffer) Result {
 	if alloc < 16 {
 		return illegal(ASCInvalidFieldCDB)
 	}
-	n := len(t.LUNs)
-	if cdb[2] == 1 {
-		n = 0
+	n := 0
+	if t != nil && cdb[2] != 1 {
+		n = len(t.LUNs)
 	}
 	b := make([]byte, 8+8*n)
 	binary.BigEndian.PutUint32(b[0:], uint32(8*n))

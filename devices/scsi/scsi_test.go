@@ -318,4 +318,21 @@ func TestReportLUNs(t *testing.T) {
 	if tg.Lookup(3) != nil || tg.Lookup(-1) != nil || tg.Lookup(2) != d {
 		t.Fatal("lookup")
 	}
+	var none *Target
+	binary.BigEndian.PutUint32(c[6:], 64)
+	r = none.ReportLUNs(c, Buffer{buf})
+	wantGood(t, r)
+	if r.N != 8 || binary.BigEndian.Uint32(buf) != 0 || none.Lookup(0) != nil {
+		t.Fatalf("no target: %x", buf[:r.N])
+	}
+	r, ok := NotPresent([]byte{OpInquiry, 0, 0, 0, 255, 0}, Buffer{buf})
+	if !ok || r.Status != StatusGood || r.N != 36 || buf[0] != 0x7f {
+		t.Fatalf("not-present inquiry %+v %x", r, buf[:4])
+	}
+	if r, ok := NotPresent([]byte{OpInquiry, 1, 0x83, 0, 255, 0}, Buffer{buf}); !ok || r.Status != StatusCheckCondition {
+		t.Fatalf("not-present VPD %+v", r)
+	}
+	if _, ok := NotPresent([]byte{OpTestUnitReady, 0, 0, 0, 0, 0}, nil); ok {
+		t.Fatal("not-present answered TEST UNIT READY")
+	}
 }

@@ -46,16 +46,22 @@ func (c *Controller) executeSRB(p ring.Packet) []byte {
 	} else if transfer != 0 {
 		return fail(srbInvalidRequest)
 	}
+	// As Hyper-V: only channel 0 target 0 has LUNs; REPORT LUNS elsewhere
+	// lists none, INQUIRY of an absent LUN says "not present", anything
+	// else there is SRB_STATUS_INVALID_LUN.
+	target := &c.target
+	if req[offPathID] != 0 || req[offTargetID] != 0 {
+		target = nil
+	}
 	var res scsi.Result
-	switch lun := c.target.Lookup(int(req[offLUN])); {
-	case req[offPathID] != 0 || req[offTargetID] != 0:
-		return fail(srbInvalidLUN)
-	case cdb[0] == scsi.OpReportLUNs:
-		res = c.target.ReportLUNs(cdb, buf)
-	case lun == nil:
-		return fail(srbInvalidLUN)
-	default:
+	if cdb[0] == scsi.OpReportLUNs {
+		res = target.ReportLUNs(cdb, buf)
+	} else if lun := target.Lookup(int(req[offLUN])); lun != nil {
 		res = lun.Execute(cdb, buf)
+	} else if r, ok := scsi.NotPresent(cdb, buf); ok {
+		res = r
+	} else {
+		return fail(srbInvalidLUN)
 	}
 	le.PutUint32(r[offTransferLen:], uint32(res.N))
 	sense := r[offCDB : offCDB+senseWin8]

@@ -325,7 +325,7 @@ func TestErrors(t *testing.T) {
 		want byte
 	}{
 		"absent LUN":       {srb{lun: 2, cdb: []byte{scsi.OpTestUnitReady, 0, 0, 0, 0, 0}}, srbInvalidLUN},
-		"target 1":         {srb{target: 1, cdb: []byte{scsi.OpInquiry, 0, 0, 0, 36, 0}, data: buf}, srbInvalidLUN},
+		"target 1":         {srb{target: 1, cdb: []byte{scsi.OpRead10, 0, 0, 0, 0, 0, 0, 0, 1, 0}, data: buf}, srbInvalidLUN},
 		"channel 1":        {srb{path: 1, cdb: []byte{scsi.OpTestUnitReady, 0, 0, 0, 0, 0}}, srbInvalidLUN},
 		"no CDB":           {srb{cdb: nil}, srbInvalidRequest},
 		"17-byte CDB":      {srb{cdb: make([]byte, 17)}, srbInvalidRequest},
@@ -357,6 +357,25 @@ func TestErrors(t *testing.T) {
 	}
 	img, _ := os.ReadFile(r.paths[1])
 	require.Equal(t, byte(2), img[0], "read-only image unchanged")
+	// Absent LUNs and targets answer a scan as Hyper-V does: INQUIRY
+	// says "not present", REPORT LUNS lists nothing, VPD pages fail.
+	for _, s := range []srb{{lun: 9}, {target: 1}, {path: 3}} {
+		s.cdb, s.data = []byte{scsi.OpInquiry, 0, 0, 0, 96, 0}, make([]byte, 96)
+		res := r.exec(r.ch, s)
+		require.Equal(t, byte(srbSuccess), res.srbStatus)
+		require.Equal(t, uint32(36), res.n)
+		require.Equal(t, byte(0x7f), res.data[0])
+		s.cdb = []byte{scsi.OpInquiry, 1, 0x80, 0, 96, 0}
+		res = r.exec(r.ch, s)
+		require.Equal(t, byte(scsi.StatusCheckCondition), res.scsiStatus)
+	}
+	rl := make([]byte, 12)
+	rl[0] = scsi.OpReportLUNs
+	binary.BigEndian.PutUint32(rl[6:], 64)
+	rep := r.exec(r.ch, srb{target: 1, cdb: rl, data: make([]byte, 64)})
+	require.Equal(t, byte(srbSuccess), rep.srbStatus)
+	require.Equal(t, uint32(8), rep.n)
+	require.Zero(t, binary.BigEndian.Uint32(rep.data))
 	// A packet of another type and a GPA packet with a control operation.
 	r.id++
 	require.NoError(t, r.ch.Send(ring.TypeDataXferPages, ring.FlagCompletionRequest, r.id, vstor(opBeginInit, packetSize)))
