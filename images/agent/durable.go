@@ -45,14 +45,25 @@ func (e *env) findAnyDisk(serial string) (name, driver string, size int64, err e
 	return name, driver, size, nil
 }
 
+// waitAnyDisk is findAnyDisk retried for up to wait: a VMBus SCSI disk
+// is scanned in a kernel work item after its module's init.
+func (e *env) waitAnyDisk(serial string, wait time.Duration, sleep func(time.Duration)) (name, driver string, size int64, err error) {
+	const step = 200 * time.Millisecond
+	name, driver, size, err = e.findAnyDisk(serial)
+	for waited := time.Duration(0); err != nil && waited < wait; waited += step {
+		sleep(step)
+		name, driver, size, err = e.findAnyDisk(serial)
+	}
+	return name, driver, size, err
+}
+
 // checkDurable writes, for each vmm.durable=SERIAL:SEED, SEED's pattern
 // over the whole disk with that serial and syncs it (a flush the device
 // must complete only once the data is durable). Its pass line is the
 // point after which the host may kill vmm: the data must survive that.
 func checkDurable(e *env) (bool, string) { return durableCheck(e, vmbusWait, time.Sleep) }
 
-// durableCheck waits up to wait for each disk to appear (a VMBus SCSI
-// disk is scanned in a kernel work item after its module's init).
+// durableCheck waits up to wait for each disk to appear.
 func durableCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, string) {
 	specs := e.opts.params["vmm.durable"]
 	if specs == "" {
@@ -65,12 +76,7 @@ func durableCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, 
 		if !ok || serial == "" || err != nil {
 			return false, fmt.Sprintf("vmm.durable entry %q: want SERIAL:SEED", s)
 		}
-		name, driver, size, err := e.findAnyDisk(serial)
-		const step = 200 * time.Millisecond
-		for waited := time.Duration(0); err != nil && waited < wait; waited += step {
-			sleep(step)
-			name, driver, size, err = e.findAnyDisk(serial)
-		}
+		name, driver, size, err := e.waitAnyDisk(serial, wait, sleep)
 		if err != nil {
 			return false, err.Error()
 		}
