@@ -250,9 +250,11 @@ type Stats struct {
 	Version string `json:"version"`
 	Ready   bool   `json:"ready"`
 	// Channels counts the open channels, primary included; SubChannels
-	// the sub-channels offered since the primary opened.
+	// the sub-channels the guest asked for since the primary opened;
+	// Offered all sub-channels offered since vmm started.
 	Channels    int        `json:"channels"`
 	SubChannels int        `json:"sub_channels"`
+	Offered     uint64     `json:"sub_channels_offered"`
 	Packets     uint64     `json:"packets"`
 	SRBs        uint64     `json:"srbs"`
 	Bad         uint64     `json:"bad_packets"`
@@ -269,6 +271,7 @@ func (c *Controller) Stats() Stats {
 	}
 	c.mu.Unlock()
 	s.Packets, s.SRBs, s.Bad, s.Refused = c.stats.packets.Load(), c.stats.srbs.Load(), c.stats.bad.Load(), c.stats.refused.Load()
+	s.Offered = c.stats.subOffered.Load()
 	for i, d := range c.cfg.Disks {
 		s.LUNs = append(s.LUNs, LUNStats{LUN: i, Path: d.Image().Path(), Stats: d.Stats()})
 	}

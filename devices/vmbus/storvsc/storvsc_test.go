@@ -452,6 +452,7 @@ func TestSubChannels(t *testing.T) {
 	require.Equal(t, uint16(3), guestdrv.ParseOffer(r.recvMsg()).SubIndex)
 	st := r.ctrl.Stats()
 	require.Equal(t, 3, st.SubChannels)
+	require.Equal(t, uint64(3), st.Offered)
 	require.Equal(t, 3, st.Channels)
 	bs := r.bus.Stats()
 	require.Len(t, bs.Channels, 4)
