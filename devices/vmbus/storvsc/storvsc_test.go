@@ -450,6 +450,7 @@ func TestSubChannels(t *testing.T) {
 	require.Equal(t, uint32(statusInvalidDeviceState), status(r.do(subs[0], q)))
 	require.Zero(t, status(r.do(r.ch, q)))
 	require.Equal(t, uint16(3), guestdrv.ParseOffer(r.recvMsg()).SubIndex)
+	r.ctrl.wg.Wait() // the offering goroutines have counted
 	st := r.ctrl.Stats()
 	require.Equal(t, 3, st.SubChannels)
 	require.Equal(t, uint64(3), st.Offered)
