@@ -27,7 +27,8 @@ endif
 # hardware virtualization, in the nested test host elsewhere (VMM_TEST_KVM=
 # local|nested forces either). Under CI the loader tests get Debian's real
 # kernels (bzImage and the vmlinux inside it), and the e2e package runs once,
-# in `make e2e`.
+# in `make e2e`. -timeout 30m: one package's host KVM tests run in one outer
+# boot, and cmd/vmm's took over go test's default 10m on a loaded 2-core machine.
 KVMEXEC_SUMMARY := $(CURDIR)/build/kvmexec-summary.txt
 # The outer QEMU (Debian's, rebuilt with our fix for nested CR8 writes) is
 # built once per machine into ~/.cache/vmm, here rather than inside a test's
@@ -39,9 +40,9 @@ unit: build
 ifeq ($(CI),true)
 	$(GO) run ./images/cmd/mkimages -out build/images -outer=false -debian -timeout 60m >/dev/null
 	env $$(scripts/test-kernels.sh) VMM_KVMEXEC_SUMMARY=$(KVMEXEC_SUMMARY) \
-		$(GO) test -count=1 -exec $(CURDIR)/$(BIN)/kvmexec $$($(GO) list ./... | grep -v '/e2e$$')
+		$(GO) test -count=1 -timeout 30m -exec $(CURDIR)/$(BIN)/kvmexec $$($(GO) list ./... | grep -v '/e2e$$')
 else
-	VMM_KVMEXEC_SUMMARY=$(KVMEXEC_SUMMARY) $(GO) test -count=1 -exec $(CURDIR)/$(BIN)/kvmexec ./...
+	VMM_KVMEXEC_SUMMARY=$(KVMEXEC_SUMMARY) $(GO) test -count=1 -timeout 30m -exec $(CURDIR)/$(BIN)/kvmexec ./...
 endif
 	@scripts/kvmexec-summary.sh $(KVMEXEC_SUMMARY)
 

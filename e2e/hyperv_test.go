@@ -88,7 +88,8 @@ func TestCheckVMBusReport(t *testing.T) {
 	  "bus": {"connected": true, "version": "5.3", "channels": [
 	    {"class": "57164f39-9115-4e78-ab55-382f3bd5422d", "open": true},
 	    {"class": "0e0b6031-5213-4934-818b-38d90ced39db", "open": true},
-	    {"class": "9527e630-d0ae-497b-adce-e80ab0175caf", "open": true}]},
+	    {"class": "9527e630-d0ae-497b-adce-e80ab0175caf", "open": true},
+	    {"class": "a9a0f4e7-5a45-4d96-b827-8a841e8c03e6", "open": true}]},
 	  "heartbeat": {"state": "ready"}, "shutdown": {"state": "ready"}, "timesync": {"state": "ready", "answered": 1}}}}`
 	console := func(doc string) []string {
 		var out []string
@@ -106,5 +107,43 @@ func TestCheckVMBusReport(t *testing.T) {
 		strings.Replace(good, `"answered": 1`, `"answered": 0`, 1),
 	} {
 		require.Error(t, checkVMBusReport(console(bad)), bad)
+	}
+}
+
+func TestVMBusICScenario(t *testing.T) {
+	s, err := vmbusICScenarioSpec()
+	require.NoError(t, err)
+	require.NoError(t, s.Validate())
+	require.True(t, s.TermOnMark)
+	require.Equal(t, 0, s.WantExit)
+	require.Contains(t, s.Args, "--vmbus")
+	require.Contains(t, s.Args, kvpKey+"="+kvpValue)
+
+	good := `{"exit_code": 0, "stop": {"reason": "poweroff"}, "hyperv": {"vmbus": {
+	  "bus": {"never_opened": [], "waiting": []},
+	  "heartbeat": {"beats": 7}, "shutdown": {"requested": true, "accepted": true},
+	  "kvp": {"state": "ready", "pushed": 1, "auto": {"OSName": "Debian GNU/Linux", "OSBuildNumber": "6.1.0-28-amd64",
+	    "NetworkAddressIPv4": "10.0.2.15"}}}}}`
+	console := func(doc string) []string {
+		var out []string
+		for _, l := range strings.Split(doc, "\n") {
+			out = append(out, scenario.ReportPrefix+l)
+		}
+		return out
+	}
+	summary, err := checkVMBusICReport(console(good))
+	require.NoError(t, err)
+	require.Contains(t, summary, "7 heartbeats")
+	for _, bad := range []string{
+		strings.Replace(good, `"poweroff"`, `"interrupted"`, 1),
+		strings.Replace(good, `"accepted": true`, `"accepted": false`, 1),
+		strings.Replace(good, `"beats": 7`, `"beats": 0`, 1),
+		strings.Replace(good, `10.0.2.15`, `10.0.2.16`, 1),
+		strings.Replace(good, `"Debian GNU/Linux"`, `"Linux"`, 1),
+		strings.Replace(good, `"pushed": 1`, `"pushed": 0`, 1),
+		strings.Replace(good, `"never_opened": []`, `"never_opened": ["x"]`, 1),
+	} {
+		_, err := checkVMBusICReport(console(bad))
+		require.Error(t, err, bad)
 	}
 }

@@ -125,6 +125,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, sv)
+	ic, err := vmbusICScenarioSpec()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, ic)
 	return appendCI(list)
 }
 

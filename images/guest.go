@@ -87,7 +87,7 @@ func ModuleEntries(k *KernelArtifacts, names ...string) ([]Entry, error) {
 }
 
 // GuestInitramfs builds <Out>/guest.cpio.gz: /init is the guest agent, plus
-// cfg.GuestModules from k. Rebuilt when the agent binary, the modules or
+// cfg.GuestModules from k and Debian's hv_kvp_daemon (KVPDaemonEntries). Rebuilt when the agent binary, the modules or
 // the layout change; returns its path.
 func GuestInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts) (string, error) {
 	cfg, err := cfg.WithDefaults()
@@ -104,6 +104,11 @@ func GuestInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts) (string
 		return "", err
 	}
 	entries = append(entries, mods...)
+	kvp, err := KVPDaemonEntries(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	entries = append(entries, kvp...)
 	key, err := EntriesKey("guest-v1", entries)
 	if err != nil {
 		return "", err

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/boot"
+	"github.com/vmmdev/vmm/devices/vmbus/ic"
 	"github.com/vmmdev/vmm/vmm/cpumodel"
 	"github.com/vmmdev/vmm/vmm/hyperv"
 )
@@ -68,6 +69,18 @@ type Config struct {
 	// VMBus adds a VMBus host (--vmbus, vmbus.go) with the heartbeat, time
 	// sync and shutdown integration services; it needs HyperV's SynIC.
 	VMBus bool
+	// ShutdownTimeout (with VMBus) is how long the first SIGINT/SIGTERM
+	// waits for the guest to power off after vmm asked it to through the
+	// shutdown channel, before the hard stop; zero: no request, hard stop
+	// at once.
+	ShutdownTimeout time.Duration
+	// HeartbeatTimeout (with VMBus), if set, ends the run with
+	// StopHeartbeatLost when the guest, having answered heartbeats, answers
+	// none for this long.
+	HeartbeatTimeout time.Duration
+	// KVP (with VMBus) are host keys pushed to the guest's external KVP
+	// pool (--kvp KEY=VALUE).
+	KVP []ic.KV
 
 	// CPU is the CPU the guest sees (--cpu); the zero Spec is the host's.
 	CPU cpumodel.Spec
@@ -184,6 +197,9 @@ func (c *Config) Validate() error {
 	}
 	if c.VMBus && !c.HyperV.SynIC {
 		return invalid("--vmbus needs --hyperv with synic and vpindex")
+	}
+	if err := c.validateVMBus(); err != nil {
+		return err
 	}
 	return c.validateDevices()
 }

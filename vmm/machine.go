@@ -420,13 +420,7 @@ func (m *Machine) Run(ctx context.Context) Result {
 		timeout = t.C
 	}
 	stopWatch := m.watchHalted()
-	select {
-	case <-m.latch.Done():
-	case <-timeout:
-		m.latch.Stop(StopReason{Kind: StopTimeout, Source: "vmm", Detail: fmt.Sprintf("no result within %v", m.cfg.Timeout)})
-	case <-ctx.Done():
-		m.latch.Stop(StopReason{Kind: StopInterrupted, Source: "vmm", Detail: context.Cause(ctx).Error()})
-	}
+	m.latch.wait(ctx, timeout, m.cfg.Timeout, m.gracefulShutdown())
 	stopWatch()
 	m.kickAll(&wg)
 	res := Result{

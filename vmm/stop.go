@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ const (
 	StopHalted
 	// StopNoBoot: the firmware found nothing to boot (--firmware).
 	StopNoBoot
+	// StopHeartbeatLost: the guest's VMBus heartbeat stopped for longer
+	// than --heartbeat-timeout after it had started.
+	StopHeartbeatLost
 )
 
 func (k StopKind) String() string {
@@ -59,6 +63,8 @@ func (k StopKind) String() string {
 		return "halted"
 	case StopNoBoot:
 		return "no-boot"
+	case StopHeartbeatLost:
+		return "heartbeat-lost"
 	}
 	return fmt.Sprintf("stop(%d)", int(k))
 }
@@ -73,13 +79,14 @@ const (
 	ExitReset       = 5
 	ExitFailMatched = 6   // even, so no debug-exit write (2k+1) can produce it
 	ExitNoBoot      = 8   // even too: the firmware found no bootable device
+	ExitHeartbeat   = 10  // even: the guest's VMBus heartbeat stopped (--heartbeat-timeout)
 	ExitInterrupted = 130 // as a shell reports SIGINT: 128+2
 )
 
 // ExitCodes are the fixed exit codes of `vmm run`, in order; the debug-exit
 // port's 2k+1 comes on top. Documentation is checked against this list.
 func ExitCodes() []int {
-	return []int{ExitPowerOff, ExitError, ExitUsage, ExitPanic, ExitTimeout, ExitReset, ExitFailMatched, ExitNoBoot, ExitInterrupted}
+	return []int{ExitPowerOff, ExitError, ExitUsage, ExitPanic, ExitTimeout, ExitReset, ExitFailMatched, ExitNoBoot, ExitHeartbeat, ExitInterrupted}
 }
 
 // StopReason is the one reason a VM ended.
@@ -108,6 +115,8 @@ func (r StopReason) ExitCode() int {
 		return ExitFailMatched
 	case StopNoBoot:
 		return ExitNoBoot
+	case StopHeartbeatLost:
+		return ExitHeartbeat
 	case StopTimeout:
 		return ExitTimeout
 	case StopReset:
@@ -172,4 +181,44 @@ func (l *stopLatch) At() time.Time {
 func (l *stopLatch) Reason() StopReason {
 	<-l.done
 	return l.reason
+}
+
+// wait blocks until l has a reason. When timeout fires it records
+// StopTimeout (after). When ctx is cancelled (the first SIGINT or
+// SIGTERM) it asks graceful, if set, to have the guest shut itself down:
+// graceful returns how long to wait for that, or false when it cannot (no
+// shutdown channel open), and the run then stops as interrupted at once,
+// or once the wait has passed without the guest powering off.
+func (l *stopLatch) wait(ctx context.Context, timeout <-chan time.Time, after time.Duration,
+	graceful func(cause string) (time.Duration, bool)) {
+	interrupt := ctx.Done()
+	var grace <-chan time.Time
+	var cause string
+	var limit time.Duration
+	for {
+		select {
+		case <-l.Done():
+			return
+		case <-timeout:
+			l.Stop(StopReason{Kind: StopTimeout, Source: "vmm", Detail: fmt.Sprintf("no result within %v", after)})
+			return
+		case <-interrupt:
+			cause = context.Cause(ctx).Error()
+			if graceful != nil {
+				if d, ok := graceful(cause); ok {
+					interrupt, limit = nil, d
+					t := time.NewTimer(d)
+					defer t.Stop()
+					grace = t.C
+					continue
+				}
+			}
+			l.Stop(StopReason{Kind: StopInterrupted, Source: "vmm", Detail: cause})
+			return
+		case <-grace:
+			l.Stop(StopReason{Kind: StopInterrupted, Source: "vmm",
+				Detail: fmt.Sprintf("%s; the guest did not power off within %v of the shutdown request", cause, limit)})
+			return
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmmdev/vmm/devices/scsi"
@@ -17,8 +18,21 @@ import (
 )
 
 // heartbeatEvery is how often the host asks the guest for a heartbeat
-// (the report shows how many the guest answered).
+// (the report shows how many the guest answered) and polls KVP.
 const heartbeatEvery = time.Second
+
+// Bounds of the VMBus run-time options.
+const (
+	// minHeartbeatTimeout: beats are asked for every heartbeatEvery, so a
+	// shorter timeout would fire between two healthy beats.
+	minHeartbeatTimeout = 3 * heartbeatEvery
+	maxKVPKeys          = 64
+)
+
+// DefaultShutdownTimeout is --shutdown-timeout's default: how long a
+// signal waits for a guest asked to shut down over VMBus (Debian with
+// systemd powers off in a few seconds).
+const DefaultShutdownTimeout = 30 * time.Second
 
 // vmbusMachine is the VMBus host (--vmbus) on the Hyper-V partition: the
 // bus and its integration services.
@@ -29,6 +43,12 @@ type vmbusMachine struct {
 	heartbeat *ic.Heartbeat
 	shutdown  *ic.Shutdown
 	timesync  *ic.TimeSync
+	kvp       *ic.KVP
+	// shuttingDown: vmm asked the guest to shut down (no heartbeat
+	// timeout from then on: the guest stops beating as it goes).
+	shuttingDown atomic.Bool
+	// logged: the stalled waits already logged (beat's goroutine only).
+	logged map[string]bool
 	// scsi is the synthetic SCSI controller of the if=vmbus disks (nil:
 	// none), imgs their images.
 	scsi *storvsc.Controller
@@ -51,13 +71,14 @@ type vmbusSummary struct {
 	Heartbeat ic.HeartbeatStatus `json:"heartbeat"`
 	Shutdown  ic.ShutdownStatus  `json:"shutdown"`
 	TimeSync  ic.TimeSyncStatus  `json:"timesync"`
+	KVP       ic.KVPStatus       `json:"kvp"`
 	// Storvsc is the synthetic SCSI controller with its LUNs.
 	Storvsc *storvsc.Stats `json:"storvsc,omitempty"`
 }
 
 func (v *vmbusMachine) summary() vmbusSummary {
 	s := vmbusSummary{Bus: v.bus.Stats(), Heartbeat: v.heartbeat.Status(), Shutdown: v.shutdown.Status(),
-		TimeSync: v.timesync.Status()}
+		TimeSync: v.timesync.Status(), KVP: v.kvp.Status()}
 	if v.scsi != nil {
 		st := v.scsi.Stats()
 		s.Storvsc = &st
@@ -85,11 +106,36 @@ func (m *Machine) setupVMBus() error {
 	if m.hv == nil || !m.cfg.HyperV.SynIC {
 		return errors.New("--vmbus needs --hyperv with synic")
 	}
-	bus := vmbus.New(vmbus.Config{Mem: m.mem, Host: m.hv.part.BusHost(), VPs: m.cfg.CPUs, Log: m.log})
-	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), shutdown: ic.NewShutdown(nil),
-		timesync: ic.NewTimeSync(nil, m.hv.clock.Now)}
+	bc := vmbus.Config{Mem: m.mem, Host: m.hv.part.BusHost(), VPs: m.cfg.CPUs, Log: m.log}
+	if part := m.hv.part; part.Tracing() {
+		// The VP the bus talks to is the guest's choice; 0 is where Linux
+		// runs the connection.
+		bc.Trace = func(dir, msg, detail string) { part.TraceVMBus(0, dir, msg, detail) }
+	}
+	bus := vmbus.New(bc)
+	kvp, err := ic.NewKVP(m.cfg.KVP, nil)
+	if err != nil {
+		return fmt.Errorf("vmbus: %w", err)
+	}
+	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), timesync: ic.NewTimeSync(nil, m.hv.clock.Now), kvp: kvp}
+	v.shutdown = ic.NewShutdown(func(accepted bool) {
+		if !accepted {
+			m.latch.Stop(StopReason{Kind: StopInterrupted, Source: "vmbus shutdown",
+				Detail: "the guest refused the shutdown request"})
+		}
+	})
+	if bc.Trace != nil {
+		part := m.hv.part
+		for _, n := range []interface {
+			OnNegotiated(func(service, framework, version string))
+		}{v.heartbeat, v.shutdown, v.timesync, v.kvp} {
+			n.OnNegotiated(func(svc, fw, ver string) {
+				part.TraceVMBus(0, "ic", svc, "framework "+fw+" version "+ver)
+			})
+		}
+	}
 	m.vmbus = v
-	devs := []vmbus.Device{v.heartbeat, v.shutdown, v.timesync}
+	devs := []vmbus.Device{v.heartbeat, v.shutdown, v.timesync, v.kvp}
 	if err := m.addStorvsc(v); err != nil {
 		return err
 	}
@@ -160,9 +206,10 @@ func (v *vmbusMachine) close() error {
 	return errors.Join(errs...)
 }
 
-// beat asks for a heartbeat every heartbeatEvery until the VM stops; the
-// service itself skips beats while the channel is closed or a beat is
-// unanswered.
+// beat asks for a heartbeat and polls KVP every heartbeatEvery until the
+// VM stops; the services themselves skip requests while the channel is
+// closed or a request is unanswered. With --heartbeat-timeout it ends a
+// run whose guest stopped beating.
 func (v *vmbusMachine) beat(m *Machine) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
@@ -170,8 +217,99 @@ func (v *vmbusMachine) beat(m *Machine) {
 		select {
 		case <-m.latch.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			_ = v.heartbeat.Beat()
+			v.kvp.Poll()
+			v.watch(m, now)
+			if v.shuttingDown.Load() {
+				continue
+			}
+			if lost, detail := heartbeatLost(v.heartbeat.Status(), now, m.cfg.HeartbeatTimeout); lost {
+				m.log.Warn("vmbus: guest heartbeat lost", "detail", detail)
+				m.latch.Stop(StopReason{Kind: StopHeartbeatLost, Source: "vmbus heartbeat", Detail: detail})
+				return
+			}
 		}
 	}
+}
+
+// stallAfter is how long a guest may wait on the bus (contact, GPADL,
+// open) before vmm logs what it waits for: Linux answers in
+// milliseconds, so seconds mean a stuck guest or host.
+const stallAfter = 5 * time.Second
+
+// watch logs, once each, guest waits on the bus older than stallAfter
+// (the report's hyperv.vmbus.bus.waiting has them too).
+func (v *vmbusMachine) watch(m *Machine, now time.Time) {
+	for _, w := range v.bus.Stalled(now, stallAfter) {
+		if v.logged == nil {
+			v.logged = map[string]bool{}
+		}
+		key := w.Request + w.Since.String()
+		if v.logged[key] || len(v.logged) > 64 {
+			continue
+		}
+		v.logged[key] = true
+		m.log.Warn("vmbus: guest waits on the host", "for", w.For, "request", w.Request,
+			"since", now.Sub(w.Since).Round(time.Second), "answer_queued", w.Queued)
+	}
+}
+
+// heartbeatLost says whether a guest that had answered heartbeats has
+// answered none for longer than timeout (zero: never lost).
+func heartbeatLost(s ic.HeartbeatStatus, now time.Time, timeout time.Duration) (bool, string) {
+	if timeout <= 0 || s.Beats == 0 {
+		return false, ""
+	}
+	if since := now.Sub(s.LastBeat); since > timeout {
+		return true, fmt.Sprintf("no heartbeat for %v (after %d beats; channel %s)", since.Round(time.Second), s.Beats, s.State)
+	}
+	return false, ""
+}
+
+// gracefulShutdown is the run loop's answer to the first SIGINT/SIGTERM
+// (stopLatch.wait): with the guest's shutdown channel open, vmm asks the
+// guest to power off and waits ShutdownTimeout for it; nil without VMBus.
+func (m *Machine) gracefulShutdown() func(cause string) (time.Duration, bool) {
+	v := m.vmbus
+	if v == nil || m.cfg.ShutdownTimeout <= 0 {
+		return nil
+	}
+	return func(cause string) (time.Duration, bool) {
+		if err := v.shutdown.Request(ic.PowerOff|ic.Forced, "vmm: "+cause); err != nil {
+			m.log.Info("vmbus: no shutdown channel; stopping the guest", "signal", cause, "err", err)
+			return 0, false
+		}
+		v.shuttingDown.Store(true)
+		m.log.Info("vmbus: asked the guest to shut down", "signal", cause, "timeout", m.cfg.ShutdownTimeout)
+		return m.cfg.ShutdownTimeout, true
+	}
+}
+
+// validateVMBus checks the VMBus run-time options.
+func (c *Config) validateVMBus() error {
+	if c.ShutdownTimeout < 0 {
+		return invalid("--shutdown-timeout: negative duration %v", c.ShutdownTimeout)
+	}
+	if c.HeartbeatTimeout != 0 {
+		if !c.VMBus {
+			return invalid("--heartbeat-timeout needs --vmbus")
+		}
+		if c.HeartbeatTimeout < minHeartbeatTimeout {
+			return invalid("--heartbeat-timeout: %v is less than %v (vmm asks for a heartbeat every %v)",
+				c.HeartbeatTimeout, minHeartbeatTimeout, heartbeatEvery)
+		}
+	}
+	if len(c.KVP) > 0 && !c.VMBus {
+		return invalid("--kvp needs --vmbus")
+	}
+	if len(c.KVP) > maxKVPKeys {
+		return invalid("--kvp: %d keys, at most %d", len(c.KVP), maxKVPKeys)
+	}
+	for _, kv := range c.KVP {
+		if err := ic.CheckKV(kv); err != nil {
+			return invalid("--kvp %q: %v", kv.Key, err)
+		}
+	}
+	return nil
 }

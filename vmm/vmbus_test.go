@@ -49,6 +49,9 @@ func TestAddStorvsc(t *testing.T) {
 	m := &Machine{cfg: Config{CPUs: 2, Disks: disks}, log: slog.New(slog.DiscardHandler)}
 	v := &vmbusMachine{bus: vmbus.New(vmbus.Config{Host: nullHost{}, VPs: 2}), heartbeat: ic.NewHeartbeat(nil),
 		shutdown: ic.NewShutdown(nil), timesync: ic.NewTimeSync(nil, nil)}
+	kvp, err := ic.NewKVP(nil, nil)
+	require.NoError(t, err)
+	v.kvp = kvp
 	require.NoError(t, m.addStorvsc(v))
 	require.NotNil(t, v.scsi)
 	s := v.summary()

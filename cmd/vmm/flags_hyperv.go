@@ -5,17 +5,50 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
+	"github.com/vmmdev/vmm/devices/vmbus/ic"
 	"github.com/vmmdev/vmm/vmm"
 	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
-// hypervFlags are --hyperv and --hyperv-trace (issue 5), and --vmbus
-// (issue 14).
+// hypervFlags are --hyperv and --hyperv-trace (issue 5), and --vmbus and
+// its integration services' options (issue 14).
 type hypervFlags struct {
-	list, trace string
-	traceFile   *os.File
-	vmbus       bool
+	list, trace      string
+	traceFile        *os.File
+	vmbus            bool
+	shutdownTimeout  time.Duration
+	heartbeatTimeout time.Duration
+	kvp              kvpList
+}
+
+// kvpList is the repeatable --kvp KEY=VALUE.
+type kvpList []ic.KV
+
+func (l *kvpList) String() string {
+	if l == nil {
+		return ""
+	}
+	s := make([]string, len(*l))
+	for i, kv := range *l {
+		s[i] = kv.Key + "=" + kv.Value
+	}
+	return strings.Join(s, " ")
+}
+
+func (l *kvpList) Set(v string) error {
+	key, value, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	kv := ic.KV{Key: key, Value: value}
+	if err := ic.CheckKV(kv); err != nil {
+		return err
+	}
+	*l = append(*l, kv)
+	return nil
 }
 
 func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
@@ -27,7 +60,13 @@ func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
 		"reference TSC page), or the presets all and windows (docs/windows.md)")
 	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
 	fs.BoolVar(&h.vmbus, "vmbus", false, "offer VMBus with the heartbeat, time sync and shutdown integration services "+
-		"(needs --hyperv with synic; stimer-direct recommended)")
+		"and KVP (needs --hyperv with synic; stimer-direct recommended)")
+	fs.DurationVar(&h.shutdownTimeout, "shutdown-timeout", vmm.DefaultShutdownTimeout, "with --vmbus: on the first "+
+		"SIGINT/SIGTERM, ask a guest with the shutdown channel open to power off and wait this long before the hard "+
+		"stop (0: stop at once)")
+	fs.DurationVar(&h.heartbeatTimeout, "heartbeat-timeout", 0, "with --vmbus: end the run with exit 10 when the "+
+		"guest, after its first heartbeat, answers none for this long (0: never; at least 3s)")
+	fs.Var(&h.kvp, "kvp", "with --vmbus: push `KEY=VALUE` to the guest's external KVP pool (repeatable)")
 	return h
 }
 
@@ -48,6 +87,7 @@ func (h *hypervFlags) apply(cfg *vmm.Config, stderr io.Writer) int {
 	}
 	cfg.HyperV = f
 	cfg.VMBus = h.vmbus
+	cfg.ShutdownTimeout, cfg.HeartbeatTimeout, cfg.KVP = h.shutdownTimeout, h.heartbeatTimeout, h.kvp
 	return ok
 }
 

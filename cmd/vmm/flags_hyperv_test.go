@@ -27,6 +27,13 @@ func TestHyperVFlagErrors(t *testing.T) {
 		{[]string{"--vmbus"}, 2, "--vmbus needs --hyperv with synic"},
 		{[]string{"--vmbus", "--hyperv", "vpindex,time"}, 2, "--vmbus needs --hyperv with synic"},
 		{[]string{"--hyperv", "all", "--hyperv-trace", filepath.Join(dir, "no", "such", "dir")}, 1, "--hyperv-trace"},
+		{[]string{"--kvp", "novalue"}, 2, `"novalue" is not KEY=VALUE`},
+		{[]string{"--kvp", "=v"}, 2, "empty key"},
+		{[]string{"--kvp", "k=" + strings.Repeat("v", 2048)}, 2, "value of 2048 bytes"},
+		{[]string{"--kvp", "k=v"}, 1, "--kvp needs --vmbus"},
+		{[]string{"--heartbeat-timeout", "10s"}, 1, "--heartbeat-timeout needs --vmbus"},
+		{[]string{"--hyperv", "all", "--vmbus", "--heartbeat-timeout", "2s"}, 1, "less than 3s"},
+		{[]string{"--shutdown-timeout", "-1s"}, 1, "--shutdown-timeout: negative"},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := append([]string{"run", noKVM, "--kernel", kernel}, c.args...)

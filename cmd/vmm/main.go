@@ -32,8 +32,10 @@ exit codes of vmm run:
   0 guest powered off, or --expect matched   1 VMM error   2 usage error
   3 guest panic (or halted for good)   4 timeout   5 guest reset or triple fault
   6 --fail matched   8 --firmware found no bootable device
+  10 --heartbeat-timeout: the guest's VMBus heartbeat stopped
   2k+1 guest wrote k to the debug-exit port 0xf4
-  130 interrupted by SIGINT/SIGTERM (a second signal exits at once)
+  130 interrupted by SIGINT/SIGTERM (a second signal exits at once; with --vmbus a guest
+      with the shutdown channel open is asked to power off first: 0 if it does)
 `
 
 func main() {

@@ -306,6 +306,11 @@ func TestSuiteBadInput(t *testing.T) {
 	write("refused.toml", "[guests.g]\nkernel = \"k\"\n[axes]\nhyperv = [\"all\", \"stimer\"]\n")
 	write("unreadable.toml", "[guests.g]\nkernel = \"k\"\ninitrd = \"missing.cpio\"\n")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "noperm.toml"), []byte("[guests.g]\nkernel = \"k\"\n"), 0o000))
+	// Unreadable even for root (CI runs as root): directories where files
+	// belong.
+	write("dirkernel.toml", "[guests.g]\nkernel = \"adir\"\n")
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "adir"), 0o755))
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "dir.toml"), 0o755))
 	for _, c := range []struct {
 		args []string
 		want string
@@ -314,6 +319,8 @@ func TestSuiteBadInput(t *testing.T) {
 		{[]string{"refused.toml"}, "vmm test: refused.toml:4: axes.hyperv: hyperv: invalid feature list: stimer needs synic"},
 		{[]string{"unreadable.toml"}, "vmm test: unreadable.toml:3: guests.g.initrd: case g: vmm run: invalid configuration: --initrd " + filepath.Join(dir, "missing.cpio") + ": no such file or directory"},
 		{[]string{"missing.toml"}, "vmm test: missing.toml: no such file or directory"},
+		{[]string{"dirkernel.toml"}, "vmm test: dirkernel.toml:2: guests.g.kernel: case g: vmm run: invalid configuration: --kernel " + filepath.Join(dir, "adir") + ": not a regular file"},
+		{[]string{"dir.toml"}, "vmm test: dir.toml: not a regular file"},
 		{[]string{"good.toml", "--shard", "3/2"}, `vmm test: --shard: bad shard "3/2": need 1 <= K <= N`},
 		{[]string{"good.toml", "--jobs", "-1"}, "vmm test: --jobs -1"},
 		{[]string{"good.toml", "--bogus"}, "vmm test: flag provided but not defined: -bogus"},

@@ -18,8 +18,8 @@
 //     GPADL, every PFN checked against guest RAM, bounded count and PFNs;
 //   - vmbus (this package): the bus control state machine (Bus), open
 //     channels (Channel) and the Device interface;
-//   - ic: the hv_utils integration services: heartbeat, shutdown and time
-//     sync.
+//   - ic: the hv_utils integration services: heartbeat, shutdown, time
+//     sync and KVP.
 //
 // What the Bus does: INITIATE_CONTACT (resets everything; versions 4.0 and
 // 4.1 on connection 1 and 5.0-5.3 on connection 4 are accepted, all others
@@ -49,12 +49,15 @@
 // request, with its primary's class and instance; they live while the
 // primary is open.
 //
+// The guest's requests it waits on (contact, offers, GPADL, open,
+// teardown, unload) are tracked until their answer is in its slot
+// (watch.go): Stats.Waiting and Bus.Stalled say what a stuck guest waits
+// for; Config.Trace gets every control message each way.
+//
 // Missing: protocol versions before 4.0 (and with them iPXE's 0.13 and the
 // interrupt page), monitored notification, multi-range
-// GPADLs, a watchdog for guests waiting on the host (the report's last
-// message each way is what there is), and the devices beyond the three
-// integration services and storvsc: KVP, netvsc; shutdown is not yet driven
-// by SIGTERM.
+// GPADLs, and the devices beyond the integration services (ic) and storvsc:
+// netvsc.
 package vmbus
 
 import (
@@ -64,6 +67,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/vmmdev/vmm/devices/vmbus/gpadl"
 	"github.com/vmmdev/vmm/devices/vmbus/ring"
@@ -107,6 +111,11 @@ type Config struct {
 	GPADL gpadl.Limits
 	// InQueue bounds the guest messages waiting (zero: 16, as QEMU).
 	InQueue int
+	// Trace, if set, gets one call per control message handled ("in")
+	// or delivered ("out"), with its type and fields (watch.go); called
+	// with the bus locked. Now is the clock of waits (nil: time.Now).
+	Trace func(dir, msg, detail string)
+	Now   func() time.Time
 }
 
 // outSoftLimit: guest messages are processed only while fewer host
@@ -160,6 +169,7 @@ type Bus struct {
 	out       []outMsg
 	after     []func()
 	stats     counters
+	waits     []Wait // guest requests not yet answered (watch.go)
 }
 
 type counters struct {
@@ -350,6 +360,7 @@ func (b *Bus) pump() {
 				break
 			}
 			b.out = b.out[1:]
+			b.noteOut(o.msg)
 			if o.after != nil {
 				b.after = append(b.after, o.after)
 			}
@@ -392,6 +403,7 @@ func (b *Bus) handle(conn uint32, m []byte) {
 		b.drop("message before INITIATE_CONTACT", typ, len(m))
 		return
 	}
+	defer b.noteIn(typ, m)
 	le := binary.LittleEndian
 	switch typ {
 	case msgInitiateContact:
@@ -483,6 +495,7 @@ func (b *Bus) reset() {
 	}
 	b.gpadls.Reset()
 	b.out = nil
+	b.waits = nil
 	b.version = 0
 	b.vp, b.sint = 0, MessageSINT
 }

@@ -7,6 +7,7 @@ type ChannelInfo struct {
 	Instance string `json:"instance"`
 	// SubChannel is the sub_channel_index (0: a primary channel).
 	SubChannel uint16       `json:"sub_channel,omitempty"`
+	Offered    bool         `json:"offered"`
 	Open       bool         `json:"open"`
 	Rescinded  bool         `json:"rescinded"`
 	Opens      uint64       `json:"opens"`
@@ -40,6 +41,11 @@ type Stats struct {
 	GPADLFailures uint64        `json:"gpadl_failures"`
 	OpenFailures  uint64        `json:"open_failures"`
 	Channels      []ChannelInfo `json:"channels"`
+	// Waiting are the guest's requests it has no answer to yet (contact,
+	// GPADL, open, teardown, unload); NeverOpened the classes of channels
+	// offered to the guest that it has never opened.
+	Waiting     []Wait   `json:"waiting"`
+	NeverOpened []string `json:"never_opened"`
 }
 
 // Stats returns a snapshot of the bus.
@@ -48,6 +54,8 @@ func (b *Bus) Stats() Stats {
 	defer b.mu.Unlock()
 	s := Stats{
 		Connected:   b.connected,
+		Waiting:     b.waitingLocked(),
+		NeverOpened: []string{},
 		MessagesIn:  map[string]uint64{},
 		MessagesOut: map[string]uint64{},
 		Dropped:     b.stats.dropped, Busy: b.stats.busy, Refused: b.stats.refused,
@@ -78,7 +86,10 @@ func (b *Bus) Stats() Stats {
 			continue
 		}
 		ci := ChannelInfo{Relid: relid, Class: cs.offer.Class.String(), Instance: cs.offer.Instance.String(),
-			Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens, SubChannel: cs.subIndex}
+			Offered: cs.offered, Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens, SubChannel: cs.subIndex}
+		if cs.offered && cs.opens == 0 && !cs.rescinded {
+			s.NeverOpened = append(s.NeverOpened, ci.Class)
+		}
 		ci.Stats = cs.closed
 		if cs.ch != nil {
 			ci.Stats = ci.Stats.add(cs.ch.Stats())

@@ -31,6 +31,7 @@ func hypervChecks() registry {
 		"mitigations":  checkMitigations,
 		"vmbus":        checkVMBus,
 		"disk-vmbus":   checkDiskVMBus,
+		"kvp":          checkKVP,
 	}
 }
 

@@ -228,6 +228,9 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 		// Output arrives only after Start, so cmd.Process is set by then.
 		con.onMark = func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	}
+	if s.TermOnMark {
+		con.onMark = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
+	}
 	cmd.Stdout, cmd.Stderr = con, con
 
 	runErr := cmd.Start()

@@ -153,6 +153,22 @@ func TestRunKillOnMark(t *testing.T) {
 	require.GreaterOrEqual(t, res.MarkS, 0.0)
 }
 
+// TermOnMark sends SIGTERM to the runner at the mark: the fake VMM's
+// "hang" answers it by exiting 99, which the scenario expects.
+func TestRunTermOnMark(t *testing.T) {
+	r, _ := newTestRunner(t)
+	s := scenario.Scenario{Name: "term", Args: []string{"hang"}, WantExit: 99, Timeout: "60s",
+		Mark: "VMM-AGENT: start", TermOnMark: true}
+	require.NoError(t, s.Validate())
+	start := time.Now()
+	res := r.run(context.Background(), scenario.Run{Scenario: s, Index: 1})
+	require.Less(t, time.Since(start), 10*time.Second, "signalled at the mark, not killed at the timeout")
+	require.True(t, res.Pass, res.Reason)
+	require.Equal(t, 99, res.Exit)
+	s.KillOnMark = true
+	require.ErrorIs(t, s.Validate(), scenario.ErrInvalid)
+}
+
 func TestRunMissingBinary(t *testing.T) {
 	rec := &recorder{}
 	r := &runner{vmm: "/nonexistent/vmm", emit: rec.emit}

@@ -64,6 +64,10 @@ type Scenario struct {
 	// with ExitNone, which WantExit must be. A durability test: what the
 	// guest was told was durable before Mark must be in its Disks after.
 	KillOnMark bool `json:"kill_on_mark,omitempty"`
+	// TermOnMark has the outer init send SIGTERM to the runner (vmm
+	// itself) the moment Mark appears, as a user or service manager
+	// stopping it; the run's exit is then vmm's answer to the signal.
+	TermOnMark bool `json:"term_on_mark,omitempty"`
 	// Report has a vmm run write its --report JSON, which the outer init
 	// prints after the run as console lines starting ReportPrefix (so the
 	// scenario must stream); ParseReports collects them.
@@ -167,6 +171,9 @@ func (s Scenario) Validate() error {
 	}
 	if s.KillOnMark && (s.Mark == "" || s.WantExit != ExitNone) {
 		return fmt.Errorf("%w: scenario %q: kill on mark needs a mark and want_exit %d", ErrInvalid, s.Name, ExitNone)
+	}
+	if s.TermOnMark && (s.Mark == "" || s.KillOnMark) {
+		return fmt.Errorf("%w: scenario %q: term on mark needs a mark and no kill on mark", ErrInvalid, s.Name)
 	}
 	if s.Report && (s.RunnerName() != RunnerVMM || !s.Stream) {
 		return fmt.Errorf("%w: scenario %q: a report needs the vmm runner and a streamed console", ErrInvalid, s.Name)

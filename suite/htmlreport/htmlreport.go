@@ -248,6 +248,12 @@ func WriteFile(path string, r result.Run) error {
 	return f.Close()
 }
 
+// Bar fills of the chart, by verdict (tests look for them in screenshots).
+const (
+	PassFill = "#3a9d55"
+	FailFill = "#d0413e"
+)
+
 const pageTemplate = `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -266,7 +272,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.fail td, tr.error td { background: #fff1f1; }
 pre { background: #f7f7f7; padding: .5em; max-height: 20em; overflow: auto; font-size: 12px; margin: .3em 0; }
 svg text { font: 12px system-ui, sans-serif; }
-rect.pass { fill: #3a9d55; } rect.fail, rect.error { fill: #d0413e; } rect.skipped, rect.interrupted { fill: #c9a227; }
+rect.pass { fill: ` + PassFill + `; } rect.fail, rect.error { fill: ` + FailFill + `; } rect.skipped, rect.interrupted { fill: #c9a227; }
 ul.changes { margin: 0; padding-left: 1.2em; }
 </style>
 </head>

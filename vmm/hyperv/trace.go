@@ -30,6 +30,9 @@ type TraceRecord struct {
 	Fast   bool   `json:"fast,omitempty"`
 	Reps   uint16 `json:"reps,omitempty"`
 	Status string `json:"status,omitempty"`
+	// Detail is a VMBus control message's fields (kind vmbus-in,
+	// vmbus-out) or an integration service's versions (vmbus-ic).
+	Detail string `json:"detail,omitempty"`
 }
 
 // tracer writes TraceRecords as JSON lines. A nil tracer traces nothing.
@@ -75,6 +78,19 @@ func (t *tracer) hypercall(vcpu int, in hypercallInput, status uint16) {
 	t.write(TraceRecord{VCPU: vcpu, Kind: "hypercall", Name: hypercallName(in.code),
 		Code: fmt.Sprintf("%#x", in.code), Fast: in.fast, Reps: in.repCount, Status: statusName(status)})
 }
+
+// TraceVMBus writes a VMBus control message to the trace (a no-op without
+// one): dir "in" from the guest, "out" to it, "ic" an integration
+// service's negotiation.
+func (p *Partition) TraceVMBus(vp int, dir, msg, detail string) {
+	if p.trace == nil {
+		return
+	}
+	p.trace.write(TraceRecord{VCPU: vp, Kind: "vmbus-" + dir, Name: msg, Detail: detail})
+}
+
+// Tracing says whether the partition has a trace.
+func (p *Partition) Tracing() bool { return p.trace != nil }
 
 func (t *tracer) flush() error {
 	if t == nil {

@@ -1,8 +1,8 @@
 // Package ic is the host side of Hyper-V's integration services (ICs),
 // the channels Linux's hv_utils binds (drivers/hv/hv_util.c,
 // include/linux/hyperv.h icmsg_*): a host-driven request/response
-// framework, and the heartbeat, shutdown and time sync services on it
-// (KVP and VSS are not here).
+// framework, and the heartbeat, shutdown, time sync and KVP services on
+// it (VSS is not here).
 //
 // Every IC packet is inband: {vmbuspipe_hdr {u32 flags, u32 msgsize},
 // icmsg_hdr {icverframe, u16 icmsgtype, icvermsg, u16 icmsgsize,
@@ -120,6 +120,17 @@ type framework struct {
 	opens   uint64
 	ignored uint64
 	buf     []byte
+	// negotiated, if set, hears each agreement (OnNegotiated).
+	negotiated func(service, framework, version string)
+}
+
+// OnNegotiated sets fn to be called, with the service's lock held, each
+// time the guest agrees on versions (for traces); fn must not call back
+// into the service.
+func (f *framework) OnNegotiated(fn func(service, framework, version string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.negotiated = fn
 }
 
 func newFramework(s service) *framework {
@@ -259,6 +270,9 @@ func (f *framework) answerLocked(p ring.Packet) {
 		return
 	}
 	f.fw, f.ver, f.state = fw, ver, StateReady
+	if f.negotiated != nil {
+		f.negotiated(f.svc.name, versionString(fw), versionString(ver))
+	}
 	if f.svc.ready != nil {
 		f.svc.ready()
 	}

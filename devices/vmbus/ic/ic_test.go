@@ -118,6 +118,8 @@ func TestHeartbeat(t *testing.T) {
 	require.Equal(t, StateNegotiating, h.Status().State)
 	require.ErrorIs(t, h.Beat(), ErrNotReady, "no beats before the versions are agreed")
 	var got []uint64
+	var agreed []string
+	h.OnNegotiated(func(svc, fw, ver string) { agreed = append(agreed, svc+" "+fw+" "+ver) })
 	g := &guestIC{c: c, fw: linuxFW, srv: []uint32{Version(3, 0), Version(1, 0)}, handle: func(typ uint16, msg []byte) {
 		require.Equal(t, uint16(TypeHeartbeat), typ)
 		seq := binary.LittleEndian.Uint64(msg[HeaderSize:])
@@ -130,6 +132,7 @@ func TestHeartbeat(t *testing.T) {
 	require.Equal(t, StateReady, s.State)
 	require.Equal(t, "3.0", s.Framework)
 	require.Equal(t, "3.0", s.Version)
+	require.Equal(t, []string{"heartbeat 3.0 3.0"}, agreed)
 
 	for i := range 5 {
 		now = now.Add(time.Second)
@@ -281,4 +284,30 @@ func TestTimeSyncV3(t *testing.T) {
 	g.poll(t)
 	g.poll(t)
 	require.Equal(t, []byte{TimeSyncFlagSync}, flags)
+}
+
+// A request made while the versions are being negotiated (a SIGTERM just
+// after the guest opened the channel) goes out once they are agreed; one
+// made with the channel closed is refused.
+func TestShutdownRequestWhileNegotiating(t *testing.T) {
+	var answers []bool
+	s := NewShutdown(func(ok bool) { answers = append(answers, ok) })
+	r, offers := newRig(t, s)
+	require.ErrorIs(t, s.Request(PowerOff|Forced, "x"), ErrNotReady, "channel not open")
+	require.False(t, s.Status().Requested)
+	c, _, err := r.g.Open(offers[0], 4, 4, 0)
+	require.NoError(t, err)
+	require.NoError(t, s.Request(PowerOff|Forced, "vmm: SIGTERM"))
+	require.True(t, s.Status().Requested)
+	var flags []uint32
+	g := &guestIC{c: c, fw: linuxFW, srv: []uint32{Version(3, 0)}, handle: func(typ uint16, msg []byte) {
+		require.Equal(t, uint16(TypeShutdown), typ)
+		flags = append(flags, binary.LittleEndian.Uint32(msg[HeaderSize+8:]))
+	}}
+	// The guest's NEGOTIATE answer makes the host send the request.
+	require.Equal(t, 2, g.poll(t))
+	require.Equal(t, []uint16{TypeNegotiate, TypeShutdown}, g.seen)
+	require.Equal(t, []uint32{PowerOff | Forced}, flags)
+	require.Equal(t, []bool{true}, answers)
+	require.True(t, s.Status().Accepted)
 }

@@ -33,6 +33,9 @@ type Shutdown struct {
 
 	requested, answered bool
 	accepted            bool
+	// deferred is a request made while the versions were still being
+	// negotiated; it goes out once they are agreed.
+	deferred []byte
 }
 
 // ShutdownStatus is the shutdown service's state for the report.
@@ -56,24 +59,41 @@ func NewShutdown(onAnswer func(accepted bool)) *Shutdown {
 		msgType:  TypeShutdown,
 		versions: []uint32{Version(3, 2), Version(3, 1), Version(3, 0), Version(1, 0)},
 		answer:   s.answer,
-		reset:    func() { s.requested, s.answered, s.accepted = false, false, false },
+		reset:    func() { s.requested, s.answered, s.accepted, s.deferred = false, false, false, nil },
+		ready:    s.ready,
 	})
 	return s
 }
 
 // Request asks the guest to shut down (flags: PowerOff, Reboot or
-// Hibernate, optionally | Forced) with a message for its log.
+// Hibernate, optionally | Forced) with a message for its log. While the
+// channel is open but the versions not yet agreed, the request waits for
+// them; ErrNotReady: the channel is not open or negotiation failed.
 func (s *Shutdown) Request(flags uint32, message string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	body := make([]byte, shutdownBody)
 	binary.LittleEndian.PutUint32(body[8:], flags)
 	copy(body[12:12+2047], message)
+	if s.state == StateNegotiating && s.ch != nil {
+		s.deferred = body
+		s.requested, s.answered, s.accepted = true, false, false
+		return nil
+	}
 	if err := s.requestLocked(body); err != nil {
 		return err
 	}
 	s.requested, s.answered, s.accepted = true, false, false
 	return nil
+}
+
+func (s *Shutdown) ready() {
+	if body := s.deferred; body != nil {
+		s.deferred = nil
+		if err := s.requestLocked(body); err != nil {
+			s.requested = false
+		}
+	}
 }
 
 func (s *Shutdown) answer(status uint32, _ []byte) {
