@@ -15,11 +15,13 @@ const (
 	durableSize                                         = 4 << 20
 	durableSeed                                         = 20
 	durableVirtioSeed, durableNVMeSeed, durableAHCISeed = 21, 22, 23
+	durableVMBusSeed                                    = 24
 )
 
-// durableScenario boots one vCPU with a virtio-blk, an NVMe and an AHCI
-// disk: the agent writes a new pattern over each and syncs it (FLUSH,
-// FLUSH, FLUSH CACHE EXT), and the moment its durable check passes the
+// durableScenario boots one vCPU with a virtio-blk, an NVMe, an AHCI and a
+// VMBus SCSI disk (--hyperv all --vmbus): the agent writes a new pattern
+// over each and syncs it (FLUSH, FLUSH, FLUSH CACHE EXT, SYNCHRONIZE
+// CACHE), and the moment its durable check passes the
 // outer init SIGKILLs vmm, which so gets no chance to flush at exit. Every
 // image must hold its new pattern afterwards.
 func durableScenario() (scenario.Scenario, error) {
@@ -30,6 +32,7 @@ func durableScenario() (scenario.Scenario, error) {
 		{"virtio", "vmm-dur-vd", durableVirtioSeed},
 		{"nvme", "vmm-dur-nv", durableNVMeSeed},
 		{"ahci", "vmm-dur-sd", durableAHCISeed},
+		{"vmbus", "vmm-dur-vb", durableVMBusSeed},
 	}
 	var specs []string
 	var fixtures []scenario.Disk
@@ -50,6 +53,10 @@ func durableScenario() (scenario.Scenario, error) {
 	if err != nil {
 		return scenario.Scenario{}, err
 	}
+	if args, err = testhost.WithHyperV(scenario.RunnerVMM, args); err != nil {
+		return scenario.Scenario{}, err
+	}
+	args = append(args, "--vmbus")
 	return scenario.Scenario{
 		Name: "durable", Args: append(args, devArgs...), WantExit: scenario.ExitNone,
 		WantChecks: map[string]string{"boot": scenario.Pass, "durable": scenario.Pass},

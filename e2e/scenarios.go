@@ -120,6 +120,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, hv...)
+	sv, err := storvscScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, sv)
 	ic, err := vmbusICScenarioSpec()
 	if err != nil {
 		return nil, err

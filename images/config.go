@@ -48,9 +48,11 @@ func GuestModules() []string {
 		"isofs",
 		// The efi-vars check reads and writes UEFI variables.
 		"efivarfs",
-		// VMBus (--vmbus) and its integration services; outside Hyper-V
-		// with VMBus, hv_vmbus's init says ENODEV and the agent skips it.
-		"hv_vmbus", "hv_utils",
+		// VMBus (--vmbus), its integration services and synthetic SCSI
+		// disks (scsi_transport_fc comes as a dependency); outside Hyper-V
+		// with VMBus, hv_vmbus's init says ENODEV and the agent skips it
+		// and what depends on it.
+		"hv_vmbus", "hv_utils", "hv_storvsc",
 		// --net ...,if=vmbus: Hyper-V's synthetic NIC.
 		"hv_netvsc",
 	}

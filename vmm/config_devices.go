@@ -8,11 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/devices/ahci"
+	"github.com/vmmdev/vmm/devices/vmbus/storvsc"
 	"github.com/vmmdev/vmm/storage/block"
 	"github.com/vmmdev/vmm/storage/cloudinit"
 )
 
-// Disk is one disk (--disk PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci]).
+// Disk is one disk (--disk PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci|vmbus]).
 type Disk struct {
 	Path     string
 	ReadOnly bool
@@ -24,7 +25,7 @@ type Disk struct {
 	Snapshot bool
 	// Serial is what the guest reads as the disk's serial number
 	// (virtio-blk GET_ID, /sys/block/vdX/serial; NVMe Identify Controller;
-	// ATA IDENTIFY DEVICE).
+	// ATA IDENTIFY DEVICE; SCSI unit serial number VPD page for vmbus).
 	Serial string
 	// Interface is the controller the disk is attached to.
 	Interface DiskInterface
@@ -39,6 +40,9 @@ const (
 	DiskVirtio DiskInterface = ""
 	DiskNVMe   DiskInterface = "nvme"
 	DiskAHCI   DiskInterface = "ahci"
+	// DiskVMBus is a LUN of the Hyper-V synthetic SCSI controller
+	// (storvsc); it needs --vmbus.
+	DiskVMBus DiskInterface = "vmbus"
 )
 
 // String is the name the --disk flag takes.
@@ -74,7 +78,7 @@ const nicSyntax = "tap=NAME[,mac=MAC][,if=virtio|vmbus]"
 const maxSerial = 20
 
 // diskSyntax is the value --disk takes.
-const diskSyntax = "PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci]"
+const diskSyntax = "PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci|vmbus]"
 
 // ParseDisk reads the value of one --disk flag.
 func ParseDisk(s string) (Disk, error) {
@@ -99,6 +103,8 @@ func ParseDisk(s string) (Disk, error) {
 			d.Interface = DiskNVMe
 		case k == "if" && v == "ahci":
 			d.Interface = DiskAHCI
+		case k == "if" && v == "vmbus":
+			d.Interface = DiskVMBus
 		default:
 			return Disk{}, fmt.Errorf("--disk %q: unknown option %q (%s)", s, f, diskSyntax)
 		}
@@ -173,8 +179,18 @@ func checkTapName(name string) error {
 func (c *Config) validateDevices() error {
 	seen := map[string]bool{}
 	serials := map[string]bool{}
+	luns := 0
 	for _, d := range c.Disks {
-		if d.Interface != DiskVirtio && d.Interface != DiskNVMe && d.Interface != DiskAHCI {
+		switch d.Interface {
+		case DiskVirtio, DiskNVMe, DiskAHCI:
+		case DiskVMBus:
+			if !c.VMBus {
+				return invalid("--disk %s,if=vmbus needs --vmbus (with --hyperv synic and vpindex)", d.Path)
+			}
+			if luns++; luns > storvsc.MaxLUNs {
+				return invalid("--disk %s: more than %d if=vmbus disks (LUNs of one controller)", d.Path, storvsc.MaxLUNs)
+			}
+		default:
 			return invalid("--disk %s: unknown interface %q", d.Path, d.Interface)
 		}
 		// Linux refuses a second NVMe controller with the same serial

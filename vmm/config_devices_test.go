@@ -22,6 +22,9 @@ func TestParseDisk(t *testing.T) {
 	d, err = ParseDisk("s.img,if=ahci,serial=s1,readonly")
 	require.NoError(t, err)
 	require.Equal(t, Disk{Path: "s.img", Serial: "s1", ReadOnly: true, Interface: DiskAHCI}, d)
+	d, err = ParseDisk("v.img,if=vmbus,serial=v1")
+	require.NoError(t, err)
+	require.Equal(t, Disk{Path: "v.img", Serial: "v1", Interface: DiskVMBus}, d)
 	d, err = ParseDisk("c.img,if=virtio")
 	require.NoError(t, err)
 	require.Equal(t, Disk{Path: "c.img"}, d)
@@ -77,6 +80,11 @@ func TestValidateDevices(t *testing.T) {
 	require.NoError(t, os.WriteFile(img+"3", make([]byte, 4096), 0o600))
 	ok.CDROMs = []string{iso}
 	require.NoError(t, ok.Validate())
+	withVMBus := ok
+	withVMBus.VMBus = true
+	withVMBus.HyperV.SynIC = true
+	withVMBus.Disks = []Disk{{Path: img, Interface: DiskVMBus}, {Path: img + "2", Interface: DiskVMBus, ReadOnly: true}}
+	require.NoError(t, withVMBus.Validate())
 
 	cases := map[string]func(c *Config){
 		"missing image": func(c *Config) { c.Disks = []Disk{{Path: filepath.Join(dir, "nope")}} },
@@ -94,10 +102,11 @@ func TestValidateDevices(t *testing.T) {
 			c.Disks = []Disk{{Path: img, Interface: DiskAHCI}}
 			c.CDROMs = []string{img + "2", img + "2", img + "2", img + "2", img + "2", img + "2"}
 		},
-		"tap twice":                 func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
-		"tap no name":               func(c *Config) { c.NICs = []NIC{{}} },
-		"multicast mac":             func(c *Config) { c.NICs = []NIC{{Tap: "a", MAC: []byte{1, 0, 0, 0, 0, 1}}} },
-		"vmbus NIC without --vmbus": func(c *Config) { c.NICs = []NIC{{Tap: "a", Interface: NICVMBus}} },
+		"vmbus disk without --vmbus": func(c *Config) { c.Disks = []Disk{{Path: img, Interface: DiskVMBus}} },
+		"tap twice":                  func(c *Config) { c.NICs = []NIC{{Tap: "a"}, {Tap: "a"}} },
+		"tap no name":                func(c *Config) { c.NICs = []NIC{{}} },
+		"multicast mac":              func(c *Config) { c.NICs = []NIC{{Tap: "a", MAC: []byte{1, 0, 0, 0, 0, 1}}} },
+		"vmbus NIC without --vmbus":  func(c *Config) { c.NICs = []NIC{{Tap: "a", Interface: NICVMBus}} },
 	}
 	for name, mod := range cases {
 		c := base

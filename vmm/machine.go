@@ -348,9 +348,7 @@ func (m *Machine) Close() error {
 	var errs []error
 	// Devices first: their goroutines use guest memory and the VM.
 	m.closePCI()
-	if m.vmbus != nil {
-		errs = append(errs, m.vmbus.close())
-	}
+	errs = append(errs, m.vmbus.close())
 	if m.seed != nil {
 		errs = append(errs, m.seed.Close())
 		m.seed = nil

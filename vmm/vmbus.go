@@ -9,12 +9,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmmdev/vmm/devices/scsi"
 	vnet "github.com/vmmdev/vmm/devices/virtio/net"
 	"github.com/vmmdev/vmm/devices/vmbus"
 	"github.com/vmmdev/vmm/devices/vmbus/ic"
 	"github.com/vmmdev/vmm/devices/vmbus/netvsc"
+	"github.com/vmmdev/vmm/devices/vmbus/storvsc"
 	"github.com/vmmdev/vmm/firmware/acpi"
 	"github.com/vmmdev/vmm/firmware/acpi/aml"
+	"github.com/vmmdev/vmm/storage/block"
 	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
@@ -51,6 +54,10 @@ type vmbusMachine struct {
 	// logged: the stalled waits already logged (beat's goroutine only).
 	logged map[string]bool
 	nics   []vmbusNIC
+	// scsi is the synthetic SCSI controller of the if=vmbus disks (nil:
+	// none), imgs their images.
+	scsi *storvsc.Controller
+	imgs []block.Device
 }
 
 // vmbusNIC is a synthetic NIC (--net ...,if=vmbus) and its tap.
@@ -58,6 +65,9 @@ type vmbusNIC struct {
 	dev *netvsc.Device
 	tap *vnet.Tap
 }
+
+// storvscInstance names the SCSI controller (its VMBus instance GUID).
+var storvscInstance = vmbus.MustGUID("9a5a0e8e-5d3c-4b57-8f6e-766d6d000001")
 
 // hypervWithVMBus is the report's "hyperv" object with VMBus: the
 // partition's summary and a "vmbus" member.
@@ -74,6 +84,8 @@ type vmbusSummary struct {
 	TimeSync  ic.TimeSyncStatus  `json:"timesync"`
 	KVP       ic.KVPStatus       `json:"kvp"`
 	NetVSC    []netvsc.Status    `json:"netvsc,omitempty"`
+	// Storvsc is the synthetic SCSI controller with its LUNs.
+	Storvsc *storvsc.Stats `json:"storvsc,omitempty"`
 }
 
 func (v *vmbusMachine) summary() vmbusSummary {
@@ -81,6 +93,10 @@ func (v *vmbusMachine) summary() vmbusSummary {
 		TimeSync: v.timesync.Status(), KVP: v.kvp.Status()}
 	for _, n := range v.nics {
 		s.NetVSC = append(s.NetVSC, n.dev.Status())
+	}
+	if v.scsi != nil {
+		st := v.scsi.Stats()
+		s.Storvsc = &st
 	}
 	return s
 }
@@ -133,12 +149,19 @@ func (m *Machine) setupVMBus() error {
 			})
 		}
 	}
-	for _, d := range []vmbus.Device{v.heartbeat, v.shutdown, v.timesync, v.kvp} {
+	m.vmbus = v
+	devs := []vmbus.Device{v.heartbeat, v.shutdown, v.timesync, v.kvp}
+	if err := m.addStorvsc(v); err != nil {
+		return err
+	}
+	if v.scsi != nil {
+		devs = append(devs, v.scsi)
+	}
+	for _, d := range devs {
 		if _, err := bus.Add(d); err != nil {
 			return fmt.Errorf("vmbus: %w", err)
 		}
 	}
-	m.vmbus = v
 	if err := v.addNICs(m); err != nil {
 		return err
 	}
@@ -179,14 +202,63 @@ func (v *vmbusMachine) addNICs(m *Machine) error {
 	return nil
 }
 
-// close stops the synthetic NICs and closes their taps.
+// addStorvsc makes the if=vmbus disks LUNs 0, 1, ... of one synthetic
+// SCSI controller, in --disk order, with up to one channel per vCPU.
+func (m *Machine) addStorvsc(v *vmbusMachine) error {
+	var luns []*scsi.Disk
+	for _, d := range m.cfg.Disks {
+		if d.Interface != DiskVMBus {
+			continue
+		}
+		lun := len(luns)
+		img, err := block.Open(block.Options{Path: d.Path, ReadOnly: d.ReadOnly, Format: d.Format, Snapshot: d.Snapshot}, m.log)
+		if err != nil {
+			if errors.Is(err, block.ErrBusy) {
+				return invalid("--disk %s: %v", d.Path, err)
+			}
+			return fmt.Errorf("--disk %s: %w", d.Path, err)
+		}
+		v.imgs = append(v.imgs, img)
+		serial := d.Serial
+		if serial == "" {
+			serial = fmt.Sprintf("vmm-scsi%d", lun)
+		}
+		name := fmt.Sprintf("scsi0:0:%d", lun)
+		luns = append(luns, scsi.NewDisk(name, img, serial, m.log))
+		m.log.Info("storvsc", "disk", name, "path", d.Path, "blocks", img.Sectors(), "readonly", d.ReadOnly,
+			"snapshot", d.Snapshot, "serial", serial)
+	}
+	if len(luns) == 0 {
+		return nil
+	}
+	c, err := storvsc.New(storvsc.Config{Instance: storvscInstance, Disks: luns, Mem: m.mem, VPs: m.cfg.CPUs,
+		Bus: v.bus, Log: m.log})
+	if err != nil {
+		return err
+	}
+	v.scsi = c
+	return nil
+}
+
+// close stops the synthetic NICs and closes their taps, then stops the
+// SCSI controller's workers and flushes and closes its images.
 func (v *vmbusMachine) close() error {
+	if v == nil {
+		return nil
+	}
 	var errs []error
 	for _, n := range v.nics {
 		n.dev.Stop()
 		errs = append(errs, n.tap.Close())
 	}
 	v.nics = nil
+	if v.scsi != nil {
+		v.scsi.Shutdown()
+	}
+	for _, img := range v.imgs {
+		errs = append(errs, img.Close())
+	}
+	v.imgs = nil
 	return errors.Join(errs...)
 }
 

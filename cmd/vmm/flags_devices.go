@@ -20,8 +20,9 @@ type deviceFlags struct {
 
 func registerDeviceFlags(fs *flag.FlagSet) *deviceFlags {
 	d := &deviceFlags{}
-	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci]` "+
-		"(raw or qcow2, read from the header unless format= is given; default virtio-blk); snapshot sends writes to a "+
+	fs.Var(&d.disks, "disk", "disk `PATH[,readonly][,snapshot][,format=raw|qcow2][,serial=ID][,if=virtio|nvme|ahci|vmbus]` "+
+		"(raw or qcow2, read from the header unless format= is given; default virtio-blk; vmbus: a LUN of the Hyper-V "+
+		"synthetic SCSI controller, needs --vmbus); snapshot sends writes to a "+
 		"throw-away overlay and never changes the image; repeat for several")
 	fs.BoolVar(&d.snapshot, "snapshot", false, "snapshot mode for every --disk: images are opened read-only (shared lock) and "+
 		"the guest's writes go to private overlays deleted when vmm ends")

@@ -46,15 +46,18 @@
 // writes to the Bus and delivers through its SynIC pages; the DSDT gets
 // the ACPI VMBus device (firmware/acpi.VMBusDevice).
 //
+// Sub-channels (AddSubChannel): a device offers them on the guest's
+// request, with its primary's class and instance; they live while the
+// primary is open.
+//
 // The guest's requests it waits on (contact, offers, GPADL, open,
 // teardown, unload) are tracked until their answer is in its slot
 // (watch.go): Stats.Waiting and Bus.Stalled say what a stuck guest waits
 // for; Config.Trace gets every control message each way.
 //
 // Missing: protocol versions before 4.0 (and with them iPXE's 0.13 and the
-// interrupt page), sub-channels, monitored notification, multi-range
-// GPADLs, and the devices beyond the integration services (ic) and netvsc:
-// storvsc.
+// interrupt page), monitored notification and multi-range GPADLs. The
+// devices are the integration services (ic), storvsc and netvsc.
 package vmbus
 
 import (
@@ -142,8 +145,12 @@ type chanState struct {
 	rescinded bool
 	ch        *Channel // while open
 	ringGPADL uint32
-	opens     uint64
-	closed    ChannelStats // traffic of the channel's past opens
+	// primary is the primary channel of a sub-channel (nil for a
+	// primary); subIndex its sub_channel_index (1 and up).
+	primary  *chanState
+	subIndex uint16
+	opens    uint64
+	closed   ChannelStats // traffic of the channel's past opens
 }
 
 // Bus is the VMBus host. Its methods are safe for concurrent use.
@@ -218,6 +225,48 @@ func (b *Bus) Add(dev Device) (uint32, error) {
 	cs := &chanState{relid: relid, dev: dev, offer: dev.Offer()}
 	b.chans[relid] = cs
 	if b.connected && b.requested {
+		b.sendOffer(cs)
+		b.pump()
+	}
+	return relid, nil
+}
+
+// AddSubChannel offers a sub-channel of dev's open primary channel: the
+// same class and instance, sub_channel_index index (1 and up, unique per
+// primary). The guest opens it as any channel; the bus calls dev for it
+// as for the primary (Channel.SubChannelIndex tells them apart). When the
+// primary closes, its sub-channels are closed and rescinded, as Hyper-V
+// revokes them; a reset (INITIATE_CONTACT, UNLOAD) forgets them.
+// It must not be called from the Device methods the bus calls.
+func (b *Bus) AddSubChannel(dev Device, index uint16) (uint32, error) {
+	b.mu.Lock()
+	defer b.unlock()
+	var p *chanState
+	for _, cs := range b.chans {
+		if cs.dev == dev && cs.primary == nil && !cs.rescinded {
+			p = cs
+		}
+	}
+	if p == nil || p.ch == nil || !b.connected {
+		return 0, fmt.Errorf("vmbus: sub-channel %d: the primary channel is not open", index)
+	}
+	if index == 0 {
+		return 0, fmt.Errorf("vmbus: sub-channel index 0 is the primary's")
+	}
+	for _, cs := range b.chans {
+		if cs.primary == p && cs.subIndex == index && !cs.rescinded {
+			return 0, fmt.Errorf("vmbus: sub-channel %d offered twice", index)
+		}
+	}
+	relid := uint32(1)
+	for ; relid <= MaxRelid && b.chans[relid] != nil; relid++ {
+	}
+	if relid > MaxRelid {
+		return 0, fmt.Errorf("vmbus: no free relid for sub-channel %d", index)
+	}
+	cs := &chanState{relid: relid, dev: dev, offer: p.offer, primary: p, subIndex: index}
+	b.chans[relid] = cs
+	if b.requested {
 		b.sendOffer(cs)
 		b.pump()
 	}
@@ -434,6 +483,9 @@ func (b *Bus) channel(relid uint32) *chanState {
 // reset closes every channel and forgets GPADLs, queued messages and the
 // connection, as INITIATE_CONTACT and UNLOAD do.
 func (b *Bus) reset() {
+	// Disconnected first: closing a primary then forgets its
+	// sub-channels instead of rescinding them.
+	b.connected, b.requested = false, false
 	for relid, cs := range b.chans {
 		b.closeChannel(cs)
 		if cs.rescinded {
@@ -444,7 +496,6 @@ func (b *Bus) reset() {
 	b.gpadls.Reset()
 	b.out = nil
 	b.waits = nil
-	b.connected, b.requested = false, false
 	b.version = 0
 	b.vp, b.sint = 0, MessageSINT
 }
@@ -519,6 +570,7 @@ func (b *Bus) sendOffer(cs *chanState) {
 	le.PutUint16(m[56:], cs.offer.Flags)
 	le.PutUint16(m[58:], cs.offer.MMIOMegabytes)
 	copy(m[60:180], cs.offer.UserDefined[:])
+	le.PutUint16(m[180:], cs.subIndex)
 	le.PutUint32(m[184:], cs.relid)
 	// monitorid 0, monitor_allocated 0: the guest signals by hypercall.
 	m[190] = 1 // is_dedicated_interrupt
@@ -594,7 +646,7 @@ func (b *Bus) open(m []byte) (*Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("host->guest ring: %w", err)
 	}
-	ch := &Channel{relid: relid, host: b.cfg.Host, sint: b.sint, log: b.log, vp: int(vp), in: in, out: out,
+	ch := &Channel{relid: relid, subIndex: cs.subIndex, host: b.cfg.Host, sint: b.sint, log: b.log, vp: int(vp), in: in, out: out,
 		gpadl: b.lookupGPADL}
 	copy(ch.UserData[:], m[28:28+userDataSize])
 	if err := cs.dev.Open(ch); err != nil {
@@ -618,14 +670,37 @@ func (b *Bus) lookupGPADL(id uint32) (gpadl.GPADL, bool) {
 	return c, true
 }
 
+// closeChannel closes cs; a primary's sub-channels go with it.
 func (b *Bus) closeChannel(cs *chanState) {
-	if cs.ch == nil {
-		return
+	if cs.ch != nil {
+		cs.ch.close()
+		cs.dev.Close(cs.ch)
+		cs.closed = cs.closed.add(cs.ch.Stats())
+		cs.ch = nil
 	}
-	cs.ch.close()
-	cs.dev.Close(cs.ch)
-	cs.closed = cs.closed.add(cs.ch.Stats())
-	cs.ch = nil
+	if cs.primary == nil {
+		b.dropSubChannels(cs)
+	}
+}
+
+// dropSubChannels closes primary p's sub-channels and rescinds those the
+// guest was offered (forgets them when disconnected).
+func (b *Bus) dropSubChannels(p *chanState) {
+	for relid, sc := range b.chans {
+		if sc.primary != p || sc.rescinded {
+			continue
+		}
+		b.closeChannel(sc)
+		if !b.connected || !sc.offered {
+			delete(b.chans, relid)
+			continue
+		}
+		sc.rescinded = true
+		m := make([]byte, sizeRescind)
+		b.putHeader(m, msgRescindOffer)
+		binary.LittleEndian.PutUint32(m[8:], relid)
+		b.send(m, nil)
+	}
 }
 
 func (b *Bus) modifyChannel(m []byte) {

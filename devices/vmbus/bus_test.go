@@ -550,3 +550,75 @@ func TestStatsJSON(t *testing.T) {
 		require.Contains(t, string(b), k)
 	}
 }
+
+// TestSubChannels: sub-channels of an open primary are offered with the
+// primary's class and instance and their index, open and carry packets on
+// their own relid; closing the primary rescinds them; a reset forgets them.
+func TestSubChannels(t *testing.T) {
+	r := newRig(t, 1, Config{})
+	e := r.devs[0]
+	_, err := r.bus.AddSubChannel(e, 1)
+	require.Error(t, err, "sub-channel before the primary is open")
+	offers := r.connect(t)
+	prim, st, err := r.g.Open(offers[0], 4, 4, 0)
+	require.NoError(t, err)
+	require.Zero(t, st)
+	_, err = r.bus.AddSubChannel(e, 0)
+	require.Error(t, err)
+	var subs []guestdrv.Offer
+	for i := uint16(1); i <= 2; i++ {
+		relid, err := r.bus.AddSubChannel(e, i)
+		require.NoError(t, err)
+		m := r.g.Recv()
+		require.Equal(t, uint32(1), guestdrv.Type(m))
+		o := guestdrv.ParseOffer(m)
+		require.Equal(t, relid, o.Relid)
+		require.Equal(t, i, o.SubIndex)
+		require.Equal(t, offers[0].Class, o.Class)
+		require.Equal(t, offers[0].Instance, o.Instance)
+		require.NotEqual(t, offers[0].Conn, o.Conn)
+		subs = append(subs, o)
+	}
+	_, err = r.bus.AddSubChannel(e, 2)
+	require.Error(t, err, "index offered twice")
+	sc, st, err := r.g.Open(subs[0], 4, 4, 1)
+	require.NoError(t, err)
+	require.Zero(t, st)
+	e.mu.Lock()
+	require.Equal(t, uint16(1), e.ch.SubChannelIndex())
+	e.mu.Unlock()
+	require.NoError(t, sc.Send(ring.TypeDataInband, ring.FlagCompletionRequest, 5, []byte("sub-channel")))
+	p, ok := sc.In.Read()
+	require.True(t, ok)
+	require.Equal(t, uint64(5), p.ID)
+	require.True(t, sc.Interrupted())
+	_, ok = prim.In.Read()
+	require.False(t, ok, "the answer went to the sub-channel only")
+
+	// Closing the primary closes and rescinds both sub-channels.
+	require.Zero(t, r.g.Post(guestdrv.Msg(7, 12, prim.Relid)))
+	rescinded := map[uint32]bool{}
+	for range 2 {
+		m := r.g.Recv()
+		require.Equal(t, uint32(2), guestdrv.Type(m), "%x", m)
+		rescinded[binary.LittleEndian.Uint32(m[8:])] = true
+	}
+	require.Equal(t, map[uint32]bool{subs[0].Relid: true, subs[1].Relid: true}, rescinded)
+	require.Error(t, sc.Send(ring.TypeDataInband, 0, 6, []byte("x")), "signal on a rescinded channel")
+	for _, o := range subs {
+		require.Zero(t, r.g.Post(guestdrv.Msg(13, 12, o.Relid)))
+	}
+	st2 := r.bus.Stats()
+	require.Len(t, st2.Channels, 1)
+
+	// Reopen, offer again, then a new contact forgets the sub-channels.
+	_, _, err = r.g.Open(offers[0], 4, 4, 0)
+	require.NoError(t, err)
+	_, err = r.bus.AddSubChannel(e, 1)
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), guestdrv.Type(r.g.Recv()))
+	require.Len(t, r.bus.Stats().Channels, 2)
+	offers = r.connect(t)
+	require.Len(t, offers, 1)
+	require.Len(t, r.bus.Stats().Channels, 1)
+}

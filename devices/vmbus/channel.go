@@ -48,6 +48,7 @@ type Device interface {
 // concurrent use.
 type Channel struct {
 	relid    uint32
+	subIndex uint16
 	host     Host
 	sint     int
 	log      Logger
@@ -99,6 +100,9 @@ func (c *Channel) GPADL(id uint32) (gpadl.GPADL, error) {
 	}
 	return g, nil
 }
+
+// SubChannelIndex is 0 for a primary channel, else the sub-channel's index.
+func (c *Channel) SubChannelIndex() uint16 { return c.subIndex }
 
 // Recv copies the next guest packet out of the ring (ok false: empty).
 // buf is used for the packet when large enough. A broken ring closes the

@@ -2,14 +2,16 @@ package vmbus
 
 // ChannelInfo describes one channel for the report.
 type ChannelInfo struct {
-	Relid     uint32       `json:"relid"`
-	Class     string       `json:"class"`
-	Instance  string       `json:"instance"`
-	Offered   bool         `json:"offered"`
-	Open      bool         `json:"open"`
-	Rescinded bool         `json:"rescinded"`
-	Opens     uint64       `json:"opens"`
-	Stats     ChannelStats `json:"stats"`
+	Relid    uint32 `json:"relid"`
+	Class    string `json:"class"`
+	Instance string `json:"instance"`
+	// SubChannel is the sub_channel_index (0: a primary channel).
+	SubChannel uint16       `json:"sub_channel,omitempty"`
+	Offered    bool         `json:"offered"`
+	Open       bool         `json:"open"`
+	Rescinded  bool         `json:"rescinded"`
+	Opens      uint64       `json:"opens"`
+	Stats      ChannelStats `json:"stats"`
 }
 
 // Stats is a snapshot of the bus for traces and the report.
@@ -84,7 +86,7 @@ func (b *Bus) Stats() Stats {
 			continue
 		}
 		ci := ChannelInfo{Relid: relid, Class: cs.offer.Class.String(), Instance: cs.offer.Instance.String(),
-			Offered: cs.offered, Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens}
+			Offered: cs.offered, Open: cs.ch != nil, Rescinded: cs.rescinded, Opens: cs.opens, SubChannel: cs.subIndex}
 		if cs.offered && cs.opens == 0 && !cs.rescinded {
 			s.NeverOpened = append(s.NeverOpened, ci.Class)
 		}

@@ -30,6 +30,7 @@ func hypervChecks() registry {
 		"msr-cost":     func(e *env) (bool, string) { return checkMSRCost(e, msrCosts) },
 		"mitigations":  checkMitigations,
 		"vmbus":        checkVMBus,
+		"disk-vmbus":   checkDiskVMBus,
 		"kvp":          checkKVP,
 	}
 }

@@ -274,8 +274,10 @@ func TestCheckIOBench(t *testing.T) {
 	assert.Equal(t, int64(-1), pattern.Mismatch(b, 1, 0), "the image keeps its pattern")
 
 	e, _ = diskEnv(t, "vmm.iobench=nope:1")
-	ok, _ = checkIOBench(e)
+	var slept time.Duration
+	ok, _ = ioBenchCheck(e, time.Second, func(d time.Duration) { slept += d })
 	assert.False(t, ok)
+	assert.Equal(t, time.Second, slept, "waited for a late disk")
 }
 
 // TestCheckIOBenchNVMeAHCI: iobench finds its disk by serial behind the

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // findAnyDisk finds the disk with serial behind any of vmm's disk
-// controllers: virtio-blk, NVMe or AHCI. It returns the block device, the
+// controllers: virtio-blk, NVMe, AHCI or the VMBus SCSI controller. It returns the block device, the
 // driver and the size in bytes.
 func (e *env) findAnyDisk(serial string) (name, driver string, size int64, err error) {
 	if vd, err := e.virtioDisks(); err == nil {
@@ -28,7 +29,14 @@ func (e *env) findAnyDisk(serial string) (name, driver string, size int64, err e
 		}
 	}
 	if name == "" {
-		return "", "", 0, fmt.Errorf("no disk with serial %q behind virtio_blk, nvme or ahci", serial)
+		for b := range e.storvscDisks() {
+			if e.ataSerial(b) == serial {
+				name, driver = b, "hv_storvsc"
+			}
+		}
+	}
+	if name == "" {
+		return "", "", 0, fmt.Errorf("no disk with serial %q behind virtio_blk, nvme, ahci or hv_storvsc", serial)
 	}
 	size, err = e.blockSize(name)
 	if err != nil {
@@ -37,11 +45,26 @@ func (e *env) findAnyDisk(serial string) (name, driver string, size int64, err e
 	return name, driver, size, nil
 }
 
+// waitAnyDisk is findAnyDisk retried for up to wait: a VMBus SCSI disk
+// is scanned in a kernel work item after its module's init.
+func (e *env) waitAnyDisk(serial string, wait time.Duration, sleep func(time.Duration)) (name, driver string, size int64, err error) {
+	const step = 200 * time.Millisecond
+	name, driver, size, err = e.findAnyDisk(serial)
+	for waited := time.Duration(0); err != nil && waited < wait; waited += step {
+		sleep(step)
+		name, driver, size, err = e.findAnyDisk(serial)
+	}
+	return name, driver, size, err
+}
+
 // checkDurable writes, for each vmm.durable=SERIAL:SEED, SEED's pattern
 // over the whole disk with that serial and syncs it (a flush the device
 // must complete only once the data is durable). Its pass line is the
 // point after which the host may kill vmm: the data must survive that.
-func checkDurable(e *env) (bool, string) {
+func checkDurable(e *env) (bool, string) { return durableCheck(e, vmbusWait, time.Sleep) }
+
+// durableCheck waits up to wait for each disk to appear.
+func durableCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, string) {
 	specs := e.opts.params["vmm.durable"]
 	if specs == "" {
 		return false, "no vmm.durable=SERIAL:SEED on the command line"
@@ -53,7 +76,7 @@ func checkDurable(e *env) (bool, string) {
 		if !ok || serial == "" || err != nil {
 			return false, fmt.Sprintf("vmm.durable entry %q: want SERIAL:SEED", s)
 		}
-		name, driver, size, err := e.findAnyDisk(serial)
+		name, driver, size, err := e.waitAnyDisk(serial, wait, sleep)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -22,17 +22,20 @@ type directFile interface {
 
 // checkIOBench measures what `make bench` compares with QEMU: sequential
 // read and write MB/s and 4 KiB random-read IOPS on the disk with serial
-// vmm.iobench=SERIAL:SEED behind virtio_blk, nvme or ahci (findAnyDisk;
+// vmm.iobench=SERIAL:SEED behind virtio_blk, nvme, ahci or hv_storvsc (findAnyDisk;
 // O_DIRECT, queue depth 1; the write puts the same pattern back, so the
 // image stays verifiable), then TCP guest-to-host throughput over vmm.net
 // when given (timedUpload: the network, not the pattern generator). The
 // detail starts with dev= and driver=, then the figures as key=value.
-func checkIOBench(e *env) (bool, string) {
+func checkIOBench(e *env) (bool, string) { return ioBenchCheck(e, vmbusWait, time.Sleep) }
+
+// ioBenchCheck waits up to wait for the disk (waitAnyDisk).
+func ioBenchCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, string) {
 	spec, err := parseDiskSpec(e.opts.params["vmm.iobench"], false)
 	if err != nil {
 		return false, err.Error()
 	}
-	name, driver, size, err := e.findAnyDisk(spec.serial)
+	name, driver, size, err := e.waitAnyDisk(spec.serial, wait, sleep)
 	if err != nil {
 		return false, err.Error()
 	}

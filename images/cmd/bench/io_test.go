@@ -21,7 +21,7 @@ func TestIOScenarios(t *testing.T) {
 	}
 	round := []string{"bench-vmm", "bench-qemu", "iobench-virtio-vmm", "iobench-virtio-qemu",
 		"iobench-nvme-vmm", "iobench-nvme-qemu", "iobench-ahci-vmm", "iobench-ahci-qemu",
-		"iobench-qcow2-vmm", "iobench-qcow2-qemu"}
+		"iobench-qcow2-vmm", "iobench-qcow2-qemu", "iobench-vmbus-vmm"}
 	require.Equal(t, append(append([]string(nil), round...), round...), names)
 	byName := map[string]scenario.Scenario{}
 	for _, s := range list {
@@ -76,6 +76,16 @@ func TestIOScenarios(t *testing.T) {
 	}
 }
 
+func TestIOScenarioVMBus(t *testing.T) {
+	o, err := parseFlags([]string{"-n", "1", "-io"}, io.Discard)
+	require.NoError(t, err)
+	s, err := o.ioScenario(ifVMBus, scenario.RunnerVMM)
+	require.NoError(t, err)
+	a := strings.Join(s.Args, " ")
+	require.Contains(t, a, "--hyperv all --vmbus --disk /tmp/vmm-bench.img,serial=vmm-bench,if=vmbus")
+	require.NotContains(t, a, "--net")
+}
+
 func TestWithMachine(t *testing.T) {
 	in := []string{"-M", "microvm", "-m", "256"}
 	require.Equal(t, []string{"-M", "q35", "-m", "256"}, withMachine(in, "q35"))
@@ -100,6 +110,7 @@ func TestSummarizeIO(t *testing.T) {
 		"iobench-ahci-vmm":   {line("dev=sda driver=ahci seq_read=80.0MB/s seq_write=40.0MB/s randread_4k=2000iops")},
 		"iobench-qcow2-vmm":  {line("dev=vda driver=virtio_blk seq_read=99.0MB/s seq_write=30.0MB/s randread_4k=1600iops")},
 		"iobench-qcow2-qemu": {line("dev=vda driver=virtio_blk seq_read=90.0MB/s seq_write=30.0MB/s randread_4k=1600iops")},
+		"iobench-vmbus-vmm":  {line("dev=sda driver=hv_storvsc seq_read=88.0MB/s seq_write=60.0MB/s randread_4k=1800iops")},
 	}
 	rep := summarizeIO([]string{"vmm", "qemu"}, console)
 	require.Len(t, rep.Runs["virtio"]["vmm"], 2)
@@ -133,7 +144,10 @@ func TestSummarizeIO(t *testing.T) {
 	require.NotContains(t, rows, "ahci tcp_tx")
 	require.Equal(t, []string{"vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu"}, rows["iface figure"])
 	require.Equal(t, []string{"1", "99.0", "1", "90.0", "1.10"}, rows["qcow2 seq_read"])
-	require.Len(t, rows, 1+4+3+3+3, "header and one row per interface and figure")
+	require.Len(t, rows, 1+4+3+3+3+3, "header and one row per interface and figure")
+	require.Equal(t, []string{"1", "88.0", "0", "-", "n/a"}, rows["vmbus seq_read"])
+	require.InDelta(t, 0.8, rep.VMBusVirtio["seq_read"], 1e-9)
+	require.Contains(t, out, "vmm storvsc/virtio-blk: seq_read=0.80 seq_write=1.00 randread_4k=0.90\n")
 	require.InDelta(t, 0.9, rep.Qcow2Raw["seq_read"], 1e-9)
 	require.InDelta(t, 0.8, rep.Qcow2Raw["randread_4k"], 1e-9)
 	require.Contains(t, out, "vmm qcow2/raw: seq_read=0.90 seq_write=0.50 randread_4k=0.80\n")

@@ -49,7 +49,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.consoleLog, "console-log", "", "write the outer machine's whole console to this file")
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86, and the outer QEMU's build dependencies, when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
-	fs.BoolVar(&o.io, "io", false, "also measure disk I/O (virtio-blk, NVMe and AHCI, against QEMU's on microvm and q35) and virtio-net TCP in the same outer boot")
+	fs.BoolVar(&o.io, "io", false, "also measure disk I/O (virtio-blk, NVMe and AHCI, against QEMU's on microvm and q35; vmm's storvsc against its virtio-blk) and virtio-net TCP in the same outer boot")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	fs.BoolVar(&o.uefi, "uefi", false, "also time OVMF -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc with the same OVMF")

@@ -194,6 +194,7 @@ func (g *Guest) Negotiate() (uint32, error) {
 type Offer struct {
 	Class, Instance [16]byte
 	Relid, Conn     uint32
+	SubIndex        uint16
 	Dedicated       bool
 	Monitored       bool
 }
@@ -203,6 +204,7 @@ func ParseOffer(m []byte) Offer {
 	var o Offer
 	copy(o.Class[:], m[8:24])
 	copy(o.Instance[:], m[24:40])
+	o.SubIndex = binary.LittleEndian.Uint16(m[180:])
 	o.Relid = binary.LittleEndian.Uint32(m[184:])
 	o.Monitored = m[189]&1 != 0
 	o.Dedicated = m[190]&1 != 0
@@ -338,7 +340,13 @@ func (c *Channel) Close() error {
 // Send writes a packet to the host and signals it as Linux does (only
 // when the ring was empty and the host has not masked interrupts).
 func (c *Channel) Send(typ, flags uint16, id uint64, payload []byte) error {
-	signal, err := c.Out.Write(typ, flags, id, payload)
+	return c.SendHeader(typ, flags, id, nil, payload)
+}
+
+// SendHeader is Send for a packet with a header between the descriptor
+// and the payload (GPA ranges), a multiple of 8 bytes.
+func (c *Channel) SendHeader(typ, flags uint16, id uint64, hdr, payload []byte) error {
+	signal, err := c.Out.WriteHdr(typ, flags, id, hdr, payload)
 	if err != nil {
 		return err
 	}
