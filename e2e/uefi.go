@@ -58,6 +58,8 @@ func uefiScenarios() ([]scenario.Scenario, error) {
 		{uefiSecureBoot, "ovmf,secure-boot", grubdisk.EFIShim, testhost.MediumVirtio, 1, false},
 		{uefiUnsigned, "ovmf,secure-boot", grubdisk.EFIUnsigned, testhost.MediumVirtio, 1, false},
 	} {
+		// 512 MiB: with 256 Debian's GRUB-EFI runs out of memory loading
+		// the kernel, under QEMU with the same OVMF and disk too.
 		args, err := testhost.UEFIBootArgs(s.firmware, s.boot, s.medium, 2, 512, timeout.String())
 		if err != nil {
 			return nil, err
