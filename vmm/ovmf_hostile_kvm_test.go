@@ -47,11 +47,9 @@ const (
 	hostileLegitOff = 0x1000 - 0x123
 )
 
-// flashAsm emits 32-bit code that runs at base.
-type flashAsm struct {
-	b    []byte
-	base uint32
-}
+// flashAsm emits flat 32-bit code (absolute addresses only, so it runs
+// wherever it is copied).
+type flashAsm struct{ b []byte }
 
 func (a *flashAsm) emit(b ...byte)              { a.b = append(a.b, b...) }
 func (a *flashAsm) imm32(v uint32)              { a.b = binary.LittleEndian.AppendUint32(a.b, v) }
@@ -135,9 +133,9 @@ func hostileFlashImage(varsSize int) []byte {
 	binary.LittleEndian.PutUint16(img[hostileGDTR:], uint16(8*len(gdt)-1))
 	binary.LittleEndian.PutUint32(img[hostileGDTR+2:], hostileEntry+hostileGDT)
 
-	p := &flashAsm{base: hostilePayload}
+	p := &flashAsm{}
 	payload(p, vb, codeBase, varsSize)
-	pm := &flashAsm{base: hostileEntry + hostilePM}
+	pm := &flashAsm{}
 	pm.emit(0x66, 0xb8, 0x10, 0x00, 0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xd0) // mov ax, 0x10; mov ds/es/ss, ax
 	pm.emit(0xbc)
 	pm.imm32(hostileStack) // mov esp
