@@ -22,9 +22,13 @@ import (
 // boots Debian's signed shim, GRUB and kernel with Secure Boot on
 // (--firmware ovmf,secure-boot); uefi-unsigned has an unsigned GRUB as
 // BOOTX64.EFI, which OVMF must refuse ("Access Denied"), ending with no
-// bootable device. Poweroff ends vmm with 0.
+// bootable device. uefi-ahci and uefi-nvme are uefi-grub from the disk on
+// a SATA port of the AHCI controller and as an NVMe namespace, through
+// OVMF's own drivers. Poweroff ends vmm with 0.
 const (
 	uefiGrub       = "uefi-grub"
+	uefiAHCI       = "uefi-ahci"
+	uefiNVMe       = "uefi-nvme"
 	uefiVars       = "uefi-vars"
 	uefiVarsKill   = "uefi-vars-kill"
 	uefiSecureBoot = "uefi-secure-boot"
@@ -42,16 +46,21 @@ func uefiScenarios() ([]scenario.Scenario, error) {
 	for _, s := range []struct {
 		name, firmware string
 		boot           grubdisk.EFIBoot
+		medium         testhost.FirmwareMedium
 		repeat         int
 		kill           bool
 	}{
-		{uefiGrub, "ovmf", grubdisk.EFIGrub, 1, false},
-		{uefiVars, "ovmf,vars=" + uefiVarsStore, grubdisk.EFIGrub, 2, false},
-		{uefiVarsKill, "ovmf,vars=" + uefiVarsKillStore, grubdisk.EFIGrub, 2, true},
-		{uefiSecureBoot, "ovmf,secure-boot", grubdisk.EFIShim, 1, false},
-		{uefiUnsigned, "ovmf,secure-boot", grubdisk.EFIUnsigned, 1, false},
+		{uefiGrub, "ovmf", grubdisk.EFIGrub, testhost.MediumVirtio, 1, false},
+		{uefiAHCI, "ovmf", grubdisk.EFIGrub, testhost.MediumAHCI, 1, false},
+		{uefiNVMe, "ovmf", grubdisk.EFIGrub, testhost.MediumNVMe, 1, false},
+		{uefiVars, "ovmf,vars=" + uefiVarsStore, grubdisk.EFIGrub, testhost.MediumVirtio, 2, false},
+		{uefiVarsKill, "ovmf,vars=" + uefiVarsKillStore, grubdisk.EFIGrub, testhost.MediumVirtio, 2, true},
+		{uefiSecureBoot, "ovmf,secure-boot", grubdisk.EFIShim, testhost.MediumVirtio, 1, false},
+		{uefiUnsigned, "ovmf,secure-boot", grubdisk.EFIUnsigned, testhost.MediumVirtio, 1, false},
 	} {
-		args, err := testhost.UEFIBootArgs(s.firmware, s.boot, 2, 512, timeout.String())
+		// 512 MiB: with 256 Debian's GRUB-EFI runs out of memory loading
+		// the kernel, under QEMU with the same OVMF and disk too.
+		args, err := testhost.UEFIBootArgs(s.firmware, s.boot, s.medium, 2, 512, timeout.String())
 		if err != nil {
 			return nil, err
 		}

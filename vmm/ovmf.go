@@ -46,8 +46,11 @@ func (s FirmwareSpec) Template() string {
 	return OVMFVarsPath
 }
 
-// ParseFirmware reads --firmware: "seabios", "ovmf[,vars=PATH][,secure-boot]"
-// or the path of an image.
+// ParseFirmware reads --firmware: "seabios",
+// "ovmf[,code=PATH][,vars=PATH][,secure-boot]" or the path of an image.
+// code=PATH replaces Debian's OVMF code with another image (a debug build
+// of OVMF, a test program), mapped the same way; the store's template
+// stays Debian's.
 func ParseFirmware(arg string) (FirmwareSpec, error) {
 	switch {
 	case arg == "seabios":
@@ -57,15 +60,18 @@ func ParseFirmware(arg string) (FirmwareSpec, error) {
 	}
 	s := FirmwareSpec{Path: OVMFCodePath, OVMF: true}
 	opts := strings.Split(arg, ",")[1:]
+	code := false
 	for _, o := range opts {
 		k, v, hasValue := strings.Cut(o, "=")
 		switch {
 		case k == "vars" && hasValue && v != "" && s.Vars == "":
 			s.Vars = v
+		case k == "code" && hasValue && v != "" && !code:
+			s.Path, code = v, true
 		case k == "secure-boot" && !hasValue && !s.SecureBoot:
 			s.SecureBoot = true
 		default:
-			return s, invalid("--firmware %s: unknown or repeated option %q (ovmf takes vars=PATH and secure-boot)", arg, o)
+			return s, invalid("--firmware %s: unknown or repeated option %q (ovmf takes code=PATH, vars=PATH and secure-boot)", arg, o)
 		}
 	}
 	return s, nil
@@ -78,8 +84,13 @@ func validateOVMF(s FirmwareSpec) error {
 		return invalid("--firmware ovmf: %s: %v (install Debian's ovmf package)", path, unwrapPathError(err))
 	}
 	code, err := os.Stat(s.Path)
-	if err != nil {
+	switch {
+	case err != nil && s.Path != OVMFCodePath:
+		return invalid("--firmware ovmf,code=%s: %v", s.Path, unwrapPathError(err))
+	case err != nil:
 		return missing(s.Path, err)
+	case !code.Mode().IsRegular():
+		return invalid("--firmware ovmf,code=%s: not a regular file", s.Path)
 	}
 	tmpl, err := os.Stat(s.Template())
 	if err != nil {

@@ -21,15 +21,18 @@ func TestParseFirmware(t *testing.T) {
 		{"ovmf", FirmwareSpec{Path: OVMFCodePath, OVMF: true}},
 		{"ovmf,vars=/v/x.fd", FirmwareSpec{Path: OVMFCodePath, OVMF: true, Vars: "/v/x.fd"}},
 		{"ovmf,secure-boot,vars=a", FirmwareSpec{Path: OVMFCodePath, OVMF: true, Vars: "a", SecureBoot: true}},
+		{"ovmf,code=/c/debug.fd", FirmwareSpec{Path: "/c/debug.fd", OVMF: true}},
+		{"ovmf,vars=v,code=c", FirmwareSpec{Path: "c", OVMF: true, Vars: "v"}},
 	} {
 		got, err := ParseFirmware(c.arg)
 		require.NoError(t, err, c.arg)
 		require.Equal(t, c.want, got, c.arg)
 	}
-	for _, bad := range []string{"ovmf,", "ovmf,vars=", "ovmf,foo", "ovmf,vars=a,vars=b", "ovmf,secure-boot=1", "ovmf,secure-boot,secure-boot"} {
+	for _, bad := range []string{"ovmf,", "ovmf,vars=", "ovmf,foo", "ovmf,vars=a,vars=b", "ovmf,secure-boot=1", "ovmf,secure-boot,secure-boot",
+		"ovmf,code=", "ovmf,code", "ovmf,code=a,code=b"} {
 		_, err := ParseFirmware(bad)
 		require.ErrorIs(t, err, ErrInvalidConfig, bad)
-		require.Contains(t, err.Error(), "ovmf takes vars=PATH and secure-boot", bad)
+		require.Contains(t, err.Error(), "ovmf takes code=PATH, vars=PATH and secure-boot", bad)
 	}
 	s, err := ParseFirmware("ovmf,secure-boot")
 	require.NoError(t, err)
@@ -51,6 +54,8 @@ func TestOVMFConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	short := filepath.Join(dir, "short.fd")
 	require.NoError(t, os.WriteFile(short, tmpl[:len(tmpl)-4096], 0o600))
+	odd := filepath.Join(dir, "odd.fd")
+	require.NoError(t, os.WriteFile(odd, make([]byte, 5000), 0o600))
 	for _, c := range []struct {
 		fw, want string
 	}{
@@ -59,6 +64,9 @@ func TestOVMFConfigErrors(t *testing.T) {
 		{"ovmf,secure-boot,vars=" + OVMFSecureVarsPath, "that is an OVMF template"},
 		{"ovmf,vars=" + dir, "not a regular file"},
 		{"ovmf,bogus", "unknown or repeated option"},
+		{"ovmf,code=" + filepath.Join(dir, "none.fd"), "no such file"},
+		{"ovmf,code=" + dir, "not a regular file"},
+		{"ovmf,code=" + odd, "a flash image is a multiple of 4 KiB"},
 	} {
 		cfg := Config{Firmware: c.fw, CPUs: 1, Memory: 256 << 20}
 		err := cfg.Validate()

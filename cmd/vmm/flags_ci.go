@@ -59,7 +59,7 @@ func parseOneLine(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 	case err == nil:
 		return ok
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintln(stderr, "usage: vmm run --kernel PATH | --firmware PATH|seabios|ovmf[,vars=PATH][,secure-boot] [flags]")
+		fmt.Fprintln(stderr, "usage: vmm run --kernel PATH | --firmware PATH|seabios|ovmf[,code=PATH][,vars=PATH][,secure-boot] [flags]")
 		fs.PrintDefaults()
 		return 0
 	}

@@ -93,7 +93,8 @@ func newRunCmd() *runCmd {
 	f := &r.f
 	fs.StringVar(&f.kernel, "kernel", "", "guest kernel: bzImage, PVH ELF (vmlinux) or multiboot ELF (required unless --firmware)")
 	fs.StringVar(&f.firmware, "firmware", "", "boot through firmware instead of --kernel: a BIOS image, seabios for "+vmm.SeaBIOSPath+
-		", or ovmf[,vars=PATH][,secure-boot] for Debian's UEFI "+vmm.OVMFCodePath+" with a fresh copy of the variable store, "+
+		", or ovmf[,code=PATH][,vars=PATH][,secure-boot] for Debian's UEFI "+vmm.OVMFCodePath+" (code=PATH: another image in its place, "+
+		"e.g. a debug build) with a fresh copy of the variable store, "+
 		"or PATH as the store kept across runs (created from the template), secure-boot: Microsoft's keys enrolled "+
 		"(exit code 8 when it finds no bootable device)")
 	fs.StringVar(&f.initrd, "initrd", "", "initial ramdisk (multiboot: the first module)")

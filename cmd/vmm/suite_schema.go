@@ -41,11 +41,14 @@ func runSchema() suite.Schema {
 					return v
 				}
 				if v == "ovmf" || strings.HasPrefix(v, "ovmf,") {
-					// The store named by vars= is relative to the suite.
+					// The files named by code= and vars= are relative
+					// to the suite.
 					opts := strings.Split(v, ",")
 					for i, o := range opts {
-						if p, ok := strings.CutPrefix(o, "vars="); ok && p != "" {
-							opts[i] = "vars=" + relPath(dir, p)
+						for _, k := range []string{"code=", "vars="} {
+							if p, ok := strings.CutPrefix(o, k); ok && p != "" {
+								opts[i] = k + relPath(dir, p)
+							}
 						}
 					}
 					return strings.Join(opts, ",")

@@ -23,6 +23,7 @@ func TestRunSchema(t *testing.T) {
 	require.Equal(t, "seabios", s["firmware"].Rel("/s", "seabios"))
 	require.Equal(t, "ovmf,vars=/s/v.fd,secure-boot", s["firmware"].Rel("/s", "ovmf,vars=v.fd,secure-boot"))
 	require.Equal(t, "ovmf", s["firmware"].Rel("/s", "ovmf"))
+	require.Equal(t, "ovmf,code=/s/c.fd,vars=/v.fd", s["firmware"].Rel("/s", "ovmf,code=c.fd,vars=/v.fd"))
 	require.Equal(t, "/s/d.img,readonly,serial=x", s["disk"].Rel("/s", "d.img,readonly,serial=x"))
 	require.Equal(t, "virtio:file:/s/c.txt", s["console"].Rel("/s", "virtio:file:c.txt"))
 	require.Equal(t, "none", s["console"].Rel("/s", "none"))

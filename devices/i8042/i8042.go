@@ -1,10 +1,15 @@
 // Package i8042 emulates the minimum of a PS/2 keyboard controller that
 // guests expect on a PC: Linux and firmware probe it (self test, command
-// byte), and "reboot=k" resets the machine by pulsing its reset line. No
-// keyboard or mouse is attached: a byte sent to either is answered at once
-// as a controller answers for a device that does not respond (0xfe with the
-// time-out status bit), so that firmware probing for a keyboard moves on
-// instead of waiting out its own time-out (SeaBIOS waits a second). The
+// byte), and "reboot=k" resets the machine by pulsing its reset line. A
+// keyboard with no keys is attached: it answers every byte as a PS/2
+// keyboard does (ACK, reset's self-test pass, its ID), because OVMF's PS/2
+// driver waits a full second for an ACK after each command it sends,
+// whatever the controller reports (polling the PM timer: in the nested test
+// host OVMF reached its boot manager after 34 s without the keyboard, 11 s
+// with it).
+// No mouse is attached: a byte sent to it is answered at once as a
+// controller answers for a device that does not respond (0xfe with the
+// time-out status bit), so that firmware probing for it moves on. The
 // controller raises no interrupts.
 package i8042
 
@@ -62,7 +67,7 @@ const (
 )
 
 // noDevice is what the controller puts in the output buffer, with
-// stTimeout, when the keyboard or mouse did not answer a byte.
+// stTimeout, when the mouse did not answer a byte.
 const noDevice = 0xfe
 
 // Controller is the i8042. Its methods are safe for concurrent use.
@@ -74,9 +79,11 @@ type Controller struct {
 	outPort byte
 	out     byte // output buffer; reads return it again once drained, as the chip does
 	outFull bool
-	outAux  bool // out came from the aux port
-	timeout bool // out is the controller's answer for a device that did not respond
-	pending byte // command waiting for its data byte, or 0
+	outAux  bool   // out came from the aux port
+	timeout bool   // out is the controller's answer for a device that did not respond
+	pending byte   // command waiting for its data byte, or 0
+	kbd     []byte // the keyboard's further answer bytes, after out
+	kbdArg  byte   // keyboard command waiting for its parameter, or 0
 	cmdLast bool
 	sys     bool
 }
@@ -97,6 +104,11 @@ func (c *Controller) Read(off uint64, data []byte) {
 		case p == offData && p >= off:
 			c.outFull = false
 			data[i] = c.out
+			if len(c.kbd) > 0 {
+				// The keyboard sends its next byte.
+				c.output(c.kbd[0])
+				c.kbd = c.kbd[1:]
+			}
 		case p == offCommand && p >= off:
 			data[i] = c.status()
 		default:
@@ -151,11 +163,10 @@ func (c *Controller) output(v byte) {
 	c.out, c.outFull, c.outAux, c.timeout = v, true, false, false
 }
 
-// noAnswer is the controller's answer to a byte sent to the absent
-// keyboard (aux false) or mouse (aux true).
-func (c *Controller) noAnswer(aux bool) {
+// noMouse is the controller's answer to a byte sent to the absent mouse.
+func (c *Controller) noMouse() {
 	c.output(noDevice)
-	c.outAux, c.timeout = aux, true
+	c.outAux, c.timeout = true, true
 }
 
 // command runs a controller command and reports whether it resets the machine.
@@ -208,10 +219,49 @@ func (c *Controller) writeData(v byte) bool {
 		c.output(v)
 		c.outAux = true
 	case cmdWriteAux:
-		c.noAnswer(true)
+		c.noMouse()
 	default:
-		// The byte is for the keyboard, and none is attached.
-		c.noAnswer(false)
+		c.keyboard(v)
 	}
 	return false
+}
+
+// PS/2 keyboard commands and answers.
+const (
+	kbdSetLEDs    = 0xed
+	kbdEcho       = 0xee
+	kbdScanSet    = 0xf0
+	kbdGetID      = 0xf2
+	kbdTypematic  = 0xf3
+	kbdReset      = 0xff
+	kbdAck        = 0xfa
+	kbdSelfTestOK = 0xaa
+	kbdScanSet2   = 0x02
+	// An MF2 keyboard's identification, after the ACK to kbdGetID.
+	kbdID1, kbdID2 = 0xab, 0x83
+)
+
+// keyboard answers byte v sent to the keyboard: its answer replaces what
+// the controller held, as a new byte from the device does.
+func (c *Controller) keyboard(v byte) {
+	answer := []byte{kbdAck}
+	switch arg := c.kbdArg; {
+	case arg != 0:
+		// The parameter of LEDs, scan code set or typematic rate;
+		// scan code set 0 asks which set is in use (always 2).
+		c.kbdArg = 0
+		if arg == kbdScanSet && v == 0 {
+			answer = append(answer, kbdScanSet2)
+		}
+	case v == kbdSetLEDs || v == kbdScanSet || v == kbdTypematic:
+		c.kbdArg = v
+	case v == kbdEcho:
+		answer = []byte{kbdEcho}
+	case v == kbdGetID:
+		answer = append(answer, kbdID1, kbdID2)
+	case v == kbdReset:
+		answer = append(answer, kbdSelfTestOK)
+	}
+	c.output(answer[0])
+	c.kbd = append(c.kbd[:0], answer[1:]...)
 }

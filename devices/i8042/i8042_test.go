@@ -53,10 +53,22 @@ func TestCommands(t *testing.T) {
 		{"pulse with reset masked", []op{w(offCommand, 0xff), w(offCommand, 0xf1)}, 0},
 		{"pulse other form", []op{w(offCommand, 0xf0)}, 1},
 		{"keyboard output echo", []op{w(offCommand, cmdWriteKbdOut), w(offData, 0x1c), r(offCommand, statusIdle|stOBF), r(offData, 0x1c)}, 0},
-		{"absent keyboard answers with a time-out", []op{
-			w(offData, 0xff), r(offCommand, statusIdle|stOBF|stTimeout), r(offData, noDevice),
-			r(offCommand, statusIdle|stTimeout),
+		{"keyboard reset: ACK, then self test passed", []op{
+			w(offData, kbdReset), r(offCommand, statusIdle|stOBF), r(offData, kbdAck),
+			r(offCommand, statusIdle|stOBF), r(offData, kbdSelfTestOK), r(offCommand, statusIdle),
 			w(offCommand, cmdReadCTR), r(offCommand, statusIdle|stCMD|stOBF), r(offData, ctrDefault),
+		}, 0},
+		{"keyboard enable (OVMF's probe) is acknowledged", []op{w(offData, 0xf4), r(offCommand, statusIdle|stOBF), r(offData, kbdAck), r(offCommand, statusIdle)}, 0},
+		{"keyboard ID", []op{w(offData, kbdGetID), r(offData, kbdAck), r(offData, 0xab), r(offData, 0x83), r(offCommand, statusIdle)}, 0},
+		{"keyboard echo", []op{w(offData, kbdEcho), r(offData, kbdEcho), r(offCommand, statusIdle)}, 0},
+		{"keyboard parameters are acknowledged", []op{
+			w(offData, kbdSetLEDs), r(offData, kbdAck), w(offData, 0x07), r(offData, kbdAck),
+			w(offData, kbdScanSet), r(offData, kbdAck), w(offData, 0x02), r(offData, kbdAck), r(offCommand, statusIdle),
+			w(offData, kbdScanSet), r(offData, kbdAck), w(offData, 0x00), r(offData, kbdAck), r(offData, kbdScanSet2),
+			w(offData, kbdTypematic), w(offData, kbdReset), r(offData, kbdAck), r(offCommand, statusIdle), // a parameter, not a reset
+		}, 0},
+		{"a new keyboard byte drops the rest of an answer", []op{
+			w(offData, kbdReset), w(offData, kbdEcho), r(offData, kbdEcho), r(offCommand, statusIdle),
 		}, 0},
 		{"absent mouse answers with a time-out on the aux port", []op{
 			w(offCommand, cmdWriteAux), w(offData, 0xf4), r(offCommand, statusIdle|stOBF|stAuxData|stTimeout),
@@ -65,7 +77,7 @@ func TestCommands(t *testing.T) {
 		{"mouse output echo", []op{w(offCommand, cmdWriteAuxOut), w(offData, 0x08), r(offCommand, statusIdle|stOBF|stAuxData), r(offData, 0x08)}, 0},
 		{"command cancels pending data", []op{
 			w(offCommand, cmdWriteCTR), w(offCommand, cmdReadCTR), w(offData, 0x00), // keyboard data now
-			r(offData, noDevice), w(offCommand, cmdReadCTR), r(offData, ctrDefault),
+			r(offData, kbdAck), w(offCommand, cmdReadCTR), r(offData, ctrDefault),
 		}, 0},
 		{"other ports", []op{r(1, 0xff), r(2, 0xff), r(3, 0xff), w(1, 0), w(3, 0), r(offCommand, statusIdle)}, 0},
 	}

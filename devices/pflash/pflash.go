@@ -268,7 +268,12 @@ func (c *Chip) Write(off uint64, data []byte) {
 		}
 		c.state, c.bufLeft, c.bufBlock, c.buf = stateBufferData, n, int(off/BlockSize), c.buf[:0]
 	case stateBufferData:
-		if off >= uint64(len(c.data)) || int(off/BlockSize) != c.bufBlock || len(data) > c.bufLeft {
+		// Every byte stays in the block the count named (the write
+		// buffer holds one block's bytes): a wide access that starts in
+		// it but runs past its end is a bad sequence too.
+		last := off + uint64(len(data)) - 1
+		if last >= uint64(len(c.data)) || last < off || int(off/BlockSize) != c.bufBlock ||
+			int(last/BlockSize) != c.bufBlock || len(data) > c.bufLeft {
 			c.state = stateCommand
 			c.sequenceError()
 			return

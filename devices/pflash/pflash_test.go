@@ -240,6 +240,16 @@ func TestBufferedWrite(t *testing.T) {
 	wr(c, BlockSize-1, 1)
 	wr(c, BlockSize, 2)
 	require.Equal(t, before, st.b)
+	// A wide access starting in the block and ending in the next.
+	wr(c, 0, cmdClearStatus)
+	wr(c, BlockSize-2, cmdBufferedWrite)
+	wr(c, BlockSize-2, 3)
+	c.Write(BlockSize-2, []byte{9, 9, 9, 9})
+	wr(c, BlockSize-2, cmdConfirm)
+	require.Equal(t, before, st.b)
+	wr(c, 0, cmdReadStatus)
+	require.Equal(t, byte(StatusReady|StatusProgramError|StatusEraseError), rd(c, 0))
+	wr(c, 0, cmdClearStatus)
 	// A missing confirm aborts.
 	wr(c, 0, cmdBufferedWrite)
 	wr(c, 0, 0)

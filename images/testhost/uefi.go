@@ -48,15 +48,26 @@ func UEFIChecks(boot grubdisk.EFIBoot) map[string]string {
 
 // UEFIBootArgs returns vmm's arguments for booting UEFIGuest with cpus
 // vCPUs and memMiB of RAM through Debian's OVMF from the EFI disk that
-// boots through boot, on virtio-blk (read-only). firmware is the
+// boots through boot, read-only on medium: virtio-blk, a SATA port of the
+// AHCI controller or an NVMe namespace (OVMF's own AtaAtapiPassThru and
+// NvmExpress drivers; a virtio-rng device comes along off virtio-blk, as in
+// FirmwareBootArgs, for FirmwareGuest's pci check). firmware is the
 // --firmware value: "ovmf", "ovmf,vars=PATH" to keep the variable store in
 // PATH, "ovmf,secure-boot".
-func UEFIBootArgs(firmware string, boot grubdisk.EFIBoot, cpus, memMiB int, timeout string) ([]string, error) {
+func UEFIBootArgs(firmware string, boot grubdisk.EFIBoot, medium FirmwareMedium, cpus, memMiB int, timeout string) ([]string, error) {
 	if cpus < 1 || memMiB < 1 {
 		return nil, fmt.Errorf("%w: UEFI boot with %d CPUs and %d MiB", scenario.ErrInvalid, cpus, memMiB)
 	}
-	args := []string{"run", "--firmware", firmware, "--disk", images.OuterEFIDisk(boot) + ",readonly",
-		"--cpus", strconv.Itoa(cpus), "--memory", fmt.Sprintf("%dM", memMiB), "--console", "stdio"}
+	disk := []string{"--disk", images.OuterEFIDisk(boot) + ",readonly"}
+	switch medium {
+	case MediumVirtio:
+	case MediumAHCI, MediumNVMe:
+		disk = []string{"--disk", images.OuterEFIDisk(boot) + ",readonly,if=" + string(medium), "--rng"}
+	default:
+		return nil, fmt.Errorf("%w: unknown UEFI boot medium %q", scenario.ErrInvalid, medium)
+	}
+	args := append([]string{"run", "--firmware", firmware}, disk...)
+	args = append(args, "--cpus", strconv.Itoa(cpus), "--memory", fmt.Sprintf("%dM", memMiB), "--console", "stdio")
 	if timeout != "" {
 		args = append(args, "--timeout", timeout)
 	}
@@ -71,7 +82,7 @@ func UEFIBootArgs(firmware string, boot grubdisk.EFIBoot, cpus, memMiB int, time
 func UEFIBenchArgs(runner string, cpus, memMiB int, timeout string) ([]string, error) {
 	switch runner {
 	case scenario.RunnerVMM, "":
-		return UEFIBootArgs("ovmf", grubdisk.EFIGrub, cpus, memMiB, timeout)
+		return UEFIBootArgs("ovmf", grubdisk.EFIGrub, MediumVirtio, cpus, memMiB, timeout)
 	case scenario.RunnerQEMU:
 		if cpus < 1 || memMiB < 1 {
 			return nil, fmt.Errorf("%w: UEFI boot with %d CPUs and %d MiB", scenario.ErrInvalid, cpus, memMiB)

@@ -19,8 +19,9 @@ func uefiScenarioName(runner string) string { return "uefi-" + runner }
 // boot option: the boot manager has run.
 const uefiBootManagerMark = "BdsDxe: loading Boot"
 
-// uefiMemoryMiB is the UEFI guests' RAM: GRUB-EFI runs out of memory
-// loading the kernel and initrd with 256 MiB (the e2e UEFI scenarios' size).
+// uefiMemoryMiB is the UEFI guests' RAM (the e2e UEFI scenarios' size):
+// with 256 MiB Debian's GRUB-EFI runs out of memory loading the kernel,
+// under QEMU -m 256 with the same OVMF and disk as under vmm.
 const uefiMemoryMiB = 512
 
 func (o options) uefiScenarios() ([]scenario.Scenario, error) {
