@@ -120,6 +120,7 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, hv...)
+	list = append(list, debianScenarios()...)
 	return appendCI(list)
 }
 
