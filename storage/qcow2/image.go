@@ -52,6 +52,7 @@ type Image struct {
 	// whoever changes them holds it exclusively.
 	mu sync.RWMutex
 	l1 []uint64
+	l2 *l2Cache
 
 	// Written only with mu held exclusively (and only when writable).
 	rt       []uint64          // refcount table
@@ -149,7 +150,8 @@ func openOn(f *os.File, id fileID, fileSize int64, path string, readOnly bool, s
 	if err != nil {
 		return nil, err
 	}
-	img = &Image{path: path, f: f, readOnly: readOnly, h: h, bits: h.clusterBits, cs: h.clusterSize(), size: h.size}
+	img = &Image{path: path, f: f, readOnly: readOnly, h: h, bits: h.clusterBits, cs: h.clusterSize(), size: h.size,
+		l2: newL2Cache(h.clusterSize(), h.l1Size)}
 	img.fileEnd.Store(uint64(fileSize))
 
 	raw := make([]byte, uint64(h.l1Size)*8)

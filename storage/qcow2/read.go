@@ -3,7 +3,6 @@ package qcow2
 import (
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,27 +51,34 @@ func (img *Image) l2Table(i uint64) (uint64, error) {
 }
 
 // entries returns the L2 entries of the n guest clusters from gc, which lie
-// in one L2 table; all zero when the table is not allocated. Tables are read
-// from the file each time: the page cache is the cache, and the file is the
-// only copy of the truth.
+// in one L2 table; all zero when the table is not allocated. The slice may
+// be the cached table's (l2Cache): read it with mu held, never change it.
 func (img *Image) entries(gc, n uint64) ([]uint64, error) {
 	l2n := img.cs / 8
-	t, err := img.l2Table(gc / l2n)
+	i, first := gc/l2n, gc%l2n
+	t, err := img.l2Table(i)
 	if err != nil {
 		return nil, err
 	}
-	e := make([]uint64, n)
 	if t == 0 {
-		return e, nil
+		return make([]uint64, n), nil
 	}
-	raw := make([]byte, n*8)
-	if err := img.preadMeta("L2 table", raw, t+gc%l2n*8); err != nil {
+	if es := img.l2.get(i, t); es != nil {
+		return es[first : first+n : first+n], nil
+	}
+	raw := make([]byte, img.cs)
+	if got, _ := img.f.ReadAt(raw, int64(t)); got == len(raw) {
+		es := decodeL2(raw)
+		img.l2.put(i, t, es)
+		return es[first : first+n : first+n], nil
+	}
+	// A table cut short by the end of the file: only the entries asked
+	// for must be in it (and it is not cached).
+	raw = raw[:n*8]
+	if err := img.preadMeta("L2 table", raw, t+first*8); err != nil {
 		return nil, err
 	}
-	for i := range e {
-		e[i] = binary.BigEndian.Uint64(raw[i*8:])
-	}
-	return e, nil
+	return decodeL2(raw), nil
 }
 
 // segments splits [off, off+n) at L2 table boundaries and calls fn for each

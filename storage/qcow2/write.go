@@ -262,8 +262,14 @@ func (img *Image) writeEntries(t, gc uint64, old, new []uint64) error {
 		binary.BigEndian.PutUint64(raw[(i-lo)*8:], new[i])
 	}
 	l2n := img.cs / 8
+	// The file first, then the cached table (which old may be part of);
+	// after a failed write nobody knows what the file holds: forget it.
 	if err := img.pwrite(raw, t+(gc%l2n+uint64(lo))*8); err != nil {
+		img.l2.drop(gc / l2n)
 		return fmt.Errorf("write L2 table: %w", err)
+	}
+	if es := img.l2.get(gc/l2n, t); es != nil {
+		copy(es[gc%l2n+uint64(lo):], new[lo:hi+1])
 	}
 	return nil
 }
@@ -301,6 +307,7 @@ func (img *Image) writableL2(i uint64) (uint64, error) {
 		return 0, fmt.Errorf("write L1 table: %w", err)
 	}
 	img.l1[i] = nt | flagCopied
+	img.l2.put(i, nt, decodeL2(buf))
 	if t != 0 {
 		if err := img.sync(); err != nil {
 			return 0, err
