@@ -61,7 +61,7 @@ func (d *qcowDevice) checkWrite(off, n uint64) error {
 	return d.check(off, n)
 }
 
-// maxBounce bounds the buffer a scattered request is gathered in: a
+// maxBounce bounds the buffer a scattered write is gathered in: a
 // request of many segments costs one mapping lookup and one allocating
 // write per cluster run, not one per segment.
 const maxBounce = 4 << 20
@@ -78,29 +78,13 @@ func (d *qcowDevice) bounce(n uint64) ([]byte, func()) {
 	return (*p)[:n], func() { d.bounces.Put(p) }
 }
 
+// ReadV reads straight into the buffers (qcow2's own vectored read): no
+// gathering, one preadv per run of allocated clusters.
 func (d *qcowDevice) ReadV(bufs [][]byte, off uint64) error {
-	n := total(bufs)
-	if err := d.check(off, n); err != nil {
+	if err := d.check(off, total(bufs)); err != nil {
 		return err
 	}
-	if len(bufs) > 1 && n <= maxBounce {
-		b, release := d.bounce(n)
-		defer release()
-		if _, err := d.img.ReadAt(b, int64(off)); err != nil {
-			return err
-		}
-		for _, dst := range bufs {
-			b = b[copy(dst, b):]
-		}
-		return nil
-	}
-	for _, b := range bufs {
-		if _, err := d.img.ReadAt(b, int64(off)); err != nil {
-			return err
-		}
-		off += uint64(len(b))
-	}
-	return nil
+	return d.img.ReadV(bufs, int64(off))
 }
 
 func (d *qcowDevice) WriteV(bufs [][]byte, off uint64) error {

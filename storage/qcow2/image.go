@@ -389,6 +389,43 @@ func (img *Image) pread(p []byte, off uint64) error {
 	return nil
 }
 
+// iovMax is Linux's limit on the buffers of one preadv (UIO_MAXIOV).
+const iovMax = 1024
+
+// preadv fills bufs from off, as pread would their concatenation: bytes
+// beyond the end of the file read as zeros.
+func (img *Image) preadv(bufs [][]byte, off uint64) error {
+	if len(bufs) == 1 {
+		return img.pread(bufs[0], off)
+	}
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), iovMax)]
+		n, err := unix.Preadv(int(img.f.Fd()), batch, int64(off))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			for _, b := range bufs {
+				clear(b)
+			}
+			return nil
+		}
+		off += uint64(n)
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			// A short read inside a buffer: the rest of it next.
+			rest := append([][]byte{bufs[0][n:]}, bufs[1:]...)
+			bufs = rest
+		}
+	}
+	return nil
+}
+
 // preadMeta reads metadata that must lie wholly inside the file.
 func (img *Image) preadMeta(what string, p []byte, off uint64) error {
 	n, err := img.f.ReadAt(p, int64(off))

@@ -123,11 +123,39 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	return int(n), nil
 }
 
+// ReadV reads the virtual disk at off into bufs, one after the other, as
+// ReadAt into their concatenation would, without gathering them: a run of
+// allocated clusters goes straight into the buffers with one preadv. The
+// whole range must lie inside the disk.
+func (img *Image) ReadV(bufs [][]byte, off int64) error {
+	var n uint64
+	for _, b := range bufs {
+		n += uint64(len(b))
+	}
+	if off < 0 || uint64(off) > img.size || n > img.size-uint64(off) {
+		return fmt.Errorf("qcow2 %s: read of %d bytes at %d: %w (%d bytes)", img.path, n, off, ErrRange, img.size)
+	}
+	img.mu.RLock()
+	err := img.readv(bufs, uint64(off), n)
+	img.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("qcow2 %s: read %d bytes at %d: %w", img.path, n, off, err)
+	}
+	return nil
+}
+
 // read fills p from the virtual disk at off (inside the disk); mu held.
 func (img *Image) read(p []byte, off uint64) error {
+	return img.readv([][]byte{p}, off, uint64(len(p)))
+}
+
+// readv fills bufs (n bytes in all) from the virtual disk at off (inside
+// the disk); mu held.
+func (img *Image) readv(bufs [][]byte, off, n uint64) error {
 	var cbuf []byte // one decompressed cluster
-	pos0 := off
-	return img.segments(off, uint64(len(p)), func(off, n, gc, count uint64) error {
+	cur := iovCursor{bufs: bufs}
+	var dst [][]byte
+	return img.segments(off, n, func(off, n, gc, count uint64) error {
 		es, err := img.entries(gc, count)
 		if err != nil {
 			return err
@@ -150,21 +178,32 @@ func (img *Image) read(p []byte, off uint64) error {
 			}
 			start := max(off, (gc+i)<<img.bits)
 			end := min(off+n, (gc+j)<<img.bits)
-			dst := p[start-pos0 : end-pos0]
+			dst = cur.take(dst[:0], end-start)
 			inner := start & (img.cs - 1)
 			switch k {
 			case kUnalloc:
-				err = img.readBacking(dst, start)
+				pos := start
+				for _, b := range dst {
+					if err = img.readBacking(b, pos); err != nil {
+						break
+					}
+					pos += uint64(len(b))
+				}
 			case kZero:
-				clear(dst)
+				for _, b := range dst {
+					clear(b)
+				}
 			case kNormal:
-				err = img.pread(dst, host+inner)
+				err = img.preadv(dst, host+inner)
 			case kCompressed:
 				if cbuf == nil {
 					cbuf = make([]byte, img.cs)
 				}
 				if err = img.readCompressed(es[i], cbuf); err == nil {
-					copy(dst, cbuf[inner:])
+					src := cbuf[inner:]
+					for _, b := range dst {
+						src = src[copy(b, src):]
+					}
 				}
 			}
 			if err != nil {
@@ -174,6 +213,30 @@ func (img *Image) read(p []byte, off uint64) error {
 		}
 		return nil
 	})
+}
+
+// iovCursor hands out a request's buffers in consecutive pieces.
+type iovCursor struct {
+	bufs [][]byte
+	i    int // current buffer
+	skip int // bytes of it handed out
+}
+
+// take appends to dst the next n bytes of the buffers, as sub-slices.
+func (c *iovCursor) take(dst [][]byte, n uint64) [][]byte {
+	for n > 0 {
+		b := c.bufs[c.i][c.skip:]
+		if uint64(len(b)) > n {
+			c.skip += int(n)
+			return append(dst, b[:n])
+		}
+		if len(b) > 0 {
+			dst = append(dst, b)
+		}
+		n -= uint64(len(b))
+		c.i, c.skip = c.i+1, 0
+	}
+	return dst
 }
 
 // readBacking reads the backing file's bytes at off: zeros with no backing
