@@ -359,6 +359,48 @@ func (img *Image) pwrite(p []byte, off uint64) error {
 	}
 }
 
+// pwritev writes bufs at off in the image file, as pwrite would their
+// concatenation.
+func (img *Image) pwritev(bufs [][]byte, off uint64) error {
+	if len(bufs) == 1 {
+		return img.pwrite(bufs[0], off)
+	}
+	if img.hook != nil {
+		img.hook()
+	}
+	end := off
+	for _, b := range bufs {
+		end += uint64(len(b))
+	}
+	for pos := off; len(bufs) > 0; {
+		batch := bufs[:min(len(bufs), iovMax)]
+		n, err := unix.Pwritev(int(img.f.Fd()), batch, int64(pos))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		pos += uint64(n)
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			// A short write inside a buffer: the rest of it next.
+			bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+		}
+	}
+	for {
+		cur := img.fileEnd.Load()
+		if cur >= end || img.fileEnd.CompareAndSwap(cur, end) {
+			return nil
+		}
+	}
+}
+
 // sync is the barrier between a write and the one that depends on it.
 func (img *Image) sync() error {
 	if img.hook != nil {

@@ -64,12 +64,25 @@ func (o op) data() []byte {
 	return b
 }
 
-// apply does o on the image.
+// apply does o on the image: a write with WriteAt, or (odd seeds) with
+// WriteV from up to 9 pieces of the data, empty ones included.
 func (o op) apply(img *Image) error {
 	switch o.kind {
 	case opWrite:
-		_, err := img.WriteAt(o.data(), o.off)
-		return err
+		if o.seed%2 == 0 {
+			_, err := img.WriteAt(o.data(), o.off)
+			return err
+		}
+		var bufs [][]byte
+		r := rand.New(rand.NewPCG(o.seed, 8))
+		for rest := o.data(); len(rest) > 0; {
+			l := len(rest)
+			if len(bufs) < 8 {
+				l = min(l, r.IntN(len(rest)/2+2))
+			}
+			bufs, rest = append(bufs, rest[:l]), rest[l:]
+		}
+		return img.WriteV(bufs, o.off)
 	case opZero:
 		return img.WriteZeroes(o.off, o.n)
 	}
