@@ -135,6 +135,7 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, nvsc)
+	list = append(list, debianScenarios()...)
 	return appendCI(list)
 }
 

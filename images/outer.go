@@ -29,7 +29,16 @@ const (
 	// OuterSeaBIOS is Debian's SeaBIOS, at the path Debian installs it on
 	// the host too: vmm's --firmware seabios and QEMU's -bios name it.
 	OuterSeaBIOS = "/usr/share/seabios/bios-256k.bin"
+	// OuterImages is where the outer machine mounts the image share
+	// (scenario.ImagesTag): the directory of DebianDisk's image, read-only.
+	OuterImages = "/images"
+	// OuterDebianDisk is DebianDisk's qcow2 there: boot it in snapshot mode.
+	OuterDebianDisk = OuterImages + "/" + debianQCOW2
 )
+
+// ImageShareModules are what the outer machine loads to mount the image
+// share: 9p over virtio-pci.
+func ImageShareModules() []string { return []string{"virtio_pci", "9pnet_virtio", "9p"} }
 
 // OuterContent is what the outer initramfs carries besides the outer init
 // and the KVM modules.
@@ -58,6 +67,10 @@ type OuterContent struct {
 	// as OuterEFIDisk(boot), with this host's OVMF (OuterOVMF) at the paths
 	// Debian installs it.
 	EFIDisks map[grubdisk.EFIBoot]string
+	// ImageShare carries the modules (ImageShareModules) that mount the
+	// image share at OuterImages, with OVMF and SeaBIOS at the paths
+	// Debian installs them: the Debian image boots through either.
+	ImageShare bool
 }
 
 // OuterEFIDisk is where the outer initramfs carries the EFI disk that
@@ -105,7 +118,7 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	if c.VMM != "" {
 		entries = append(entries, HostFile(OuterVMM, 0o755, c.VMM))
 	}
-	if c.FirmwareDisk != "" || c.FirmwareISO != "" || c.SeaBIOS {
+	if c.FirmwareDisk != "" || c.FirmwareISO != "" || c.SeaBIOS || c.ImageShare {
 		if _, err := os.Stat(OuterSeaBIOS); err != nil {
 			return "", fmt.Errorf("outer initramfs: SeaBIOS for the firmware and q35 scenarios (install seabios): %w", err)
 		}
@@ -117,7 +130,7 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	if c.FirmwareISO != "" {
 		entries = append(entries, HostFile(OuterGuestISO, 0o644, c.FirmwareISO))
 	}
-	if len(c.EFIDisks) > 0 {
+	if len(c.EFIDisks) > 0 || c.ImageShare {
 		for _, p := range OuterOVMF() {
 			if _, err := os.Stat(p); err != nil {
 				return "", fmt.Errorf("outer initramfs: OVMF for the UEFI scenarios (install ovmf): %w", err)
@@ -130,7 +143,11 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 			}
 		}
 	}
-	mods, err := ModuleEntries(k, OuterModules()...)
+	modNames := OuterModules()
+	if c.ImageShare {
+		modNames = append(modNames, ImageShareModules()...)
+	}
+	mods, err := ModuleEntries(k, modNames...)
 	if err != nil {
 		return "", fmt.Errorf("outer initramfs: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -65,11 +66,15 @@ func fakeKernel(t *testing.T) *KernelArtifacts {
 	require.NoError(t, os.WriteFile(k.Vmlinuz, []byte("bzImage"), 0o644))
 	md := k.ModulesDir()
 	mods := map[string]string{
-		"kernel/virt/lib/irqbypass.ko":     "",
-		"kernel/drivers/net/tun.ko":        "",
-		"kernel/drivers/crypto/ccp/ccp.ko": "",
-		"kernel/arch/x86/kvm/kvm.ko":       "kernel/virt/lib/irqbypass.ko",
-		"kernel/arch/x86/kvm/kvm-amd.ko":   "kernel/arch/x86/kvm/kvm.ko kernel/drivers/crypto/ccp/ccp.ko kernel/virt/lib/irqbypass.ko",
+		"kernel/virt/lib/irqbypass.ko":        "",
+		"kernel/drivers/net/tun.ko":           "",
+		"kernel/drivers/crypto/ccp/ccp.ko":    "",
+		"kernel/arch/x86/kvm/kvm.ko":          "kernel/virt/lib/irqbypass.ko",
+		"kernel/arch/x86/kvm/kvm-amd.ko":      "kernel/arch/x86/kvm/kvm.ko kernel/drivers/crypto/ccp/ccp.ko kernel/virt/lib/irqbypass.ko",
+		"kernel/drivers/virtio/virtio_pci.ko": "",
+		"kernel/net/9p/9pnet.ko":              "",
+		"kernel/net/9p/9pnet_virtio.ko":       "kernel/net/9p/9pnet.ko",
+		"kernel/fs/9p/9p.ko":                  "kernel/net/9p/9pnet.ko",
 	}
 	var dep bytes.Buffer
 	for rel, deps := range mods {
@@ -137,6 +142,20 @@ func TestOuterInitramfs(t *testing.T) {
 	files = readOuterArchive(t, out)
 	require.Equal(t, []byte("MBR"), files["guest/grub.img"])
 	require.Equal(t, bios, files["usr/share/seabios/bios-256k.bin"])
+	require.NotContains(t, files, modDir+"kernel/fs/9p/9p.ko")
+
+	// The image share brings the modules that mount it, with both firmwares.
+	if _, err := os.Stat(OuterOVMF()[0]); err != nil {
+		testenv.Skip(t, "no OVMF on this host (make setup installs ovmf): %v", err)
+	}
+	_, err = OuterInitramfs(ctx, cfg, k, OuterContent{GuestInitramfs: guest, VMM: vmm, Scenarios: scen, ImageShare: true})
+	require.NoError(t, err)
+	files = readOuterArchive(t, out)
+	for _, m := range []string{"kernel/drivers/virtio/virtio_pci.ko", "kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet_virtio.ko", "kernel/fs/9p/9p.ko"} {
+		require.Equal(t, []byte("ELF "+m), files[modDir+m], m)
+	}
+	require.Equal(t, bios, files["usr/share/seabios/bios-256k.bin"])
+	require.Contains(t, files, strings.TrimPrefix(OuterOVMF()[0], "/"))
 }
 
 func TestQEMUEntries(t *testing.T) {

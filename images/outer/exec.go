@@ -39,11 +39,12 @@ const (
 // execScenario names the job in its heartbeat and result lines.
 const execScenario = "exec"
 
-// jobFromCmdline returns the job path given by scenario.ExecParam on the
-// kernel command line, or "" when the machine runs the scenario suite.
-func jobFromCmdline(cmdline string) string {
+// cmdlineParam returns the value of key on the kernel command line, or ""
+// when it is absent: scenario.ExecParam's job path (none when the machine
+// runs the scenario suite), scenario.ImagesParam's mount point.
+func cmdlineParam(cmdline, key string) string {
 	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, scenario.ExecParam+"="); ok {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
 			return v
 		}
 	}
@@ -102,16 +103,24 @@ func prepareExec(jobPath string) (scenario.Job, *os.File, error) {
 	return job, port, nil
 }
 
-// mountHost mounts the host's root read-only at hostRoot. cache=loose is
-// right for a root nobody changes while the job runs, and a large msize
-// makes reading the job's binaries far fewer round trips.
+// mountHost mounts the host's root read-only at hostRoot.
 func mountHost() error {
-	if err := os.MkdirAll(hostRoot, 0o755); err != nil {
+	if err := mount9p(scenario.ExecRootTag, hostRoot); err != nil {
+		return fmt.Errorf("mounting the host's root: %w", err)
+	}
+	return nil
+}
+
+// mount9p mounts the host's 9p share tag read-only at dir. cache=loose is
+// right for files nobody changes while the machine runs, and a large msize
+// makes reading binaries and disk images far fewer round trips.
+func mount9p(tag, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	opts := "trans=virtio,version=9p2000.L,cache=loose,msize=512000"
-	if err := unix.Mount(scenario.ExecRootTag, hostRoot, "9p", unix.MS_RDONLY, opts); err != nil {
-		return fmt.Errorf("mounting the host's root (9p tag %s): %w", scenario.ExecRootTag, err)
+	if err := unix.Mount(tag, dir, "9p", unix.MS_RDONLY, opts); err != nil {
+		return fmt.Errorf("9p tag %s on %s: %w", tag, dir, err)
 	}
 	return nil
 }

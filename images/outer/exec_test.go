@@ -14,9 +14,10 @@ import (
 	"github.com/vmmdev/vmm/images/scenario"
 )
 
-func TestJobFromCmdline(t *testing.T) {
-	require.Equal(t, "/tmp/j/job.json", jobFromCmdline("console=ttyS0 quiet vmm.exec=/tmp/j/job.json panic=-1\n"))
-	require.Equal(t, "", jobFromCmdline("console=ttyS0 vmm.execx=1 quiet"))
+func TestCmdlineParam(t *testing.T) {
+	require.Equal(t, "/images", cmdlineParam("console=ttyS0 vmm.images=/images quiet", scenario.ImagesParam))
+	require.Equal(t, "/tmp/j/job.json", cmdlineParam("console=ttyS0 quiet vmm.exec=/tmp/j/job.json panic=-1\n", scenario.ExecParam))
+	require.Equal(t, "", cmdlineParam("console=ttyS0 vmm.execx=1 quiet", scenario.ExecParam))
 }
 
 // execRun runs a job through execJob (no chroot) and returns its result,

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -46,10 +47,11 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var code int
-	if job := jobFromCmdline(readCmdline()); job != "" {
+	cmdline := readCmdline()
+	if job := cmdlineParam(cmdline, scenario.ExecParam); job != "" {
 		code = runExec(context.Background(), job, out.emit, log)
 	} else {
-		code = runSuite(context.Background(), out.emit, log)
+		code = runSuite(context.Background(), cmdlineParam(cmdline, scenario.ImagesParam), out.emit, log)
 	}
 	if pid1 {
 		powerOff()
@@ -57,13 +59,24 @@ func main() {
 	os.Exit(code)
 }
 
-// runSuite loads KVM, runs the scenarios and returns the process exit code.
-func runSuite(ctx context.Context, emit func(string), log *slog.Logger) int {
+// runSuite loads KVM, mounts the image share at imagesDir (none when
+// empty), runs the scenarios and returns the process exit code.
+func runSuite(ctx context.Context, imagesDir string, emit func(string), log *slog.Logger) int {
 	if err := loadKVM(ctx, log); err != nil {
 		emit(scenario.KVMFailedLine(err.Error()))
 		return 1
 	}
 	emit(scenario.KVMReadyLine())
+	if imagesDir != "" {
+		if !filepath.IsAbs(imagesDir) {
+			emit(scenario.ErrorLine(fmt.Sprintf("%s=%s: not an absolute path", scenario.ImagesParam, imagesDir)))
+			return 1
+		}
+		if err := mount9p(scenario.ImagesTag, imagesDir); err != nil {
+			emit(scenario.ErrorLine("mounting the image share: " + err.Error()))
+			return 1
+		}
+	}
 
 	data, err := os.ReadFile(scenariosPath)
 	if err != nil {

@@ -47,11 +47,12 @@ func fakeVMM(args []string) int {
 		}
 		return 0
 	case "hang":
-		fmt.Println("VMM-AGENT: start")
 		// Wait to be killed. A signal channel (not a bare select{}) keeps
-		// the runtime from declaring a deadlock and exiting.
+		// the runtime from declaring a deadlock and exiting; it is set up
+		// before the mark, on which TermOnMark sends SIGTERM.
 		stop := make(chan os.Signal, 1)
 		signal.Notify(stop, syscall.SIGTERM)
+		fmt.Println("VMM-AGENT: start")
 		<-stop
 	}
 	return 99

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vmmdev/vmm/images"
@@ -244,12 +245,35 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 			return Machine{}, fmt.Errorf("EFI disk (%v): %w", boot, err)
 		}
 	}
-	outer, err := images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
+	m := Machine{QEMU: qemu, Kernel: k.Vmlinuz, Timeout: timeout}
+	share := needsImageShare(s.Scenarios)
+	if share {
+		img, err := images.DebianDisk(ctx, cfg)
+		if err != nil {
+			return Machine{}, fmt.Errorf("debian image: %w", err)
+		}
+		m.Extra = ImageShareDevices(filepath.Dir(img.QCOW2))
+		m.Append = DefaultAppend + " " + scenario.ImagesParam + "=" + images.OuterImages
+	}
+	if m.Initrd, err = images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
 		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
-		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisks: efiDisks,
-	})
-	if err != nil {
+		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisks: efiDisks, ImageShare: share,
+	}); err != nil {
 		return Machine{}, err
 	}
-	return Machine{QEMU: qemu, Kernel: k.Vmlinuz, Initrd: outer, Timeout: timeout}, nil
+	return m, nil
+}
+
+// needsImageShare reports whether a scenario boots an image of the share.
+func needsImageShare(list []scenario.Scenario) bool {
+	return usesPath(list, images.OuterDebianDisk)
+}
+
+// ImageShareDevices are the outer QEMU's devices for the image share: the
+// host directory dir read-only over 9p with tag scenario.ImagesTag (the
+// outer init mounts it at images.OuterImages). QEMU's option syntax
+// doubles a comma inside a value.
+func ImageShareDevices(dir string) []string {
+	return []string{"-virtfs", "local,path=" + strings.ReplaceAll(dir, ",", ",,") +
+		",mount_tag=" + scenario.ImagesTag + ",security_model=none,readonly=on"}
 }

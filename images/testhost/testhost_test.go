@@ -222,3 +222,12 @@ func TestOuterQEMUChoice(t *testing.T) {
 	_, err = OuterQEMU(ctx, images.Config{}, false)
 	require.ErrorContains(t, err, `"newest"`)
 }
+
+func TestImageShare(t *testing.T) {
+	debian := scenario.Scenario{Name: "d", Args: []string{"run", "--disk", images.OuterDebianDisk + ",snapshot,if=nvme"}}
+	other := scenario.Scenario{Name: "o", Args: []string{"run", "--disk", "/tmp/x.img"}}
+	require.True(t, needsImageShare([]scenario.Scenario{other, debian}))
+	require.False(t, needsImageShare([]scenario.Scenario{other}))
+	require.Equal(t, []string{"-virtfs", "local,path=/c,,d/debian-12,mount_tag=" + scenario.ImagesTag + ",security_model=none,readonly=on"},
+		ImageShareDevices("/c,d/debian-12"))
+}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/vmmdev/vmm/storage/qcow2"
 	"github.com/vmmdev/vmm/storage/raw"
@@ -39,8 +38,6 @@ type qcowDevice struct {
 	img  *qcow2.Image
 	path string
 	size uint64
-	// bounces holds gather buffers of scattered requests (*[]byte).
-	bounces sync.Pool
 }
 
 func newQcow2(img *qcow2.Image, path string) *qcowDevice {
@@ -61,70 +58,22 @@ func (d *qcowDevice) checkWrite(off, n uint64) error {
 	return d.check(off, n)
 }
 
-// maxBounce bounds the buffer a scattered request is gathered in: a
-// request of many segments costs one mapping lookup and one allocating
-// write per cluster run, not one per segment.
-const maxBounce = 4 << 20
-
-// bounce returns a pooled buffer of n bytes (n <= maxBounce) and its release.
-func (d *qcowDevice) bounce(n uint64) ([]byte, func()) {
-	p, _ := d.bounces.Get().(*[]byte)
-	if p == nil {
-		p = new([]byte)
-	}
-	if uint64(cap(*p)) < n {
-		*p = make([]byte, n, max(n, 256<<10))
-	}
-	return (*p)[:n], func() { d.bounces.Put(p) }
-}
-
+// ReadV reads straight into the buffers (qcow2's own vectored read): no
+// gathering, one preadv per run of allocated clusters.
 func (d *qcowDevice) ReadV(bufs [][]byte, off uint64) error {
-	n := total(bufs)
-	if err := d.check(off, n); err != nil {
+	if err := d.check(off, total(bufs)); err != nil {
 		return err
 	}
-	if len(bufs) > 1 && n <= maxBounce {
-		b, release := d.bounce(n)
-		defer release()
-		if _, err := d.img.ReadAt(b, int64(off)); err != nil {
-			return err
-		}
-		for _, dst := range bufs {
-			b = b[copy(dst, b):]
-		}
-		return nil
-	}
-	for _, b := range bufs {
-		if _, err := d.img.ReadAt(b, int64(off)); err != nil {
-			return err
-		}
-		off += uint64(len(b))
-	}
-	return nil
+	return d.img.ReadV(bufs, int64(off))
 }
 
+// WriteV hands the buffers to qcow2's vectored write: straight to the file
+// where the clusters are allocated, gathered where they need allocating.
 func (d *qcowDevice) WriteV(bufs [][]byte, off uint64) error {
-	n := total(bufs)
-	if err := d.checkWrite(off, n); err != nil {
+	if err := d.checkWrite(off, total(bufs)); err != nil {
 		return err
 	}
-	if len(bufs) > 1 && n <= maxBounce {
-		b, release := d.bounce(n)
-		defer release()
-		p := b
-		for _, src := range bufs {
-			p = p[copy(p, src):]
-		}
-		_, err := d.img.WriteAt(b, int64(off))
-		return writeError(err)
-	}
-	for _, b := range bufs {
-		if _, err := d.img.WriteAt(b, int64(off)); err != nil {
-			return writeError(err)
-		}
-		off += uint64(len(b))
-	}
-	return nil
+	return writeError(d.img.WriteV(bufs, int64(off)))
 }
 
 // Discard zeroes exactly: whole clusters become zero clusters or are

@@ -62,6 +62,11 @@ func FuzzOpen(f *testing.F) {
 				if _, err := img.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 					checkErr(t, err)
 				}
+				// The vectored read, scattered, within the disk.
+				n := min(int64(len(buf)), size-off)
+				if err := img.ReadV([][]byte{buf[:n/3], nil, buf[n/3 : n]}, off); err != nil {
+					checkErr(t, err)
+				}
 			}
 			if _, err := img.Info(); err != nil {
 				t.Fatal(err)

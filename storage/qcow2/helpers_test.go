@@ -92,15 +92,29 @@ func pattern(r *rand.Rand, n int) []byte {
 }
 
 // readAll reads the whole virtual disk through the package, in chunks of
-// varying size and alignment.
+// varying size and alignment, half of them with ReadAt and half with
+// ReadV into up to 40 pieces of random sizes (empty ones included).
 func readAll(t testing.TB, img *Image, r *rand.Rand) []byte {
 	t.Helper()
 	b := make([]byte, img.Size())
 	for off := 0; off < len(b); {
 		n := min(len(b)-off, 1+r.IntN(300<<10))
-		got, err := img.ReadAt(b[off:off+n], int64(off))
-		require.NoError(t, err)
-		require.Equal(t, n, got)
+		chunk := b[off : off+n]
+		if r.IntN(2) == 0 {
+			got, err := img.ReadAt(chunk, int64(off))
+			require.NoError(t, err)
+			require.Equal(t, n, got)
+		} else {
+			var bufs [][]byte
+			for rest := chunk; len(rest) > 0; {
+				l := len(rest)
+				if len(bufs) < 39 {
+					l = min(l, r.IntN(2*n/10+2))
+				}
+				bufs, rest = append(bufs, rest[:l]), rest[l:]
+			}
+			require.NoError(t, img.ReadV(bufs, int64(off)))
+		}
 		off += n
 	}
 	return b

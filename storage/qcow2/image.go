@@ -52,6 +52,7 @@ type Image struct {
 	// whoever changes them holds it exclusively.
 	mu sync.RWMutex
 	l1 []uint64
+	l2 *l2Cache
 
 	// Written only with mu held exclusively (and only when writable).
 	rt       []uint64          // refcount table
@@ -149,7 +150,8 @@ func openOn(f *os.File, id fileID, fileSize int64, path string, readOnly bool, s
 	if err != nil {
 		return nil, err
 	}
-	img = &Image{path: path, f: f, readOnly: readOnly, h: h, bits: h.clusterBits, cs: h.clusterSize(), size: h.size}
+	img = &Image{path: path, f: f, readOnly: readOnly, h: h, bits: h.clusterBits, cs: h.clusterSize(), size: h.size,
+		l2: newL2Cache(h.clusterSize(), h.l1Size)}
 	img.fileEnd.Store(uint64(fileSize))
 
 	raw := make([]byte, uint64(h.l1Size)*8)
@@ -357,6 +359,48 @@ func (img *Image) pwrite(p []byte, off uint64) error {
 	}
 }
 
+// pwritev writes bufs at off in the image file, as pwrite would their
+// concatenation.
+func (img *Image) pwritev(bufs [][]byte, off uint64) error {
+	if len(bufs) == 1 {
+		return img.pwrite(bufs[0], off)
+	}
+	if img.hook != nil {
+		img.hook()
+	}
+	end := off
+	for _, b := range bufs {
+		end += uint64(len(b))
+	}
+	for pos := off; len(bufs) > 0; {
+		batch := bufs[:min(len(bufs), iovMax)]
+		n, err := unix.Pwritev(int(img.f.Fd()), batch, int64(pos))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		pos += uint64(n)
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			// A short write inside a buffer: the rest of it next.
+			bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+		}
+	}
+	for {
+		cur := img.fileEnd.Load()
+		if cur >= end || img.fileEnd.CompareAndSwap(cur, end) {
+			return nil
+		}
+	}
+}
+
 // sync is the barrier between a write and the one that depends on it.
 func (img *Image) sync() error {
 	if img.hook != nil {
@@ -384,6 +428,43 @@ func (img *Image) pread(p []byte, off uint64) error {
 		return err
 	}
 	clear(p[n:])
+	return nil
+}
+
+// iovMax is Linux's limit on the buffers of one preadv (UIO_MAXIOV).
+const iovMax = 1024
+
+// preadv fills bufs from off, as pread would their concatenation: bytes
+// beyond the end of the file read as zeros.
+func (img *Image) preadv(bufs [][]byte, off uint64) error {
+	if len(bufs) == 1 {
+		return img.pread(bufs[0], off)
+	}
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), iovMax)]
+		n, err := unix.Preadv(int(img.f.Fd()), batch, int64(off))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			for _, b := range bufs {
+				clear(b)
+			}
+			return nil
+		}
+		off += uint64(n)
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			// A short read inside a buffer: the rest of it next.
+			rest := append([][]byte{bufs[0][n:]}, bufs[1:]...)
+			bufs = rest
+		}
+	}
 	return nil
 }
 

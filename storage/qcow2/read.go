@@ -3,7 +3,6 @@ package qcow2
 import (
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,27 +51,34 @@ func (img *Image) l2Table(i uint64) (uint64, error) {
 }
 
 // entries returns the L2 entries of the n guest clusters from gc, which lie
-// in one L2 table; all zero when the table is not allocated. Tables are read
-// from the file each time: the page cache is the cache, and the file is the
-// only copy of the truth.
+// in one L2 table; all zero when the table is not allocated. The slice may
+// be the cached table's (l2Cache): read it with mu held, never change it.
 func (img *Image) entries(gc, n uint64) ([]uint64, error) {
 	l2n := img.cs / 8
-	t, err := img.l2Table(gc / l2n)
+	i, first := gc/l2n, gc%l2n
+	t, err := img.l2Table(i)
 	if err != nil {
 		return nil, err
 	}
-	e := make([]uint64, n)
 	if t == 0 {
-		return e, nil
+		return make([]uint64, n), nil
 	}
-	raw := make([]byte, n*8)
-	if err := img.preadMeta("L2 table", raw, t+gc%l2n*8); err != nil {
+	if es := img.l2.get(i, t); es != nil {
+		return es[first : first+n : first+n], nil
+	}
+	raw := make([]byte, img.cs)
+	if got, _ := img.f.ReadAt(raw, int64(t)); got == len(raw) {
+		es := decodeL2(raw)
+		img.l2.put(i, t, es)
+		return es[first : first+n : first+n], nil
+	}
+	// A table cut short by the end of the file: only the entries asked
+	// for must be in it (and it is not cached).
+	raw = raw[:n*8]
+	if err := img.preadMeta("L2 table", raw, t+first*8); err != nil {
 		return nil, err
 	}
-	for i := range e {
-		e[i] = binary.BigEndian.Uint64(raw[i*8:])
-	}
-	return e, nil
+	return decodeL2(raw), nil
 }
 
 // segments splits [off, off+n) at L2 table boundaries and calls fn for each
@@ -117,11 +123,39 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	return int(n), nil
 }
 
+// ReadV reads the virtual disk at off into bufs, one after the other, as
+// ReadAt into their concatenation would, without gathering them: a run of
+// allocated clusters goes straight into the buffers with one preadv. The
+// whole range must lie inside the disk.
+func (img *Image) ReadV(bufs [][]byte, off int64) error {
+	var n uint64
+	for _, b := range bufs {
+		n += uint64(len(b))
+	}
+	if off < 0 || uint64(off) > img.size || n > img.size-uint64(off) {
+		return fmt.Errorf("qcow2 %s: read of %d bytes at %d: %w (%d bytes)", img.path, n, off, ErrRange, img.size)
+	}
+	img.mu.RLock()
+	err := img.readv(bufs, uint64(off), n)
+	img.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("qcow2 %s: read %d bytes at %d: %w", img.path, n, off, err)
+	}
+	return nil
+}
+
 // read fills p from the virtual disk at off (inside the disk); mu held.
 func (img *Image) read(p []byte, off uint64) error {
+	return img.readv([][]byte{p}, off, uint64(len(p)))
+}
+
+// readv fills bufs (n bytes in all) from the virtual disk at off (inside
+// the disk); mu held.
+func (img *Image) readv(bufs [][]byte, off, n uint64) error {
 	var cbuf []byte // one decompressed cluster
-	pos0 := off
-	return img.segments(off, uint64(len(p)), func(off, n, gc, count uint64) error {
+	cur := iovCursor{bufs: bufs}
+	var dst [][]byte
+	return img.segments(off, n, func(off, n, gc, count uint64) error {
 		es, err := img.entries(gc, count)
 		if err != nil {
 			return err
@@ -144,21 +178,32 @@ func (img *Image) read(p []byte, off uint64) error {
 			}
 			start := max(off, (gc+i)<<img.bits)
 			end := min(off+n, (gc+j)<<img.bits)
-			dst := p[start-pos0 : end-pos0]
+			dst = cur.take(dst[:0], end-start)
 			inner := start & (img.cs - 1)
 			switch k {
 			case kUnalloc:
-				err = img.readBacking(dst, start)
+				pos := start
+				for _, b := range dst {
+					if err = img.readBacking(b, pos); err != nil {
+						break
+					}
+					pos += uint64(len(b))
+				}
 			case kZero:
-				clear(dst)
+				for _, b := range dst {
+					clear(b)
+				}
 			case kNormal:
-				err = img.pread(dst, host+inner)
+				err = img.preadv(dst, host+inner)
 			case kCompressed:
 				if cbuf == nil {
 					cbuf = make([]byte, img.cs)
 				}
 				if err = img.readCompressed(es[i], cbuf); err == nil {
-					copy(dst, cbuf[inner:])
+					src := cbuf[inner:]
+					for _, b := range dst {
+						src = src[copy(b, src):]
+					}
 				}
 			}
 			if err != nil {
@@ -168,6 +213,30 @@ func (img *Image) read(p []byte, off uint64) error {
 		}
 		return nil
 	})
+}
+
+// iovCursor hands out a request's buffers in consecutive pieces.
+type iovCursor struct {
+	bufs [][]byte
+	i    int // current buffer
+	skip int // bytes of it handed out
+}
+
+// take appends to dst the next n bytes of the buffers, as sub-slices.
+func (c *iovCursor) take(dst [][]byte, n uint64) [][]byte {
+	for n > 0 {
+		b := c.bufs[c.i][c.skip:]
+		if uint64(len(b)) > n {
+			c.skip += int(n)
+			return append(dst, b[:n])
+		}
+		if len(b) > 0 {
+			dst = append(dst, b)
+		}
+		n -= uint64(len(b))
+		c.i, c.skip = c.i+1, 0
+	}
+	return dst
 }
 
 // readBacking reads the backing file's bytes at off: zeros with no backing

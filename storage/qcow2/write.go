@@ -8,6 +8,11 @@ import (
 // maxRunBytes bounds the buffer one allocating write assembles.
 const maxRunBytes = 8 << 20
 
+// maxGatherBytes bounds the buffer a scattered allocating write is gathered
+// in (one mapping update per cluster run, not per buffer); a larger one is
+// written buffer by buffer.
+const maxGatherBytes = 4 << 20
+
 func (img *Image) checkWrite(what string, off, n int64) error {
 	if img.readOnly {
 		return fmt.Errorf("qcow2 %s: %s: %w", img.path, what, ErrReadOnly)
@@ -21,37 +26,70 @@ func (img *Image) checkWrite(what string, off, n int64) error {
 // WriteAt writes p to the virtual disk at off. Writes never grow the disk:
 // one that does not fit fails with ErrRange and writes nothing.
 func (img *Image) WriteAt(p []byte, off int64) (int, error) {
-	if err := img.checkWrite("write", off, int64(len(p))); err != nil {
+	if err := img.WriteV([][]byte{p}, off); err != nil {
 		return 0, err
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	img.mu.RLock()
-	done, err := img.writeInPlace(p, uint64(off))
-	img.mu.RUnlock()
-	if !done && err == nil {
-		img.mu.Lock()
-		err = img.segments(uint64(off), uint64(len(p)), func(so, n, gc, count uint64) error {
-			return img.writeSegment(p[so-uint64(off):so-uint64(off)+n], so, gc, count)
-		})
-		img.mu.Unlock()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("qcow2 %s: write %d bytes at %d: %w", img.path, len(p), off, err)
 	}
 	return len(p), nil
 }
 
-// writeInPlace writes p if every cluster it touches is already allocated to
-// this image alone (the common case once a disk is warm); mu held shared,
-// which keeps the mapping fixed while the data is written. It reports false
-// without writing anything when some cluster needs allocation.
-func (img *Image) writeInPlace(p []byte, off uint64) (bool, error) {
-	type ext struct{ host, guest, n uint64 }
+// WriteV writes bufs, one after the other, to the virtual disk at off, as
+// WriteAt of their concatenation would. Where every cluster is allocated to
+// the image alone the buffers go straight to the file (one pwritev per
+// run of clusters); otherwise they are gathered and written as WriteAt
+// writes.
+func (img *Image) WriteV(bufs [][]byte, off int64) error {
+	var n uint64
+	for _, b := range bufs {
+		n += uint64(len(b))
+	}
+	if err := img.checkWrite("write", off, int64(n)); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	img.mu.RLock()
+	done, err := img.writeInPlace(bufs, uint64(off), n)
+	img.mu.RUnlock()
+	if !done && err == nil && len(bufs) > 1 && n > maxGatherBytes {
+		for _, b := range bufs {
+			if err := img.WriteV([][]byte{b}, off); err != nil {
+				return err
+			}
+			off += int64(len(b))
+		}
+		return nil
+	}
+	if !done && err == nil {
+		p := bufs[0]
+		if len(bufs) > 1 {
+			p = make([]byte, 0, n)
+			for _, b := range bufs {
+				p = append(p, b...)
+			}
+		}
+		img.mu.Lock()
+		err = img.segments(uint64(off), n, func(so, sn, gc, count uint64) error {
+			return img.writeSegment(p[so-uint64(off):so-uint64(off)+sn], so, gc, count)
+		})
+		img.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("qcow2 %s: write %d bytes at %d: %w", img.path, n, off, err)
+	}
+	return nil
+}
+
+// writeInPlace writes bufs (n bytes in all) if every cluster they touch is
+// already allocated to this image alone (the common case once a disk is
+// warm); mu held shared, which keeps the mapping fixed while the data is
+// written. It reports false without writing anything when some cluster
+// needs allocation.
+func (img *Image) writeInPlace(bufs [][]byte, off, n uint64) (bool, error) {
+	type ext struct{ host, n uint64 }
 	var exts []ext
 	ok := true
-	err := img.segments(off, uint64(len(p)), func(so, n, gc, count uint64) error {
+	err := img.segments(off, n, func(so, sn, gc, count uint64) error {
 		if !ok {
 			return nil
 		}
@@ -69,12 +107,12 @@ func (img *Image) writeInPlace(p []byte, off uint64) (bool, error) {
 				return nil
 			}
 			start := max(so, (gc+uint64(i))<<img.bits)
-			end := min(so+n, (gc+uint64(i)+1)<<img.bits)
+			end := min(so+sn, (gc+uint64(i)+1)<<img.bits)
 			h := host + start&(img.cs-1)
 			if l := len(exts); l > 0 && exts[l-1].host+exts[l-1].n == h {
 				exts[l-1].n += end - start
 			} else {
-				exts = append(exts, ext{h, start, end - start})
+				exts = append(exts, ext{h, end - start})
 			}
 		}
 		return nil
@@ -82,8 +120,12 @@ func (img *Image) writeInPlace(p []byte, off uint64) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
+	// The extents follow each other in the guest's order.
+	cur := iovCursor{bufs: bufs}
+	var src [][]byte
 	for _, x := range exts {
-		if err := img.pwrite(p[x.guest-off:x.guest-off+x.n], x.host); err != nil {
+		src = cur.take(src[:0], x.n)
+		if err := img.pwritev(src, x.host); err != nil {
 			return true, err
 		}
 	}
@@ -262,8 +304,14 @@ func (img *Image) writeEntries(t, gc uint64, old, new []uint64) error {
 		binary.BigEndian.PutUint64(raw[(i-lo)*8:], new[i])
 	}
 	l2n := img.cs / 8
+	// The file first, then the cached table (which old may be part of);
+	// after a failed write nobody knows what the file holds: forget it.
 	if err := img.pwrite(raw, t+(gc%l2n+uint64(lo))*8); err != nil {
+		img.l2.drop(gc / l2n)
 		return fmt.Errorf("write L2 table: %w", err)
+	}
+	if es := img.l2.get(gc/l2n, t); es != nil {
+		copy(es[gc%l2n+uint64(lo):], new[lo:hi+1])
 	}
 	return nil
 }
@@ -301,6 +349,7 @@ func (img *Image) writableL2(i uint64) (uint64, error) {
 		return 0, fmt.Errorf("write L1 table: %w", err)
 	}
 	img.l1[i] = nt | flagCopied
+	img.l2.put(i, nt, decodeL2(buf))
 	if t != 0 {
 		if err := img.sync(); err != nil {
 			return 0, err
