@@ -116,34 +116,45 @@ func (d *Device) init(c *vmbus.Channel, p ring.Packet) {
 	d.complete(c, p, msgInitComplete, 0, 0, statusFail)
 }
 
-func (d *Device) recvBuffer(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, gerr error) {
-	m := p.Payload
+// sharedBuffer maps the buffer a SEND_RECV_BUF or SEND_SEND_BUF message
+// names (GPADL g, or gerr), or answers the guest with done and a failure
+// status and returns nil. inUse: the session has one already.
+func (d *Device) sharedBuffer(c *vmbus.Channel, p ring.Packet, what string, done uint32, inUse bool, g *gpadl.GPADL, gerr error) *guestBuf {
 	fail := func(why string, args ...any) {
-		d.bad("receive buffer refused: "+why, args...)
-		d.complete(c, p, msgSendRecvBufDone, statusFail, 0)
+		d.bad(what+" buffer refused: "+why, args...)
+		d.complete(c, p, done, statusFail, 0)
 	}
 	switch {
-	case len(m) < 10:
-		fail("message too short", "len", len(m))
-		return
-	case d.s.recv != nil:
+	case len(p.Payload) < 10:
+		fail("message too short", "len", len(p.Payload))
+		return nil
+	case inUse:
 		fail("one is already in use")
-		return
+		return nil
 	case gerr != nil || g == nil:
 		fail("no GPADL", "err", gerr)
-		return
+		return nil
 	}
 	b, err := newGuestBuf(d.cfg.Mem, *g)
 	if err != nil {
 		fail(err.Error())
+		return nil
+	}
+	return b
+}
+
+func (d *Device) recvBuffer(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, gerr error) {
+	b := d.sharedBuffer(c, p, "receive", msgSendRecvBufDone, d.s.recv != nil, g, gerr)
+	if b == nil {
 		return
 	}
 	n := b.size / recvSubAlloc
 	if n == 0 {
-		fail("smaller than one sub-allocation", "bytes", b.size)
+		d.bad("receive buffer refused: smaller than one sub-allocation", "bytes", b.size)
+		d.complete(c, p, msgSendRecvBufDone, statusFail, 0)
 		return
 	}
-	d.s.recv, d.s.recvID = b, uint16(le32(m[8:]))
+	d.s.recv, d.s.recvID = b, uint16(le32(p.Payload[8:]))
 	d.s.inUse = make([]bool, n)
 	d.s.free = make([]uint32, n)
 	for i := range d.s.free {
@@ -155,28 +166,13 @@ func (d *Device) recvBuffer(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, ger
 }
 
 func (d *Device) sendBuffer(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, gerr error) {
-	fail := func(why string, args ...any) {
-		d.bad("send buffer refused: "+why, args...)
-		d.complete(c, p, msgSendSendBufDone, statusFail, 0)
-	}
-	switch {
-	case len(p.Payload) < 10:
-		fail("message too short", "len", len(p.Payload))
-		return
-	case d.s.send != nil:
-		fail("one is already in use")
-		return
-	case gerr != nil || g == nil:
-		fail("no GPADL", "err", gerr)
-		return
-	}
-	b, err := newGuestBuf(d.cfg.Mem, *g)
-	if err != nil {
-		fail(err.Error())
+	b := d.sharedBuffer(c, p, "send", msgSendSendBufDone, d.s.send != nil, g, gerr)
+	if b == nil {
 		return
 	}
 	if b.size < sendSectionSize {
-		fail("smaller than one section", "bytes", b.size)
+		d.bad("send buffer refused: smaller than one section", "bytes", b.size)
+		d.complete(c, p, msgSendSendBufDone, statusFail, 0)
 		return
 	}
 	d.s.send = b

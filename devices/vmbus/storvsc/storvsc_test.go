@@ -208,7 +208,7 @@ func (r *rig) exec(ch *guestdrv.Channel, s srb) srbResult {
 		for i, p := range pfns {
 			le.PutUint64(hdr[16+8*i:], p)
 		}
-		require.NoError(r.t, ch.SendHeader(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, hdr, req))
+		require.NoError(r.t, ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, hdr, req))
 	}
 	p := r.wait(ch)
 	require.Equal(r.t, r.id, p.ID)
@@ -381,7 +381,7 @@ func TestErrors(t *testing.T) {
 	require.NoError(t, r.ch.Send(ring.TypeDataXferPages, ring.FlagCompletionRequest, r.id, vstor(opBeginInit, packetSize)))
 	require.Equal(t, uint32(statusInvalidParameter), status(r.wait(r.ch).Payload))
 	r.id++
-	require.NoError(t, r.ch.SendHeader(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, make([]byte, 24), vstor(opBeginInit, packetSize)))
+	require.NoError(t, r.ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, make([]byte, 24), vstor(opBeginInit, packetSize)))
 	require.Equal(t, uint32(statusInvalidParameter), status(r.wait(r.ch).Payload))
 	// Sub-channels beyond the limit (one, with two vCPUs).
 	q := vstor(opCreateSubChannels, packetSize)

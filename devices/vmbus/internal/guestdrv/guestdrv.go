@@ -340,22 +340,7 @@ func (c *Channel) Close() error {
 // Send writes a packet to the host and signals it as Linux does (only
 // when the ring was empty and the host has not masked interrupts).
 func (c *Channel) Send(typ, flags uint16, id uint64, payload []byte) error {
-	return c.SendHeader(typ, flags, id, nil, payload)
-}
-
-// SendHeader is Send for a packet with a header between the descriptor
-// and the payload (GPA ranges), a multiple of 8 bytes.
-func (c *Channel) SendHeader(typ, flags uint16, id uint64, hdr, payload []byte) error {
-	signal, err := c.Out.WriteHdr(typ, flags, id, hdr, payload)
-	if err != nil {
-		return err
-	}
-	if signal {
-		if st := c.g.Bus.Signal(c.Conn); st != 0 {
-			return fmt.Errorf("HvSignalEvent: status %#x", st)
-		}
-	}
-	return nil
+	return c.SendHdr(typ, flags, id, nil, payload)
 }
 
 // SendHdr writes a packet with hdr between the descriptor and payload
