@@ -134,6 +134,11 @@ func TestResetWaitsForCommandsInFlight(t *testing.T) {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+	select {
+	case <-reset:
+		t.Fatal("reset returned with a read in flight")
+	default:
+	}
 	release()
 	select {
 	case <-reset:

@@ -133,6 +133,14 @@ func TestCloseWaitsForRequestsInFlight(t *testing.T) {
 		r.ctrl.Shutdown()
 		close(closed)
 	}()
+	// The read is released once shutdown has taken the channel away,
+	// so it is waiting for the read.
+	require.Eventually(t, func() bool { return r.ctrl.Stats().Channels == 0 }, 5*time.Second, time.Millisecond)
+	select {
+	case <-closed:
+		t.Fatal("shutdown returned with a read in flight")
+	default:
+	}
 	release()
 	select {
 	case <-closed:
