@@ -118,6 +118,9 @@ type HBA struct {
 	mu    sync.Mutex
 	ghc   uint32
 	ports [NumPorts]*port
+	// resetting: GHC.HR was written and some port may still have
+	// commands in flight.
+	resetting bool
 }
 
 // New builds an HBA and starts its ports' goroutines; add Function() to a
@@ -207,6 +210,17 @@ func (h *HBA) readGlobal(reg uint64) uint32 {
 	case regCAP:
 		return h.capability()
 	case regGHC:
+		// HR reads 1 until the commands the reset dropped have
+		// stopped writing guest memory (drivers poll it, AHCI 10.4.3).
+		if h.resetting {
+			h.resetting = false
+			for _, p := range h.ports {
+				h.resetting = h.resetting || p.active > 0
+			}
+		}
+		if h.resetting {
+			return h.ghc | ghcHR
+		}
 		return h.ghc
 	case regIS:
 		return h.pendingLocked()
@@ -235,10 +249,12 @@ func (h *HBA) writeGlobal(reg uint64, v uint32) {
 	}
 }
 
-// resetLocked is GHC.HR: every port stopped and reset, interrupts off. It
-// completes at once, so HR reads back 0.
+// resetLocked is GHC.HR: every port stopped and reset, interrupts off. The
+// registers are reset at once; HR reads back 1 while commands in flight
+// finish (their results are dropped).
 func (h *HBA) resetLocked() {
 	h.ghc = ghcAE
+	h.resetting = true
 	for _, p := range h.ports {
 		p.stopLocked()
 		p.clb, p.fb, p.ie, p.cmd, p.sctl = 0, 0, 0, 0, 0

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmmdev/vmm/devices/internal/blocktest"
 	"github.com/vmmdev/vmm/devices/internal/fakeram"
+	"github.com/vmmdev/vmm/storage/block"
 	"github.com/vmmdev/vmm/storage/raw"
 )
 
@@ -53,6 +55,7 @@ type driver struct {
 	msi   *fakeMSI
 	paths []string
 	imgs  []*raw.Image
+	gates []*blocktest.Gate // per port, for specs with gated set
 }
 
 // spec describes one port's drive for newDriver.
@@ -62,6 +65,7 @@ type spec struct {
 	fill     func(i int) byte
 	readOnly bool
 	serial   string
+	gated    bool // reads go through a blocktest.Gate (driver.gates)
 }
 
 func newDriver(t *testing.T, specs ...spec) *driver {
@@ -73,6 +77,7 @@ func newDriver(t *testing.T, specs ...spec) *driver {
 			drives = append(drives, Drive{})
 			d.paths = append(d.paths, "")
 			d.imgs = append(d.imgs, nil)
+			d.gates = append(d.gates, nil)
 			continue
 		}
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("port%d.img", i))
@@ -92,7 +97,14 @@ func newDriver(t *testing.T, specs ...spec) *driver {
 		t.Cleanup(func() { img.Close() })
 		d.paths = append(d.paths, path)
 		d.imgs = append(d.imgs, img)
-		drives = append(drives, Drive{Image: img, CDROM: s.cdrom, Serial: s.serial})
+		var dev block.Device = img
+		var g *blocktest.Gate
+		if s.gated {
+			g = blocktest.New(img)
+			dev = g
+		}
+		d.gates = append(d.gates, g)
+		drives = append(drives, Drive{Image: dev, CDROM: s.cdrom, Serial: s.serial})
 	}
 	h, err := New(Config{Name: "ahci-test", Drives: drives, Mem: d.mem, MSI: d.msi})
 	if err != nil {

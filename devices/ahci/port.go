@@ -109,9 +109,14 @@ type port struct {
 	ssts, sctl, serr      uint32
 	sact, ci              uint32
 	busy                  uint32 // CI slots the goroutine took and has not finished
-	halted                bool   // a task file error: nothing runs until ST goes 1 -> 0
-	gen                   uint64 // bumped whenever the port stops: later completions are stale
-	lastSlot              uint32
+	// active counts commands taken from CI whose execution has not
+	// returned, stale ones included: PxCMD.CR stays set until it is 0,
+	// so a driver that clears ST and waits for CR (AHCI 10.1.2) knows
+	// that no command of the port writes its memory any more.
+	active   int
+	halted   bool   // a task file error: nothing runs until ST goes 1 -> 0
+	gen      uint64 // bumped whenever the port stops: later completions are stale
+	lastSlot uint32
 }
 
 func newPort(h *HBA, n int, d *device) *port {
@@ -180,7 +185,7 @@ func (p *port) readReg(reg uint64) uint32 {
 		return p.ie
 	case pxCMD:
 		v := p.cmd
-		if v&cmdST != 0 {
+		if v&cmdST != 0 || p.active > 0 {
 			v |= cmdCR
 		}
 		if v&cmdFRE != 0 {
@@ -319,6 +324,7 @@ func (p *port) next() (int, uint64, bool) {
 		s := (p.lastSlot + 1 + i) % numSlots
 		if pending&(1<<s) != 0 {
 			p.busy |= 1 << s
+			p.active++
 			p.lastSlot = s
 			return int(s), p.gen, true
 		}
@@ -397,6 +403,7 @@ func (p *port) control(c *command) result {
 func (p *port) complete(slot int, gen uint64, r result) {
 	p.h.mu.Lock()
 	defer p.h.mu.Unlock()
+	p.active--
 	if gen != p.gen {
 		return
 	}
@@ -484,6 +491,7 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 	tag := int(c.f.count>>3) & 31
 	p.h.mu.Lock()
 	if gen != p.gen {
+		p.active--
 		p.h.mu.Unlock()
 		return
 	}
@@ -493,6 +501,9 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 	select {
 	case p.ncq <- struct{}{}:
 	case <-p.quit:
+		p.h.mu.Lock()
+		p.active--
+		p.h.mu.Unlock()
 		return
 	}
 	p.ncqWG.Add(1)
@@ -507,6 +518,7 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 func (p *port) completeNCQ(tag int, gen uint64, r result) {
 	p.h.mu.Lock()
 	defer p.h.mu.Unlock()
+	p.active--
 	if gen != p.gen {
 		return
 	}

@@ -190,7 +190,7 @@ func (c *Controller) createSQ(cmd *command) completion {
 		sq.shadow.Store(c.shadowFor(2*int(qid), 0))
 	}
 	c.sqs[qid].Store(sq)
-	sq.start(c.io)
+	sq.start(c.io, true)
 	return completion{}
 }
 

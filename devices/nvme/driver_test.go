@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/vmmdev/vmm/devices/internal/fakeram"
+	"github.com/vmmdev/vmm/storage/block"
 	"github.com/vmmdev/vmm/storage/raw"
 )
 
@@ -109,6 +110,8 @@ type opts struct {
 	blocks   int
 	readOnly bool
 	queues   int
+	// wrap, if set, stands between the controller and the image.
+	wrap func(block.Device) block.Device
 }
 
 func newDriver(t *testing.T, o opts) *driver {
@@ -130,7 +133,11 @@ func newDriver(t *testing.T, o opts) *driver {
 	}
 	d := &driver{t: t, mem: make(fakeMem, memSize), msi: &fakeMSI{sent: map[int]int{}},
 		ev: &fakeEvents{fns: map[uint64]func(){}}, path: path, qs: map[uint16]*hostQueue{}}
-	d.c, err = New(Config{Name: "nvme-test", Image: im, Serial: "SN123", IOQueues: o.queues,
+	var dev block.Device = im
+	if o.wrap != nil {
+		dev = o.wrap(dev)
+	}
+	d.c, err = New(Config{Name: "nvme-test", Image: dev, Serial: "SN123", IOQueues: o.queues,
 		Mem: d.mem, MSI: d.msi, Events: d.ev})
 	if err != nil {
 		t.Fatal(err)

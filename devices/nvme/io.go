@@ -19,8 +19,9 @@ const (
 	nsidAll      = 0xffffffff
 )
 
-// io executes one NVM command on a submission queue's goroutine; it never
-// takes the controller lock.
+// io executes one NVM command on a goroutine of its submission queue,
+// concurrently with the queue's other commands; it never takes the
+// controller lock.
 func (c *Controller) io(_ *subQueue, cmd *command) completion {
 	if cmd.fuse != 0 || cmd.psdt != 0 {
 		return fail(scInvalidField)

@@ -4,7 +4,9 @@
 // NVM command set (read, write, flush, write zeroes, dataset management).
 //
 // Every submission queue runs on a goroutine of its own, never on the vCPU
-// thread that rings its doorbell. Doorbells arrive as MMIO writes or, once
+// thread that rings its doorbell; an I/O queue executes up to 64 commands
+// at once on goroutines of their own and completes them as they finish (a
+// Flush covers the writes completed before it, as NVMe defines it). Doorbells arrive as MMIO writes or, once
 // the driver configured shadow doorbells (Doorbell Buffer Config), through
 // ioeventfds: the value is then read from the shadow buffer, since an
 // ioeventfd carries no data.
@@ -350,7 +352,7 @@ func (c *Controller) enableLocked() error {
 	}
 	c.cqs[0].Store(cq)
 	c.sqs[0].Store(sq)
-	sq.start(c.admin)
+	sq.start(c.admin, false)
 	c.csts = c.csts&^cstsCFS | cstsRDY
 	return nil
 }

@@ -503,8 +503,9 @@ func TestInterruptsAndFullCQ(t *testing.T) {
 	d.ok(0, sqe{opc: adminCreateSQ, prp1: sqAt, cdw10: 15<<16 | 1, cdw11: 1<<16 | 1})
 	sqQ := &hostQueue{sqAt: sqAt, cqAt: q.cqAt, size: 16, phase: 1}
 	d.qs[1] = sqQ
-	for range 12 {
-		d.submit(1, rw(false, 0, 1, dataAt, 0))
+	// Separate buffers: the reads run concurrently.
+	for i := range 12 {
+		d.submit(1, rw(false, 0, 1, dataAt+uint64(i)*pageSize, 0))
 	}
 	time.Sleep(20 * time.Millisecond)
 	d.qs[1] = q

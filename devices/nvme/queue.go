@@ -40,7 +40,15 @@ func (d *dbbuf) slotAt(i int) *shadowSlot {
 	}
 }
 
-// subQueue is a submission queue and the goroutine that executes it.
+// maxInflight caps the commands one I/O submission queue executes at
+// once: a driver keeps many in flight (Linux: up to the queue depth), and
+// running them one at a time would cap IOPS at 1/latency.
+const maxInflight = 64
+
+// subQueue is a submission queue and the goroutine that fetches its
+// entries. The admin queue executes them there, one at a time; an I/O
+// queue hands each to a goroutine of its own, at most slots at once, and
+// completes them in whatever order they finish.
 type subQueue struct {
 	id   uint16
 	size uint32
@@ -48,8 +56,11 @@ type subQueue struct {
 	ring []byte
 	cq   *compQueue
 
-	head   uint32 // owned by the goroutine
+	head   uint32        // owned by the fetching goroutine
+	sqhd   atomic.Uint32 // head as completions report it
 	tail   atomic.Uint32
+	slots  chan struct{} // one token per command in flight; nil: serial
+	wg     sync.WaitGroup
 	shadow atomic.Pointer[shadowSlot]
 
 	kickCh   chan struct{}
@@ -69,7 +80,12 @@ func (c *Controller) newSQ(id uint16, gpa uint64, size int, cq *compQueue) (*sub
 }
 
 // start runs the queue on its own goroutine; exec executes one command.
-func (q *subQueue) start(exec func(*subQueue, *command) completion) {
+// concurrent lets up to maxInflight commands (fewer for a small queue)
+// execute at once, each on a goroutine of its own.
+func (q *subQueue) start(exec func(*subQueue, *command) completion, concurrent bool) {
+	if concurrent {
+		q.slots = make(chan struct{}, min(q.size-1, maxInflight))
+	}
 	q.started = true
 	q.cq.users.Add(1)
 	go q.run(exec)
@@ -94,7 +110,8 @@ func (q *subQueue) detached() bool {
 	}
 }
 
-// stop detaches the queue and waits for its goroutine.
+// stop detaches the queue and waits for its goroutines: after it no
+// command of the queue touches guest memory.
 func (q *subQueue) stop() {
 	q.detach()
 	if q.started {
@@ -116,6 +133,8 @@ func (q *subQueue) readTail() (uint32, bool) {
 func (q *subQueue) run(exec func(*subQueue, *command) completion) {
 	defer close(q.done)
 	defer q.cq.users.Add(-1)
+	// Commands still executing finish (or give up posting) first.
+	defer q.wg.Wait()
 	var cmd command
 	for {
 		for {
@@ -126,8 +145,22 @@ func (q *subQueue) run(exec func(*subQueue, *command) completion) {
 			if !ok || tail == q.head {
 				break
 			}
+			if q.slots != nil {
+				// Wait for a free slot before taking the entry, so the
+				// head a completion reports never runs ahead of it.
+				select {
+				case q.slots <- struct{}{}:
+				case <-q.stopCh:
+					return
+				}
+			}
 			cmd.parse(q.ring[q.head*sqeSize : (q.head+1)*sqeSize])
 			q.head = (q.head + 1) % q.size
+			q.sqhd.Store(q.head)
+			if q.slots != nil {
+				q.dispatch(exec, cmd)
+				continue
+			}
 			cpl := exec(q, &cmd)
 			if cpl.hold {
 				continue
@@ -152,6 +185,23 @@ func (q *subQueue) run(exec func(*subQueue, *command) completion) {
 			return
 		}
 	}
+}
+
+// dispatch executes cmd on a goroutine that holds one of the queue's
+// slots, posts its completion with the newest head, and interrupts.
+func (q *subQueue) dispatch(exec func(*subQueue, *command) completion, cmd command) {
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		cpl := exec(q, &cmd)
+		posted := q.cq.post(cpl, cmd.cid, q.id, uint16(q.sqhd.Load()), q.stopCh)
+		<-q.slots
+		if posted {
+			// Completions that finish together share the interrupt: the
+			// first flush raises it for every entry posted so far.
+			q.cq.flush()
+		}
+	}()
 }
 
 // compQueue is a completion queue; several submission queues may post to it.
@@ -210,10 +260,16 @@ func (q *compQueue) wake() {
 }
 
 // post writes one completion entry, waiting while the queue is full until
-// the driver frees an entry or stop is closed (false: nothing posted). The
-// status dword, with the phase tag, is written last.
+// the driver frees an entry or stop is closed (false: nothing posted; a
+// queue being deleted or reset posts nothing more). The status dword, with
+// the phase tag, is written last.
 func (q *compQueue) post(cpl completion, cid, sqid, sqhd uint16, stop <-chan struct{}) bool {
 	for {
+		select {
+		case <-stop:
+			return false
+		default:
+		}
 		q.mu.Lock()
 		head := q.readHeadLocked()
 		if (q.tail+1)%q.size != head {

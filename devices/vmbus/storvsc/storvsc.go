@@ -18,14 +18,17 @@
 // before) whose CDB runs on the LUN; the completion carries the SCSI
 // status, the sense data and the bytes moved.
 //
-// Each open channel has its own goroutine that drains the ring and does
-// the disk I/O: a vCPU only kicks it. Everything in a packet is guest
+// Each open channel has its own goroutine that drains the ring; it runs
+// up to 64 SCSI requests at once on goroutines of their own, which
+// complete them by transaction id as they finish (SYNCHRONIZE CACHE covers
+// the writes completed before it). A vCPU only kicks the channel. Everything in a packet is guest
 // input: sizes, versions, addresses (every page of a data range is checked
 // against guest RAM), LUNs and CDBs; a bad request gets an error status,
 // a broken ring stops its channel.
 package storvsc
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -188,8 +191,7 @@ func (c *Controller) Open(ch *vmbus.Channel) error {
 	if ch.SubChannelIndex() == 0 {
 		c.begun, c.version, c.ready, c.subs = false, 0, false, 0
 	}
-	w := &worker{c: c, ch: ch, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		primary: ch.SubChannelIndex() == 0}
+	w := newWorker(c, ch)
 	c.workers[ch] = w
 	go w.run()
 	return nil
@@ -282,7 +284,15 @@ func versionAccepted(v uint16) bool {
 	return v == Version6_2 || v == Version6_0 || v == Version5_1
 }
 
-// worker serves one channel on its own goroutine.
+// maxInflight caps the SCSI requests one channel executes at once: Linux
+// keeps many outstanding per channel, and running them one at a time
+// would cap IOPS at 1/latency.
+const maxInflight = 64
+
+// worker serves one channel: its goroutine drains the ring and answers
+// control requests itself; each EXECUTE_SRB runs on a goroutine of its
+// own, at most maxInflight at once, and completes by transaction id in
+// whatever order the requests finish.
 type worker struct {
 	c       *Controller
 	ch      *vmbus.Channel
@@ -291,11 +301,24 @@ type worker struct {
 	stop    chan struct{}
 	done    chan struct{}
 	buf     []byte
-	// held is a completion the ring had no room for: it goes out first
-	// when the guest signals room.
-	held     []byte
-	heldID   uint64
-	heldWait bool
+	slots   chan struct{} // one token per SRB in flight
+	srbs    sync.WaitGroup
+
+	// held are completions the ring had no room for, oldest first: they
+	// go out first when the guest signals room, and until then no new
+	// request is taken.
+	heldMu sync.Mutex
+	held   []heldCompletion
+}
+
+type heldCompletion struct {
+	id      uint64
+	payload []byte
+}
+
+func newWorker(c *Controller, ch *vmbus.Channel) *worker {
+	return &worker{c: c, ch: ch, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		primary: ch.SubChannelIndex() == 0, slots: make(chan struct{}, maxInflight)}
 }
 
 func (w *worker) wake() {
@@ -307,6 +330,9 @@ func (w *worker) wake() {
 
 func (w *worker) run() {
 	defer close(w.done)
+	// Requests in flight finish before the channel counts as closed:
+	// none writes guest memory afterwards.
+	defer w.srbs.Wait()
 	for {
 		select {
 		case <-w.stop:
@@ -315,6 +341,41 @@ func (w *worker) run() {
 		}
 		w.drain()
 	}
+}
+
+// complete sends a completion, or holds it while the ring is full (the
+// guest signals once it has made room, and drain sends it then). Other
+// errors mean the channel is gone: the completion is dropped.
+func (w *worker) complete(id uint64, payload []byte) {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	if len(w.held) == 0 {
+		if err := w.ch.Complete(id, payload); !errors.Is(err, ring.ErrFull) {
+			return
+		}
+	}
+	w.held = append(w.held, heldCompletion{id, payload})
+}
+
+// sendHeld sends the held completions in order; false: the ring is full
+// again, or the channel is gone, with some still held.
+func (w *worker) sendHeld() bool {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	for len(w.held) > 0 {
+		h := w.held[0]
+		err := w.ch.Complete(h.id, h.payload)
+		if errors.Is(err, ring.ErrFull) {
+			return false
+		}
+		w.held[0] = heldCompletion{}
+		w.held = w.held[1:]
+		if err != nil {
+			w.held = nil
+			return false
+		}
+	}
+	return true
 }
 
 // drain serves packets until the ring is empty (the guest signals again
@@ -327,15 +388,11 @@ func (w *worker) drain() {
 			return
 		default:
 		}
-		if w.heldWait {
-			err := w.ch.Complete(w.heldID, w.held)
-			if errors.Is(err, ring.ErrFull) {
-				return
-			}
-			w.heldWait = false
-			if err != nil {
-				return
-			}
+		if !w.sendHeld() {
+			// Take no more requests until their answers fit; tell the
+			// guest about the room its requests freed.
+			w.ch.RecvDone()
+			return
 		}
 		p, ok, err := w.ch.Recv(w.buf)
 		if err != nil {
@@ -348,25 +405,56 @@ func (w *worker) drain() {
 		if cap(p.Payload) > cap(w.buf) {
 			w.buf = p.Payload[:0]
 		}
-		reply, after := w.c.handle(w, p)
-		if reply == nil || p.Flags&ring.FlagCompletionRequest == 0 {
-			if after != nil {
-				after()
+		if w.c.isSRB(p) {
+			if !w.startSRB(p) {
+				return
 			}
 			continue
 		}
-		err = w.ch.Complete(p.TransID, reply)
-		if errors.Is(err, ring.ErrFull) {
-			w.held, w.heldID, w.heldWait = reply, p.TransID, true
-			w.ch.RecvDone()
+		reply, after := w.c.handle(w, p)
+		if reply != nil && p.Flags&ring.FlagCompletionRequest != 0 {
+			w.complete(p.TransID, reply)
 		}
 		if after != nil {
 			after()
 		}
-		if err != nil {
-			return
-		}
 	}
+}
+
+// isSRB reports whether p is an EXECUTE_SRB that may run concurrently:
+// the protocol is negotiated, so handle would only pass it on.
+func (c *Controller) isSRB(p ring.Packet) bool {
+	if (p.Type != ring.TypeDataInband && p.Type != ring.TypeDataGPADirect) || len(p.Payload) < minPacket ||
+		binary.LittleEndian.Uint32(p.Payload) != opExecuteSRB {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version != 0
+}
+
+// startSRB runs an EXECUTE_SRB on a goroutine of its own once a slot is
+// free; false: the channel is stopping. The packet is copied first: the
+// ring buffer it was read into is reused.
+func (w *worker) startSRB(p ring.Packet) bool {
+	select {
+	case w.slots <- struct{}{}:
+	case <-w.stop:
+		return false
+	}
+	p.Header = bytes.Clone(p.Header)
+	p.Payload = bytes.Clone(p.Payload)
+	w.c.stats.packets.Add(1)
+	w.srbs.Add(1)
+	go func() {
+		defer w.srbs.Done()
+		defer func() { <-w.slots }()
+		reply := w.c.executeSRB(p)
+		if p.Flags&ring.FlagCompletionRequest != 0 {
+			w.complete(p.TransID, reply)
+		}
+	}()
+	return true
 }
 
 // handle serves one packet and returns the completion's payload (nil:
@@ -429,11 +517,14 @@ func (c *Controller) handle(w *worker, p ring.Packet) ([]byte, func()) {
 	case opCreateSubChannels:
 		return c.createSubChannels(w, req)
 	case opResetLUN, opResetAdapter, opResetBus:
-		// Requests run to completion one at a time per channel: there
-		// is nothing in flight to abort.
+		// Nothing in flight is aborted: the reset completes once this
+		// channel's requests have (SRBs never take c.mu).
 		if c.version == 0 {
 			break
 		}
+		c.mu.Unlock()
+		w.srbs.Wait()
+		c.mu.Lock()
 		return c.status(req, statusSuccess), nil
 	case opExecuteSRB:
 		if c.version == 0 {
