@@ -36,7 +36,7 @@ func (r *rig) sendRW(ch *guestdrv.Channel, write bool, lba uint32, pfn uint64) u
 	le.PutUint32(hdr[8:], scsi.BlockSize)
 	le.PutUint64(hdr[16:], pfn)
 	r.id++
-	require.NoError(r.t, ch.SendHeader(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, hdr, req))
+	require.NoError(r.t, ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, hdr, req))
 	return r.id
 }
 
