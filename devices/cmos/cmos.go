@@ -34,15 +34,15 @@ const (
 	regAlarmMinutes = 0x03
 	regHours        = 0x04
 	regAlarmHours   = 0x05
-	regWeekday = 0x06
-	regDay     = 0x07
-	regMonth   = 0x08
-	regYear    = 0x09
-	regA       = 0x0a
-	regB       = 0x0b
-	regC       = 0x0c
-	regD       = 0x0d
-	regCentury = 0x32 // as ACPI's FADT CENTURY field names it
+	regWeekday      = 0x06
+	regDay          = 0x07
+	regMonth        = 0x08
+	regYear         = 0x09
+	regA            = 0x0a
+	regB            = 0x0b
+	regC            = 0x0c
+	regD            = 0x0d
+	regCentury      = 0x32 // as ACPI's FADT CENTURY field names it
 
 	aUIP     = 0x80 // update in progress: never, reads are always consistent
 	aDefault = 0x26 // 32.768 kHz time base, 1024 Hz periodic rate
