@@ -266,8 +266,8 @@ func (m *Machine) parkVCPU(v *vcpu) bool {
 		return false
 	}
 	if v.id != 0 {
-		if err := v.kvm.SetMPState(kvm.MPStateInitReceived); err != nil {
-			m.latch.Stop(StopReason{Kind: StopError, Source: fmt.Sprintf("vcpu%d", v.id), Err: fmt.Errorf("S3: park in wait-for-SIPI: %w", err)})
+		if err := resetAP(v.kvm); err != nil {
+			m.latch.Stop(StopReason{Kind: StopError, Source: fmt.Sprintf("vcpu%d", v.id), Err: err})
 			return false
 		}
 	}
@@ -287,6 +287,27 @@ func (m *Machine) parkVCPU(v *vcpu) bool {
 		return false
 	}
 	return true
+}
+
+// resetAP puts an application processor where a platform leaving S3
+// leaves it: xAPIC mode, its local interrupt pins as at power-on, waiting
+// for the INIT/SIPI the OS sends to start it (KVM resets the rest on INIT).
+func resetAP(v *kvm.VCPU) error {
+	sregs, err := v.GetSregs()
+	if err != nil {
+		return fmt.Errorf("S3: get sregs: %w", err)
+	}
+	sregs.APICBase = layout.LAPICBase | apicBaseEnable
+	if err := v.SetSregs(sregs); err != nil {
+		return fmt.Errorf("S3: set sregs: %w", err)
+	}
+	if err := setLINTs(v); err != nil {
+		return fmt.Errorf("S3: %w", err)
+	}
+	if err := v.SetMPState(kvm.MPStateInitReceived); err != nil {
+		return fmt.Errorf("S3: park in wait-for-SIPI: %w", err)
+	}
+	return nil
 }
 
 // resumeBootCPU puts the boot CPU at the waking vector with its local
