@@ -67,30 +67,40 @@ func (c *CMOS) cancelAlarm() {
 	}
 }
 
-// alarmMatches reports whether the alarm registers match the time fields f.
-func (c *CMOS) alarmMatches(f *[128]byte) bool {
-	for _, p := range [][2]byte{{regAlarmSeconds, regSeconds}, {regAlarmMinutes, regMinutes}, {regAlarmHours, regHours}} {
-		a := c.ram[p[0]]
-		if a&alarmDontCare != alarmDontCare && a != f[p[1]] {
-			return false
-		}
-	}
-	return true
+// alarmField reports whether alarm register a matches the time field in
+// register r of f.
+func (c *CMOS) alarmField(a, r byte, f *[128]byte) bool {
+	v := c.ram[a]
+	return v&alarmDontCare == alarmDontCare || v == f[r]
 }
 
 // nextAlarm is how long from now, by the guest clock, until the alarm next
 // matches, within a day (the alarm compares only seconds, minutes, hours);
-// false if it never does (an impossible value, such as seconds 0x75).
+// false if it never does (an impossible value, such as seconds 0x75). It
+// walks the day's minutes, not its seconds, so a guest rewriting the
+// registers costs little.
 func (c *CMOS) nextAlarm() (time.Duration, bool) {
 	now := c.clock()
-	sec := now.Truncate(time.Second)
+	from := now.Truncate(time.Second).Add(time.Second)
 	b := c.ram[regB]
+	bin := b&bBinary != 0
 	var f [128]byte
-	for i := 1; i <= 24*60*60; i++ {
-		t := sec.Add(time.Duration(i) * time.Second)
-		encodeTime(&f, t, b)
-		if c.alarmMatches(&f) {
-			return t.Sub(now), true
+	first := from.Truncate(time.Minute)
+	for i := 0; i <= 24*60; i++ {
+		m := first.Add(time.Duration(i) * time.Minute)
+		encodeTime(&f, m, b)
+		if !c.alarmField(regAlarmHours, regHours, &f) || !c.alarmField(regAlarmMinutes, regMinutes, &f) {
+			continue
+		}
+		for s := range 60 {
+			t := m.Add(time.Duration(s) * time.Second)
+			if t.Before(from) {
+				continue
+			}
+			f[regSeconds] = toBCD(s, bin)
+			if c.alarmField(regAlarmSeconds, regSeconds, &f) {
+				return t.Sub(now), true
+			}
 		}
 	}
 	return 0, false

@@ -185,3 +185,28 @@ func TestAlarmNeverMatches(t *testing.T) {
 		t.Fatal("impossible alarm armed a timer")
 	}
 }
+
+// TestAlarmSearchCost: the worst alarm to search for (hours and minutes
+// "don't care", seconds impossible) stays cheap, since a guest can make
+// vmm search on every register write.
+func TestAlarmSearchCost(t *testing.T) {
+	c, _, ft, _ := connected(t)
+	set(c, regAlarmHours, alarmDontCare)
+	set(c, regAlarmMinutes, 0x07)
+	set(c, regAlarmSeconds, 0x00)
+	if d, _ := ft.pending(); d != 110600*time.Millisecond {
+		t.Fatalf("13:07:00 alarm armed for %v from 13:05:09.4, want 1m50.6s", d)
+	}
+	set(c, regAlarmMinutes, alarmDontCare)
+	start := time.Now()
+	armed := ft.armed
+	for range 20 {
+		set(c, regAlarmSeconds, 0x61)
+	}
+	if ft.armed != armed {
+		t.Fatal("an impossible seconds alarm armed a timer")
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("20 searches took %v", el)
+	}
+}
