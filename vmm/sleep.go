@@ -253,7 +253,7 @@ func (m *Machine) wake(reason string) bool {
 }
 
 // parkVCPU is a vCPU's part of an S3 cycle, on its own thread: an
-// application processor goes to wait-for-SIPI, then all wait for the wake;
+// application processor goes back to wait-for-INIT, then all wait for the wake;
 // the boot CPU then starts at the waking vector. False if the VM stopped
 // (or the boot CPU could not resume, which stops it).
 func (m *Machine) parkVCPU(v *vcpu) bool {
@@ -304,8 +304,12 @@ func resetAP(v *kvm.VCPU) error {
 	if err := setLINTs(v); err != nil {
 		return fmt.Errorf("S3: %w", err)
 	}
-	if err := v.SetMPState(kvm.MPStateInitReceived); err != nil {
-		return fmt.Errorf("S3: park in wait-for-SIPI: %w", err)
+	// As after a reset, and as QEMU leaves an AP on S3 resume: waiting for
+	// the OS's INIT (then SIPI). Known gap: Linux 6.1 resumed on the boot
+	// CPU does not get the AP started again ("do_boot_cpu failed(-1)"),
+	// here or with INIT_RECEIVED; it runs on one CPU after the resume.
+	if err := v.SetMPState(kvm.MPStateUninitialized); err != nil {
+		return fmt.Errorf("S3: park in wait-for-INIT: %w", err)
 	}
 	return nil
 }
