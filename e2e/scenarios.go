@@ -80,6 +80,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, bl)
+	s3, err := suspendScenarios()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, s3...)
 	dn, err := diskNetScenario()
 	if err != nil {
 		return nil, err

@@ -106,6 +106,9 @@ const (
 	ResetValue = 0x01
 	// SleepTypeS5 is the SLP_TYP value the DSDT's \_S5 package gives for soft-off.
 	SleepTypeS5 = 5
+	// SleepTypeS3 is the \_S3 package's SLP_TYP for suspend to RAM: 1, as
+	// QEMU's PIIX4 DSDT gives it and its PM1 control takes it.
+	SleepTypeS3 = 1
 	// PortFWCfg is QEMU's fw_cfg, in every boot mode: selector 0x510, data
 	// 0x511, DMA address 0x514-0x51b.
 	PortFWCfg = 0x510

@@ -146,6 +146,14 @@ func (d *directBoot) load(m *Machine) (boot.Entry, error) {
 	if err != nil {
 		return boot.Entry{}, fmt.Errorf("write ACPI tables: %w", err)
 	}
+	if pm != nil {
+		// Where WriteTo put the FACS: the OS leaves its S3 waking vector there.
+		addrs, err := tables.Place(layout.ACPITables, layout.ACPITablesEnd)
+		if err != nil {
+			return boot.Entry{}, fmt.Errorf("place ACPI tables: %w", err)
+		}
+		m.facs = addrs["FACS"]
+	}
 	// fw_cfg as with firmware: guests and test suites size themselves from
 	// it (kvm-unit-tests reads the CPU count there).
 	cfg, err := platformFWCfg(m.mem, m.cfg.CPUs, m.cfg.Memory, tables)

@@ -18,6 +18,7 @@ import (
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugexit"
 	"github.com/vmmdev/vmm/devices/i8042"
+	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/pvpanic"
 	"github.com/vmmdev/vmm/devices/serial"
 	"github.com/vmmdev/vmm/devices/virtio/balloon"
@@ -71,6 +72,13 @@ type Machine struct {
 	fileRanges [][2]uintptr
 	// balloon is the virtio-balloon device, if any (pci.go).
 	balloon *balloon.Device
+	// rtc is the CMOS RTC; pm the PIIX4 PM function, if the platform has one.
+	rtc *cmos.CMOS
+	pm  *piix.PM
+	// sleep is the S3 state when the platform offers S3 (sleep.go), facs
+	// the FACS's guest address where the OS leaves its waking vector.
+	sleep *sleeper
+	facs  uint64
 }
 
 // Result is what a finished run reports.
@@ -99,6 +107,8 @@ type Result struct {
 	PeakRSS, GuestResident, GuestResidentPeak uint64
 	// Balloon holds the virtio-balloon's figures (nil without --balloon).
 	Balloon *balloon.Stats
+	// Sleep counts suspend-to-RAM cycles (nil where S3 is not offered).
+	Sleep *SleepStats
 }
 
 // New builds a VM from cfg: it validates cfg, opens KVM, maps memory, creates
@@ -298,6 +308,8 @@ func (m *Machine) setupDevices() error {
 func (m *Machine) newCMOS() *cmos.CMOS {
 	c := cmos.New(m.cfg.Memory, time.Now)
 	m.boot.setupCMOS(c, m.cfg.CPUs)
+	c.Connect(cmos.Interrupts{IRQ: irqLine{m.vm, layout.IRQRTC, m.log}.SetLevel, Alarm: m.rtcAlarm})
+	m.rtc = c
 	return c
 }
 
@@ -347,6 +359,9 @@ func (m *Machine) feedConsole(in io.Reader) {
 func (m *Machine) Close() error {
 	var errs []error
 	// Devices first: their goroutines use guest memory and the VM.
+	if m.rtc != nil {
+		m.rtc.Close()
+	}
 	m.closePCI()
 	errs = append(errs, m.vmbus.close())
 	if m.seed != nil {
@@ -439,6 +454,10 @@ func (m *Machine) Run(ctx context.Context) Result {
 	if m.balloon != nil {
 		st := m.balloon.Stats()
 		res.Balloon = &st
+	}
+	if m.sleep != nil {
+		st := m.sleep.snapshot()
+		res.Sleep = &st
 	}
 	if m.hypervSummary != nil {
 		res.HyperV = m.hypervSummary()

@@ -30,18 +30,22 @@ func softOff(typ uint8) bool { return typ == layout.SleepTypeS5 || typ == 0 }
 // soft-off sleep type.
 func (m *Machine) newPM() (*piix.PM, error) {
 	pm, err := piix.NewPM(m.pio, time.Now, func(typ uint8) {
-		if softOff(typ) {
+		switch {
+		case softOff(typ):
 			m.latch.Stop(StopReason{Kind: StopPowerOff, Source: "acpi", Detail: "S5 soft-off (PM1a control)"})
+		case typ == layout.SleepTypeS3 && m.s3Offered():
+			m.suspend()
 		}
 	}, m.log)
 	if err != nil {
 		return nil, fmt.Errorf("PIIX4 PM: %w", err)
 	}
+	m.pm = pm
 	return pm, nil
 }
 
 // directPM places the PM block for direct boot's PC ACPI as firmware would
-// (PMBA, then PM I/O enable). Its PCI function stays off the bus: nothing
+// (PMBA, then PM I/O enable), offering S3. Its PCI function stays off the bus: nothing
 // but the FADT leads an OS to the block, and no firmware moves it.
 func (m *Machine) directPM() (*acpi.PMBlock, error) {
 	if m.cfg.ACPI == ACPIReduced {
@@ -54,7 +58,9 @@ func (m *Machine) directPM() (*acpi.PMBlock, error) {
 	if err := pm.Place(layout.PortPMBase); err != nil {
 		return nil, err
 	}
-	return &acpi.PMBlock{Base: layout.PortPMBase}, nil
+	// vmm resumes from S3 itself, as the firmware would (sleep.go).
+	m.sleep = newSleeper(m.cfg.CPUs, time.Now)
+	return &acpi.PMBlock{Base: layout.PortPMBase, S3: true}, nil
 }
 
 // validateACPI checks --acpi.

@@ -27,6 +27,18 @@ type Report struct {
 	Memory  ReportMemory      `json:"memory"`
 	// HyperV is the Hyper-V summary; absent when the enlightenments are off.
 	HyperV any `json:"hyperv,omitempty"`
+	// Sleep is the guest's suspend-to-RAM (ACPI S3) record; absent where
+	// the platform offers no S3 (firmware boot, --acpi reduced).
+	Sleep *ReportSleep `json:"sleep,omitempty"`
+}
+
+// ReportSleep counts S3 cycles: entries, the wakes that ended them, the
+// time spent asleep and what woke the guest last ("rtc alarm", "host").
+type ReportSleep struct {
+	Suspends int     `json:"suspends"`
+	Resumes  int     `json:"resumes"`
+	AsleepMS float64 `json:"asleep_ms"`
+	LastWake string  `json:"last_wake"`
 }
 
 // ReportStop is the stop reason.
@@ -186,6 +198,9 @@ func (r Result) Report(expect, fail string) Report {
 	}
 	for k, v := range r.Exits {
 		rep.Exits[k] = v
+	}
+	if s := r.Sleep; s != nil {
+		rep.Sleep = &ReportSleep{Suspends: s.Suspends, Resumes: s.Resumes, AsleepMS: ms(s.Asleep), LastWake: s.LastWake}
 	}
 	if b := r.Balloon; b != nil {
 		rep.Devices.Balloon = &ReportBalloon{

@@ -36,6 +36,8 @@ type vcpu struct {
 	// poke asks the vCPU thread for its liveness (halt.go).
 	poke     atomic.Bool
 	liveness atomic.Int32
+	// sleepGen is the last S3 cycle this vCPU parked for (sleep.go).
+	sleepGen uint64
 }
 
 func uintptrOf(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
@@ -143,6 +145,15 @@ func (m *Machine) runVCPU(v *vcpu) {
 		case <-m.latch.Done():
 			return
 		default:
+		}
+		if m.sleep != nil {
+			if g := m.sleep.gen.Load(); g != v.sleepGen {
+				v.sleepGen = g
+				if !m.parkVCPU(v) {
+					return
+				}
+				continue
+			}
 		}
 		if m.hv != nil {
 			if err := m.hv.beforeRun(v); err != nil {

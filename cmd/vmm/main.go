@@ -200,6 +200,8 @@ func cmdRun(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		return ci.writeReport(vmm.Result{Reason: vmm.StopReason{Kind: vmm.StopError, Source: "vmm", Err: err}}, vmm.ExitError, stderr)
 	}
 	defer m.Close()
+	stopWake := wakeOnSignal(m, log)
+	defer stopWake()
 	if code := ci.lockDown(stderr); code != ok {
 		return code
 	}

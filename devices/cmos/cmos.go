@@ -1,8 +1,10 @@
 // Package cmos emulates the MC146818 real-time clock and its 128 bytes of
 // battery-backed CMOS at ports 0x70/0x71. Guests read the wall clock from it
 // at boot, and firmware (SeaBIOS) reads the memory size from the bytes QEMU
-// fills in, so both must be right. No RTC interrupts (alarm, periodic,
-// update) are generated: status C always reads 0.
+// fills in, so both must be right. The alarm interrupt is generated (IRQ 8,
+// status C AF/IRQF) as Linux's rtc-cmos and rtcwake use it, and it can wake
+// a suspended machine (alarm.go); periodic and update-ended interrupts are
+// not: their flags never set.
 //
 // Guest writes to the clock are kept as an offset from the host clock: the
 // guest sees the time it set advance in step with real time.
@@ -26,22 +28,28 @@ const (
 const (
 	nmiDisable = 0x80 // bit 7 of the index port gates NMIs; not part of the index
 
-	regSeconds = 0x00
-	regMinutes = 0x02
-	regHours   = 0x04
-	regWeekday = 0x06
-	regDay     = 0x07
-	regMonth   = 0x08
-	regYear    = 0x09
-	regA       = 0x0a
-	regB       = 0x0b
-	regC       = 0x0c
-	regD       = 0x0d
-	regCentury = 0x32 // as ACPI's FADT CENTURY field names it
+	regSeconds      = 0x00
+	regAlarmSeconds = 0x01
+	regMinutes      = 0x02
+	regAlarmMinutes = 0x03
+	regHours        = 0x04
+	regAlarmHours   = 0x05
+	regWeekday      = 0x06
+	regDay          = 0x07
+	regMonth        = 0x08
+	regYear         = 0x09
+	regA            = 0x0a
+	regB            = 0x0b
+	regC            = 0x0c
+	regD            = 0x0d
+	regCentury      = 0x32 // as ACPI's FADT CENTURY field names it
 
 	aUIP     = 0x80 // update in progress: never, reads are always consistent
 	aDefault = 0x26 // 32.768 kHz time base, 1024 Hz periodic rate
 	bSET     = 0x80 // clock frozen while the guest sets it
+	bAIE     = 0x20 // alarm interrupt enable
+	cIRQF    = 0x80 // an enabled interrupt flag is set (the IRQ line is asserted)
+	cAF      = 0x20 // alarm flag
 	bBinary  = 0x04 // DM: binary, not BCD
 	b24h     = 0x02
 	bDefault = b24h // 24-hour BCD
@@ -79,6 +87,7 @@ type CMOS struct {
 	index  byte
 	ram    [128]byte     // time registers hold the frozen fields while B.SET is set
 	offset time.Duration // guest clock minus host clock
+	alarm  alarmState
 }
 
 // New returns the CMOS of a machine with memSize bytes of RAM (split around
@@ -168,7 +177,7 @@ func (c *CMOS) readReg(r byte) byte {
 	case r == regA:
 		return c.ram[regA] &^ aUIP
 	case r == regC:
-		return 0 // no interrupt flags: none are ever raised
+		return c.readC()
 	case r == regD:
 		return dVRT
 	}
@@ -176,6 +185,14 @@ func (c *CMOS) readReg(r byte) byte {
 }
 
 func (c *CMOS) writeReg(r byte, v byte) {
+	c.writeRegNoAlarm(r, v)
+	switch {
+	case isTimeReg(r), r == regB, r == regAlarmSeconds, r == regAlarmMinutes, r == regAlarmHours:
+		c.scheduleAlarm()
+	}
+}
+
+func (c *CMOS) writeRegNoAlarm(r byte, v byte) {
 	b := c.ram[regB]
 	switch {
 	case isTimeReg(r):
@@ -202,6 +219,7 @@ func (c *CMOS) writeReg(r byte, v byte) {
 			encodeTime(&c.ram, decodeTime(&c.ram, b), v) // keep the frozen fields readable in the new format
 		}
 		c.ram[regB] = v
+		c.updateIRQ()
 	case r == regC, r == regD:
 		// Read-only.
 	default:

@@ -46,3 +46,40 @@ func FuzzPorts(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAlarm drives the alarm with hostile register writes and clock jumps,
+// firing whatever timer is armed: it must never panic, arm a timer more
+// than a day ahead, or leave IRQF set without AF and AIE, and the IRQ line
+// must follow IRQF.
+func FuzzAlarm(f *testing.F) {
+	f.Add([]byte{regAlarmSeconds, 0xc0, regAlarmMinutes, 0xc0, regAlarmHours, 0xc0, regB, 0x22, 0xff, 3, regC, 0})
+	f.Add([]byte{regB, 0x86, regAlarmHours, 0x81, regAlarmSeconds, 0x14, 0xff, 9, regB, 0x26})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		c, clk, ft, _ := connected(t)
+		for len(ops) >= 2 {
+			reg, val := ops[0], ops[1]
+			ops = ops[2:]
+			switch {
+			case reg == 0xff:
+				clk.advance(time.Duration(val) * 997 * time.Millisecond)
+				if _, fire := ft.pending(); fire != nil {
+					fire()
+				}
+			default:
+				set(c, reg&0x7f, val)
+			}
+			if d, _ := ft.pending(); d > 24*time.Hour || d < 0 {
+				t.Fatalf("alarm armed %v ahead", d)
+			}
+			c.mu.Lock()
+			st, b, line := c.ram[regC], c.ram[regB], c.alarm.irq
+			c.mu.Unlock()
+			if st&cIRQF != 0 && st&b&cAF == 0 {
+				t.Fatalf("IRQF set with C %#x, B %#x", st, b)
+			}
+			if line != (st&cIRQF != 0) {
+				t.Fatalf("IRQ line %v with C %#x", line, st)
+			}
+		}
+	})
+}

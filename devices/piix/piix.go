@@ -50,9 +50,16 @@ const (
 	pmTimerMask = 1<<24 - 1
 
 	pm1ControlSCIEnable = 1 << 0
+	pm1WakeStatus       = 1 << 15 // PM1 status WAK_STS
 	pm1SleepTypeShift   = 10
 	pm1SleepTypeMask    = 7
 	pm1SleepEnable      = 1 << 13
+)
+
+// PM1 status/enable event bits a wake source sets (ACPI 6.5 §4.8.3.1).
+const (
+	PM1PowerButton = 1 << 8  // PWRBTN_STS / PWRBTN_EN
+	PM1RTC         = 1 << 10 // RTC_STS / RTC_EN
 )
 
 // ISABridge returns the PIIX3 ISA bridge function (8086:7000) with its
@@ -182,6 +189,24 @@ func (p *PM) Place(base uint16) error {
 		return fmt.Errorf("piix4-pm: PM block not decoded at %#x", base)
 	}
 	return nil
+}
+
+// Event sets the PM1 status bits evt (PM1PowerButton, PM1RTC), as the
+// hardware does whether or not they are enabled, and reports whether PM1
+// enable has one of them set: what makes the event wake a sleeping system.
+func (p *PM) Event(evt uint16) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status |= evt
+	return p.enable&evt != 0
+}
+
+// Woke sets WAK_STS, as the hardware does when it returns to S0; the OS
+// reads it, then clears it by writing 1.
+func (p *PM) Woke() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status |= pm1WakeStatus
 }
 
 // Timer is the PM timer's count now.

@@ -156,3 +156,57 @@ func TestPlace(t *testing.T) {
 		t.Fatal("Place succeeded where the block could not be registered")
 	}
 }
+
+// TestPMWakeEvents follows Linux's S3 path: it enables RTC_EN, writes
+// SLP_TYP 1 with SLP_EN (the platform is told), and on the RTC alarm
+// PM1 status shows RTC_STS, then WAK_STS once the platform woke; both clear
+// when written with 1. A disabled event sets its status but wakes nothing.
+func TestPMWakeEvents(t *testing.T) {
+	ports := &fakePorts{devs: map[uint64]bus.Device{}}
+	var slept []uint8
+	pm, err := NewPM(ports, time.Now, func(typ uint8) { slept = append(slept, typ) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.Place(0x600); err != nil {
+		t.Fatal(err)
+	}
+	blk := ports.devs[0x600]
+	read16 := func(off uint64) uint16 {
+		b := make([]byte, 2)
+		blk.Read(off, b)
+		return binary.LittleEndian.Uint16(b)
+	}
+	write16 := func(off uint64, v uint16) { blk.Write(off, binary.LittleEndian.AppendUint16(nil, v)) }
+
+	if pm.Event(PM1PowerButton) {
+		t.Fatal("power button woke with PWRBTN_EN clear")
+	}
+	if got := read16(offPM1Status); got != PM1PowerButton {
+		t.Fatalf("PM1 status %#x after a disabled power button event, want %#x", got, PM1PowerButton)
+	}
+	write16(offPM1Status, 0xffff)
+	write16(offPM1Enable, PM1RTC)
+	if got := read16(offPM1Enable); got != PM1RTC {
+		t.Fatalf("PM1 enable reads %#x", got)
+	}
+	write16(offPM1Control, 1<<pm1SleepTypeShift|pm1SleepEnable|pm1ControlSCIEnable)
+	if len(slept) != 1 || slept[0] != 1 {
+		t.Fatalf("sleep calls %v, want [1] (S3)", slept)
+	}
+	if !pm.Event(PM1RTC) {
+		t.Fatal("RTC alarm did not wake with RTC_EN set")
+	}
+	pm.Woke()
+	if got := read16(offPM1Status); got != pm1WakeStatus|PM1RTC {
+		t.Fatalf("PM1 status %#x after the wake, want WAK_STS|RTC_STS %#x", got, pm1WakeStatus|PM1RTC)
+	}
+	write16(offPM1Status, pm1WakeStatus)
+	if got := read16(offPM1Status); got != PM1RTC {
+		t.Fatalf("PM1 status %#x after clearing WAK_STS, want RTC_STS", got)
+	}
+	write16(offPM1Status, PM1RTC)
+	if got := read16(offPM1Status); got != 0 {
+		t.Fatalf("PM1 status %#x after clearing RTC_STS", got)
+	}
+}

@@ -224,6 +224,20 @@ func TestDSDT(t *testing.T) {
 	assert.True(t, bytes.Contains(body, aml.ResourceTemplate(aml.IO(true, 0x505, 0x505, 1, 1)).AML()), "pvpanic _CRS")
 	assert.True(t, bytes.Contains(body, pci.AML()), "extra device in \\_SB")
 	assert.True(t, bytes.Contains(body, []byte("C001")), "second processor device")
+	assert.False(t, bytes.Contains(body, []byte("_S3_")), "no \\_S3 without a PM block offering it")
+}
+
+// TestDSDTS3 offers S3 with QEMU's PIIX4 sleep type 1 only where the PM
+// block says the platform resumes from it.
+func TestDSDTS3(t *testing.T) {
+	s3 := aml.Name(`\_S3`, aml.Package(aml.Int(layout.SleepTypeS3), aml.Zero)).AML()
+	assert.Equal(t, []byte{0x08, '\\', '_', 'S', '3', '_', 0x12, 0x04, 0x02, 0x01, 0x00}, s3)
+	for _, offer := range []bool{false, true} {
+		m := boot(t, Config{CPUs: 1, PM: &PMBlock{Base: 0x600, S3: offer}})
+		f := m.sdts["FACP"]
+		d := table(t, m.mem, binary.LittleEndian.Uint64(f[140:]), "DSDT")
+		assert.Equal(t, offer, bytes.Contains(d[headerSize:], s3), "\\_S3 offered: %v", offer)
+	}
 }
 
 func TestExtraTables(t *testing.T) {

@@ -7,7 +7,8 @@ import (
 	"github.com/vmmdev/vmm/layout"
 )
 
-// dsdtBody is the DSDT's AML: the S5 sleep type for power-off, a processor
+// dsdtBody is the DSDT's AML: the S5 sleep type for power-off (and S3's
+// when the platform offers it), a processor
 // device per CPU (matched to the MADT by _UID), COM1, the RTC, the pvpanic device and
 // whatever cfg.Devices adds to \_SB.
 func dsdtBody(cfg Config) []byte {
@@ -47,8 +48,9 @@ func dsdtBody(cfg Config) []byte {
 		),
 	)
 	sb = append(sb, cfg.Devices...)
-	return aml.Terms(
-		aml.Name(`\_S5`, aml.Package(aml.Int(layout.SleepTypeS5), aml.Zero)),
-		aml.Scope(`\_SB`, sb...),
-	).AML()
+	terms := []aml.Term{aml.Name(`\_S5`, aml.Package(aml.Int(layout.SleepTypeS5), aml.Zero))}
+	if cfg.PM != nil && cfg.PM.S3 {
+		terms = append(terms, aml.Name(`\_S3`, aml.Package(aml.Int(layout.SleepTypeS3), aml.Zero)))
+	}
+	return aml.Terms(append(terms, aml.Scope(`\_SB`, sb...))...).AML()
 }

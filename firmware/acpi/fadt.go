@@ -113,7 +113,13 @@ func fadt(pm *PMBlock) SDT {
 // at Base+4, the 24-bit PM timer at Base+8. Power-off writes
 // layout.SleepTypeS5 into PM1a_CNT's SLP_TYP (bits 10-12) with SLP_EN
 // (bit 13).
-type PMBlock struct{ Base uint16 }
+type PMBlock struct {
+	Base uint16
+	// S3 offers suspend to RAM: the DSDT gets \_S3 (layout.SleepTypeS3),
+	// for a platform that parks the vCPUs and resumes at the FACS waking
+	// vector.
+	S3 bool
+}
 
 // Offsets in the PM block.
 const (

@@ -43,6 +43,7 @@ func newRegistry() registry {
 		"durable":     checkDurable,
 		"rng":         checkRNG,
 		"balloon":     checkBalloon,
+		"suspend":     checkSuspend,
 		"console":     checkConsole,
 		"acpi":        checkACPI,
 		"acpi-tables": checkACPITables,

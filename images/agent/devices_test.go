@@ -36,6 +36,9 @@ type fakeIO struct {
 	efiVars  map[string][]byte // nil: no efivarfs
 	touched  int               // bytes touchAndFree was asked for
 	settled  time.Duration     // how long settle was asked to wait
+	slept    time.Duration     // what suspendToRAM reports
+	sleepErr error
+	wakes    []time.Duration // the alarms suspendToRAM was asked for
 }
 
 type roFile struct{ *os.File }
@@ -332,6 +335,11 @@ func (f *fakeIO) writeEFIVar(name string, v []byte) error {
 func (f *fakeIO) touchAndFree(n int) error { f.touched += n; return nil }
 
 func (f *fakeIO) settle(d time.Duration) { f.settled += d }
+
+func (f *fakeIO) suspendToRAM(wake time.Duration) (time.Duration, error) {
+	f.wakes = append(f.wakes, wake)
+	return f.slept, f.sleepErr
+}
 
 func TestCheckDiskNVMe(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.disk_nvme=vmm-nv:4:5")

@@ -32,4 +32,8 @@ type guestIO interface {
 	// unmaps it; settle lets the guest run for d (the balloon check).
 	touchAndFree(n int) error
 	settle(d time.Duration)
+	// suspendToRAM sets the RTC wake alarm wake ahead and suspends to RAM
+	// (rtcwake -m mem); it returns once resumed, with how far
+	// CLOCK_BOOTTIME advanced across it.
+	suspendToRAM(wake time.Duration) (time.Duration, error)
 }

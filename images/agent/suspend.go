@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// suspendWake is how far ahead the suspend check sets the RTC alarm, as
+// `rtcwake -m mem -s 3` does.
+const suspendWake = 3 * time.Second
+
+// suspendMinSlept is the least CLOCK_BOOTTIME must advance across the
+// suspend: the alarm is whole seconds ahead, so at least one second less
+// than suspendWake has passed when it fires.
+const suspendMinSlept = suspendWake - time.Second
+
+// checkSuspend suspends the guest to RAM (ACPI S3) and has the RTC alarm
+// wake it: the platform must offer S3 as "mem" with mem_sleep "deep", the
+// write to /sys/power/state must return (the kernel resumed), boot time
+// must have advanced by the time asleep, and the kernel log must show the
+// S3 round trip.
+func checkSuspend(e *env) (bool, string) {
+	states, err := e.readTrimmed("sys/power/state")
+	if err != nil {
+		return false, fmt.Sprintf("read /sys/power/state: %v", err)
+	}
+	if !strings.Contains(" "+states+" ", " mem ") {
+		return false, fmt.Sprintf("no suspend to RAM: /sys/power/state is %q", states)
+	}
+	memSleep, err := e.readTrimmed("sys/power/mem_sleep")
+	if err != nil {
+		return false, fmt.Sprintf("read /sys/power/mem_sleep: %v", err)
+	}
+	if !strings.Contains(memSleep, "[deep]") {
+		return false, fmt.Sprintf("mem is not ACPI S3: mem_sleep is %q", memSleep)
+	}
+	slept, err := e.io.suspendToRAM(suspendWake)
+	if err != nil {
+		return false, fmt.Sprintf("suspend to RAM: %v", err)
+	}
+	if slept < suspendMinSlept {
+		return false, fmt.Sprintf("resumed, but boot time advanced only %v (alarm %v ahead)", slept, suspendWake)
+	}
+	var found []string
+	for _, want := range []string{"PM: suspend entry (deep)", "Waking up from system sleep state S3", "PM: suspend exit"} {
+		lines, err := e.dmesgMatches(want)
+		if err != nil {
+			return false, fmt.Sprintf("kernel log: %v", err)
+		}
+		if len(lines) == 0 {
+			return false, fmt.Sprintf("resumed after %v, but the kernel log lacks %q", slept.Round(time.Millisecond), want)
+		}
+		found = append(found, want)
+	}
+	return true, fmt.Sprintf("suspended to RAM (mem_sleep %s), woken by the RTC alarm after %v of boot time; kernel log: %s",
+		memSleep, slept.Round(time.Millisecond), strings.Join(found, ", "))
+}
