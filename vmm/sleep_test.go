@@ -288,3 +288,15 @@ func TestWakeEntry(t *testing.T) {
 	sregs, regs := longModeSregs(), kvm.Regs{}
 	require.ErrorIs(t, wakeEntry(bytes.NewReader(facsImage(facs, 0, 0)), facs, &sregs, &regs), ErrNoWakingVector)
 }
+
+// TestS3NotOfferedSMP: with more than one vCPU the PC ACPI has its PM block
+// but no \_S3 (directPM says why).
+func TestS3NotOfferedSMP(t *testing.T) {
+	m := &Machine{cfg: Config{CPUs: 2, ACPI: ACPIPC}, log: slog.New(slog.DiscardHandler), latch: newStopLatch(), pio: bus.New("pio")}
+	blk, err := m.directPM()
+	require.NoError(t, err)
+	require.NotNil(t, blk)
+	assert.False(t, blk.S3)
+	assert.False(t, m.s3Offered())
+	assert.False(t, m.Wake())
+}
