@@ -1,10 +1,8 @@
 package vmm
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,7 +179,7 @@ func (v *vmbusMachine) addNICs(m *Machine) error {
 		}
 		mac := n.MAC
 		if mac == nil {
-			mac = randomMAC()
+			mac = vnet.RandomMAC()
 		}
 		// The instance GUID names the NIC to the guest: the class's with
 		// the NIC's index in the last field.
@@ -287,14 +285,6 @@ func (v *vmbusMachine) beat(m *Machine) {
 			}
 		}
 	}
-}
-
-// randomMAC is a random locally administered unicast address.
-func randomMAC() net.HardwareAddr {
-	mac := make(net.HardwareAddr, 6)
-	_, _ = rand.Read(mac) // crypto/rand.Read does not fail
-	mac[0] = mac[0]&^1 | 2
-	return mac
 }
 
 // stallAfter is how long a guest may wait on the bus (contact, GPADL,

@@ -82,16 +82,21 @@ func New(tap *Tap, mac gonet.HardwareAddr, log *slog.Logger) (*Device, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if mac == nil {
-		mac = make(gonet.HardwareAddr, 6)
-		if _, err := rand.Read(mac); err != nil {
-			return nil, fmt.Errorf("random MAC: %w", err)
-		}
-		mac[0] = mac[0]&^1 | 2
+		mac = RandomMAC()
 	}
 	if len(mac) != 6 || mac[0]&1 != 0 {
 		return nil, fmt.Errorf("MAC %v: need a 6-byte unicast address", mac)
 	}
 	return &Device{tap: tap, mac: mac, log: log, drops: dropLog{log: log}}, nil
+}
+
+// RandomMAC is a random locally administered unicast address, for a NIC
+// given no MAC (virtio-net here, netvsc in vmm).
+func RandomMAC() gonet.HardwareAddr {
+	mac := make(gonet.HardwareAddr, 6)
+	_, _ = rand.Read(mac) // crypto/rand.Read never fails
+	mac[0] = mac[0]&^1 | 2
+	return mac
 }
 
 // MAC is the device's Ethernet address.
