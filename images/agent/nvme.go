@@ -47,13 +47,9 @@ func checkDiskNVMe(e *env) (bool, string) {
 	if specs == "" {
 		return false, "no vmm.disk_nvme=SERIAL:SEED:NEWSEED on the command line"
 	}
-	onlineList, err := e.readTrimmed("sys/devices/system/cpu/online")
+	cpus, err := e.onlineCPUs()
 	if err != nil {
-		return false, fmt.Sprintf("online CPUs: %v", err)
-	}
-	cpus, err := countCPUList(onlineList)
-	if err != nil || cpus < 1 {
-		return false, fmt.Sprintf("online CPUs %q: %v", onlineList, err)
+		return false, err.Error()
 	}
 	disks, err := e.nvmeDisks()
 	if err != nil {
@@ -166,4 +162,17 @@ func (e *env) queueInterrupts(ctrl string) (map[int]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// onlineCPUs counts /sys/devices/system/cpu/online (at least one).
+func (e *env) onlineCPUs() (int, error) {
+	list, err := e.readTrimmed("sys/devices/system/cpu/online")
+	if err != nil {
+		return 0, fmt.Errorf("online CPUs: %w", err)
+	}
+	n, err := countCPUList(list)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("online CPUs %q: %v", list, err)
+	}
+	return n, nil
 }

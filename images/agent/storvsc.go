@@ -60,13 +60,9 @@ func diskVMBusCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool
 	if specs == "" {
 		return false, "no vmm.disk_vmbus=SERIAL:SEED[:NEWSEED] on the command line"
 	}
-	onlineList, err := e.readTrimmed("sys/devices/system/cpu/online")
+	cpus, err := e.onlineCPUs()
 	if err != nil {
-		return false, fmt.Sprintf("online CPUs: %v", err)
-	}
-	cpus, err := countCPUList(onlineList)
-	if err != nil || cpus < 1 {
-		return false, fmt.Sprintf("online CPUs %q: %v", onlineList, err)
+		return false, err.Error()
 	}
 	type found struct {
 		spec     diskSpec
