@@ -62,6 +62,8 @@ type vmbusMachine struct {
 type vmbusNIC struct {
 	dev *netvsc.Device
 	tap *vnet.Tap
+	// unwatch stops the tap link watch (followTapLink).
+	unwatch func()
 }
 
 // storvscInstance names the SCSI controller (its VMBus instance GUID).
@@ -191,7 +193,7 @@ func (v *vmbusMachine) addNICs(m *Machine) error {
 			tap.Close()
 			return fmt.Errorf("--net tap=%s: %w", n.Tap, err)
 		}
-		v.nics = append(v.nics, vmbusNIC{dev, tap})
+		v.nics = append(v.nics, vmbusNIC{dev, tap, followTapLink(tap.Name(), dev.SetLink, m.log)})
 		if _, err := v.bus.Add(dev); err != nil {
 			return fmt.Errorf("vmbus: %w", err)
 		}
@@ -246,6 +248,7 @@ func (v *vmbusMachine) close() error {
 	}
 	var errs []error
 	for _, n := range v.nics {
+		n.unwatch()
 		n.dev.Stop()
 		errs = append(errs, n.tap.Close())
 	}
