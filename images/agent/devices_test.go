@@ -38,7 +38,8 @@ type fakeIO struct {
 	settled  time.Duration     // how long settle was asked to wait
 	slept    time.Duration     // what suspendToRAM reports
 	sleepErr error
-	wakes    []time.Duration // the alarms suspendToRAM was asked for
+	wakes    []time.Duration    // the alarms suspendToRAM was asked for
+	flap     func(holdMS int64) // the peer's answer to a link flap request
 }
 
 type roFile struct{ *os.File }
@@ -119,6 +120,13 @@ func (f *fakeIO) dial(context.Context, string) (net.Conn, error) {
 			return
 		}
 		n := int64(binary.BigEndian.Uint64(hdr[1:]))
+		if hdr[0] == 'L' {
+			if f.flap != nil {
+				f.flap(n)
+			}
+			io.WriteString(b, scenario.PeerOK)
+			return
+		}
 		if hdr[0] == 'T' {
 			_ = scenario.ReceiveTimed(r, b, n)
 			return
@@ -247,6 +255,49 @@ func TestCheckNet(t *testing.T) {
 		e, _ := diskEnv(t, bad)
 		ok, _ := checkNet(e)
 		assert.False(t, ok, bad)
+	}
+}
+
+// TestCheckNetFlap: vmm.net_flap asks the peer for a link flap, passes once
+// the kernel's counters show the carrier went down and came back, then
+// moves the bytes again; a flap the interface never saw fails the check.
+func TestCheckNetFlap(t *testing.T) {
+	const cmd = "vmm.net=10.0.2.15/24,10.0.2.1:7777,3000 vmm.net_flap=1500"
+	e, fio := diskEnv(t, cmd)
+	root := e.root.(fstest.MapFS)
+	set := func(down, up, carrier string) {
+		root["sys/class/net/eth0/carrier_down_count"] = &fstest.MapFile{Data: []byte(down + "\n")}
+		root["sys/class/net/eth0/carrier_up_count"] = &fstest.MapFile{Data: []byte(up + "\n")}
+		root["sys/class/net/eth0/carrier"] = &fstest.MapFile{Data: []byte(carrier + "\n")}
+	}
+	set("0", "1", "1")
+	var held int64
+	fio.flap = func(ms int64) {
+		held = ms
+		set("1", "2", "1")
+	}
+	ok, detail := checkNet(e)
+	require.True(t, ok, detail)
+	assert.Equal(t, int64(1500), held)
+	assert.Contains(t, detail, "flap=1500ms carrier_back<=0s then tx=3000B")
+
+	// The carrier never went down: polled until the bound, then a failure.
+	fio.flap = func(int64) {}
+	var slept time.Duration
+	_, err := linkFlap(e, netSpec{peer: netip.MustParseAddrPort("10.0.2.1:7777"), bytes: 10}, "eth0", "1500",
+		func(d time.Duration) { slept += d })
+	require.ErrorContains(t, err, "carrier down 0, up 0 times")
+	assert.Equal(t, netTimeout, slept)
+
+	// Down and up counted, carrier still off: not yet back.
+	fio.flap = func(int64) { set("2", "3", "0") }
+	_, err = linkFlap(e, netSpec{peer: netip.MustParseAddrPort("10.0.2.1:7777"), bytes: 10}, "eth0", "1500",
+		func(time.Duration) {})
+	require.ErrorContains(t, err, `carrier "0"`)
+
+	for _, bad := range []string{"0", "x", "10001"} {
+		_, err := linkFlap(e, netSpec{}, "eth0", bad, func(time.Duration) {})
+		require.ErrorContains(t, err, "vmm.net_flap", bad)
 	}
 }
 

@@ -184,6 +184,8 @@ type Status struct {
 	SendSections  uint32 `json:"send_sections"`
 	Filter        uint32 `json:"packet_filter"`
 	Link          bool   `json:"link"`
+	// LinkChanges counts SetLink's changes of the link state.
+	LinkChanges uint64 `json:"link_changes"`
 	// OIDsQueried and OIDsSet list the RNDIS OIDs the guest used, in hex,
 	// first use first.
 	OIDsQueried []string `json:"oids_queried"`
@@ -285,6 +287,7 @@ func (d *Device) SetLink(up bool) {
 		return
 	}
 	d.link, d.st.Link = up, up
+	d.st.LinkChanges++
 	if d.ch != nil && d.s.rndis.initialized {
 		status := uint32(rndisMediaDisconnect)
 		if up {

@@ -487,8 +487,10 @@ func TestInitAndData(t *testing.T) {
 	require.Equal(t, uint32(rndisStatusOK), st)
 	require.Equal(t, uint32(1), u32at(v, 0))
 	n.dev.SetLink(true)
+	n.dev.SetLink(true) // no change, no indication
 	msg = n.recvRNDIS()
 	require.Equal(t, uint32(rndisMediaConnect), u32at(msg, 8))
+	require.Equal(t, uint64(2), n.dev.Status().LinkChanges)
 
 	// Closing: the filter goes to 0, and from then on no frame reaches
 	// the guest.
