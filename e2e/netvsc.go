@@ -76,6 +76,9 @@ type netvscReport struct {
 				RxPackets   uint64   `json:"rx_packets"`
 				RxBytes     uint64   `json:"rx_bytes"`
 				Bad         uint64   `json:"bad"`
+				TxChecksum  uint64   `json:"tx_csum_offloaded"`
+				TxLSO       uint64   `json:"tx_lso"`
+				RxChecksum  uint64   `json:"rx_csum_verified"`
 				Link        bool     `json:"link"`
 				LinkChanges uint64   `json:"link_changes"`
 			} `json:"netvsc"`
@@ -85,7 +88,8 @@ type netvscReport struct {
 
 // checkNetVSCReport checks that Linux negotiated NVSP 6.1 and RNDIS 1.0,
 // queried the MAC and the offload capabilities, that the TCP streams
-// crossed the NIC each way twice, that its link followed the tap's flap, and that the NIC refused nothing Linux sent. It returns a one-line summary.
+// crossed the NIC each way twice with checksum and segmentation offloads,
+// that its link followed the tap's flap, and that the NIC refused nothing Linux sent. It returns a one-line summary.
 func checkNetVSCReport(console []string) (string, error) {
 	reps, err := scenario.ParseReports[netvscReport](console)
 	if err != nil {
@@ -95,8 +99,9 @@ func checkNetVSCReport(console []string) (string, error) {
 		return "", fmt.Errorf("want one report with one hyperv.vmbus.netvsc NIC, have %d reports", len(reps))
 	}
 	n := reps[0].HyperV.VMBus.NetVSC[0]
-	summary := fmt.Sprintf("mac %s nvsp %s ndis %s rndis %s oids %v tx %d/%dB rx %d/%dB bad %d link %v changes %d", n.MAC,
-		n.NVSP, n.NDIS, n.RNDIS, n.OIDsQueried, n.TxPackets, n.TxBytes, n.RxPackets, n.RxBytes, n.Bad, n.Link, n.LinkChanges)
+	summary := fmt.Sprintf("mac %s nvsp %s ndis %s rndis %s oids %v tx %d/%dB (csum %d lso %d) rx %d/%dB (csum verified %d) "+
+		"bad %d link %v changes %d", n.MAC, n.NVSP, n.NDIS, n.RNDIS, n.OIDsQueried, n.TxPackets, n.TxBytes, n.TxChecksum, n.TxLSO,
+		n.RxPackets, n.RxBytes, n.RxChecksum, n.Bad, n.Link, n.LinkChanges)
 	var problems []string
 	if n.MAC != netvscMAC || n.NVSP != "6.1" || n.RNDIS != "1.0" || n.NDIS == "" {
 		problems = append(problems, "want MAC "+netvscMAC+", NVSP 6.1, RNDIS 1.0 and an NDIS version")
@@ -108,6 +113,13 @@ func checkNetVSCReport(console []string) (string, error) {
 	}
 	if n.TxBytes < 2*netBytes || n.RxBytes < 2*netBytes {
 		problems = append(problems, fmt.Sprintf("want at least %d bytes each way (before and after the flap)", 2*netBytes))
+	}
+	// The tap takes offloads: Linux segments nothing itself (the upload
+	// leaves in LSO packets), checksums nothing, and the download arrives
+	// verified.
+	if n.TxLSO == 0 || n.TxChecksum < n.TxLSO || n.RxChecksum < netBytes/1514 {
+		problems = append(problems, fmt.Sprintf("want LSO and checksum offloads used: %d LSO packets, %d checksummed, %d received verified",
+			n.TxLSO, n.TxChecksum, n.RxChecksum))
 	}
 	if !n.Link || n.LinkChanges < 2 {
 		// The tap went down and up: the NIC followed it, and ends up.

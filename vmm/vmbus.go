@@ -188,7 +188,17 @@ func (v *vmbusMachine) addNICs(m *Machine) error {
 		inst := netvsc.Class
 		inst[15] = byte(i)
 		inst[14] = 0x76
-		dev, err := netvsc.New(netvsc.Config{Mem: m.mem, Tap: tap, TapName: tap.Name(), MAC: mac, Instance: inst, Log: m.log})
+		// With offloads the tap leaves checksums of the host's frames to
+		// the NIC; it never hands over segmented ones (netvsc).
+		offloads := tap.Offloads()
+		if offloads {
+			if err := tap.SetOffload(vnet.OffloadChecksum); err != nil {
+				m.log.Warn("netvsc: no offloads: the tap refused checksum offload", "tap", tap.Name(), "err", err)
+				offloads = false
+			}
+		}
+		dev, err := netvsc.New(netvsc.Config{Mem: m.mem, Tap: tap, TapName: tap.Name(), MAC: mac, Instance: inst, Log: m.log,
+			Offloads: offloads})
 		if err != nil {
 			tap.Close()
 			return fmt.Errorf("--net tap=%s: %w", n.Tap, err)
@@ -197,7 +207,7 @@ func (v *vmbusMachine) addNICs(m *Machine) error {
 		if _, err := v.bus.Add(dev); err != nil {
 			return fmt.Errorf("vmbus: %w", err)
 		}
-		m.log.Info("netvsc", "nic", i, "tap", tap.Name(), "mac", mac.String())
+		m.log.Info("netvsc", "nic", i, "tap", tap.Name(), "mac", mac.String(), "offloads", offloads)
 	}
 	return nil
 }
