@@ -131,6 +131,10 @@ func (f *fakeIO) dial(context.Context, string) (net.Conn, error) {
 			_ = scenario.ReceiveTimed(r, b, n)
 			return
 		}
+		if hdr[0] == 'R' {
+			_ = scenario.SendTimed(r, b, n)
+			return
+		}
 		if hdr[0] == 'U' {
 			chk := pattern.NewChecker(scenario.UploadSeed)
 			io.CopyN(chk, r, n)
@@ -322,10 +326,16 @@ func TestCheckIOBench(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000")
 	ok, detail := checkIOBench(e)
 	require.True(t, ok, detail)
-	assert.Regexp(t, `^dev=vda driver=virtio_blk seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_retrans=42$`, detail)
+	assert.Regexp(t, `^dev=vda driver=virtio_blk seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_rx=[0-9.]+MB/s tcp_retrans=42$`, detail)
 	b, err := os.ReadFile(filepath.Join(fio.dir, "vda"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(-1), pattern.Mismatch(b, 1, 0), "the image keeps its pattern")
+
+	// vmm.net_mac picks the interface by address (a NIC on VMBus).
+	e, _ = diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000 vmm.net_mac=52:54:00:00:00:01")
+	ok, detail = checkIOBench(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "tcp_rx=")
 
 	e, _ = diskEnv(t, "vmm.iobench=nope:1")
 	var slept time.Duration

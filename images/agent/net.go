@@ -324,6 +324,41 @@ func timedUpload(ctx context.Context, e *env, spec netSpec) (time.Duration, erro
 	return time.Since(start), nil
 }
 
+// timedDownload is download for the benchmark: the peer makes the bytes
+// before saying ready (scenario.SendTimed), and the clock runs from the
+// agent's go byte until the last byte is in memory; the pattern is checked
+// afterwards.
+func timedDownload(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
+	if spec.bytes > scenario.MaxTimed {
+		return 0, fmt.Errorf("timed download of %d bytes: at most %d", spec.bytes, scenario.MaxTimed)
+	}
+	data := make([]byte, spec.bytes)
+	c, err := dialPeer(ctx, e, spec)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := c.Write(request('R', spec.bytes)); err != nil {
+		return 0, err
+	}
+	ready := make([]byte, len(scenario.PeerReady))
+	if _, err := io.ReadFull(c, ready); err != nil || string(ready) != scenario.PeerReady {
+		return 0, fmt.Errorf("peer not ready (%q): %v", ready, err)
+	}
+	start := time.Now()
+	if _, err := c.Write([]byte{'G'}); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, data); err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	if bad := pattern.Mismatch(data, scenario.DownloadSeed, 0); bad >= 0 {
+		return 0, fmt.Errorf("byte %d differs from the pattern", bad)
+	}
+	return d, nil
+}
+
 // download receives the download pattern and checks it.
 func download(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
 	c, err := dialPeer(ctx, e, spec)

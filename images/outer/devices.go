@@ -425,6 +425,8 @@ func serve(c net.Conn, tap string) error {
 		return err
 	case 'T':
 		return scenario.ReceiveTimed(r, c, n)
+	case 'R':
+		return scenario.SendTimed(r, c, n)
 	case 'L':
 		hold := time.Duration(n) * time.Millisecond
 		if hold <= 0 || hold > maxFlapHold {

@@ -185,6 +185,22 @@ func TestPeer(t *testing.T) {
 		}
 	}
 
+	// A timed download: ready, then the bytes once the agent says go.
+	c, err = net.Dial("tcp", addr)
+	require.NoError(t, err)
+	request(t, c, 'R', 300000)
+	ready := make([]byte, len(scenario.PeerReady))
+	_, err = io.ReadFull(c, ready)
+	require.NoError(t, err)
+	require.Equal(t, scenario.PeerReady, string(ready))
+	_, err = c.Write([]byte{'G'})
+	require.NoError(t, err)
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Len(t, got, 300000)
+	require.Equal(t, int64(-1), pattern.Mismatch(got, scenario.DownloadSeed, 0))
+	c.Close()
+
 	// A timed upload larger than the peer will hold is refused unanswered.
 	c, err = net.Dial("tcp", addr)
 	require.NoError(t, err)
