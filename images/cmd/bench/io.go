@@ -92,7 +92,7 @@ func ioScenarioName(iface, runner string) string { return "iobench-" + iface + "
 // device; its built-in ICH9 AHCI, ide.0 being the first port).
 func (o options) ioScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
-	for _, iface := range o.ioIfaces {
+	for _, iface := range ioInterfaces {
 		for _, runner := range o.runners {
 			if (iface == ifVMBus || iface == ifNetVSC) && runner != scenario.RunnerVMM {
 				continue

@@ -86,17 +86,6 @@ func TestIOScenarioVMBus(t *testing.T) {
 	require.NotContains(t, a, "--net")
 }
 
-func TestIOIfaces(t *testing.T) {
-	o, err := parseFlags([]string{"-io", "-io-ifaces", "virtio,netvsc", "-runners", "vmm", "-n", "1"}, io.Discard)
-	require.NoError(t, err)
-	list, err := o.ioScenarios()
-	require.NoError(t, err)
-	require.Len(t, list, 2)
-	require.Equal(t, "iobench-netvsc-vmm", list[1].Name)
-	_, err = parseFlags([]string{"-io-ifaces", "virtio,scsi"}, io.Discard)
-	require.ErrorContains(t, err, `"scsi" is not one of`)
-}
-
 // TestIOScenarioNetVSC: the virtio-blk disk with the NIC on VMBus on the
 // same tap, found by its MAC.
 func TestIOScenarioNetVSC(t *testing.T) {
