@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,9 @@ func ioScenarioName(iface, runner string) string { return "iobench-" + iface + "
 func (o options) ioScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
 	for _, iface := range ioInterfaces {
+		if !slices.Contains(o.ioIfaces, iface) {
+			continue
+		}
 		for _, runner := range o.runners {
 			if (iface == ifVMBus || iface == ifNetVSC) && runner != scenario.RunnerVMM {
 				continue

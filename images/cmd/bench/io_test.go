@@ -181,3 +181,18 @@ func TestSummarizeIO(t *testing.T) {
 	require.Equal(t, "nvme", detailWord("dev=nvme0n1 driver=nvme seq_read=1MB/s", "driver"))
 	require.Equal(t, "", detailWord("seq_read=1MB/s", "driver"))
 }
+
+func TestIOInterfaceSubset(t *testing.T) {
+	o, err := parseFlags([]string{"-n", "1", "-io", "-io-if", "nvme,ahci"}, io.Discard)
+	require.NoError(t, err)
+	list, err := o.scenarios()
+	require.NoError(t, err)
+	var names []string
+	for _, r := range scenario.Schedule(list) {
+		names = append(names, r.Scenario.Name)
+	}
+	require.Equal(t, []string{"bench-vmm", "bench-qemu", "iobench-nvme-vmm", "iobench-nvme-qemu",
+		"iobench-ahci-vmm", "iobench-ahci-qemu"}, names)
+	_, err = parseFlags([]string{"-io-if", "nvme,scsi"}, io.Discard)
+	require.ErrorContains(t, err, `unknown interface "scsi"`)
+}
