@@ -9,16 +9,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/internal/kvmtest"
+	"github.com/vmmdev/vmm/layout"
+	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
 // s3WakeVector is where the tiny guest asks to resume: CS 0x900, IP 0.
 const s3WakeVector = 0x9000
 
-// s3Guest arms the RTC alarm for every second (all three alarm registers
+// s3Sleep arms the RTC alarm for every second (all three alarm registers
 // "don't care") with AIE, stores s3WakeVector as the FACS waking vector,
 // enables RTC_EN and enters S3. Falling through the sleep request exits
-// with 0xee. At the waking vector it exits with PM1 status.
-func s3Guest(facs uint64) (main, wake []byte) {
+// with 0xee.
+func s3Sleep(facs uint64) []byte {
 	cmos := func(reg, v byte) []byte { return []byte{0xb0, reg, 0xe6, 0x70, 0xb0, v, 0xe6, 0x71} }
 	var c []byte
 	c = append(c, cmos(0x01, 0xc0)...)
@@ -33,19 +35,76 @@ func s3Guest(facs uint64) (main, wake []byte) {
 	c = append(c, 0xba, 0x02, 0x06, 0xb8, 0x00, 0x04, 0xef) // PM1 enable = RTC_EN
 	c = append(c, 0xba, 0x04, 0x06, 0xb8, 0x01, 0x24, 0xef) // PM1 control = SLP_TYP 1 | SLP_EN | SCI_EN
 	c = append(c, 0xb0, 0xee, 0xe6, 0xf4, 0xf4)             // not reached: exit 0xee
+	return c
+}
+
+// s3Guest is the one-CPU guest: s3Sleep, and at the waking vector an exit
+// with PM1 status.
+func s3Guest(facs uint64) (main, wake []byte) {
 	wake = []byte{
 		0xba, 0x00, 0x06, // mov dx, 0x600
 		0xed,       // in ax, dx (PM1 status)
 		0xe7, 0xf4, // out 0xf4, ax
 		0xf4,
 	}
-	return c, wake
+	return s3Sleep(facs), wake
+}
+
+// The two-CPU guest's AP code (started by SIPI vector 8 at 0x8000) and the
+// byte it counts its starts in.
+const (
+	s3APCode    = 0x8000
+	s3APStarted = 0x8100
+)
+
+// x2APICOn switches the running CPU's LAPIC to x2APIC mode, as Linux does
+// on every CPU when the CPUID offers it (IA32_APIC_BASE |= EN | EXTD).
+var x2APICOn = []byte{
+	0x66, 0xb9, 0x1b, 0x00, 0x00, 0x00, // mov ecx, 0x1b
+	0x0f, 0x32, // rdmsr
+	0x0d, 0x00, 0x0c, // or ax, 0xc00
+	0x0f, 0x30, // wrmsr
+}
+
+// startAP sends INIT and SIPI (vector 8) to APIC ID 1 through the x2APIC
+// ICR, then waits until the AP has counted its n-th start.
+func startAP(n byte) []byte {
+	c := []byte{
+		0x66, 0xb9, 0x30, 0x08, 0x00, 0x00, // mov ecx, 0x830 (x2APIC ICR)
+		0x66, 0xba, 0x01, 0x00, 0x00, 0x00, // mov edx, 1 (destination)
+		0x66, 0xb8, 0x00, 0x45, 0x00, 0x00, // mov eax, 0x4500 (INIT, assert)
+		0x0f, 0x30, // wrmsr
+		0x66, 0xb8, 0x08, 0x46, 0x00, 0x00, // mov eax, 0x4608 (SIPI, vector 8)
+		0x0f, 0x30, // wrmsr
+		0xf3, 0x90, // pause
+	}
+	c = append(c, 0x80, 0x3e, byte(s3APStarted&0xff), byte(s3APStarted>>8), n) // cmp byte [s3APStarted], n
+	return append(c, 0x75, 0xf7)                                               // jne pause
+}
+
+// s3SMPGuest: the boot CPU and the AP both enter x2APIC mode; the boot CPU
+// starts the AP, suspends (the AP halted with interrupts off, as an OS
+// leaves a CPU it took offline), and at the waking vector starts the AP
+// again with INIT-SIPI in x2APIC mode, as Linux does after a resume. It
+// exits with the AP's start count.
+func s3SMPGuest(facs uint64) (main, ap, wake []byte) {
+	main = append(append(append([]byte{}, x2APICOn...), startAP(1)...), s3Sleep(facs)...)
+	ap = append(append([]byte{}, x2APICOn...),
+		0xf0, 0xfe, 0x06, byte(s3APStarted&0xff), byte(s3APStarted>>8), // lock inc byte [s3APStarted]
+		0xfa,       // cli
+		0xf4,       // hlt
+		0xeb, 0xfd, // jmp hlt
+	)
+	wake = append(append(append([]byte{}, x2APICOn...), startAP(2)...),
+		0xa0, byte(s3APStarted&0xff), byte(s3APStarted>>8), // mov al, [s3APStarted]
+		0xe6, 0xf4, // out 0xf4, al
+		0xf4)
+	return main, ap, wake
 }
 
 // TestKVMS3RoundTrip: a guest suspends to RAM, the RTC alarm wakes it, and
 // its boot CPU resumes in real mode at the waking vector with WAK_STS and
-// RTC_STS set. S3 is offered with one vCPU only (directPM); AP parking is
-// unit-tested in sleep_test.go.
+// RTC_STS set.
 func TestKVMS3RoundTrip(t *testing.T) {
 	kvmtest.Require(t)
 	m, err := New(Config{Program: realModeProgram([]byte{0xf4}), CPUs: 1, Memory: testMemory, Timeout: 20 * time.Second}, nil)
@@ -66,4 +125,71 @@ func TestKVMS3RoundTrip(t *testing.T) {
 	require.Equal(t, "rtc alarm", res.Sleep.LastWake)
 	require.Positive(t, res.Sleep.Asleep)
 	require.LessOrEqual(t, res.Sleep.Asleep, 2*time.Second, "the every-second alarm woke it")
+}
+
+// TestKVMS3RoundTripSMP: with two vCPUs the guest suspends, the RTC alarm
+// wakes it, and the boot CPU starts the AP again with INIT-SIPI from the
+// waking vector: the AP, in x2APIC mode before the suspend, is reset to
+// xAPIC mode with its own APIC ID, so the IPI finds it.
+func TestKVMS3RoundTripSMP(t *testing.T) {
+	kvmtest.Require(t)
+	m, err := New(Config{Program: realModeProgram([]byte{0xf4}), CPUs: 2, Memory: testMemory, Timeout: 30 * time.Second}, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	require.True(t, m.s3Offered(), "S3 with two vCPUs")
+	main, ap, wake := s3SMPGuest(m.facs)
+	for addr, code := range map[int64][]byte{0x7c00: main, s3APCode: ap, s3WakeVector: wake} {
+		_, err = m.Memory().WriteAt(code, addr)
+		require.NoError(t, err)
+	}
+	res := m.Run(context.Background())
+	require.Equal(t, StopDebugExit, res.Reason.Kind, "the AP did not start again after the resume: %s", res.Reason.String())
+	require.Equal(t, uint32(2), res.Reason.Value, "AP starts: before the suspend and after the resume")
+	require.NotNil(t, res.Sleep)
+	require.Equal(t, 1, res.Sleep.Suspends)
+	require.Equal(t, 1, res.Sleep.Resumes)
+	require.Equal(t, "rtc alarm", res.Sleep.LastWake)
+}
+
+// TestKVMResetAP: KVM takes the reset state resetAP writes, for an AP the
+// guest left in x2APIC mode in long mode: xAPIC mode with the APIC ID in
+// bits 31:24, CR0 60000010, EFER 0, F000:FFF0, waiting for INIT.
+func TestKVMResetAP(t *testing.T) {
+	kvmtest.Require(t)
+	m, err := New(Config{Program: realModeProgram([]byte{0xf4}), CPUs: 2, Memory: testMemory}, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	v := m.vcpus[1].kvm
+	sregs, err := v.GetSregs()
+	require.NoError(t, err)
+	sregs.APICBase |= 1 << 10 // x2APIC
+	require.NoError(t, v.SetSregs(sregs))
+	st, err := v.GetLAPIC()
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), st.Reg(apicRegID), "x2APIC mode: the ID in bits 31:0")
+	require.NoError(t, v.SetMPState(kvm.MPStateRunnable))
+
+	require.NoError(t, m.resetAP(v, 1))
+	sregs, err = v.GetSregs()
+	require.NoError(t, err)
+	require.Equal(t, uint64(layout.LAPICBase|apicBaseEnable), sregs.APICBase)
+	require.Equal(t, uint64(resetCR0), sregs.CR0)
+	require.Zero(t, sregs.EFER)
+	require.Equal(t, uint64(0xffff0000), sregs.CS.Base)
+	regs, err := v.GetRegs()
+	require.NoError(t, err)
+	require.Equal(t, uint64(0xfff0), regs.RIP)
+	require.NotZero(t, regs.RDX, "the processor signature")
+	st, err = v.GetLAPIC()
+	require.NoError(t, err)
+	require.Equal(t, uint32(1)<<24, st.Reg(apicRegID))
+	require.Equal(t, uint32(apicResetSVR), st.Reg(apicRegSVR))
+	require.Equal(t, uint32(apicLVTMasked), st.Reg(apicLVTTimer))
+	mp, err := v.GetMPState()
+	require.NoError(t, err)
+	require.Equal(t, kvm.MPStateUninitialized, mp)
+	ev, err := v.GetVCPUEvents()
+	require.NoError(t, err)
+	require.Zero(t, ev.SMI.LatchedInit)
+	require.Zero(t, ev.NMI.Pending)
 }
