@@ -186,13 +186,9 @@ func (m *Machine) resetArch(v *kvm.VCPU) error {
 // as KVM creates APs and QEMU resets them): the OS's INIT-SIPI-SIPI
 // starts it at the SIPI vector as after a real reset.
 func (m *Machine) resetAP(v *kvm.VCPU, id int) error {
-	cpuid, err := v.GetCPUID2()
+	sig, err := signature(v)
 	if err != nil {
 		return err
-	}
-	var signature uint32
-	if e := cpuid.Get(1, 0); e != nil {
-		signature = e.EAX
 	}
 	old, err := v.GetLAPIC()
 	if err != nil {
@@ -203,7 +199,7 @@ func (m *Machine) resetAP(v *kvm.VCPU, id int) error {
 	if err := v.SetSregs(resetSregs(false)); err != nil {
 		return err
 	}
-	if err := v.SetRegs(resetRegs(signature)); err != nil {
+	if err := v.SetRegs(resetRegs(sig)); err != nil {
 		return err
 	}
 	if err := m.resetArch(v); err != nil {
@@ -219,4 +215,17 @@ func (m *Machine) resetAP(v *kvm.VCPU, id int) error {
 		return fmt.Errorf("wait for INIT: %w", err)
 	}
 	return nil
+}
+
+// signature is the vCPU's CPUID 1 EAX (family, model, stepping), which a
+// reset leaves in EDX.
+func signature(v *kvm.VCPU) (uint32, error) {
+	cpuid, err := v.GetCPUID2()
+	if err != nil {
+		return 0, err
+	}
+	if e := cpuid.Get(1, 0); e != nil {
+		return e.EAX, nil
+	}
+	return 0, nil
 }

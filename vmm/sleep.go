@@ -11,12 +11,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/layout"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
-// ACPI S3 (suspend to RAM) in direct boot. The guest's PM1 control write of
+// ACPI S3 (suspend to RAM) in direct boot and under SeaBIOS. The guest's PM1 control write of
 // SLP_TYP=S3 with SLP_EN parks every vCPU thread outside KVM_RUN; RAM and
 // the devices stay as they are. A wake event (the RTC alarm with RTC_EN,
 // or Machine.Wake) sets WAK_STS and releases them as a platform leaving S3
@@ -24,7 +25,8 @@ import (
 // for INIT/SIPI (cpureset.go), and the boot CPU
 // starts where firmware would send it, at the FACS waking vector, in real
 // mode (or flat 32-bit protected mode at X_Firmware_Waking_Vector). There
-// is no firmware in direct boot, so vmm does the firmware's part.
+// is no firmware in direct boot, so vmm does the firmware's part; SeaBIOS
+// does its own from the reset vector (resumeBootCPU).
 
 // SleepStats counts suspend-to-RAM cycles for the report.
 type SleepStats struct {
@@ -209,7 +211,8 @@ const (
 	apicBaseEnable = 1 << 11
 )
 
-// s3Offered reports whether this machine offers S3: direct boot's PC ACPI.
+// s3Offered reports whether this machine offers S3: direct boot's PC
+// ACPI, and SeaBIOS.
 func (m *Machine) s3Offered() bool { return m.sleep != nil }
 
 // suspend enters S3 on the guest's request: every vCPU leaves KVM_RUN and
@@ -217,6 +220,9 @@ func (m *Machine) s3Offered() bool { return m.sleep != nil }
 func (m *Machine) suspend() {
 	if !m.sleep.suspend() {
 		return
+	}
+	if m.rtc != nil {
+		m.rtc.SetShutdownStatus(cmos.ShutdownS3Resume)
 	}
 	m.log.Info("guest suspended to RAM (ACPI S3)")
 	for _, v := range m.vcpus {
@@ -293,17 +299,25 @@ func (m *Machine) parkVCPU(v *vcpu) bool {
 	return true
 }
 
-// resumeBootCPU puts the boot CPU in its power-on state at the waking
-// vector, as firmware hands over. Its LAPIC register page stays (the mode
+// resumeBootCPU puts the boot CPU in its power-on state. With firmware it
+// starts at the reset vector, and the firmware resumes: SeaBIOS, still in
+// its shadow RAM, finds the shutdown status suspend set and jumps to the
+// OS's waking vector. In direct boot vmm does the firmware's part and
+// starts it at the waking vector. Its LAPIC register page stays (the mode
 // goes back to xAPIC, the LINT wiring to the PC's): vmm keeps the IOAPIC
 // across S3, and a level-triggered interrupt accepted while the machine
 // slept (the SCI of the wake event) must still reach the OS and be EOIed,
 // or the IOAPIC's Remote IRR would hold that line for good.
 func (m *Machine) resumeBootCPU(v *kvm.VCPU) error {
-	sregs := resetSregs(true)
-	var regs kvm.Regs
-	if err := wakeEntry(m.mem, m.facs, &sregs, &regs); err != nil {
-		return err
+	sig, err := signature(v)
+	if err != nil {
+		return fmt.Errorf("S3 wake: %w", err)
+	}
+	sregs, regs := resetSregs(true), resetRegs(sig)
+	if !m.boot.fromReset() {
+		if err := wakeEntry(m.mem, m.facs, &sregs, &regs); err != nil {
+			return err
+		}
 	}
 	if err := v.SetMPState(kvm.MPStateRunnable); err != nil {
 		return fmt.Errorf("S3 wake: set MP state: %w", err)

@@ -1,8 +1,12 @@
 package vmm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,38 +20,52 @@ import (
 // s3WakeVector is where the tiny guest asks to resume: CS 0x900, IP 0.
 const s3WakeVector = 0x9000
 
-// s3Sleep arms the RTC alarm for every second (all three alarm registers
-// "don't care") with AIE, stores s3WakeVector as the FACS waking vector,
-// enables RTC_EN and enters S3. Falling through the sleep request exits
-// with 0xee.
-func s3Sleep(facs uint64) []byte {
+// s3Alarm arms the RTC alarm for every second (all three alarm registers
+// "don't care") with AIE.
+func s3Alarm() []byte {
 	cmos := func(reg, v byte) []byte { return []byte{0xb0, reg, 0xe6, 0x70, 0xb0, v, 0xe6, 0x71} }
 	var c []byte
 	c = append(c, cmos(0x01, 0xc0)...)
 	c = append(c, cmos(0x03, 0xc0)...)
 	c = append(c, cmos(0x05, 0xc0)...)
-	c = append(c, cmos(0x0b, 0x22)...)                // 24-hour, AIE
-	c = append(c, 0xb0, 0x0c, 0xe6, 0x70, 0xe4, 0x71) // read status C
+	c = append(c, cmos(0x0b, 0x22)...)                   // 24-hour, AIE
+	return append(c, 0xb0, 0x0c, 0xe6, 0x70, 0xe4, 0x71) // read status C
+}
+
+// s3Enter enables RTC_EN and enters S3 through the PM block at 0x600.
+// Falling through the sleep request exits with 0xee.
+func s3Enter() []byte {
+	return []byte{
+		0xba, 0x02, 0x06, 0xb8, 0x00, 0x04, 0xef, // PM1 enable = RTC_EN
+		0xba, 0x04, 0x06, 0xb8, 0x01, 0x24, 0xef, // PM1 control = SLP_TYP 1 | SLP_EN | SCI_EN
+		0xb0, 0xee, 0xe6, 0xf4, 0xf4, // not reached: exit 0xee
+	}
+}
+
+// s3Sleep is s3Alarm, s3WakeVector stored as the FACS waking vector, and
+// s3Enter.
+func s3Sleep(facs uint64) []byte {
+	c := s3Alarm()
 	seg, off := uint16(facs>>4), uint16(facs&0xf)+facsWakingVector
 	c = append(c, 0xb8, byte(seg), byte(seg>>8), 0x8e, 0xc0) // mov ax, seg; mov es, ax
 	c = append(c, 0x66, 0x26, 0xc7, 0x06, byte(off), byte(off>>8))
-	c = binary.LittleEndian.AppendUint32(c, s3WakeVector)   // mov dword [es:off], vector
-	c = append(c, 0xba, 0x02, 0x06, 0xb8, 0x00, 0x04, 0xef) // PM1 enable = RTC_EN
-	c = append(c, 0xba, 0x04, 0x06, 0xb8, 0x01, 0x24, 0xef) // PM1 control = SLP_TYP 1 | SLP_EN | SCI_EN
-	c = append(c, 0xb0, 0xee, 0xe6, 0xf4, 0xf4)             // not reached: exit 0xee
-	return c
+	c = binary.LittleEndian.AppendUint32(c, s3WakeVector) // mov dword [es:off], vector
+	return append(c, s3Enter()...)
 }
 
-// s3Guest is the one-CPU guest: s3Sleep, and at the waking vector an exit
-// with PM1 status.
+// s3ExitPM1 exits with PM1 status: what the one-CPU guests run at the
+// waking vector.
+var s3ExitPM1 = []byte{
+	0xba, 0x00, 0x06, // mov dx, 0x600
+	0xed,       // in ax, dx (PM1 status)
+	0xe7, 0xf4, // out 0xf4, ax
+	0xf4,
+}
+
+// s3Guest is the one-CPU guest: s3Sleep, and s3ExitPM1 at the waking
+// vector.
 func s3Guest(facs uint64) (main, wake []byte) {
-	wake = []byte{
-		0xba, 0x00, 0x06, // mov dx, 0x600
-		0xed,       // in ax, dx (PM1 status)
-		0xe7, 0xf4, // out 0xf4, ax
-		0xf4,
-	}
-	return s3Sleep(facs), wake
+	return s3Sleep(facs), s3ExitPM1
 }
 
 // The two-CPU guest's AP code (started by SIPI vector 8 at 0x8000) and the
@@ -192,4 +210,99 @@ func TestKVMResetAP(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, ev.SMI.LatchedInit)
 	require.Zero(t, ev.NMI.Pending)
+}
+
+// s3Ready is the byte the SeaBIOS guest writes to COM1 once it runs (SeaBIOS
+// never prints it); s3Go the byte it then waits on, set by the host once it
+// has stored the waking vector.
+const (
+	s3Ready = 0x01
+	s3Go    = 0x5f0
+)
+
+// s3OS plays the OS's part the boot sector has no room for: on s3Ready it
+// finds the FACS SeaBIOS placed in RAM, stores the waking vector there and
+// sets s3Go.
+type s3OS struct {
+	mu     sync.Mutex
+	m      *Machine
+	vector uint32
+	facs   uint64
+	err    error
+	out    bytes.Buffer
+}
+
+func (o *s3OS) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.out.Write(p)
+	if bytes.IndexByte(p, s3Ready) < 0 || o.facs != 0 || o.err != nil {
+		return len(p), nil
+	}
+	o.facs, o.err = findFACS(o.m.Memory(), testMemory)
+	if o.err == nil {
+		_, o.err = o.m.Memory().WriteAt(binary.LittleEndian.AppendUint32(nil, o.vector), int64(o.facs+facsWakingVector))
+	}
+	if o.err == nil {
+		_, o.err = o.m.Memory().WriteAt([]byte{1}, s3Go)
+	}
+	return len(p), nil
+}
+
+// findFACS finds the one FACS (64-byte aligned, length 64) in RAM below size.
+func findFACS(mem io.ReaderAt, size int64) (uint64, error) {
+	var found []uint64
+	buf := make([]byte, 1<<20)
+	for base := int64(0); base < size; base += int64(len(buf)) {
+		if _, err := mem.ReadAt(buf, base); err != nil {
+			return 0, err
+		}
+		for i := 0; i < len(buf); i += 64 {
+			if string(buf[i:i+4]) == "FACS" && binary.LittleEndian.Uint32(buf[i+4:]) == 64 {
+				found = append(found, uint64(base)+uint64(i))
+			}
+		}
+	}
+	if len(found) != 1 {
+		return 0, fmt.Errorf("want one FACS in RAM, found %d at %#x", len(found), found)
+	}
+	return found[0], nil
+}
+
+// TestKVMSeaBIOSS3: SeaBIOS offers S3 and resumes from it. A boot sector
+// (the OS) arms the RTC alarm and suspends; on the wake the boot CPU starts
+// at the reset vector, SeaBIOS (in its shadow RAM since POST) reads the
+// CMOS shutdown status vmm set on suspend (0xFE) and jumps to the FACS
+// waking vector, where the boot sector exits with PM1 status.
+func TestKVMSeaBIOSS3(t *testing.T) {
+	requireSeaBIOS(t)
+	main := []byte{
+		0xfa,       // cli
+		0x31, 0xc0, // xor ax, ax
+		0x8e, 0xd8, // mov ds, ax
+		0xba, 0xf8, 0x03, // mov dx, 0x3f8
+		0xb0, s3Ready, // mov al, s3Ready
+		0xee,       // out dx, al
+		0xf3, 0x90, // pause
+		0x80, 0x3e, byte(s3Go & 0xff), byte(s3Go >> 8), 0x00, // cmp byte [s3Go], 0
+		0x74, 0xf7, // je pause
+	}
+	main = append(append(main, s3Alarm()...), s3Enter()...)
+	guestOS := &s3OS{vector: uint32(0x7c00 + len(main))}
+	disk := bootSector(t, append(main, s3ExitPM1...))
+	m, err := New(Config{Firmware: "seabios", CPUs: 1, Memory: testMemory, Timeout: 60 * time.Second,
+		Disks: []Disk{{Path: disk, ReadOnly: true}}, ConsoleOut: guestOS}, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	require.True(t, m.s3Offered(), "SeaBIOS offers S3")
+	guestOS.m = m
+	res := m.Run(context.Background())
+	guestOS.mu.Lock()
+	defer guestOS.mu.Unlock()
+	require.NoError(t, guestOS.err)
+	require.Equal(t, StopDebugExit, res.Reason.Kind, "reason: %v\nconsole: %q", res.Reason, guestOS.out.String())
+	require.Equal(t, uint32(0x8400), res.Reason.Value, "PM1 status at the waking vector: WAK_STS|RTC_STS")
+	require.NotNil(t, res.Sleep)
+	require.Equal(t, 1, res.Sleep.Suspends)
+	require.Equal(t, 1, res.Sleep.Resumes)
 }
