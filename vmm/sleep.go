@@ -17,12 +17,12 @@ import (
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
-// ACPI S3 (suspend to RAM) in direct boot and under SeaBIOS. The guest's PM1 control write of
-// SLP_TYP=S3 with SLP_EN parks every vCPU thread outside KVM_RUN; RAM and
-// the devices stay as they are. A wake event (the RTC alarm with RTC_EN,
-// or Machine.Wake) sets WAK_STS and releases them as a platform leaving S3
-// does: the application processors are in their power-on state waiting
-// for INIT/SIPI (cpureset.go), and the boot CPU
+// ACPI S3 (suspend to RAM) in direct boot and under SeaBIOS. The guest's
+// PM1 control write of SLP_TYP=S3 with SLP_EN parks every vCPU thread
+// outside KVM_RUN; RAM and the devices stay as they are. A wake event (the
+// RTC alarm with RTC_EN, or Machine.Wake) sets WAK_STS and releases them as
+// a platform leaving S3 does: the application processors are in their
+// power-on state waiting for INIT/SIPI (cpureset.go), and the boot CPU
 // starts where firmware would send it, at the FACS waking vector, in real
 // mode (or flat 32-bit protected mode at X_Firmware_Waking_Vector). There
 // is no firmware in direct boot, so vmm does the firmware's part; SeaBIOS
