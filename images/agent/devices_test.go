@@ -39,6 +39,7 @@ type fakeIO struct {
 	slept    time.Duration     // what suspendToRAM reports
 	sleepErr error
 	wakes    []time.Duration    // the alarms suspendToRAM was asked for
+	resumed  func()             // what suspendToRAM changes (the CPUs online)
 	flap     func(holdMS int64) // the peer's answer to a link flap request
 }
 
@@ -399,6 +400,9 @@ func (f *fakeIO) settle(d time.Duration) { f.settled += d }
 
 func (f *fakeIO) suspendToRAM(wake time.Duration) (time.Duration, error) {
 	f.wakes = append(f.wakes, wake)
+	if f.resumed != nil {
+		f.resumed()
+	}
 	return f.slept, f.sleepErr
 }
 
