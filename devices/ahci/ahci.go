@@ -121,6 +121,29 @@ type HBA struct {
 	// resetting: GHC.HR was written and some port may still have
 	// commands in flight.
 	resetting bool
+	// irqDue and kicks are what a change under mu asked for: the MSI and
+	// the port goroutines to wake, sent by unlock once mu is free.
+	irqDue bool
+	kicks  uint32
+}
+
+// unlock releases mu, then sends the MSI and wakes the ports that changes
+// under it asked for. Waking a thread while holding mu would make it block
+// on mu at once: the vCPU that an MSI wakes reads IS first thing, and a
+// port goroutine woken by PxCI takes mu to fetch the slot. On a host with
+// few CPUs each such collision costs two context switches per command.
+func (h *HBA) unlock() {
+	irq, kicks := h.irqDue, h.kicks
+	h.irqDue, h.kicks = false, 0
+	h.mu.Unlock()
+	for i, p := range h.ports {
+		if kicks&(1<<i) != 0 {
+			p.wake()
+		}
+	}
+	if irq {
+		h.msi.Signal()
+	}
 }
 
 // New builds an HBA and starts its ports' goroutines; add Function() to a
@@ -161,7 +184,7 @@ func New(cfg Config) (*HBA, error) {
 	for _, p := range h.ports {
 		p.resetLocked()
 	}
-	h.mu.Unlock()
+	h.unlock()
 	for _, p := range h.ports {
 		go p.run()
 	}
@@ -195,13 +218,13 @@ func (h *HBA) pendingLocked() uint32 {
 	return is
 }
 
-// interruptLocked sends the MSI when an enabled interrupt is pending. It is
-// called after every change that may leave one pending, a status write
-// included: MSI is an edge, and a driver that clears one port's bits while
-// another completion arrived must still hear of it.
+// interruptLocked has unlock send the MSI when an enabled interrupt is
+// pending. It is called after every change that may leave one pending, a
+// status write included: MSI is an edge, and a driver that clears one
+// port's bits while another completion arrived must still hear of it.
 func (h *HBA) interruptLocked() {
 	if h.ghc&ghcIE != 0 && h.pendingLocked() != 0 {
-		h.msi.Signal()
+		h.irqDue = true
 	}
 }
 
@@ -267,7 +290,7 @@ func (h *HBA) resetLocked() {
 func (h *HBA) read(off uint64, data []byte) {
 	h.mu.Lock()
 	v := h.reg32(off &^ 3)
-	h.mu.Unlock()
+	h.unlock()
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], v)
 	for i := range data {
@@ -284,7 +307,7 @@ func (h *HBA) write(off uint64, data []byte) {
 	}
 	reg := off &^ 3
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	var b [4]byte
 	if len(data) < 4 {
 		// A narrow write changes only its bytes; the rest of a

@@ -124,7 +124,10 @@ func newPort(h *HBA, n int, d *device) *port {
 		done: make(chan struct{}), ncq: make(chan struct{}, maxNCQTags)}
 }
 
-func (p *port) kickLocked() {
+// kickLocked has unlock wake the port's goroutine.
+func (p *port) kickLocked() { p.h.kicks |= 1 << p.n }
+
+func (p *port) wake() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
@@ -311,7 +314,7 @@ func (p *port) run() {
 // next takes the next issued slot, if the port is running.
 func (p *port) next() (int, uint64, bool) {
 	p.h.mu.Lock()
-	defer p.h.mu.Unlock()
+	defer p.h.unlock()
 	if p.cmd&cmdST == 0 || p.halted {
 		return 0, 0, false
 	}
@@ -351,7 +354,7 @@ func parseHeader(b []byte) cmdHeader {
 func (p *port) execute(slot int, gen uint64) {
 	p.h.mu.Lock()
 	clb := p.clb
-	p.h.mu.Unlock()
+	p.h.unlock()
 	hb, err := p.h.mem.Slice(clb+uint64(slot)*hdrSize, hdrSize)
 	if err != nil {
 		p.complete(slot, gen, result{status: statOK | statERR, errReg: errABRT, hostErr: isHBFS})
@@ -402,7 +405,7 @@ func (p *port) control(c *command) result {
 // the interrupt status, and CI, unless the port was stopped meanwhile.
 func (p *port) complete(slot int, gen uint64, r result) {
 	p.h.mu.Lock()
-	defer p.h.mu.Unlock()
+	defer p.h.unlock()
 	p.active--
 	if gen != p.gen {
 		return
@@ -492,18 +495,18 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 	p.h.mu.Lock()
 	if gen != p.gen {
 		p.active--
-		p.h.mu.Unlock()
+		p.h.unlock()
 		return
 	}
 	p.busy &^= 1 << slot
 	p.ci &^= 1 << slot
-	p.h.mu.Unlock()
+	p.h.unlock()
 	select {
 	case p.ncq <- struct{}{}:
 	case <-p.quit:
 		p.h.mu.Lock()
 		p.active--
-		p.h.mu.Unlock()
+		p.h.unlock()
 		return
 	}
 	p.ncqWG.Add(1)
@@ -517,7 +520,7 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 
 func (p *port) completeNCQ(tag int, gen uint64, r result) {
 	p.h.mu.Lock()
-	defer p.h.mu.Unlock()
+	defer p.h.unlock()
 	p.active--
 	if gen != p.gen {
 		return
