@@ -353,6 +353,11 @@ func (c *Controller) identifyNamespace(b []byte) {
 	// DLFEAT: write zeroes may deallocate; what a deallocated block reads
 	// is not promised (a filesystem without hole punching keeps the data).
 	b[33] = 1 << 3
+	if c.img.ReadOnly() {
+		// NSATTR: write protected, so the driver marks the disk
+		// read-only rather than learning it from failed writes.
+		b[99] = 1
+	}
 	le.PutUint32(b[128:], 9<<16) // LBAF0: 512-byte blocks, no metadata
 }
 

@@ -74,7 +74,7 @@ func TestIdentify(t *testing.T) {
 	// Namespace, across a page boundary: PRP1 with an offset and PRP2.
 	d.ok(0, sqe{opc: adminIdentify, nsid: 1, prp1: dataAt + 0x2800, prp2: dataAt + 0x4000, cdw10: cnsNamespace})
 	ns := append(append([]byte{}, d.mem[dataAt+0x2800:dataAt+0x3000]...), d.mem[dataAt+0x4000:dataAt+0x4800]...)
-	if le.Uint64(ns[0:]) != 4096 || le.Uint64(ns[8:]) != 4096 || le.Uint32(ns[128:]) != 9<<16 {
+	if le.Uint64(ns[0:]) != 4096 || le.Uint64(ns[8:]) != 4096 || le.Uint32(ns[128:]) != 9<<16 || ns[99] != 0 {
 		t.Fatalf("identify namespace: % x", ns[:32])
 	}
 	d.ok(0, sqe{opc: adminIdentify, prp1: dataAt, cdw10: cnsActiveNSList})
@@ -312,6 +312,12 @@ func TestIOErrors(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	d := newDriver(t, opts{readOnly: true})
 	d.enable()
+	// Identify Namespace says so (NSATTR bit 0), as it does not for a
+	// writable image (TestIdentify).
+	d.ok(0, sqe{opc: adminIdentify, nsid: 1, prp1: dataAt, cdw10: cnsNamespace})
+	if d.mem[dataAt+99] != 1 {
+		t.Errorf("NSATTR %#x, want write protected", d.mem[dataAt+99])
+	}
 	d.createQueuePair(1, 16)
 	d.ok(1, rw(false, 0, 1, dataAt, 0))
 	for name, e := range map[string]sqe{
