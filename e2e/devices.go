@@ -76,30 +76,40 @@ const (
 	nvmeImageSize = 8 << 20
 	// The image starts with nvmeSeed and must end with nvmeNewSeed.
 	nvmeSeed, nvmeNewSeed = 4, 5
+	// A second, read-only controller's image must keep nvmeROSeed.
+	nvmeROImage  = "/tmp/vmm-nvme-ro.img"
+	nvmeROSerial = "vmm-nvme-ro"
+	nvmeROSize   = 1 << 20
+	nvmeROSeed   = 9
 )
 
 // nvmeScenario boots two vCPUs with one disk on an NVMe controller: the
 // agent finds it through the nvme driver in sysfs, checks one I/O queue per
 // CPU, reads the pattern and writes the second one from each CPU in turn,
 // syncs (an NVMe FLUSH) and requires every queue's interrupt to have fired;
-// the outer init checks the image after vmm exits.
+// a second, read-only controller's disk must be read-only in the guest and
+// refuse a write. The outer init checks the images after vmm exits.
 func nvmeScenario() (scenario.Scenario, error) {
 	g := testhost.Guest{
 		CPUs: 2, ExpectCPUs: 2, Quiet: true,
 		Checks:       []string{"boot", "cpus", "disk-nvme"},
 		Timeout:      150 * time.Second,
-		ExtraCmdline: fmt.Sprintf("vmm.disk_nvme=%s:%d:%d", nvmeSerial, nvmeSeed, nvmeNewSeed),
+		ExtraCmdline: fmt.Sprintf("vmm.disk_nvme=%s:%d:%d,%s:%d", nvmeSerial, nvmeSeed, nvmeNewSeed, nvmeROSerial, nvmeROSeed),
 	}
 	args, err := g.Args(scenario.RunnerVMM)
 	if err != nil {
 		return scenario.Scenario{}, err
 	}
-	args = append(args, "--disk", nvmeImage+",if=nvme,serial="+nvmeSerial)
+	args = append(args, "--disk", nvmeImage+",if=nvme,serial="+nvmeSerial,
+		"--disk", nvmeROImage+",if=nvme,readonly,serial="+nvmeROSerial)
 	return scenario.Scenario{
 		Name: "disk-nvme", Args: args, WantExit: exitPoweroff,
 		WantChecks: map[string]string{"boot": scenario.Pass, "cpus": scenario.Pass, "disk-nvme": scenario.Pass},
 		Timeout:    (g.Timeout + 30*time.Second).String(),
-		Disks:      []scenario.Disk{{Path: nvmeImage, Size: nvmeImageSize, Seed: nvmeSeed, WantSeed: nvmeNewSeed}},
+		Disks: []scenario.Disk{
+			{Path: nvmeImage, Size: nvmeImageSize, Seed: nvmeSeed, WantSeed: nvmeNewSeed},
+			{Path: nvmeROImage, Size: nvmeROSize, Seed: nvmeROSeed, WantSeed: nvmeROSeed},
+		},
 	}, nil
 }
 
@@ -117,6 +127,11 @@ const (
 	cdromFile     = "data.bin"
 	cdromSize     = 2<<20 + 512 // the file: more than one extent's worth of sectors, not whole 2048-byte blocks
 	cdromSeed     = 8
+	// A read-only SATA disk on the next port must keep ahciROSeed.
+	ahciROImage  = "/tmp/vmm-ahci-ro.img"
+	ahciROSerial = "vmm-ahci-ro"
+	ahciROSize   = 1 << 20
+	ahciROSeed   = 10
 )
 
 // patternSHA256 is the hex SHA-256 of the first n bytes of stream seed.
@@ -128,8 +143,8 @@ func patternSHA256(seed uint64, n int64) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// ahciScenario boots one vCPU with a SATA disk and a CD-ROM on the AHCI
-// controller.
+// ahciScenario boots one vCPU with a SATA disk, a read-only SATA disk (its
+// writes must fail in the guest) and a CD-ROM on the AHCI controller.
 func ahciScenario() (scenario.Scenario, error) {
 	sum, err := patternSHA256(cdromSeed, cdromSize)
 	if err != nil {
@@ -137,21 +152,24 @@ func ahciScenario() (scenario.Scenario, error) {
 	}
 	g := testhost.Guest{
 		CPUs: 1, ExpectCPUs: 1, Quiet: true,
-		Checks:       []string{"boot", "disk-ahci", "cdrom"},
-		Timeout:      150 * time.Second,
-		ExtraCmdline: fmt.Sprintf("vmm.disk_ahci=%s:%d:%d vmm.cdrom=%s:%s", ahciSerial, ahciSeed, ahciNewSeed, cdromFile, sum),
+		Checks:  []string{"boot", "disk-ahci", "cdrom"},
+		Timeout: 150 * time.Second,
+		ExtraCmdline: fmt.Sprintf("vmm.disk_ahci=%s:%d:%d,%s:%d vmm.cdrom=%s:%s", ahciSerial, ahciSeed, ahciNewSeed,
+			ahciROSerial, ahciROSeed, cdromFile, sum),
 	}
 	args, err := g.Args(scenario.RunnerVMM)
 	if err != nil {
 		return scenario.Scenario{}, err
 	}
-	args = append(args, "--disk", ahciImage+",if=ahci,serial="+ahciSerial, "--cdrom", cdromImage)
+	args = append(args, "--disk", ahciImage+",if=ahci,serial="+ahciSerial,
+		"--disk", ahciROImage+",if=ahci,readonly,serial="+ahciROSerial, "--cdrom", cdromImage)
 	return scenario.Scenario{
 		Name: "disk-ahci", Args: args, WantExit: exitPoweroff,
 		WantChecks: map[string]string{"boot": scenario.Pass, "disk-ahci": scenario.Pass, "cdrom": scenario.Pass},
 		Timeout:    (g.Timeout + 30*time.Second).String(),
 		Disks: []scenario.Disk{
 			{Path: ahciImage, Size: ahciImageSize, Seed: ahciSeed, WantSeed: ahciNewSeed},
+			{Path: ahciROImage, Size: ahciROSize, Seed: ahciROSeed, WantSeed: ahciROSeed},
 			{Path: cdromImage, Size: cdromSize, Seed: cdromSeed, WantSeed: cdromSeed, ISOFile: cdromFile},
 		},
 	}, nil

@@ -86,12 +86,13 @@ func (e *env) blockSize(name string) (int64, error) {
 
 // checkDiskAHCI finds each vmm.disk_ahci=SERIAL:SEED:NEWSEED disk through
 // the ahci driver (matched by its serial), reads SEED's pattern from it,
-// writes NEWSEED's and syncs (a FLUSH CACHE EXT); the host checks the image
-// afterwards.
+// writes NEWSEED's and syncs (a FLUSH CACHE EXT); a SERIAL:SEED disk is
+// read-only: it must hold SEED's pattern and refuse a write. The host
+// checks the images afterwards.
 func checkDiskAHCI(e *env) (bool, string) {
 	specs := e.opts.params["vmm.disk_ahci"]
 	if specs == "" {
-		return false, "no vmm.disk_ahci=SERIAL:SEED:NEWSEED on the command line"
+		return false, "no vmm.disk_ahci=SERIAL:SEED[:NEWSEED] on the command line"
 	}
 	blocks, err := e.ahciBlocks()
 	if err != nil {
@@ -99,7 +100,7 @@ func checkDiskAHCI(e *env) (bool, string) {
 	}
 	var details []string
 	for _, s := range strings.Split(specs, ",") {
-		d, err := parseDiskSpec(s, true)
+		d, readOnly, err := parseRWOrRODiskSpec(s)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -115,6 +116,16 @@ func checkDiskAHCI(e *env) (bool, string) {
 		size, err := e.blockSize(name)
 		if err != nil {
 			return false, fmt.Sprintf("/dev/%s: %v", name, err)
+		}
+		if readOnly {
+			// ATA has no write-protect flag for a disk: the guest
+			// learns it from the failed write.
+			detail, err := e.refuseWrite(name, size, d.seed, false)
+			if err != nil {
+				return false, fmt.Sprintf("/dev/%s: %v", name, err)
+			}
+			details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s %s", name, d.serial, addr, detail))
+			continue
 		}
 		f, err := e.io.openBlock("/dev/"+name, true)
 		if err != nil {

@@ -56,3 +56,35 @@ func TestCheckDiskAHCIAndCDROM(t *testing.T) {
 	ok, _ = checkCDROM(e)
 	assert.False(t, ok, "not FILE:SHA256")
 }
+
+func TestCheckDiskAHCIReadOnly(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.disk_ahci=vmm-sd-ro:3")
+	b := make([]byte, 1<<20)
+	pattern.Fill(b, 3, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdc"), b, 0o600))
+	root := e.root.(fstest.MapFS)
+	root["sys/bus/pci/drivers/ahci/0000:00:03.0/ata3/host2/target2:0:0/2:0:0:0/block/sdc"] = &fstest.MapFile{Mode: os.ModeDir}
+	root["sys/block/sdc/size"] = &fstest.MapFile{Data: []byte("2048\n")}
+	root["sys/block/sdc/ro"] = &fstest.MapFile{Data: []byte("0\n")}
+	root["sys/block/sdc/device/vpd_pg80"] = &fstest.MapFile{Data: append([]byte{0, 0x80, 0, 20}, "vmm-sd-ro           "...)}
+
+	ok, detail := checkDiskAHCI(e)
+	assert.False(t, ok, "the write went through")
+	assert.Contains(t, detail, "a write succeeded on a read-only disk")
+
+	fio.readOnly = map[string]bool{"sdc": true}
+	ok, detail = checkDiskAHCI(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "/dev/sdc serial=vmm-sd-ro pci=0000:00:03.0 ro=0 write refused: read-only file system")
+
+	pattern.Fill(b, 4, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdc"), b, 0o600))
+	ok, detail = checkDiskAHCI(e)
+	assert.False(t, ok, "wrong pattern")
+	assert.Contains(t, detail, "differs from pattern")
+
+	e.opts.params["vmm.disk_ahci"] = "vmm-sd-ro"
+	ok, detail = checkDiskAHCI(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "SERIAL:SEED:NEWSEED or, read-only, SERIAL:SEED")
+}

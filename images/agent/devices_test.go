@@ -442,3 +442,33 @@ func TestCheckDiskNVMe(t *testing.T) {
 	assert.False(t, ok)
 	assert.Contains(t, detail, "1 I/O queues for 2 CPUs")
 }
+
+func TestCheckDiskNVMeReadOnly(t *testing.T) {
+	e, fio := diskEnv(t, "vmm.disk_nvme=vmm-nv-ro:3")
+	b := make([]byte, 1<<20)
+	pattern.Fill(b, 3, 0)
+	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "nvme1n1"), b, 0o600))
+	root := e.root.(fstest.MapFS)
+	root["sys/block/nvme1n1/size"] = &fstest.MapFile{Data: []byte("2048\n")}
+	root["sys/block/nvme1n1/device/serial"] = &fstest.MapFile{Data: []byte("vmm-nv-ro\n")}
+	root["sys/block/nvme1n1/ro"] = &fstest.MapFile{Data: []byte("0\n")}
+	root["sys/devices/system/cpu/online"] = &fstest.MapFile{Data: []byte("0\n")}
+	fio.readOnly = map[string]bool{"nvme1n1": true}
+
+	ok, detail := checkDiskNVMe(e)
+	assert.False(t, ok, "the guest does not see it read-only")
+	assert.Contains(t, detail, "not read-only in the guest (ro=0)")
+
+	root["sys/block/nvme1n1/ro"] = &fstest.MapFile{Data: []byte("1\n")}
+	ok, detail = checkDiskNVMe(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "/dev/nvme1n1 serial=vmm-nv-ro ro=1 write refused")
+	got, err := os.ReadFile(filepath.Join(fio.dir, "nvme1n1"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), pattern.Mismatch(got, 3, 0), "unchanged")
+
+	fio.readOnly = nil
+	ok, detail = checkDiskNVMe(e)
+	assert.False(t, ok)
+	assert.Contains(t, detail, "a write succeeded on a read-only disk")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -44,6 +45,42 @@ func parseDiskSpec(s string, wantNew bool) (diskSpec, error) {
 		}
 	}
 	return d, nil
+}
+
+// parseRWOrRODiskSpec reads SERIAL:SEED:NEWSEED, a disk to rewrite, or
+// SERIAL:SEED, a read-only one (readOnly).
+func parseRWOrRODiskSpec(s string) (d diskSpec, readOnly bool, err error) {
+	if d, err = parseDiskSpec(s, true); err == nil {
+		return d, false, nil
+	}
+	if d, err = parseDiskSpec(s, false); err != nil {
+		return diskSpec{}, false, fmt.Errorf("disk spec %q: want SERIAL:SEED:NEWSEED or, read-only, SERIAL:SEED", s)
+	}
+	return d, true, nil
+}
+
+// refuseWrite checks a read-only disk: it holds SEED's pattern, a write
+// and sync of its first sector fail, and, with wantRO, the guest marks it
+// read-only (/sys/block/NAME/ro).
+func (e *env) refuseWrite(name string, size int64, seed uint64, wantRO bool) (string, error) {
+	ro, _ := e.readTrimmed(path.Join("sys/block", name, "ro"))
+	if wantRO && ro != "1" {
+		return "", fmt.Errorf("not read-only in the guest (ro=%s)", ro)
+	}
+	f, err := e.io.openBlock("/dev/"+name, false)
+	if err != nil {
+		return "", fmt.Errorf("open read-only: %w", err)
+	}
+	err = verifyDisk(f, size, seed)
+	f.Close()
+	if err != nil {
+		return "", err
+	}
+	werr := tryWrite(e, "/dev/"+name)
+	if werr == nil {
+		return "", errors.New("a write succeeded on a read-only disk")
+	}
+	return fmt.Sprintf("ro=%s write refused: %v", ro, werr), nil
 }
 
 // virtioDisks maps serials to block device names (vda, ...) from sysfs.

@@ -41,11 +41,13 @@ func (e *env) nvmeDisks() (map[string]string, error) {
 // pattern) and writes NEWSEED's pattern there and syncs: blk-mq submits
 // from the CPU the caller runs on, so each CPU's queue carries I/O, and
 // each queue's interrupt (nvme0qN in /proc/interrupts) must have fired.
-// The host checks the image afterwards.
+// A SERIAL:SEED disk is read-only: the guest must mark it so (the
+// namespace's write-protect attribute), and it must hold SEED's pattern
+// and refuse a write. The host checks the images afterwards.
 func checkDiskNVMe(e *env) (bool, string) {
 	specs := e.opts.params["vmm.disk_nvme"]
 	if specs == "" {
-		return false, "no vmm.disk_nvme=SERIAL:SEED:NEWSEED on the command line"
+		return false, "no vmm.disk_nvme=SERIAL:SEED[:NEWSEED] on the command line"
 	}
 	cpus, err := e.onlineCPUs()
 	if err != nil {
@@ -57,13 +59,24 @@ func checkDiskNVMe(e *env) (bool, string) {
 	}
 	var details []string
 	for _, s := range strings.Split(specs, ",") {
-		d, err := parseDiskSpec(s, true)
+		d, readOnly, err := parseRWOrRODiskSpec(s)
 		if err != nil {
 			return false, err.Error()
 		}
 		name, ok := disks[d.serial]
 		if !ok {
 			return false, fmt.Sprintf("no NVMe namespace with controller serial %q (have %v)", d.serial, disks)
+		}
+		if readOnly {
+			size, err := e.blockSize(name)
+			if err == nil {
+				var detail string
+				if detail, err = e.refuseWrite(name, size, d.seed, true); err == nil {
+					details = append(details, fmt.Sprintf("/dev/%s serial=%s %s", name, d.serial, detail))
+					continue
+				}
+			}
+			return false, fmt.Sprintf("/dev/%s: %v", name, err)
 		}
 		detail, err := e.exerciseNVMe(name, d, cpus)
 		if err != nil {
