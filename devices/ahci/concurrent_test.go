@@ -136,3 +136,27 @@ func TestHBAResetWaitsForCommandsInFlight(t *testing.T) {
 	assert.Zero(t, d.prd(0, pxCMD)&(cmdST|cmdCR))
 	assert.Zero(t, d.prd(0, pxSACT)|d.prd(0, pxCI))
 }
+
+// A tag issued alone runs on the port's goroutine; one issued while it is
+// at the disk waits for it, then both complete.
+func TestNCQAloneThenAnother(t *testing.T) {
+	d := newDriver(t, spec{size: 1 << 20, fill: pattern, gated: true})
+	d.start(0)
+	g := d.gates[0]
+	release := g.Hold(3 * 512)
+	d.ncqRead(0, 0, 3)
+	d.pwr(0, pxSACT, 1)
+	d.pwr(0, pxCI, 1)
+	off, err := g.WaitArrived()
+	require.NoError(t, err)
+	require.Equal(t, uint64(3*512), off)
+	d.ncqRead(0, 1, 4)
+	d.pwr(0, pxSACT, 2)
+	d.pwr(0, pxCI, 2)
+	assert.Equal(t, uint32(3), d.prd(0, pxSACT), "both tags outstanding")
+	release()
+	is := d.wait(0, func() bool { return d.prd(0, pxSACT) == 0 })
+	assert.Zero(t, is&isTFES)
+	assert.Equal(t, pattern(3*512), d.dataAt(dataAt, 1)[0])
+	assert.Equal(t, pattern(4*512), d.dataAt(dataAt+0x1000, 1)[0])
+}
