@@ -115,7 +115,7 @@ func TestIPXESession(t *testing.T) {
 
 	// Frames each way; every host packet fits iPXE's 512 bytes.
 	f := testFrame(342, 7) // a DHCP request's size
-	n.ipxeSend(frameMessage(f), 3000)
+	n.ipxeSend(ipxeFrameMessage(f), 3000)
 	require.Equal(t, f, n.tapOut())
 	for i := range 60 { // more than the 37 sub-allocations: completions free them
 		f := testFrame(1514, byte(i))
@@ -141,4 +141,17 @@ func TestIPXESession(t *testing.T) {
 	r := n.request(nvsp(msgRevokeRecvBuf, 0xbead))
 	require.Equal(t, uint32(msgRevokeRecvBuf), u32at(r, 0))
 	require.NoError(t, n.c.Close())
+}
+
+// ipxeFrameMessage is rndis_tx_data's packet message: iPXE's struct
+// rndis_packet_message has no VcHandle, so the data starts at byte 40.
+func ipxeFrameMessage(frame []byte) []byte {
+	m := make([]byte, 40+len(frame))
+	le := binary.LittleEndian
+	le.PutUint32(m[0:], rndisPacket)
+	le.PutUint32(m[4:], uint32(len(m)))
+	le.PutUint32(m[8:], 32)
+	le.PutUint32(m[12:], uint32(len(frame)))
+	copy(m[40:], frame)
+	return m
 }
