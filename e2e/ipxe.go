@@ -52,7 +52,9 @@ type ipxeReport struct {
 	HyperV *struct {
 		VMBus *struct {
 			Bus struct {
-				Version string `json:"version"`
+				Version       string `json:"version"`
+				InterruptPage bool   `json:"interrupt_page"`
+				SharedSignals uint64 `json:"shared_signals"`
 			} `json:"bus"`
 			NetVSC []struct {
 				MAC       string `json:"mac"`
@@ -67,8 +69,9 @@ type ipxeReport struct {
 }
 
 // checkIPXEReport checks that iPXE, not a Linux driver, ran the NIC: VMBus
-// 0.13, NVSP 1, NDIS 6.1, RNDIS 1.0, frames both ways (DHCP and HTTP). It
-// returns a one-line summary.
+// 0.13 with the interrupt page and signals on connection 2, NVSP 1, NDIS
+// 6.1, RNDIS 1.0, frames both ways (DHCP and HTTP). It returns a one-line
+// summary.
 func checkIPXEReport(console []string) (string, error) {
 	reps, err := scenario.ParseReports[ipxeReport](console)
 	if err != nil {
@@ -79,11 +82,14 @@ func checkIPXEReport(console []string) (string, error) {
 	}
 	v := reps[0].HyperV.VMBus
 	n := v.NetVSC[0]
-	summary := fmt.Sprintf("vmbus %s mac %s nvsp %s ndis %s rndis %s tx %d rx %d", v.Bus.Version, n.MAC, n.NVSP, n.NDIS,
-		n.RNDIS, n.TxPackets, n.RxPackets)
+	summary := fmt.Sprintf("vmbus %s shared signals %d mac %s nvsp %s ndis %s rndis %s tx %d rx %d", v.Bus.Version,
+		v.Bus.SharedSignals, n.MAC, n.NVSP, n.NDIS, n.RNDIS, n.TxPackets, n.RxPackets)
 	var problems []string
 	if v.Bus.Version != "0.13" || n.MAC != ipxeMAC || n.NVSP != "1" || n.NDIS != "6.1" || n.RNDIS != "1.0" {
 		problems = append(problems, "want VMBus 0.13, MAC "+ipxeMAC+", NVSP 1, NDIS 6.1, RNDIS 1.0")
+	}
+	if !v.Bus.InterruptPage || v.Bus.SharedSignals == 0 {
+		problems = append(problems, "want the interrupt page and signals on connection 2")
 	}
 	if n.TxPackets == 0 || n.RxPackets == 0 {
 		problems = append(problems, "want frames both ways")

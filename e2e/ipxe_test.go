@@ -28,7 +28,7 @@ func TestIPXEScenario(t *testing.T) {
 }
 
 func TestCheckIPXEReport(t *testing.T) {
-	good := `{"exit_code": 0, "hyperv": {"vmbus": {"bus": {"version": "0.13"}, "netvsc": [{"mac": "52:54:00:12:34:59",
+	good := `{"exit_code": 0, "hyperv": {"vmbus": {"bus": {"version": "0.13", "interrupt_page": true, "shared_signals": 12}, "netvsc": [{"mac": "52:54:00:12:34:59",
 	  "nvsp": "1", "ndis": "6.1", "rndis": "1.0", "tx_packets": 6, "rx_packets": 9}]}}}`
 	lines := func(s string) []string {
 		var c []string
@@ -42,6 +42,7 @@ func TestCheckIPXEReport(t *testing.T) {
 	require.Contains(t, summary, "vmbus 0.13")
 	for _, bad := range []string{
 		strings.Replace(good, `"0.13"`, `"5.3"`, 1),
+		strings.Replace(good, `"shared_signals": 12`, `"shared_signals": 0`, 1),
 		strings.Replace(good, `"nvsp": "1"`, `"nvsp": "6.1"`, 1),
 		strings.Replace(good, `"rx_packets": 9`, `"rx_packets": 0`, 1),
 		strings.Replace(good, `"netvsc": [`, `"other": [`, 1),

@@ -43,7 +43,10 @@ func TestIPXEConnection(t *testing.T) {
 		require.Zero(t, r.g.Mem[r.g.IntPage+guestdrv.PageSize/2], "the host took the guest's bits")
 		require.NoError(t, c.Close())
 	}
-	st := r.bus.Stats().Channels[1]
+	bs := r.bus.Stats()
+	require.True(t, bs.InterruptPage)
+	require.Equal(t, uint64(80), bs.SharedSignals)
+	st := bs.Channels[1]
 	require.Equal(t, uint64(2), st.Opens)
 	require.Equal(t, uint64(80), st.Stats.SignalsIn)
 	require.Equal(t, uint64(80), st.Stats.SignalsOut)
