@@ -126,7 +126,7 @@ func TestIPXESession(t *testing.T) {
 		require.Equal(t, uint16(0xbead), binary.LittleEndian.Uint16(p.Header))
 		off, size := u32at(p.Header, 12), u32at(p.Header, 8)
 		base := n.recvPFN*pageSize + n.recvOff + uint64(off)
-		data, err := parsePacket(n.g.Mem[base : base+uint64(size)])
+		data, _, err := parsePacket(n.g.Mem[base : base+uint64(size)])
 		require.NoError(t, err)
 		require.Equal(t, f, data)
 		require.NoError(t, n.c.Send(ring.TypeCompletion, 0, p.ID, nil))
