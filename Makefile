@@ -5,7 +5,7 @@ BIN := bin
 export CGO_ENABLED := 0
 
 # Debian packages the tests and images need (installed by `make setup`).
-DEB_PACKAGES := qemu-system-x86 qemu-utils acpica-tools xz-utils gcc linux-libc-dev dmidecode e2fsprogs seabios chromium mtools ovmf
+DEB_PACKAGES := qemu-system-x86 qemu-utils acpica-tools xz-utils gcc linux-libc-dev dmidecode e2fsprogs seabios chromium mtools ovmf ipxe
 
 .PHONY: all build setup test unit lint fuzz e2e images outer-qemu run bench clean help
 

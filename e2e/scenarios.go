@@ -140,6 +140,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, nvsc)
+	ipxe, err := ipxeScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, ipxe)
 	list = append(list, debianScenarios()...)
 	return appendCI(list)
 }

@@ -67,6 +67,9 @@ type OuterContent struct {
 	// as OuterEFIDisk(boot), with this host's OVMF (OuterOVMF) at the paths
 	// Debian installs it.
 	EFIDisks map[grubdisk.EFIBoot]string
+	// IPXEDisk, when set, is IPXEDisk's image, carried as OuterIPXEDisk
+	// with OVMF as for EFIDisks.
+	IPXEDisk string
 	// ImageShare carries the modules (ImageShareModules) that mount the
 	// image share at OuterImages, with OVMF and SeaBIOS at the paths
 	// Debian installs them: the Debian image boots through either.
@@ -130,7 +133,7 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	if c.FirmwareISO != "" {
 		entries = append(entries, HostFile(OuterGuestISO, 0o644, c.FirmwareISO))
 	}
-	if len(c.EFIDisks) > 0 || c.ImageShare {
+	if len(c.EFIDisks) > 0 || c.IPXEDisk != "" || c.ImageShare {
 		for _, p := range OuterOVMF() {
 			if _, err := os.Stat(p); err != nil {
 				return "", fmt.Errorf("outer initramfs: OVMF for the UEFI scenarios (install ovmf): %w", err)
@@ -141,6 +144,9 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 			if d := c.EFIDisks[boot]; d != "" {
 				entries = append(entries, HostFile(OuterEFIDisk(boot), 0o644, d))
 			}
+		}
+		if c.IPXEDisk != "" {
+			entries = append(entries, HostFile(OuterIPXEDisk, 0o644, c.IPXEDisk))
 		}
 	}
 	modNames := OuterModules()

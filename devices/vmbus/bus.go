@@ -22,16 +22,20 @@
 //     sync and KVP;
 //   - netvsc: the synthetic NIC (NVSP, RNDIS) over a host tap.
 //
-// What the Bus does: INITIATE_CONTACT (resets everything; versions 4.0 and
-// 4.1 on connection 1 and 5.0-5.3 on connection 4 are accepted, all others
-// refused with version_supported 0 as Hyper-V does), REQUESTOFFERS (one
+// What the Bus does: INITIATE_CONTACT (resets everything; versions 0.13,
+// 1.1, 2.4, 3.0, 4.0 and 4.1 on connection 1 and 5.0-5.3 on connection 4
+// are accepted, all others refused with version_supported 0 as Hyper-V
+// does; before 2.4 only with an interrupt page), REQUESTOFFERS (one
 // OFFERCHANNEL per device, then ALLOFFERS_DELIVERED), GPADL header, body,
 // created, teardown and torndown, OPENCHANNEL and its result,
 // CLOSECHANNEL, MODIFYCHANNEL (answered from 5.3), UNLOAD and its
 // response, RESCIND and RELID_RELEASED for devices removed at run time.
 // Channels use dedicated interrupts (event flag <relid> of the target
 // VP's SIEF slot; the guest signals on connection 16+relid) and no monitor
-// pages; a channel's first interrupt waits until its OPENCHANNEL_RESULT is
+// pages; before 2.4 the host signals through the guest's interrupt page
+// and event flag 0, and a guest may signal through the page's second half
+// and connection 2 at any version that named a page, as iPXE does
+// (intpage.go); a channel's first interrupt waits until its OPENCHANNEL_RESULT is
 // in the guest's message slot. Malformed, unknown and untimely guest
 // messages are counted and dropped; requests the guest waits for (GPADL,
 // open, teardown) are always answered, with a failure status when refused.
@@ -55,8 +59,7 @@
 // (watch.go): Stats.Waiting and Bus.Stalled say what a stuck guest waits
 // for; Config.Trace gets every control message each way.
 //
-// Missing: protocol versions before 4.0 (and with them iPXE's 0.13 and the
-// interrupt page), monitored notification and multi-range GPADLs. The
+// Missing: monitored notification and multi-range GPADLs. The
 // devices are the integration services (ic), storvsc and netvsc.
 package vmbus
 
@@ -162,6 +165,8 @@ type Bus struct {
 	connected bool
 	version   uint32
 	vp, sint  int
+	// intPage is the guest's interrupt page (intpage.go; nil: none).
+	intPage   []byte
 	requested bool // REQUESTOFFERS seen since contact
 	chans     map[uint32]*chanState
 	gpadls    *gpadl.Table
@@ -178,6 +183,7 @@ type counters struct {
 	refused            uint64
 	lastIn, lastOut    uint32
 	contacts, unloads  uint64
+	sharedSignals      uint64
 	gpadlFail, openBad uint64
 }
 
@@ -318,6 +324,9 @@ func (b *Bus) Post(conn uint32, msg []byte) uint16 {
 
 // Signal takes a guest's HvSignalEvent on connection conn.
 func (b *Bus) Signal(conn uint32) uint16 {
+	if conn == ConnEvent {
+		return b.signalShared()
+	}
 	b.mu.Lock()
 	cs := b.chans[conn-eventConnBase]
 	if conn < eventConnBase || cs == nil || cs.rescinded {
@@ -331,6 +340,35 @@ func (b *Bus) Signal(conn uint32) uint16 {
 		ch.stats.SignalsIn++
 		ch.mu.Unlock()
 		dev.Interrupt(ch)
+	}
+	return StatusSuccess
+}
+
+// signalShared takes a signal on ConnEvent: the channels whose bits the
+// guest set in its interrupt page's second half.
+func (b *Bus) signalShared() uint16 {
+	type target struct {
+		ch  *Channel
+		dev Device
+	}
+	b.mu.Lock()
+	if b.intPage == nil {
+		b.unlock()
+		return StatusInvalidConnectionID
+	}
+	var ts []target
+	for _, relid := range takeSignals(b.intPage) {
+		if cs := b.channel(relid); cs != nil && cs.ch != nil {
+			ts = append(ts, target{cs.ch, cs.dev})
+		}
+	}
+	b.stats.sharedSignals++
+	b.unlock()
+	for _, t := range ts {
+		t.ch.mu.Lock()
+		t.ch.stats.SignalsIn++
+		t.ch.mu.Unlock()
+		t.dev.Interrupt(t.ch)
 	}
 	return StatusSuccess
 }
@@ -497,12 +535,13 @@ func (b *Bus) reset() {
 	b.out = nil
 	b.waits = nil
 	b.version = 0
+	b.intPage = nil
 	b.vp, b.sint = 0, MessageSINT
 }
 
 func versionAccepted(v, conn uint32) bool {
 	switch v {
-	case Version4_0, Version4_1:
+	case Version0_13, Version1_1, Version2_4, Version3_0, Version4_0, Version4_1:
 		return conn == ConnMessage
 	case Version5_0, Version5_1, Version5_2, Version5_3:
 		return conn == ConnMessage5x
@@ -520,10 +559,22 @@ func (b *Bus) initiateContact(conn uint32, m []byte) {
 		sint, vtl = int(m[16]), m[17]
 	}
 	ok := versionAccepted(version, conn) && vp < uint32(b.cfg.VPs) && sint < 16 && vtl == 0
+	page, err := b.interruptPage(version, m)
+	if err == nil && page == nil && legacySignals(version) {
+		err = errors.New("no interrupt page")
+	}
+	if ok && err != nil {
+		// Before 2.4 the host signals channels only through the page:
+		// refuse the version; later ones merely lose ConnEvent.
+		b.log.Warn("vmbus: guest's interrupt page refused", "version", fmt.Sprintf("%d.%d", version>>16, version&0xffff),
+			"version_refused", legacySignals(version), "err", err)
+		ok = !legacySignals(version)
+		page = nil
+	}
 	r := make([]byte, sizeVersionResp)
 	b.putHeader(r, msgVersionResponse)
 	if ok {
-		b.connected, b.version, b.vp, b.sint = true, version, int(vp), sint
+		b.connected, b.version, b.vp, b.sint, b.intPage = true, version, int(vp), sint, page
 		r[8] = 1
 		if version >= Version5_0 {
 			le.PutUint32(r[12:], ConnMessage)
@@ -648,6 +699,9 @@ func (b *Bus) open(m []byte) (*Channel, error) {
 	}
 	ch := &Channel{relid: relid, subIndex: cs.subIndex, host: b.cfg.Host, sint: b.sint, log: b.log, vp: int(vp), in: in, out: out,
 		gpadl: b.lookupGPADL}
+	if legacySignals(b.version) {
+		ch.intPage = b.intPage
+	}
 	copy(ch.UserData[:], m[28:28+userDataSize])
 	if err := cs.dev.Open(ch); err != nil {
 		return nil, fmt.Errorf("device: %w", err)

@@ -132,22 +132,33 @@ func TestVersionNegotiation(t *testing.T) {
 		name     string
 		version  uint32
 		conn     uint32
+		page     uint64 // interrupt page GPA
 		accepted bool
 	}{
-		{"5.3 on 4", Version5_3, 4, true},
-		{"5.0 on 4", Version5_0, 4, true},
-		{"4.1 on 1", Version4_1, 1, true},
-		{"4.0 on 1", Version4_0, 1, true},
-		{"5.3 on 1", Version5_3, 1, false},
-		{"4.1 on 4", Version4_1, 4, false},
-		{"5.4 on 4", 5<<16 | 4, 4, false},
-		{"3.0 on 1", 3 << 16, 1, false},
-		{"2.4 on 1", 2<<16 | 4, 1, false},
-		{"0.13 on 1", 13, 1, false},
+		{"5.3 on 4", Version5_3, 4, 0, true},
+		{"5.0 on 4", Version5_0, 4, 0, true},
+		{"4.1 on 1", Version4_1, 1, 0x10000, true},
+		{"4.0 on 1", Version4_0, 1, 0, true},
+		{"5.3 on 1", Version5_3, 1, 0, false},
+		{"4.1 on 4", Version4_1, 4, 0, false},
+		{"5.4 on 4", 5<<16 | 4, 4, 0, false},
+		{"3.0 on 1", 3 << 16, 1, 0x10000, true},
+		{"3.0 on 4", 3 << 16, 4, 0x10000, false},
+		{"3.0 with a page outside RAM", 3 << 16, 1, 1 << 40, true},
+		{"2.4 on 1", 2<<16 | 4, 1, 0, true},
+		{"1.1 on 1", 1<<16 | 1, 1, 0x10000, true},
+		{"0.13 on 1", 13, 1, 0x10000, true},
+		{"0.13 without an interrupt page", 13, 1, 0, false},
+		{"0.13 with a page outside RAM", 13, 1, 1 << 40, false},
+		{"0.13 with an unaligned page", 13, 1, 0x10008, false},
+		{"1.1 without an interrupt page", 1<<16 | 1, 1, 0, false},
+		{"0.12", 12, 1, 0x10000, false},
+		{"2.3", 2<<16 | 3, 1, 0x10000, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, 0, Config{})
+			r.g.IntPage = c.page
 			resp := r.g.Contact(c.version, c.conn)
 			require.Equal(t, uint32(msgVersionResponse), guestdrv.Type(resp))
 			require.Len(t, resp, sizeVersionResp)

@@ -52,6 +52,9 @@ type Channel struct {
 	host     Host
 	sint     int
 	log      Logger
+	// intPage: the guest's interrupt page when the version signals
+	// through it (before 2.4); nil: event flag relid of the SIEF slot.
+	intPage  []byte
 	UserData [userDataSize]byte
 	// gpadl looks a complete GPADL up in the bus's table.
 	gpadl func(id uint32) (gpadl.GPADL, bool)
@@ -180,6 +183,11 @@ func (c *Channel) signalLocked() {
 		return
 	}
 	c.stats.SignalsOut++
+	if c.intPage != nil {
+		setSignal(c.intPage, c.relid)
+		c.host.SignalEvent(c.vp, c.sint, 0)
+		return
+	}
 	c.host.SignalEvent(c.vp, c.sint, c.relid)
 }
 

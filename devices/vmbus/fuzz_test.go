@@ -12,9 +12,10 @@ import (
 // FuzzControl posts a stream of control messages cut from the fuzzer's
 // bytes to a bus with two echo devices, with guest activity in between.
 // Records: {u8 act, u8 n, n bytes}. act bit 7: guest activity (take a
-// message, EOM, signal a channel, write a packet into the ring at PFN
-// 0x100, move its write index); else a post of the n bytes on connection
-// 1 or 4 (bit 0). Nothing may panic, and the queues and GPADLs stay
+// message, EOM, signal a channel, or with bit 3 write the bytes into the
+// second half of the interrupt page at PFN 0x1f0 and signal connection 2,
+// write a packet into the ring at PFN 0x100, move its write index); else a
+// post of the n bytes on connection 1 or 4 (bit 0). Nothing may panic, and the queues and GPADLs stay
 // within their bounds.
 func FuzzControl(f *testing.F) {
 	rec := func(act byte, m []byte) []byte { return append([]byte{act, byte(len(m))}, m...) }
@@ -30,6 +31,20 @@ func FuzzControl(f *testing.F) {
 	seed = append(seed, rec(0x83, nil)...)
 	seed = append(seed, rec(0, guestdrv.Msg(msgGPADLTeardown, 16, 1, 5))...)
 	seed = append(seed, rec(0, guestdrv.Msg(msgUnload, 8))...)
+	f.Add(seed)
+	// iPXE's: 3.0, UNLOAD, 0.13 with the interrupt page, a channel
+	// signalled through it.
+	legacy := guestdrv.Msg(msgInitiateContact, 40, Version3_0)
+	binary.LittleEndian.PutUint64(legacy[16:], 0x1f0*4096)
+	seed = rec(0, legacy)
+	seed = append(seed, rec(0, guestdrv.Msg(msgUnload, 8))...)
+	binary.LittleEndian.PutUint32(legacy[8:], Version0_13)
+	seed = append(seed, rec(0, legacy)...)
+	for _, m := range guestdrv.GPADLMessages(2, 5, []uint64{0x100, 0x101, 0x102, 0x103}) {
+		seed = append(seed, rec(0, m)...)
+	}
+	seed = append(seed, rec(0, guestdrv.Msg(msgOpenChannel, 148, 2, 7, 5, 0, 2))...)
+	seed = append(seed, rec(0x88, []byte{4})...)
 	f.Add(seed)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		synic := guestdrv.NewSynIC()
@@ -51,7 +66,12 @@ func FuzzControl(f *testing.F) {
 			if act&0x80 != 0 {
 				synic.Take(int(act&1), 2)
 				b.EOM()
-				b.Signal(eventConnBase + uint32(act>>1&3))
+				if act&8 != 0 {
+					copy(mem[0x1f0*4096+2048:0x1f1*4096], m)
+					b.Signal(ConnEvent)
+				} else {
+					b.Signal(eventConnBase + uint32(act>>1&3))
+				}
 				w := &guestdrv.Ring{Mem: mem, Hdr: 0x100 * 4096, Size: 4096}
 				w.Write(ring.TypeDataInband, 1, 1, m)
 				if len(m) >= 4 {

@@ -98,6 +98,15 @@ func itoa(v uint32) string {
 // INITIATE_CONTACT of 5.0 and later (whose VERSION_RESPONSE then names
 // connection 1 for what follows).
 const (
+	// Version0_13 (Windows Server 2008) and Version1_1 (Windows 7) signal
+	// channels through the guest's interrupt page (legacy below).
+	Version0_13 = 13
+	Version1_1  = 1<<16 | 1
+	// Version2_4 (Windows 8) brought per-channel event flags in the SIEF
+	// page; Version3_0 (Windows 8.1) is what iPXE checks for before it
+	// reconnects at 0.13.
+	Version2_4 = 2<<16 | 4
+	Version3_0 = 3 << 16
 	Version4_0 = 4 << 16
 	Version4_1 = 4<<16 | 1
 	Version5_0 = 5 << 16
@@ -107,10 +116,16 @@ const (
 
 	ConnMessage   = 1
 	ConnMessage5x = 4
+	// ConnEvent is the shared guest->host event connection: a guest that
+	// sets channel bits in the second half of its interrupt page signals
+	// it (Linux at 0.13 and iPXE at every version, whatever the offer's
+	// connection id says).
+	ConnEvent = 2
 	// MessageSINT is the SINT host->guest control messages and channel
 	// interrupts use unless a 5.x guest names another.
 	MessageSINT = 2
-	// eventConnBase + relid is a channel's guest->host event connection.
+	// eventConnBase + relid is a channel's guest->host event connection
+	// (dedicated interrupts, every version but 0.13).
 	eventConnBase = 16
 	// MaxRelid: relids index the 2048-bit event flags of a SIEF slot;
 	// Linux ignores bit 0.

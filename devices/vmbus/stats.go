@@ -19,6 +19,10 @@ type Stats struct {
 	Connected bool `json:"connected"`
 	// Version is the negotiated protocol version, "5.3" etc. ("" none).
 	Version string `json:"version"`
+	// InterruptPage: the guest named an interrupt page (before 5.0);
+	// SharedSignals counts its signals on connection 2 (intpage.go).
+	InterruptPage bool   `json:"interrupt_page"`
+	SharedSignals uint64 `json:"shared_signals"`
 	// MessagesIn and MessagesOut count control messages by type name.
 	MessagesIn  map[string]uint64 `json:"messages_in"`
 	MessagesOut map[string]uint64 `json:"messages_out"`
@@ -53,7 +57,8 @@ func (b *Bus) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := Stats{
-		Connected:   b.connected,
+		Connected:     b.connected,
+		InterruptPage: b.intPage != nil, SharedSignals: b.stats.sharedSignals,
 		Waiting:     b.waitingLocked(),
 		NeverOpened: []string{},
 		MessagesIn:  map[string]uint64{},

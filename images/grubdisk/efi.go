@@ -192,3 +192,14 @@ func fillESPDisk(b backend.Storage, diskSize, size int64, files map[string][]byt
 	}
 	return writeFiles(fsys, files)
 }
+
+// BuildEFIApp writes a GPT disk to out whose EFI system partition holds
+// only app, a UEFI application (Debian's iPXE), at the removable-media
+// path: firmware starts it with no boot entries.
+func BuildEFIApp(app, out string) error {
+	files, err := readFiles(map[string]string{EFIBootPath: app})
+	if err != nil {
+		return err
+	}
+	return writeESPDisk(out, files)
+}

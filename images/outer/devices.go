@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/images/grubdisk"
+	"github.com/vmmdev/vmm/images/netboot"
 	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/storage/qcow2"
@@ -73,6 +74,7 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 		}
 	}
 	var peer *peer
+	var boot *netboot.Server
 	if t := s.Tap; t != nil {
 		if err := createTap(t.Name, t.Addr); err != nil {
 			cleanup()
@@ -84,6 +86,15 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			return nil, err
 		}
 		undo = append(undo, peer.stop)
+		if n := t.NetBoot; n != nil {
+			lease := netboot.Lease{Server: prefix.Addr(), Client: netip.MustParseAddr(n.Client), Bits: prefix.Bits(),
+				Bootfile: n.URL(prefix.Addr())}
+			if boot, err = netboot.Start(t.Name, lease, n.Path, []byte(n.Script)); err != nil {
+				cleanup()
+				return nil, err
+			}
+			undo = append(undo, boot.Stop)
+		}
 	}
 	return func() []string {
 		done := make(chan []string, 1)
@@ -92,6 +103,10 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			if peer != nil {
 				peer.stop()
 				problems = append(problems, peer.problems()...)
+			}
+			if boot != nil {
+				boot.Stop()
+				problems = append(problems, boot.Problems()...)
 			}
 			for i, d := range s.Disks {
 				if err := verifyImage(d); err != nil {

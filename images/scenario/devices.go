@@ -40,7 +40,23 @@ type Tap struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
 	Port int    `json:"port"`
+	// NetBoot, when set, has the outer init network-boot the guest.
+	NetBoot *NetBoot `json:"netboot,omitempty"`
 }
+
+// NetBoot: the outer init answers DHCP on the tap for one guest, which
+// gets Client (in the tap's subnet; the tap's address is its server and
+// router) and the boot file http://<tap address><Path>, served over HTTP
+// with Script as its content (images/netboot). The run fails if the guest
+// took no lease or never fetched the file.
+type NetBoot struct {
+	Client string `json:"client"`
+	Path   string `json:"path"`
+	Script string `json:"script"`
+}
+
+// URL is the boot file's URL on tap address server.
+func (n NetBoot) URL(server netip.Addr) string { return "http://" + server.String() + n.Path }
 
 // Pattern streams of the network check.
 const (
@@ -98,8 +114,20 @@ func (s Scenario) validateDevices() error {
 		if err != nil || !p.Addr().Is4() || !p.Addr().IsPrivate() {
 			return fmt.Errorf("%w: scenario %q: tap address %q must be a private IPv4 CIDR", ErrInvalid, s.Name, t.Addr)
 		}
-		if t.Port < 1 || t.Port > 65535 {
+		if t.Port < 1 || t.Port > 65535 || t.Port == 80 {
 			return fmt.Errorf("%w: scenario %q: tap port %d", ErrInvalid, s.Name, t.Port)
+		}
+		if n := t.NetBoot; n != nil {
+			c, err := netip.ParseAddr(n.Client)
+			if err != nil || !p.Contains(c) || c == p.Addr() {
+				return fmt.Errorf("%w: scenario %q: netboot client %q must be another address of %s", ErrInvalid, s.Name, n.Client, t.Addr)
+			}
+			if !path.IsAbs(n.Path) || path.Clean(n.Path) != n.Path || n.Path == "/" || strings.ContainsAny(n.Path, " ?#%") {
+				return fmt.Errorf("%w: scenario %q: netboot path %q", ErrInvalid, s.Name, n.Path)
+			}
+			if len(n.Script) > maxFilesSize {
+				return fmt.Errorf("%w: scenario %q: netboot script of %d bytes", ErrInvalid, s.Name, len(n.Script))
+			}
 		}
 	}
 	return nil

@@ -9,7 +9,8 @@ func TestValidateDevices(t *testing.T) {
 	base := Scenario{Name: "d", Args: []string{"run"}}
 	good := base
 	good.Disks = []Disk{{Path: "/tmp/a.img", Size: 1 << 20, Seed: 1, WantSeed: 2}}
-	good.Tap = &Tap{Name: "vmmtap0", Addr: "10.0.2.1/24", Port: 7777}
+	good.Tap = &Tap{Name: "vmmtap0", Addr: "10.0.2.1/24", Port: 7777,
+		NetBoot: &NetBoot{Client: "10.0.2.15", Path: "/boot.ipxe", Script: "#!ipxe\n"}}
 	good.Files = map[string]string{"/tmp/seed/user-data": "#cloud-config\n"}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
@@ -23,6 +24,19 @@ func TestValidateDevices(t *testing.T) {
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "8.8.8.8/24", Port: 1} },
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1", Port: 1} },
 		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 0} },
+		func(s *Scenario) { s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 80} },
+		func(s *Scenario) {
+			s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 1, NetBoot: &NetBoot{Client: "10.0.3.15", Path: "/b"}}
+		},
+		func(s *Scenario) {
+			s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 1, NetBoot: &NetBoot{Client: "10.0.2.1", Path: "/b"}}
+		},
+		func(s *Scenario) {
+			s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 1, NetBoot: &NetBoot{Client: "10.0.2.15", Path: "b"}}
+		},
+		func(s *Scenario) {
+			s.Tap = &Tap{Name: "t", Addr: "10.0.2.1/24", Port: 1, NetBoot: &NetBoot{Client: "10.0.2.15", Path: "/a b"}}
+		},
 		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Format: "vmdk"}} },
 		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/a", Size: 512, Format: "qcow2", ISOFile: "a.bin"}} },
 		func(s *Scenario) {

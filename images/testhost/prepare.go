@@ -245,6 +245,12 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 			return Machine{}, fmt.Errorf("EFI disk (%v): %w", boot, err)
 		}
 	}
+	ipxe := ""
+	if usesPath(s.Scenarios, images.OuterIPXEDisk) {
+		if ipxe, err = images.IPXEDisk(ctx, cfg); err != nil {
+			return Machine{}, err
+		}
+	}
 	m := Machine{QEMU: qemu, Kernel: k.Vmlinuz, Timeout: timeout}
 	share := needsImageShare(s.Scenarios)
 	if share {
@@ -257,7 +263,7 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	}
 	if m.Initrd, err = images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
 		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
-		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisks: efiDisks, ImageShare: share,
+		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisks: efiDisks, IPXEDisk: ipxe, ImageShare: share,
 	}); err != nil {
 		return Machine{}, err
 	}

@@ -15,16 +15,19 @@ type Memory interface {
 
 // guestBuf is a buffer the guest shares through a GPADL (the receive or
 // the send buffer): its pages resolved once, every access bounds-checked.
+// It starts at byte start of its first page (iPXE describes a buffer
+// where its allocator put it; Linux's are page-aligned).
 type guestBuf struct {
 	pages [][]byte
 	size  uint32
+	start uint32
 }
 
 func newGuestBuf(mem Memory, g gpadl.GPADL) (*guestBuf, error) {
-	if g.ByteOffset != 0 {
+	if g.ByteOffset >= pageSize {
 		return nil, fmt.Errorf("buffer GPADL starts at byte %d of its first page", g.ByteOffset)
 	}
-	b := &guestBuf{size: g.ByteCount, pages: make([][]byte, len(g.PFNs))}
+	b := &guestBuf{size: g.ByteCount, start: g.ByteOffset, pages: make([][]byte, len(g.PFNs))}
 	for i, pfn := range g.PFNs {
 		p, err := mem.Slice(pfn*pageSize, pageSize)
 		if err != nil {
@@ -32,7 +35,7 @@ func newGuestBuf(mem Memory, g gpadl.GPADL) (*guestBuf, error) {
 		}
 		b.pages[i] = p
 	}
-	if uint64(b.size) > uint64(len(b.pages))*pageSize {
+	if uint64(b.start)+uint64(b.size) > uint64(len(b.pages))*pageSize {
 		return nil, fmt.Errorf("buffer of %d bytes in %d pages", b.size, len(b.pages))
 	}
 	return b, nil
@@ -46,6 +49,7 @@ func (b *guestBuf) read(off uint32, dst []byte) error {
 	if !b.in(off, uint32(len(dst))) || uint64(len(dst)) > uint64(b.size) {
 		return fmt.Errorf("[%d, +%d) outside a %d-byte buffer", off, len(dst), b.size)
 	}
+	off += b.start // in: off+len(dst) <= size, so no overflow
 	for len(dst) > 0 {
 		n := copy(dst, b.pages[off/pageSize][off%pageSize:])
 		dst, off = dst[n:], off+uint32(n)
@@ -58,6 +62,7 @@ func (b *guestBuf) write(off uint32, src []byte) error {
 	if !b.in(off, uint32(len(src))) || uint64(len(src)) > uint64(b.size) {
 		return fmt.Errorf("[%d, +%d) outside a %d-byte buffer", off, len(src), b.size)
 	}
+	off += b.start
 	for len(src) > 0 {
 		n := copy(b.pages[off/pageSize][off%pageSize:], src)
 		src, off = src[n:], off+uint32(n)

@@ -70,6 +70,12 @@ type guestNIC struct {
 	recvPFN, sendPFN   uint64
 	recvSize, sendSize int
 	reqID              uint32
+	// recvOff is the receive buffer's byte offset in its first page and
+	// pageset the id the guest gave it (0: Linux's 0xcafe); iPXE
+	// completes transfer-page packets with an empty payload.
+	recvOff       uint64
+	pageset       uint16
+	emptyComplete bool
 }
 
 const (
@@ -236,16 +242,24 @@ func (n *guestNIC) recvRNDIS() []byte {
 	p := n.next()
 	require.Equal(t, uint16(ring.TypeDataXferPages), p.Type)
 	require.Len(t, p.Header, 16)
-	require.Equal(t, uint16(0xcafe), binary.LittleEndian.Uint16(p.Header[0:]), "pageset id as the guest gave it")
+	pageset := n.pageset
+	if pageset == 0 {
+		pageset = 0xcafe
+	}
+	require.Equal(t, pageset, binary.LittleEndian.Uint16(p.Header[0:]), "pageset id as the guest gave it")
 	require.Equal(t, uint32(1), u32at(p.Header, 4))
 	size, off := u32at(p.Header, 8), u32at(p.Header, 12)
 	require.LessOrEqual(t, uint64(off)+uint64(size), uint64(n.recvSize))
 	require.LessOrEqual(t, size, uint32(recvSubAlloc))
 	require.Equal(t, uint32(msgSendRNDIS), u32at(p.Payload, 0))
 	require.Equal(t, uint32(invalidSection), u32at(p.Payload, 8))
-	base := n.recvPFN*pageSize + uint64(off)
+	base := n.recvPFN*pageSize + n.recvOff + uint64(off)
 	msg := append([]byte(nil), n.g.Mem[base:base+uint64(size)]...)
-	require.NoError(t, n.c.Send(ring.TypeCompletion, 0, p.ID, nvsp(msgSendRNDISDone, statusSuccess)))
+	var done []byte
+	if !n.emptyComplete {
+		done = nvsp(msgSendRNDISDone, statusSuccess)
+	}
+	require.NoError(t, n.c.Send(ring.TypeCompletion, 0, p.ID, done))
 	require.Equal(t, uint32(len(msg)), u32at(msg, 4), "msg_len is the range's length")
 	return msg
 }

@@ -8,21 +8,25 @@ import (
 // RNDIS message types (include/linux/rndis.h); a completion is its
 // request's type | rndisCompletion.
 const (
-	rndisPacket      = 1
-	rndisInit        = 2
-	rndisHalt        = 3
-	rndisQuery       = 4
-	rndisSet         = 5
-	rndisReset       = 6
-	rndisIndicate    = 7
-	rndisKeepalive   = 8
-	rndisCompletion  = 0x80000000
-	rndisHeader      = 8  // {u32 type, u32 msg_len}
-	rndisPacketSize  = 44 // header + struct rndis_packet
-	rndisStatusOK    = 0
-	rndisNotSupp     = 0xC00000BB
-	rndisInvalidData = 0xC0010015
-	rndisInvalidLen  = 0xC0010014
+	rndisPacket     = 1
+	rndisInit       = 2
+	rndisHalt       = 3
+	rndisQuery      = 4
+	rndisSet        = 5
+	rndisReset      = 6
+	rndisIndicate   = 7
+	rndisKeepalive  = 8
+	rndisCompletion = 0x80000000
+	rndisHeader     = 8  // {u32 type, u32 msg_len}
+	rndisPacketSize = 44 // header + struct rndis_packet
+	// rndisPacketFields: the packet fields the host reads (through
+	// per_packet_info_length). Data may start right after them: iPXE's
+	// packet header is 40 bytes (no VcHandle), Linux's 44.
+	rndisPacketFields = 36
+	rndisStatusOK     = 0
+	rndisNotSupp      = 0xC00000BB
+	rndisInvalidData  = 0xC0010015
+	rndisInvalidLen   = 0xC0010014
 	// Link status indications (RNDIS_STATUS_MEDIA_[DIS]CONNECT).
 	rndisMediaConnect    = 0x4001000B
 	rndisMediaDisconnect = 0x4001000C
@@ -83,18 +87,18 @@ type rndisState struct {
 // the data_offset field, and both must lie inside. The frame's size is
 // checked against the offloads it asks for (txHeader).
 func parsePacket(msg []byte) (frame, ppi []byte, err error) {
-	if len(msg) < rndisPacketSize {
+	if len(msg) < rndisPacketFields {
 		return nil, nil, fmt.Errorf("RNDIS packet of %d bytes", len(msg))
 	}
 	le := binary.LittleEndian
 	off, n := uint64(le.Uint32(msg[8:])), uint64(le.Uint32(msg[12:]))
 	start := rndisHeader + off
-	if start < rndisPacketSize || start+n > uint64(len(msg)) {
+	if start < rndisPacketFields || start+n > uint64(len(msg)) {
 		return nil, nil, fmt.Errorf("RNDIS packet data [%d, +%d) outside its %d bytes", start, n, len(msg))
 	}
 	if ppiOff, ppiLen := uint64(le.Uint32(msg[28:])), uint64(le.Uint32(msg[32:])); ppiLen != 0 {
 		p := rndisHeader + ppiOff
-		if p < rndisPacketSize || p+ppiLen > uint64(len(msg)) {
+		if p < rndisPacketFields || p+ppiLen > uint64(len(msg)) {
 			return nil, nil, fmt.Errorf("RNDIS per-packet info [%d, +%d) outside its %d bytes", p, ppiLen, len(msg))
 		}
 		ppi = msg[p : p+ppiLen]

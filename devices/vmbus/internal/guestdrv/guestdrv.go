@@ -104,7 +104,15 @@ type Guest struct {
 	// VP and SINT receive control messages.
 	VP, SINT int
 	// Conn is the message connection to post to.
-	Conn     uint32
+	Conn uint32
+	// IntPage is the interrupt page's GPA INITIATE_CONTACT names before
+	// 5.0 (0: none). SharedSignal makes channels signal the host as iPXE
+	// and Linux at 0.13 do: bit relid in its second half, then
+	// HvSignalEvent on connection 2.
+	IntPage      uint64
+	SharedSignal bool
+	// Version is the version the host last accepted.
+	Version  uint32
 	nextPage uint64
 	nextID   uint32
 }
@@ -160,11 +168,50 @@ func (g *Guest) Contact(version uint32, conn uint32) []byte {
 	m := Msg(14, 40, version, uint32(g.VP))
 	if version >= 5<<16 {
 		m[16] = byte(g.SINT)
+	} else {
+		binary.LittleEndian.PutUint64(m[16:], g.IntPage)
 	}
 	if st := g.Bus.Post(conn, m); st != 0 {
 		return nil
 	}
-	return g.Recv()
+	r := g.Recv()
+	if Type(r) == 15 && len(r) >= 16 && r[8] == 1 {
+		g.Version = version
+	}
+	return r
+}
+
+// Unload posts UNLOAD and waits for UNLOAD_RESPONSE.
+func (g *Guest) Unload() error {
+	if st := g.Post(Msg(16, 8)); st != 0 {
+		return fmt.Errorf("UNLOAD: status %#x", st)
+	}
+	if r := g.Recv(); Type(r) != 17 {
+		return fmt.Errorf("want UNLOAD_RESPONSE, got %x", r)
+	}
+	return nil
+}
+
+// NegotiateIPXE connects as iPXE does: 3.0 to check the host has it,
+// UNLOAD, then 0.13 (Windows Server 2008), every message on connection 1
+// with the interrupt page, and channel signals through that page.
+func (g *Guest) NegotiateIPXE() error {
+	if g.IntPage == 0 {
+		g.IntPage = g.Alloc(1) * PageSize
+	}
+	g.SharedSignal = true
+	for i, v := range []uint32{3 << 16, 13} {
+		if i == 1 {
+			if err := g.Unload(); err != nil {
+				return err
+			}
+		}
+		r := g.Contact(v, 1)
+		if Type(r) != 15 || len(r) < 16 || r[8] != 1 {
+			return fmt.Errorf("version %#x refused: %x", v, r)
+		}
+	}
+	return nil
 }
 
 // Negotiate connects as Linux 6.1 does: 5.3 down to 5.0 on connection 4,
@@ -238,11 +285,18 @@ func (g *Guest) RequestOffers() ([]Offer, error) {
 // GPADLMessages builds the GPADL_HEADER and GPADL_BODY messages Linux
 // sends for pfns under id (26 PFNs in the header, 28 per body).
 func GPADLMessages(relid, id uint32, pfns []uint64) [][]byte {
+	return RangeMessages(relid, id, 0, uint32(len(pfns)*PageSize), pfns)
+}
+
+// RangeMessages is GPADLMessages for count bytes from byte offset of the
+// first page, as iPXE describes a buffer wherever it lies.
+func RangeMessages(relid, id, offset, count uint32, pfns []uint64) [][]byte {
 	first := min(len(pfns), 26)
 	h := Msg(8, 28+8*first, relid, id)
 	binary.LittleEndian.PutUint16(h[16:], uint16(8+8*len(pfns)))
 	binary.LittleEndian.PutUint16(h[18:], 1)
-	binary.LittleEndian.PutUint32(h[20:], uint32(len(pfns)*PageSize))
+	binary.LittleEndian.PutUint32(h[20:], count)
+	binary.LittleEndian.PutUint32(h[24:], offset)
 	for i := range first {
 		binary.LittleEndian.PutUint64(h[28+8*i:], pfns[i])
 	}
@@ -262,9 +316,14 @@ func GPADLMessages(relid, id uint32, pfns []uint64) [][]byte {
 // CreateGPADL describes pfns to the host for channel relid and returns
 // the GPADL id and GPADL_CREATED's status.
 func (g *Guest) CreateGPADL(relid uint32, pfns []uint64) (uint32, uint32, error) {
+	return g.CreateRange(relid, 0, uint32(len(pfns)*PageSize), pfns)
+}
+
+// CreateRange is CreateGPADL for count bytes from byte offset of pfns[0].
+func (g *Guest) CreateRange(relid, offset, count uint32, pfns []uint64) (uint32, uint32, error) {
 	id := g.nextID
 	g.nextID++
-	for _, m := range GPADLMessages(relid, id, pfns) {
+	for _, m := range RangeMessages(relid, id, offset, count, pfns) {
 		if st := g.Post(m); st != 0 {
 			return id, 0, fmt.Errorf("GPADL message: status %#x", st)
 		}
@@ -350,17 +409,38 @@ func (c *Channel) SendHdr(typ, flags uint16, id uint64, hdr, payload []byte) err
 	if err != nil {
 		return err
 	}
-	if signal {
-		if st := c.g.Bus.Signal(c.Conn); st != 0 {
-			return fmt.Errorf("HvSignalEvent: status %#x", st)
-		}
+	if !signal {
+		return nil
+	}
+	conn := c.Conn
+	if c.g.SharedSignal {
+		c.g.word(c.g.IntPage+PageSize/2, c.Relid).Or(1 << (c.Relid % 32))
+		conn = 2
+	}
+	if st := c.g.Bus.Signal(conn); st != 0 {
+		return fmt.Errorf("HvSignalEvent: status %#x", st)
 	}
 	return nil
 }
 
-// Interrupted reports and clears the channel's event flag.
+// word is the u32 of the interrupt page half at base that holds relid's
+// bit.
+func (g *Guest) word(base uint64, relid uint32) *atomic.Uint32 {
+	return (*atomic.Uint32)(unsafe.Pointer(&g.Mem[base+uint64(relid/32)*4]))
+}
+
+// Interrupted reports and clears the channel's event flag. Before 2.4
+// that is bit relid in the interrupt page's first half, announced by
+// event flag 0 (Linux vmbus_isr and vmbus_chan_sched).
 func (c *Channel) Interrupted() bool {
-	return c.g.SynIC.TestAndClear(c.VP, c.g.SINT, c.Relid)
+	if c.g.Version >= 2<<16|4 {
+		return c.g.SynIC.TestAndClear(c.VP, c.g.SINT, c.Relid)
+	}
+	if !c.g.SynIC.TestAndClear(c.VP, c.g.SINT, 0) {
+		return false
+	}
+	bit := uint32(1) << (c.Relid % 32)
+	return c.g.word(c.g.IntPage, c.Relid).And(^bit)&bit != 0
 }
 
 // Ring header offsets.
