@@ -152,6 +152,8 @@ type runner struct {
 	beat time.Duration
 	// root is where an exec job is chrooted; none when empty.
 	root string
+	// reportMu keeps the report lines of parallel runs apart.
+	reportMu sync.Mutex
 }
 
 // heartbeat emits a heartbeat line every r.beat until stop is called: the
@@ -289,6 +291,8 @@ const maxReportBytes = 1 << 20
 // line (short: vmm indents it), each starting scenario.ReportPrefix; a
 // missing report prints nothing and the host's parse says so.
 func (r *runner) emitReport(name, path string) {
+	r.reportMu.Lock()
+	defer r.reportMu.Unlock()
 	f, err := os.Open(path)
 	if err != nil {
 		r.emit(scenario.LogLine(name, fmt.Sprintf("no report: %v", err)))
@@ -336,16 +340,27 @@ func verdict(s scenario.Scenario, exit int, runErr error, timedOut bool, timeout
 	return strings.Join(why, "; ")
 }
 
-// suite runs every scheduled run, emitting one result line each, and
-// returns the pass and fail counts.
+// suite runs every scheduled run, the runs of a batch at once, emitting one
+// result line each, and returns the pass and fail counts.
 func (r *runner) suite(ctx context.Context, list []scenario.Scenario) (pass, fail int) {
-	for _, run := range scenario.Schedule(list) {
-		res := r.run(ctx, run)
-		r.emit(res.Line())
-		if res.Pass {
-			pass++
-		} else {
-			fail++
+	for _, batch := range scenario.Batches(list) {
+		results := make([]scenario.Result, len(batch))
+		var wg sync.WaitGroup
+		for i, run := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = r.run(ctx, run)
+			}()
+		}
+		wg.Wait()
+		for _, res := range results {
+			r.emit(res.Line())
+			if res.Pass {
+				pass++
+			} else {
+				fail++
+			}
 		}
 	}
 	return pass, fail

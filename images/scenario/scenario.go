@@ -53,6 +53,11 @@ type Scenario struct {
 	// Bench scenarios run after the others, interleaved round-robin so that
 	// runners being compared see the same machine load.
 	Bench bool `json:"bench,omitempty"`
+	// Parallel starts every one of the Repeat runs at once rather than one
+	// after another (many guests in one outer machine); the scenario's
+	// timeout bounds each run, as ever. Not for bench scenarios, whose
+	// runners alternate, nor with Disks or a Tap, which one run owns.
+	Parallel bool `json:"parallel,omitempty"`
 	// Stream prints the runner's console live as "E2E-CON" lines.
 	Stream bool `json:"stream,omitempty"`
 	// Mark is a console text whose first appearance the outer init times
@@ -178,6 +183,9 @@ func (s Scenario) Validate() error {
 	if s.Report && (s.RunnerName() != RunnerVMM || !s.Stream) {
 		return fmt.Errorf("%w: scenario %q: a report needs the vmm runner and a streamed console", ErrInvalid, s.Name)
 	}
+	if s.Parallel && (s.Bench || len(s.Disks) > 0 || s.Tap != nil) {
+		return fmt.Errorf("%w: scenario %q: parallel runs cannot be bench runs or share disks or a tap", ErrInvalid, s.Name)
+	}
 	if err := s.validateDevices(); err != nil {
 		return err
 	}
@@ -246,4 +254,18 @@ func Schedule(list []Scenario) []Run {
 		}
 	}
 	return runs
+}
+
+// Batches groups Schedule's runs into what the outer init starts together:
+// all the runs of a Parallel scenario at once, every other run alone.
+func Batches(list []Scenario) [][]Run {
+	var out [][]Run
+	for _, r := range Schedule(list) {
+		if n := len(out); n > 0 && r.Scenario.Parallel && r.Index > 1 && out[n-1][0].Scenario.Name == r.Scenario.Name {
+			out[n-1] = append(out[n-1], r)
+			continue
+		}
+		out = append(out, []Run{r})
+	}
+	return out
 }
