@@ -236,15 +236,25 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	cmd.Stdout, cmd.Stderr = con, con
 
 	runErr := cmd.Start()
+	var mem *scenario.Memory
 	if runErr == nil {
 		stop := r.heartbeat(s.Name, con)
+		stopSampling := func() scenario.Memory { return scenario.Memory{} }
+		if s.SampleMemoryMiB > 0 {
+			stopSampling = sampleMemory(cmd.Process.Pid, uint64(s.SampleMemoryMiB)<<10, scenario.MemorySampleInterval)
+		}
 		runErr = cmd.Wait()
+		m := stopSampling()
+		mem = &m
 		stop()
 	}
 	res.TotalS = time.Since(start).Seconds()
 	con.flush()
 	if reportPath != "" {
 		r.emitReport(s.Name, reportPath)
+	}
+	if s.SampleMemoryMiB > 0 && mem != nil {
+		r.emit(scenario.ConsoleLine(s.Name, memoryLine(*mem)))
 	}
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 
