@@ -25,7 +25,7 @@ const (
 	// densityOwnLimitKiB bounds each vmm's own memory (the report's
 	// overhead): the single-guest limit of TestKVMFootprint (cmd/vmm), as
 	// the guests share nothing.
-	densityOwnLimitKiB = 9 << 10
+	densityOwnLimitKiB = 6 << 10
 )
 
 func newDensityScenario() (scenario.Scenario, error) {

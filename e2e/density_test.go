@@ -25,7 +25,7 @@ func TestCheckDensityReport(t *testing.T) {
 
 	_, err = checkDensityReport(reports(densityGuests-1, func(int) int { return 4096 }))
 	require.ErrorContains(t, err, "want 12 reports, have 11")
-	_, err = checkDensityReport(reports(densityGuests, func(i int) int { return 4096 + (9<<10)*(i/11) }))
+	_, err = checkDensityReport(reports(densityGuests, func(i int) int { return 4096 + (6<<10)*(i/11) }))
 	require.ErrorContains(t, err, "over the limit")
 	_, err = checkDensityReport(append(reports(densityGuests-1, func(int) int { return 4096 }), scenario.ReportPrefix+`{"memory":{}}`))
 	require.ErrorContains(t, err, "no memory figures")
