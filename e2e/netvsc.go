@@ -20,13 +20,17 @@ const (
 	netvscGuestAddr    = "10.0.3.15/24"
 	netvscPort         = 7778
 	netvscMAC          = "52:54:00:12:34:57"
+	// netvscFlap is how long the outer machine holds the tap down.
+	netvscFlap = time.Second
 )
 
 // netvscScenario boots with --vmbus and a synthetic NIC (--net
 // ...,if=vmbus): hv_netvsc binds it, the interface comes up with the MAC
 // given (vmm.net_mac), pings the peer on the tap in the outer machine and
 // moves netBytes each way over TCP, each stream checked against its
-// pattern. Two vCPUs: the guest asks for receive-side scaling, which the
+// pattern; then the outer machine takes the tap down and up again
+// (vmm.net_flap), the guest's carrier must go down and come back, and the
+// bytes cross again. Two vCPUs: the guest asks for receive-side scaling, which the
 // NIC declines (one queue).
 func netvscScenario() (scenario.Scenario, error) {
 	g := testhost.Guest{
@@ -36,6 +40,7 @@ func netvscScenario() (scenario.Scenario, error) {
 		ExtraCmdline: strings.Join([]string{
 			fmt.Sprintf("vmm.net=%s,%s:%d,%d", netvscGuestAddr, strings.TrimSuffix(netvscTapAddr, "/24"), netvscPort, netBytes),
 			"vmm.net_mac=" + netvscMAC,
+			fmt.Sprintf("vmm.net_flap=%d", netvscFlap.Milliseconds()),
 		}, " "),
 	}
 	args, err := g.Args(scenario.RunnerVMM)
@@ -71,6 +76,11 @@ type netvscReport struct {
 				RxPackets   uint64   `json:"rx_packets"`
 				RxBytes     uint64   `json:"rx_bytes"`
 				Bad         uint64   `json:"bad"`
+				TxChecksum  uint64   `json:"tx_csum_offloaded"`
+				TxLSO       uint64   `json:"tx_lso"`
+				RxChecksum  uint64   `json:"rx_csum_verified"`
+				Link        bool     `json:"link"`
+				LinkChanges uint64   `json:"link_changes"`
 			} `json:"netvsc"`
 		} `json:"vmbus"`
 	} `json:"hyperv"`
@@ -78,7 +88,8 @@ type netvscReport struct {
 
 // checkNetVSCReport checks that Linux negotiated NVSP 6.1 and RNDIS 1.0,
 // queried the MAC and the offload capabilities, that the TCP streams
-// crossed the NIC each way, and that the NIC refused nothing Linux sent. It returns a one-line summary.
+// crossed the NIC each way twice with checksum and segmentation offloads,
+// that its link followed the tap's flap, and that the NIC refused nothing Linux sent. It returns a one-line summary.
 func checkNetVSCReport(console []string) (string, error) {
 	reps, err := scenario.ParseReports[netvscReport](console)
 	if err != nil {
@@ -88,8 +99,9 @@ func checkNetVSCReport(console []string) (string, error) {
 		return "", fmt.Errorf("want one report with one hyperv.vmbus.netvsc NIC, have %d reports", len(reps))
 	}
 	n := reps[0].HyperV.VMBus.NetVSC[0]
-	summary := fmt.Sprintf("mac %s nvsp %s ndis %s rndis %s oids %v tx %d/%dB rx %d/%dB bad %d", n.MAC, n.NVSP, n.NDIS,
-		n.RNDIS, n.OIDsQueried, n.TxPackets, n.TxBytes, n.RxPackets, n.RxBytes, n.Bad)
+	summary := fmt.Sprintf("mac %s nvsp %s ndis %s rndis %s oids %v tx %d/%dB (csum %d lso %d) rx %d/%dB (csum verified %d) "+
+		"bad %d link %v changes %d", n.MAC, n.NVSP, n.NDIS, n.RNDIS, n.OIDsQueried, n.TxPackets, n.TxBytes, n.TxChecksum, n.TxLSO,
+		n.RxPackets, n.RxBytes, n.RxChecksum, n.Bad, n.Link, n.LinkChanges)
 	var problems []string
 	if n.MAC != netvscMAC || n.NVSP != "6.1" || n.RNDIS != "1.0" || n.NDIS == "" {
 		problems = append(problems, "want MAC "+netvscMAC+", NVSP 6.1, RNDIS 1.0 and an NDIS version")
@@ -99,8 +111,19 @@ func checkNetVSCReport(console []string) (string, error) {
 			problems = append(problems, "OID "+oid+" not queried")
 		}
 	}
-	if n.TxBytes < netBytes || n.RxBytes < netBytes {
-		problems = append(problems, fmt.Sprintf("want at least %d bytes each way", netBytes))
+	if n.TxBytes < 2*netBytes || n.RxBytes < 2*netBytes {
+		problems = append(problems, fmt.Sprintf("want at least %d bytes each way (before and after the flap)", 2*netBytes))
+	}
+	// The tap takes offloads: Linux segments nothing itself (the upload
+	// leaves in LSO packets), checksums nothing, and the download arrives
+	// verified.
+	if n.TxLSO == 0 || n.TxChecksum < n.TxLSO || n.RxChecksum < netBytes/1514 {
+		problems = append(problems, fmt.Sprintf("want LSO and checksum offloads used: %d LSO packets, %d checksummed, %d received verified",
+			n.TxLSO, n.TxChecksum, n.RxChecksum))
+	}
+	if !n.Link || n.LinkChanges < 2 {
+		// The tap went down and up: the NIC followed it, and ends up.
+		problems = append(problems, "want the link up after at least 2 changes")
 	}
 	if n.Bad != 0 {
 		// Linux sends nothing the NIC should refuse.

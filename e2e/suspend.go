@@ -9,20 +9,21 @@ import (
 )
 
 // suspendScenario: the agent suspends the guest to RAM and lets the RTC
-// alarm wake it (rtcwake -m mem -s 3), then checks it resumed;
-// checkSleepReport reads vmm's record of the cycle. One vCPU: with two,
-// the boot CPU resumes but Linux cannot restart the second ("do_boot_cpu
-// failed(-1) to wakeup CPU#1"), a known gap.
+// alarm wake it (rtcwake -m mem -s 3), then checks it resumed with both
+// CPUs: Linux takes CPU 1 offline before S3 and starts it again with
+// INIT/SIPI after, which the suspend and cpus checks see.
+// checkSleepReport reads vmm's record of the cycle. One vCPU's S3 is
+// vmm's TestKVMS3RoundTrip.
 const suspendScenario = "s3-rtcwake"
 
 func suspendScenarios() ([]scenario.Scenario, error) {
-	g := testhost.Guest{Quiet: true, Checks: []string{"boot", "suspend"}, Timeout: 150 * time.Second}
+	g := testhost.Guest{CPUs: 2, ExpectCPUs: 2, Quiet: true, Checks: []string{"boot", "suspend", "cpus"}, Timeout: 150 * time.Second}
 	args, err := g.Args(scenario.RunnerVMM)
 	if err != nil {
 		return nil, err
 	}
 	return []scenario.Scenario{{Name: suspendScenario, Args: args, WantExit: exitPoweroff,
-		WantChecks: map[string]string{"boot": scenario.Pass, "suspend": scenario.Pass}, Stream: true, Report: true,
+		WantChecks: map[string]string{"boot": scenario.Pass, "suspend": scenario.Pass, "cpus": scenario.Pass}, Stream: true, Report: true,
 		Timeout: (g.Timeout + 30*time.Second).String()}}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -305,6 +306,11 @@ func (f *firmwareBoot) load(m *Machine) (boot.Entry, error) {
 	}), "port-a"); err != nil {
 		return boot.Entry{}, fmt.Errorf("register system control port A: %w", err)
 	}
+	if !f.spec.OVMF {
+		// SeaBIOS resumes from S3 itself (resumeBootCPU); OVMF would need
+		// its S3 boot script, which vmm's fw_cfg does not ask it to keep.
+		m.sleep = newSleeper(m.cfg.CPUs, time.Now)
+	}
 	cfg, err := m.firmwareConfig(f.pmBase())
 	if err != nil {
 		return boot.Entry{}, err
@@ -407,7 +413,7 @@ func (m *Machine) firmwareConfig(pmBase uint16) (*fwcfg.Device, error) {
 	// leaves the 8259 programmed and the PIT ticking, and only an OS that
 	// knows there is a PIC masks it.
 	tables, err := acpi.Build(acpi.Config{CPUs: m.cfg.CPUs, Devices: m.acpiDevices(pciDevs), Extra: []acpi.SDT{mcfg},
-		PM: &acpi.PMBlock{Base: pmBase}})
+		PM: &acpi.PMBlock{Base: pmBase, S3: m.s3Offered()}})
 	if err != nil {
 		return nil, fmt.Errorf("build ACPI tables: %w", err)
 	}

@@ -58,13 +58,8 @@ func (m *Machine) directPM() (*acpi.PMBlock, error) {
 	if err := pm.Place(layout.PortPMBase); err != nil {
 		return nil, err
 	}
-	// vmm resumes from S3 itself, as the firmware would (sleep.go). Only
-	// with one vCPU: Linux cannot restart the APs after vmm's resume yet
-	// ("do_boot_cpu failed(-1)"), and a machine that offers S3 must bring
-	// every CPU back; without \_S3 the guest simply has no "mem" sleep.
-	if m.cfg.CPUs != 1 {
-		return &acpi.PMBlock{Base: layout.PortPMBase}, nil
-	}
+	// vmm resumes from S3 itself, as the firmware would (sleep.go), with
+	// every AP reset for the OS to start again (cpureset.go).
 	m.sleep = newSleeper(m.cfg.CPUs, time.Now)
 	return &acpi.PMBlock{Base: layout.PortPMBase, S3: true}, nil
 }

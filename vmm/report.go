@@ -28,7 +28,7 @@ type Report struct {
 	// HyperV is the Hyper-V summary; absent when the enlightenments are off.
 	HyperV any `json:"hyperv,omitempty"`
 	// Sleep is the guest's suspend-to-RAM (ACPI S3) record; absent where
-	// the platform offers no S3 (firmware boot, --acpi reduced).
+	// the platform offers no S3 (OVMF, --acpi reduced).
 	Sleep *ReportSleep `json:"sleep,omitempty"`
 }
 

@@ -11,19 +11,22 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/layout"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
-// ACPI S3 (suspend to RAM) in direct boot. The guest's PM1 control write of
-// SLP_TYP=S3 with SLP_EN parks every vCPU thread outside KVM_RUN; RAM and
-// the devices stay as they are. A wake event (the RTC alarm with RTC_EN,
-// or Machine.Wake) sets WAK_STS and releases them as a platform leaving S3
-// does: the application processors wait for INIT/SIPI, and the boot CPU
+// ACPI S3 (suspend to RAM) in direct boot and under SeaBIOS. The guest's
+// PM1 control write of SLP_TYP=S3 with SLP_EN parks every vCPU thread
+// outside KVM_RUN; RAM and the devices stay as they are. A wake event (the
+// RTC alarm with RTC_EN, or Machine.Wake) sets WAK_STS and releases them as
+// a platform leaving S3 does: the application processors are in their
+// power-on state waiting for INIT/SIPI (cpureset.go), and the boot CPU
 // starts where firmware would send it, at the FACS waking vector, in real
 // mode (or flat 32-bit protected mode at X_Firmware_Waking_Vector). There
-// is no firmware in direct boot, so vmm does the firmware's part.
+// is no firmware in direct boot, so vmm does the firmware's part; SeaBIOS
+// does its own from the reset vector (resumeBootCPU).
 
 // SleepStats counts suspend-to-RAM cycles for the report.
 type SleepStats struct {
@@ -208,7 +211,8 @@ const (
 	apicBaseEnable = 1 << 11
 )
 
-// s3Offered reports whether this machine offers S3: direct boot's PC ACPI.
+// s3Offered reports whether this machine offers S3: direct boot's PC
+// ACPI, and SeaBIOS.
 func (m *Machine) s3Offered() bool { return m.sleep != nil }
 
 // suspend enters S3 on the guest's request: every vCPU leaves KVM_RUN and
@@ -216,6 +220,9 @@ func (m *Machine) s3Offered() bool { return m.sleep != nil }
 func (m *Machine) suspend() {
 	if !m.sleep.suspend() {
 		return
+	}
+	if m.rtc != nil {
+		m.rtc.SetShutdownStatus(cmos.ShutdownS3Resume)
 	}
 	m.log.Info("guest suspended to RAM (ACPI S3)")
 	for _, v := range m.vcpus {
@@ -253,8 +260,8 @@ func (m *Machine) wake(reason string) bool {
 }
 
 // parkVCPU is a vCPU's part of an S3 cycle, on its own thread: an
-// application processor goes back to wait-for-INIT, then all wait for the wake;
-// the boot CPU then starts at the waking vector. False if the VM stopped
+// application processor is reset to wait for INIT, then all wait for the
+// wake; the boot CPU then starts at the waking vector. False if the VM stopped
 // (or the boot CPU could not resume, which stops it).
 func (m *Machine) parkVCPU(v *vcpu) bool {
 	// One KVM_RUN that returns at once completes the exit just handled
@@ -266,8 +273,11 @@ func (m *Machine) parkVCPU(v *vcpu) bool {
 		return false
 	}
 	if v.id != 0 {
-		if err := resetAP(v.kvm); err != nil {
-			m.latch.Stop(StopReason{Kind: StopError, Source: fmt.Sprintf("vcpu%d", v.id), Err: err})
+		// Reset now: the OS took the AP offline before it slept, so no
+		// interrupt is on its way to it, and it is ready for INIT/SIPI
+		// the moment the boot CPU resumes.
+		if err := m.resetAP(v.kvm, v.id); err != nil {
+			m.latch.Stop(StopReason{Kind: StopError, Source: fmt.Sprintf("vcpu%d", v.id), Err: fmt.Errorf("S3: reset: %w", err)})
 			return false
 		}
 	}
@@ -289,41 +299,25 @@ func (m *Machine) parkVCPU(v *vcpu) bool {
 	return true
 }
 
-// resetAP puts an application processor where a platform leaving S3
-// leaves it: xAPIC mode, its local interrupt pins as at power-on, waiting
-// for the INIT/SIPI the OS sends to start it (KVM resets the rest on INIT).
-func resetAP(v *kvm.VCPU) error {
-	sregs, err := v.GetSregs()
-	if err != nil {
-		return fmt.Errorf("S3: get sregs: %w", err)
-	}
-	sregs.APICBase = layout.LAPICBase | apicBaseEnable
-	if err := v.SetSregs(sregs); err != nil {
-		return fmt.Errorf("S3: set sregs: %w", err)
-	}
-	if err := setLINTs(v); err != nil {
-		return fmt.Errorf("S3: %w", err)
-	}
-	// As after a reset, and as QEMU leaves an AP on S3 resume: waiting for
-	// the OS's INIT (then SIPI). Known gap: Linux 6.1 resumed on the boot
-	// CPU does not get the AP started again ("do_boot_cpu failed(-1)"),
-	// here or with INIT_RECEIVED; it runs on one CPU after the resume.
-	if err := v.SetMPState(kvm.MPStateUninitialized); err != nil {
-		return fmt.Errorf("S3: park in wait-for-INIT: %w", err)
-	}
-	return nil
-}
-
-// resumeBootCPU puts the boot CPU at the waking vector with its local
-// interrupt pins as after reset.
+// resumeBootCPU puts the boot CPU in its power-on state. With firmware it
+// starts at the reset vector, and the firmware resumes: SeaBIOS, still in
+// its shadow RAM, finds the shutdown status suspend set and jumps to the
+// OS's waking vector. In direct boot vmm does the firmware's part and
+// starts it at the waking vector. Its LAPIC register page stays (the mode
+// goes back to xAPIC, the LINT wiring to the PC's): vmm keeps the IOAPIC
+// across S3, and a level-triggered interrupt accepted while the machine
+// slept (the SCI of the wake event) must still reach the OS and be EOIed,
+// or the IOAPIC's Remote IRR would hold that line for good.
 func (m *Machine) resumeBootCPU(v *kvm.VCPU) error {
-	sregs, err := v.GetSregs()
+	sig, err := signature(v)
 	if err != nil {
-		return fmt.Errorf("S3 wake: get sregs: %w", err)
+		return fmt.Errorf("S3 wake: %w", err)
 	}
-	var regs kvm.Regs
-	if err := wakeEntry(m.mem, m.facs, &sregs, &regs); err != nil {
-		return err
+	sregs, regs := resetSregs(true), resetRegs(sig)
+	if !m.boot.fromReset() {
+		if err := wakeEntry(m.mem, m.facs, &sregs, &regs); err != nil {
+			return err
+		}
 	}
 	if err := v.SetMPState(kvm.MPStateRunnable); err != nil {
 		return fmt.Errorf("S3 wake: set MP state: %w", err)
@@ -334,16 +328,11 @@ func (m *Machine) resumeBootCPU(v *kvm.VCPU) error {
 	if err := v.SetRegs(regs); err != nil {
 		return fmt.Errorf("S3 wake: set regs: %w", err)
 	}
-	// Nothing injected before the suspend may land in the wakeup code.
-	ev, err := v.GetVCPUEvents()
-	if err != nil {
+	if err := m.resetArch(v); err != nil {
 		return fmt.Errorf("S3 wake: %w", err)
 	}
-	var zero kvm.VCPUEvents
-	ev.Exception, ev.Interrupt = zero.Exception, zero.Interrupt
-	ev.NMI.Injected, ev.NMI.Pending, ev.NMI.Masked = 0, 0, 0
-	ev.TripleFault.Pending, ev.ExceptionHasPayload, ev.ExceptionPayload = 0, 0, 0
-	if err := v.SetVCPUEvents(ev); err != nil {
+	// Nothing injected before the suspend may land in the wakeup code.
+	if err := clearEvents(v); err != nil {
 		return fmt.Errorf("S3 wake: %w", err)
 	}
 	if err := setLINTs(v); err != nil {

@@ -289,14 +289,24 @@ func TestWakeEntry(t *testing.T) {
 	require.ErrorIs(t, wakeEntry(bytes.NewReader(facsImage(facs, 0, 0)), facs, &sregs, &regs), ErrNoWakingVector)
 }
 
-// TestS3NotOfferedSMP: with more than one vCPU the PC ACPI has its PM block
-// but no \_S3 (directPM says why).
-func TestS3NotOfferedSMP(t *testing.T) {
+// TestS3OfferedSMP: with several vCPUs the PC ACPI offers \_S3 as well
+// (APs are reset for the OS to restart), and the machine wakes only once
+// every vCPU has parked.
+func TestS3OfferedSMP(t *testing.T) {
 	m := &Machine{cfg: Config{CPUs: 2, ACPI: ACPIPC}, log: slog.New(slog.DiscardHandler), latch: newStopLatch(), pio: bus.New("pio")}
 	blk, err := m.directPM()
 	require.NoError(t, err)
 	require.NotNil(t, blk)
-	assert.False(t, blk.S3)
-	assert.False(t, m.s3Offered())
-	assert.False(t, m.Wake())
+	assert.True(t, blk.S3)
+	require.True(t, m.s3Offered())
+	p := &pmMachine{m: m}
+	p.out16(pm1Control, slpS3)
+	require.True(t, m.sleep.sleeping())
+	bsp := parkAsync(m.sleep, m.latch.Done())
+	require.True(t, m.Wake())
+	stillParked(t, bsp)
+	ap := parkAsync(m.sleep, m.latch.Done())
+	assert.True(t, released(t, bsp))
+	assert.True(t, released(t, ap))
+	assert.Equal(t, 1, m.sleep.snapshot().Resumes)
 }

@@ -92,15 +92,21 @@ func setLINTs(v *kvm.VCPU) error {
 	if err != nil {
 		return fmt.Errorf("get LAPIC: %w", err)
 	}
+	lintModes(&st)
+	if err := v.SetLAPIC(st); err != nil {
+		return fmt.Errorf("set LAPIC: %w", err)
+	}
+	return nil
+}
+
+// lintModes sets the delivery modes of the local interrupt pins as a PC
+// BIOS programs them, keeping their mask bits.
+func lintModes(st *kvm.LAPICState) {
 	setLVT := func(off int, mode uint32) {
 		st.SetReg(off, st.Reg(off)&^apicLVTModeMask|mode)
 	}
 	setLVT(apicLVTLINT0, apicModeExtINT)
 	setLVT(apicLVTLINT1, apicModeNMI)
-	if err := v.SetLAPIC(st); err != nil {
-		return fmt.Errorf("set LAPIC: %w", err)
-	}
-	return nil
 }
 
 func (m *Machine) setupBootCPU(v *kvm.VCPU, entry boot.Entry) error {

@@ -55,7 +55,11 @@ func openVirtioBackends(cfg *Config, log *slog.Logger) ([]virtioBackend, error) 
 			return fail(fmt.Errorf("--net tap=%s: %w", n.Tap, err))
 		}
 		log.Info("virtio-net", "nic", i, "tap", tap.Name(), "mac", dev.MAC().String(), "offloads", tap.Offloads())
-		out = append(out, virtioBackend{name: fmt.Sprintf("virtio-net%d", i), dev: dev, close: dev.Close})
+		unwatch := followTapLink(tap.Name(), dev.SetLink, log)
+		out = append(out, virtioBackend{name: fmt.Sprintf("virtio-net%d", i), dev: dev, close: func() error {
+			unwatch()
+			return dev.Close()
+		}})
 	}
 	return out, nil
 }

@@ -62,6 +62,8 @@ type vmbusMachine struct {
 type vmbusNIC struct {
 	dev *netvsc.Device
 	tap *vnet.Tap
+	// unwatch stops the tap link watch (followTapLink).
+	unwatch func()
 }
 
 // storvscInstance names the SCSI controller (its VMBus instance GUID).
@@ -186,16 +188,26 @@ func (v *vmbusMachine) addNICs(m *Machine) error {
 		inst := netvsc.Class
 		inst[15] = byte(i)
 		inst[14] = 0x76
-		dev, err := netvsc.New(netvsc.Config{Mem: m.mem, Tap: tap, TapName: tap.Name(), MAC: mac, Instance: inst, Log: m.log})
+		// With offloads the tap leaves checksums of the host's frames to
+		// the NIC; it never hands over segmented ones (netvsc).
+		offloads := tap.Offloads()
+		if offloads {
+			if err := tap.SetOffload(vnet.OffloadChecksum); err != nil {
+				m.log.Warn("netvsc: no offloads: the tap refused checksum offload", "tap", tap.Name(), "err", err)
+				offloads = false
+			}
+		}
+		dev, err := netvsc.New(netvsc.Config{Mem: m.mem, Tap: tap, TapName: tap.Name(), MAC: mac, Instance: inst, Log: m.log,
+			Offloads: offloads})
 		if err != nil {
 			tap.Close()
 			return fmt.Errorf("--net tap=%s: %w", n.Tap, err)
 		}
-		v.nics = append(v.nics, vmbusNIC{dev, tap})
+		v.nics = append(v.nics, vmbusNIC{dev, tap, followTapLink(tap.Name(), dev.SetLink, m.log)})
 		if _, err := v.bus.Add(dev); err != nil {
 			return fmt.Errorf("vmbus: %w", err)
 		}
-		m.log.Info("netvsc", "nic", i, "tap", tap.Name(), "mac", mac.String())
+		m.log.Info("netvsc", "nic", i, "tap", tap.Name(), "mac", mac.String(), "offloads", offloads)
 	}
 	return nil
 }
@@ -246,6 +258,7 @@ func (v *vmbusMachine) close() error {
 	}
 	var errs []error
 	for _, n := range v.nics {
+		n.unwatch()
 		n.dev.Stop()
 		errs = append(errs, n.tap.Close())
 	}

@@ -42,3 +42,19 @@ func (c *CMOS) updateChecksum() {
 	}
 	c.ram[regChecksumHi], c.ram[regChecksumHi+1] = byte(sum>>8), byte(sum)
 }
+
+// The shutdown status byte (0x0F): what a PC BIOS does when it starts
+// again without a power cycle. ShutdownS3Resume is QEMU's value for a wake
+// from S3, which SeaBIOS answers by jumping to the OS's FACS waking vector.
+const (
+	regShutdownStatus = 0x0f
+	ShutdownS3Resume  = 0xfe
+)
+
+// SetShutdownStatus sets the shutdown status byte, as the platform does
+// on entering S3 (QEMU's RTC on suspend).
+func (c *CMOS) SetShutdownStatus(v byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ram[regShutdownStatus] = v
+}

@@ -37,3 +37,27 @@ func TestSetPC(t *testing.T) {
 		t.Error("SetPC cleared the memory size")
 	}
 }
+
+// TestShutdownStatus: the platform's S3 entry value reads back from 0x0F,
+// and the BIOS clears it as SeaBIOS's resume does.
+func TestShutdownStatus(t *testing.T) {
+	c := New(256<<20, time.Now)
+	read := func() byte {
+		c.Write(offIndex, []byte{regShutdownStatus})
+		b := []byte{0}
+		c.Read(offData, b)
+		return b[0]
+	}
+	if got := read(); got != 0 {
+		t.Fatalf("shutdown status %#x at power-on, want 0", got)
+	}
+	c.SetShutdownStatus(ShutdownS3Resume)
+	if got := read(); got != 0xfe {
+		t.Errorf("shutdown status %#x, want 0xfe", got)
+	}
+	c.Write(offIndex, []byte{regShutdownStatus})
+	c.Write(offData, []byte{0})
+	if got := read(); got != 0 {
+		t.Errorf("shutdown status %#x after the BIOS cleared it", got)
+	}
+}

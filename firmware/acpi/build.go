@@ -100,7 +100,10 @@ func Build(cfg Config) (*Tables, error) {
 	t.Pointers = append(t.Pointers, Pointer{Blob: "FACP", Offset: fadtXDSDT, Size: 8, Target: "DSDT"})
 	if cfg.PM != nil {
 		t.Blobs = append(t.Blobs, Blob{Name: "FACS", Data: facs(), Align: 64})
-		t.Pointers = append(t.Pointers, Pointer{Blob: "FACP", Offset: fadtXFirmwareCtl, Size: 8, Target: "FACS"})
+		// The 32-bit FIRMWARE_CTRL, X_FIRMWARE_CTRL left 0 (ACPI allows one
+		// of the two), as QEMU does: SeaBIOS finds the waking vector on
+		// resume through FIRMWARE_CTRL only. The FACS is always below 4 GiB.
+		t.Pointers = append(t.Pointers, Pointer{Blob: "FACP", Offset: fadtFirmwareCtrl, Size: 4, Target: "FACS"})
 	}
 	if err := t.Validate(); err != nil {
 		return nil, err

@@ -45,15 +45,25 @@ func TestPCFADT(t *testing.T) {
 	}
 	found := false
 	for _, p := range tables.Pointers {
-		found = found || (p.Blob == "FACP" && p.Offset == fadtXFirmwareCtl && p.Target == "FACS" && p.Size == 8)
+		found = found || (p.Blob == "FACP" && p.Offset == fadtFirmwareCtrl && p.Target == "FACS" && p.Size == 4)
+		if p.Blob == "FACP" && p.Offset == fadtXFirmwareCtl {
+			t.Error("X_FIRMWARE_CTRL set: SeaBIOS reads FIRMWARE_CTRL, and ACPI wants only one of the two")
+		}
 	}
 	if !found {
-		t.Fatal("no X_FIRMWARE_CTRL pointer to the FACS")
+		t.Fatal("no FIRMWARE_CTRL pointer to the FACS")
 	}
 	// Placed directly, the pointer resolves and the FADT's checksum holds.
 	mem := make(memBuf, 0x20000)
 	if _, err := tables.WriteTo(mem, 0, 0x20000); err != nil {
 		t.Fatal(err)
+	}
+	addrs, err := tables.Place(0, 0x20000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := binary.LittleEndian.Uint32(mem[addrs["FACP"]+fadtFirmwareCtrl:]), addrs["FACS"]; uint64(got) != want || want == 0 {
+		t.Errorf("FIRMWARE_CTRL %#x, FACS at %#x", got, want)
 	}
 
 	reduced, err := Build(Config{CPUs: 1})

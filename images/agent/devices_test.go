@@ -38,7 +38,9 @@ type fakeIO struct {
 	settled  time.Duration     // how long settle was asked to wait
 	slept    time.Duration     // what suspendToRAM reports
 	sleepErr error
-	wakes    []time.Duration // the alarms suspendToRAM was asked for
+	wakes    []time.Duration    // the alarms suspendToRAM was asked for
+	resumed  func()             // what suspendToRAM changes (the CPUs online)
+	flap     func(holdMS int64) // the peer's answer to a link flap request
 }
 
 type roFile struct{ *os.File }
@@ -119,8 +121,19 @@ func (f *fakeIO) dial(context.Context, string) (net.Conn, error) {
 			return
 		}
 		n := int64(binary.BigEndian.Uint64(hdr[1:]))
+		if hdr[0] == 'L' {
+			if f.flap != nil {
+				f.flap(n)
+			}
+			io.WriteString(b, scenario.PeerOK)
+			return
+		}
 		if hdr[0] == 'T' {
 			_ = scenario.ReceiveTimed(r, b, n)
+			return
+		}
+		if hdr[0] == 'R' {
+			_ = scenario.SendTimed(r, b, n)
 			return
 		}
 		if hdr[0] == 'U' {
@@ -250,6 +263,49 @@ func TestCheckNet(t *testing.T) {
 	}
 }
 
+// TestCheckNetFlap: vmm.net_flap asks the peer for a link flap, passes once
+// the kernel's counters show the carrier went down and came back, then
+// moves the bytes again; a flap the interface never saw fails the check.
+func TestCheckNetFlap(t *testing.T) {
+	const cmd = "vmm.net=10.0.2.15/24,10.0.2.1:7777,3000 vmm.net_flap=1500"
+	e, fio := diskEnv(t, cmd)
+	root := e.root.(fstest.MapFS)
+	set := func(down, up, carrier string) {
+		root["sys/class/net/eth0/carrier_down_count"] = &fstest.MapFile{Data: []byte(down + "\n")}
+		root["sys/class/net/eth0/carrier_up_count"] = &fstest.MapFile{Data: []byte(up + "\n")}
+		root["sys/class/net/eth0/carrier"] = &fstest.MapFile{Data: []byte(carrier + "\n")}
+	}
+	set("0", "1", "1")
+	var held int64
+	fio.flap = func(ms int64) {
+		held = ms
+		set("1", "2", "1")
+	}
+	ok, detail := checkNet(e)
+	require.True(t, ok, detail)
+	assert.Equal(t, int64(1500), held)
+	assert.Contains(t, detail, "flap=1500ms carrier_back<=0s then tx=3000B")
+
+	// The carrier never went down: polled until the bound, then a failure.
+	fio.flap = func(int64) {}
+	var slept time.Duration
+	_, err := linkFlap(e, netSpec{peer: netip.MustParseAddrPort("10.0.2.1:7777"), bytes: 10}, "eth0", "1500",
+		func(d time.Duration) { slept += d })
+	require.ErrorContains(t, err, "carrier down 0, up 0 times")
+	assert.Equal(t, netTimeout, slept)
+
+	// Down and up counted, carrier still off: not yet back.
+	fio.flap = func(int64) { set("2", "3", "0") }
+	_, err = linkFlap(e, netSpec{peer: netip.MustParseAddrPort("10.0.2.1:7777"), bytes: 10}, "eth0", "1500",
+		func(time.Duration) {})
+	require.ErrorContains(t, err, `carrier "0"`)
+
+	for _, bad := range []string{"0", "x", "10001"} {
+		_, err := linkFlap(e, netSpec{}, "eth0", bad, func(time.Duration) {})
+		require.ErrorContains(t, err, "vmm.net_flap", bad)
+	}
+}
+
 func TestEchoRequest(t *testing.T) {
 	m := echoRequest(0x1234, 7)
 	assert.Equal(t, uint16(0), icmpChecksum(m), "a message with its checksum sums to zero")
@@ -271,10 +327,16 @@ func TestCheckIOBench(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000")
 	ok, detail := checkIOBench(e)
 	require.True(t, ok, detail)
-	assert.Regexp(t, `^dev=vda driver=virtio_blk seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_retrans=42$`, detail)
+	assert.Regexp(t, `^dev=vda driver=virtio_blk seq_read=[0-9.]+MB/s seq_write=[0-9.]+MB/s randread_4k=[0-9]+iops tcp_tx=[0-9.]+MB/s tcp_rx=[0-9.]+MB/s tcp_retrans=42$`, detail)
 	b, err := os.ReadFile(filepath.Join(fio.dir, "vda"))
 	require.NoError(t, err)
 	assert.Equal(t, int64(-1), pattern.Mismatch(b, 1, 0), "the image keeps its pattern")
+
+	// vmm.net_mac picks the interface by address (a NIC on VMBus).
+	e, _ = diskEnv(t, "vmm.iobench=vmm-rw:1 vmm.net=10.0.2.15/24,10.0.2.1:7777,100000 vmm.net_mac=52:54:00:00:00:01")
+	ok, detail = checkIOBench(e)
+	require.True(t, ok, detail)
+	assert.Contains(t, detail, "tcp_rx=")
 
 	e, _ = diskEnv(t, "vmm.iobench=nope:1")
 	var slept time.Duration
@@ -338,6 +400,9 @@ func (f *fakeIO) settle(d time.Duration) { f.settled += d }
 
 func (f *fakeIO) suspendToRAM(wake time.Duration) (time.Duration, error) {
 	f.wakes = append(f.wakes, wake)
+	if f.resumed != nil {
+		f.resumed()
+	}
 	return f.slept, f.sleepErr
 }
 

@@ -24,8 +24,9 @@ type directFile interface {
 // read and write MB/s and 4 KiB random-read IOPS on the disk with serial
 // vmm.iobench=SERIAL:SEED behind virtio_blk, nvme, ahci or hv_storvsc (findAnyDisk;
 // O_DIRECT, queue depth 1; the write puts the same pattern back, so the
-// image stays verifiable), then TCP guest-to-host throughput over vmm.net
-// when given (timedUpload: the network, not the pattern generator). The
+// image stays verifiable), then TCP throughput each way over vmm.net when
+// given (timedUpload, timedDownload: the network, not the pattern
+// generators), on the interface with vmm.net_mac's address if given. The
 // detail starts with dev= and driver=, then the figures as key=value.
 func checkIOBench(e *env) (bool, string) { return ioBenchCheck(e, vmbusWait, time.Sleep) }
 
@@ -91,7 +92,12 @@ func ioBenchCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, 
 		if err != nil {
 			return false, err.Error()
 		}
-		ifname, err := e.netInterface()
+		var ifname string
+		if mac := e.opts.params["vmm.net_mac"]; mac != "" {
+			ifname, err = e.interfaceWithMAC(mac, macWait, sleep)
+		} else {
+			ifname, err = e.netInterface()
+		}
 		if err != nil {
 			return false, err.Error()
 		}
@@ -107,7 +113,11 @@ func ioBenchCheck(e *env, wait time.Duration, sleep func(time.Duration)) (bool, 
 		if err != nil {
 			return false, fmt.Sprintf("upload: %v", err)
 		}
-		figures = append(figures, "tcp_tx="+mbps(ns.bytes, d), "tcp_retrans="+e.tcpStat("RetransSegs"))
+		figures = append(figures, "tcp_tx="+mbps(ns.bytes, d))
+		if d, err = timedDownload(ctx, e, ns); err != nil {
+			return false, fmt.Sprintf("download: %v", err)
+		}
+		figures = append(figures, "tcp_rx="+mbps(ns.bytes, d), "tcp_retrans="+e.tcpStat("RetransSegs"))
 	}
 	return true, strings.Join(figures, " ")
 }

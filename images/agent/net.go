@@ -124,9 +124,98 @@ func checkNet(e *env) (bool, string) {
 	if err != nil {
 		return false, fmt.Sprintf("download from %s: %v", spec.peer, err)
 	}
-	return true, fmt.Sprintf("%s mac=%s addr=%s ping=%v tx=%dB@%s rx=%dB@%s tcp_retrans=%s",
-		ifname, mac, spec.addr, rtt.Round(time.Microsecond), spec.bytes, mbps(spec.bytes, up), spec.bytes, mbps(spec.bytes, down),
-		e.tcpStat("RetransSegs"))
+	detail := fmt.Sprintf("%s mac=%s addr=%s ping=%v tx=%dB@%s rx=%dB@%s", ifname, mac, spec.addr,
+		rtt.Round(time.Microsecond), spec.bytes, mbps(spec.bytes, up), spec.bytes, mbps(spec.bytes, down))
+	if s := e.opts.params["vmm.net_flap"]; s != "" {
+		flap, err := linkFlap(e, spec, ifname, s, time.Sleep)
+		if err != nil {
+			return false, detail + ": link flap: " + err.Error()
+		}
+		detail += " " + flap
+	}
+	return true, detail + " tcp_retrans=" + e.tcpStat("RetransSegs")
+}
+
+// maxFlapHold bounds vmm.net_flap, the milliseconds the peer holds its tap
+// down.
+const maxFlapHold = 10_000
+
+// linkFlap is vmm.net_flap=MS: it asks the peer to take its tap down for
+// MS milliseconds and up again, waits until the kernel has counted the
+// interface's carrier going down and coming back (counters, so that an
+// outage shorter than a poll is not missed), and moves the byte count
+// each way over TCP again.
+func linkFlap(e *env, spec netSpec, ifname, hold string, sleep func(time.Duration)) (string, error) {
+	ms, err := strconv.ParseInt(hold, 10, 64)
+	if err != nil || ms < 1 || ms > maxFlapHold {
+		return "", fmt.Errorf("vmm.net_flap %q: want 1 to %d milliseconds", hold, maxFlapHold)
+	}
+	counts := func() (down, up int64, carrier string, err error) {
+		dir := "sys/class/net/" + ifname + "/"
+		var s [3]string
+		for i, f := range []string{"carrier_down_count", "carrier_up_count", "carrier"} {
+			if s[i], err = e.readTrimmed(dir + f); err != nil && i < 2 {
+				return 0, 0, "", err
+			}
+		}
+		down, err = strconv.ParseInt(s[0], 10, 64)
+		if err == nil {
+			up, err = strconv.ParseInt(s[1], 10, 64)
+		}
+		return down, up, s[2], err
+	}
+	down0, up0, _, err := counts()
+	if err != nil {
+		return "", fmt.Errorf("carrier counts: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), netTimeout)
+	defer cancel()
+	c, err := dialPeer(ctx, e, spec)
+	if err != nil {
+		return "", err
+	}
+	_, err = c.Write(request('L', ms))
+	if err == nil {
+		var reply string
+		reply, err = bufio.NewReader(c).ReadString('\n')
+		if err == nil && reply != scenario.PeerOK {
+			err = fmt.Errorf("peer says %q", strings.TrimSpace(reply))
+		}
+	}
+	c.Close()
+	if err != nil {
+		return "", fmt.Errorf("request: %w", err)
+	}
+	const step = 50 * time.Millisecond
+	var back time.Duration
+	for ; ; back += step {
+		down, up, carrier, err := counts()
+		if err != nil {
+			return "", fmt.Errorf("carrier counts: %w", err)
+		}
+		if down > down0 && up > up0 && carrier == "1" {
+			break
+		}
+		if back >= netTimeout {
+			return "", fmt.Errorf("carrier down %d, up %d times, carrier %q %v after the request: want down and up again",
+				down-down0, up-up0, carrier, netTimeout)
+		}
+		sleep(step)
+	}
+	// The transfers get their own bound: the wait may have used most of
+	// the request's.
+	tctx, tcancel := context.WithTimeout(context.Background(), netTimeout)
+	defer tcancel()
+	upT, err := upload(tctx, e, spec)
+	if err != nil {
+		return "", fmt.Errorf("upload after the flap: %w", err)
+	}
+	downT, err := download(tctx, e, spec)
+	if err != nil {
+		return "", fmt.Errorf("download after the flap: %w", err)
+	}
+	return fmt.Sprintf("flap=%dms carrier_back<=%v then tx=%dB@%s rx=%dB@%s", ms, back.Round(time.Millisecond),
+		spec.bytes, mbps(spec.bytes, upT), spec.bytes, mbps(spec.bytes, downT)), nil
 }
 
 // tcpStat reads one counter of the Tcp lines of /proc/net/snmp ("?" if absent):
@@ -233,6 +322,41 @@ func timedUpload(ctx context.Context, e *env, spec netSpec) (time.Duration, erro
 		return 0, fmt.Errorf("peer says %q: the stream arrived corrupted", strings.TrimSpace(reply))
 	}
 	return time.Since(start), nil
+}
+
+// timedDownload is download for the benchmark: the peer makes the bytes
+// before saying ready (scenario.SendTimed), and the clock runs from the
+// agent's go byte until the last byte is in memory; the pattern is checked
+// afterwards.
+func timedDownload(ctx context.Context, e *env, spec netSpec) (time.Duration, error) {
+	if spec.bytes > scenario.MaxTimed {
+		return 0, fmt.Errorf("timed download of %d bytes: at most %d", spec.bytes, scenario.MaxTimed)
+	}
+	data := make([]byte, spec.bytes)
+	c, err := dialPeer(ctx, e, spec)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := c.Write(request('R', spec.bytes)); err != nil {
+		return 0, err
+	}
+	ready := make([]byte, len(scenario.PeerReady))
+	if _, err := io.ReadFull(c, ready); err != nil || string(ready) != scenario.PeerReady {
+		return 0, fmt.Errorf("peer not ready (%q): %v", ready, err)
+	}
+	start := time.Now()
+	if _, err := c.Write([]byte{'G'}); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(c, data); err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	if bad := pattern.Mismatch(data, scenario.DownloadSeed, 0); bad >= 0 {
+		return 0, fmt.Errorf("byte %d differs from the pattern", bad)
+	}
+	return d, nil
 }
 
 // download receives the download pattern and checks it.

@@ -20,9 +20,9 @@ const suspendMinSlept = suspendWake - 2*time.Second
 
 // checkSuspend suspends the guest to RAM (ACPI S3) and has the RTC alarm
 // wake it: the platform must offer S3 as "mem" with mem_sleep "deep", the
-// write to /sys/power/state must return (the kernel resumed), boot time
-// must have advanced by the time asleep, and the kernel log must show the
-// S3 round trip.
+// write to /sys/power/state must return (the kernel resumed) with as many
+// CPUs online as before, boot time must have advanced by the time asleep,
+// and the kernel log must show the S3 round trip.
 func checkSuspend(e *env) (bool, string) {
 	states, err := e.readTrimmed("sys/power/state")
 	if err != nil {
@@ -38,9 +38,22 @@ func checkSuspend(e *env) (bool, string) {
 	if !strings.Contains(memSleep, "[deep]") {
 		return false, fmt.Sprintf("mem is not ACPI S3: mem_sleep is %q", memSleep)
 	}
+	cpus, err := e.onlineCPUs()
+	if err != nil {
+		return false, err.Error()
+	}
 	slept, err := e.io.suspendToRAM(suspendWake)
 	if err != nil {
 		return false, fmt.Sprintf("suspend to RAM: %v", err)
+	}
+	// Linux takes every CPU but the boot CPU offline before S3 and starts
+	// them again (INIT/SIPI) after it; one it could not start stays offline.
+	cpusAfter, err := e.onlineCPUs()
+	if err != nil {
+		return false, err.Error()
+	}
+	if cpusAfter != cpus {
+		return false, fmt.Sprintf("resumed with %d CPU(s) online of the %d before the suspend", cpusAfter, cpus)
 	}
 	if slept < suspendMinSlept {
 		return false, fmt.Sprintf("resumed, but boot time advanced only %v (alarm %v ahead)", slept, suspendWake)
@@ -56,6 +69,6 @@ func checkSuspend(e *env) (bool, string) {
 		}
 		found = append(found, want)
 	}
-	return true, fmt.Sprintf("suspended to RAM (mem_sleep %s), woken by the RTC alarm after %v of boot time; kernel log: %s",
-		memSleep, slept.Round(time.Millisecond), strings.Join(found, ", "))
+	return true, fmt.Sprintf("suspended to RAM (mem_sleep %s), woken by the RTC alarm after %v of boot time, %d CPU(s) online after; kernel log: %s",
+		memSleep, slept.Round(time.Millisecond), cpusAfter, strings.Join(found, ", "))
 }

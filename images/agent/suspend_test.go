@@ -9,11 +9,14 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
+const cpusOnline = "sys/devices/system/cpu/online"
+
 func TestCheckSuspend(t *testing.T) {
 	fsys := func(states, memSleep string) fstest.MapFS {
 		return fstest.MapFS{
 			"sys/power/state":     {Data: []byte(states + "\n")},
 			"sys/power/mem_sleep": {Data: []byte(memSleep + "\n")},
+			cpusOnline:            {Data: []byte("0-1\n")},
 		}
 	}
 	klog := logOf("PM: suspend entry (deep)", "ACPI: PM: Waking up from system sleep state S3", "PM: suspend exit")
@@ -23,9 +26,17 @@ func TestCheckSuspend(t *testing.T) {
 	assert.True(t, pass, detail)
 	assert.Equal(t, []time.Duration{suspendWake}, io.wakes)
 	assert.Contains(t, detail, "after 3.2s")
+	assert.Contains(t, detail, "2 CPU(s) online after")
 	// As a CI run measured: the RTC's whole seconds cost up to two.
 	pass, detail = checkSuspend(&env{root: fsys("freeze mem disk", "s2idle [deep]"), io: &fakeIO{slept: 1789 * time.Millisecond}, kernelLog: klog})
 	assert.True(t, pass, detail)
+
+	// Linux could not start CPU 1 again after the resume.
+	root := fsys("mem", "[deep]")
+	io = &fakeIO{slept: 3 * time.Second, resumed: func() { root[cpusOnline] = &fstest.MapFile{Data: []byte("0\n")} }}
+	pass, detail = checkSuspend(&env{root: root, io: io, kernelLog: klog})
+	assert.False(t, pass)
+	assert.Contains(t, detail, "resumed with 1 CPU(s) online of the 2")
 
 	for _, tc := range []struct {
 		name             string

@@ -79,7 +79,7 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			return nil, err
 		}
 		prefix, _ := netip.ParsePrefix(t.Addr) // validated with the scenario
-		if peer, err = startPeer(netip.AddrPortFrom(prefix.Addr(), uint16(t.Port))); err != nil {
+		if peer, err = startPeer(netip.AddrPortFrom(prefix.Addr(), uint16(t.Port)), t.Name); err != nil {
 			cleanup()
 			return nil, err
 		}
@@ -289,6 +289,16 @@ func createTap(name, addr string) error {
 	if err := set(unix.SIOCSIFNETMASK, maskAddr); err != nil {
 		return fmt.Errorf("tap %s: set netmask: %w", name, err)
 	}
+	return setLinkUp(name, true)
+}
+
+// setLinkUp sets or clears an interface's IFF_UP.
+func setLinkUp(name string, up bool) error {
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("tap %s: socket: %w", name, err)
+	}
+	defer unix.Close(sock)
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return err
@@ -296,9 +306,13 @@ func createTap(name, addr string) error {
 	if err := unix.IoctlIfreq(sock, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("tap %s: get flags: %w", name, err)
 	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	flags := ifr.Uint16() &^ unix.IFF_UP
+	if up {
+		flags |= unix.IFF_UP
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(sock, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("tap %s: up: %w", name, err)
+		return fmt.Errorf("tap %s: set IFF_UP %v: %w", name, up, err)
 	}
 	return nil
 }
@@ -306,18 +320,19 @@ func createTap(name, addr string) error {
 // peer is the guest's TCP counterpart on the tap address.
 type peer struct {
 	ln     net.Listener
+	tap    string
 	wg     sync.WaitGroup
 	once   sync.Once
 	mu     sync.Mutex
 	issues []string
 }
 
-func startPeer(at netip.AddrPort) (*peer, error) {
+func startPeer(at netip.AddrPort, tap string) (*peer, error) {
 	ln, err := net.Listen("tcp4", at.String())
 	if err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
-	p := &peer{ln: ln}
+	p := &peer{ln: ln, tap: tap}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -334,7 +349,7 @@ func (p *peer) accept() {
 		go func() {
 			defer p.wg.Done()
 			defer closeConn(c)
-			if err := serve(c); err != nil {
+			if err := serve(c, p.tap); err != nil {
 				p.note(err.Error())
 			}
 		}()
@@ -376,8 +391,12 @@ func closeConn(c net.Conn) {
 // peerLinger is how long a finished connection waits for the guest's close.
 const peerLinger = 5 * time.Second
 
-// serve answers one connection of the protocol scenario.Tap describes.
-func serve(c net.Conn) error {
+// maxFlapHold bounds how long a link flap request holds the tap down.
+const maxFlapHold = 10 * time.Second
+
+// serve answers one connection of the protocol scenario.Tap describes, on
+// tap.
+func serve(c net.Conn, tap string) error {
 	_ = c.SetDeadline(time.Now().Add(peerIdle))
 	r := bufio.NewReader(c)
 	var hdr [9]byte
@@ -406,6 +425,23 @@ func serve(c net.Conn) error {
 		return err
 	case 'T':
 		return scenario.ReceiveTimed(r, c, n)
+	case 'R':
+		return scenario.SendTimed(r, c, n)
+	case 'L':
+		hold := time.Duration(n) * time.Millisecond
+		if hold <= 0 || hold > maxFlapHold {
+			return fmt.Errorf("link flap of %v", hold)
+		}
+		if _, err := io.WriteString(c, scenario.PeerOK); err != nil {
+			return err
+		}
+		// The hold is the outage the guest is to see, not a wait for
+		// anything: the guest counts its carrier changes.
+		if err := setLinkUp(tap, false); err != nil {
+			return err
+		}
+		time.Sleep(hold)
+		return setLinkUp(tap, true)
 	}
 	return errors.New("unknown request")
 }

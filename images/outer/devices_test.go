@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -11,10 +12,13 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/internal/testenv"
 	"github.com/vmmdev/vmm/storage/qcow2"
+	"github.com/vmmdev/vmm/vmm/linkwatch"
 )
 
 func TestDiskImageRoundTrip(t *testing.T) {
@@ -140,7 +144,7 @@ func request(t *testing.T, c net.Conn, kind byte, n int64) {
 }
 
 func TestPeer(t *testing.T) {
-	p, err := startPeer(netip.MustParseAddrPort("127.0.0.1:0"))
+	p, err := startPeer(netip.MustParseAddrPort("127.0.0.1:0"), "")
 	require.NoError(t, err)
 	defer p.stop()
 	addr := p.ln.Addr().String()
@@ -181,6 +185,22 @@ func TestPeer(t *testing.T) {
 		}
 	}
 
+	// A timed download: ready, then the bytes once the agent says go.
+	c, err = net.Dial("tcp", addr)
+	require.NoError(t, err)
+	request(t, c, 'R', 300000)
+	ready := make([]byte, len(scenario.PeerReady))
+	_, err = io.ReadFull(c, ready)
+	require.NoError(t, err)
+	require.Equal(t, scenario.PeerReady, string(ready))
+	_, err = c.Write([]byte{'G'})
+	require.NoError(t, err)
+	got, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.Len(t, got, 300000)
+	require.Equal(t, int64(-1), pattern.Mismatch(got, scenario.DownloadSeed, 0))
+	c.Close()
+
 	// A timed upload larger than the peer will hold is refused unanswered.
 	c, err = net.Dial("tcp", addr)
 	require.NoError(t, err)
@@ -199,4 +219,51 @@ func TestPeer(t *testing.T) {
 	require.Len(t, p.problems(), 2)
 	require.Contains(t, p.problems()[0], "timed upload of")
 	require.Contains(t, p.problems()[1], "unknown request")
+}
+
+// TestPeerLinkFlap: an 'L' request is answered, then the tap goes down for
+// the hold and up again, as rtnetlink reports; a hold out of range is
+// refused.
+func TestPeerLinkFlap(t *testing.T) {
+	const tap = "vmmflap0"
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		testenv.Skip(t, "no /dev/net/tun: %v", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(tap)
+	require.NoError(t, err)
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); errors.Is(err, unix.EPERM) {
+		testenv.Skip(t, "creating a tap needs CAP_NET_ADMIN: %v", err)
+	} else {
+		require.NoError(t, err)
+	}
+	require.NoError(t, setLinkUp(tap, true))
+	states := make(chan bool, 16)
+	w, err := linkwatch.Watch(tap, func(up bool) { states <- up }, nil)
+	require.NoError(t, err)
+	defer w.Close()
+	require.True(t, <-states)
+
+	p, err := startPeer(netip.MustParseAddrPort("127.0.0.1:0"), tap)
+	require.NoError(t, err)
+	defer p.stop()
+	for _, hold := range []int64{100, 0, 10_001} {
+		c, err := net.Dial("tcp", p.ln.Addr().String())
+		require.NoError(t, err)
+		request(t, c, 'L', hold)
+		reply, err := io.ReadAll(c)
+		require.NoError(t, err)
+		c.Close()
+		if hold != 100 {
+			require.Empty(t, reply)
+			continue
+		}
+		require.Equal(t, scenario.PeerOK, string(reply))
+		require.False(t, <-states, "down")
+		require.True(t, <-states, "up again")
+	}
+	p.stop()
+	require.Len(t, p.problems(), 2, "%q", p.problems())
 }

@@ -32,7 +32,10 @@ type Disk struct {
 // connection that starts with 'U' and an 8-byte big-endian length sends that
 // many bytes of pattern stream UploadSeed and gets their check back; one that
 // starts with 'D' and a length receives that many bytes of DownloadSeed;
-// one that starts with 'T' is an upload timed by the agent (ReceiveTimed).
+// one that starts with 'T' is an upload timed by the agent (ReceiveTimed),
+// one with 'R' a download it times (SendTimed);
+// one that starts with 'L' and a hold in milliseconds gets PeerOK, then the
+// tap goes down for the hold and up again (a link flap the guest watches).
 type Tap struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`

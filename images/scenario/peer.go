@@ -53,3 +53,25 @@ func ReceiveTimed(r *bufio.Reader, w io.Writer, n int64) error {
 	_, err := io.WriteString(w, reply)
 	return err
 }
+
+// SendTimed is the peer's side of a timed download of n bytes of
+// DownloadSeed, after its request header was read from r: it makes the
+// bytes, says PeerReady on w, and sends them all once the agent's go byte
+// arrives on r, so that the agent's clock times the network.
+func SendTimed(r *bufio.Reader, w io.Writer, n int64) error {
+	if n < 0 || n > MaxTimed {
+		return fmt.Errorf("timed download of %d bytes (at most %d)", n, MaxTimed)
+	}
+	data := make([]byte, n)
+	pattern.Fill(data, DownloadSeed, 0)
+	if _, err := io.WriteString(w, PeerReady); err != nil {
+		return fmt.Errorf("timed download: ready: %w", err)
+	}
+	if _, err := r.ReadByte(); err != nil {
+		return fmt.Errorf("timed download: go: %w", err)
+	}
+	if _, err := w.Write(data); err != nil {
+		return fmt.Errorf("timed download: %w", err)
+	}
+	return nil
+}

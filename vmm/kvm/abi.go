@@ -193,6 +193,41 @@ const (
 	VCPUEventValidTripleFault uint32 = 0x20
 )
 
+// XSAVEMin is the size of struct kvm_xsave (its fixed region). KVM reads
+// and writes more where the guest's XSAVE state is larger (CapXSave2
+// reports that size), so a buffer for KVM_SET_XSAVE must be
+// max(XSAVEMin, that) bytes.
+const XSAVEMin = 4096
+
+// kvmXSAVE is the fixed part of struct kvm_xsave (region[1024]).
+type kvmXSAVE struct {
+	Region [XSAVEMin / 4]uint32
+}
+
+// XCR is struct kvm_xcr.
+type XCR struct {
+	XCR   uint32
+	_     uint32
+	Value uint64
+}
+
+// XCRs is struct kvm_xcrs: up to 16 extended control registers.
+type XCRs struct {
+	NrXCRs uint32
+	Flags  uint32
+	XCRs   [16]XCR
+	_      [16]uint64
+}
+
+// DebugRegs is struct kvm_debugregs.
+type DebugRegs struct {
+	DB    [4]uint64
+	DR6   uint64
+	DR7   uint64
+	Flags uint64
+	_     [9]uint64
+}
+
 // MSREntry is struct kvm_msr_entry.
 type MSREntry struct {
 	Index uint32

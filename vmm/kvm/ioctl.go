@@ -111,6 +111,12 @@ const (
 	kvmGetVCPUEvents = iocRead<<iocDirShift | unsafe.Sizeof(VCPUEvents{})<<iocSizeShift | kvmIO<<iocTypeShift | 0x9f
 	// KVM_SET_VCPU_EVENTS = _IOW(KVMIO, 0xa0, struct kvm_vcpu_events)
 	kvmSetVCPUEvents = iocWrite<<iocDirShift | unsafe.Sizeof(VCPUEvents{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xa0
+	// KVM_SET_DEBUGREGS = _IOW(KVMIO, 0xa2, struct kvm_debugregs)
+	kvmSetDebugRegs = iocWrite<<iocDirShift | unsafe.Sizeof(DebugRegs{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xa2
+	// KVM_SET_XSAVE = _IOW(KVMIO, 0xa5, struct kvm_xsave)
+	kvmSetXSAVE = iocWrite<<iocDirShift | unsafe.Sizeof(kvmXSAVE{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xa5
+	// KVM_SET_XCRS = _IOW(KVMIO, 0xa7, struct kvm_xcrs)
+	kvmSetXCRs = iocWrite<<iocDirShift | unsafe.Sizeof(XCRs{})<<iocSizeShift | kvmIO<<iocTypeShift | 0xa7
 	// KVM_SET_TSC_KHZ = _IO(KVMIO, 0xa2); the frequency is the argument itself.
 	kvmSetTSCKHz = iocNone<<iocDirShift | kvmIO<<iocTypeShift | 0xa2
 	// KVM_GET_TSC_KHZ = _IO(KVMIO, 0xa3); the frequency is the return value.

@@ -32,6 +32,8 @@ func goABI() map[string]uintptr {
 		hc   HypercallExit
 		da   kvmDeviceAttr
 		re   kvmIRQRoutingEntry
+		xcrs XCRs
+		dr   DebugRegs
 	)
 	u := unsafe.Offsetof(run.Exit)
 	return map[string]uintptr{
@@ -115,6 +117,15 @@ func goABI() map[string]uintptr {
 		"offsetof kvm_vcpu_events.triple_fault":                unsafe.Offsetof(ev.TripleFault),
 		"offsetof kvm_vcpu_events.exception_has_payload":       unsafe.Offsetof(ev.ExceptionHasPayload),
 		"offsetof kvm_vcpu_events.exception_payload":           unsafe.Offsetof(ev.ExceptionPayload),
+		"sizeof kvm_xsave":                                     unsafe.Sizeof(kvmXSAVE{}),
+		"sizeof kvm_xcrs":                                      unsafe.Sizeof(xcrs),
+		"offsetof kvm_xcrs.xcrs":                               unsafe.Offsetof(xcrs.XCRs),
+		"sizeof kvm_xcr":                                       unsafe.Sizeof(XCR{}),
+		"offsetof kvm_xcr.value":                               unsafe.Offsetof(XCR{}.Value),
+		"sizeof kvm_debugregs":                                 unsafe.Sizeof(dr),
+		"offsetof kvm_debugregs.dr6":                           unsafe.Offsetof(dr.DR6),
+		"offsetof kvm_debugregs.dr7":                           unsafe.Offsetof(dr.DR7),
+		"offsetof kvm_debugregs.flags":                         unsafe.Offsetof(dr.Flags),
 		"sizeof kvm_userspace_memory_region":                   unsafe.Sizeof(mr),
 		"offsetof kvm_userspace_memory_region.guest_phys_addr": unsafe.Offsetof(mr.GuestPhysAddr),
 		"offsetof kvm_userspace_memory_region.memory_size":     unsafe.Offsetof(mr.MemorySize),
@@ -362,6 +373,9 @@ func goABI() map[string]uintptr {
 		"ioctl KVM_NMI":                    kvmNMI,
 		"ioctl KVM_GET_VCPU_EVENTS":        kvmGetVCPUEvents,
 		"ioctl KVM_SET_VCPU_EVENTS":        kvmSetVCPUEvents,
+		"ioctl KVM_SET_DEBUGREGS":          kvmSetDebugRegs,
+		"ioctl KVM_SET_XSAVE":              kvmSetXSAVE,
+		"ioctl KVM_SET_XCRS":               kvmSetXCRs,
 		"ioctl KVM_SET_TSC_KHZ":            kvmSetTSCKHz,
 		"ioctl KVM_GET_TSC_KHZ":            kvmGetTSCKHz,
 	}
@@ -467,6 +481,15 @@ func kernelABI() map[string]uintptr {
 		"offsetof kvm_vcpu_events.triple_fault":                     28,
 		"offsetof kvm_vcpu_events.exception_has_payload":            55,
 		"offsetof kvm_vcpu_events.exception_payload":                56,
+		"sizeof kvm_xsave":                                          4096,
+		"sizeof kvm_xcrs":                                           392,
+		"offsetof kvm_xcrs.xcrs":                                    8,
+		"sizeof kvm_xcr":                                            16,
+		"offsetof kvm_xcr.value":                                    8,
+		"sizeof kvm_debugregs":                                      128,
+		"offsetof kvm_debugregs.dr6":                                32,
+		"offsetof kvm_debugregs.dr7":                                40,
+		"offsetof kvm_debugregs.flags":                              48,
 		"sizeof kvm_userspace_memory_region":                        32,
 		"offsetof kvm_userspace_memory_region.guest_phys_addr":      8,
 		"offsetof kvm_userspace_memory_region.memory_size":          16,
@@ -695,6 +718,9 @@ func kernelABI() map[string]uintptr {
 		"ioctl KVM_NMI":                                             0xae9a,
 		"ioctl KVM_GET_VCPU_EVENTS":                                 0x8040ae9f,
 		"ioctl KVM_SET_VCPU_EVENTS":                                 0x4040aea0,
+		"ioctl KVM_SET_DEBUGREGS":                                   0x4080aea2,
+		"ioctl KVM_SET_XSAVE":                                       0x5000aea5,
+		"ioctl KVM_SET_XCRS":                                        0x4188aea7,
 		"ioctl KVM_SET_TSC_KHZ":                                     0xaea2,
 		"ioctl KVM_GET_TSC_KHZ":                                     0xaea3,
 	}

@@ -268,6 +268,36 @@ func (v *VCPU) SetVCPUEvents(e VCPUEvents) error {
 	return nil
 }
 
+// SetXSAVE loads the x87, SSE and extended (XSAVE) state from b, in the
+// standard (non-compacted) XSAVE layout (KVM_SET_XSAVE). KVM reads as many
+// bytes as the guest's XSAVE state needs, which may exceed XSAVEMin: b
+// must be at least that long (VM.XSAVESize).
+func (v *VCPU) SetXSAVE(b []byte) error {
+	if len(b) < XSAVEMin {
+		return fmt.Errorf("KVM_SET_XSAVE on vCPU %d: %d bytes, want at least %d", v.id, len(b), XSAVEMin)
+	}
+	if _, err := ioctlPtr(v.fd, kvmSetXSAVE, unsafe.Pointer(&b[0])); err != nil {
+		return fmt.Errorf("KVM_SET_XSAVE on vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// SetXCRs sets extended control registers such as XCR0 (KVM_SET_XCRS).
+func (v *VCPU) SetXCRs(x XCRs) error {
+	if _, err := ioctlPtr(v.fd, kvmSetXCRs, unsafe.Pointer(&x)); err != nil {
+		return fmt.Errorf("KVM_SET_XCRS on vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// SetDebugRegs sets DR0-DR3, DR6 and DR7 (KVM_SET_DEBUGREGS).
+func (v *VCPU) SetDebugRegs(d DebugRegs) error {
+	if _, err := ioctlPtr(v.fd, kvmSetDebugRegs, unsafe.Pointer(&d)); err != nil {
+		return fmt.Errorf("KVM_SET_DEBUGREGS on vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
 // GetTSCKHz returns the guest TSC frequency in kHz (KVM_GET_TSC_KHZ).
 func (v *VCPU) GetTSCKHz() (uint32, error) {
 	r, err := ioctl(v.fd, kvmGetTSCKHz, 0)

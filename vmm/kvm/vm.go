@@ -281,3 +281,14 @@ func (vm *VM) SetMSRFilter(f MSRFilter) error {
 	}
 	return nil
 }
+
+// XSAVESize is how many bytes KVM_SET_XSAVE reads on this VM's vCPUs:
+// XSAVEMin, or the larger size KVM reports through CapXSave2 where the
+// guest's XSAVE state (AMX tiles) outgrows struct kvm_xsave.
+func (vm *VM) XSAVESize() int {
+	n, err := vm.CheckExtension(CapXSave2)
+	if err != nil || n < XSAVEMin {
+		return XSAVEMin
+	}
+	return n
+}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	gonet "net"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/vmmdev/vmm/devices/virtio"
@@ -55,6 +56,12 @@ type Device struct {
 
 	w     virtio.Worker
 	drops dropLog
+
+	// linkDown is the host side's link state (SetLink), shown in the
+	// status field; irq is the active driver's, for the change interrupt.
+	linkDown atomic.Bool
+	mu       sync.Mutex
+	irq      virtio.Interrupt
 }
 
 // dropLog counts dropped frames; the first is logged at warn level and the
@@ -123,9 +130,25 @@ func (d *Device) ReadConfig(off uint64, data []byte) {
 	clear(data)
 	var c [configSize]byte
 	copy(c[:], d.mac)
-	binary.LittleEndian.PutUint16(c[6:], statusLinkUp)
+	if !d.linkDown.Load() {
+		binary.LittleEndian.PutUint16(c[6:], statusLinkUp)
+	}
 	if off < configSize {
 		copy(data, c[off:])
+	}
+}
+
+// SetLink sets the link state the driver sees in the status field and
+// signals a configuration change to an active driver. Frames still flow
+// while the link is down: the tap drops what it cannot carry.
+func (d *Device) SetLink(up bool) {
+	if d.linkDown.Swap(!up) == !up {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.irq != nil {
+		d.irq.Config()
 	}
 }
 
@@ -170,6 +193,9 @@ func (d *Device) Activate(a virtio.Activation) error {
 		if err := d.tap.Resume(); err != nil {
 			return fmt.Errorf("virtio-net: %w", err)
 		}
+		d.mu.Lock()
+		d.irq = a.IRQ
+		d.mu.Unlock()
 		rx := &receiver{q: a.Queues[rxQueue], irq: a.IRQ, run: r, tap: d.tap, log: d.log, drops: &d.drops,
 			mergeable: a.Features&FeatureMrgRxbuf != 0, buf: make([]byte, maxFrame)}
 		r.Go(rx.loop)
@@ -185,7 +211,12 @@ func (d *Device) Activate(a virtio.Activation) error {
 func (d *Device) Notify(i int) { d.w.Notify(i) }
 
 // Reset implements virtio.Device: it stops both goroutines and waits for them.
-func (d *Device) Reset() { d.w.Reset() }
+func (d *Device) Reset() {
+	d.w.Reset()
+	d.mu.Lock()
+	d.irq = nil
+	d.mu.Unlock()
+}
 
 // Close resets the device and closes its tap.
 func (d *Device) Close() error {

@@ -244,3 +244,26 @@ func TestOpenTap(t *testing.T) {
 	require.True(t, tap.Offloads(), "Linux taps take checksum and TSO offloads")
 	require.NoError(t, tap.SetOffload(tunFCSUM|tunFTSO4))
 }
+
+// TestSetLink: the status field follows the host's link, each change
+// signals the active driver once, and a reset device signals nothing.
+func TestSetLink(t *testing.T) {
+	r := newRig(t, FeatureMrgRxbuf)
+	status := func() byte {
+		c := make([]byte, 2)
+		r.dev.ReadConfig(6, c)
+		return c[0]
+	}
+	require.Equal(t, byte(statusLinkUp), status())
+	r.dev.SetLink(false)
+	r.dev.SetLink(false)
+	require.Equal(t, byte(0), status())
+	require.Equal(t, int32(1), r.irq.Configs.Load())
+	r.dev.SetLink(true)
+	require.Equal(t, byte(statusLinkUp), status())
+	require.Equal(t, int32(2), r.irq.Configs.Load())
+	r.dev.Reset()
+	r.dev.SetLink(false)
+	require.Equal(t, byte(0), status(), "the state holds while the device is reset")
+	require.Equal(t, int32(2), r.irq.Configs.Load(), "no driver to signal")
+}

@@ -18,6 +18,10 @@ const (
 	tunFTSOECN = 0x08
 )
 
+// OffloadChecksum is TUNSETOFFLOAD's checksum flag alone: a reader that
+// completes checksums itself but takes no segmented frames (netvsc).
+const OffloadChecksum = tunFCSUM
+
 // HeaderSize is the virtio-net header of VIRTIO_F_VERSION_1 devices
 // (struct virtio_net_hdr_mrg_rxbuf): the tap is told to use the same size, so
 // frames move between the tap and the rings with the header as it is.

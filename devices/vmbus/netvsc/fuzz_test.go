@@ -60,22 +60,38 @@ func FuzzRNDIS(f *testing.F) {
 	f.Add(g.rndisRequest(rndisSet, oidPacketFilter, 4, 4000, 0, 0xb))
 	f.Add(frameMessage(testFrame(100, 1)))
 	f.Add(append(frameMessage(testFrame(60, 1)), g.rndisRequest(rndisKeepalive)...))
+	tcp := tcpFrame(false, 3000)
+	f.Add(ppiMessage(tcp, ppiEntry(ppiLSO, lsoV2|34<<20|1448)))
+	f.Add(ppiMessage(tcpFrame(true, 200), ppiEntry(ppiChecksum, 2|txCsumTCP|54<<16)))
+	f.Add(ppiMessage(tcpFrame(false, 100), ppiEntry(ppiChecksum, txCsumIPv4|txCsumIPHeader|txCsumUDP|34<<16), ppiEntry(9, 1)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := &Device{log: slog.New(slog.DiscardHandler), link: true}
-		d.s.rndis.initialized = true
-		frames, _ := d.rndisMessages(data)
-		for _, fr := range frames {
-			if len(fr) < 14 || len(fr) > maxFrame {
-				t.Fatalf("frame of %d bytes", len(fr))
+		for _, offloads := range []bool{false, true} {
+			d := &Device{log: slog.New(slog.DiscardHandler), link: true, cfg: Config{Offloads: offloads}}
+			d.s.rndis.initialized = true
+			frames, _ := d.rndisMessages(append([]byte(nil), data...))
+			for _, fr := range frames {
+				if len(fr.data) < 14 || len(fr.data) > maxFrame && (!offloads || fr.hdr[0]&vnetNeedsCsum == 0) {
+					t.Fatalf("frame of %d bytes, header %x, offloads %v", len(fr.data), fr.hdr, offloads)
+				}
+				if !offloads && fr.hdr != [tapHeader]byte{} {
+					t.Fatalf("header %x without offloads", fr.hdr)
+				}
 			}
-		}
-		if len(d.s.ctrl) > maxHeld {
-			t.Fatalf("%d answers held", len(d.s.ctrl))
-		}
-		for _, r := range d.s.ctrl {
-			if len(r) < rndisHeader || binary.LittleEndian.Uint32(r[4:]) != uint32(len(r)) || len(r) > recvSubAlloc {
-				t.Fatalf("answer %x", r)
-			}
+			check(t, d)
 		}
 	})
+}
+
+// check holds for the answers a fuzzed NIC queued: bounded, each msg_len
+// its length, each fitting a sub-allocation.
+func check(t *testing.T, d *Device) {
+	t.Helper()
+	if len(d.s.ctrl) > maxHeld {
+		t.Fatalf("%d answers held", len(d.s.ctrl))
+	}
+	for _, r := range d.s.ctrl {
+		if len(r) < rndisHeader || binary.LittleEndian.Uint32(r[4:]) != uint32(len(r)) || len(r) > recvSubAlloc {
+			t.Fatalf("answer %x", r)
+		}
+	}
 }

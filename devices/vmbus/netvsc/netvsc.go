@@ -16,10 +16,13 @@
 // into a free sub-allocation, which the guest hands back with a
 // completion.
 //
-// The NIC offers no offloads (its NDIS_OFFLOAD answer is all zeros past
-// the header) and one queue (no receive-side scaling, so the guest asks
-// for no sub-channels): the guest checksums and segments, and the tap is
-// read with its offloads off so that it hands over complete frames.
+// When the tap takes offloads (Config.Offloads) the NIC offers TCP and UDP
+// checksums and LSOv2 as Hyper-V does (offload.go): the guest's
+// per-packet info becomes the tap's virtio-net header, and frames the host
+// kernel left unsummed (the tap takes checksum offload, not segmentation:
+// each frame fits a sub-allocation) are summed here and marked verified
+// for the guest. One queue (no receive-side scaling, so the guest asks for
+// no sub-channels).
 //
 // Threads: Interrupt, called on a vCPU, only wakes the device's worker
 // goroutine, which drains the guest's ring; a receive goroutine reads the
@@ -126,6 +129,10 @@ type Config struct {
 	MAC     net.HardwareAddr
 	// Instance names the device to the guest (if_instance).
 	Instance vmbus.GUID
+	// Offloads: the tap takes checksum and TSO offloads on write and
+	// hands over frames with checksums left to the NIC (TUN_F_CSUM), so
+	// the NIC offers them to the guest.
+	Offloads bool
 	Log      *slog.Logger
 }
 
@@ -184,6 +191,8 @@ type Status struct {
 	SendSections  uint32 `json:"send_sections"`
 	Filter        uint32 `json:"packet_filter"`
 	Link          bool   `json:"link"`
+	// LinkChanges counts SetLink's changes of the link state.
+	LinkChanges uint64 `json:"link_changes"`
 	// OIDsQueried and OIDsSet list the RNDIS OIDs the guest used, in hex,
 	// first use first.
 	OIDsQueried []string `json:"oids_queried"`
@@ -198,6 +207,12 @@ type Status struct {
 	// zero, link down, too large).
 	TxDropped uint64 `json:"tx_dropped"`
 	RxDropped uint64 `json:"rx_dropped"`
+	// TxChecksum and TxLSO count guest frames that left their checksum
+	// or their segmentation to the host; RxChecksum tap frames the guest
+	// was told are verified.
+	TxChecksum uint64 `json:"tx_csum_offloaded"`
+	TxLSO      uint64 `json:"tx_lso"`
+	RxChecksum uint64 `json:"rx_csum_verified"`
 	// Bad counts guest messages refused or dropped as malformed or out of
 	// order.
 	Bad uint64 `json:"bad"`
@@ -285,6 +300,7 @@ func (d *Device) SetLink(up bool) {
 		return
 	}
 	d.link, d.st.Link = up, up
+	d.st.LinkChanges++
 	if d.ch != nil && d.s.rndis.initialized {
 		status := uint32(rndisMediaDisconnect)
 		if up {
@@ -402,16 +418,15 @@ func bufferGPADL(p ring.Packet) (uint32, bool) {
 }
 
 // transmit writes guest frames to the tap.
-func (d *Device) transmit(frames [][]byte) {
-	var hdr [tapHeader]byte
+func (d *Device) transmit(frames []txFrame) {
 	for _, f := range frames {
-		_, err := d.cfg.Tap.Writev([][]byte{hdr[:], f})
+		_, err := d.cfg.Tap.Writev([][]byte{f.hdr[:], f.data})
 		d.mu.Lock()
 		if err != nil {
 			d.st.TxDropped++
 		} else {
 			d.st.TxPackets++
-			d.st.TxBytes += uint64(len(f))
+			d.st.TxBytes += uint64(len(f.data))
 		}
 		d.mu.Unlock()
 		if err != nil && !errors.Is(err, os.ErrClosed) {
@@ -538,16 +553,23 @@ func (d *Device) receive() {
 		if n <= tapHeader {
 			continue
 		}
-		if !d.deliver(buf[tapHeader:n]) {
+		csum, ok := rxChecksum(buf[:tapHeader], buf[tapHeader:n])
+		if !ok {
+			d.mu.Lock()
+			d.st.RxDropped++
+			d.mu.Unlock()
+			continue
+		}
+		if !d.deliver(buf[tapHeader:n], csum) {
 			return
 		}
 	}
 }
 
-// deliver hands one frame to the guest, waiting for a sub-allocation or
-// ring room; it drops the frame when the guest cannot take frames now. It
-// reports false when the device stops.
-func (d *Device) deliver(frame []byte) bool {
+// deliver hands one frame to the guest, with csum as its checksum info,
+// waiting for a sub-allocation or ring room; it drops the frame when the
+// guest cannot take frames now. It reports false when the device stops.
+func (d *Device) deliver(frame []byte, csum uint32) bool {
 	for {
 		d.mu.Lock()
 		c := d.ch
@@ -557,11 +579,14 @@ func (d *Device) deliver(frame []byte) bool {
 			return true
 		}
 		if len(d.s.held) == 0 && len(d.s.ctrl) == 0 {
-			sent, err := d.sendXfer(c, channelData, packetMessage(len(frame)), frame)
+			sent, err := d.sendXfer(c, channelData, packetMessage(len(frame), csum), frame)
 			if sent || err != nil {
 				if sent {
 					d.st.RxPackets++
 					d.st.RxBytes += uint64(len(frame))
+					if csum != 0 {
+						d.st.RxChecksum++
+					}
 				} else {
 					d.st.RxDropped++
 				}

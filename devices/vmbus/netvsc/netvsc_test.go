@@ -20,12 +20,14 @@ import (
 // out, frames put on in reach the guest.
 type fakeTap struct {
 	in, out chan []byte
-	stop    chan struct{}
-	once    sync.Once
+	// inRaw are frames with their virtio-net header, as the tap gives them.
+	inRaw chan []byte
+	stop  chan struct{}
+	once  sync.Once
 }
 
 func newFakeTap() *fakeTap {
-	return &fakeTap{in: make(chan []byte, 16), out: make(chan []byte, 64), stop: make(chan struct{})}
+	return &fakeTap{in: make(chan []byte, 16), inRaw: make(chan []byte, 16), out: make(chan []byte, 64), stop: make(chan struct{})}
 }
 
 func (f *fakeTap) Read(buf []byte) (int, error) {
@@ -33,6 +35,8 @@ func (f *fakeTap) Read(buf []byte) (int, error) {
 	case fr := <-f.in:
 		clear(buf[:tapHeader])
 		return tapHeader + copy(buf[tapHeader:], fr), nil
+	case fr := <-f.inRaw:
+		return copy(buf, fr), nil
 	case <-f.stop:
 		return 0, os.ErrDeadlineExceeded
 	}
@@ -75,13 +79,20 @@ const (
 
 func newGuestNIC(t *testing.T) *guestNIC {
 	t.Helper()
+	return newGuestNICOffloads(t, false)
+}
+
+// newGuestNICOffloads is newGuestNIC on a tap that takes offloads or not.
+func newGuestNICOffloads(t *testing.T, offloads bool) *guestNIC {
+	t.Helper()
 	synic := guestdrv.NewSynIC()
 	// RAM from 1 MiB for the rings, buffers and test pages.
 	g := guestdrv.New(4<<20, nil, synic)
 	bus := vmbus.New(vmbus.Config{Mem: g.Mem, Host: synic, VPs: 2})
 	g.Bus = bus
 	tap := newFakeTap()
-	dev, err := New(Config{Mem: g.Mem, Tap: tap, TapName: "fake0", MAC: testMAC, Instance: vmbus.MustGUID("f8615163-0000-1000-8000-000000000001")})
+	dev, err := New(Config{Mem: g.Mem, Tap: tap, TapName: "fake0", MAC: testMAC,
+		Instance: vmbus.MustGUID("f8615163-0000-1000-8000-000000000001"), Offloads: offloads})
 	require.NoError(t, err)
 	t.Cleanup(dev.Stop)
 	_, err = bus.Add(dev)
@@ -374,6 +385,18 @@ func (n *guestNIC) sendGPA(msg []byte, start int) uint32 {
 	return u32at(p.Payload, 4)
 }
 
+// tapOutHdr waits for the next frame on the tap, with its header.
+func (n *guestNIC) tapOutHdr() ([]byte, []byte) {
+	n.t.Helper()
+	select {
+	case f := <-n.tap.out:
+		return f[:tapHeader], f[tapHeader:]
+	case <-time.After(5 * time.Second):
+		n.t.Fatal("no frame on the tap")
+		return nil, nil
+	}
+}
+
 func (n *guestNIC) tapOut() []byte {
 	n.t.Helper()
 	select {
@@ -458,7 +481,7 @@ func TestInitAndData(t *testing.T) {
 		n.tap.in <- f
 		msg := n.recvRNDIS()
 		require.Equal(t, uint32(rndisPacket), u32at(msg, 0))
-		data, err := parsePacket(msg)
+		data, _, err := parsePacket(msg)
 		require.NoError(t, err)
 		require.Equal(t, f, data)
 	}
@@ -487,8 +510,10 @@ func TestInitAndData(t *testing.T) {
 	require.Equal(t, uint32(rndisStatusOK), st)
 	require.Equal(t, uint32(1), u32at(v, 0))
 	n.dev.SetLink(true)
+	n.dev.SetLink(true) // no change, no indication
 	msg = n.recvRNDIS()
 	require.Equal(t, uint32(rndisMediaConnect), u32at(msg, 8))
+	require.Equal(t, uint64(2), n.dev.Status().LinkChanges)
 
 	// Closing: the filter goes to 0, and from then on no frame reaches
 	// the guest.
@@ -535,7 +560,7 @@ func TestBackPressure(t *testing.T) {
 	}
 	for i := range 5 {
 		msg := n.recvRNDIS()
-		data, err := parsePacket(msg)
+		data, _, err := parsePacket(msg)
 		require.NoError(t, err)
 		require.Equal(t, testFrame(200, byte(subs+i)), data)
 	}

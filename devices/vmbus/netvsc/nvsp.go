@@ -11,7 +11,7 @@ import (
 // packet handles one guest packet with d.mu held and returns the frames
 // to write to the tap. g is the GPADL a buffer message names (gerr: why
 // there is none).
-func (d *Device) packet(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, gerr error) [][]byte {
+func (d *Device) packet(c *vmbus.Channel, p ring.Packet, g *gpadl.GPADL, gerr error) []txFrame {
 	switch p.Type {
 	case ring.TypeCompletion:
 		d.completion(p)
@@ -193,7 +193,7 @@ func (d *Device) completion(p ring.Packet) {
 
 // rndis takes SEND_RNDIS_PKT: the RNDIS messages in a send-buffer section
 // or in the packet's GPA ranges. It returns the frames for the tap.
-func (d *Device) rndis(c *vmbus.Channel, p ring.Packet) [][]byte {
+func (d *Device) rndis(c *vmbus.Channel, p ring.Packet) []txFrame {
 	m := p.Payload
 	if len(m) < 16 {
 		d.bad("SEND_RNDIS_PKT too short", "len", len(m))
@@ -234,10 +234,42 @@ func (d *Device) rndis(c *vmbus.Channel, p ring.Packet) [][]byte {
 	return frames
 }
 
+// txFrame is a guest frame for the tap, with its virtio-net header.
+type txFrame struct {
+	hdr  [tapHeader]byte
+	data []byte
+}
+
+// txFrame takes one RNDIS packet message: its frame, and the offloads its
+// per-packet info asks for when the NIC offers them.
+func (d *Device) txFrame(msg []byte) (txFrame, error) {
+	f, ppi, err := parsePacket(msg)
+	if err != nil {
+		return txFrame{}, err
+	}
+	var info packetInfo
+	if d.cfg.Offloads {
+		if info, err = parsePPI(ppi); err != nil {
+			return txFrame{}, err
+		}
+	}
+	hdr, lso, err := txHeader(f, info)
+	if err != nil {
+		return txFrame{}, err
+	}
+	if hdr[0]&vnetNeedsCsum != 0 {
+		d.st.TxChecksum++
+	}
+	if lso {
+		d.st.TxLSO++
+	}
+	return txFrame{hdr, f}, nil
+}
+
 // rndisMessages walks the RNDIS messages in data (several when the guest
 // packs them; each msg_len includes its alignment padding).
-func (d *Device) rndisMessages(data []byte) ([][]byte, uint32) {
-	var frames [][]byte
+func (d *Device) rndisMessages(data []byte) ([]txFrame, uint32) {
+	var frames []txFrame
 	status := uint32(statusSuccess)
 	for len(data) >= rndisHeader {
 		typ, n := le32(data), le32(data[4:])
@@ -248,7 +280,7 @@ func (d *Device) rndisMessages(data []byte) ([][]byte, uint32) {
 		msg := data[:n]
 		data = data[n:]
 		if typ == rndisPacket {
-			f, err := parsePacket(msg)
+			f, err := d.txFrame(msg)
 			if err != nil {
 				d.bad("RNDIS packet dropped", "err", err)
 				d.st.TxDropped++
@@ -263,7 +295,7 @@ func (d *Device) rndisMessages(data []byte) ([][]byte, uint32) {
 			status = statusInvalidRNDIS
 			continue
 		}
-		resp, oid, err := d.s.rndis.control(msg, controlInfo{mac: d.mac, link: d.link})
+		resp, oid, err := d.s.rndis.control(msg, controlInfo{mac: d.mac, link: d.link, offloads: d.cfg.Offloads})
 		if err != nil {
 			d.bad("RNDIS message dropped", "err", err)
 			status = statusInvalidRNDIS

@@ -79,38 +79,54 @@ type rndisState struct {
 }
 
 // parsePacket checks an RNDIS packet message (msg is exactly msg_len
-// bytes) and returns its frame: data_offset counts from the data_offset
-// field; per-packet info is checked to lie inside and otherwise ignored
-// (the NIC offers no offloads, so there is nothing in it to act on).
-func parsePacket(msg []byte) ([]byte, error) {
+// bytes) and returns its frame and per-packet info: data_offset counts from
+// the data_offset field, and both must lie inside. The frame's size is
+// checked against the offloads it asks for (txHeader).
+func parsePacket(msg []byte) (frame, ppi []byte, err error) {
 	if len(msg) < rndisPacketSize {
-		return nil, fmt.Errorf("RNDIS packet of %d bytes", len(msg))
+		return nil, nil, fmt.Errorf("RNDIS packet of %d bytes", len(msg))
 	}
 	le := binary.LittleEndian
 	off, n := uint64(le.Uint32(msg[8:])), uint64(le.Uint32(msg[12:]))
 	start := rndisHeader + off
 	if start < rndisPacketSize || start+n > uint64(len(msg)) {
-		return nil, fmt.Errorf("RNDIS packet data [%d, +%d) outside its %d bytes", start, n, len(msg))
+		return nil, nil, fmt.Errorf("RNDIS packet data [%d, +%d) outside its %d bytes", start, n, len(msg))
 	}
 	if ppiOff, ppiLen := uint64(le.Uint32(msg[28:])), uint64(le.Uint32(msg[32:])); ppiLen != 0 {
-		if p := rndisHeader + ppiOff; p < rndisPacketSize || p+ppiLen > uint64(len(msg)) {
-			return nil, fmt.Errorf("RNDIS per-packet info [%d, +%d) outside its %d bytes", p, ppiLen, len(msg))
+		p := rndisHeader + ppiOff
+		if p < rndisPacketSize || p+ppiLen > uint64(len(msg)) {
+			return nil, nil, fmt.Errorf("RNDIS per-packet info [%d, +%d) outside its %d bytes", p, ppiLen, len(msg))
 		}
+		ppi = msg[p : p+ppiLen]
 	}
-	if n < 14 || n > maxFrame {
-		return nil, fmt.Errorf("frame of %d bytes", n)
+	if n < 14 || n > maxLSOFrame {
+		return nil, nil, fmt.Errorf("frame of %d bytes", n)
 	}
-	return msg[start : start+n], nil
+	return msg[start : start+n], ppi, nil
 }
 
-// packetMessage builds the RNDIS packet header for a frame of n bytes.
-func packetMessage(n int) []byte {
-	m := make([]byte, rndisPacketSize)
+// packetMessage builds the RNDIS packet header for a frame of n bytes,
+// with a checksum entry in its per-packet info when csum is not 0.
+func packetMessage(n int, csum uint32) []byte {
+	ppi := 0
+	if csum != 0 {
+		ppi = csumPPISize
+	}
+	m := make([]byte, rndisPacketSize+ppi)
 	le := binary.LittleEndian
 	le.PutUint32(m[0:], rndisPacket)
-	le.PutUint32(m[4:], uint32(rndisPacketSize+n))
-	le.PutUint32(m[8:], rndisPacketSize-rndisHeader) // data right after the header
+	le.PutUint32(m[4:], uint32(len(m)+n))
+	le.PutUint32(m[8:], uint32(len(m)-rndisHeader)) // data right after the header and info
 	le.PutUint32(m[12:], uint32(n))
+	if csum != 0 {
+		le.PutUint32(m[28:], rndisPacketSize-rndisHeader)
+		le.PutUint32(m[32:], csumPPISize)
+		e := m[rndisPacketSize:]
+		le.PutUint32(e[0:], csumPPISize)
+		le.PutUint32(e[4:], ppiChecksum)
+		le.PutUint32(e[8:], ppiHeader)
+		le.PutUint32(e[12:], csum)
+	}
 	return m
 }
 
@@ -127,8 +143,9 @@ func indicateMessage(status uint32) []byte {
 
 // controlInfo is what the NIC knows that control answers need.
 type controlInfo struct {
-	mac  [6]byte
-	link bool
+	mac      [6]byte
+	link     bool
+	offloads bool
 }
 
 // control answers one RNDIS control message (msg is exactly msg_len
@@ -225,14 +242,9 @@ func (s *rndisState) query(oid uint32, info controlInfo) ([]byte, uint32) {
 	case oidMaxMulticastList:
 		return u32(32), rndisStatusOK
 	case oidOffloadHWCaps:
-		// NDIS_OFFLOAD {type 0xA7, revision 1, size}: all zeros past the
-		// header, no checksum, LSO, IPsec or RSC offload: the guest
-		// computes checksums and segments itself, and the host hands it
-		// complete frames (the tap is read with offloads off).
-		b := make([]byte, ndisOffloadSize)
-		b[0], b[1] = 0xA7, 1
-		binary.LittleEndian.PutUint16(b[2:], ndisOffloadSize)
-		return b, rndisStatusOK
+		// Checksums and LSOv2 when the tap takes them; never IPsec or
+		// receive coalescing.
+		return offloadCaps(info.offloads), rndisStatusOK
 	}
 	// Receive-side scaling capabilities among them: no answer means one
 	// queue, so the guest asks for no sub-channels.
@@ -252,9 +264,8 @@ func (s *rndisState) set(oid uint32, data []byte) uint32 {
 		// Every frame from the tap goes to the guest; its stack filters.
 		return rndisStatusOK
 	case oidOffloadParameters:
-		// The guest asks to turn offloads on or off; none are offered, so
-		// whatever it asks leaves them off (Linux asks only for what the
-		// hardware capabilities allowed, i.e. nothing).
+		// The guest turns offloads on or off; the host honours each
+		// packet's info as it comes, so there is nothing to switch.
 		return rndisStatusOK
 	}
 	return rndisNotSupp

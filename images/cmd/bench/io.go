@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,27 +47,42 @@ const (
 	// (issue 14: against vmm's virtio-blk on the same image; QEMU has no
 	// storvsc, so no QEMU run).
 	ifVMBus = "vmbus"
+	// ifNetVSC is the virtio-blk row with its NIC on VMBus: vmm's
+	// synthetic NIC (netvsc) against its virtio-net on the same tap
+	// (issue 15; QEMU has no netvsc, so no QEMU run). Only its TCP
+	// figures count.
+	ifNetVSC = "netvsc"
 )
 
-var ioInterfaces = []string{ifVirtio, ifNVMe, ifAHCI, ifQcow2, ifVMBus}
+var ioInterfaces = []string{ifVirtio, ifNVMe, ifAHCI, ifQcow2, ifVMBus, ifNetVSC}
+
+// ioNetVSCMAC is the netvsc row's NIC address: the agent finds the NIC by
+// it, once VMBus has offered it.
+const ioNetVSCMAC = "52:54:00:12:34:58"
 
 // ioDrivers are the guest drivers that iobench must report per interface:
 // figures from another driver are a miswired runner, not a measure.
 var ioDrivers = map[string]string{ifVirtio: "virtio_blk", ifNVMe: "nvme", ifAHCI: "ahci", ifQcow2: "virtio_blk",
-	ifVMBus: "hv_storvsc"}
+	ifVMBus: "hv_storvsc", ifNetVSC: "virtio_blk"}
 
 // ioFigures are the iobench check's keys, in report order (higher is
 // better for all).
-var ioFigures = []string{"seq_read", "seq_write", "randread_4k", "tcp_tx"}
+var ioFigures = []string{"seq_read", "seq_write", "randread_4k", "tcp_tx", "tcp_rx"}
 
 // ioInterfaceFigures are the figures an interface's scenario gives: TCP is
-// measured once, beside virtio-blk.
+// measured beside virtio-blk, over virtio-net and over netvsc.
 func ioInterfaceFigures(iface string) []string {
-	if iface == ifVirtio {
+	switch iface {
+	case ifVirtio:
 		return ioFigures
+	case ifNetVSC:
+		return ioFigures[3:]
 	}
 	return ioFigures[:3]
 }
+
+// hasNet is whether an interface's scenario has a NIC.
+func hasNet(iface string) bool { return iface == ifVirtio || iface == ifNetVSC }
 
 func ioScenarioName(iface, runner string) string { return "iobench-" + iface + "-" + runner }
 
@@ -78,8 +94,11 @@ func ioScenarioName(iface, runner string) string { return "iobench-" + iface + "
 func (o options) ioScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
 	for _, iface := range ioInterfaces {
+		if !slices.Contains(o.ioIfaces, iface) {
+			continue
+		}
 		for _, runner := range o.runners {
-			if iface == ifVMBus && runner != scenario.RunnerVMM {
+			if (iface == ifVMBus || iface == ifNetVSC) && runner != scenario.RunnerVMM {
 				continue
 			}
 			s, err := o.ioScenario(iface, runner)
@@ -94,8 +113,11 @@ func (o options) ioScenarios() ([]scenario.Scenario, error) {
 
 func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
 	cmdline := fmt.Sprintf("vmm.iobench=%s:%d", ioSerial, ioSeed)
-	if iface == ifVirtio {
+	if hasNet(iface) {
 		cmdline += fmt.Sprintf(" vmm.net=%s,%s:%d,%d", ioGuestAddr, ioTapAddr, ioPort, ioNetBytes)
+	}
+	if iface == ifNetVSC {
+		cmdline += " vmm.net_mac=" + ioNetVSCMAC
 	}
 	g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot", ioCheck}, Quiet: true, ExtraCmdline: cmdline}
 	kill := o.timeout
@@ -110,18 +132,21 @@ func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
 	switch runner {
 	case scenario.RunnerVMM:
 		disk := ioImage + ",serial=" + ioSerial
-		if iface != ifVirtio && iface != ifQcow2 {
+		if iface != ifVirtio && iface != ifQcow2 && iface != ifNetVSC {
 			disk += ",if=" + iface
 		}
-		if iface == ifVMBus {
+		if iface == ifVMBus || iface == ifNetVSC {
 			if args, err = testhost.WithHyperV(runner, args); err != nil {
 				return scenario.Scenario{}, err
 			}
 			args = append(args, "--vmbus")
 		}
 		args = append(args, "--disk", disk)
-		if iface == ifVirtio {
+		switch iface {
+		case ifVirtio:
 			args = append(args, "--net", "tap="+ioTap)
+		case ifNetVSC:
+			args = append(args, "--net", "tap="+ioTap+",if=vmbus,mac="+ioNetVSCMAC)
 		}
 	case scenario.RunnerQEMU:
 		switch iface {
@@ -147,7 +172,7 @@ func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
 	if iface == ifQcow2 {
 		s.Disks[0].Format = "qcow2"
 	}
-	if iface == ifVirtio {
+	if hasNet(iface) {
 		s.Tap = &scenario.Tap{Name: ioTap, Addr: ioTapAddr + "/24", Port: ioPort}
 	}
 	return s, nil
@@ -185,6 +210,9 @@ type ioReport struct {
 	// VMBusVirtio is vmm's storvsc row over its virtio-blk row, per
 	// figure (issue 14's goal: at least 0.8).
 	VMBusVirtio map[string]float64 `json:"ratios_vmm_storvsc_virtio,omitempty"`
+	// NetVSCVirtio is vmm's netvsc TCP over its virtio-net TCP, each way
+	// (issue 15's goal: at least 0.8).
+	NetVSCVirtio map[string]float64 `json:"ratios_vmm_netvsc_virtio,omitempty"`
 	// Problems are passing iobench lines whose figures were left out.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -271,11 +299,9 @@ func summarizeIO(runners []string, console map[string][]string) ioReport {
 				}
 			}
 		}
-		if iface == ifQcow2 || iface == ifVMBus {
-			ratios := &rep.Qcow2Raw
-			if iface == ifVMBus {
-				ratios = &rep.VMBusVirtio
-			}
+		if iface == ifQcow2 || iface == ifVMBus || iface == ifNetVSC {
+			ratios := map[string]*map[string]float64{ifQcow2: &rep.Qcow2Raw, ifVMBus: &rep.VMBusVirtio,
+				ifNetVSC: &rep.NetVSCVirtio}[iface]
 			qv, rv := rep.Medians[iface][scenario.RunnerVMM], rep.Medians[ifVirtio][scenario.RunnerVMM]
 			for _, k := range ioInterfaceFigures(iface) {
 				if qv[k] > 0 && rv[k] > 0 {
@@ -303,10 +329,11 @@ func summarizeIO(runners []string, console map[string][]string) ioReport {
 // (with their run counts) and vmm/QEMU.
 func (rep ioReport) write(w io.Writer) {
 	var b strings.Builder
-	b.WriteString("I/O medians (seq MB/s, 4 KiB random-read IOPS at queue depth 1, TCP guest->host MB/s;\n" +
+	b.WriteString("I/O medians (seq MB/s, 4 KiB random-read IOPS at queue depth 1, TCP MB/s guest->host (tx), host->guest (rx);\n" +
 		"QEMU: microvm virtio-mmio for virtio, q35 nvme and ICH9 AHCI for nvme and ahci;\n" +
 		"qcow2: virtio-blk on a fully allocated qcow2 of the same data, QEMU's qcow2 driver on microvm;\n" +
-		"vmbus: a storvsc LUN (--hyperv all --vmbus), no QEMU peer):\n")
+		"vmbus: a storvsc LUN (--hyperv all --vmbus), no QEMU peer;\n" +
+		"netvsc: TCP over the synthetic NIC (--net ...,if=vmbus) on the same tap, no QEMU peer):\n")
 	fmt.Fprintf(&b, "%-7s %-12s %5s %10s %6s %10s %9s\n", "iface", "figure", "vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu")
 	cell := func(iface, runner, k string) string {
 		if x, ok := rep.Medians[iface][runner][k]; ok {
@@ -329,7 +356,8 @@ func (rep ioReport) write(w io.Writer) {
 		title  string
 		ratios map[string]float64
 		iface  string
-	}{{"vmm qcow2/raw:", rep.Qcow2Raw, ifQcow2}, {"vmm storvsc/virtio-blk:", rep.VMBusVirtio, ifVMBus}} {
+	}{{"vmm qcow2/raw:", rep.Qcow2Raw, ifQcow2}, {"vmm storvsc/virtio-blk:", rep.VMBusVirtio, ifVMBus},
+		{"vmm netvsc/virtio-net:", rep.NetVSCVirtio, ifNetVSC}} {
 		if len(r.ratios) == 0 {
 			continue
 		}

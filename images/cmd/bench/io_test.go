@@ -21,7 +21,7 @@ func TestIOScenarios(t *testing.T) {
 	}
 	round := []string{"bench-vmm", "bench-qemu", "iobench-virtio-vmm", "iobench-virtio-qemu",
 		"iobench-nvme-vmm", "iobench-nvme-qemu", "iobench-ahci-vmm", "iobench-ahci-qemu",
-		"iobench-qcow2-vmm", "iobench-qcow2-qemu", "iobench-vmbus-vmm"}
+		"iobench-qcow2-vmm", "iobench-qcow2-qemu", "iobench-vmbus-vmm", "iobench-netvsc-vmm"}
 	require.Equal(t, append(append([]string(nil), round...), round...), names)
 	byName := map[string]scenario.Scenario{}
 	for _, s := range list {
@@ -86,6 +86,20 @@ func TestIOScenarioVMBus(t *testing.T) {
 	require.NotContains(t, a, "--net")
 }
 
+// TestIOScenarioNetVSC: the virtio-blk disk with the NIC on VMBus on the
+// same tap, found by its MAC.
+func TestIOScenarioNetVSC(t *testing.T) {
+	o, err := parseFlags([]string{"-n", "1", "-io"}, io.Discard)
+	require.NoError(t, err)
+	s, err := o.ioScenario(ifNetVSC, scenario.RunnerVMM)
+	require.NoError(t, err)
+	a := strings.Join(s.Args, " ")
+	require.Contains(t, a, "--hyperv all --vmbus --disk /tmp/vmm-bench.img,serial=vmm-bench --net tap=vmmtap0,if=vmbus,mac="+ioNetVSCMAC)
+	require.Contains(t, a, "vmm.net=10.0.2.15/24,10.0.2.1:7777,")
+	require.Contains(t, a, "vmm.net_mac="+ioNetVSCMAC)
+	require.Equal(t, "vmmtap0", s.Tap.Name)
+}
+
 func TestWithMachine(t *testing.T) {
 	in := []string{"-M", "microvm", "-m", "256"}
 	require.Equal(t, []string{"-M", "q35", "-m", "256"}, withMachine(in, "q35"))
@@ -99,7 +113,7 @@ func TestSummarizeIO(t *testing.T) {
 	console := map[string][]string{
 		"iobench-virtio-vmm": {
 			"noise", line("dev=vda driver=virtio_blk seq_read=100.0MB/s seq_write=50.0MB/s randread_4k=1000iops tcp_tx=10.0MB/s"),
-			line("dev=vda driver=virtio_blk seq_read=120.0MB/s seq_write=70.0MB/s randread_4k=3000iops tcp_tx=30.0MB/s"),
+			line("dev=vda driver=virtio_blk seq_read=120.0MB/s seq_write=70.0MB/s randread_4k=3000iops tcp_tx=30.0MB/s tcp_rx=40.0MB/s"),
 			`VMM-AGENT: check=iobench result=fail detail="seq_read=1MB/s"`,
 		},
 		"iobench-virtio-qemu": {line("dev=vda driver=virtio_blk seq_read=55.0MB/s seq_write=60.0MB/s randread_4k=4000iops bogus tcp_tx=x")},
@@ -111,10 +125,12 @@ func TestSummarizeIO(t *testing.T) {
 		"iobench-qcow2-vmm":  {line("dev=vda driver=virtio_blk seq_read=99.0MB/s seq_write=30.0MB/s randread_4k=1600iops")},
 		"iobench-qcow2-qemu": {line("dev=vda driver=virtio_blk seq_read=90.0MB/s seq_write=30.0MB/s randread_4k=1600iops")},
 		"iobench-vmbus-vmm":  {line("dev=sda driver=hv_storvsc seq_read=88.0MB/s seq_write=60.0MB/s randread_4k=1800iops")},
+		"iobench-netvsc-vmm": {line("dev=vda driver=virtio_blk seq_read=99.0MB/s seq_write=60.0MB/s randread_4k=1800iops tcp_tx=18.0MB/s tcp_rx=30.0MB/s")},
 	}
 	rep := summarizeIO([]string{"vmm", "qemu"}, console)
 	require.Len(t, rep.Runs["virtio"]["vmm"], 2)
-	require.Equal(t, map[string]float64{"seq_read": 110, "seq_write": 60, "randread_4k": 2000, "tcp_tx": 20}, rep.Medians["virtio"]["vmm"])
+	require.Equal(t, map[string]float64{"seq_read": 110, "seq_write": 60, "randread_4k": 2000, "tcp_tx": 20, "tcp_rx": 40},
+		rep.Medians["virtio"]["vmm"])
 	require.InDelta(t, 2.0, rep.Ratios["virtio"]["seq_read"], 1e-9)
 	require.InDelta(t, 0.5, rep.Ratios["virtio"]["randread_4k"], 1e-9)
 	_, ok := rep.Ratios["virtio"]["tcp_tx"]
@@ -144,7 +160,12 @@ func TestSummarizeIO(t *testing.T) {
 	require.NotContains(t, rows, "ahci tcp_tx")
 	require.Equal(t, []string{"vmm_n", "vmm", "qemu_n", "qemu", "vmm/qemu"}, rows["iface figure"])
 	require.Equal(t, []string{"1", "99.0", "1", "90.0", "1.10"}, rows["qcow2 seq_read"])
-	require.Len(t, rows, 1+4+3+3+3+3, "header and one row per interface and figure")
+	require.Len(t, rows, 1+5+3+3+3+3+2, "header and one row per interface and figure")
+	require.Equal(t, []string{"1", "18.0", "0", "-", "n/a"}, rows["netvsc tcp_tx"])
+	require.NotContains(t, rows, "netvsc seq_read", "only its TCP figures")
+	require.InDelta(t, 0.9, rep.NetVSCVirtio["tcp_tx"], 1e-9)
+	require.InDelta(t, 0.75, rep.NetVSCVirtio["tcp_rx"], 1e-9)
+	require.Contains(t, out, "vmm netvsc/virtio-net: tcp_tx=0.90 tcp_rx=0.75\n")
 	require.Equal(t, []string{"1", "88.0", "0", "-", "n/a"}, rows["vmbus seq_read"])
 	require.InDelta(t, 0.8, rep.VMBusVirtio["seq_read"], 1e-9)
 	require.Contains(t, out, "vmm storvsc/virtio-blk: seq_read=0.80 seq_write=1.00 randread_4k=0.90\n")
@@ -159,4 +180,19 @@ func TestSummarizeIO(t *testing.T) {
 	require.False(t, ok)
 	require.Equal(t, "nvme", detailWord("dev=nvme0n1 driver=nvme seq_read=1MB/s", "driver"))
 	require.Equal(t, "", detailWord("seq_read=1MB/s", "driver"))
+}
+
+func TestIOInterfaceSubset(t *testing.T) {
+	o, err := parseFlags([]string{"-n", "1", "-io", "-io-if", "nvme,ahci"}, io.Discard)
+	require.NoError(t, err)
+	list, err := o.scenarios()
+	require.NoError(t, err)
+	var names []string
+	for _, r := range scenario.Schedule(list) {
+		names = append(names, r.Scenario.Name)
+	}
+	require.Equal(t, []string{"bench-vmm", "bench-qemu", "iobench-nvme-vmm", "iobench-nvme-qemu",
+		"iobench-ahci-vmm", "iobench-ahci-qemu"}, names)
+	_, err = parseFlags([]string{"-io-if", "nvme,scsi"}, io.Discard)
+	require.ErrorContains(t, err, `unknown interface "scsi"`)
 }

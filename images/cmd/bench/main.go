@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,16 +29,17 @@ type options struct {
 	n, cpus, memory           int
 	timeout                   time.Duration
 	install, verbose          bool
-	io                        bool // also the I/O scenarios (io.go)
-	hyperv                    bool // also the Hyper-V clock scenarios (hyperv.go)
-	firmware                  bool // also the SeaBIOS/GRUB boot scenarios (firmware.go)
-	uefi                      bool // also the OVMF/GRUB boot scenarios (uefi.go)
-	footprint                 bool // also the memory scenarios (memory.go)
+	io                        bool     // also the I/O scenarios (io.go)
+	ioIfaces                  []string // the disk interfaces -io measures
+	hyperv                    bool     // also the Hyper-V clock scenarios (hyperv.go)
+	firmware                  bool     // also the SeaBIOS/GRUB boot scenarios (firmware.go)
+	uefi                      bool     // also the OVMF/GRUB boot scenarios (uefi.go)
+	footprint                 bool     // also the memory scenarios (memory.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
-	var runners string
+	var runners, ioIfaces string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.out, "out", "", "artifact directory (default build/images at the module root)")
@@ -51,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.install, "install", os.Geteuid() == 0, "apt-get install qemu-system-x86, and the outer QEMU's build dependencies, when missing")
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
 	fs.BoolVar(&o.io, "io", false, "also measure disk I/O (virtio-blk, NVMe and AHCI, against QEMU's on microvm and q35; vmm's storvsc against its virtio-blk) and virtio-net TCP in the same outer boot")
+	fs.StringVar(&ioIfaces, "io-if", strings.Join(ioInterfaces, ","), "the disk interfaces -io measures (a subset of the default, for a shorter run)")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	fs.BoolVar(&o.uefi, "uefi", false, "also time OVMF -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc with the same OVMF")
@@ -68,6 +71,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-timeout must be positive")
 	}
 	o.runners = strings.Split(runners, ",")
+	o.ioIfaces = strings.Split(ioIfaces, ",")
+	for _, f := range o.ioIfaces {
+		if !slices.Contains(ioInterfaces, f) {
+			return o, fmt.Errorf("-io-if: unknown interface %q (want some of %s)", f, strings.Join(ioInterfaces, ","))
+		}
+	}
 	return o, nil
 }
 

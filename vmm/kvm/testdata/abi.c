@@ -91,6 +91,15 @@ int main(void) {
 	OFF(kvm_vcpu_events, triple_fault);
 	OFF(kvm_vcpu_events, exception_has_payload);
 	OFF(kvm_vcpu_events, exception_payload);
+	SZ(kvm_xsave);
+	SZ(kvm_xcrs);
+	OFF(kvm_xcrs, xcrs);
+	SZ(kvm_xcr);
+	OFF(kvm_xcr, value);
+	SZ(kvm_debugregs);
+	OFF(kvm_debugregs, dr6);
+	OFF(kvm_debugregs, dr7);
+	OFF(kvm_debugregs, flags);
 	SZ(kvm_userspace_memory_region);
 	OFF(kvm_userspace_memory_region, guest_phys_addr);
 	OFF(kvm_userspace_memory_region, memory_size);
@@ -173,6 +182,9 @@ int main(void) {
 	IOC(KVM_NMI);
 	IOC(KVM_GET_VCPU_EVENTS);
 	IOC(KVM_SET_VCPU_EVENTS);
+	IOC(KVM_SET_DEBUGREGS);
+	IOC(KVM_SET_XSAVE);
+	IOC(KVM_SET_XCRS);
 	IOC(KVM_SET_TSC_KHZ);
 	IOC(KVM_GET_TSC_KHZ);
 

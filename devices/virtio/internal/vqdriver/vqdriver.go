@@ -134,8 +134,9 @@ func (d *Driver) Used() (id, n uint32, ok bool) {
 // IRQ records a device's signals (virtio.Interrupts) on channels, for
 // tests to wait on.
 type IRQ struct {
-	Queues chan int
-	Resets chan error
+	Queues  chan int
+	Resets  chan error
+	Configs atomic.Int32
 }
 
 // NewIRQ returns an IRQ with room for the signals a test leaves unread.
@@ -145,7 +146,7 @@ func NewIRQ() *IRQ { return &IRQ{Queues: make(chan int, 256), Resets: make(chan 
 func (f *IRQ) Queue(i int) { f.Queues <- i }
 
 // Config implements virtio.Interrupts.
-func (f *IRQ) Config() {}
+func (f *IRQ) Config() { f.Configs.Add(1) }
 
 // NeedsReset implements virtio.Interrupts.
 func (f *IRQ) NeedsReset(err error) { f.Resets <- err }
