@@ -34,7 +34,7 @@ func debianGuest(t *testing.T) (kernel, initrd string) {
 // footprintLimitKiB is vmm's own memory allowed for a Linux guest with one
 // vCPU, a virtio disk and a virtio NIC, and footprintSMPLimitKiB with four
 // vCPUs, every Hyper-V enlightenment, AHCI and NVMe (issue 20's goals are 5
-// and 8 MiB). bin/vmm measured 2.5 and 3.0 MiB in the nested test host
+// and 8 MiB). vmm measured 2.5 to 4.4 and 3.0 to 3.1 MiB in the nested test host
 // (2026-12-07). Before vmm run kept transparent huge pages off its Go heap
 // (heapWithoutTHP: the nested host's THP is "always") the figure moved by
 // whole 2 MiB huge pages from run to run (4.7 to 6.6 and 8.8 MiB here,
