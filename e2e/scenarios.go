@@ -80,6 +80,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, bl)
+	de, err := newDensityScenario()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, de)
 	s3, err := suspendScenarios()
 	if err != nil {
 		return nil, err

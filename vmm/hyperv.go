@@ -168,12 +168,12 @@ func guestTSCOffset(v *kvm.VCPU) (int64, error) {
 		}
 	}
 	before := hyperv.HostTSC()
-	e, err := v.GetMSRs([]uint32{msrIA32TSC})
+	tsc, err := v.GetMSR(msrIA32TSC)
 	after := hyperv.HostTSC()
 	if err != nil {
 		return 0, fmt.Errorf("guest TSC offset: %w", err)
 	}
-	return int64(e[0].Data - (before/2 + after/2)), nil
+	return int64(tsc - (before/2 + after/2)), nil
 }
 
 // hypercallPortDevice claims the hypercall port on the PIO bus; the
@@ -237,11 +237,7 @@ func (h *hvMachine) Interrupt(vcpu int, vector uint8) error {
 // GuestTSC implements hyperv.TSCReader: the vCPU's own TSC, read on its
 // thread (the partition asks at that vCPU's MSR exits).
 func (h *hvMachine) GuestTSC(vcpu int) (uint64, error) {
-	e, err := h.m.vcpus[vcpu].kvm.GetMSRs([]uint32{msrIA32TSC})
-	if err != nil {
-		return 0, err
-	}
-	return e[0].Data, nil
+	return h.m.vcpus[vcpu].kvm.GetMSR(msrIA32TSC)
 }
 
 // Kick implements hyperv.Host.

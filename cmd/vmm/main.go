@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vmmdev/vmm/vmm"
@@ -39,6 +40,9 @@ exit codes of vmm run:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		heapWithoutTHP(os.Getenv, os.ReadFile, syscall.Exec, os.Args, os.Environ())
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -43,6 +43,7 @@ func newRegistry() registry {
 		"durable":     checkDurable,
 		"rng":         checkRNG,
 		"balloon":     checkBalloon,
+		"memfree":     checkMemFree,
 		"suspend":     checkSuspend,
 		"console":     checkConsole,
 		"acpi":        checkACPI,

@@ -164,6 +164,14 @@ func TestCheckBalloon(t *testing.T) {
 	io := &fakeIO{}
 	pass, detail := checkBalloon(&env{root: fsys, io: io})
 	assert.True(t, pass, detail)
+	assert.Equal(t, "virtio3: touched and freed 128 MiB", detail)
+	assert.Equal(t, balloonBytes, io.touched)
+	assert.Equal(t, balloonSettle, io.settled)
+
+	// memfree does the same with no balloon at all.
+	io = &fakeIO{}
+	pass, detail = checkMemFree(&env{root: fstest.MapFS{}, io: io})
+	assert.True(t, pass, detail)
 	assert.Equal(t, balloonBytes, io.touched)
 	assert.Equal(t, balloonSettle, io.settled)
 

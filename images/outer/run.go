@@ -152,6 +152,8 @@ type runner struct {
 	beat time.Duration
 	// root is where an exec job is chrooted; none when empty.
 	root string
+	// reportMu keeps the report lines of parallel runs apart.
+	reportMu sync.Mutex
 }
 
 // heartbeat emits a heartbeat line every r.beat until stop is called: the
@@ -234,15 +236,25 @@ func (r *runner) run(ctx context.Context, run scenario.Run) scenario.Result {
 	cmd.Stdout, cmd.Stderr = con, con
 
 	runErr := cmd.Start()
+	var mem *scenario.Memory
 	if runErr == nil {
 		stop := r.heartbeat(s.Name, con)
+		stopSampling := func() scenario.Memory { return scenario.Memory{} }
+		if s.SampleMemoryMiB > 0 {
+			stopSampling = sampleMemory(cmd.Process.Pid, uint64(s.SampleMemoryMiB)<<10, scenario.MemorySampleInterval)
+		}
 		runErr = cmd.Wait()
+		m := stopSampling()
+		mem = &m
 		stop()
 	}
 	res.TotalS = time.Since(start).Seconds()
 	con.flush()
 	if reportPath != "" {
 		r.emitReport(s.Name, reportPath)
+	}
+	if s.SampleMemoryMiB > 0 && mem != nil {
+		r.emit(scenario.ConsoleLine(s.Name, memoryLine(*mem)))
 	}
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 
@@ -289,6 +301,8 @@ const maxReportBytes = 1 << 20
 // line (short: vmm indents it), each starting scenario.ReportPrefix; a
 // missing report prints nothing and the host's parse says so.
 func (r *runner) emitReport(name, path string) {
+	r.reportMu.Lock()
+	defer r.reportMu.Unlock()
 	f, err := os.Open(path)
 	if err != nil {
 		r.emit(scenario.LogLine(name, fmt.Sprintf("no report: %v", err)))
@@ -336,16 +350,27 @@ func verdict(s scenario.Scenario, exit int, runErr error, timedOut bool, timeout
 	return strings.Join(why, "; ")
 }
 
-// suite runs every scheduled run, emitting one result line each, and
-// returns the pass and fail counts.
+// suite runs every scheduled run, the runs of a batch at once, emitting one
+// result line each, and returns the pass and fail counts.
 func (r *runner) suite(ctx context.Context, list []scenario.Scenario) (pass, fail int) {
-	for _, run := range scenario.Schedule(list) {
-		res := r.run(ctx, run)
-		r.emit(res.Line())
-		if res.Pass {
-			pass++
-		} else {
-			fail++
+	for _, batch := range scenario.Batches(list) {
+		results := make([]scenario.Result, len(batch))
+		var wg sync.WaitGroup
+		for i, run := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = r.run(ctx, run)
+			}()
+		}
+		wg.Wait()
+		for _, res := range results {
+			r.emit(res.Line())
+			if res.Pass {
+				pass++
+			} else {
+				fail++
+			}
 		}
 	}
 	return pass, fail

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,32 @@ func fakeVMM(args []string) int {
 		// args: report --report FILE, as the runner appends them.
 		if err := os.WriteFile(args[2], []byte("{\n  \"exit_code\": 0,\n  \"hyperv\": {\"vps\": [1, 2]}\n}\n"), 0o644); err != nil {
 			return 98
+		}
+		return 0
+	case "barrier":
+		// args: barrier DIR N --report FILE. Each run leaves a file in DIR
+		// and exits 0 once N runs have, or 98 after 20 s: runs started one
+		// after another never meet.
+		n, err := strconv.Atoi(args[2])
+		if err != nil {
+			return 97
+		}
+		f, err := os.CreateTemp(args[1], "run")
+		if err != nil {
+			return 97
+		}
+		f.Close()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if entries, _ := os.ReadDir(args[1]); len(entries) >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				return 98
+			}
+		}
+		report := fmt.Sprintf("{\n  \"exit_code\": 0,\n  \"pid\": %d\n}\n", os.Getpid())
+		if err := os.WriteFile(args[4], []byte(report), 0o644); err != nil {
+			return 97
 		}
 		return 0
 	case "hang":
@@ -211,6 +238,39 @@ func TestSuiteStreamsAndCounts(t *testing.T) {
 	require.Equal(t, "exit 7, want 0", results[2].Reason)
 	// A failed streamed run's console was already printed live: no E2E-LOG.
 	require.Equal(t, map[string]int{"bad": 1}, logs)
+}
+
+// A parallel scenario's runs go at once (the fake VMMs wait for each
+// other), and their reports come out whole, one after another.
+func TestSuiteRunsParallelScenarioAtOnce(t *testing.T) {
+	r, rec := newTestRunner(t)
+	const n = 4
+	list := []scenario.Scenario{{Name: "many", Args: []string{"barrier", t.TempDir(), strconv.Itoa(n)}, Repeat: n,
+		Parallel: true, Stream: true, Report: true, Timeout: "60s"}}
+	pass, fail := r.suite(context.Background(), list)
+	require.Equal(t, n, pass)
+	require.Zero(t, fail)
+	var console []string
+	runs := map[int]bool{}
+	for _, ev := range rec.events(t) {
+		switch ev.Kind {
+		case scenario.KindConsole:
+			console = append(console, ev.Text)
+		case scenario.KindResult:
+			runs[ev.Result.Run] = ev.Result.Pass
+		}
+	}
+	require.Equal(t, map[int]bool{1: true, 2: true, 3: true, 4: true}, runs)
+	type rep struct {
+		PID int `json:"pid"`
+	}
+	reps, err := scenario.ParseReports[rep](console)
+	require.NoError(t, err)
+	pids := map[int]bool{}
+	for _, p := range reps {
+		pids[p.PID] = true
+	}
+	require.Len(t, pids, n, "one report from each run")
 }
 
 func TestConsoleBounds(t *testing.T) {

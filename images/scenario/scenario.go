@@ -53,6 +53,11 @@ type Scenario struct {
 	// Bench scenarios run after the others, interleaved round-robin so that
 	// runners being compared see the same machine load.
 	Bench bool `json:"bench,omitempty"`
+	// Parallel starts every one of the Repeat runs at once rather than one
+	// after another (many guests in one outer machine); the scenario's
+	// timeout bounds each run, as ever. Not for bench scenarios, whose
+	// runners alternate, nor with Disks or a Tap, which one run owns.
+	Parallel bool `json:"parallel,omitempty"`
 	// Stream prints the runner's console live as "E2E-CON" lines.
 	Stream bool `json:"stream,omitempty"`
 	// Mark is a console text whose first appearance the outer init times
@@ -72,6 +77,13 @@ type Scenario struct {
 	// prints after the run as console lines starting ReportPrefix (so the
 	// scenario must stream); ParseReports collects them.
 	Report bool `json:"report,omitempty"`
+	// SampleMemoryMiB, when positive, has the outer init follow the
+	// runner's memory while it runs (/proc/PID/smaps, every
+	// MemorySampleInterval): its guest RAM, the largest writable anonymous
+	// mapping of at least this many MiB, apart from the rest. It prints the
+	// figures after the run as a console line starting MemoryPrefix (so the
+	// scenario must stream); ParseMemory collects them.
+	SampleMemoryMiB int `json:"sample_memory_mib,omitempty"`
 	// Disks and Tap are set up by the outer init around the run (devices.go).
 	Disks []Disk `json:"disks,omitempty"`
 	Tap   *Tap   `json:"tap,omitempty"`
@@ -90,9 +102,39 @@ const ReportPrefix = "VMM-REPORT: "
 // ParseReports decodes every report a streamed console carries, in order
 // (one per run).
 func ParseReports[T any](console []string) ([]T, error) {
+	return parsePrefixed[T](console, ReportPrefix)
+}
+
+// MemoryPrefix starts the console line with a run's memory figures
+// (Scenario.SampleMemoryMiB).
+const MemoryPrefix = "VMM-MEMORY: "
+
+// MemorySampleInterval is how often the outer init samples a runner's
+// memory (Scenario.SampleMemoryMiB).
+const MemorySampleInterval = 200 * time.Millisecond
+
+// Memory is a runner's memory as the outer init sampled it, in KiB: the
+// most of its own (everything resident but its guest RAM) at once, its
+// guest RAM resident at the last sample and the most at once.
+type Memory struct {
+	OwnPeakKiB   uint64 `json:"own_peak_kib"`
+	GuestKiB     uint64 `json:"guest_kib"`
+	GuestPeakKiB uint64 `json:"guest_peak_kib"`
+	Samples      int    `json:"samples"`
+}
+
+// ParseMemory decodes every run's memory figures a streamed console
+// carries, in order.
+func ParseMemory(console []string) ([]Memory, error) {
+	return parsePrefixed[Memory](console, MemoryPrefix)
+}
+
+// parsePrefixed decodes the JSON values carried by the console lines that
+// hold prefix, in order.
+func parsePrefixed[T any](console []string, prefix string) ([]T, error) {
 	var data []byte
 	for _, l := range console {
-		if _, after, ok := strings.Cut(l, ReportPrefix); ok {
+		if _, after, ok := strings.Cut(l, prefix); ok {
 			data = append(append(data, after...), '\n')
 		}
 	}
@@ -178,6 +220,12 @@ func (s Scenario) Validate() error {
 	if s.Report && (s.RunnerName() != RunnerVMM || !s.Stream) {
 		return fmt.Errorf("%w: scenario %q: a report needs the vmm runner and a streamed console", ErrInvalid, s.Name)
 	}
+	if s.SampleMemoryMiB < 0 || (s.SampleMemoryMiB > 0 && !s.Stream) {
+		return fmt.Errorf("%w: scenario %q: memory sampling needs a positive size and a streamed console", ErrInvalid, s.Name)
+	}
+	if s.Parallel && (s.Bench || len(s.Disks) > 0 || s.Tap != nil) {
+		return fmt.Errorf("%w: scenario %q: parallel runs cannot be bench runs or share disks or a tap", ErrInvalid, s.Name)
+	}
 	if err := s.validateDevices(); err != nil {
 		return err
 	}
@@ -246,4 +294,18 @@ func Schedule(list []Scenario) []Run {
 		}
 	}
 	return runs
+}
+
+// Batches groups Schedule's runs into what the outer init starts together:
+// all the runs of a Parallel scenario at once, every other run alone.
+func Batches(list []Scenario) [][]Run {
+	var out [][]Run
+	for _, r := range Schedule(list) {
+		if n := len(out); n > 0 && r.Scenario.Parallel && r.Index > 1 && out[n-1][0].Scenario.Name == r.Scenario.Name {
+			out[n-1] = append(out[n-1], r)
+			continue
+		}
+		out = append(out, []Run{r})
+	}
+	return out
 }

@@ -80,6 +80,37 @@ func TestScheduleInterleavesBench(t *testing.T) {
 	}, got)
 }
 
+func TestBatchesRunParallelScenariosTogether(t *testing.T) {
+	list := []Scenario{
+		{Name: "boot", Repeat: 2},
+		{Name: "density", Repeat: 3, Parallel: true},
+		{Name: "after", Parallel: true},
+		{Name: "bench", Bench: true, Repeat: 2},
+	}
+	var got [][]string
+	for _, b := range Batches(list) {
+		var names []string
+		for _, r := range b {
+			names = append(names, fmt.Sprintf("%s#%d", r.Scenario.Name, r.Index))
+		}
+		got = append(got, names)
+	}
+	require.Equal(t, [][]string{{"boot#1"}, {"boot#2"}, {"density#1", "density#2", "density#3"}, {"after#1"},
+		{"bench#1"}, {"bench#2"}}, got)
+
+	ok := Scenario{Name: "p", Args: []string{"run"}, Repeat: 2, Parallel: true}
+	require.NoError(t, ok.Validate())
+	for _, bad := range []func(*Scenario){
+		func(s *Scenario) { s.Bench = true },
+		func(s *Scenario) { s.Tap = &Tap{Name: "tap0"} },
+		func(s *Scenario) { s.Disks = []Disk{{Path: "/tmp/d.img"}} },
+	} {
+		s := ok
+		bad(&s)
+		require.ErrorIs(t, s.Validate(), ErrInvalid)
+	}
+}
+
 func TestReports(t *testing.T) {
 	ok := Scenario{Name: "r", Args: []string{"run"}, Report: true, Stream: true}
 	require.NoError(t, ok.Validate())

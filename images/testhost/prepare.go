@@ -86,16 +86,22 @@ func (s Suite) needs() (vmm, qemu bool) {
 	return vmm, qemu
 }
 
-// Timeout is enough for every scheduled run plus the outer boot.
+// Timeout is enough for every scheduled run plus the outer boot: the
+// longest run of each batch (scenario.Batches), since a batch's runs go
+// together.
 func (s Suite) Timeout() (time.Duration, error) {
 	total := outerBootBudget
-	for _, r := range scenario.Schedule(s.Scenarios) {
-		d, err := r.Scenario.Deadline()
-		if err != nil {
-			return 0, err
+	for _, b := range scenario.Batches(s.Scenarios) {
+		var longest time.Duration
+		for _, r := range b {
+			d, err := r.Scenario.Deadline()
+			if err != nil {
+				return 0, err
+			}
+			longest = max(longest, d)
 		}
 		// A killed run may take waitDelay more to be reaped.
-		total += d + 10*time.Second
+		total += longest + 10*time.Second
 	}
 	return total, nil
 }

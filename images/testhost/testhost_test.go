@@ -185,6 +185,11 @@ func TestSuiteTimeoutAndNeeds(t *testing.T) {
 	d, err := s.Timeout()
 	require.NoError(t, err)
 	require.Equal(t, outerBootBudget+60*time.Second*2+30*time.Second+3*10*time.Second, d)
+	// A parallel scenario's runs go together: its timeout counts once.
+	s.Scenarios[0].Parallel = true
+	d, err = s.Timeout()
+	require.NoError(t, err)
+	require.Equal(t, outerBootBudget+60*time.Second+30*time.Second+2*10*time.Second, d)
 	vmm, qemu := s.needs()
 	require.True(t, vmm)
 	require.True(t, qemu)

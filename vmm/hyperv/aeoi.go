@@ -78,10 +78,10 @@ func (p *Partition) Process(vcpu int, lapic LAPIC) error {
 		if v.aeoiKick != nil {
 			v.aeoiKick.Stop()
 		}
-		v.aeoiKick = p.clock.AfterFunc(aeoiRetry, func() {
+		v.aeoiKick = p.clock.AfterFunc(aeoiRetry, func(uint64) {
 			v.need.Store(true)
 			p.host.Kick(vcpu)
-		})
+		}, 0)
 	}
 	return nil
 }

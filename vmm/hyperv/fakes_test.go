@@ -90,10 +90,10 @@ func (c *fakeClock) Now() uint64 {
 	return c.now
 }
 
-func (c *fakeClock) AfterFunc(d uint64, f func()) Timer {
+func (c *fakeClock) AfterFunc(d uint64, f func(uint64), arg uint64) Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now + d, f: f}
+	t := &fakeTimer{c: c, at: c.now + d, f: func() { f(arg) }}
 	c.timers = append(c.timers, t)
 	return t
 }

@@ -36,7 +36,8 @@ type fdTimer struct {
 	mu sync.Mutex
 	// seq numbers the arms, so that a stale handle's Stop does nothing.
 	seq uint64
-	fn  func()
+	fn  func(uint64)
+	arg uint64
 	// deadline is the armed expiry (CLOCK_MONOTONIC ns), 0 when idle; an
 	// expiry read before it belongs to an earlier arm and is ignored.
 	deadline int64
@@ -56,8 +57,8 @@ func monotonicNS() int64 {
 	return ts.Nano()
 }
 
-// afterFunc arms a pooled timer to call f after d.
-func (p *fdTimers) afterFunc(d time.Duration, f func()) (Timer, error) {
+// afterFunc arms a pooled timer to call f(arg) after d.
+func (p *fdTimers) afterFunc(d time.Duration, f func(uint64), arg uint64) (Timer, error) {
 	t, err := p.get()
 	if err != nil {
 		return nil, err
@@ -66,7 +67,7 @@ func (p *fdTimers) afterFunc(d time.Duration, f func()) (Timer, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.seq++
-	t.fn = f
+	t.fn, t.arg = f, arg
 	t.deadline = monotonicNS() + int64(d)
 	if err := t.set(d); err != nil {
 		t.fn, t.deadline = nil, 0
@@ -148,7 +149,7 @@ func (t *fdTimer) read() {
 			return
 		}
 		t.mu.Lock()
-		f := t.fn
+		f, arg := t.fn, t.arg
 		if f == nil || monotonicNS() < t.deadline {
 			t.mu.Unlock()
 			continue
@@ -156,7 +157,7 @@ func (t *fdTimer) read() {
 		t.fn, t.deadline = nil, 0
 		t.mu.Unlock()
 		t.pool.put(t)
-		f()
+		f(arg)
 	}
 }
 

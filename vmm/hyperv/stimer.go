@@ -29,6 +29,9 @@ type stimer struct {
 	// callback does nothing.
 	gen   uint64
 	timer Timer
+	// fire is the clock's callback, made on the first arm and passed each
+	// arm's gen: guests re-arm at every tick.
+	fire func(gen uint64)
 	// pending: expired, but the message is not delivered yet.
 	pending bool
 	// expired counts expiries, delivered counts delivered notifications.
@@ -106,14 +109,22 @@ func (p *Partition) startTimer(v *vp, t *stimer, now uint64) {
 		}
 	}
 	t.gen++
-	gen := t.gen
 	if v.armLogs.Add(1) <= maxArmLogs {
 		// The first few show how far ahead of vmm's clock the guest sets
 		// its timers: a clock out of step with the guest's shows here.
 		p.log.Debug("Hyper-V timer armed", "vp", v.index, "timer", t.index, "periodic", t.periodic(),
 			"count", t.count, "now", now, "wait_100ns", t.exp-now)
 	}
-	t.timer = p.clock.AfterFunc(t.exp-now, func() { p.timerFired(v, t, gen) })
+	p.arm(v, t, t.exp-now)
+}
+
+// arm has the clock call timerFired for t's current gen after d. Callers
+// hold v.mu.
+func (p *Partition) arm(v *vp, t *stimer, d uint64) {
+	if t.fire == nil {
+		t.fire = func(gen uint64) { p.timerFired(v, t, gen) }
+	}
+	t.timer = p.clock.AfterFunc(d, t.fire, t.gen)
 }
 
 // maxArmLogs bounds the debug lines startTimer writes per vCPU.
@@ -131,8 +142,7 @@ func (p *Partition) timerFired(v *vp, t *stimer, gen uint64) {
 	if now < t.exp {
 		// The host timer ran early relative to the reference clock.
 		t.gen++
-		gen := t.gen
-		t.timer = p.clock.AfterFunc(t.exp-now, func() { p.timerFired(v, t, gen) })
+		p.arm(v, t, t.exp-now)
 		return
 	}
 	p.expire(v, t, now)

@@ -2,6 +2,7 @@ package hyperv
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -175,4 +176,46 @@ func TestPostMessageRaceWithGuestConsumer(t *testing.T) {
 	require.True(t, tp.postMessage(v, 1, 0x101, []byte{4}))
 	require.Equal(t, uint32(0x101), binary.LittleEndian.Uint32(s))
 	require.Equal(t, byte(1), s[4])
+}
+
+// allocClock is a real-time-free Clock whose AfterFunc allocates nothing,
+// so what a test counts is the partition's own allocations.
+type allocClock struct{ now uint64 }
+
+type allocTimer struct{}
+
+func (allocTimer) Stop() bool                                      { return true }
+func (c *allocClock) Now() uint64                                  { return c.now }
+func (c *allocClock) AfterFunc(uint64, func(uint64), uint64) Timer { return allocTimer{} }
+
+// A guest re-arms its timer at every tick, on every vCPU: the partition
+// must not allocate for it (garbage to collect while the guest runs is
+// vmm's own memory, issue 20).
+func TestSTimerRearmAllocatesNothing(t *testing.T) {
+	tp := newTestPartition(t, "all", 1)
+	tp.Partition.clock = &allocClock{now: 1000}
+	tp.mustWrite(t, 0, MSRSTimer0Config, timerConfig(t, true, false, false, true, 0x40, 0))
+	count := uint64(2000)
+	ok := true
+	allocs := testing.AllocsPerRun(200, func() {
+		count += 1000
+		ok = ok && tp.WriteMSR(0, MSRSTimer0Config+1, count)
+	})
+	require.True(t, ok)
+	require.Zero(t, allocs, "allocations per STIMER0_COUNT write")
+	require.Equal(t, count, tp.mustRead(t, 0, MSRSTimer0Config+1))
+}
+
+func TestMSRNames(t *testing.T) {
+	for i := range uint32(16) {
+		require.Equal(t, fmt.Sprintf("SINT%d", i), msrName(MSRSINT0+i))
+	}
+	for i := range uint32(4) {
+		require.Equal(t, fmt.Sprintf("STIMER%d_CONFIG", i), msrName(MSRSTimer0Config+2*i))
+		require.Equal(t, fmt.Sprintf("STIMER%d_COUNT", i), msrName(MSRSTimer0Config+2*i+1))
+	}
+	for i := range uint32(5) {
+		require.Equal(t, fmt.Sprintf("CRASH_P%d", i), msrName(MSRCrashP0+i))
+	}
+	require.Equal(t, "0x400000ff", msrName(0x400000ff))
 }

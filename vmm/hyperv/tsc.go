@@ -62,11 +62,13 @@ func (p TSCParams) EncodeTSCPage(seq uint32) [tscPageUsed]byte {
 }
 
 // Clock is the partition's time base. Now is the reference time in 100 ns
-// units; AfterFunc calls f (on its own goroutine) after d 100 ns units.
-// Tests use a fake clock; TSCClock is the real one.
+// units; AfterFunc calls f(arg) (on its own goroutine) after d 100 ns
+// units. The argument lets a caller that re-arms at every guest tick pass
+// one callback made once, not a closure per arm. Tests use a fake clock;
+// TSCClock is the real one.
 type Clock interface {
 	Now() uint64
-	AfterFunc(d uint64, f func()) Timer
+	AfterFunc(d uint64, f func(arg uint64), arg uint64) Timer
 }
 
 // Timer is a pending AfterFunc call.
@@ -100,17 +102,17 @@ func (c *TSCClock) Now() uint64 { return c.Params.RefTime(c.GuestTSC()) }
 
 // AfterFunc implements Clock with pooled timerfds (fdTimers), or the Go
 // runtime's timers where no timerfd can be had. After Close it arms nothing.
-func (c *TSCClock) AfterFunc(d uint64, f func()) Timer {
+func (c *TSCClock) AfterFunc(d uint64, f func(uint64), arg uint64) Timer {
 	const maxUnits = uint64(1<<63-1) / uint64(refUnit)
 	dur := time.Duration(min(d, maxUnits)) * refUnit
-	t, err := c.timers.afterFunc(dur, f)
+	t, err := c.timers.afterFunc(dur, f, arg)
 	switch {
 	case err == nil:
 		return t
 	case errors.Is(err, errTimersClosed):
 		return stoppedTimer{}
 	}
-	return time.AfterFunc(dur, f)
+	return time.AfterFunc(dur, func() { f(arg) })
 }
 
 // Close releases the clock's timers; callbacks not yet run never run.

@@ -493,6 +493,12 @@ func TestKVMVCPUState(t *testing.T) {
 	if got, err := v.GetMSRs([]uint32{sysenterCS}); err != nil || len(got) != 1 || got[0].Index != sysenterCS || got[0].Data != 0x10 {
 		t.Fatalf("GetMSRs = %+v, %v; want 0x174 = 0x10", got, err)
 	}
+	if got, err := v.GetMSR(sysenterCS); err != nil || got != 0x10 {
+		t.Fatalf("GetMSR = %#x, %v; want 0x10", got, err)
+	}
+	if _, err := v.GetMSR(0xdeadbeef); !errors.Is(err, kvm.ErrMSRsPartial) {
+		t.Errorf("GetMSR of an unknown MSR = %v, want ErrMSRsPartial", err)
+	}
 	err = v.SetMSRs([]kvm.MSREntry{{Index: sysenterCS, Data: 0x20}, {Index: 0xdeadbeef, Data: 1}})
 	if !errors.Is(err, kvm.ErrMSRsPartial) {
 		t.Errorf("SetMSRs with unknown MSR = %v, want ErrMSRsPartial", err)

@@ -152,6 +152,24 @@ func (v *VCPU) GetMSRs(indices []uint32) ([]MSREntry, error) {
 	return out, nil
 }
 
+// GetMSR reads one MSR (KVM_GET_MSRS) into a buffer on the stack: guests
+// read their clocks through vmm at every timer tick, and GetMSRs allocates.
+func (v *VCPU) GetMSR(index uint32) (uint64, error) {
+	var buf struct {
+		hdr   kvmMSRsHeader
+		entry MSREntry
+	}
+	buf.hdr.NMSRs, buf.entry.Index = 1, index
+	r, err := ioctlPtr(v.fd, kvmGetMSRs, unsafe.Pointer(&buf))
+	if err != nil {
+		return 0, fmt.Errorf("KVM_GET_MSRS on vCPU %d: %w", v.id, err)
+	}
+	if r < 1 {
+		return 0, fmt.Errorf("KVM_GET_MSRS on vCPU %d: MSR %#x not read: %w", v.id, index, ErrMSRsPartial)
+	}
+	return buf.entry.Data, nil
+}
+
 // SetMSRs writes the given MSRs (KVM_SET_MSRS). It fails with ErrMSRsPartial
 // if KVM could not write all of them.
 func (v *VCPU) SetMSRs(entries []MSREntry) error {

@@ -34,6 +34,7 @@ type options struct {
 	hyperv                    bool     // also the Hyper-V clock scenarios (hyperv.go)
 	firmware                  bool     // also the SeaBIOS/GRUB boot scenarios (firmware.go)
 	uefi                      bool     // also the OVMF/GRUB boot scenarios (uefi.go)
+	footprint                 bool     // also the memory scenarios (memory.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -56,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	fs.BoolVar(&o.uefi, "uefi", false, "also time OVMF -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc with the same OVMF")
+	fs.BoolVar(&o.footprint, "footprint", false, "also measure memory beyond guest RAM against QEMU, and the guest RAM vmm keeps after the guest frees 128 MiB with and without --balloon")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -130,6 +132,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 		}
 		list = append(list, more...)
 	}
+	if o.footprint {
+		more, err := o.memoryScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
+	}
 	if _, err := scenario.Encode(list); err != nil {
 		return nil, err
 	}
@@ -192,6 +201,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		u := summarizeUEFI(o.runners, out.Results)
 		u.write(stdout)
 		rep.UEFI = &u
+	}
+	if o.footprint {
+		m := summarizeMemory(o.runners, out.Console)
+		m.write(stdout)
+		rep.Memory = &m
 	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

@@ -25,6 +25,8 @@ type report struct {
 	Firmware *fwReport `json:"firmware,omitempty"`
 	// UEFI are the OVMF/GRUB boot times, with -uefi.
 	UEFI *fwReport `json:"uefi,omitempty"`
+	// Memory are the memory figures, with -footprint.
+	Memory *memReport `json:"memory,omitempty"`
 }
 
 type benchRun struct {
