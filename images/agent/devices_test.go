@@ -39,6 +39,9 @@ type fakeIO struct {
 	slept    time.Duration     // what suspendToRAM reports
 	sleepErr error
 	wakes    []time.Duration // the alarms suspendToRAM was asked for
+	// sysfs, if set, is the fake root that unbind removes a device's
+	// driver links from.
+	sysfs fstest.MapFS
 }
 
 type roFile struct{ *os.File }
@@ -333,6 +336,15 @@ func (f *fakeIO) writeEFIVar(name string, v []byte) error {
 	return nil
 }
 func (f *fakeIO) touchAndFree(n int) error { f.touched += n; return nil }
+
+func (f *fakeIO) unbind(driverDir, dev string) error {
+	if _, ok := f.sysfs[driverDir+"/"+dev+"/uevent"]; !ok {
+		return os.ErrNotExist
+	}
+	delete(f.sysfs, driverDir+"/"+dev+"/uevent")
+	delete(f.sysfs, vmbusDevices+"/"+dev+"/driver/uevent")
+	return nil
+}
 
 func (f *fakeIO) settle(d time.Duration) { f.settled += d }
 
