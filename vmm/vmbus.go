@@ -125,6 +125,12 @@ func (m *Machine) setupVMBus() error {
 		// runs the connection.
 		bc.Trace = func(dir, msg, detail string) { part.TraceVMBus(0, dir, msg, detail) }
 	}
+	// Channel signals through ioeventfds (signalRoutes), except where each
+	// must stay a hypercall: traced, or where hyperv-testdev's event
+	// connections, which come before the bus's, may claim a channel's.
+	if part := m.hv.part; !part.Tracing() && !m.cfg.Testdev {
+		bc.Host = signalRoutes{BusHost: part.BusHost(), e: ioEvents{vm: m.vm, log: m.log}, part: part}
+	}
 	bus := vmbus.New(bc)
 	kvp, err := ic.NewKVP(m.cfg.KVP, nil)
 	if err != nil {
