@@ -697,3 +697,25 @@ func TestSignalRoutes(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, h.routes)
 }
+
+func TestMaskSignals(t *testing.T) {
+	r := newRig(t, 1, Config{})
+	c, _, err := r.g.Open(r.connect(t)[0], 2, 2, 0)
+	require.NoError(t, err)
+	host := r.devs[0].ch
+	host.MaskSignals(true)
+	require.Equal(t, uint32(1), c.Out.Get(guestdrv.MaskOff))
+	require.NoError(t, c.Send(ring.TypeDataInband, 0, 1, []byte("a")))
+	require.Zero(t, r.bus.Stats().Channels[0].Stats.SignalsIn, "no signal while masked")
+	host.MaskSignals(false)
+	require.Zero(t, c.Out.Get(guestdrv.MaskOff))
+	// The host drains what came unsignalled, then the guest signals again.
+	r.devs[0].Interrupt(host)
+	require.NoError(t, c.Send(ring.TypeDataInband, 0, 2, []byte("b")))
+	require.Equal(t, uint64(1), r.bus.Stats().Channels[0].Stats.SignalsIn)
+	require.Equal(t, uint64(2), r.bus.Stats().Channels[0].Stats.PacketsIn)
+	// A closed channel's mask is left alone.
+	require.NoError(t, c.Close())
+	host.MaskSignals(true)
+	require.Zero(t, c.Out.Get(guestdrv.MaskOff))
+}

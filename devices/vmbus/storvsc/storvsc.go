@@ -380,8 +380,20 @@ func (w *worker) sendHeld() bool {
 
 // drain serves packets until the ring is empty (the guest signals again
 // only for a ring it saw empty), the answer ring is full (the guest
-// signals when it has made room) or the channel is gone.
+// signals when it has made room) or the channel is gone. While it drains,
+// the guest's signals are masked (a request written meanwhile is found
+// here without a hypercall); the mask is cleared before the last look at
+// the ring.
 func (w *worker) drain() {
+	masked := false
+	mask := func(on bool) {
+		if masked != on {
+			w.ch.MaskSignals(on)
+			masked = on
+		}
+	}
+	defer mask(false)
+	mask(true)
 	for {
 		select {
 		case <-w.stop:
@@ -399,9 +411,16 @@ func (w *worker) drain() {
 			return
 		}
 		if !ok {
+			if masked {
+				// A request written before the unmask came
+				// without a signal: look once more.
+				mask(false)
+				continue
+			}
 			w.ch.RecvDone()
 			return
 		}
+		mask(true)
 		if cap(p.Payload) > cap(w.buf) {
 			w.buf = p.Payload[:0]
 		}

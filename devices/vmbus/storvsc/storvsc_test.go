@@ -530,3 +530,18 @@ func TestRingFull(t *testing.T) {
 	}
 	require.Equal(t, n, got)
 }
+
+// TestSignalMaskIdle: the worker masks the guest's signals only while it
+// drains; once idle the mask is clear, so the guest's next request (sent
+// with a signal into an empty ring) wakes it.
+func TestSignalMaskIdle(t *testing.T) {
+	r := newRig(t, 1, disk{})
+	r.initialize(Version6_2)
+	for i := range 20 {
+		rd := r.exec(r.ch, srb{cdb: cdb10(scsi.OpRead10, uint32(i), 1), data: make([]byte, 512), dataIn: true})
+		require.Equal(t, byte(srbSuccess), rd.srbStatus)
+		require.Eventually(t, func() bool { return r.ch.Out.Get(guestdrv.MaskOff) == 0 }, 5*time.Second, time.Millisecond,
+			"request %d: the idle worker leaves the guest's signals unmasked", i)
+	}
+	require.Equal(t, uint64(24), r.ctrl.Stats().Packets)
+}
