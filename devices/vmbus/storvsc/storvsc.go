@@ -21,9 +21,13 @@
 // Each open channel has its own goroutine that drains the ring; it runs
 // up to 64 SCSI requests at once on goroutines of their own, which
 // complete them by transaction id as they finish (SYNCHRONIZE CACHE covers
-// the writes completed before it). A vCPU only kicks the channel. Everything in a packet is guest
-// input: sizes, versions, addresses (every page of a data range is checked
-// against guest RAM), LUNs and CDBs; a bad request gets an error status,
+// the writes completed before it). The guest's signal only kicks the
+// worker (vmm delivers it through an ioeventfd, without a vCPU exit), and
+// while the worker drains, the guest's signals are masked in the ring.
+// A data range resolves to one buffer per run of consecutive guest pages.
+// Everything in a packet is guest input: sizes, versions, addresses
+// (every page of a data range is checked against guest RAM), LUNs and
+// CDBs; a bad request gets an error status,
 // a broken ring stops its channel.
 package storvsc
 
