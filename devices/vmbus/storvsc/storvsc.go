@@ -27,8 +27,8 @@
 // A data range resolves to one buffer per run of consecutive guest pages.
 // Everything in a packet is guest input: sizes, versions, addresses
 // (every page of a data range is checked against guest RAM), LUNs and
-// CDBs; a bad request gets an error status,
-// a broken ring stops its channel.
+// CDBs; a bad request gets an error status, a broken ring stops its
+// channel.
 package storvsc
 
 import (
