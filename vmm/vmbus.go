@@ -244,11 +244,15 @@ func (m *Machine) addStorvsc(v *vmbusMachine) error {
 	return nil
 }
 
-// close stops the synthetic NICs and closes their taps, then stops the
-// SCSI controller's workers and flushes and closes its images.
+// close removes the channels' signal ioeventfds, stops the synthetic NICs
+// and closes their taps, then stops the SCSI controller's workers and
+// flushes and closes its images.
 func (v *vmbusMachine) close() error {
 	if v == nil {
 		return nil
+	}
+	if v.bus != nil {
+		v.bus.Close()
 	}
 	var errs []error
 	for _, n := range v.nics {

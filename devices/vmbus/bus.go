@@ -313,6 +313,20 @@ func (b *Bus) Remove(dev Device) {
 	}
 }
 
+// Close undoes the open channels' signal routes (SignalRoutes), for a VM
+// that has stopped: what the routes hold (vmm: ioeventfds and their
+// goroutines) is released. The channels stay as they are.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.unlock()
+	for _, cs := range b.chans {
+		if cs.unroute != nil {
+			cs.unroute()
+			cs.unroute = nil
+		}
+	}
+}
+
 // Post takes a guest's HvPostMessage of msg on connection conn and returns
 // the hypercall status.
 func (b *Bus) Post(conn uint32, msg []byte) uint16 {

@@ -696,6 +696,14 @@ func TestSignalRoutes(t *testing.T) {
 	_, err = r.g.Negotiate()
 	require.NoError(t, err)
 	require.Empty(t, h.routes)
+
+	// Close (the VM stopped) unroutes open channels.
+	offers = r.connect(t)
+	_, _, err = r.g.Open(offers[0], 2, 2, 0)
+	require.NoError(t, err)
+	require.Len(t, h.routes, 1)
+	r.bus.Close()
+	require.Empty(t, h.routes)
 }
 
 func TestMaskSignals(t *testing.T) {
