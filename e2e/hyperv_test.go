@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
+	"github.com/vmmdev/vmm/vmm"
 )
 
 func TestCompareHyperV(t *testing.T) {
@@ -146,4 +147,39 @@ func TestVMBusICScenario(t *testing.T) {
 		_, err := checkVMBusICReport(console(bad))
 		require.Error(t, err, bad)
 	}
+}
+
+func TestVMBusHeartbeatScenario(t *testing.T) {
+	s, err := vmbusHeartbeatScenarioSpec()
+	require.NoError(t, err)
+	require.NoError(t, s.Validate())
+	require.Equal(t, vmm.ExitHeartbeat, s.WantExit)
+	require.True(t, s.Report)
+	require.Contains(t, strings.Join(s.Args, " "), "--vmbus --heartbeat-timeout 3s")
+	require.Equal(t, scenario.Pass, s.WantChecks["heartbeat-stop"])
+
+	good := `{"exit_code": 10, "stop": {"reason": "heartbeat-lost", "detail": "no heartbeat for 4s (after 5 beats; channel closed)"},
+	  "hyperv": {"vmbus": {"heartbeat": {"state": "closed", "beats": 5}}}}`
+	console := func(doc string) []string {
+		var out []string
+		for _, l := range strings.Split(doc, "\n") {
+			out = append(out, scenario.ReportPrefix+l)
+		}
+		return out
+	}
+	summary, err := checkHeartbeatReport(console(good))
+	require.NoError(t, err)
+	require.Contains(t, summary, "heartbeat-lost: no heartbeat for 4s")
+	for _, bad := range []string{
+		strings.Replace(good, `"exit_code": 10`, `"exit_code": 4`, 1),
+		strings.Replace(good, `"heartbeat-lost"`, `"timeout"`, 1),
+		strings.Replace(good, `"beats": 5`, `"beats": 0`, 1),
+		strings.Replace(good, `"state": "closed"`, `"state": "ready"`, 1),
+		strings.Replace(good, `no heartbeat for`, `something`, 1),
+	} {
+		_, err := checkHeartbeatReport(console(bad))
+		require.Error(t, err, bad)
+	}
+	_, err = checkHeartbeatReport(nil)
+	require.Error(t, err)
 }

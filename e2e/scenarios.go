@@ -140,6 +140,11 @@ func Scenarios() ([]scenario.Scenario, error) {
 		return nil, err
 	}
 	list = append(list, ic)
+	hb, err := vmbusHeartbeatScenarioSpec()
+	if err != nil {
+		return nil, err
+	}
+	list = append(list, hb)
 	nvsc, err := netvscScenario()
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmmdev/vmm/images/scenario"
 	"github.com/vmmdev/vmm/images/testhost"
+	"github.com/vmmdev/vmm/vmm"
 )
 
 // vmbusICScenario boots with --vmbus, a NIC (the net check gives it
@@ -116,4 +117,72 @@ func checkVMBusICReport(console []string) (string, error) {
 	}
 	return fmt.Sprintf("%d heartbeats; KVP OSName=%q OSBuildNumber=%q NetworkAddressIPv4=%q", v.Heartbeat.Beats,
 		a["OSName"], a["OSBuildNumber"], a["NetworkAddressIPv4"]), nil
+}
+
+// vmbusHeartbeatScenario boots with --vmbus and --heartbeat-timeout: once
+// vmm has counted the guest's heartbeats, the agent unbinds the heartbeat
+// device from hv_utils (the heartbeat-stop check), which closes its
+// channel while Linux runs on, and hangs. vmm must end the run as
+// documented, with exit 10 and stop reason heartbeat-lost
+// (checkHeartbeatReport), a few seconds later.
+const vmbusHeartbeatScenario = "vmbus-heartbeat"
+
+// heartbeatTimeout is the scenario's --heartbeat-timeout: vmm's least.
+const heartbeatTimeout = 3 * time.Second
+
+func vmbusHeartbeatScenarioSpec() (scenario.Scenario, error) {
+	g := testhost.Guest{Quiet: true, Action: "hang", Timeout: 150 * time.Second,
+		Checks: []string{"boot", "vmbus", "heartbeat-stop"}}
+	args, err := g.Args(scenario.RunnerVMM)
+	if err != nil {
+		return scenario.Scenario{}, err
+	}
+	if args, err = testhost.WithHyperV(scenario.RunnerVMM, args); err != nil {
+		return scenario.Scenario{}, err
+	}
+	args = append(args, "--vmbus", "--heartbeat-timeout", heartbeatTimeout.String(), "--log-level", "info")
+	want := map[string]string{}
+	for _, c := range g.Checks {
+		want[c] = scenario.Pass
+	}
+	return scenario.Scenario{
+		Name: vmbusHeartbeatScenario, Args: args, WantExit: vmm.ExitHeartbeat, WantChecks: want, Stream: true, Report: true,
+		Timeout: (g.Timeout + 30*time.Second).String(),
+	}, nil
+}
+
+type heartbeatReport struct {
+	ExitCode int `json:"exit_code"`
+	Stop     struct {
+		Reason string `json:"reason"`
+		Detail string `json:"detail"`
+	} `json:"stop"`
+	HyperV *struct {
+		VMBus *struct {
+			Heartbeat struct {
+				State string `json:"state"`
+				Beats uint64 `json:"beats"`
+			} `json:"heartbeat"`
+		} `json:"vmbus"`
+	} `json:"hyperv"`
+}
+
+// checkHeartbeatReport: vmm stopped the run for the lost heartbeat, after
+// the guest had beaten, and its stop detail says so.
+func checkHeartbeatReport(console []string) (string, error) {
+	reps, err := scenario.ParseReports[heartbeatReport](console)
+	if err != nil {
+		return "", err
+	}
+	if len(reps) != 1 || reps[0].HyperV == nil || reps[0].HyperV.VMBus == nil {
+		return "", fmt.Errorf("want one report with a hyperv.vmbus summary, have %d", len(reps))
+	}
+	r := reps[0]
+	hb := r.HyperV.VMBus.Heartbeat
+	if r.ExitCode != vmm.ExitHeartbeat || r.Stop.Reason != vmm.StopHeartbeatLost.String() ||
+		!strings.Contains(r.Stop.Detail, "no heartbeat for") || hb.Beats == 0 || hb.State != "closed" {
+		return "", fmt.Errorf("exit %d, stop %q (%q), %d beats, heartbeat channel %s: want exit %d, %s after beats, channel closed",
+			r.ExitCode, r.Stop.Reason, r.Stop.Detail, hb.Beats, hb.State, vmm.ExitHeartbeat, vmm.StopHeartbeatLost)
+	}
+	return fmt.Sprintf("stop %s: %s", r.Stop.Reason, r.Stop.Detail), nil
 }

@@ -100,9 +100,10 @@ type msrHandler interface {
 type dispatcher struct {
 	pio, mmio ioBus
 	msr       msrHandler // nil: every filtered MSR access faults
-	// hypercall, if set, handles writes to the Hyper-V hypercall port with
-	// the calling vCPU (the hypercall page's "out" exits here).
-	hypercall func(vcpu int) error
+	// hypercall, if set, handles writes to the Hyper-V hypercall and
+	// signal ports with the calling vCPU and the port (the hypercall
+	// page's "out" exits here).
+	hypercall func(vcpu int, port uint64) error
 }
 
 // dispatch handles one exit of vCPU vcpu.
@@ -113,8 +114,8 @@ func (d *dispatcher) dispatch(vcpu int, e *Exit) Outcome {
 		if size == 0 || len(e.Data)%size != 0 {
 			return stopError(vcpu, fmt.Errorf("malformed port I/O exit: size %d, %d bytes", size, len(e.Data)))
 		}
-		if d.hypercall != nil && e.Write && e.Addr == hyperv.HypercallPort {
-			if err := d.hypercall(vcpu); err != nil {
+		if d.hypercall != nil && e.Write && (e.Addr == hyperv.HypercallPort || e.Addr == hyperv.SignalPort) {
+			if err := d.hypercall(vcpu, e.Addr); err != nil {
 				return stopError(vcpu, err)
 			}
 			return Outcome{}

@@ -131,6 +131,9 @@ func (m *Machine) setupHyperV() error {
 	if err := m.pio.Register(hyperv.HypercallPort, 1, hypercallPortDevice{}, "hyperv-hypercall"); err != nil {
 		return fmt.Errorf("register the Hyper-V hypercall port: %w", err)
 	}
+	if err := m.pio.Register(hyperv.SignalPort, 1, hypercallPortDevice{}, "hyperv-signal"); err != nil {
+		return fmt.Errorf("register the Hyper-V signal port: %w", err)
+	}
 	m.hv = hm
 	m.hypervSummary = hm.Summary
 	m.log.Info("Hyper-V enlightenments on", "features", f.String(), "tsc_khz", khz, "tsc_offset", off)
@@ -201,7 +204,10 @@ func (h *hvMachine) Summary() any {
 }
 
 // hypercall runs on vCPU vcpu's thread, in its port-write exit.
-func (h *hvMachine) hypercall(vcpu int) error {
+func (h *hvMachine) hypercall(vcpu int, port uint64) error {
+	if port == hyperv.SignalPort {
+		return h.part.SignalFallback(vcpu, h.m.vcpus[vcpu].kvm)
+	}
 	return h.part.Hypercall(vcpu, h.m.vcpus[vcpu].kvm)
 }
 

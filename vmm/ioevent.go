@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/devices/testdev"
+	"github.com/vmmdev/vmm/vmm/hyperv"
 	"github.com/vmmdev/vmm/vmm/kvm"
 )
 
@@ -104,4 +105,56 @@ func (c *eventCounter) Close() {
 		c.e.log.Warn("remove ioeventfd", "addr", fmt.Sprintf("%#x", c.reg.Addr), "err", err)
 	}
 	unix.Close(c.fd)
+}
+
+// signalRoutes serves the guest's fast HvSignalEvent on open VMBus
+// channels (vmbus.SignalRoutes) through KVM_IOEVENTFD: the hypercall
+// page's fast path writes the connection id to hyperv.SignalPort, and an
+// ioeventfd matching that id takes the write in the kernel, as virtio's
+// notifications are taken. A goroutine parked in Go's poller then hands
+// the signal to the bus. The vCPU never exits for it.
+type signalRoutes struct {
+	hyperv.BusHost
+	e    ioEvents
+	part *hyperv.Partition
+}
+
+// RouteSignal implements vmbus.SignalRoutes. It returns nil, leaving the
+// connection to the hypercall exit, when KVM refuses the ioeventfd.
+func (r signalRoutes) RouteSignal(conn uint32, signal func()) func() {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		r.e.log.Warn("vmbus: signal eventfd", "conn", conn, "err", err)
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "vmbus-signal")
+	reg := kvm.IOEventFD{Addr: hyperv.SignalPort, Len: 4, FD: int32(fd),
+		Flags: kvm.IOEventFDPIO | kvm.IOEventFDDatamatch, Datamatch: uint64(conn)}
+	if err := r.e.vm.IOEventFD(reg); err != nil {
+		r.e.log.Warn("vmbus: signal ioeventfd", "conn", conn, "err", err)
+		f.Close()
+		return nil
+	}
+	go func() {
+		buf := make([]byte, 8)
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			if c := binary.LittleEndian.Uint64(buf); n == 8 && c > 0 {
+				r.part.NoteFastSignals(c)
+				signal()
+			}
+		}
+	}()
+	// The undo runs under the bus's lock: it does not wait for the
+	// goroutine, whose signal may be waiting for that lock.
+	return func() {
+		reg.Flags |= kvm.IOEventFDDeassign
+		if err := r.e.vm.IOEventFD(reg); err != nil {
+			r.e.log.Warn("vmbus: remove signal ioeventfd", "conn", conn, "err", err)
+		}
+		f.Close()
+	}
 }

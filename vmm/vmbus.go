@@ -127,6 +127,12 @@ func (m *Machine) setupVMBus() error {
 		// runs the connection.
 		bc.Trace = func(dir, msg, detail string) { part.TraceVMBus(0, dir, msg, detail) }
 	}
+	// Channel signals through ioeventfds (signalRoutes), except where each
+	// must stay a hypercall: traced, or where hyperv-testdev's event
+	// connections, which come before the bus's, may claim a channel's.
+	if part := m.hv.part; !part.Tracing() && !m.cfg.Testdev {
+		bc.Host = signalRoutes{BusHost: part.BusHost(), e: ioEvents{vm: m.vm, log: m.log}, part: part}
+	}
 	bus := vmbus.New(bc)
 	kvp, err := ic.NewKVP(m.cfg.KVP, nil)
 	if err != nil {
@@ -250,11 +256,15 @@ func (m *Machine) addStorvsc(v *vmbusMachine) error {
 	return nil
 }
 
-// close stops the synthetic NICs and closes their taps, then stops the
-// SCSI controller's workers and flushes and closes its images.
+// close removes the channels' signal ioeventfds, stops the synthetic NICs
+// and closes their taps, then stops the SCSI controller's workers and
+// flushes and closes its images.
 func (v *vmbusMachine) close() error {
 	if v == nil {
 		return nil
+	}
+	if v.bus != nil {
+		v.bus.Close()
 	}
 	var errs []error
 	for _, n := range v.nics {

@@ -103,6 +103,21 @@ type Host interface {
 	SignalEvent(vp, sint int, flag uint32)
 }
 
+// SignalRoutes is what a Host may also offer: a way for the guest's
+// HvSignalEvent on an open channel's connection to reach the bus without
+// a hypercall exit (vmm: an ioeventfd behind the hypercall page, as
+// virtio's notifications; KVM's Hyper-V signal eventfds do the same).
+// The bus routes each channel while it is open, calling these with its
+// lock held: RouteSignal arranges for signal to be called (from any
+// goroutine, never from inside these calls) for each of the guest's
+// signals on conn, and returns the function that undoes it, or nil when
+// it cannot (the hypercall path serves the connection then). The undo
+// must not wait for a signal call in progress: a late call is a spurious
+// wake-up, which every device tolerates.
+type SignalRoutes interface {
+	RouteSignal(conn uint32, signal func()) (unroute func())
+}
+
 // Config sets a Bus up.
 type Config struct {
 	Mem  Memory
@@ -154,6 +169,8 @@ type chanState struct {
 	subIndex uint16
 	opens    uint64
 	closed   ChannelStats // traffic of the channel's past opens
+	// unroute undoes the open channel's signal route (SignalRoutes).
+	unroute func()
 }
 
 // Bus is the VMBus host. Its methods are safe for concurrent use.
@@ -298,6 +315,20 @@ func (b *Bus) Remove(dev Device) {
 			b.pump()
 		} else {
 			delete(b.chans, cs.relid)
+		}
+	}
+}
+
+// Close undoes the open channels' signal routes (SignalRoutes), for a VM
+// that has stopped: what the routes hold (vmm: ioeventfds and their
+// goroutines) is released. The channels stay as they are.
+func (b *Bus) Close() {
+	b.mu.Lock()
+	defer b.unlock()
+	for _, cs := range b.chans {
+		if cs.unroute != nil {
+			cs.unroute()
+			cs.unroute = nil
 		}
 	}
 }
@@ -663,6 +694,10 @@ func (b *Bus) openChannel(m []byte) {
 		return
 	}
 	cs := b.chans[relid]
+	if routes, ok := b.cfg.Host.(SignalRoutes); ok {
+		conn := eventConnBase + relid
+		cs.unroute = routes.RouteSignal(conn, func() { b.Signal(conn) })
+	}
 	b.send(r, func() {
 		ch.setReady()
 		cs.dev.Opened(ch)
@@ -726,6 +761,10 @@ func (b *Bus) lookupGPADL(id uint32) (gpadl.GPADL, bool) {
 
 // closeChannel closes cs; a primary's sub-channels go with it.
 func (b *Bus) closeChannel(cs *chanState) {
+	if cs.unroute != nil {
+		cs.unroute()
+		cs.unroute = nil
+	}
 	if cs.ch != nil {
 		cs.ch.close()
 		cs.dev.Close(cs.ch)

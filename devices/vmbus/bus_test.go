@@ -83,9 +83,15 @@ type rig struct {
 
 func newRig(t *testing.T, ndev int, cfg Config) *rig {
 	t.Helper()
+	return newRigHost(t, ndev, cfg, func(s *guestdrv.SynIC) Host { return s })
+}
+
+// newRigHost is newRig with the bus's Host made from the guest's SynIC.
+func newRigHost(t *testing.T, ndev int, cfg Config, host func(*guestdrv.SynIC) Host) *rig {
+	t.Helper()
 	synic := guestdrv.NewSynIC()
 	mem := make(guestdrv.Mem, 16<<20)
-	cfg.Mem, cfg.Host = mem, synic
+	cfg.Mem, cfg.Host = mem, host(synic)
 	if cfg.VPs == 0 {
 		cfg.VPs = 2
 	}
@@ -632,4 +638,103 @@ func TestSubChannels(t *testing.T) {
 	offers = r.connect(t)
 	require.Len(t, offers, 1)
 	require.Len(t, r.bus.Stats().Channels, 1)
+}
+
+// routedHost is a Host with signal routes, as vmm's ioeventfds: the test
+// fires a route as KVM would.
+type routedHost struct {
+	*guestdrv.SynIC
+	mu     sync.Mutex
+	routes map[uint32]func()
+}
+
+func (h *routedHost) RouteSignal(conn uint32, signal func()) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.routes[conn] != nil {
+		panic("connection routed twice")
+	}
+	h.routes[conn] = signal
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.routes, conn)
+	}
+}
+
+func (h *routedHost) route(conn uint32) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.routes[conn]
+}
+
+func TestSignalRoutes(t *testing.T) {
+	var h *routedHost
+	r := newRigHost(t, 2, Config{}, func(s *guestdrv.SynIC) Host {
+		h = &routedHost{SynIC: s, routes: map[uint32]func(){}}
+		return h
+	})
+	offers := r.connect(t)
+	require.Empty(t, h.routes, "offered channels are not routed")
+	c, st, err := r.g.Open(offers[0], 2, 2, 0)
+	require.NoError(t, err)
+	require.Zero(t, st)
+	require.Len(t, h.routes, 1)
+	fire := h.route(offers[0].Conn)
+	require.NotNil(t, fire, "the open channel's connection is routed")
+
+	// A signal through the route reaches the device as the hypercall's.
+	_, err = c.Out.Write(ring.TypeDataInband, ring.FlagCompletionRequest, 7, []byte("ping"))
+	require.NoError(t, err)
+	fire()
+	require.True(t, c.Interrupted())
+	p, ok := c.In.Read()
+	require.True(t, ok)
+	require.Equal(t, uint64(7), p.ID)
+	require.Equal(t, uint64(1), r.bus.Stats().Channels[0].Stats.SignalsIn)
+
+	// Closed: unrouted; a late signal is harmless.
+	require.NoError(t, c.Close())
+	require.Empty(t, h.routes)
+	fire()
+	require.Equal(t, []string{"open", "opened", "interrupt", "close"}, r.devs[0].Calls())
+
+	// Reopened, then the guest reconnects: the reset unroutes too.
+	_, _, err = r.g.Open(offers[1], 2, 2, 0)
+	require.NoError(t, err)
+	require.NotNil(t, h.route(offers[1].Conn))
+	r.g.Conn = 1
+	_, err = r.g.Negotiate()
+	require.NoError(t, err)
+	require.Empty(t, h.routes)
+
+	// Close (the VM stopped) unroutes open channels.
+	offers = r.connect(t)
+	_, _, err = r.g.Open(offers[0], 2, 2, 0)
+	require.NoError(t, err)
+	require.Len(t, h.routes, 1)
+	r.bus.Close()
+	require.Empty(t, h.routes)
+}
+
+func TestMaskSignals(t *testing.T) {
+	r := newRig(t, 1, Config{})
+	c, _, err := r.g.Open(r.connect(t)[0], 2, 2, 0)
+	require.NoError(t, err)
+	host := r.devs[0].ch
+	host.MaskSignals(true)
+	require.Equal(t, uint32(1), c.Out.Get(guestdrv.MaskOff))
+	require.NoError(t, c.Send(ring.TypeDataInband, 0, 1, []byte("a")))
+	require.Zero(t, r.bus.Stats().Channels[0].Stats.SignalsIn, "no signal while masked")
+	host.MaskSignals(false)
+	require.Zero(t, c.Out.Get(guestdrv.MaskOff))
+	// The host drains what came unsignalled, then the guest signals again.
+	r.devs[0].Interrupt(host)
+	require.NoError(t, c.Send(ring.TypeDataInband, 0, 2, []byte("b")))
+	require.Equal(t, uint64(1), r.bus.Stats().Channels[0].Stats.SignalsIn)
+	require.Equal(t, uint64(2), r.bus.Stats().Channels[0].Stats.PacketsIn)
+	// A closed channel's mask is left alone.
+	require.NoError(t, c.Close())
+	host.MaskSignals(true)
+	require.Zero(t, c.Out.Get(guestdrv.MaskOff))
 }

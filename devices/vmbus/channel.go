@@ -128,6 +128,19 @@ func (c *Channel) Recv(buf []byte) (p ring.Packet, ok bool, err error) {
 	return p, ok, nil
 }
 
+// MaskSignals sets the host's interrupt mask in the guest's ring: while it
+// is set the guest writes packets without signalling (Linux's
+// hv_signal_on_write). A device that drains until empty sets it while it
+// drains and, once empty, clears it and looks again before it sleeps: a
+// packet written before the clear came without a signal.
+func (c *Channel) MaskSignals(masked bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.in.SetInterruptMask(masked)
+	}
+}
+
 // RecvDone ends a batch of Recv calls: it signals the guest if it waits
 // for room in its ring that the batch freed.
 func (c *Channel) RecvDone() {

@@ -22,16 +22,17 @@ const (
 // hypervChecks are added to the registry.
 func hypervChecks() registry {
 	return registry{
-		"hyperv":       checkHyperV,
-		"hyperv-clock": checkHyperVClock,
-		"no-hyperv":    checkNoHyperV,
-		"clock-cost":   checkClockCost,
-		"hyperv-smp":   func(e *env) (bool, string) { return checkHyperVSMP(e, tlbShootdowns) },
-		"msr-cost":     func(e *env) (bool, string) { return checkMSRCost(e, msrCosts) },
-		"mitigations":  checkMitigations,
-		"vmbus":        checkVMBus,
-		"disk-vmbus":   checkDiskVMBus,
-		"kvp":          checkKVP,
+		"hyperv":         checkHyperV,
+		"hyperv-clock":   checkHyperVClock,
+		"no-hyperv":      checkNoHyperV,
+		"clock-cost":     checkClockCost,
+		"hyperv-smp":     func(e *env) (bool, string) { return checkHyperVSMP(e, tlbShootdowns) },
+		"msr-cost":       func(e *env) (bool, string) { return checkMSRCost(e, msrCosts) },
+		"mitigations":    checkMitigations,
+		"vmbus":          checkVMBus,
+		"disk-vmbus":     checkDiskVMBus,
+		"kvp":            checkKVP,
+		"heartbeat-stop": checkHeartbeatStop,
 	}
 }
 

@@ -41,6 +41,9 @@ type fakeIO struct {
 	wakes    []time.Duration    // the alarms suspendToRAM was asked for
 	resumed  func()             // what suspendToRAM changes (the CPUs online)
 	flap     func(holdMS int64) // the peer's answer to a link flap request
+	// sysfs, if set, is the fake root that unbind removes a device's
+	// driver links from.
+	sysfs fstest.MapFS
 }
 
 type roFile struct{ *os.File }
@@ -395,6 +398,15 @@ func (f *fakeIO) writeEFIVar(name string, v []byte) error {
 	return nil
 }
 func (f *fakeIO) touchAndFree(n int) error { f.touched += n; return nil }
+
+func (f *fakeIO) unbind(driverDir, dev string) error {
+	if _, ok := f.sysfs[driverDir+"/"+dev+"/uevent"]; !ok {
+		return os.ErrNotExist
+	}
+	delete(f.sysfs, driverDir+"/"+dev+"/uevent")
+	delete(f.sysfs, vmbusDevices+"/"+dev+"/driver/uevent")
+	return nil
+}
 
 func (f *fakeIO) settle(d time.Duration) { f.settled += d }
 

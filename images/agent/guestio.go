@@ -36,4 +36,7 @@ type guestIO interface {
 	// (rtcwake -m mem); it returns once resumed, with how far
 	// CLOCK_BOOTTIME advanced across it.
 	suspendToRAM(wake time.Duration) (time.Duration, error)
+	// unbind detaches device dev from the driver whose sysfs directory
+	// is driverDir (relative to /), as writing dev to its unbind file does.
+	unbind(driverDir, dev string) error
 }

@@ -252,6 +252,10 @@ func (linuxIO) touchAndFree(n int) error {
 
 func (linuxIO) settle(d time.Duration) { time.Sleep(d) }
 
+func (linuxIO) unbind(driverDir, dev string) error {
+	return os.WriteFile("/"+driverDir+"/unbind", []byte(dev), 0)
+}
+
 // suspendToRAM does what rtcwake -m mem -s N does: clear and set
 // rtc0's wake alarm, then write "mem" to /sys/power/state, which returns
 // after the resume.

@@ -139,7 +139,21 @@ const eferLMA = 1 << 10
 // gets HV_STATUS_ACCESS_DENIED, not #UD: KVM completes the OUT when the
 // vCPU next runs, so an exception injected here would be reported after
 // the instruction, not at it.
-func (p *Partition) Hypercall(vcpu int, cpu CPU) error {
+func (p *Partition) Hypercall(vcpu int, cpu CPU) error { return p.portHypercall(vcpu, cpu, false) }
+
+// SignalFallback handles a write to SignalPort that no ioeventfd took: the
+// hypercall page's fast HvSignalEvent on a connection without one (not a
+// VMBus channel, or not open). It does the hypercall from the registers,
+// which the page left as the caller set them but for RAX, and clears RCX
+// so that the page returns this result. Any other write to the port (a
+// guest's own OUT, not from the page's fast path) changes nothing.
+func (p *Partition) SignalFallback(vcpu int, cpu CPU) error { return p.portHypercall(vcpu, cpu, true) }
+
+// NoteFastSignals counts n fast HvSignalEvents that an ioeventfd took
+// (HypercallCode) in the summary, as successful calls.
+func (p *Partition) NoteFastSignals(n uint64) { p.stats.hypercalls(CallSignalEvent, StatusSuccess, n) }
+
+func (p *Partition) portHypercall(vcpu int, cpu CPU, fallback bool) error {
 	p.mu.Lock()
 	enabled := p.hypercall&hypercallEnable != 0
 	p.mu.Unlock()
@@ -155,6 +169,9 @@ func (p *Partition) Hypercall(vcpu int, cpu CPU) error {
 		return fmt.Errorf("hypercall on vCPU %d: %w", vcpu, err)
 	}
 	long := sregs.EFER&eferLMA != 0 && sregs.CS.L != 0
+	if fallback && (!long || regs.RCX != fastSignalControl) {
+		return nil
+	}
 	var value, p1, p2 uint64
 	if long {
 		value, p1, p2 = regs.RCX, regs.RDX, regs.R8
@@ -178,6 +195,9 @@ func (p *Partition) Hypercall(vcpu int, cpu CPU) error {
 	} else {
 		regs.RAX = res & 0xffffffff
 		regs.RDX = res >> 32
+	}
+	if fallback {
+		regs.RCX = 0
 	}
 	if err := cpu.SetRegs(regs); err != nil {
 		return fmt.Errorf("hypercall on vCPU %d: %w", vcpu, err)

@@ -183,3 +183,35 @@ func TestHypercallCallingConventions(t *testing.T) {
 	require.NoError(t, tp.Hypercall(0, c))
 	require.Equal(t, uint64(StatusAccessDenied), c.regs.RAX)
 }
+
+func TestSignalFallback(t *testing.T) {
+	tp := newTestPartition(t, "all", 1)
+	tp.mustWrite(t, 0, MSRGuestOSID, 0x8100000601c00000)
+	tp.mustWrite(t, 0, MSRHypercall, 0x5000|hypercallEnable)
+	long := func(r kvm.Regs) *fakeCPU {
+		c := &fakeCPU{regs: r}
+		c.sregs.EFER, c.sregs.CS.L = eferLMA, 1
+		return c
+	}
+	// The page's fast path on a connection nothing takes: the result of
+	// the hypercall in RAX, and RCX cleared so that the page returns it.
+	c := long(kvm.Regs{RCX: fastSignalControl, RDX: 0x77, RAX: 0x77})
+	require.NoError(t, tp.SignalFallback(0, c))
+	require.Equal(t, uint64(StatusInvalidConnectionID), c.regs.RAX)
+	require.Zero(t, c.regs.RCX)
+	require.Equal(t, uint64(1), tp.Summary().Hypercalls["HvSignalEvent"].Statuses["INVALID_CONNECTION_ID"])
+
+	// Any other write to the port changes nothing: a guest's own OUT, or
+	// one from 32-bit code (the page sends those to HypercallPort).
+	for _, c := range []*fakeCPU{
+		long(kvm.Regs{RCX: input(CallSendIPI, true, 0, 0), RAX: 5}),
+		{regs: kvm.Regs{RCX: fastSignalControl, RAX: 5}},
+	} {
+		require.NoError(t, tp.SignalFallback(0, c))
+		require.Zero(t, c.sets)
+	}
+
+	tp.NoteFastSignals(3)
+	require.Equal(t, uint64(3), tp.Summary().Hypercalls["HvSignalEvent"].Statuses["SUCCESS"])
+	require.Equal(t, uint64(4), tp.Summary().Hypercalls["HvSignalEvent"].Calls)
+}

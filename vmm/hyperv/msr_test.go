@@ -65,7 +65,8 @@ func TestBaseMSRs(t *testing.T) {
 	tp.mustWrite(t, 0, MSRGuestOSID, 0x8100_0000_0006_0100)
 	require.Equal(t, uint64(0x8100_0000_0006_0100), tp.mustRead(t, 1, MSRGuestOSID), "partition-wide")
 	tp.mustWrite(t, 1, MSRHypercall, 0x5000|hypercallEnable)
-	require.Equal(t, []byte{0xe6, HypercallPort, 0xc3, 0xcc}, tp.mem.b[0x5000:0x5004])
+	code := HypercallCode(HypercallPort, SignalPort)
+	require.Equal(t, append(code, 0xcc), tp.mem.b[0x5000:0x5000+len(code)+1])
 	require.Equal(t, uint64(0x5001), tp.mustRead(t, 0, MSRHypercall))
 	require.False(t, tp.WriteMSR(0, MSRHypercall, 0x1_0000_0000|hypercallEnable), "page outside RAM")
 

@@ -345,16 +345,60 @@ func (p *Partition) writeMSR(vcpu int, msr uint32, value uint64) bool {
 	return ok
 }
 
-// HypercallCode is the hypercall page's code: "out imm8, al; ret". The
-// port write exits to the VMM (a VMCALL would be handled, or swallowed,
-// inside KVM); the handler puts the result in the registers and the guest
-// returns to its caller. It is the same in 32- and 64-bit mode.
-func HypercallCode(port uint8) []byte { return []byte{0xe6, port, 0xc3} }
+// HypercallCode is the hypercall page's code. Every hypercall but one is
+// "out HypercallPort, al; ret": the port write exits to the VMM (a VMCALL
+// would be handled, or swallowed, inside KVM), whose handler puts the
+// result in the registers before the guest returns to its caller.
+//
+// The exception is the one a VMBus guest makes per request: a fast
+// HvSignalEvent (64-bit convention, RCX = 0x1005d, RDX = connection id
+// with flag number 0). It writes the connection id to SignalPort, where
+// the VMM registers an ioeventfd per open channel (datamatch on the id),
+// as virtio's queue notifications are served: KVM completes the write in
+// the kernel and wakes the device, and the guest goes on without leaving
+// KVM_RUN, as with KVM's own Hyper-V signal eventfds. The page then
+// returns HV_STATUS_SUCCESS. A write no ioeventfd takes exits like any
+// port write; the VMM then does the hypercall (SignalFallback) and clears
+// RCX, which tells the page to return the VMM's RAX instead.
+//
+// The same bytes run in 32-bit mode, where 0x48 is "dec eax" rather than
+// a REX prefix: the first instructions tell the modes apart without
+// changing a register, and 32-bit callers take the port exit.
+func HypercallCode(port, signalPort uint8) []byte {
+	return []byte{
+		0x50,       //  0: push rax
+		0x31, 0xc0, //  1: xor eax, eax
+		0x48, 0x85, 0xc0, //  3: test rax, rax (32-bit: dec eax; test eax, eax)
+		0x58,       //  6: pop rax (flags kept)
+		0x75, 0x21, //  7: jnz slow (32-bit mode)
+		0x48, 0x81, 0xf9, 0x5d, 0x00, 0x01, 0x00, //  9: cmp rcx, 0x1005d (fast HvSignalEvent)
+		0x75, 0x18, // 16: jne slow
+		0x48, 0x89, 0xd0, // 18: mov rax, rdx
+		0x48, 0xc1, 0xe8, 0x20, // 21: shr rax, 32
+		0x75, 0x0f, // 25: jnz slow (a flag number: not the fast path)
+		0x89, 0xd0, // 27: mov eax, edx
+		0xe7, signalPort, // 29: out signalPort, eax
+		0x81, 0xf9, 0x5d, 0x00, 0x01, 0x00, // 31: cmp ecx, 0x1005d (cleared by SignalFallback)
+		0x75, 0x02, // 37: jne ret
+		0x31, 0xc0, // 39: xor eax, eax (HV_STATUS_SUCCESS)
+		0xc3,       // 41: ret
+		0xe6, port, // 42: slow: out port, al
+		0xc3, // 44: ret
+	}
+}
 
 // HypercallPort is the I/O port the hypercall page writes to: below 0x100
 // for the imm8 form, and claimed by no PC device (QEMU's pc-testdev, which
 // Hyper-V test suites use alongside, takes 0xe0-0xeb).
 const HypercallPort = 0xef
+
+// SignalPort is where the hypercall page writes a fast HvSignalEvent's
+// connection id (4 bytes), next to HypercallPort.
+const SignalPort = 0xee
+
+// fastSignalControl is the hypercall input value of a fast HvSignalEvent
+// with no reps and no variable header: the page's fast path.
+const fastSignalControl = CallSignalEvent | hypercallFastBit
 
 func (p *Partition) writeHypercallMSR(value uint64) bool {
 	p.mu.Lock()
@@ -366,7 +410,7 @@ func (p *Partition) writeHypercallMSR(value uint64) bool {
 		value &^= hypercallEnable
 	}
 	if value&hypercallEnable != 0 {
-		code := HypercallCode(HypercallPort)
+		code := HypercallCode(HypercallPort, SignalPort)
 		page, err := p.mem.Slice(value&pageMask, 4096)
 		if err != nil {
 			return false

@@ -104,7 +104,9 @@ func (s *stats) msr(_ int, msr uint32, write, gp bool) {
 	}
 }
 
-func (s *stats) hypercall(code, status uint16) {
+func (s *stats) hypercall(code, status uint16) { s.hypercalls(code, status, 1) }
+
+func (s *stats) hypercalls(code, status uint16, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	name := hypercallName(code)
@@ -113,8 +115,8 @@ func (s *stats) hypercall(code, status uint16) {
 		c = &HypercallCount{Statuses: map[string]uint64{}}
 		s.calls[name] = c
 	}
-	c.Calls++
-	c.Statuses[statusName(status)]++
+	c.Calls += n
+	c.Statuses[statusName(status)] += n
 }
 
 func (s *stats) setHypercallPage(gpa uint64) {

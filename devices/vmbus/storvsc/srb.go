@@ -78,7 +78,9 @@ func (c *Controller) executeSRB(p ring.Packet) []byte {
 // dataBuffer resolves a GPA-direct header {u32 reserved, u32 rangecount,
 // range {u32 len, u32 offset, u64 pfn[]}} into guest memory: one range
 // (Linux and Windows send one), its page count matching its length, no
-// more than the largest transfer, every page in guest RAM.
+// more than the largest transfer, every page in guest RAM. Runs of
+// consecutive PFNs become one buffer each: a guest buffer that is
+// contiguous in guest RAM is one iovec for the image, not one per page.
 func (c *Controller) dataBuffer(h []byte) (scsi.Buffer, error) {
 	le := binary.LittleEndian
 	if len(h) < 16 {
@@ -96,24 +98,47 @@ func (c *Controller) dataBuffer(h []byte) (scsi.Buffer, error) {
 	if uint64(len(pfns)) < 8*pages {
 		return nil, fmt.Errorf("range of %d pages with %d PFNs", pages, len(pfns)/8)
 	}
-	buf := make(scsi.Buffer, 0, pages)
-	for i := range pages {
-		pfn := le.Uint64(pfns[8*i:])
-		if pfn >= 1<<52 {
-			return nil, fmt.Errorf("PFN %#x", pfn)
+	pfn := func(i uint64) uint64 { return le.Uint64(pfns[8*i:]) }
+	var buf scsi.Buffer
+	for i := uint64(0); i < pages; {
+		first := pfn(i)
+		j := i + 1
+		for j < pages && pfn(j) == pfn(j-1)+1 {
+			j++
 		}
-		page, err := c.cfg.Mem.Slice(pfn*pageSize, pageSize)
+		if last := pfn(j - 1); first >= 1<<52 || last >= 1<<52 {
+			return nil, fmt.Errorf("PFN %#x", max(first, last))
+		}
+		run, err := c.cfg.Mem.Slice(first*pageSize, (j-i)*pageSize)
 		if err != nil {
-			return nil, fmt.Errorf("PFN %#x: %w", pfn, err)
+			// Name the first page outside RAM (a run may also span
+			// two RAM regions: then take it page by page).
+			run = nil
+			for k := i; k < j; k++ {
+				p, err := c.cfg.Mem.Slice(pfn(k)*pageSize, pageSize)
+				if err != nil {
+					return nil, fmt.Errorf("PFN %#x: %w", pfn(k), err)
+				}
+				buf = append(buf, trimRange(p, k, k+1, off, length))
+			}
+			i = j
+			continue
 		}
-		lo, hi := uint64(0), uint64(pageSize)
-		if i == 0 {
-			lo = off
-		}
-		if end := off + length - i*pageSize; end < pageSize {
-			hi = end
-		}
-		buf = append(buf, page[lo:hi])
+		buf = append(buf, trimRange(run, i, j, off, length))
+		i = j
 	}
 	return buf, nil
+}
+
+// trimRange cuts the bytes of pages [i, j) of a range (offset off into
+// its first page, length bytes) out of their memory run.
+func trimRange(run []byte, i, j, off, length uint64) []byte {
+	lo, hi := uint64(0), (j-i)*pageSize
+	if i == 0 {
+		lo = off
+	}
+	if end := off + length - i*pageSize; end < hi {
+		hi = end
+	}
+	return run[lo:hi]
 }

@@ -21,10 +21,14 @@
 // Each open channel has its own goroutine that drains the ring; it runs
 // up to 64 SCSI requests at once on goroutines of their own, which
 // complete them by transaction id as they finish (SYNCHRONIZE CACHE covers
-// the writes completed before it). A vCPU only kicks the channel. Everything in a packet is guest
-// input: sizes, versions, addresses (every page of a data range is checked
-// against guest RAM), LUNs and CDBs; a bad request gets an error status,
-// a broken ring stops its channel.
+// the writes completed before it). The guest's signal only kicks the
+// worker (vmm delivers it through an ioeventfd, without a vCPU exit), and
+// while the worker drains, the guest's signals are masked in the ring.
+// A data range resolves to one buffer per run of consecutive guest pages.
+// Everything in a packet is guest input: sizes, versions, addresses
+// (every page of a data range is checked against guest RAM), LUNs and
+// CDBs; a bad request gets an error status, a broken ring stops its
+// channel.
 package storvsc
 
 import (
@@ -380,8 +384,20 @@ func (w *worker) sendHeld() bool {
 
 // drain serves packets until the ring is empty (the guest signals again
 // only for a ring it saw empty), the answer ring is full (the guest
-// signals when it has made room) or the channel is gone.
+// signals when it has made room) or the channel is gone. While it drains,
+// the guest's signals are masked (a request written meanwhile is found
+// here without a hypercall); the mask is cleared before the last look at
+// the ring.
 func (w *worker) drain() {
+	masked := false
+	mask := func(on bool) {
+		if masked != on {
+			w.ch.MaskSignals(on)
+			masked = on
+		}
+	}
+	defer mask(false)
+	mask(true)
 	for {
 		select {
 		case <-w.stop:
@@ -399,9 +415,16 @@ func (w *worker) drain() {
 			return
 		}
 		if !ok {
+			if masked {
+				// A request written before the unmask came
+				// without a signal: look once more.
+				mask(false)
+				continue
+			}
 			w.ch.RecvDone()
 			return
 		}
+		mask(true)
 		if cap(p.Payload) > cap(w.buf) {
 			w.buf = p.Payload[:0]
 		}

@@ -530,3 +530,71 @@ func TestRingFull(t *testing.T) {
 	}
 	require.Equal(t, n, got)
 }
+
+// TestSignalMaskIdle: the worker masks the guest's signals only while it
+// drains; once idle the mask is clear, so the guest's next request (sent
+// with a signal into an empty ring) wakes it.
+func TestSignalMaskIdle(t *testing.T) {
+	r := newRig(t, 1, disk{})
+	r.initialize(Version6_2)
+	for i := range 20 {
+		rd := r.exec(r.ch, srb{cdb: cdb10(scsi.OpRead10, uint32(i), 1), data: make([]byte, 512), dataIn: true})
+		require.Equal(t, byte(srbSuccess), rd.srbStatus)
+		require.Eventually(t, func() bool { return r.ch.Out.Get(guestdrv.MaskOff) == 0 }, 5*time.Second, time.Millisecond,
+			"request %d: the idle worker leaves the guest's signals unmasked", i)
+	}
+	require.Equal(t, uint64(24), r.ctrl.Stats().Packets)
+}
+
+// twoRegions is guest RAM with a hole: pages [0, 16) and [32, 48).
+type twoRegions struct{ lo, hi guestdrv.Mem }
+
+func (m twoRegions) Slice(gpa, n uint64) ([]byte, error) {
+	switch {
+	case gpa+n <= 16*pageSize:
+		return m.lo.Slice(gpa, n)
+	case gpa >= 32*pageSize && gpa+n <= 48*pageSize:
+		return m.hi.Slice(gpa-32*pageSize, n)
+	}
+	return nil, os.ErrNotExist
+}
+
+func TestDataBufferRuns(t *testing.T) {
+	mem := twoRegions{make(guestdrv.Mem, 16*pageSize), make(guestdrv.Mem, 16*pageSize)}
+	c, err := New(Config{Disks: []*scsi.Disk{nil}, Mem: mem})
+	require.NoError(t, err)
+	hdr := func(length, off uint32, pfns ...uint64) []byte {
+		h := make([]byte, 16+8*len(pfns))
+		le := binary.LittleEndian
+		le.PutUint32(h[4:], 1)
+		le.PutUint32(h[8:], length)
+		le.PutUint32(h[12:], off)
+		for i, p := range pfns {
+			le.PutUint64(h[16+8*i:], p)
+		}
+		return h
+	}
+	lens := func(b scsi.Buffer) []int {
+		var out []int
+		for _, s := range b {
+			out = append(out, len(s))
+		}
+		return out
+	}
+	// Consecutive pages: one buffer, trimmed to offset and length.
+	b, err := c.dataBuffer(hdr(3*pageSize, 0x100, 2, 3, 4, 5))
+	require.NoError(t, err)
+	require.Equal(t, []int{3 * pageSize}, lens(b))
+	require.Same(t, &mem.lo[2*pageSize+0x100], &b[0][0])
+	// Out of order and separate runs: one buffer per run, in guest order.
+	b, err = c.dataBuffer(hdr(4*pageSize, 0, 7, 8, 3, 40))
+	require.NoError(t, err)
+	require.Equal(t, []int{2 * pageSize, pageSize, pageSize}, lens(b))
+	require.Same(t, &mem.lo[3*pageSize], &b[1][0])
+	require.Same(t, &mem.hi[8*pageSize], &b[2][0])
+	// A run over the hole: the first page outside RAM is named.
+	_, err = c.dataBuffer(hdr(3*pageSize, 0, 14, 15, 16))
+	require.ErrorContains(t, err, "PFN 0x10")
+	_, err = c.dataBuffer(hdr(pageSize, 0, 1<<52))
+	require.ErrorContains(t, err, "PFN 0x10000000000000")
+}
