@@ -25,6 +25,8 @@ type report struct {
 	Firmware *fwReport `json:"firmware,omitempty"`
 	// UEFI are the OVMF/GRUB boot times, with -uefi.
 	UEFI *fwReport `json:"uefi,omitempty"`
+	// Exits are the exit round trips, with -exits.
+	Exits *exitsReport `json:"exits,omitempty"`
 }
 
 type benchRun struct {
