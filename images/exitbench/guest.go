@@ -44,6 +44,9 @@ const (
 	vecDirect  = 0x41 // the direct-mode synthetic timer's vector
 	vecSINT    = 0x42 // SINT timerSINT's vector
 	timerSINT  = 2
+	vecAEOI    = 0x43 // SINT aeoiSINT's vector, auto-EOI
+	aeoiSINT   = 3
+	sintAEOI   = 1 << 17
 	eomPending = 1 // message_flags bit: another message waits (TLFS)
 )
 
@@ -56,6 +59,7 @@ const (
 	msrSINT0        = 0x40000090
 	msrSTimer0Cfg   = 0x400000b0
 	msrSTimer0Count = 0x400000b1
+	stimerPeriodic  = 1 << 1
 	stimerAutoEn    = 1 << 3
 	stimerDirect    = 1 << 12
 )
@@ -64,6 +68,11 @@ const (
 // one-shot timer: beyond an exit's cost even two levels down, so that the
 // expiry comes from the host's timer, not from arming in the past.
 const TimerDelay = 1000
+
+// TimerPeriod is the stimer-periodic row's period (100 ns units: 100 µs,
+// vmm's shortest): short enough that a VMM's cost per expiry shows as
+// expiries that come late.
+const TimerPeriod = 1000
 
 // Iterations per batch and batches per row.
 const (
@@ -87,6 +96,8 @@ var Rows = []struct{ Name, About string }{
 	{"stimer-past", "Hyper-V stimer0 direct mode armed in the past (WRMSR count, interrupt, EOI)"},
 	{"stimer-timer", "Hyper-V stimer0 direct mode armed 100 µs ahead (RDMSR TIME_REF_COUNT, WRMSR count, host timer, interrupt, EOI)"},
 	{"stimer-msg", "Hyper-V stimer0 message mode armed in the past (WRMSR count, message in SINT2's slot, interrupt, EOI, EOM when pending)"},
+	{"stimer-aeoi", "stimer-msg through an auto-EOI SINT, as kvm-unit-tests' hyperv_stimer uses (no EOI: the hypervisor does it)"},
+	{"stimer-periodic", "Hyper-V stimer0 direct mode, periodic every 100 µs: cycles per expiry taken (more than the period: expiries came late)"},
 }
 
 // ELF is the guest: a multiboot ELF32 kernel loaded at 1 MiB.
@@ -154,6 +165,25 @@ func (a *asm) row(name string, setup, body, teardown func(*asm)) *asm {
 							near(name+":batch", 0x0f, 0x85)
 }
 
+// message is a SINT's handler: it frees the SINT's message slot, asks for
+// the next message when one waits (EOM), counts, and EOIs unless the SINT
+// is auto-EOI.
+func (a *asm) message(label string, sint uint32, eoi bool) *asm {
+	slot := uint32(simAddr) + sint*256
+	a.label(label).
+		emit(0x50, 0x51, 0x52).                                                   // push eax; push ecx; push edx
+		emit(0xc7, 0x05).imm32(slot).imm32(0).                                    // mov dword [slot], 0 (HvMessageTypeNone)
+		emit(0xf0, 0x83, 0x0c, 0x24, 0x00).                                       // lock or dword [esp], 0 (the store before the flag read)
+		emit(0xf6, 0x05).imm32(slot+5).emit(eomPending).j(0x74, label+":nopend"). // test byte [slot+5], pending; jz
+		wrmsr(msrEOM, 0, 0).
+		label(label+":nopend").
+		emit(0xff, 0x05).imm32(countAddr) // inc dword [count]
+	if eoi {
+		a.emit(0xc7, 0x05).imm32(lapicEOI).imm32(0)
+	}
+	return a.emit(0x5a, 0x59, 0x58, 0xcf) // pop edx; pop ecx; pop eax; iret
+}
+
 // countFrom loads esi with the handlers' count and enables interrupts.
 func countFrom(a *asm) { a.emit(0x8b, 0x35).imm32(countAddr).emit(0xfb) } // mov esi, [count]; sti
 
@@ -170,7 +200,7 @@ func code() []byte {
 	for vec := range 256 {
 		a.gate(vec, "unexpected")
 	}
-	a.gate(vecIPI, "count").gate(vecDirect, "count").gate(vecSINT, "message").gate(spurious, "iret").
+	a.gate(vecIPI, "count").gate(vecDirect, "count").gate(vecSINT, "message").gate(vecAEOI, "message-aeoi").gate(spurious, "iret").
 		emit(0xbf).imm32(idtrAddr).                              // mov edi, idtr
 		emit(0x66, 0xc7, 0x07, 0xff, 0x07).                      // mov word [edi], 256*8-1
 		emit(0xc7, 0x47, 0x02).imm32(idtAddr).                   // mov dword [edi+2], idt
@@ -189,6 +219,7 @@ func code() []byte {
 	a.wrmsr(msrSControl, 0, 1).
 		wrmsr(msrSIMP, 0, simAddr|1).
 		wrmsr(msrSINT0+timerSINT, 0, vecSINT).
+		wrmsr(msrSINT0+aeoiSINT, 0, sintAEOI|vecAEOI).
 		wrmsr(msrSTimer0Cfg, 0, stimerDirect|vecDirect<<4|stimerAutoEn)
 	a.row("stimer-past", countFrom, func(a *asm) {
 		a.emit(0x46).wrmsr(msrSTimer0Count, 0, 1).waitCount("past:wait") // inc esi; count 1: long past
@@ -203,25 +234,26 @@ func code() []byte {
 	a.row("stimer-msg", countFrom, func(a *asm) {
 		a.emit(0x46).wrmsr(msrSTimer0Count, 0, 1).waitCount("msg:wait")
 	}, cli)
+	a.wrmsr(msrSTimer0Cfg, 0, aeoiSINT<<16|stimerAutoEn)
+	a.row("stimer-aeoi", countFrom, func(a *asm) {
+		a.emit(0x46).wrmsr(msrSTimer0Count, 0, 1).waitCount("aeoi:wait")
+	}, cli)
+	a.wrmsr(msrSTimer0Cfg, 0, stimerDirect|vecDirect<<4|stimerPeriodic|stimerAutoEn)
+	a.row("stimer-periodic", func(a *asm) {
+		// Take a tick left pending from the last batch first, then
+		// restart the period.
+		a.emit(0xfb, 0x90, 0x8b, 0x35).imm32(countAddr).wrmsr(msrSTimer0Count, 0, TimerPeriod) // sti; nop; mov esi, [count]
+	}, func(a *asm) {
+		a.emit(0x46).waitCount("periodic:wait")
+	}, cli)
+	a.wrmsr(msrSTimer0Cfg, 0, 0)
 	a.print(Line + " done\n").exit(ExitValue)
 
 	// count: the IPI's and the direct timer's handler.
 	a.label("count").
 		emit(0xff, 0x05).imm32(countAddr).                   // inc dword [count]
 		emit(0xc7, 0x05).imm32(lapicEOI).imm32(0).emit(0xcf) // EOI; iret
-	// message: SINT2's handler frees the slot, asks for the next message
-	// when one waits, then counts.
-	slot := uint32(simAddr + timerSINT*256)
-	a.label("message").
-		emit(0x50, 0x51, 0x52).                                            // push eax; push ecx; push edx
-		emit(0xc7, 0x05).imm32(slot).imm32(0).                             // mov dword [slot], 0 (HvMessageTypeNone)
-		emit(0xf0, 0x83, 0x0c, 0x24, 0x00).                                // lock or dword [esp], 0 (order the store before the flag read)
-		emit(0xf6, 0x05).imm32(slot+5).emit(eomPending).j(0x74, "nopend"). // test byte [slot+5], pending; jz
-		wrmsr(msrEOM, 0, 0).
-		label("nopend").
-		emit(0xff, 0x05).imm32(countAddr).         // inc dword [count]
-		emit(0xc7, 0x05).imm32(lapicEOI).imm32(0). // EOI
-		emit(0x5a, 0x59, 0x58, 0xcf)               // pop edx; pop ecx; pop eax; iret
+	a.message("message", timerSINT, true).message("message-aeoi", aeoiSINT, false)
 	a.label("iret").emit(0xcf)
 	a.label("unexpected").print(Line + " unexpected interrupt\n").exit(ExitValue + 1)
 
