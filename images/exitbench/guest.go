@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmmdev/vmm/firmware/acpi"
 	"github.com/vmmdev/vmm/internal/testimage"
+	"github.com/vmmdev/vmm/layout"
+	"github.com/vmmdev/vmm/vmm/hyperv"
 )
 
 // Where the guest is loaded and keeps its data: RAM below 4 MiB, clear of
@@ -33,9 +36,9 @@ const (
 const (
 	com1       = 0x3f8
 	debugExit  = 0xf4
-	pmTimer    = 0x600 + 8  // the ACPI PM timer: PIIX4 PM base (SeaBIOS and vmm) + 8
-	testdevMem = 0xff000000 // pc-testdev's MMIO window (QEMU and vmm --testdev)
-	lapic      = 0xfee00000 // xAPIC
+	pmTimer    = layout.PortPMBase + acpi.PMTimerOffset // the ACPI PM timer where SeaBIOS and vmm place it
+	testdevMem = layout.TestdevMMIO                     // pc-testdev's MMIO window (QEMU and vmm --testdev)
+	lapic      = 0xfee00000                             // xAPIC
 	lapicICR   = lapic + 0x300
 	lapicEOI   = lapic + 0xb0
 	lapicSVR   = lapic + 0xf0
@@ -50,15 +53,15 @@ const (
 	eomPending = 1 // message_flags bit: another message waits (TLFS)
 )
 
-// Hyper-V MSRs (TLFS).
+// Hyper-V MSRs, and the STIMER config bits the guest sets (TLFS).
 const (
-	msrTimeRefCount = 0x40000020
-	msrSControl     = 0x40000080
-	msrSIMP         = 0x40000083
-	msrEOM          = 0x40000084
-	msrSINT0        = 0x40000090
-	msrSTimer0Cfg   = 0x400000b0
-	msrSTimer0Count = 0x400000b1
+	msrTimeRefCount = hyperv.MSRTimeRefCount
+	msrSControl     = hyperv.MSRSControl
+	msrSIMP         = hyperv.MSRSIMP
+	msrEOM          = hyperv.MSREOM
+	msrSINT0        = hyperv.MSRSINT0
+	msrSTimer0Cfg   = hyperv.MSRSTimer0Config
+	msrSTimer0Count = hyperv.MSRSTimer0Config + 1
 	stimerPeriodic  = 1 << 1
 	stimerAutoEn    = 1 << 3
 	stimerDirect    = 1 << 12
