@@ -244,12 +244,6 @@ func (h *hvMachine) GuestTSC(vcpu int) (uint64, error) {
 	return e[0].Data, nil
 }
 
-// TSCStable implements hyperv.TSCStability: KVM's master clock is on.
-func (h *hvMachine) TSCStable() bool {
-	f, err := h.m.vm.ClockFlags()
-	return err == nil && f&kvm.ClockTSCStable != 0
-}
-
 // Kick implements hyperv.Host.
 func (h *hvMachine) Kick(vcpu int) {
 	if vcpu >= 0 && vcpu < len(h.m.vcpus) {

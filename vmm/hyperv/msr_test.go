@@ -242,55 +242,13 @@ func TestAPICAccessMSRsNeverServedHere(t *testing.T) {
 		[]string{msrName(MSREOI), msrName(MSRICR), msrName(MSRTPR), msrName(MSRVPAssistPage)})
 }
 
-// tscHost is a host whose vCPUs' TSCs the test sets (TSCReader), and
-// whether the host's TSC is stable (TSCStability).
+// tscHost is a host whose vCPUs' TSCs the test sets (TSCReader).
 type tscHost struct {
 	*fakeHost
-	tsc    map[int]uint64
-	reads  int
-	stable bool
+	tsc map[int]uint64
 }
 
-func (h *tscHost) GuestTSC(vcpu int) (uint64, error) { h.reads++; return h.tsc[vcpu], nil }
-func (h *tscHost) TSCStable() bool                   { return h.stable }
-
-// TestStableTSCSampledSeldom: on a stable host TSC a vCPU's TSC is read at
-// its first clock MSR access and then once per resampleEvery, and a guest
-// that moved its TSC meanwhile is followed from then on; on an unstable one
-// at every access.
-func TestStableTSCSampledSeldom(t *testing.T) {
-	f, err := ParseFeatures("all")
-	require.NoError(t, err)
-	clock := &fakeClock{now: 1000}
-	host := &tscHost{fakeHost: &fakeHost{}, tsc: map[int]uint64{0: 1e9 + 250*1000}, stable: true}
-	p, err := New(Config{Features: f, CPUs: 1, Memory: &fakeMem{b: make([]byte, 1<<20)}, Host: host, Clock: clock,
-		TSC: NewTSCParams(testTSCHz, 1e9), TSCHz: testTSCHz})
-	require.NoError(t, err)
-	read := func() uint64 {
-		v, ok := p.ReadMSR(0, MSRTimeRefCount)
-		require.True(t, ok)
-		return v
-	}
-	require.Equal(t, uint64(1000), read())
-	require.Equal(t, 1, host.reads)
-	host.tsc[0] += 250 * 700 // the guest moves its TSC 700 ahead
-	clock.Advance(10)
-	require.Equal(t, uint64(1010), read(), "not re-read within resampleEvery")
-	require.Equal(t, 1, host.reads)
-	clock.Advance(resampleEvery)
-	require.Equal(t, uint64(1000+700), read(), "followed once re-read (the fake TSC stands still)")
-	require.Equal(t, 2, host.reads)
-
-	host.stable = false
-	read()
-	require.Equal(t, 2, host.reads, "stability is looked at again only with the next read")
-	clock.Advance(resampleEvery)
-	read() // learns the TSC is no longer stable
-	reads := host.reads
-	read()
-	read()
-	require.Equal(t, reads+2, host.reads, "unstable: read at every access")
-}
+func (h *tscHost) GuestTSC(vcpu int) (uint64, error) { return h.tsc[vcpu], nil }
 
 func TestPerVCPUClockFromItsTSC(t *testing.T) {
 	f, err := ParseFeatures("all")

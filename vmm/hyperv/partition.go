@@ -90,11 +90,6 @@ type vp struct {
 	skew atomic.Int64
 	// armLogs counts timer arms for the debug log.
 	armLogs atomic.Int64
-	// When sample last read the vCPU's TSC (partition clock), and whether
-	// the host's TSC was stable then. The vCPU's own thread only.
-	sampled   bool
-	sampledAt uint64
-	stableTSC bool
 
 	mu       sync.Mutex
 	assist   uint64 // VP_ASSIST_PAGE
@@ -161,26 +156,11 @@ type TSCReader interface {
 	GuestTSC(vcpu int) (uint64, error)
 }
 
-// TSCStability is implemented by hosts that can tell whether the host TSC
-// is stable: KVM then never moves a vCPU's TSC offset by itself, and a
-// vCPU's skew changes only when the guest writes its own TSC.
-type TSCStability interface {
-	TSCStable() bool
-}
-
-// resampleEvery is how long (100 ns units: 10 ms) a vCPU on a stable host
-// TSC goes without reading its TSC again: a guest that writes its TSC has
-// its clock follow within that.
-const resampleEvery = 100_000
-
 // sample re-anchors vCPU vcpu's view of reference time to its own TSC,
 // when the host can read it. On hosts whose TSC KVM deems unstable, KVM
 // moves each vCPU's TSC offset whenever the vCPU thread is scheduled in, so
 // one partition-wide offset drifts away from what the guest reads from the
 // TSC page; the skew keeps TIME_REF_COUNT and timers on each vCPU's clock.
-// Reading the TSC is a vCPU ioctl, as dear as the rest of a timer MSR exit
-// on a host with hardware virtualization; where the host says its TSC is
-// stable it is read only every resampleEvery.
 // Called on the vCPU's thread, at its synthetic MSR accesses.
 func (p *Partition) sample(vcpu int) {
 	r, ok := p.host.(TSCReader)
@@ -188,18 +168,11 @@ func (p *Partition) sample(vcpu int) {
 	if !ok || v == nil || p.tsc.Scale == 0 {
 		return
 	}
-	now := p.clock.Now()
-	if v.stableTSC && v.sampled && now >= v.sampledAt && now-v.sampledAt < resampleEvery {
-		return
-	}
 	tsc, err := r.GuestTSC(vcpu)
 	if err != nil {
 		return
 	}
 	v.skew.Store(int64(p.tsc.RefTime(tsc) - p.clock.Now()))
-	v.sampled, v.sampledAt = true, now
-	s, ok := p.host.(TSCStability)
-	v.stableTSC = ok && s.TSCStable()
 }
 
 // guestNow is reference time as vCPU v last showed it to be, carried on by

@@ -157,19 +157,6 @@ func (vm *VM) GetClock() (uint64, error) {
 	return d.Clock, nil
 }
 
-// ClockTSCStable is KVM_CLOCK_TSC_STABLE in ClockFlags: KVM runs the VM on
-// its master clock, which it does only while the host TSC is stable.
-const ClockTSCStable = 1 << 1
-
-// ClockFlags returns the flags of KVM_GET_CLOCK (ClockTSCStable, ...).
-func (vm *VM) ClockFlags() (uint32, error) {
-	var d kvmClockData
-	if _, err := ioctlPtr(vm.fd, kvmGetClock, unsafe.Pointer(&d)); err != nil {
-		return 0, fmt.Errorf("KVM_GET_CLOCK: %w", err)
-	}
-	return d.Flags, nil
-}
-
 // SetClock sets the VM's kvmclock time in nanoseconds (KVM_SET_CLOCK).
 func (vm *VM) SetClock(ns uint64) error {
 	d := kvmClockData{Clock: ns}
