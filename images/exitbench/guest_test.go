@@ -89,3 +89,21 @@ func TestArgs(t *testing.T) {
 	require.Contains(t, q, "pc-testdev")
 	require.Contains(t, q, "isa-debug-exit,iobase=0xf4,iosize=0x04")
 }
+
+// TestWaitsUntilAtLeast: every wait loop is "cmp [count], esi; jl", never
+// jne, which would spin forever once two expiries came at once.
+func TestWaitsUntilAtLeast(t *testing.T) {
+	c := code()
+	cmp := append([]byte{0x39, 0x35}, binary.LittleEndian.AppendUint32(nil, countAddr)...)
+	n := 0
+	for i := bytes.Index(c, cmp); i >= 0; {
+		require.Equal(t, byte(0x7c), c[i+len(cmp)], "wait at %#x", i)
+		n++
+		j := bytes.Index(c[i+1:], cmp)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	require.Equal(t, 6, n, "one wait per interrupt row (ipi and five stimer rows)")
+}
