@@ -48,12 +48,12 @@ func setupDevices(s scenario.Scenario) (finish func() []string, err error) {
 			undo[i]()
 		}
 	}
-	for p, data := range s.Files {
+	for p, data := range s.AllFiles() {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			cleanup()
 			return nil, fmt.Errorf("scenario file: %w", err)
 		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		if err := os.WriteFile(p, data, 0o644); err != nil {
 			cleanup()
 			return nil, fmt.Errorf("scenario file: %w", err)
 		}

@@ -113,15 +113,22 @@ func TestISOImageRoundTrip(t *testing.T) {
 
 func TestSetupDevicesFiles(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "seed", "user-data")
-	s := scenario.Scenario{Files: map[string]string{p: "#cloud-config\n"}}
+	k := filepath.Join(filepath.Dir(p), "k.elf")
+	blob := []byte{0x7f, 'E', 'L', 'F', 0xff, 0x00}
+	s := scenario.Scenario{Files: map[string]string{p: "#cloud-config\n"}, Blobs: map[string][]byte{k: blob}}
 	finish, err := setupDevices(s)
 	require.NoError(t, err)
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	require.Equal(t, "#cloud-config\n", string(b))
+	b, err = os.ReadFile(k)
+	require.NoError(t, err)
+	require.Equal(t, blob, b)
 	require.Empty(t, finish())
-	_, err = os.Stat(p)
-	require.ErrorIs(t, err, os.ErrNotExist, "file removed after the run")
+	for _, f := range []string{p, k} {
+		_, err = os.Stat(f)
+		require.ErrorIs(t, err, os.ErrNotExist, "file removed after the run")
+	}
 }
 
 func TestSetupDevicesDisks(t *testing.T) {

@@ -98,7 +98,7 @@ func (s Scenario) validateDevices() error {
 		}
 	}
 	total := 0
-	for p, data := range s.Files {
+	for p, data := range s.AllFiles() {
 		if !path.IsAbs(p) || path.Clean(p) != p || !strings.HasPrefix(p, "/tmp/") {
 			return fmt.Errorf("%w: scenario %q: file path %q must be a clean path under /tmp", ErrInvalid, s.Name, p)
 		}
@@ -131,4 +131,17 @@ func (s Scenario) validateDevices() error {
 		}
 	}
 	return nil
+}
+
+// AllFiles are Files and Blobs together, path -> content; a path in both
+// keeps its Blob.
+func (s Scenario) AllFiles() map[string][]byte {
+	out := make(map[string][]byte, len(s.Files)+len(s.Blobs))
+	for p, data := range s.Files {
+		out[p] = []byte(data)
+	}
+	for p, data := range s.Blobs {
+		out[p] = data
+	}
+	return out
 }

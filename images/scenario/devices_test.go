@@ -45,6 +45,11 @@ func TestValidateDevices(t *testing.T) {
 		func(s *Scenario) { s.Files = map[string]string{"/etc/cron.d/x": ""} },
 		func(s *Scenario) { s.Files = map[string]string{"/tmp/../etc/x": ""} },
 		func(s *Scenario) { s.Files = map[string]string{"/tmp/big": string(make([]byte, maxFilesSize+1))} },
+		func(s *Scenario) { s.Blobs = map[string][]byte{"/etc/x": {0xff}} },
+		func(s *Scenario) {
+			s.Files = map[string]string{"/tmp/a": string(make([]byte, maxFilesSize/2+1))}
+			s.Blobs = map[string][]byte{"/tmp/b": make([]byte, maxFilesSize/2)}
+		},
 	}
 	for i, mod := range bad {
 		s := base
@@ -52,5 +57,25 @@ func TestValidateDevices(t *testing.T) {
 		if err := s.Validate(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("case %d: Validate = %v, want ErrInvalid", i, err)
 		}
+	}
+}
+
+// TestBlobsSurviveJSON: a blob that is not UTF-8 (a kernel) reaches the
+// outer init byte for byte, and files and blobs come back together.
+func TestBlobsSurviveJSON(t *testing.T) {
+	blob := []byte{0x7f, 'E', 'L', 'F', 0xff, 0xfe, 0x00, 0x80}
+	in := []Scenario{{Name: "b", Args: []string{"run"}, Files: map[string]string{"/tmp/t": "text"},
+		Blobs: map[string][]byte{"/tmp/k.elf": blob}}}
+	data, err := Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := out[0].AllFiles()
+	if string(all["/tmp/k.elf"]) != string(blob) || string(all["/tmp/t"]) != "text" || len(all) != 2 {
+		t.Fatalf("AllFiles after a round trip = %q", all)
 	}
 }

@@ -90,6 +90,9 @@ type Scenario struct {
 	// Files are written by the outer init before the run and removed after
 	// it (path under /tmp -> content), e.g. a cloud-init seed directory.
 	Files map[string]string `json:"files,omitempty"`
+	// Blobs are Files whose content need not be text (a guest kernel the
+	// benchmark builds); JSON carries them in base64.
+	Blobs map[string][]byte `json:"blobs,omitempty"`
 }
 
 // maxMarkBytes bounds Mark: it is looked for in every console line.

@@ -10,13 +10,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fdTimers back TSCClock's AfterFunc with timerfds read through Go's
-// poller. A guest on synthetic timers re-arms one at every tick; with
-// time.AfterFunc each re-arm earlier than the runtime's next timer wakes the
-// runtime's poller thread (netpollBreak) only for it to sleep again: two
-// context switches per guest tick, costly on a loaded host. Arming a
-// timerfd wakes nobody; only its expiry does. Timers are pooled: a guest
-// re-arms far more often than it holds timers at once.
+// fdTimers back TSCClock's AfterFunc with timerfds. A guest on synthetic
+// timers re-arms one at every tick; with time.AfterFunc each re-arm earlier
+// than the runtime's next timer wakes the runtime's poller thread
+// (netpollBreak) only for it to sleep again: two context switches per guest
+// tick, costly on a loaded host. Arming a timerfd wakes nobody; only its
+// expiry does. Each timerfd is read blocking by a goroutine of its own: an
+// expiry then costs the read that returns and the next one, where Go's
+// poller added an epoll_wait, a read that finds nothing and the scheduler's
+// spinning around them (BenchmarkSTimerPeriodic: cpu-ns/op). Timers are
+// pooled: a guest re-arms far more often than it holds timers at once.
 type fdTimers struct {
 	mu     sync.Mutex
 	free   []*fdTimer
@@ -28,7 +31,8 @@ type fdTimers struct {
 // errTimersClosed is returned by AfterFunc once the pool is closed.
 var errTimersClosed = errors.New("hyperv: timers closed")
 
-// fdTimer is one timerfd and the goroutine that reads its expiries.
+// fdTimer is one timerfd and the goroutine that reads its expiries,
+// blocked in read(2) while the timer is idle.
 type fdTimer struct {
 	pool *fdTimers
 	f    *os.File
@@ -49,13 +53,14 @@ type fdHandle struct {
 	seq uint64
 }
 
-func monotonicNS() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return ts.Nano()
-}
+// clockBase is the origin of monotonicNS; set once, at package init.
+var clockBase = time.Now()
+
+// monotonicNS is CLOCK_MONOTONIC (Go's monotonic clock) in ns from an
+// arbitrary origin, read through the vDSO: unix.ClockGettime is a system
+// call, two of which per timer expiry cost more than the rest of it
+// together on a nested host.
+func monotonicNS() int64 { return int64(time.Since(clockBase)) }
 
 // afterFunc arms a pooled timer to call f(arg) after d.
 func (p *fdTimers) afterFunc(d time.Duration, f func(uint64), arg uint64) (Timer, error) {
@@ -119,12 +124,12 @@ func (p *fdTimers) get() (*fdTimer, error) {
 		p.free = p.free[:n-1]
 		return t, nil
 	}
-	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("timerfd: %w", err)
 	}
-	// Non-blocking, so os.File reads it through the poller and Close
-	// wakes the reader.
+	// Blocking, so os.File reads it with a plain read(2), not through
+	// the poller; close wakes the reader by expiring the timer.
 	t := &fdTimer{pool: p, f: os.NewFile(uintptr(fd), "hyperv-timer")}
 	p.all = append(p.all, t)
 	p.wg.Add(1)
@@ -140,12 +145,18 @@ func (p *fdTimers) put(t *fdTimer) {
 	}
 }
 
-// read runs f for each expiry of the current arm, until the file closes.
+func (p *fdTimers) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// read runs f for each expiry of the current arm, until the pool closes.
 func (t *fdTimer) read() {
 	defer t.pool.wg.Done()
 	var buf [8]byte
 	for {
-		if _, err := t.f.Read(buf[:]); err != nil {
+		if _, err := t.f.Read(buf[:]); err != nil || t.pool.isClosed() {
 			return
 		}
 		t.mu.Lock()
@@ -177,9 +188,17 @@ func (p *fdTimers) close() error {
 	for _, t := range all {
 		t.mu.Lock()
 		t.fn, t.deadline = nil, 0
+		// Closing the file does not end a read(2) blocked on it; an
+		// expiry does, and the reader then finds the pool closed. The
+		// expiry waits in the timerfd for a reader not yet in read(2).
+		if err := t.set(1); err != nil {
+			errs = append(errs, fmt.Errorf("waking a timer's reader: %w", err))
+		}
 		t.mu.Unlock()
-		errs = append(errs, t.f.Close())
 	}
 	p.wg.Wait()
+	for _, t := range all {
+		errs = append(errs, t.f.Close())
+	}
 	return errors.Join(errs...)
 }

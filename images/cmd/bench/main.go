@@ -29,12 +29,14 @@ type options struct {
 	n, cpus, memory           int
 	timeout                   time.Duration
 	install, verbose          bool
+	boot                      bool     // the boot-time scenarios (main.go)
 	io                        bool     // also the I/O scenarios (io.go)
 	ioIfaces                  []string // the disk interfaces -io measures
 	hyperv                    bool     // also the Hyper-V clock scenarios (hyperv.go)
 	firmware                  bool     // also the SeaBIOS/GRUB boot scenarios (firmware.go)
 	uefi                      bool     // also the OVMF/GRUB boot scenarios (uefi.go)
 	footprint                 bool     // also the memory scenarios (memory.go)
+	exits                     bool     // also the exit round trips (exits.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -58,6 +60,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	fs.BoolVar(&o.uefi, "uefi", false, "also time OVMF -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc with the same OVMF")
 	fs.BoolVar(&o.footprint, "footprint", false, "also measure memory beyond guest RAM against QEMU, and the guest RAM vmm keeps after the guest frees 128 MiB with and without --balloon")
+	fs.BoolVar(&o.boot, "boot", true, "time Linux boots to the agent (-boot=false: only the other measures asked for)")
+	fs.BoolVar(&o.exits, "exits", false, "also time exit round trips (CPUID, PM timer, MMIO, IPI) and Hyper-V synthetic timers in a tiny multiboot guest against QEMU -M pc")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -89,6 +93,9 @@ func scenarioName(runner string) string { return "bench-" + runner }
 func (o options) scenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
 	for _, runner := range o.runners {
+		if !o.boot {
+			break
+		}
 		g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot"}, Quiet: true}
 		kill := o.timeout
 		if runner == scenario.RunnerVMM {
@@ -139,6 +146,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 		}
 		list = append(list, more...)
 	}
+	if o.exits {
+		more, err := o.exitScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
+	}
 	if _, err := scenario.Encode(list); err != nil {
 		return nil, err
 	}
@@ -181,7 +195,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rep := summarize(o.runners, out.Results)
-	rep.write(stdout)
+	if o.boot {
+		rep.write(stdout)
+	}
 	if o.io {
 		io := summarizeIO(o.runners, out.Console)
 		io.write(stdout)
@@ -206,6 +222,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		m := summarizeMemory(o.runners, out.Console)
 		m.write(stdout)
 		rep.Memory = &m
+	}
+	if o.exits {
+		ex := summarizeExits(o.runners, out.Results, out.Console)
+		ex.write(stdout)
+		rep.Exits = &ex
 	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

@@ -27,6 +27,8 @@ type report struct {
 	UEFI *fwReport `json:"uefi,omitempty"`
 	// Memory are the memory figures, with -footprint.
 	Memory *memReport `json:"memory,omitempty"`
+	// Exits are the exit round trips, with -exits.
+	Exits *exitsReport `json:"exits,omitempty"`
 }
 
 type benchRun struct {
