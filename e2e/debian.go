@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/scenario"
 )
 
@@ -12,52 +15,88 @@ import (
 // GRUB on a GPT disk, systemd, cloud-init) as a CI job boots a
 // distribution's cloud image: the qcow2 from the read-only image share in
 // snapshot mode (writes go to an unlinked overlay), with a cloud-init seed
-// whose user-data prints debianMarker, naming the datasource that found it,
-// and powers off. --expect stops vmm with 0 at the marker; the seed is
-// vmm's virtio-blk disk (seed=/dev/vdX), which only DataSourceNoCloud reads.
-// debian-seabios boots through SeaBIOS from virtio-blk, debian-ovmf-nvme
-// through OVMF from NVMe. TestE2E checks the base image's hash afterwards.
+// (vmm's last virtio-blk disk, /dev/vdX, which only DataSourceNoCloud
+// reads) whose user-data prints debianMarker with the datasource that found
+// the seed and the root filesystem's device, and powers off. TestE2E checks
+// the base image's hash afterwards.
+//
+//   - debian-seabios boots through SeaBIOS and GRUB from virtio-blk and
+//     stops at the serial getty's login prompt (--expect 'login:'); the
+//     console must show each stage in order (checkDebianLogin).
+//   - debian-ovmf-nvme boots through OVMF and GRUB from NVMe and stops at
+//     the marker.
 const (
 	debianSeaBIOS = "debian-seabios"
 	debianOVMF    = "debian-ovmf-nvme"
-	// debianSeedDir is the seed directory --cloud-init names.
+	// debianSeedDir is the seed directory --cloud-init names; each
+	// scenario has its own (the outer init removes a run's files when it
+	// ends).
 	debianSeedDir = "/tmp/vmm-debian-seed"
 	// debianMarker starts the user-data's console line; debianExpect is
 	// what vmm's --expect and the scenario's Mark look for.
 	debianMarker = "VMM-E2E-DEBIAN"
 	debianExpect = debianMarker + " DataSourceNoCloud [seed=/dev/vd"
+	// debianLogin is the getty's prompt debian-seabios waits for.
+	debianLogin = "login:"
 )
 
 // debianUserData is the seed's user-data: cloud-init's runcmd prints the
 // marker with the datasource cloud-init recorded in its status (set once
-// its init stage found the seed; runcmd runs in the final stage), and
-// power_state powers off. Nothing else: every module more is boot time.
+// its init stage found the seed; runcmd runs in the final stage) and the
+// root filesystem's device, and power_state powers off. Nothing else:
+// every module more is boot time.
 const debianUserData = "#cloud-config\nruncmd:\n" +
-	"  - echo \"" + debianMarker + " $(grep -o 'DataSourceNoCloud [^]]*]' /run/cloud-init/status.json | head -n 1)\" > /dev/ttyS0\n" +
+	"  - echo \"" + debianMarker + " $(grep -o 'DataSourceNoCloud [^]]*]' /run/cloud-init/status.json | head -n 1) root=$(findmnt -no SOURCE /)\" > /dev/ttyS0\n" +
 	"power_state:\n  mode: poweroff\n  delay: now\n"
 
-// debianScenarios are the two Debian boots. Two levels down the login
-// prompt comes after about 100 s and the marker later; the limits leave
-// room for a loaded CI machine.
+// debianScenarios are the Debian boots. Two levels down the login prompt
+// comes after about 100 s and the marker later; the limits leave room for
+// a loaded CI machine.
 func debianScenarios() []scenario.Scenario {
 	const timeout = 480 * time.Second
-	var list []scenario.Scenario
-	for _, s := range []struct{ name, firmware, iface string }{
-		{debianSeaBIOS, "seabios", "virtio"},
-		{debianOVMF, "ovmf", "nvme"},
-	} {
-		list = append(list, scenario.Scenario{
-			Name: s.name,
-			Args: []string{"run", "--firmware", s.firmware,
-				"--disk", images.OuterDebianDisk + ",snapshot,if=" + s.iface,
-				"--cloud-init", debianSeedDir, "--memory", "1G", "--console", "stdio",
-				"--timeout", timeout.String(), "--expect", regexp.QuoteMeta(debianExpect)},
-			WantExit: exitPoweroff, Mark: debianExpect, Timeout: (timeout + 30*time.Second).String(),
-			Files: map[string]string{
-				debianSeedDir + "/user-data": debianUserData,
-				debianSeedDir + "/meta-data": "local-hostname: vmm-debian\n",
-			},
-		})
+	seed := func(dir string) map[string]string {
+		return map[string]string{
+			dir + "/user-data": debianUserData,
+			dir + "/meta-data": "local-hostname: vmm-debian\n",
+		}
 	}
-	return list
+	run := func(timeout time.Duration, expect string, args ...string) []string {
+		return append(append([]string{"run"}, args...), "--memory", "1G", "--console", "stdio",
+			"--timeout", timeout.String(), "--expect", expect)
+	}
+	return []scenario.Scenario{{
+		Name: debianSeaBIOS,
+		Args: run(timeout, debianLogin, "--firmware", "seabios",
+			"--disk", images.OuterDebianDisk+",snapshot,if=virtio", "--cloud-init", debianSeedDir),
+		WantExit: exitPoweroff, Mark: debianLogin, Stream: true, Timeout: (timeout + 30*time.Second).String(),
+		Files: seed(debianSeedDir),
+	}, {
+		Name: debianOVMF,
+		Args: run(timeout, regexp.QuoteMeta(debianExpect), "--firmware", "ovmf",
+			"--disk", images.OuterDebianDisk+",snapshot,if=nvme", "--cloud-init", debianSeedDir+"-nvme"),
+		WantExit: exitPoweroff, Mark: debianExpect, Timeout: (timeout + 30*time.Second).String(),
+		Files: seed(debianSeedDir + "-nvme"),
+	}}
+}
+
+// usesDebianImage reports whether a scenario boots the Debian image.
+func usesDebianImage(s scenario.Scenario) bool {
+	return strings.Contains(strings.Join(s.Args, " "), images.OuterDebianDisk)
+}
+
+// checkDebianLogin checks debian-seabios's console: SeaBIOS, GRUB's menu
+// and its Linux entry, the image's kernel, systemd's Debian banner and the
+// login prompt, in that order.
+func checkDebianLogin(console []string, kernel string) error {
+	text := strings.Join(console, "\n")
+	last := -1
+	for _, want := range []string{"SeaBIOS (version", grubdisk.MenuMarker, grubdisk.LinuxMarker,
+		"Linux version " + kernel, "Debian GNU/Linux 12", debianLogin} {
+		i := strings.Index(text, want)
+		if i <= last {
+			return fmt.Errorf("%q missing or out of order", want)
+		}
+		last = i
+	}
+	return nil
 }

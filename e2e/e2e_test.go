@@ -34,7 +34,7 @@ func TestScenariosValid(t *testing.T) {
 		} else {
 			require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
 		}
-		if s.Name == uefiUnsigned || s.Name == debianSeaBIOS || s.Name == debianOVMF {
+		if s.Name == uefiUnsigned || usesDebianImage(s) {
 			require.Empty(t, s.WantChecks, "%s boots no agent", s.Name)
 			continue
 		}
@@ -107,9 +107,11 @@ func TestE2E(t *testing.T) {
 	// The Debian scenarios boot the cached image in snapshot mode: its
 	// file must be byte for byte what it was (hashed here, on the host).
 	debianHash := func() string { return "" }
-	if slices.ContainsFunc(list, func(s scenario.Scenario) bool { return s.Name == debianSeaBIOS || s.Name == debianOVMF }) {
+	debianKernel := ""
+	if slices.ContainsFunc(list, usesDebianImage) {
 		img, err := images.DebianDisk(ctx, images.Config{})
 		require.NoError(t, err, "the Debian scenarios need the Debian image (go run ./images/cmd/mkimages -outer=false -debian builds it, as root)")
+		debianKernel = img.Kernel
 		debianHash = func() string {
 			h, err := images.HashPath(img.QCOW2)
 			require.NoError(t, err)
@@ -214,6 +216,11 @@ func TestE2E(t *testing.T) {
 			t.Errorf("%s report: %v", suspendScenario, err)
 		}
 		t.Logf("%s: %s", suspendScenario, summary)
+	}
+	if ran(debianSeaBIOS) {
+		if err := checkDebianLogin(out.Console[debianSeaBIOS], debianKernel); err != nil {
+			t.Errorf("%s console: %v", debianSeaBIOS, err)
+		}
 	}
 	if ran(rebootACPI) {
 		if err := checkResetReport(out.Console[rebootACPI]); err != nil {

@@ -336,16 +336,27 @@ func verdict(s scenario.Scenario, exit int, runErr error, timedOut bool, timeout
 	return strings.Join(why, "; ")
 }
 
-// suite runs every scheduled run, emitting one result line each, and
-// returns the pass and fail counts.
+// suite runs every scheduled run, a concurrent group's at once, emitting
+// one result line each, and returns the pass and fail counts.
 func (r *runner) suite(ctx context.Context, list []scenario.Scenario) (pass, fail int) {
-	for _, run := range scenario.Schedule(list) {
-		res := r.run(ctx, run)
-		r.emit(res.Line())
-		if res.Pass {
-			pass++
-		} else {
-			fail++
+	for _, batch := range scenario.Batches(scenario.Schedule(list)) {
+		results := make([]scenario.Result, len(batch))
+		var wg sync.WaitGroup
+		for i, run := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = r.run(ctx, run)
+			}()
+		}
+		wg.Wait()
+		for _, res := range results {
+			r.emit(res.Line())
+			if res.Pass {
+				pass++
+			} else {
+				fail++
+			}
 		}
 	}
 	return pass, fail

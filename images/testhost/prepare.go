@@ -248,11 +248,12 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	m := Machine{QEMU: qemu, Kernel: k.Vmlinuz, Timeout: timeout}
 	share := needsImageShare(s.Scenarios)
 	if share {
-		img, err := images.DebianDisk(ctx, cfg)
-		if err != nil {
+		// Built or checked here; the share is the cache that holds it
+		// and its boot files.
+		if _, err := images.DebianDisk(ctx, cfg); err != nil {
 			return Machine{}, fmt.Errorf("debian image: %w", err)
 		}
-		m.Extra = ImageShareDevices(filepath.Dir(img.QCOW2))
+		m.Extra = ImageShareDevices(cfg.Cache)
 		m.Append = DefaultAppend + " " + scenario.ImagesParam + "=" + images.OuterImages
 	}
 	if m.Initrd, err = images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
