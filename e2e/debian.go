@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/debdisk"
 	"github.com/vmmdev/vmm/images/grubdisk"
 	"github.com/vmmdev/vmm/images/scenario"
 )
@@ -23,19 +24,33 @@ import (
 //   - debian-seabios boots through SeaBIOS and GRUB from virtio-blk and
 //     stops at the serial getty's login prompt (--expect 'login:'); the
 //     console must show each stage in order (checkDebianLogin).
-//   - debian-ovmf-nvme boots through OVMF and GRUB from NVMe and stops at
-//     the marker.
+//   - debian-ovmf-nvme (OVMF, GRUB, NVMe) and debian-storvsc run at once
+//     from the one base image, each with its own overlay and seed, and
+//     both stop at the marker. debian-storvsc boots the image's own kernel
+//     and initrd directly with root=/dev/sda3 on a storvsc disk (--disk
+//     ...,if=vmbus with --hyperv all --vmbus): Debian's initramfs
+//     (MODULES=most) loads hv_vmbus and hv_storvsc, and the marker must
+//     name /dev/sda3 as the root, the only SCSI disk the guest has.
 const (
 	debianSeaBIOS = "debian-seabios"
 	debianOVMF    = "debian-ovmf-nvme"
+	debianStorvsc = "debian-storvsc"
+	// debianGroup is the concurrent group of the two runs at once.
+	debianGroup = "debian-base"
 	// debianSeedDir is the seed directory --cloud-init names; each
-	// scenario has its own (the outer init removes a run's files when it
-	// ends).
+	// concurrent run has its own (the outer init removes a run's files
+	// when it ends).
 	debianSeedDir = "/tmp/vmm-debian-seed"
 	// debianMarker starts the user-data's console line; debianExpect is
 	// what vmm's --expect and the scenario's Mark look for.
 	debianMarker = "VMM-E2E-DEBIAN"
 	debianExpect = debianMarker + " DataSourceNoCloud [seed=/dev/vd"
+	// debianStorvscRoot is the root device debian-storvsc names: the
+	// root partition (debdisk's third) of LUN 0 of vmm's SCSI controller.
+	debianStorvscRoot = "/dev/sda3"
+	// debianStorvscExpect is debian-storvsc's marker: the seed is the only
+	// virtio-blk disk there.
+	debianStorvscExpect = debianMarker + " DataSourceNoCloud [seed=/dev/vda] root=" + debianStorvscRoot
 	// debianLogin is the getty's prompt debian-seabios waits for.
 	debianLogin = "login:"
 )
@@ -50,10 +65,12 @@ const debianUserData = "#cloud-config\nruncmd:\n" +
 	"power_state:\n  mode: poweroff\n  delay: now\n"
 
 // debianScenarios are the Debian boots. Two levels down the login prompt
-// comes after about 100 s and the marker later; the limits leave room for
-// a loaded CI machine.
+// comes after about 100 s and the marker later; the two concurrent runs
+// share the outer machine's one CPU and its 9p share, and slow each other
+// more than twofold (on a loaded machine neither had passed systemd's udev
+// after 600 s); the limits leave room for a loaded CI machine.
 func debianScenarios() []scenario.Scenario {
-	const timeout = 480 * time.Second
+	const timeout, groupTimeout = 480 * time.Second, 1200 * time.Second
 	seed := func(dir string) map[string]string {
 		return map[string]string{
 			dir + "/user-data": debianUserData,
@@ -72,11 +89,26 @@ func debianScenarios() []scenario.Scenario {
 		Files: seed(debianSeedDir),
 	}, {
 		Name: debianOVMF,
-		Args: run(timeout, regexp.QuoteMeta(debianExpect), "--firmware", "ovmf",
+		Args: run(groupTimeout, regexp.QuoteMeta(debianExpect), "--firmware", "ovmf",
 			"--disk", images.OuterDebianDisk+",snapshot,if=nvme", "--cloud-init", debianSeedDir+"-nvme"),
-		WantExit: exitPoweroff, Mark: debianExpect, Timeout: (timeout + 30*time.Second).String(),
-		Files: seed(debianSeedDir + "-nvme"),
+		WantExit: exitPoweroff, Mark: debianExpect, Timeout: (groupTimeout + 30*time.Second).String(),
+		Files: seed(debianSeedDir + "-nvme"), Concurrent: debianGroup,
+	}, {
+		Name: debianStorvsc,
+		Args: run(groupTimeout, regexp.QuoteMeta(debianStorvscExpect),
+			"--kernel", images.OuterDebianKernel, "--initrd", images.OuterDebianInitrd,
+			"--cmdline", debianStorvscCmdline(),
+			"--disk", images.OuterDebianDisk+",snapshot,if=vmbus", "--hyperv", "all", "--vmbus",
+			"--cloud-init", debianSeedDir+"-storvsc"),
+		WantExit: exitPoweroff, Mark: debianStorvscExpect, Timeout: (groupTimeout + 30*time.Second).String(),
+		Files: seed(debianSeedDir + "-storvsc"), Concurrent: debianGroup,
 	}}
+}
+
+// debianStorvscCmdline is GRUB's command line for the image with the root
+// named by device instead of UUID.
+func debianStorvscCmdline() string {
+	return strings.Replace(debdisk.Cmdline(), "root=UUID="+debdisk.RootUUID, "root="+debianStorvscRoot, 1)
 }
 
 // usesDebianImage reports whether a scenario boots the Debian image.

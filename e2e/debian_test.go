@@ -62,6 +62,7 @@ func TestDebianUserData(t *testing.T) {
 	}
 	for _, c := range []struct{ expect, mark, seed, root string }{
 		{regexp.QuoteMeta(debianExpect), debianExpect, "/dev/vdb", "/dev/nvme0n1p3"},
+		{regexp.QuoteMeta(debianStorvscExpect), debianStorvscExpect, "/dev/vda", debianStorvscRoot},
 	} {
 		expect := regexp.MustCompile(c.expect)
 		got := run(nocloud(c.seed), c.root)
@@ -72,10 +73,14 @@ func TestDebianUserData(t *testing.T) {
 		require.False(t, expect.MatchString(got), got)
 		require.NotContains(t, got, c.mark)
 	}
+	// debian-storvsc's root must be the SCSI disk, not another.
+	got := run(nocloud("/dev/vda"), "/dev/vda3")
+	require.False(t, regexp.MustCompile(regexp.QuoteMeta(debianStorvscExpect)).MatchString(got), got)
 }
 
 // TestDebianScenarios checks how each Debian scenario boots: SeaBIOS to the
-// login prompt, OVMF from NVMe to the marker, both from the shared base in
+// login prompt; OVMF from NVMe and the image's own kernel with its root on
+// a storvsc disk at once, both to the marker; all from the shared base in
 // snapshot mode.
 func TestDebianScenarios(t *testing.T) {
 	byName := map[string]scenario.Scenario{}
@@ -86,10 +91,21 @@ func TestDebianScenarios(t *testing.T) {
 		require.NotEmpty(t, s.Mark, s.Name)
 		require.Regexp(t, regexp.QuoteMeta(images.OuterDebianDisk)+",snapshot,if=", strings.Join(s.Args, " "), s.Name)
 	}
-	require.Len(t, byName, 2)
+	require.Len(t, byName, 3)
 	login := byName[debianSeaBIOS]
 	require.Equal(t, debianLogin, login.Args[slices.Index(login.Args, "--expect")+1])
 	require.True(t, login.Stream, "checkDebianLogin reads the console")
+	require.Empty(t, login.Concurrent)
+	sv := byName[debianStorvsc]
+	require.Equal(t, debianGroup, sv.Concurrent)
+	require.Equal(t, debianGroup, byName[debianOVMF].Concurrent)
+	args := strings.Join(sv.Args, " ")
+	for _, want := range []string{"--kernel " + images.OuterDebianKernel, "--initrd " + images.OuterDebianInitrd,
+		",snapshot,if=vmbus", "--hyperv all --vmbus"} {
+		require.Contains(t, args, want)
+	}
+	cmdline := sv.Args[slices.Index(sv.Args, "--cmdline")+1]
+	require.Equal(t, "root=/dev/sda3 ro console=ttyS0", cmdline)
 
 	const kernel = "6.1.0-28-amd64"
 	console := []string{"SeaBIOS (version 1.16.2-1)", grubdisk.MenuMarker, grubdisk.LinuxMarker,

@@ -44,7 +44,7 @@ func TestScenariosValid(t *testing.T) {
 		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "vmbus": 0, "vmbus-panic": 3, "vmbus-ic": 0, "vmbus-net": 0, "disk-vmbus": 0, "expect-summary": 0, "fail-panic": 6,
 		"firmware-grub": 0, "firmware-ahci": 0, "firmware-nvme": 0, "firmware-cdrom": 0, "durable": scenario.ExitNone,
 		"uefi-grub": 0, "uefi-ahci": 0, "uefi-nvme": 0, "uefi-vars": 0, "uefi-vars-kill": scenario.ExitNone,
-		"uefi-secure-boot": 0, "uefi-unsigned": vmm.ExitNoBoot, "debian-seabios": 0, "debian-ovmf-nvme": 0}, names)
+		"uefi-secure-boot": 0, "uefi-unsigned": vmm.ExitNoBoot, "debian-seabios": 0, "debian-ovmf-nvme": 0, "debian-storvsc": 0}, names)
 }
 
 func TestSelectScenarios(t *testing.T) {
