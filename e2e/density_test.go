@@ -37,6 +37,6 @@ func TestDensityScenarioRunsTogether(t *testing.T) {
 	require.NoError(t, s.Validate())
 	require.True(t, s.Parallel)
 	require.Equal(t, densityGuests, s.Runs())
-	require.Len(t, scenario.Batches([]scenario.Scenario{s}), 1, "all guests in one batch")
+	require.Len(t, scenario.Batches(scenario.Schedule([]scenario.Scenario{s})), 1, "all guests in one batch")
 	require.Contains(t, strings.Join(s.Args, " "), "--memory 128M")
 }

@@ -34,7 +34,7 @@ func TestScenariosValid(t *testing.T) {
 		} else {
 			require.Equal(t, scenario.RunnerVMM, s.RunnerName(), s.Name)
 		}
-		if s.Name == uefiUnsigned || s.Name == debianSeaBIOS || s.Name == debianOVMF || s.Name == ipxeScenarioName {
+		if s.Name == uefiUnsigned || s.Name == ipxeScenarioName || usesDebianImage(s) {
 			require.Empty(t, s.WantChecks, "%s boots no agent", s.Name)
 			continue
 		}
@@ -44,7 +44,7 @@ func TestScenariosValid(t *testing.T) {
 		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "vmbus": 0, "vmbus-panic": 3, "vmbus-ic": 0, "vmbus-heartbeat": vmm.ExitHeartbeat, "vmbus-net": 0, "ipxe": 0, "disk-vmbus": 0, "expect-summary": 0, "fail-panic": 6,
 		"firmware-grub": 0, "firmware-ahci": 0, "firmware-nvme": 0, "firmware-cdrom": 0, "durable": scenario.ExitNone,
 		"uefi-grub": 0, "uefi-ahci": 0, "uefi-nvme": 0, "uefi-vars": 0, "uefi-vars-kill": scenario.ExitNone,
-		"uefi-secure-boot": 0, "uefi-unsigned": vmm.ExitNoBoot, "debian-seabios": 0, "debian-ovmf-nvme": 0}, names)
+		"uefi-secure-boot": 0, "uefi-unsigned": vmm.ExitNoBoot, "debian-seabios": 0, "debian-ovmf-nvme": 0, "debian-storvsc": 0}, names)
 }
 
 func TestSelectScenarios(t *testing.T) {
@@ -107,9 +107,11 @@ func TestE2E(t *testing.T) {
 	// The Debian scenarios boot the cached image in snapshot mode: its
 	// file must be byte for byte what it was (hashed here, on the host).
 	debianHash := func() string { return "" }
-	if slices.ContainsFunc(list, func(s scenario.Scenario) bool { return s.Name == debianSeaBIOS || s.Name == debianOVMF }) {
+	debianKernel := ""
+	if slices.ContainsFunc(list, usesDebianImage) {
 		img, err := images.DebianDisk(ctx, images.Config{})
 		require.NoError(t, err, "the Debian scenarios need the Debian image (go run ./images/cmd/mkimages -outer=false -debian builds it, as root)")
+		debianKernel = img.Kernel
 		debianHash = func() string {
 			h, err := images.HashPath(img.QCOW2)
 			require.NoError(t, err)
@@ -235,6 +237,11 @@ func TestE2E(t *testing.T) {
 			t.Errorf("%s report: %v", suspendScenario, err)
 		}
 		t.Logf("%s: %s", suspendScenario, summary)
+	}
+	if ran(debianSeaBIOS) {
+		if err := checkDebianLogin(out.Console[debianSeaBIOS], debianKernel); err != nil {
+			t.Errorf("%s console: %v", debianSeaBIOS, err)
+		}
 	}
 	if ran(rebootACPI) {
 		if err := checkResetReport(out.Console[rebootACPI]); err != nil {

@@ -72,6 +72,9 @@ type DebianImage struct {
 	Manifest string
 	// Kernel is the installed kernel's release ("6.1.0-28-amd64").
 	Kernel string
+	// Vmlinuz and Initrd are that kernel and its initrd, copied out of the
+	// image (ExtractDebianBoot) to boot it directly.
+	Vmlinuz, Initrd string
 	// Rebuilt is set when this call built it; Took is how long that took.
 	Rebuilt bool
 	Took    time.Duration
@@ -90,7 +93,8 @@ const (
 // the system into a directory, which is configured for a cloud image
 // (fstab, an empty machine-id, cloud-init's NoCloud datasource) and
 // trimmed (documentation, apt's caches), then laid out by debdisk and
-// converted to qcow2. The mirror's package versions at build time are in
+// converted to qcow2; its kernel and initrd are copied out next to it
+// (<Cache>/debian-12-boot, see ExtractDebianBoot). The mirror's package versions at build time are in
 // the manifest; a newer mirror does not rebuild by itself. A lock keeps
 // two builders apart.
 func DebianDisk(ctx context.Context, cfg Config) (*DebianImage, error) {
@@ -115,7 +119,7 @@ func DebianDisk(ctx context.Context, cfg Config) (*DebianImage, error) {
 	}
 	key := KeyOf(append([]string{debianBuilderVersion, DebianSuite, DebianMirror, "debootstrap", dsVersion,
 		fmt.Sprint(debianDiskSize)}, DebianPackages()...)...)
-	dir := filepath.Join(cfg.Cache, "debian-12")
+	dir := filepath.Join(cfg.Cache, debianDir)
 	start := time.Now()
 	rebuilt, err := Cached(dir, key, func(tmp string) error {
 		if os.Geteuid() != 0 {
@@ -139,6 +143,11 @@ func DebianDisk(ctx context.Context, cfg Config) (*DebianImage, error) {
 		return nil, fmt.Errorf("debian image: %w", err)
 	}
 	img.Kernel = strings.TrimSpace(string(release))
+	boot, err := debianBoot(ctx, cfg, dir, img.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	img.Vmlinuz, img.Initrd = filepath.Join(boot, DebianVmlinuz), filepath.Join(boot, DebianInitrd)
 	cfg.Log.Info("debian image ready", "path", img.QCOW2, "kernel", img.Kernel, "rebuilt", rebuilt, "took", img.Took)
 	return img, nil
 }

@@ -81,6 +81,15 @@ func TestDebianDisk(t *testing.T) {
 	boot := debug("ls -l /boot")
 	require.Contains(t, boot, "vmlinuz-"+img.Kernel)
 	require.Contains(t, boot, "initrd.img-"+img.Kernel)
+	for file, boot := range map[string]string{"vmlinuz-" + img.Kernel: img.Vmlinuz, "initrd.img-" + img.Kernel: img.Initrd} {
+		dumped := filepath.Join(t.TempDir(), file)
+		debug("dump /boot/" + file + " " + dumped)
+		want, err := os.ReadFile(dumped)
+		require.NoError(t, err)
+		got, err := os.ReadFile(boot)
+		require.NoError(t, err)
+		require.True(t, len(want) > 0 && string(want) == string(got), "%s is the image's /boot/%s", boot, file)
+	}
 	grubCfg := debug("cat /" + debdisk.GrubCfgPath)
 	require.Contains(t, grubCfg, "linux /boot/vmlinuz-"+img.Kernel+" "+debdisk.Cmdline())
 	require.Contains(t, grubCfg, "initrd /boot/initrd.img-"+img.Kernel)
@@ -208,6 +217,20 @@ func TestDebianDiskLayout(t *testing.T) {
 	data, err := os.ReadFile(got)
 	require.NoError(t, err)
 	require.Equal(t, pattern(2<<20), data, "kernel read back from the ext4 root")
+
+	// The boot files come out of the image's qcow2 as DebianDisk copies them.
+	qcow2 := filepath.Join(dir, "disk.qcow2")
+	out, err = exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2).CombinedOutput()
+	require.NoError(t, err, "qemu-img convert: %s", out)
+	bootDir := filepath.Join(dir, "boot")
+	require.NoError(t, images.ExtractDebianBoot(ctx, images.Config{}, qcow2, "9.9-test", bootDir))
+	for name, want := range map[string][]byte{images.DebianVmlinuz: pattern(2 << 20), images.DebianInitrd: pattern(1 << 20)} {
+		data, err := os.ReadFile(filepath.Join(bootDir, name))
+		require.NoError(t, err)
+		require.Equal(t, want, data, name)
+	}
+	err = images.ExtractDebianBoot(ctx, images.Config{}, qcow2, "9.9-other", filepath.Join(dir, "boot2"))
+	require.ErrorContains(t, err, "/boot/vmlinuz-9.9-other")
 
 	// An odd size is refused before anything is written.
 	require.Error(t, debdisk.Build(ctx, debdisk.Spec{Root: root, Kernel: "/k", Initrd: "/i", Size: size + 512}, raw+"2"))

@@ -30,10 +30,14 @@ const (
 	// the host too: vmm's --firmware seabios and QEMU's -bios name it.
 	OuterSeaBIOS = "/usr/share/seabios/bios-256k.bin"
 	// OuterImages is where the outer machine mounts the image share
-	// (scenario.ImagesTag): the directory of DebianDisk's image, read-only.
+	// (scenario.ImagesTag): the image cache (Config.Cache), read-only.
 	OuterImages = "/images"
 	// OuterDebianDisk is DebianDisk's qcow2 there: boot it in snapshot mode.
-	OuterDebianDisk = OuterImages + "/" + debianQCOW2
+	OuterDebianDisk = OuterImages + "/" + debianDir + "/" + debianQCOW2
+	// OuterDebianKernel and OuterDebianInitrd are its kernel and initrd
+	// (DebianImage.Vmlinuz and Initrd) there, to boot it directly.
+	OuterDebianKernel = OuterImages + "/" + debianBootDir + "/" + DebianVmlinuz
+	OuterDebianInitrd = OuterImages + "/" + debianBootDir + "/" + DebianInitrd
 )
 
 // ImageShareModules are what the outer machine loads to mount the image

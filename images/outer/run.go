@@ -350,10 +350,10 @@ func verdict(s scenario.Scenario, exit int, runErr error, timedOut bool, timeout
 	return strings.Join(why, "; ")
 }
 
-// suite runs every scheduled run, the runs of a batch at once, emitting one
-// result line each, and returns the pass and fail counts.
+// suite runs every scheduled run, a concurrent group's at once, emitting
+// one result line each, and returns the pass and fail counts.
 func (r *runner) suite(ctx context.Context, list []scenario.Scenario) (pass, fail int) {
-	for _, batch := range scenario.Batches(list) {
+	for _, batch := range scenario.Batches(scenario.Schedule(list)) {
 		results := make([]scenario.Result, len(batch))
 		var wg sync.WaitGroup
 		for i, run := range batch {

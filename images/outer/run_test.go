@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,24 @@ func fakeVMM(args []string) int {
 		report := fmt.Sprintf("{\n  \"exit_code\": 0,\n  \"pid\": %d\n}\n", os.Getpid())
 		if err := os.WriteFile(args[4], []byte(report), 0o644); err != nil {
 			return 97
+		}
+		return 0
+	case "fifo-write":
+		// Opening a FIFO to write blocks until a reader opens it: only a
+		// concurrent reader run lets this one finish.
+		f, err := os.OpenFile(args[1], os.O_WRONLY, 0)
+		if err != nil {
+			return 97
+		}
+		defer f.Close()
+		if _, err := f.WriteString("met\n"); err != nil {
+			return 96
+		}
+		return 0
+	case "fifo-read":
+		data, err := os.ReadFile(args[1])
+		if err != nil || string(data) != "met\n" {
+			return 95
 		}
 		return 0
 	case "hang":
@@ -271,6 +290,32 @@ func TestSuiteRunsParallelScenarioAtOnce(t *testing.T) {
 		pids[p.PID] = true
 	}
 	require.Len(t, pids, n, "one report from each run")
+}
+
+// TestSuiteConcurrentGroup runs two scenarios that can only finish
+// together (a FIFO's writer and reader) as a concurrent group between two
+// ordinary ones: both pass, and the results come in schedule order.
+func TestSuiteConcurrentGroup(t *testing.T) {
+	r, rec := newTestRunner(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	list := []scenario.Scenario{
+		{Name: "before", Args: []string{"boot"}},
+		{Name: "writer", Args: []string{"fifo-write", fifo}, Concurrent: "meet", Timeout: "20s"},
+		{Name: "after", Args: []string{"boot"}},
+		{Name: "reader", Args: []string{"fifo-read", fifo}, Concurrent: "meet", Timeout: "20s"},
+	}
+	pass, fail := r.suite(context.Background(), list)
+	var order []string
+	for _, ev := range rec.events(t) {
+		if ev.Kind == scenario.KindResult {
+			order = append(order, ev.Result.Name)
+			require.True(t, ev.Result.Pass, "%s: %s", ev.Result.Name, ev.Result.Reason)
+		}
+	}
+	require.Equal(t, []string{"before", "writer", "reader", "after"}, order)
+	require.Equal(t, 4, pass)
+	require.Zero(t, fail)
 }
 
 func TestConsoleBounds(t *testing.T) {

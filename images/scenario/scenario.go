@@ -93,6 +93,12 @@ type Scenario struct {
 	// Blobs are Files whose content need not be text (a guest kernel the
 	// benchmark builds); JSON carries them in base64.
 	Blobs map[string][]byte `json:"blobs,omitempty"`
+	// Concurrent names a group: the scenarios that share it run at the
+	// same time, each its own runner process, where the first of them
+	// would run (several guests booting one base image at once). They run
+	// once, not as benchmarks, with no tap and no file or disk path in
+	// common.
+	Concurrent string `json:"concurrent,omitempty"`
 }
 
 // maxMarkBytes bounds Mark: it is looked for in every console line.
@@ -229,6 +235,9 @@ func (s Scenario) Validate() error {
 	if s.Parallel && (s.Bench || len(s.Disks) > 0 || s.Tap != nil) {
 		return fmt.Errorf("%w: scenario %q: parallel runs cannot be bench runs or share disks or a tap", ErrInvalid, s.Name)
 	}
+	if s.Concurrent != "" && (!namePattern.MatchString(s.Concurrent) || s.Runs() != 1 || s.Bench || s.Tap != nil) {
+		return fmt.Errorf("%w: scenario %q: concurrent group %q: a name, one run, no bench, no tap", ErrInvalid, s.Name, s.Concurrent)
+	}
 	if err := s.validateDevices(); err != nil {
 		return err
 	}
@@ -252,7 +261,50 @@ func Parse(data []byte) ([]Scenario, error) {
 		}
 		seen[s.Name] = true
 	}
+	if err := validateGroups(list); err != nil {
+		return nil, err
+	}
 	return list, nil
+}
+
+// validateGroups checks that every concurrent group has two scenarios or
+// more and that its members' files and disks are apart: each member's are
+// set up and removed around its own run.
+func validateGroups(list []Scenario) error {
+	members := map[string]int{}
+	paths := map[string]map[string]string{} // group -> path -> scenario
+	for _, s := range list {
+		if s.Concurrent == "" {
+			continue
+		}
+		members[s.Concurrent]++
+		if paths[s.Concurrent] == nil {
+			paths[s.Concurrent] = map[string]string{}
+		}
+		own := make([]string, 0, len(s.Files)+len(s.Disks))
+		for p := range s.Files {
+			own = append(own, p)
+		}
+		for _, d := range s.Disks {
+			own = append(own, d.Path)
+		}
+		for _, p := range own {
+			for q, other := range paths[s.Concurrent] {
+				if other != s.Name && (p == q || strings.HasPrefix(p, q+"/") || strings.HasPrefix(q, p+"/")) {
+					return fmt.Errorf("%w: scenarios %q and %q run concurrently and both use %s", ErrInvalid, other, s.Name, p)
+				}
+			}
+		}
+		for _, p := range own {
+			paths[s.Concurrent][p] = s.Name
+		}
+	}
+	for g, n := range members {
+		if n < 2 {
+			return fmt.Errorf("%w: concurrent group %q has one scenario", ErrInvalid, g)
+		}
+	}
+	return nil
 }
 
 // Encode validates a scenario list and renders it as /scenarios.json.
@@ -267,6 +319,30 @@ func Encode(list []Scenario) ([]byte, error) {
 	return data, nil
 }
 
+// Batches splits a schedule into what runs at once: a concurrent group's
+// adjacent runs together, all the repeats of a Parallel scenario together
+// (Schedule keeps both adjacent), every other run alone.
+func Batches(runs []Run) [][]Run {
+	var out [][]Run
+	for i := 0; i < len(runs); {
+		j := i + 1
+		for j < len(runs) && together(runs[i].Scenario, runs[j].Scenario) {
+			j++
+		}
+		out = append(out, runs[i:j])
+		i = j
+	}
+	return out
+}
+
+// together says whether run b goes with a batch that starts with run a.
+func together(a, b Scenario) bool {
+	if a.Concurrent != "" {
+		return b.Concurrent == a.Concurrent
+	}
+	return a.Parallel && b.Name == a.Name
+}
+
 // Run is one execution of a scenario in the order the outer init runs them.
 type Run struct {
 	Scenario Scenario
@@ -274,15 +350,29 @@ type Run struct {
 	Index int
 }
 
-// Schedule orders the runs: ordinary scenarios first, each repeated in place,
-// then the bench scenarios round-robin (a1 b1 a2 b2 ...) so that compared
-// runners alternate.
+// Schedule orders the runs: ordinary scenarios first, each repeated in place
+// (a concurrent group's members adjacent, where the first of them is), then
+// the bench scenarios round-robin (a1 b1 a2 b2 ...) so that compared runners
+// alternate.
 func Schedule(list []Scenario) []Run {
 	var runs []Run
 	maxBench := 0
+	grouped := map[string]bool{}
 	for _, s := range list {
 		if s.Bench {
 			maxBench = max(maxBench, s.Runs())
+			continue
+		}
+		if g := s.Concurrent; g != "" {
+			// The whole group at its first member's place, adjacent.
+			if !grouped[g] {
+				grouped[g] = true
+				for _, m := range list {
+					if m.Concurrent == g {
+						runs = append(runs, Run{Scenario: m, Index: 1})
+					}
+				}
+			}
 			continue
 		}
 		for i := 1; i <= s.Runs(); i++ {
@@ -297,18 +387,4 @@ func Schedule(list []Scenario) []Run {
 		}
 	}
 	return runs
-}
-
-// Batches groups Schedule's runs into what the outer init starts together:
-// all the runs of a Parallel scenario at once, every other run alone.
-func Batches(list []Scenario) [][]Run {
-	var out [][]Run
-	for _, r := range Schedule(list) {
-		if n := len(out); n > 0 && r.Scenario.Parallel && r.Index > 1 && out[n-1][0].Scenario.Name == r.Scenario.Name {
-			out[n-1] = append(out[n-1], r)
-			continue
-		}
-		out = append(out, []Run{r})
-	}
-	return out
 }

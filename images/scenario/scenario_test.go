@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -88,7 +89,7 @@ func TestBatchesRunParallelScenariosTogether(t *testing.T) {
 		{Name: "bench", Bench: true, Repeat: 2},
 	}
 	var got [][]string
-	for _, b := range Batches(list) {
+	for _, b := range Batches(Schedule(list)) {
 		var names []string
 		for _, r := range b {
 			names = append(names, fmt.Sprintf("%s#%d", r.Scenario.Name, r.Index))
@@ -134,4 +135,40 @@ func TestReports(t *testing.T) {
 	reps, err = ParseReports[rep](nil)
 	require.NoError(t, err)
 	require.Empty(t, reps)
+}
+
+func TestConcurrentGroups(t *testing.T) {
+	a := Scenario{Name: "a", Args: []string{"run"}, Concurrent: "g", Files: map[string]string{"/tmp/a/user-data": "x"}}
+	b := Scenario{Name: "b", Args: []string{"run"}, Concurrent: "g", Files: map[string]string{"/tmp/b/user-data": "y"}}
+	list := []Scenario{{Name: "first", Args: []string{"run"}}, a, {Name: "mid", Args: []string{"run"}, Repeat: 2}, b,
+		{Name: "bench", Args: []string{"run"}, Bench: true}}
+	data, err := json.Marshal(list)
+	require.NoError(t, err)
+	back, err := Parse(data)
+	require.NoError(t, err)
+	var got [][]string
+	for _, batch := range Batches(Schedule(back)) {
+		var names []string
+		for _, r := range batch {
+			names = append(names, fmt.Sprintf("%s#%d", r.Scenario.Name, r.Index))
+		}
+		got = append(got, names)
+	}
+	require.Equal(t, [][]string{{"first#1"}, {"a#1", "b#1"}, {"mid#1"}, {"mid#2"}, {"bench#1"}}, got)
+
+	bad := map[string][]Scenario{
+		"alone":      {a},
+		"same file":  {a, {Name: "b", Args: []string{"run"}, Concurrent: "g", Files: map[string]string{"/tmp/a/user-data": "y"}}},
+		"nested dir": {a, {Name: "b", Args: []string{"run"}, Concurrent: "g", Disks: []Disk{{Path: "/tmp/a", Size: 512}}}},
+		"repeat":     {a, {Name: "b", Args: []string{"run"}, Concurrent: "g", Repeat: 2}},
+		"bench":      {a, {Name: "b", Args: []string{"run"}, Concurrent: "g", Bench: true}},
+		"tap":        {a, {Name: "b", Args: []string{"run"}, Concurrent: "g", Tap: &Tap{Name: "t0", Addr: "10.0.2.1/24", Port: 1}}},
+		"bad name":   {{Name: "a", Args: []string{"run"}, Concurrent: "g g"}, {Name: "b", Args: []string{"run"}, Concurrent: "g g"}},
+	}
+	for why, l := range bad {
+		data, err := json.Marshal(l)
+		require.NoError(t, err)
+		_, err = Parse(data)
+		require.ErrorIs(t, err, ErrInvalid, why)
+	}
 }

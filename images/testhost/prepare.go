@@ -91,7 +91,7 @@ func (s Suite) needs() (vmm, qemu bool) {
 // together.
 func (s Suite) Timeout() (time.Duration, error) {
 	total := outerBootBudget
-	for _, b := range scenario.Batches(s.Scenarios) {
+	for _, b := range scenario.Batches(scenario.Schedule(s.Scenarios)) {
 		var longest time.Duration
 		for _, r := range b {
 			d, err := r.Scenario.Deadline()
@@ -260,11 +260,12 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	m := Machine{QEMU: qemu, Kernel: k.Vmlinuz, Timeout: timeout}
 	share := needsImageShare(s.Scenarios)
 	if share {
-		img, err := images.DebianDisk(ctx, cfg)
-		if err != nil {
+		// Built or checked here; the share is the cache that holds it
+		// and its boot files.
+		if _, err := images.DebianDisk(ctx, cfg); err != nil {
 			return Machine{}, fmt.Errorf("debian image: %w", err)
 		}
-		m.Extra = ImageShareDevices(filepath.Dir(img.QCOW2))
+		m.Extra = ImageShareDevices(cfg.Cache)
 		m.Append = DefaultAppend + " " + scenario.ImagesParam + "=" + images.OuterImages
 	}
 	if m.Initrd, err = images.OuterInitramfs(ctx, cfg, k, images.OuterContent{

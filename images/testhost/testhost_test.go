@@ -233,6 +233,6 @@ func TestImageShare(t *testing.T) {
 	other := scenario.Scenario{Name: "o", Args: []string{"run", "--disk", "/tmp/x.img"}}
 	require.True(t, needsImageShare([]scenario.Scenario{other, debian}))
 	require.False(t, needsImageShare([]scenario.Scenario{other}))
-	require.Equal(t, []string{"-virtfs", "local,path=/c,,d/debian-12,mount_tag=" + scenario.ImagesTag + ",security_model=none,readonly=on"},
-		ImageShareDevices("/c,d/debian-12"))
+	require.Equal(t, []string{"-virtfs", "local,path=/c,,d/vmm,mount_tag=" + scenario.ImagesTag + ",security_model=none,readonly=on"},
+		ImageShareDevices("/c,d/vmm"))
 }
