@@ -96,13 +96,7 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 		if !o.boot {
 			break
 		}
-		g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot"}, Quiet: true}
-		kill := o.timeout
-		if runner == scenario.RunnerVMM {
-			g.Timeout = o.timeout
-			kill += 30 * time.Second
-		}
-		args, err := g.Args(runner)
+		args, kill, err := o.bootGuest(runner)
 		if err != nil {
 			return nil, err
 		}
@@ -256,4 +250,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// bootGuest is the Linux guest that boots to the agent's "boot" check under
+// runner, and how long the outer init gives it (vmm's own --timeout comes
+// first, so that its report says why).
+func (o options) bootGuest(runner string) (args []string, kill time.Duration, err error) {
+	g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot"}, Quiet: true}
+	kill = o.timeout
+	if runner == scenario.RunnerVMM {
+		g.Timeout = o.timeout
+		kill += 30 * time.Second
+	}
+	args, err = g.Args(runner)
+	return args, kill, err
 }

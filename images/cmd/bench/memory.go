@@ -40,13 +40,7 @@ const (
 func (o options) memoryScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
 	for _, runner := range o.runners {
-		g := testhost.Guest{CPUs: o.cpus, MemoryMiB: o.memory, Checks: []string{"boot"}, Quiet: true}
-		kill := o.timeout
-		if runner == scenario.RunnerVMM {
-			g.Timeout = o.timeout
-			kill += 30 * time.Second
-		}
-		args, err := g.Args(runner)
+		args, kill, err := o.bootGuest(runner)
 		if err != nil {
 			return nil, err
 		}
