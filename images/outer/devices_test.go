@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -12,11 +11,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/vmmdev/vmm/images/pattern"
 	"github.com/vmmdev/vmm/images/scenario"
-	"github.com/vmmdev/vmm/internal/testenv"
+	"github.com/vmmdev/vmm/internal/taptest"
 	"github.com/vmmdev/vmm/storage/qcow2"
 	"github.com/vmmdev/vmm/vmm/linkwatch"
 )
@@ -233,19 +231,7 @@ func TestPeer(t *testing.T) {
 // refused.
 func TestPeerLinkFlap(t *testing.T) {
 	const tap = "vmmflap0"
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		testenv.Skip(t, "no /dev/net/tun: %v", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(tap)
-	require.NoError(t, err)
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); errors.Is(err, unix.EPERM) {
-		testenv.Skip(t, "creating a tap needs CAP_NET_ADMIN: %v", err)
-	} else {
-		require.NoError(t, err)
-	}
+	taptest.Open(t, tap)
 	require.NoError(t, setLinkUp(tap, true))
 	states := make(chan bool, 16)
 	w, err := linkwatch.Watch(tap, func(up bool) { states <- up }, nil)

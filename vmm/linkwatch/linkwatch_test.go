@@ -2,7 +2,6 @@ package linkwatch
 
 import (
 	"encoding/binary"
-	"errors"
 	"os/exec"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/vmmdev/vmm/internal/taptest"
 	"github.com/vmmdev/vmm/internal/testenv"
 )
 
@@ -76,19 +76,7 @@ func TestWatchTap(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		testenv.Skip(t, "iproute2's ip not installed")
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		testenv.Skip(t, "no /dev/net/tun: %v", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	require.NoError(t, err)
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); errors.Is(err, unix.EPERM) {
-		testenv.Skip(t, "creating a tap needs CAP_NET_ADMIN: %v", err)
-	} else {
-		require.NoError(t, err)
-	}
+	taptest.Open(t, name)
 	states := make(chan bool, 16)
 	w, err := Watch(name, func(up bool) { states <- up }, nil)
 	require.NoError(t, err)
