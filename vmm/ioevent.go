@@ -24,6 +24,17 @@ type ioEvents struct {
 
 // Add implements virtio/pci.IOEvents.
 func (e ioEvents) Add(addr uint64, length int, fn func()) (func(), error) {
+	undo, err := e.serve(kvm.IOEventFD{Addr: addr, Len: uint32(length)}, func(uint64) { fn() })
+	if err != nil {
+		return nil, err
+	}
+	return func() { undo(true) }, nil
+}
+
+// serve registers reg with a fresh eventfd and has a goroutine call fn with
+// each non-zero count read from it. undo removes the registration and
+// closes the eventfd; with wait it also waits for the goroutine to end.
+func (e ioEvents) serve(reg kvm.IOEventFD, fn func(count uint64)) (undo func(wait bool), err error) {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -31,7 +42,7 @@ func (e ioEvents) Add(addr uint64, length int, fn func()) (func(), error) {
 	// A non-blocking descriptor makes os.File use the poller, so Close
 	// wakes the reader below.
 	f := os.NewFile(uintptr(fd), "ioeventfd")
-	reg := kvm.IOEventFD{Addr: addr, Len: uint32(length), FD: int32(fd)}
+	reg.FD = int32(fd)
 	if err := e.vm.IOEventFD(reg); err != nil {
 		f.Close()
 		return nil, err
@@ -45,18 +56,20 @@ func (e ioEvents) Add(addr uint64, length int, fn func()) (func(), error) {
 			if err != nil {
 				return
 			}
-			if n == 8 && binary.LittleEndian.Uint64(buf) > 0 {
-				fn()
+			if c := binary.LittleEndian.Uint64(buf); n == 8 && c > 0 {
+				fn(c)
 			}
 		}
 	}()
-	return func() {
-		reg.Flags = kvm.IOEventFDDeassign
+	return func(wait bool) {
+		reg.Flags |= kvm.IOEventFDDeassign
 		if err := e.vm.IOEventFD(reg); err != nil {
-			e.log.Warn("remove ioeventfd", "addr", fmt.Sprintf("%#x", addr), "err", err)
+			e.log.Warn("remove ioeventfd", "addr", fmt.Sprintf("%#x", reg.Addr), "datamatch", reg.Datamatch, "err", err)
 		}
 		f.Close()
-		<-done
+		if wait {
+			<-done
+		}
 	}, nil
 }
 
@@ -122,39 +135,17 @@ type signalRoutes struct {
 // RouteSignal implements vmbus.SignalRoutes. It returns nil, leaving the
 // connection to the hypercall exit, when KVM refuses the ioeventfd.
 func (r signalRoutes) RouteSignal(conn uint32, signal func()) func() {
-	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		r.e.log.Warn("vmbus: signal eventfd", "conn", conn, "err", err)
-		return nil
-	}
-	f := os.NewFile(uintptr(fd), "vmbus-signal")
-	reg := kvm.IOEventFD{Addr: hyperv.SignalPort, Len: 4, FD: int32(fd),
+	reg := kvm.IOEventFD{Addr: hyperv.SignalPort, Len: 4,
 		Flags: kvm.IOEventFDPIO | kvm.IOEventFDDatamatch, Datamatch: uint64(conn)}
-	if err := r.e.vm.IOEventFD(reg); err != nil {
+	undo, err := r.e.serve(reg, func(c uint64) {
+		r.part.NoteFastSignals(c)
+		signal()
+	})
+	if err != nil {
 		r.e.log.Warn("vmbus: signal ioeventfd", "conn", conn, "err", err)
-		f.Close()
 		return nil
 	}
-	go func() {
-		buf := make([]byte, 8)
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				return
-			}
-			if c := binary.LittleEndian.Uint64(buf); n == 8 && c > 0 {
-				r.part.NoteFastSignals(c)
-				signal()
-			}
-		}
-	}()
 	// The undo runs under the bus's lock: it does not wait for the
 	// goroutine, whose signal may be waiting for that lock.
-	return func() {
-		reg.Flags |= kvm.IOEventFDDeassign
-		if err := r.e.vm.IOEventFD(reg); err != nil {
-			r.e.log.Warn("vmbus: remove signal ioeventfd", "conn", conn, "err", err)
-		}
-		f.Close()
-	}
+	return func() { undo(false) }
 }
