@@ -160,7 +160,7 @@ func FuzzOutcomeAdd(f *testing.F) {
 
 func TestGuestArgs(t *testing.T) {
 	g := Guest{CPUs: 2, ExpectCPUs: 2, Action: "hang", Quiet: true, Timeout: 40 * time.Second}
-	require.Equal(t, "console=ttyS0 quiet panic=-1 vmm.checks=boot,cpus,clocksource vmm.action=hang vmm.expect_cpus=2", g.Cmdline())
+	require.Equal(t, "console=ttyS0 quiet pci=noearly panic=-1 vmm.checks=boot,cpus,clocksource vmm.action=hang vmm.expect_cpus=2", g.Cmdline())
 	args, err := g.Args(scenario.RunnerVMM)
 	require.NoError(t, err)
 	require.Equal(t, []string{"run", "--kernel", "/guest/vmlinuz", "--initrd", "/guest/guest.cpio.gz",
@@ -170,7 +170,7 @@ func TestGuestArgs(t *testing.T) {
 	require.NoError(t, err)
 	joined := strings.Join(args, " ")
 	require.Contains(t, joined, "-M microvm -enable-kvm -cpu host -m 256 -smp 1")
-	require.Contains(t, joined, "-append console=ttyS0 panic=-1 vmm.checks=boot,cpus,clocksource vmm.action=poweroff -no-reboot")
+	require.Contains(t, joined, "-append console=ttyS0 pci=noearly panic=-1 vmm.checks=boot,cpus,clocksource vmm.action=poweroff -no-reboot")
 	require.Contains(t, joined, "isa-debug-exit,iobase=0xf4")
 
 	_, err = Guest{}.Args("bochs")
