@@ -90,7 +90,8 @@ type Result struct {
 	FirstOutput time.Duration
 	// Exits counts vCPU exits by kind, summed over vCPUs.
 	Exits map[string]uint64
-	// Unclaimed counts accesses no device claimed.
+	// Unclaimed counts accesses no device claimed; UnclaimedPIO.Hot also
+	// names the claimed ports used most.
 	UnclaimedPIO, UnclaimedMMIO bus.Stats
 	// Started is when Run started; StoppedAt when the stop reason was recorded.
 	Started, StoppedAt time.Time
@@ -121,7 +122,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		return nil, err
 	}
 	m := &Machine{cfg: cfg, log: log, latch: newStopLatch(),
-		pio: bus.New("pio"), mmio: bus.New("mmio"), rss: openRSSProbe()}
+		pio: bus.NewCounting("pio"), mmio: bus.New("mmio"), rss: openRSSProbe()}
 	built := false
 	defer func() {
 		if !built {

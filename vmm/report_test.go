@@ -25,7 +25,7 @@ func TestReportShape(t *testing.T) {
 		FirstOutput:   2 * time.Millisecond,
 		Match:         1200 * time.Millisecond,
 		Exits:         map[string]uint64{"io": 7, "mmio": 1},
-		UnclaimedPIO:  bus.Stats{UnclaimedReads: 3, UnclaimedWrites: 4},
+		UnclaimedPIO:  bus.Stats{UnclaimedReads: 3, UnclaimedWrites: 4, Hot: []bus.Hit{{Addr: 0x608, Device: "acpi-pm", Count: 9}}},
 		UnclaimedMMIO: bus.Stats{UnclaimedReads: 1},
 		Started:       start,
 		StoppedAt:     start.Add(1200 * time.Millisecond),
@@ -74,6 +74,13 @@ func TestReportShape(t *testing.T) {
       "reads": 1,
       "writes": 0
     },
+    "pio_ports": [
+      {
+        "port": 1544,
+        "device": "acpi-pm",
+        "accesses": 9
+      }
+    ],
     "uart": {
       "tx_bytes": 42,
       "rx_bytes": 5
