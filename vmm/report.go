@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/vmmdev/vmm/devices/pci"
 )
 
 // ReportVersion is the version of the report's JSON shape (docs/report.md).
@@ -79,7 +81,10 @@ type ReportDevices struct {
 	// PIOPorts are the claimed I/O ports the guest used most, most first:
 	// where its port I/O exits went.
 	PIOPorts []ReportPort `json:"pio_ports,omitempty"`
-	UART     ReportUART   `json:"uart"`
+	// PCIConfig counts PCI configuration accesses (mechanism #1 and
+	// ECAM); absent without a PCI bus.
+	PCIConfig *pci.ConfigStats `json:"pci_config,omitempty"`
+	UART      ReportUART       `json:"uart"`
 	// Balloon is absent without --balloon.
 	Balloon *ReportBalloon `json:"balloon,omitempty"`
 }
@@ -180,6 +185,7 @@ func (r Result) Report(expect, fail string) Report {
 			UnclaimedPIO:  ReportUnclaimed{r.UnclaimedPIO.UnclaimedReads, r.UnclaimedPIO.UnclaimedWrites},
 			UnclaimedMMIO: ReportUnclaimed{r.UnclaimedMMIO.UnclaimedReads, r.UnclaimedMMIO.UnclaimedWrites},
 			UART:          ReportUART{TxBytes: r.ConsoleOut, RxBytes: r.ConsoleIn},
+			PCIConfig:     r.PCIConfig,
 		},
 		Memory: r.memory(),
 		HyperV: r.HyperV,

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/devices/bus"
+	"github.com/vmmdev/vmm/devices/pci"
 	"github.com/vmmdev/vmm/devices/virtio/balloon"
 )
 
@@ -29,6 +30,8 @@ func TestReportShape(t *testing.T) {
 		UnclaimedMMIO: bus.Stats{UnclaimedReads: 1},
 		Started:       start,
 		StoppedAt:     start.Add(1200 * time.Millisecond),
+		PCIConfig: &pci.ConfigStats{Accesses: 12, Absent: 4, AbsentBuses: 1,
+			Functions: []pci.FunctionAccesses{{BDF: "00:00.0", Present: true, Accesses: 8}}},
 		ConsoleOut:    42,
 		ConsoleIn:     5,
 		HyperV:        map[string]int{"msr_reads": 2},
@@ -81,6 +84,18 @@ func TestReportShape(t *testing.T) {
         "accesses": 9
       }
     ],
+    "pci_config": {
+      "accesses": 12,
+      "absent": 4,
+      "absent_buses": 1,
+      "functions": [
+        {
+          "bdf": "00:00.0",
+          "present": true,
+          "accesses": 8
+        }
+      ]
+    },
     "uart": {
       "tx_bytes": 42,
       "rx_bytes": 5
