@@ -18,6 +18,7 @@ import (
 	"github.com/vmmdev/vmm/devices/cmos"
 	"github.com/vmmdev/vmm/devices/debugexit"
 	"github.com/vmmdev/vmm/devices/i8042"
+	"github.com/vmmdev/vmm/devices/pci"
 	"github.com/vmmdev/vmm/devices/piix"
 	"github.com/vmmdev/vmm/devices/pvpanic"
 	"github.com/vmmdev/vmm/devices/serial"
@@ -90,8 +91,12 @@ type Result struct {
 	FirstOutput time.Duration
 	// Exits counts vCPU exits by kind, summed over vCPUs.
 	Exits map[string]uint64
-	// Unclaimed counts accesses no device claimed.
+	// Unclaimed counts accesses no device claimed; UnclaimedPIO.Hot also
+	// names the claimed ports used most.
 	UnclaimedPIO, UnclaimedMMIO bus.Stats
+	// PCIConfig counts the guest's PCI configuration accesses (nil: no
+	// PCI bus).
+	PCIConfig *pci.ConfigStats
 	// Started is when Run started; StoppedAt when the stop reason was recorded.
 	Started, StoppedAt time.Time
 	// Match is the time from Run to the --expect/--fail match (0 if none).
@@ -121,7 +126,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 		return nil, err
 	}
 	m := &Machine{cfg: cfg, log: log, latch: newStopLatch(),
-		pio: bus.New("pio"), mmio: bus.New("mmio"), rss: openRSSProbe()}
+		pio: bus.NewCounting("pio"), mmio: bus.New("mmio"), rss: openRSSProbe()}
 	built := false
 	defer func() {
 		if !built {
@@ -454,6 +459,10 @@ func (m *Machine) Run(ctx context.Context) Result {
 	if m.balloon != nil {
 		st := m.balloon.Stats()
 		res.Balloon = &st
+	}
+	if m.pci != nil {
+		st := m.pci.bus.ConfigStats()
+		res.PCIConfig = &st
 	}
 	if m.sleep != nil {
 		st := m.sleep.snapshot()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/vmmdev/vmm/devices/pci"
 )
 
 // ReportVersion is the version of the report's JSON shape (docs/report.md).
@@ -76,7 +78,13 @@ type ReportMatch struct {
 type ReportDevices struct {
 	UnclaimedPIO  ReportUnclaimed `json:"unclaimed_pio"`
 	UnclaimedMMIO ReportUnclaimed `json:"unclaimed_mmio"`
-	UART          ReportUART      `json:"uart"`
+	// PIOPorts are the claimed I/O ports the guest used most, most first:
+	// where its port I/O exits went.
+	PIOPorts []ReportPort `json:"pio_ports,omitempty"`
+	// PCIConfig counts PCI configuration accesses (mechanism #1 and
+	// ECAM); absent without a PCI bus.
+	PCIConfig *pci.ConfigStats `json:"pci_config,omitempty"`
+	UART      ReportUART       `json:"uart"`
 	// Balloon is absent without --balloon.
 	Balloon *ReportBalloon `json:"balloon,omitempty"`
 }
@@ -116,6 +124,16 @@ type ReportBalloon struct {
 type ReportUnclaimed struct {
 	Reads  uint64 `json:"reads"`
 	Writes uint64 `json:"writes"`
+}
+
+// ReportPort counts the guest's accesses to one I/O port (a string
+// instruction's elements each count) and names the device there. Clamped:
+// the count also holds the device's ports beyond this one.
+type ReportPort struct {
+	Port     uint64 `json:"port"`
+	Device   string `json:"device"`
+	Accesses uint64 `json:"accesses"`
+	Clamped  bool   `json:"clamped,omitempty"`
 }
 
 // ReportUART counts console bytes: tx from the guest, rx to it.
@@ -167,9 +185,13 @@ func (r Result) Report(expect, fail string) Report {
 			UnclaimedPIO:  ReportUnclaimed{r.UnclaimedPIO.UnclaimedReads, r.UnclaimedPIO.UnclaimedWrites},
 			UnclaimedMMIO: ReportUnclaimed{r.UnclaimedMMIO.UnclaimedReads, r.UnclaimedMMIO.UnclaimedWrites},
 			UART:          ReportUART{TxBytes: r.ConsoleOut, RxBytes: r.ConsoleIn},
+			PCIConfig:     r.PCIConfig,
 		},
 		Memory: r.memory(),
 		HyperV: r.HyperV,
+	}
+	for _, h := range r.UnclaimedPIO.Hot {
+		rep.Devices.PIOPorts = append(rep.Devices.PIOPorts, ReportPort{Port: h.Addr, Device: h.Device, Accesses: h.Count, Clamped: h.Clamped})
 	}
 	if rep.ExitSource == "" {
 		rep.ExitSource = "vmm"

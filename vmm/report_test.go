@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/devices/bus"
+	"github.com/vmmdev/vmm/devices/pci"
 	"github.com/vmmdev/vmm/devices/virtio/balloon"
 )
 
@@ -25,10 +26,12 @@ func TestReportShape(t *testing.T) {
 		FirstOutput:   2 * time.Millisecond,
 		Match:         1200 * time.Millisecond,
 		Exits:         map[string]uint64{"io": 7, "mmio": 1},
-		UnclaimedPIO:  bus.Stats{UnclaimedReads: 3, UnclaimedWrites: 4},
+		UnclaimedPIO:  bus.Stats{UnclaimedReads: 3, UnclaimedWrites: 4, Hot: []bus.Hit{{Addr: 0x608, Device: "acpi-pm", Count: 9}}},
 		UnclaimedMMIO: bus.Stats{UnclaimedReads: 1},
 		Started:       start,
 		StoppedAt:     start.Add(1200 * time.Millisecond),
+		PCIConfig: &pci.ConfigStats{Accesses: 12, Absent: 4, AbsentBuses: 1,
+			Functions: []pci.FunctionAccesses{{BDF: "00:00.0", Present: true, Accesses: 8}}},
 		ConsoleOut:    42,
 		ConsoleIn:     5,
 		HyperV:        map[string]int{"msr_reads": 2},
@@ -73,6 +76,25 @@ func TestReportShape(t *testing.T) {
     "unclaimed_mmio": {
       "reads": 1,
       "writes": 0
+    },
+    "pio_ports": [
+      {
+        "port": 1544,
+        "device": "acpi-pm",
+        "accesses": 9
+      }
+    ],
+    "pci_config": {
+      "accesses": 12,
+      "absent": 4,
+      "absent_buses": 1,
+      "functions": [
+        {
+          "bdf": "00:00.0",
+          "present": true,
+          "accesses": 8
+        }
+      ]
     },
     "uart": {
       "tx_bytes": 42,

@@ -1,8 +1,10 @@
 package bus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -24,7 +26,27 @@ type Stats struct {
 	// ByAddr counts unclaimed accesses per address, for the first
 	// maxTrackedAddrs distinct addresses (enough to name what a guest probes).
 	ByAddr map[uint64]uint64 `json:",omitempty"`
+	// Hot are the claimed addresses with the most accesses, most first
+	// (at most maxHot), on a bus made by NewCounting; nil otherwise.
+	Hot []Hit `json:",omitempty"`
 }
+
+// Hit counts the accesses to one claimed address and names its device. An
+// access whose offset is beyond a device's maxCountedOffsets-th address is
+// counted at that last address (Clamped).
+type Hit struct {
+	Addr    uint64
+	Device  string
+	Count   uint64
+	Clamped bool `json:",omitempty"`
+}
+
+// maxCountedOffsets bounds a device's per-address counters: port I/O
+// devices span a few ports, and a wider one keeps its first ones exact.
+const maxCountedOffsets = 64
+
+// maxHot is how many addresses Stats names in Hot.
+const maxHot = 16
 
 // maxTrackedAddrs bounds the per-address counters: a guest sweeping the
 // address space cannot grow them.
@@ -34,6 +56,17 @@ type entry struct {
 	base, last uint64 // last is inclusive so a range may end at the top of the address space
 	dev        Device
 	name       string
+	// hits counts accesses per offset (the last slot also those beyond it);
+	// nil on a bus that does not count. Shared by the entry's copies.
+	hits []atomic.Uint64
+}
+
+// count notes one access at offset off of e.
+func (e *entry) count(off uint64) {
+	if len(e.hits) == 0 {
+		return
+	}
+	e.hits[min(off, uint64(len(e.hits)-1))].Add(1)
 }
 
 // Bus is one address space (port I/O or MMIO). Lookups are lock-free: the
@@ -41,6 +74,7 @@ type entry struct {
 // many vCPUs can dispatch at once without contending on a lock.
 type Bus struct {
 	name    string
+	counts  bool                    // count accesses per claimed address (NewCounting)
 	mu      sync.Mutex              // serialises writers of entries
 	entries atomic.Pointer[[]entry] // sorted by base, never mutated in place
 
@@ -66,6 +100,13 @@ func (b *Bus) countUnclaimed(addr uint64) {
 // New returns an empty bus; name appears in errors ("pio", "mmio").
 func New(name string) *Bus {
 	return &Bus{name: name}
+}
+
+// NewCounting returns an empty bus that also counts the accesses to each
+// claimed address, for Stats.Hot: where a guest's exits go. Port I/O
+// exits are few enough that an atomic add per access costs nothing.
+func NewCounting(name string) *Bus {
+	return &Bus{name: name, counts: true}
 }
 
 func (b *Bus) snapshot() []entry {
@@ -123,7 +164,11 @@ func (b *Bus) Register(base, size uint64, d Device, name string) error {
 	}
 	next := make([]entry, 0, len(es)+1)
 	next = append(next, es[:i]...)
-	next = append(next, entry{base: base, last: last, dev: d, name: name})
+	e := entry{base: base, last: last, dev: d, name: name}
+	if b.counts {
+		e.hits = make([]atomic.Uint64, min(size, maxCountedOffsets))
+	}
+	next = append(next, e)
 	next = append(next, es[i:]...)
 	b.entries.Store(&next)
 	return nil
@@ -159,6 +204,7 @@ func (b *Bus) Read(addr uint64, data []byte) bool {
 		b.countUnclaimed(addr)
 		return false
 	}
+	e.count(addr - e.base)
 	e.dev.Read(addr-e.base, data)
 	return true
 }
@@ -171,6 +217,7 @@ func (b *Bus) Write(addr uint64, data []byte) bool {
 		b.countUnclaimed(addr)
 		return false
 	}
+	e.count(addr - e.base)
 	e.dev.Write(addr-e.base, data)
 	return true
 }
@@ -186,5 +233,21 @@ func (b *Bus) Stats() Stats {
 			s.ByAddr[a] = n
 		}
 	}
+	s.Hot = b.hot()
 	return s
+}
+
+// hot returns the maxHot claimed addresses with the most accesses.
+func (b *Bus) hot() []Hit {
+	var hits []Hit
+	for _, e := range b.snapshot() {
+		for off := range e.hits {
+			if n := e.hits[off].Load(); n > 0 {
+				clamped := off == len(e.hits)-1 && e.last-e.base >= uint64(len(e.hits))
+				hits = append(hits, Hit{Addr: e.base + uint64(off), Device: e.name, Count: n, Clamped: clamped})
+			}
+		}
+	}
+	slices.SortStableFunc(hits, func(a, b Hit) int { return cmp.Compare(b.Count, a.Count) })
+	return hits[:min(len(hits), maxHot)]
 }

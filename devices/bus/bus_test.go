@@ -281,3 +281,55 @@ func BenchmarkBusRead(b *testing.B) {
 		}
 	})
 }
+
+func TestHotAddresses(t *testing.T) {
+	b := NewCounting("pio")
+	for _, r := range []struct {
+		base, size uint64
+		name       string
+	}{{0x3f8, 8, "serial"}, {0x608, 4, "pm-timer"}, {0x1000, 0x100, "wide"}} {
+		if err := b.Register(r.base, r.size, &recorder{}, r.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 4)
+	for range 5 {
+		b.Read(0x608, buf)
+	}
+	for range 3 {
+		b.Write(0x3fd, buf[:1])
+	}
+	b.Read(0x3f8, buf[:1])
+	b.Read(0x1000+maxCountedOffsets-1, buf[:1])
+	b.Write(0x10ff, buf[:1])
+	b.Read(0x2000, buf) // unclaimed: not hot
+	want := []Hit{
+		{Addr: 0x608, Device: "pm-timer", Count: 5},
+		{Addr: 0x3fd, Device: "serial", Count: 3},
+		{Addr: 0x1000 + maxCountedOffsets - 1, Device: "wide", Count: 2, Clamped: true},
+		{Addr: 0x3f8, Device: "serial", Count: 1},
+	}
+	if got := b.Stats().Hot; !reflect.DeepEqual(got, want) {
+		t.Fatalf("hot %+v, want %+v", got, want)
+	}
+	if got := New("mmio"); got.Register(0, 8, &recorder{}, "d") != nil || !got.Read(0, buf) || got.Stats().Hot != nil {
+		t.Fatalf("a plain bus counts: %+v", got.Stats().Hot)
+	}
+}
+
+func TestHotBounded(t *testing.T) {
+	b := NewCounting("pio")
+	if err := b.Register(0, 2*maxHot, &recorder{}, "d"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	for a := range uint64(2 * maxHot) {
+		for range a + 1 {
+			b.Read(a, buf)
+		}
+	}
+	hot := b.Stats().Hot
+	if len(hot) != maxHot || hot[0].Addr != 2*maxHot-1 || hot[0].Count != 2*maxHot || hot[maxHot-1].Addr != maxHot {
+		t.Fatalf("hot %+v", hot)
+	}
+}

@@ -36,7 +36,8 @@ type Bus struct {
 	mu    sync.RWMutex
 	slots [Slots]*Function
 	// more holds functions 1-7 of multi-function devices (AddFunction).
-	more [Slots][7]*Function
+	more   [Slots][7]*Function
+	config configCounter
 }
 
 // NewBus returns a bus whose memory BARs are placed on mmio and I/O BARs on
@@ -106,6 +107,7 @@ func (b *Bus) function(busNum, dev, fn uint64) *Function {
 // functions read as all ones, as an unanswered configuration cycle does.
 func (b *Bus) ReadConfig(busNum, dev, fn, reg uint64, data []byte) {
 	f := b.function(busNum, dev, fn)
+	b.config.note(busNum, dev, fn, f != nil)
 	if f == nil {
 		for i := range data {
 			data[i] = 0xff
@@ -117,7 +119,9 @@ func (b *Bus) ReadConfig(busNum, dev, fn, reg uint64, data []byte) {
 
 // WriteConfig writes configuration space; writes to absent functions vanish.
 func (b *Bus) WriteConfig(busNum, dev, fn, reg uint64, data []byte) {
-	if f := b.function(busNum, dev, fn); f != nil {
+	f := b.function(busNum, dev, fn)
+	b.config.note(busNum, dev, fn, f != nil)
+	if f != nil {
 		f.WriteConfig(reg, data)
 	}
 }

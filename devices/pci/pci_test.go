@@ -421,3 +421,45 @@ func TestIOBAR(t *testing.T) {
 	_, mapped = g.BARAddress(0)
 	assert.False(t, mapped)
 }
+
+func TestConfigStats(t *testing.T) {
+	b, _ := newTestBus(t)
+	p := b.ConfigPorts()
+	d := make([]byte, 4)
+	// The host bridge three times through the ports, once through ECAM.
+	for range 3 {
+		p.Write(0, binary.LittleEndian.AppendUint32(nil, 0x80000000))
+		p.Read(4, d)
+	}
+	b.ECAM().Read(0, d)
+	cfgWrite32(b, 0, 0x04, 0)
+	// A probe of device 1 on buses 0-9: absent everywhere.
+	for bus := range uint64(10) {
+		b.ReadConfig(bus, 1, 0, 0, d)
+	}
+	// The address register alone is no configuration access.
+	p.Write(0, binary.LittleEndian.AppendUint32(nil, 0x80000800))
+	s := b.ConfigStats()
+	assert.Equal(t, uint64(15), s.Accesses)
+	assert.Equal(t, uint64(10), s.Absent)
+	assert.Equal(t, 10, s.AbsentBuses)
+	require.Len(t, s.Functions, maxTopFunctions)
+	assert.Equal(t, FunctionAccesses{BDF: "00:00.0", Present: true, Accesses: 5}, s.Functions[0])
+	assert.Equal(t, FunctionAccesses{BDF: "00:01.0", Accesses: 1}, s.Functions[1])
+	assert.Equal(t, FunctionAccesses{BDF: "01:01.0", Accesses: 1}, s.Functions[2])
+}
+
+func TestConfigStatsBounded(t *testing.T) {
+	b, _ := newTestBus(t)
+	d := make([]byte, 4)
+	for bus := range uint64(256) {
+		for dev := range uint64(Slots) {
+			b.ReadConfig(bus, dev, 0, 0, d)
+		}
+	}
+	s := b.ConfigStats()
+	assert.Equal(t, uint64(256*Slots), s.Accesses)
+	assert.Equal(t, uint64(256*Slots-1), s.Absent)
+	assert.Equal(t, 256, s.AbsentBuses)
+	assert.Len(t, b.config.byFn, maxCountedFunctions)
+}

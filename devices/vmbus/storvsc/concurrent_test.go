@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -172,4 +173,24 @@ func TestResetWaitsForRequestsInFlight(t *testing.T) {
 	p = r.wait(r.ch)
 	require.Equal(t, reset, p.ID)
 	require.Zero(t, status(p.Payload))
+}
+
+// BenchmarkReadQD1 is the host side of one 512-byte READ(10) at queue
+// depth 1, as the bench's random reads are: the guest driver writes the
+// request, the worker runs it, the guest polls for the completion.
+func BenchmarkReadQD1(b *testing.B) {
+	r := newRig(b, 1, disk{})
+	r.initialize(Version6_2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		r.sendRW(r.ch, false, uint32(i%100+1), dataPFN)
+		for {
+			if _, ok := r.ch.In.Read(); ok {
+				break
+			}
+			// Let the worker run where the benchmark has one P.
+			runtime.Gosched()
+		}
+	}
 }
