@@ -35,7 +35,7 @@ func debianGuest(t *testing.T) (kernel, initrd string) {
 // vCPU, a virtio disk and a virtio NIC, and footprintSMPLimitKiB with four
 // vCPUs, every Hyper-V enlightenment, AHCI and NVMe: issue 20's goals of 5
 // and 8 MiB. In the nested test host (Linux 6.1, 2026-12-07) the report
-// gave 2.2 to 4.4 MiB with one vCPU and 2.9 to 3.1 MiB with four, while
+// gave 2.2 to 4.4 MiB with one vCPU and 2.8 to 3.1 MiB with four, while
 // smaps, sampled every 100 ms, showed 2.2 to 3.1 MiB of anonymous memory
 // beyond guest RAM in both (Go heap 1.2 to 1.8 MiB, runtime metadata 0.5 to
 // 0.9 MiB): the report's figure is anonymous memory plus the binary's

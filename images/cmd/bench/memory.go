@@ -222,8 +222,9 @@ func (rep memReport) write(w io.Writer) {
 				runner, f.N, f.RSS, f.Anon, f.File, f.FileDirty, f.PageTables, f.Pss, f.PerGuest, f.Guest)
 		}
 	}
-	b.WriteString("  RSS: resident beyond guest RAM = anon (heap, stacks, copied-on-write data) + file (binary and libraries, page cache shared by\n" +
-		"  all runner processes; dirty: written, not just read); per-guest = anon + page tables: what one more guest costs the host\n")
+	b.WriteString("  RSS: resident beyond guest RAM = anon (heap, stacks, copied-on-write data) + file (binary and libraries: page cache, shared\n" +
+		"  by every process that maps them; dirty: not on disk, as all of an initramfs is); per-guest = anon + page tables: what one\n" +
+		"  more guest costs the host (docs/report.md)\n")
 	if rep.VMMReportOwn > 0 {
 		fmt.Fprintf(&b, "  vmm's --report: overhead %.1f MiB (peak RSS minus guest RAM); minus sampled anon of the same run: median %+.1f, largest %+.1f MiB\n",
 			rep.VMMReportOwn, rep.ReportMinusAnon, rep.ReportMinusAnonMost)
