@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -104,6 +106,36 @@ func TestSampleMemoryOfRunningProcess(t *testing.T) {
 	back, err := scenario.ParseMemory([]string{scenario.ConsoleLine("x", memoryLine(m))})
 	require.NoError(t, err)
 	require.Equal(t, []scenario.Memory{m}, back)
+}
+
+// TestSampledFilePagesAreShared is why the per-guest figure leaves file
+// pages out: a second process of the same binary (here this test binary,
+// acting as a runner) maps the page-cache pages the first has, so its
+// proportional share of them is about half, while its anonymous memory is
+// its own.
+func TestSampledFilePagesAreShared(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "hold")
+	cmd.Env = append(os.Environ(), fakeEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer func() {
+		_ = stdin.Close()
+		require.NoError(t, cmd.Wait())
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "ready\n", line)
+
+	m := sampleMemory(cmd.Process.Pid, 1<<30, time.Hour)()
+	t.Logf("%+v", m)
+	require.Equal(t, 1, m.Samples)
+	require.Positive(t, m.FilePeakKiB)
+	require.Equal(t, m.OwnPeakKiB, m.AnonPeakKiB+m.FilePeakKiB)
+	require.Less(t, m.PssPeakKiB, m.AnonPeakKiB+m.FilePeakKiB*3/4, "%+v: file pages shared with this process", m)
+	require.GreaterOrEqual(t, m.PssPeakKiB, m.AnonPeakKiB, "%+v: anonymous pages are the helper's own", m)
 }
 
 func TestRunPrintsSampledMemory(t *testing.T) {
