@@ -23,9 +23,8 @@ const (
 	// agent after 353-373 s and powered off after 394-399 s.
 	densityTimeout = 720 * time.Second
 	// densityOwnLimitKiB bounds each vmm's own memory (the report's
-	// overhead): TestKVMFootprint's (cmd/vmm) single-guest 5 MiB, as the
-	// guests share nothing, plus 1 MiB until 12 boots at once have been
-	// measured against 5 MiB.
+	// overhead): the single-guest limit of TestKVMFootprint (cmd/vmm), as
+	// the guests share nothing.
 	densityOwnLimitKiB = 6 << 10
 )
 
