@@ -161,6 +161,9 @@ func TestReportMemory(t *testing.T) {
 		{"no balloon", 150 << 20, 123 << 20, 0, ReportMemory{153600, 125952, 125952, 27648}},
 		{"balloon gave 128 MiB back", 260 << 20, 100 << 20, 256 << 20, ReportMemory{266240, 102400, 262144, 4096}},
 		{"peak below the guest (pages counted twice)", 10 << 20, 12 << 20, 12 << 20, ReportMemory{10240, 12288, 12288, 0}},
+		// A nested-host run (docs/report.md): 1 vCPU, virtio disk and NIC.
+		{"nested host, 1 vCPU", 135580 << 10, 133120 << 10, 0, ReportMemory{135580, 133120, 133120, 2460}},
+		{"bytes below a KiB round down", 135580<<10 + 1023, 133120 << 10, 0, ReportMemory{135580, 133120, 133120, 2460}},
 		{"unknown", 0, 0, 0, ReportMemory{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

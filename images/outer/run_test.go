@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,6 +39,11 @@ func fakeVMM(args []string) int {
 		fmt.Print(`VMM-AGENT: check=boot result=pass detail="6.1.0"` + "\r\n")
 		fmt.Fprint(os.Stderr, "vmm: guest powered off\n")
 		fmt.Print(`VMM-AGENT: check=cpus result=fail detail="1 != 2"` + "\r\n")
+		return 0
+	case "hold":
+		// Stays until its stdin closes, having said so once running.
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
 		return 0
 	case "exit":
 		fmt.Print("no newline at the end")

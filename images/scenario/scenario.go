@@ -123,13 +123,27 @@ const MemoryPrefix = "VMM-MEMORY: "
 const MemorySampleInterval = 200 * time.Millisecond
 
 // Memory is a runner's memory as the outer init sampled it, in KiB: the
-// most of its own (everything resident but its guest RAM) at once, its
-// guest RAM resident at the last sample and the most at once.
+// most of its own (everything resident but its guest RAM, smaps Rss) at
+// once, its guest RAM resident at the last sample and the most at once, and
+// the most at once of each part of its own: anonymous pages (heap, stacks,
+// copied-on-write data: what only this process holds), file-backed pages
+// (its binary and libraries, in the page cache and shared with every
+// process mapping them), its page tables (VmPTE, guest RAM's included) and
+// its proportional share (Pss, shared pages divided among their mappers).
+// PerGuestPeakKiB is the most at once of anonymous plus page tables: what
+// one more guest costs the host, its file pages being in memory already
+// (docs/report.md).
 type Memory struct {
-	OwnPeakKiB   uint64 `json:"own_peak_kib"`
-	GuestKiB     uint64 `json:"guest_kib"`
-	GuestPeakKiB uint64 `json:"guest_peak_kib"`
-	Samples      int    `json:"samples"`
+	OwnPeakKiB        uint64 `json:"own_peak_kib"`
+	GuestKiB          uint64 `json:"guest_kib"`
+	GuestPeakKiB      uint64 `json:"guest_peak_kib"`
+	AnonPeakKiB       uint64 `json:"anon_peak_kib"`
+	FilePeakKiB       uint64 `json:"file_peak_kib"`
+	FileDirtyPeakKiB  uint64 `json:"file_dirty_peak_kib"`
+	PageTablesPeakKiB uint64 `json:"page_tables_peak_kib"`
+	PssPeakKiB        uint64 `json:"pss_peak_kib"`
+	PerGuestPeakKiB   uint64 `json:"per_guest_peak_kib"`
+	Samples           int    `json:"samples"`
 }
 
 // ParseMemory decodes every run's memory figures a streamed console
