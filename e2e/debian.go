@@ -43,7 +43,7 @@ const (
 	debianSeedDir = "/tmp/vmm-debian-seed"
 	// debianMarker starts the user-data's console line; debianExpect is
 	// what vmm's --expect and the scenario's Mark look for.
-	debianMarker = "VMM-E2E-DEBIAN"
+	debianMarker = images.DebianSeedMarker
 	debianExpect = debianMarker + " DataSourceNoCloud [seed=/dev/vd"
 	// debianStorvscRoot is the root device debian-storvsc names: the
 	// root partition (debdisk's third) of LUN 0 of vmm's SCSI controller.
@@ -55,14 +55,9 @@ const (
 	debianLogin = "login:"
 )
 
-// debianUserData is the seed's user-data: cloud-init's runcmd prints the
-// marker with the datasource cloud-init recorded in its status (set once
-// its init stage found the seed; runcmd runs in the final stage) and the
-// root filesystem's device, and power_state powers off. Nothing else:
-// every module more is boot time.
-const debianUserData = "#cloud-config\nruncmd:\n" +
-	"  - echo \"" + debianMarker + " $(grep -o 'DataSourceNoCloud [^]]*]' /run/cloud-init/status.json | head -n 1) root=$(findmnt -no SOURCE /)\" > /dev/ttyS0\n" +
-	"power_state:\n  mode: poweroff\n  delay: now\n"
+// debianUserData is the seed's user-data (images.DebianUserData): it
+// prints debianMarker, the datasource and the root device, and powers off.
+const debianUserData = images.DebianUserData
 
 // debianScenarios are the Debian boots. Two levels down the login prompt
 // comes after about 100 s and the marker later; the two concurrent runs

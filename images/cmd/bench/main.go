@@ -37,6 +37,7 @@ type options struct {
 	uefi                      bool     // also the OVMF/GRUB boot scenarios (uefi.go)
 	footprint                 bool     // also the memory scenarios (memory.go)
 	exits                     bool     // also the exit round trips (exits.go)
+	cloudInit                 bool     // also the Debian image to cloud-init's final message (cloudinit.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -62,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.footprint, "footprint", false, "also measure memory beyond guest RAM against QEMU, and the guest RAM vmm keeps after the guest frees 128 MiB with and without --balloon")
 	fs.BoolVar(&o.boot, "boot", true, "time Linux boots to the agent (-boot=false: only the other measures asked for)")
 	fs.BoolVar(&o.exits, "exits", false, "also time exit round trips (CPUID, PM timer, MMIO, IPI) and Hyper-V synthetic timers in a tiny multiboot guest against QEMU -M pc")
+	fs.BoolVar(&o.cloudInit, "cloudinit", false, "also time the Debian image (qcow2, snapshot mode, SeaBIOS) from start to cloud-init's final message with the same NoCloud seed against QEMU -M pc")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -147,6 +149,13 @@ func (o options) scenarios() ([]scenario.Scenario, error) {
 		}
 		list = append(list, more...)
 	}
+	if o.cloudInit {
+		more, err := o.cloudInitScenarios()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, more...)
+	}
 	if _, err := scenario.Encode(list); err != nil {
 		return nil, err
 	}
@@ -221,6 +230,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ex := summarizeExits(o.runners, out.Results, out.Console)
 		ex.write(stdout)
 		rep.Exits = &ex
+	}
+	if o.cloudInit {
+		ci := summarizeCloudInit(o.runners, out.Results, out.Console)
+		ci.write(stdout)
+		rep.CloudInit = &ci
 	}
 	if o.jsonPath != "" {
 		data, err := json.MarshalIndent(rep, "", "  ")

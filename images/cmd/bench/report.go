@@ -29,6 +29,9 @@ type report struct {
 	Memory *memReport `json:"memory,omitempty"`
 	// Exits are the exit round trips, with -exits.
 	Exits *exitsReport `json:"exits,omitempty"`
+	// CloudInit are the Debian image's times to cloud-init's final
+	// message, with -cloudinit.
+	CloudInit *ciReport `json:"cloud_init,omitempty"`
 }
 
 type benchRun struct {
