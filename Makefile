@@ -75,7 +75,7 @@ e2e: build ## boot real Debian guests under vmm inside the nested test host
 run: build setup ## boot the default Debian guest (directly on hardware KVM, else in the nested test host)
 	@scripts/run-default.sh
 
-bench: build setup ## vmm start-up and memory vs QEMU and gokvm (hardware KVM here, else one nested-host boot); boot times, disk I/O (virtio-blk, NVMe, AHCI), virtio-net I/O, memory beyond guest RAM (and after the guest frees memory, with and without the balloon), exit round trips and Hyper-V synthetic timers (a tiny multiboot guest) inside one nested-host boot
+bench: build setup ## vmm start-up and memory vs QEMU and gokvm (hardware KVM here, else one nested-host boot); boot times, disk I/O (virtio-blk, NVMe, AHCI), virtio-net I/O, memory beyond guest RAM (and after the guest frees memory, with and without the balloon), exit round trips and Hyper-V synthetic timers (a tiny multiboot guest), the Debian image to cloud-init's final message inside one nested-host boot
 	$(GO) run ./images/cmd/startbench -prepare
 	$(GO) run -exec $(CURDIR)/$(BIN)/kvmexec ./images/cmd/startbench -vmm $(CURDIR)/$(BIN)/vmm
 	$(GO) run ./images/cmd/bench -io -hyperv -firmware -uefi -footprint -exits -cloudinit
