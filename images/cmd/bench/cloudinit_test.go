@@ -39,15 +39,19 @@ func TestCloudInitScenarios(t *testing.T) {
 	require.NoError(t, err)
 	list, err := o.scenarios()
 	require.NoError(t, err)
-	require.Len(t, list, 2)
+	require.Len(t, list, 3)
 	var order []string
 	for _, r := range scenario.Schedule(list) {
 		order = append(order, r.Scenario.Name)
 	}
-	require.Equal(t, []string{"ci-vmm", "ci-qemu", "ci-vmm", "ci-qemu", "ci-vmm", "ci-qemu"}, order, "bounded to ciRepeat, alternating")
+	require.Equal(t, []string{"ci-warmup", "ci-vmm", "ci-qemu", "ci-vmm", "ci-qemu", "ci-vmm", "ci-qemu"}, order,
+		"one warm-up boot first, then bounded to ciRepeat, alternating")
 
-	v, q := list[0], list[1]
-	for _, s := range list {
+	v, w, q := list[0], list[1], list[2]
+	require.Equal(t, v.Args, w.Args, "the warm-up boot reads what the measured ones read")
+	require.Equal(t, v.Files, w.Files)
+	require.False(t, w.Bench)
+	for _, s := range []scenario.Scenario{v, q} {
 		require.True(t, s.Bench)
 		require.True(t, s.Stream, "the summary reads the final message's uptime from the console")
 		require.Equal(t, ciFinalMark, s.Mark)
