@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +109,8 @@ func (o options) cloudInitScenarios() ([]scenario.Scenario, error) {
 		s := scenario.Scenario{
 			Name: ciScenarioName(runner), Runner: runner, Repeat: min(o.n, ciRepeat), Bench: true,
 			Mark: ciFinalMark, Stream: true, Timeout: (ciTimeout + 30*time.Second).String(),
+			// vmm's report counts its exits, which say where its time went.
+			Report: runner == scenario.RunnerVMM,
 		}
 		switch runner {
 		case scenario.RunnerVMM:
@@ -135,7 +138,7 @@ func (o options) cloudInitScenarios() ([]scenario.Scenario, error) {
 		list = append(list, s)
 		if runner == scenario.RunnerVMM {
 			w := s
-			w.Name, w.Repeat, w.Bench, w.Stream = ciWarmupName, 1, false, false
+			w.Name, w.Repeat, w.Bench, w.Stream, w.Report = ciWarmupName, 1, false, false, false
 			list = append(list, w)
 		}
 	}
@@ -154,6 +157,20 @@ type ciReport struct {
 	Ratio float64 `json:"ratio_vmm_qemu"`
 	Goal  float64 `json:"goal_ratio_max"`
 	Met   bool    `json:"goal_met"`
+	// VMMExits are the medians of vmm's exits per run by kind (its
+	// --report), and VMMConsoleBytes of what its UART sent.
+	VMMExits        map[string]float64 `json:"vmm_exits,omitempty"`
+	VMMConsoleBytes float64            `json:"vmm_console_bytes,omitempty"`
+}
+
+// ciRunReport is the part of vmm's report the summary reads.
+type ciRunReport struct {
+	Exits   map[string]uint64 `json:"exits"`
+	Devices struct {
+		UART struct {
+			TxBytes uint64 `json:"tx_bytes"`
+		} `json:"uart"`
+	} `json:"devices"`
 }
 
 func summarizeCloudInit(runners []string, results []scenario.Result, console map[string][]string) ciReport {
@@ -186,6 +203,22 @@ func summarizeCloudInit(runners []string, results []scenario.Result, console map
 		rep.Ratio = v / q
 		rep.Met = rep.Ratio <= ciGoal
 	}
+	reps, _ := scenario.ParseReports[ciRunReport](console[ciScenarioName(scenario.RunnerVMM)])
+	exits := map[string][]float64{}
+	var tx []float64
+	for _, r := range reps {
+		for k, n := range r.Exits {
+			exits[k] = append(exits[k], float64(n))
+		}
+		tx = append(tx, float64(r.Devices.UART.TxBytes))
+	}
+	if len(reps) > 0 {
+		rep.VMMExits = map[string]float64{}
+		for k, xs := range exits {
+			rep.VMMExits[k] = median(xs)
+		}
+		rep.VMMConsoleBytes = median(tx)
+	}
 	return rep
 }
 
@@ -203,6 +236,18 @@ func (rep ciReport) write(w io.Writer) {
 			fmt.Fprintf(&b, "  (guest uptime then %.1fs, before the guest's kernel %.1fs)", up, rep.FinalS[runner]-up)
 		}
 		b.WriteString("\n")
+	}
+	if len(rep.VMMExits) > 0 {
+		kinds := make([]string, 0, len(rep.VMMExits))
+		for k := range rep.VMMExits {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		b.WriteString("  vmm exits per run:")
+		for _, k := range kinds {
+			fmt.Fprintf(&b, " %s %.0f", k, rep.VMMExits[k])
+		}
+		fmt.Fprintf(&b, "; console %.0f bytes\n", rep.VMMConsoleBytes)
 	}
 	if rep.Ratio > 0 {
 		fmt.Fprintf(&b, "  ratio vmm/qemu %.2f (goal <= %.1f: %t)\n", rep.Ratio, rep.Goal, rep.Met)

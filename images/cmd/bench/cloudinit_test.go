@@ -51,6 +51,8 @@ func TestCloudInitScenarios(t *testing.T) {
 	require.Equal(t, v.Args, w.Args, "the warm-up boot reads what the measured ones read")
 	require.Equal(t, v.Files, w.Files)
 	require.False(t, w.Bench)
+	require.True(t, v.Report, "vmm's exit counts go in the summary")
+	require.False(t, w.Report)
 	for _, s := range []scenario.Scenario{v, q} {
 		require.True(t, s.Bench)
 		require.True(t, s.Stream, "the summary reads the final message's uptime from the console")
@@ -93,7 +95,10 @@ func TestSummarizeCloudInit(t *testing.T) {
 		{Name: "ci-qemu", Pass: true, MarkS: scenario.NoFirstLine},
 	}
 	console := map[string][]string{
-		"ci-vmm":  {"Cloud-init v. 22.4.2 running 'modules:final' at Mon. Up 99.00 seconds.", final("110.00"), final("130.00")},
+		"ci-vmm": {"Cloud-init v. 22.4.2 running 'modules:final' at Mon. Up 99.00 seconds.", final("110.00"),
+			scenario.ReportPrefix + `{"exits":{"io":100,"hlt":7},"devices":{"uart":{"tx_bytes":5000}}}`,
+			final("130.00"),
+			scenario.ReportPrefix + `{"exits":{"io":300,"hlt":9},"devices":{"uart":{"tx_bytes":7000}}}`},
 		"ci-qemu": {final("95.50")},
 	}
 	rep := summarizeCloudInit([]string{"vmm", "qemu"}, res, console)
@@ -102,10 +107,13 @@ func TestSummarizeCloudInit(t *testing.T) {
 	require.Equal(t, map[string]int{"vmm": 2, "qemu": 1}, rep.N)
 	require.InDelta(t, 1.3, rep.Ratio, 1e-9)
 	require.False(t, rep.Met)
+	require.Equal(t, map[string]float64{"io": 200, "hlt": 8}, rep.VMMExits)
+	require.Equal(t, 6000.0, rep.VMMConsoleBytes)
 	var b bytes.Buffer
 	rep.write(&b)
 	require.Contains(t, b.String(), "vmm   n=2  to cloud-init's final message 130.0s  (guest uptime then 120.0s, before the guest's kernel 10.0s)")
 	require.Contains(t, b.String(), "ratio vmm/qemu 1.30 (goal <= 1.0: false)")
+	require.Contains(t, b.String(), "vmm exits per run: hlt 8 io 200; console 6000 bytes")
 
 	rep = summarizeCloudInit([]string{"vmm", "qemu"}, res[3:], console)
 	require.Zero(t, rep.Ratio)
