@@ -119,10 +119,23 @@ func checkDiskAHCI(e *env) (bool, string) {
 		}
 		if readOnly {
 			// ATA has no write-protect flag for a disk: the guest
-			// learns it from the failed write.
+			// learns it from the failed write, which libata's error
+			// handling must fail at once rather than retry.
+			before, err := e.ataFailedCommands()
+			if err != nil {
+				return false, fmt.Sprintf("dmesg: %v", err)
+			}
 			detail, err := e.refuseWrite(name, size, d.seed, false)
 			if err != nil {
 				return false, fmt.Sprintf("/dev/%s: %v", name, err)
+			}
+			after, err := e.ataFailedCommands()
+			if err != nil {
+				return false, fmt.Sprintf("dmesg: %v", err)
+			}
+			detail += fmt.Sprintf(", libata failed commands=%d", after-before)
+			if after-before != 1 {
+				return false, fmt.Sprintf("/dev/%s %s, want 1: the device's error must reach libata once, with no retries", name, detail)
 			}
 			details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s %s", name, d.serial, addr, detail))
 			continue
@@ -144,6 +157,14 @@ func checkDiskAHCI(e *env) (bool, string) {
 		details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s driver=ahci %dB", name, d.serial, addr, size))
 	}
 	return true, strings.Join(details, "; ")
+}
+
+// ataFailedCommands counts libata error handling's "failed command:"
+// reports in dmesg: one per command that ended in a device error, each
+// retry of it included.
+func (e *env) ataFailedCommands() (int, error) {
+	lines, err := e.dmesgMatches(": failed command: ")
+	return len(lines), err
 }
 
 // cdromMount is where checkCDROM mounts the CD-ROM.
