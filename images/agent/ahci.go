@@ -137,6 +137,9 @@ func checkDiskAHCI(e *env) (bool, string) {
 			if after-before != 1 {
 				return false, fmt.Sprintf("/dev/%s %s, want 1: the device's error must reach libata once, with no retries", name, detail)
 			}
+			if bad, err := e.ataLogReadFailures(); err != nil || len(bad) > 0 {
+				return false, fmt.Sprintf("/dev/%s %s; libata could not read a log the device offers: %q (%v)", name, detail, bad, err)
+			}
 			details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s %s", name, d.serial, addr, detail))
 			continue
 		}
@@ -165,6 +168,25 @@ func checkDiskAHCI(e *env) (bool, string) {
 func (e *env) ataFailedCommands() (int, error) {
 	lines, err := e.dmesgMatches(": failed command: ")
 	return len(lines), err
+}
+
+// ataLogReadFailures are libata's reports of a READ LOG (DMA) EXT that
+// failed: at probe (the log directory, pages IDENTIFY's words lead it to)
+// or in error handling (log 10h, the NCQ Command Error log).
+func (e *env) ataLogReadFailures() ([]string, error) {
+	var bad []string
+	for _, s := range []string{"Read log ", "failed to read log page"} {
+		lines, err := e.dmesgMatches(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range lines {
+			if strings.Contains(l, "failed") {
+				bad = append(bad, l)
+			}
+		}
+	}
+	return bad, nil
 }
 
 // cdromMount is where checkCDROM mounts the CD-ROM.

@@ -98,6 +98,11 @@ func TestCheckDiskAHCIReadOnly(t *testing.T) {
 	assert.False(t, ok, "the error never reached libata")
 	assert.Contains(t, detail, "libata failed commands=0, want 1")
 	per = 1
+	log = append(log, "ata3.00: Read log 0x10 page 0x00 failed, Emask 0x1")
+	ok, detail = checkDiskAHCI(e)
+	assert.False(t, ok, "a log read failed")
+	assert.Contains(t, detail, `libata could not read a log the device offers: ["ata3.00: Read log 0x10 page 0x00 failed, Emask 0x1"]`)
+	log = nil
 
 	pattern.Fill(b, 4, 0)
 	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdc"), b, 0o600))
