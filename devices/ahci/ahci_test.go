@@ -106,7 +106,17 @@ func TestIdentifyDevice(t *testing.T) {
 	assert.NotZero(t, w(76)&(1<<8), "NCQ")
 	assert.Equal(t, uint16(31), w(75))
 	assert.NotZero(t, w(85)&(1<<5), "write cache on")
-	assert.Zero(t, w(84)&(1<<5), "no GPL: Linux sends no READ LOG EXT")
+	for _, i := range []int{84, 87} {
+		assert.NotZero(t, w(i)&(1<<5), "GPL in word %d", i)
+	}
+	assert.NotZero(t, w(86)&(1<<15), "words 119-120 valid")
+	for _, i := range []int{119, 120} {
+		assert.Equal(t, uint16(1<<14|1<<3), w(i), "word %d: READ LOG DMA EXT only", i)
+	}
+	assert.Zero(t, w(77)&(1<<5|1<<6), "no NCQ send/receive or non-data: their logs are absent")
+	assert.Zero(t, w(76)&(1<<12), "no NCQ priority: no SATA settings page")
+	assert.Zero(t, w(78)&(1<<8), "no DEVSLP")
+	assert.Equal(t, uint16(0x01f0), w(80), "major version 8: Linux does not expect log 30h")
 	assert.Zero(t, w(82)&(1<<0|1<<1|1<<10), "no SMART, security, HPA")
 	assert.Equal(t, d.imgs[0].CanPunchHoles(), w(169)&1 != 0, "TRIM only where holes can be punched")
 
@@ -148,7 +158,7 @@ func TestWrongIdentifyAbortsUntilRestart(t *testing.T) {
 	assert.Equal(t, uint16(0x85c0), binary.LittleEndian.Uint16(d.data(2)))
 
 	// Unknown and unadvertised commands abort.
-	for _, c := range []byte{ataNOP, ataReadLogExt, 0xb0, 0xf8, 0x2a} {
+	for _, c := range []byte{ataNOP, 0x3f, 0xb0, 0xf8, 0x2a} {
 		d.restart(0)
 		is := d.issue(0, 0, cmd{fis: ata(c, 0, 1, 0, 0), prds: []prdEnt{{dataAt, 512}}})
 		assert.Equal(t, uint32(isTFES|isDHRS), is, "command %#x", c)
@@ -281,7 +291,7 @@ func TestReadOnlyDiskRefusesWrites(t *testing.T) {
 	d.start(0)
 	is := d.issue(0, 0, cmd{fis: ata(ataWriteDMAExt, 0, 1, 0, 0x40), write: true, prds: []prdEnt{{dataAt, 512}}})
 	assert.Equal(t, uint32(isTFES|isDHRS), is)
-	assert.Equal(t, byte(errABRT), d.d2h(0)[3])
+	assert.Equal(t, []byte{statOK | statERR, errWP}, d.d2h(0)[2:4], "a write-protect (media) error, which libata does not retry")
 }
 
 func TestHostileCommands(t *testing.T) {

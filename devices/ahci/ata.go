@@ -21,6 +21,7 @@ const (
 	ataWriteDMAExt    = 0x35
 	ataReadVerify     = 0x40
 	ataReadVerifyExt  = 0x42
+	ataReadLogDMAExt  = 0x47
 	ataReadFPDMA      = 0x60
 	ataWriteFPDMA     = 0x61
 	ataInitParams     = 0x91
@@ -55,6 +56,35 @@ const (
 	cdromModel  = "VMM DVD-ROM"
 )
 
+// General Purpose Logging (ACS-3 A.1): the logs READ LOG EXT and READ LOG
+// DMA EXT read, each one 512-byte page.
+const (
+	logDirectory = 0x00
+	// logNCQError is the NCQ Command Error log (SATA 3.x 13.7.4).
+	logNCQError = 0x10
+	// ncqErrNQ is its NQ bit: no queued command's error is reported.
+	ncqErrNQ = 0x80
+)
+
+// logPages is the size of a log in pages, 0 for one the device lacks.
+func logPages(log byte) uint64 {
+	switch log {
+	case logDirectory, logNCQError:
+		return 1
+	}
+	return 0
+}
+
+// ncqFailure is what the NCQ Command Error log reports about the queued
+// command that failed: its tag and the registers of its ending.
+type ncqFailure struct {
+	tag            int
+	status, errReg byte
+	lba            uint64
+	count          uint16
+	device         byte
+}
+
 func isNCQ(cmd byte) bool { return cmd == ataReadFPDMA || cmd == ataWriteFPDMA }
 
 // device is a SATA disk or an ATAPI drive on a port.
@@ -70,6 +100,11 @@ type device struct {
 	wce   bool  // volatile write cache on
 	udma  int   // selected UDMA mode, -1 for none
 	sense sense // ATAPI sense data for REQUEST SENSE
+	// ncqErr is a queued command's failure the host has not read yet:
+	// until it reads log 10h or resets the device, every other command
+	// aborts (SATA 3.x 13.6.3.3), so nothing runs on a queue the host has
+	// not made sense of.
+	ncqErr *ncqFailure
 }
 
 func newDevice(d Drive) (*device, error) {
@@ -94,7 +129,23 @@ func newDevice(d Drive) (*device, error) {
 func (d *device) reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.wce, d.udma, d.sense = true, 5, sense{}
+	d.wce, d.udma, d.sense, d.ncqErr = true, 5, sense{}, nil
+}
+
+// noteNCQError records the first failure of a queued command for log 10h.
+func (d *device) noteNCQError(tag int, f h2d, r result) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ncqErr != nil {
+		return
+	}
+	d.ncqErr = &ncqFailure{tag: tag, status: r.status, errReg: r.errReg, lba: f.lba, count: f.feat, device: f.device}
+}
+
+func (d *device) ncqErrorPending() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ncqErr != nil
 }
 
 // signatureRegs puts the device's signature in a D2H FIS's registers.
@@ -130,6 +181,12 @@ func (d *device) execute(c *command) result {
 		// driver sending IDENTIFY DEVICE learns it talks to ATAPI.
 		return d.signatureRegs(abort())
 	}
+	switch {
+	case f.cmd == ataReadLogExt || f.cmd == ataReadLogDMAExt:
+		return d.readLog(c)
+	case d.ncqErrorPending():
+		return abort()
+	}
 	switch f.cmd {
 	case ataIdentify:
 		return d.identify(c)
@@ -159,12 +216,69 @@ func (d *device) execute(c *command) result {
 	case ataInitParams, ataSetMultiple:
 		return good()
 	}
-	// NOP, PACKET, READ LOG EXT (no GPL advertised), SMART, security,
+	// NOP, PACKET, WRITE LOG EXT (no log is writable), SMART, security,
 	// HPA and everything else: aborted.
 	return abort()
 }
 
 func idnf() result { return result{status: statOK | statERR, errReg: errIDNF} }
+
+// readLog is READ LOG EXT (PIO) and READ LOG DMA EXT: LBA 7:0 names the
+// log, LBA 15:8 and 39:32 the first page, the count the pages. A log the
+// device lacks, a count of 0 and pages past the log's end abort. Reading
+// log 10h ends a queued command's error; while one is pending, no other
+// log can be read.
+func (d *device) readLog(c *command) result {
+	f := c.f
+	log, page, n := byte(f.lba), f.lba>>8&0xff|f.lba>>32&0xff<<8, uint64(f.count)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pages := logPages(log)
+	if d.ncqErr != nil && log != logNCQError || n == 0 || page >= pages || n > pages-page {
+		return abort()
+	}
+	data := make([]byte, pages*sectorSize)
+	switch log {
+	case logDirectory:
+		for l := range 256 {
+			binary.LittleEndian.PutUint16(data[2*l:], uint16(logPages(byte(l))))
+		}
+		binary.LittleEndian.PutUint16(data, 1) // word 0: GPL version, not a count
+	case logNCQError:
+		d.ncqErrorPageLocked(data)
+	}
+	got, err := c.dataIn(data[page*sectorSize : (page+n)*sectorSize])
+	if err != nil {
+		return hostError()
+	}
+	if log == logNCQError {
+		d.ncqErr = nil
+	}
+	r := good()
+	r.n, r.pio = got, f.cmd == ataReadLogExt
+	return r
+}
+
+// ncqErrorPageLocked fills log 10h: the failed queued command's tag and
+// ending registers, or only NQ when none failed; byte 511 makes the page
+// sum to 0.
+func (d *device) ncqErrorPageLocked(b []byte) {
+	if e := d.ncqErr; e == nil {
+		b[0] = ncqErrNQ
+	} else {
+		b[0] = byte(e.tag & 31)
+		b[2], b[3] = e.status, e.errReg
+		b[4], b[5], b[6] = byte(e.lba), byte(e.lba>>8), byte(e.lba>>16)
+		b[7] = e.device
+		b[8], b[9], b[10] = byte(e.lba>>24), byte(e.lba>>32), byte(e.lba>>40)
+		b[12], b[13] = byte(e.count), byte(e.count>>8)
+	}
+	var sum byte
+	for _, v := range b[:511] {
+		sum += v
+	}
+	b[511] = -sum
+}
 
 // range28or48 decodes LBA and sector count; a count of 0 means 256 or 65536.
 func (d *device) range28or48(f h2d, ext bool) (lba, n uint64) {
@@ -218,7 +332,7 @@ func (d *device) readWrite(c *command, write bool) result {
 	if write {
 		if err := d.img.WriteV(bufs, lba*sectorSize); err != nil {
 			if errors.Is(err, block.ErrReadOnly) {
-				return abort()
+				return result{status: statOK | statERR, errReg: errWP, lba: lba}
 			}
 			return result{status: statOK | statERR, errReg: errABRT, lba: lba}
 		}
@@ -377,17 +491,19 @@ func (d *device) identifyWords(id *[256]uint16) {
 	id[80] = 0x01f0             // ATA/ATAPI-4 to ATA8-ACS
 	id[82] = 1<<14 | 1<<6 | 1<<5 | 1<<3
 	id[83] = 1<<14 | 1<<13 | 1<<12 | 1<<10 // FLUSH CACHE EXT, FLUSH CACHE, LBA48
-	id[84] = 1 << 14
+	id[84] = 1<<14 | 1<<5                  // GPL
 	id[85] = 1<<14 | 1<<6 | 1<<3
 	if wce {
 		id[85] |= 1 << 5
 	}
-	id[86] = 1<<13 | 1<<12 | 1<<10
-	id[87] = 1 << 14
+	id[86] = 1<<15 | 1<<13 | 1<<12 | 1<<10 // words 119-120 valid
+	id[87] = 1<<14 | 1<<5                  // GPL
 	id[88] = 0x003f
 	if udma >= 0 {
 		id[88] |= 1 << (8 + udma)
 	}
+	id[119] = 1<<14 | 1<<3 // READ LOG DMA EXT
+	id[120] = 1<<14 | 1<<3
 	id[100], id[101], id[102], id[103] = uint16(n), uint16(n>>16), uint16(n>>32), uint16(n>>48)
 	id[106] = 0x4000 // one 512-byte logical sector per physical sector
 	if d.trim {

@@ -58,11 +58,15 @@ func runFuzzCommand(t *testing.T, onCD bool, dw0 uint32, table []byte, ncq bool)
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
-	// Recovery, then a command that must work.
+	// Recovery as libata's: ST cycled, log 10h read (which a queued
+	// command's error needs before anything else runs), then a command
+	// that must work.
 	d.restart(port)
 	c := cmd{fis: ata(ataIdentify, 0, 0, 0, 0), prds: []prdEnt{{dataAt, 512}}}
 	if onCD {
 		c.fis[2] = ataIdentifyPacket
+	} else if is := d.issue(port, 1, readLog(false, logNCQError, 0, 1)); is&isTFES != 0 {
+		t.Fatalf("READ LOG EXT 10h after recovery failed: IS %#x", is)
 	}
 	if is := d.issue(port, 1, c); is&isTFES != 0 {
 		t.Fatalf("IDENTIFY after recovery failed: IS %#x", is)
@@ -90,6 +94,10 @@ func FuzzCommandTable(f *testing.F) {
 	add(false, 5|1<<16, ata(ataReadFPDMA, 4, 3<<3, 8, 0x40), nil, one)
 	add(false, 5|1<<16|1<<6, ata(ataWriteFPDMA, 4, 7<<3, 8, 0xc0), nil, one)
 	add(false, 5|1<<16|1<<6, ata(ataDSM, 0, 1, 1, 0x40), nil, one)
+	add(false, 5|1<<16|1<<6, ata(ataWriteFPDMA, 1<<20, 9<<3, 8, 0x40), nil, one)
+	add(false, 5|1<<16, ata(ataReadLogExt, logDirectory, 1, 0, 0x40), nil, one)
+	add(false, 5|1<<16, ata(ataReadLogDMAExt, logNCQError, 1, 0, 0x40), nil, one)
+	add(false, 5|1<<16, ata(ataReadLogExt, logNCQError|1<<8|1<<32, 0xffff, 0, 0x40), nil, one)
 	add(false, 5|2<<16, ata(ataReadDMAExt, 0, 0, 0, 0x40), nil, prdBytes(prdEnt{dataAt, 1 << 22}, prdEnt{memSize - 2, 4}))
 	add(false, 5|1<<16, ata(ataReadDMAExt, 0, 1, 0, 0x40), nil, prdBytes(prdEnt{^uint64(0) - 7, 512}))
 	add(false, 5|0xffff<<16, ata(ataReadDMAExt, 0, 1, 0, 0x40), nil, nil)

@@ -74,6 +74,11 @@ const (
 	errABRT  = 0x04
 	errIDNF  = 0x10
 	errUNC   = 0x40
+	// errWP is a write to write-protected media (ATA/ATAPI-7's Removable
+	// Media Status Notification; the bit UNC has on reads). libata counts
+	// it a media error and fails the write without retries, where ABRT
+	// would be retried five times.
+	errWP = 0x40
 )
 
 // Received-FIS area offsets and FIS types.
@@ -516,7 +521,7 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 	}
 	if alone {
 		r := p.dev.execute(c)
-		p.completeNCQ(tag, gen, r)
+		p.completeNCQ(tag, gen, c.f, r)
 		<-p.ncq
 		return
 	}
@@ -525,15 +530,20 @@ func (p *port) startNCQ(slot int, gen uint64, c *command) {
 		defer p.ncqWG.Done()
 		defer func() { <-p.ncq }()
 		r := p.dev.execute(c)
-		p.completeNCQ(tag, gen, r)
+		p.completeNCQ(tag, gen, c.f, r)
 	}()
 }
 
-func (p *port) completeNCQ(tag int, gen uint64, r result) {
+// completeNCQ finishes a queued command with a Set Device Bits FIS. The
+// first failure halts the port (PxSACT and PxCI stay as they are) and is
+// kept for log 10h; the device sends nothing for the other tags after it:
+// they count as aborted and the host issues them again after its recovery
+// (AHCI 1.3 6.2.2.2, SATA 3.x 13.6.3.3).
+func (p *port) completeNCQ(tag int, gen uint64, f h2d, r result) {
 	p.h.mu.Lock()
 	defer p.h.unlock()
 	p.active--
-	if gen != p.gen {
+	if gen != p.gen || p.halted {
 		return
 	}
 	status := r.status & 0x77 // SDB carries status bits 6:4 and 2:0
@@ -548,6 +558,7 @@ func (p *port) completeNCQ(tag int, gen uint64, r result) {
 	p.tfd = p.tfd&^0xff77 | uint32(r.errReg)<<8 | uint32(status)
 	p.is |= isSDBS | r.hostErr
 	if r.status&statERR != 0 || r.hostErr != 0 {
+		p.dev.noteNCQError(tag, f, r)
 		p.is |= isTFES
 		p.halted = true
 	} else {

@@ -119,10 +119,26 @@ func checkDiskAHCI(e *env) (bool, string) {
 		}
 		if readOnly {
 			// ATA has no write-protect flag for a disk: the guest
-			// learns it from the failed write.
+			// learns it from the failed write, which libata's error
+			// handling must fail at once rather than retry.
+			before, err := e.ataFailedCommands()
+			if err != nil {
+				return false, fmt.Sprintf("dmesg: %v", err)
+			}
 			detail, err := e.refuseWrite(name, size, d.seed, false)
 			if err != nil {
 				return false, fmt.Sprintf("/dev/%s: %v", name, err)
+			}
+			after, err := e.ataFailedCommands()
+			if err != nil {
+				return false, fmt.Sprintf("dmesg: %v", err)
+			}
+			detail += fmt.Sprintf(", libata failed commands=%d", after-before)
+			if after-before != 1 {
+				return false, fmt.Sprintf("/dev/%s %s, want 1: the device's error must reach libata once, with no retries", name, detail)
+			}
+			if bad, err := e.ataLogReadFailures(); err != nil || len(bad) > 0 {
+				return false, fmt.Sprintf("/dev/%s %s; libata could not read a log the device offers: %q (%v)", name, detail, bad, err)
 			}
 			details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s %s", name, d.serial, addr, detail))
 			continue
@@ -144,6 +160,33 @@ func checkDiskAHCI(e *env) (bool, string) {
 		details = append(details, fmt.Sprintf("/dev/%s serial=%s pci=%s driver=ahci %dB", name, d.serial, addr, size))
 	}
 	return true, strings.Join(details, "; ")
+}
+
+// ataFailedCommands counts libata error handling's "failed command:"
+// reports in dmesg: one per command that ended in a device error, each
+// retry of it included.
+func (e *env) ataFailedCommands() (int, error) {
+	lines, err := e.dmesgMatches(": failed command: ")
+	return len(lines), err
+}
+
+// ataLogReadFailures are libata's reports of a READ LOG (DMA) EXT that
+// failed: at probe (the log directory, pages IDENTIFY's words lead it to)
+// or in error handling (log 10h, the NCQ Command Error log).
+func (e *env) ataLogReadFailures() ([]string, error) {
+	var bad []string
+	for _, s := range []string{"Read log ", "failed to read log page"} {
+		lines, err := e.dmesgMatches(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range lines {
+			if strings.Contains(l, "failed") {
+				bad = append(bad, l)
+			}
+		}
+	}
+	return bad, nil
 }
 
 // cdromMount is where checkCDROM mounts the CD-ROM.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/fstest"
 
@@ -59,6 +60,17 @@ func TestCheckDiskAHCIAndCDROM(t *testing.T) {
 
 func TestCheckDiskAHCIReadOnly(t *testing.T) {
 	e, fio := diskEnv(t, "vmm.disk_ahci=vmm-sd-ro:3")
+	// Each read of the kernel log finds `per` more failed commands: what
+	// the refused write made libata report.
+	var log []string
+	per := 1
+	e.kernelLog = func() ([]string, error) {
+		out := slices.Clone(log)
+		for range per {
+			log = append(log, "ata3.00: failed command: WRITE FPDMA QUEUED")
+		}
+		return out, nil
+	}
 	b := make([]byte, 1<<20)
 	pattern.Fill(b, 3, 0)
 	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdc"), b, 0o600))
@@ -75,7 +87,22 @@ func TestCheckDiskAHCIReadOnly(t *testing.T) {
 	fio.readOnly = map[string]bool{"sdc": true}
 	ok, detail = checkDiskAHCI(e)
 	require.True(t, ok, detail)
-	assert.Contains(t, detail, "/dev/sdc serial=vmm-sd-ro pci=0000:00:03.0 ro=0 write refused: read-only file system")
+	assert.Contains(t, detail, "/dev/sdc serial=vmm-sd-ro pci=0000:00:03.0 ro=0 write refused: read-only file system, libata failed commands=1")
+
+	per = 6
+	ok, detail = checkDiskAHCI(e)
+	assert.False(t, ok, "retried")
+	assert.Contains(t, detail, "libata failed commands=6, want 1")
+	per = 0
+	ok, detail = checkDiskAHCI(e)
+	assert.False(t, ok, "the error never reached libata")
+	assert.Contains(t, detail, "libata failed commands=0, want 1")
+	per = 1
+	log = append(log, "ata3.00: Read log 0x10 page 0x00 failed, Emask 0x1")
+	ok, detail = checkDiskAHCI(e)
+	assert.False(t, ok, "a log read failed")
+	assert.Contains(t, detail, `libata could not read a log the device offers: ["ata3.00: Read log 0x10 page 0x00 failed, Emask 0x1"]`)
+	log = nil
 
 	pattern.Fill(b, 4, 0)
 	require.NoError(t, os.WriteFile(filepath.Join(fio.dir, "sdc"), b, 0o600))
