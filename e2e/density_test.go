@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmdev/vmm/images"
 	"github.com/vmmdev/vmm/images/scenario"
 )
 
@@ -39,4 +41,23 @@ func TestDensityScenarioRunsTogether(t *testing.T) {
 	require.Equal(t, densityGuests, s.Runs())
 	require.Len(t, scenario.Batches(scenario.Schedule([]scenario.Scenario{s})), 1, "all guests in one batch")
 	require.Contains(t, strings.Join(s.Args, " "), "--memory 128M")
+	require.Contains(t, s.Args, images.OuterGuestVmlinux, "density boots the unpacked kernel by PVH")
+}
+
+// Only density boots the vmlinux by PVH: every other direct boot of the
+// agent's guest (boot-1cpu and the rest) keeps the bzImage path.
+func TestPVHOnlyForDensity(t *testing.T) {
+	list, err := Scenarios()
+	require.NoError(t, err)
+	bz := 0
+	for _, s := range list {
+		if s.Name == densityScenario {
+			continue
+		}
+		require.NotContains(t, s.Args, images.OuterGuestVmlinux, s.Name)
+		if slices.Contains(s.Args, images.OuterGuestKernel) {
+			bz++
+		}
+	}
+	require.Greater(t, bz, 20, "the agent scenarios boot the bzImage")
 }

@@ -31,6 +31,10 @@
 //	    if both match, else build into tmp (same suffix) and move in place.
 //	KeyOf(parts...) string, HashPath(path) (string, error), EntriesKey(tag, entries)
 //	GuestInitramfs(ctx, cfg, k) (string, error)   -> <Out>/guest.cpio.gz
+//	Vmlinux(ctx, cfg, k) (string, error)          -> <Out>/vmlinux
+//	    the ELF kernel unpacked from k's bzImage (its XZ payload, found by
+//	    the setup header: BzImagePayload), cached by the bzImage's hash;
+//	    vmm boots it by PVH, skipping the guest's own decompression.
 //	GrubTools(ctx, cfg) (grubdisk.Tools, error)
 //	    GrubPackages (grub-pc-bin, grub-common, grub-efi-amd64-bin,
 //	    grub-efi-amd64-signed, shim-signed) unpacked into <Out>/grub.

@@ -20,8 +20,11 @@ const OuterInitPackage = "./images/outer"
 const (
 	OuterGuestKernel    = "/guest/vmlinuz"
 	OuterGuestInitramfs = "/guest/guest.cpio.gz"
-	OuterVMM            = "/vmm"
-	OuterQEMU           = "/usr/bin/qemu-system-x86_64"
+	// OuterGuestVmlinux is the same kernel unpacked (Vmlinux), which vmm
+	// boots by PVH.
+	OuterGuestVmlinux = "/guest/vmlinux"
+	OuterVMM          = "/vmm"
+	OuterQEMU         = "/usr/bin/qemu-system-x86_64"
 	// OuterGuestDisk is the GRUB disk firmware scenarios boot.
 	OuterGuestDisk = "/guest/grub.img"
 	// OuterGuestISO is the GRUB ISO (El Torito) the CD-ROM scenario boots.
@@ -50,6 +53,9 @@ type OuterContent struct {
 	// GuestInitramfs is the inner guest's initramfs (the kernel comes with
 	// the KernelArtifacts).
 	GuestInitramfs string
+	// GuestVmlinux, when set, is Vmlinux's file, carried as
+	// OuterGuestVmlinux.
+	GuestVmlinux string
 	// VMM is vmm's binary, carried as OuterVMM; left out when empty (vmm
 	// scenarios then fail inside with a clear reason).
 	VMM string
@@ -124,6 +130,9 @@ func OuterInitramfs(ctx context.Context, cfg Config, k *KernelArtifacts, c Outer
 	)
 	if c.VMM != "" {
 		entries = append(entries, HostFile(OuterVMM, 0o755, c.VMM))
+	}
+	if c.GuestVmlinux != "" {
+		entries = append(entries, HostFile(OuterGuestVmlinux, 0o644, c.GuestVmlinux))
 	}
 	if c.FirmwareDisk != "" || c.FirmwareISO != "" || c.SeaBIOS || c.ImageShare {
 		if _, err := os.Stat(OuterSeaBIOS); err != nil {

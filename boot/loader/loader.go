@@ -76,8 +76,10 @@ type kernel interface {
 }
 
 // parse reads the kernel image at path (as the user named it). A bzImage is
-// parsed from its header alone and stays in src until load; PVH and
-// multiboot kernels (ELF files the loaders walk whole) are read into memory.
+// parsed from its header alone and a PVH ELF from its headers and notes;
+// both stay in src until load. Anything else (multiboot kernels, which the
+// loader walks whole, and broken files, for Detect's verdict) is read into
+// memory.
 func parse(src boot.Source, path string) (kernel, error) {
 	img, err := linux.ParseFrom(src)
 	if !errors.Is(err, linux.ErrNotBzImage) {
@@ -85,6 +87,9 @@ func parse(src boot.Source, path string) (kernel, error) {
 			return nil, wrap(BzImage, err)
 		}
 		return bzImage{img}, nil
+	}
+	if pk, err := pvh.ParseFrom(src); err == nil {
+		return pvhKernel{pk}, nil
 	}
 	data := make([]byte, max(src.Size(), 0))
 	if n, err := src.ReadAt(data, 0); n < len(data) {

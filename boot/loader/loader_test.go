@@ -171,3 +171,38 @@ func FuzzDetect(f *testing.F) {
 		}
 	})
 }
+
+// countingSource counts the bytes read from it.
+type countingSource struct {
+	*bytes.Reader
+	read int
+}
+
+func (c *countingSource) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.Reader.ReadAt(p, off)
+	c.read += n
+	return n, err
+}
+
+// A PVH kernel is parsed from its headers and notes and its segments copied
+// straight into guest memory, never read whole onto the heap (Debian's
+// vmlinux is 66 MB, per vmm process).
+func TestPVHNotReadWhole(t *testing.T) {
+	entry := make([]byte, 8)
+	binary.LittleEndian.PutUint64(entry, 16*mib)
+	text := bytes.Repeat([]byte{0x90}, 4*mib)
+	img := elfbuild.Build(elf.ELFCLASS64, elf.EM_X86_64, 0xffffffff81000000, []elfbuild.Segment{
+		{Type: elf.PT_LOAD, Vaddr: 0xffffffff81000000, Paddr: 16 * mib, Data: text},
+		{Type: elf.PT_NOTE, Data: elfbuild.Note("Xen", 18, entry), Align: 4},
+	})
+	src := &countingSource{Reader: bytes.NewReader(img)}
+	require.NoError(t, Check(src, "vmlinux", 0, "console=ttyS0", 64*mib))
+	require.Less(t, src.read, 64<<10, "Check read the segments")
+	src.read = 0
+	mem := fakemem.New(64 * mib)
+	e, err := Load(src, "vmlinux", nil, "console=ttyS0", mem, 64*mib, 0)
+	require.NoError(t, err)
+	require.Equal(t, uint64(16*mib), e.IP)
+	require.Equal(t, text, mem.Read(16*mib, uint64(len(text))))
+	require.Less(t, src.read, len(text)+64<<10, "the segment was read more than once")
+}

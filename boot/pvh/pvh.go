@@ -54,7 +54,7 @@ const (
 // Segment is a loadable part of the kernel.
 type Segment struct {
 	Addr    uint64 // guest-physical load address
-	Data    []byte // file contents
+	Data    []byte // file contents (nil from ParseFrom: they stay in the file)
 	MemSize uint64 // size in memory; the rest past Data is cleared
 }
 
@@ -64,7 +64,8 @@ type Kernel struct {
 	Entry    uint32
 	Segments []Segment
 	loads    []elfseg.Prog
-	end      uint64 // end of the highest segment
+	src      io.ReaderAt // the file the segments are loaded from
+	end      uint64      // end of the highest segment
 }
 
 // Parse validates an ELF kernel and finds its PVH entry point.
@@ -73,11 +74,26 @@ func Parse(data []byte) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parsed(f, bytes.NewReader(data))
+}
+
+// ParseFrom is Parse reading only the ELF headers and notes from src; Load
+// copies the segments from src straight into guest memory, so the kernel
+// (Debian's vmlinux is 66 MB) never passes through the heap.
+func ParseFrom(src boot.Source) (*Kernel, error) {
+	f, err := elfseg.ParseFrom(src, src.Size())
+	if err != nil {
+		return nil, err
+	}
+	return parsed(f, src)
+}
+
+func parsed(f *elfseg.File, src io.ReaderAt) (*Kernel, error) {
 	notes, err := f.Notes()
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{}
+	k := &Kernel{src: src}
 	found := false
 	for _, n := range notes {
 		if n.Name != "Xen" || n.Type != xenNotePhys32Entry {
@@ -164,7 +180,7 @@ func (k *Kernel) LoadFrom(mem io.WriterAt, memSize uint64, cmdline string, initr
 	if len(memMap) > maxMemMap {
 		return boot.Entry{}, fmt.Errorf("memory map has %d entries, start_info holds %d", len(memMap), maxMemMap)
 	}
-	if err := elfseg.Load(mem, k.loads); err != nil {
+	if err := elfseg.Load(mem, k.loads, k.src); err != nil {
 		return boot.Entry{}, fmt.Errorf("load kernel: %w", err)
 	}
 	if err := gmem.Write(mem, layout.Cmdline, append([]byte(cmdline), 0)); err != nil {

@@ -1,6 +1,7 @@
 package pvh
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"github.com/vmmdev/vmm/internal/testenv"
@@ -207,4 +208,14 @@ func TestRealKernel(t *testing.T) {
 	require.Equal(t, s.Data[:64], mem.Read(s.Addr, 64))
 	_, err = Parse(data[:len(data)/2])
 	require.ErrorIs(t, err, ErrTruncated)
+
+	// From the file: the same kernel, its segments left in the file.
+	fk, err := ParseFrom(bytes.NewReader(data))
+	require.NoError(t, err)
+	require.Equal(t, k.Entry, fk.Entry)
+	require.Nil(t, fk.Segments[0].Data)
+	fmem := fakemem.New(memSize)
+	_, err = fk.Load(fmem, memSize, "console=ttyS0", make([]byte, mib), e820.Map(memSize), 0)
+	require.NoError(t, err)
+	require.Equal(t, s.Data[:64], fmem.Read(s.Addr, 64))
 }

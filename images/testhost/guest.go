@@ -17,6 +17,10 @@ import (
 // Guest describes one inner guest boot: Debian's kernel with the guest
 // agent's initramfs, as the outer initramfs carries them.
 type Guest struct {
+	// PVH boots the kernel unpacked (images.OuterGuestVmlinux) by its PVH
+	// entry instead of the bzImage: the guest skips the XZ decompression,
+	// seconds per boot under the outer machine's TCG.
+	PVH       bool
 	CPUs      int // default 1
 	MemoryMiB int // default 256
 	// Checks are the agent checks to run (vmm.checks); default boot,cpus,clocksource.
@@ -92,10 +96,14 @@ func (g Guest) Cmdline() string {
 // (and isa-debug-exit on port 0xf4, so a failing agent gives 2k+1 there too).
 func (g Guest) Args(runner string) ([]string, error) {
 	g = g.withDefaults()
+	kernel := images.OuterGuestKernel
+	if g.PVH {
+		kernel = images.OuterGuestVmlinux
+	}
 	switch runner {
 	case scenario.RunnerVMM, "":
 		args := []string{"run",
-			"--kernel", images.OuterGuestKernel,
+			"--kernel", kernel,
 			"--initrd", images.OuterGuestInitramfs,
 			"--cmdline", g.Cmdline(),
 			"--cpus", strconv.Itoa(g.CPUs),
@@ -118,7 +126,7 @@ func (g Guest) Args(runner string) ([]string, error) {
 			"-m", strconv.Itoa(g.MemoryMiB), "-smp", strconv.Itoa(g.CPUs),
 			"-nodefaults", "-no-user-config", "-nographic", "-serial", "stdio",
 			"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-			"-kernel", images.OuterGuestKernel, "-initrd", images.OuterGuestInitramfs,
+			"-kernel", kernel, "-initrd", images.OuterGuestInitramfs,
 			"-append", g.Cmdline(), "-no-reboot",
 		}, nil
 	}

@@ -230,6 +230,12 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 	if err != nil {
 		return Machine{}, fmt.Errorf("guest initramfs: %w", err)
 	}
+	vmlinux := ""
+	if usesPath(s.Scenarios, images.OuterGuestVmlinux) {
+		if vmlinux, err = images.Vmlinux(ctx, cfg, k); err != nil {
+			return Machine{}, err
+		}
+	}
 	disk := ""
 	if needsFirmware(s.Scenarios) {
 		if disk, err = images.GrubDisk(ctx, cfg, k, guest, FirmwareGuest().Cmdline()); err != nil {
@@ -269,7 +275,7 @@ func (s Suite) Prepare(ctx context.Context) (Machine, error) {
 		m.Append = DefaultAppend + " " + scenario.ImagesParam + "=" + images.OuterImages
 	}
 	if m.Initrd, err = images.OuterInitramfs(ctx, cfg, k, images.OuterContent{
-		GuestInitramfs: guest, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
+		GuestInitramfs: guest, GuestVmlinux: vmlinux, VMM: vmm, Scenarios: data, QEMU: needQEMU, FirmwareDisk: disk, FirmwareISO: iso,
 		SeaBIOS: needsSeaBIOS(s.Scenarios), EFIDisks: efiDisks, IPXEDisk: ipxe, ImageShare: share,
 	}); err != nil {
 		return Machine{}, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,6 +176,28 @@ func TestGuestArgs(t *testing.T) {
 
 	_, err = Guest{}.Args("bochs")
 	require.ErrorIs(t, err, scenario.ErrInvalid)
+
+	// PVH: the unpacked kernel for both runners, the rest unchanged.
+	for _, runner := range []string{scenario.RunnerVMM, scenario.RunnerQEMU} {
+		bz, err := Guest{}.Args(runner)
+		require.NoError(t, err)
+		pvh, err := Guest{PVH: true}.Args(runner)
+		require.NoError(t, err)
+		i := slices.Index(bz, images.OuterGuestKernel)
+		require.Positive(t, i, runner)
+		require.Equal(t, images.OuterGuestVmlinux, pvh[i], runner)
+		pvh[i] = images.OuterGuestKernel
+		require.Equal(t, bz, pvh, runner)
+	}
+	require.True(t, usesPath([]scenario.Scenario{{Name: "pvh", Args: mustArgs(t, Guest{PVH: true})}}, images.OuterGuestVmlinux))
+	require.False(t, usesPath([]scenario.Scenario{{Name: "bz", Args: mustArgs(t, Guest{})}}, images.OuterGuestVmlinux))
+}
+
+func mustArgs(t *testing.T, g Guest) []string {
+	t.Helper()
+	args, err := g.Args(scenario.RunnerVMM)
+	require.NoError(t, err)
+	return args
 }
 
 func TestSuiteTimeoutAndNeeds(t *testing.T) {

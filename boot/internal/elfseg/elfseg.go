@@ -29,7 +29,7 @@ type Prog struct {
 	Type                 elf.ProgType
 	Off, Vaddr, Paddr    uint64
 	Filesz, Memsz, Align uint64
-	Data                 []byte // the Filesz bytes at Off
+	Data                 []byte // the Filesz bytes at Off (nil for PT_LOAD from ParseFrom)
 }
 
 // File is a parsed ELF executable for x86 or x86_64, little endian.
@@ -49,9 +49,39 @@ const (
 	extendedNum = 0xffff // PN_XNUM: the count lives in section 0
 )
 
-// Parse reads an ELF file's header and program headers.
+// Parse reads an ELF file's header and program headers; each PT_LOAD and
+// PT_NOTE segment's Data is its bytes in data.
 func Parse(data []byte) (*File, error) {
-	if len(data) < ident || string(data[:4]) != elf.ELFMAG {
+	return parse(uint64(len(data)), func(off, n uint64) ([]byte, error) { return data[off : off+n], nil }, true)
+}
+
+// ParseFrom is Parse reading from src, a file of size bytes, only the
+// header, the program headers and the notes: a kernel of tens of MiB is not
+// read onto the heap. PT_LOAD segments keep Data nil; Load copies them from
+// src into guest memory.
+func ParseFrom(src io.ReaderAt, size int64) (*File, error) {
+	return parse(uint64(max(size, 0)), func(off, n uint64) ([]byte, error) {
+		// The callers checked off+n against size: n is no more than the file holds.
+		b := make([]byte, n)
+		if err := gmem.ReadFull(src, b, int64(off)); err != nil {
+			return nil, fmt.Errorf("%w: read %d bytes at %#x: %w", ErrTruncated, n, off, err)
+		}
+		return b, nil
+	}, false)
+}
+
+// parse reads the ELF file of size bytes through at, which returns n bytes
+// at off (always within size); loads says whether PT_LOAD segments' Data
+// is read too.
+func parse(size uint64, at func(off, n uint64) ([]byte, error), loads bool) (*File, error) {
+	if size < ident {
+		return nil, ErrNotELF
+	}
+	data, err := at(0, min(size, header64))
+	if err != nil {
+		return nil, err
+	}
+	if string(data[:4]) != elf.ELFMAG {
 		return nil, ErrNotELF
 	}
 	f := &File{Class: elf.Class(data[elf.EI_CLASS])}
@@ -66,8 +96,8 @@ func Parse(data []byte) (*File, error) {
 	if d := elf.Data(data[elf.EI_DATA]); d != elf.ELFDATA2LSB {
 		return nil, fmt.Errorf("%w: byte order %v", ErrUnsupported, d)
 	}
-	if len(data) < hdrSize {
-		return nil, fmt.Errorf("%w: %d bytes, the ELF header needs %d", ErrTruncated, len(data), hdrSize)
+	if size < uint64(hdrSize) {
+		return nil, fmt.Errorf("%w: %d bytes, the ELF header needs %d", ErrTruncated, size, hdrSize)
 	}
 	le := binary.LittleEndian
 	typ := elf.Type(le.Uint16(data[16:]))
@@ -98,12 +128,17 @@ func Parse(data []byte) (*File, error) {
 	if phentsize < progSize {
 		return nil, fmt.Errorf("%w: program header size %d, want at least %d", ErrMalformed, phentsize, progSize)
 	}
-	if end := uint64(phnum) * uint64(phentsize); phoff > uint64(len(data)) || end > uint64(len(data))-phoff {
-		return nil, fmt.Errorf("%w: %d program headers at %#x beyond the file's %d bytes", ErrTruncated, phnum, phoff, len(data))
+	end := uint64(phnum) * uint64(phentsize)
+	if phoff > size || end > size-phoff {
+		return nil, fmt.Errorf("%w: %d program headers at %#x beyond the file's %d bytes", ErrTruncated, phnum, phoff, size)
+	}
+	phdrs, err := at(phoff, end)
+	if err != nil {
+		return nil, err
 	}
 	f.Progs = make([]Prog, phnum) // phnum < 0xffff and each header is in the file
 	for i := range f.Progs {
-		b := data[phoff+uint64(i*phentsize):]
+		b := phdrs[i*phentsize:]
 		p := &f.Progs[i]
 		p.Type = elf.ProgType(le.Uint32(b))
 		if f.Class == elf.ELFCLASS32 {
@@ -116,10 +151,14 @@ func Parse(data []byte) (*File, error) {
 		if p.Type != elf.PT_LOAD && p.Type != elf.PT_NOTE {
 			continue
 		}
-		if p.Off > uint64(len(data)) || p.Filesz > uint64(len(data))-p.Off {
-			return nil, fmt.Errorf("%w: segment %d [%#x, +%#x) beyond the file's %d bytes", ErrTruncated, i, p.Off, p.Filesz, len(data))
+		if p.Off > size || p.Filesz > size-p.Off {
+			return nil, fmt.Errorf("%w: segment %d [%#x, +%#x) beyond the file's %d bytes", ErrTruncated, i, p.Off, p.Filesz, size)
 		}
-		p.Data = data[p.Off : p.Off+p.Filesz]
+		if p.Type == elf.PT_NOTE || loads {
+			if p.Data, err = at(p.Off, p.Filesz); err != nil {
+				return nil, err
+			}
+		}
 		if p.Type == elf.PT_LOAD {
 			if p.Filesz > p.Memsz {
 				return nil, fmt.Errorf("%w: segment %d has %#x bytes in the file but %#x in memory", ErrMalformed, i, p.Filesz, p.Memsz)
@@ -155,11 +194,12 @@ func Extent(loads []Prog) (lo, hi uint64, ok bool) {
 	return lo, hi, len(loads) > 0
 }
 
-// Load writes the segments at their physical addresses and clears the part
-// of each beyond its file data (the bss).
-func Load(mem io.WriterAt, loads []Prog) error {
+// Load copies the segments from src, the file they were parsed from, to
+// their physical addresses and clears the part of each beyond its file data
+// (the bss).
+func Load(mem io.WriterAt, loads []Prog, src io.ReaderAt) error {
 	for _, p := range loads {
-		if err := gmem.Write(mem, p.Paddr, p.Data); err != nil {
+		if err := gmem.Copy(mem, p.Paddr, src, int64(p.Off), p.Filesz); err != nil {
 			return fmt.Errorf("load segment at %#x: %w", p.Paddr, err)
 		}
 		if err := gmem.Zero(mem, p.Paddr+p.Filesz, p.Memsz-p.Filesz); err != nil {

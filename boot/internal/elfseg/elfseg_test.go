@@ -1,6 +1,7 @@
 package elfseg
 
 import (
+	"bytes"
 	"debug/elf"
 	"encoding/binary"
 	"testing"
@@ -94,11 +95,17 @@ func TestParseErrors(t *testing.T) {
 		"note desc huge": {func(b []byte) []byte { le.PutUint32(b[noteOff(b)+4:], 0xffffffff); return b }, ErrMalformed},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f, err := Parse(tc.mod(sample(elf.ELFCLASS64)))
+			data := tc.mod(sample(elf.ELFCLASS64))
+			f, err := Parse(data)
 			if err == nil {
 				_, err = f.Notes()
 			}
 			require.ErrorIs(t, err, tc.want)
+			f, err = ParseFrom(bytes.NewReader(data), int64(len(data)))
+			if err == nil {
+				_, err = f.Notes()
+			}
+			require.ErrorIs(t, err, tc.want, "ParseFrom")
 		})
 	}
 }
@@ -115,14 +122,40 @@ func TestLoad(t *testing.T) {
 		ones[i] = 0xff
 	}
 	_, _ = mem.WriteAt(ones, 0x1000000) // stale bytes where the bss goes
-	require.NoError(t, Load(mem, f.Loads()))
+	require.NoError(t, Load(mem, f.Loads(), bytes.NewReader(sample(elf.ELFCLASS64))))
 	require.Equal(t, []byte("text"), mem.Read(0x1000000, 4))
 	require.False(t, mem.Dirty(0x1000004, 0x2000-4), "bss cleared")
 	require.Equal(t, []byte("data"), mem.Read(0x200000, 4))
 
-	err = Load(fakemem.New(16<<20), f.Loads())
+	err = Load(fakemem.New(16<<20), f.Loads(), bytes.NewReader(sample(elf.ELFCLASS64)))
 	require.ErrorIs(t, err, fakemem.ErrOutOfRange)
 	require.ErrorContains(t, err, "0x1000000")
+}
+
+// ParseFrom reads the headers and notes alone: the loads stay in the file,
+// and Load copies them from there.
+func TestParseFrom(t *testing.T) {
+	data := sample(elf.ELFCLASS64)
+	whole, err := Parse(data)
+	require.NoError(t, err)
+	f, err := ParseFrom(bytes.NewReader(data), int64(len(data)))
+	require.NoError(t, err)
+	require.Len(t, f.Progs, len(whole.Progs))
+	for i, p := range f.Progs {
+		w := whole.Progs[i]
+		if p.Type == elf.PT_LOAD {
+			require.Nil(t, p.Data, "load %d read onto the heap", i)
+			w.Data = nil
+		}
+		require.Equal(t, w, p)
+	}
+	notes, err := f.Notes()
+	require.NoError(t, err)
+	require.Len(t, notes, 2)
+	mem := fakemem.New(32 << 20)
+	require.NoError(t, Load(mem, f.Loads(), bytes.NewReader(data)))
+	require.Equal(t, []byte("text"), mem.Read(0x1000000, 4))
+	require.Equal(t, []byte("data"), mem.Read(0x200000, 4))
 }
 
 func FuzzParse(f *testing.F) {
@@ -131,8 +164,15 @@ func FuzzParse(f *testing.F) {
 	f.Add(sample(elf.ELFCLASS64)[:100])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Parse(data)
+		from, fromErr := ParseFrom(bytes.NewReader(data), int64(len(data)))
+		if (err == nil) != (fromErr == nil) {
+			t.Fatalf("Parse: %v, ParseFrom: %v", err, fromErr)
+		}
 		if err != nil {
 			return
+		}
+		if len(from.Progs) != len(file.Progs) {
+			t.Fatalf("ParseFrom: %d program headers, Parse %d", len(from.Progs), len(file.Progs))
 		}
 		for _, p := range file.Progs {
 			if (p.Type == elf.PT_LOAD || p.Type == elf.PT_NOTE) && uint64(len(p.Data)) != p.Filesz {

@@ -69,7 +69,7 @@ func Copy(mem io.WriterAt, addr uint64, src io.ReaderAt, off int64, n uint64) er
 	}
 	if s, ok := mem.(slicer); ok {
 		if dst, err := s.Slice(addr, n); err == nil {
-			if err := readFull(src, dst, off); err != nil {
+			if err := ReadFull(src, dst, off); err != nil {
 				return fmt.Errorf("copy %d bytes to %#x: %w", n, addr, err)
 			}
 			return nil
@@ -78,7 +78,7 @@ func Copy(mem io.WriterAt, addr uint64, src io.ReaderAt, off int64, n uint64) er
 	buf := make([]byte, min(n, copyChunk))
 	for n > 0 {
 		c := min(n, uint64(len(buf)))
-		if err := readFull(src, buf[:c], off); err != nil {
+		if err := ReadFull(src, buf[:c], off); err != nil {
 			return fmt.Errorf("copy %d bytes to %#x: %w", c, addr, err)
 		}
 		if err := Write(mem, addr, buf[:c]); err != nil {
@@ -91,9 +91,9 @@ func Copy(mem io.WriterAt, addr uint64, src io.ReaderAt, off int64, n uint64) er
 	return nil
 }
 
-// readFull fills p from src at off; a source that ends early is
+// ReadFull fills p from src at off; a source that ends early is
 // io.ErrUnexpectedEOF (ReadAt may return io.EOF with a full count).
-func readFull(src io.ReaderAt, p []byte, off int64) error {
+func ReadFull(src io.ReaderAt, p []byte, off int64) error {
 	n, err := src.ReadAt(p, off)
 	if n == len(p) {
 		return nil

@@ -72,6 +72,10 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
+	vmlinux, err := images.Vmlinux(ctx, cfg, k)
+	if err != nil {
+		return err
+	}
 	disk, err := images.GrubDisk(ctx, cfg, k, guest, testhost.FirmwareGuest().Cmdline())
 	if err != nil {
 		return fmt.Errorf("grub disk: %w", err)
@@ -80,7 +84,7 @@ func run(ctx context.Context, o options, cfg images.Config, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("grub iso: %w", err)
 	}
-	fmt.Fprintf(stdout, "kernel=%s\nversion=%s\nmodules=%s\nguest=%s\ngrubdisk=%s\ngrubiso=%s\n", k.Vmlinuz, k.Version, k.ModulesRoot, guest, disk, iso)
+	fmt.Fprintf(stdout, "kernel=%s\nvmlinux=%s\nversion=%s\nmodules=%s\nguest=%s\ngrubdisk=%s\ngrubiso=%s\n", k.Vmlinuz, vmlinux, k.Version, k.ModulesRoot, guest, disk, iso)
 	if o.debian {
 		img, err := images.DebianDisk(ctx, cfg)
 		if err != nil {
