@@ -128,10 +128,13 @@ func (p *Partition) Process(vcpu int, lapic LAPIC) error {
 		if v.aeoiKick != nil {
 			v.aeoiKick.Stop()
 		}
-		v.aeoiKick = p.clock.AfterFunc(aeoiRetry, func(uint64) {
-			v.need.Store(true)
-			p.host.Kick(vcpu)
-		}, 0)
+		if v.aeoiRetry == nil {
+			v.aeoiRetry = func(uint64) {
+				v.need.Store(true)
+				p.host.Kick(v.index)
+			}
+		}
+		v.aeoiKick = p.clock.AfterFunc(aeoiRetry, v.aeoiRetry, 0)
 	}
 	return nil
 }

@@ -106,6 +106,8 @@ type vp struct {
 	// bit Process must clear once the guest has accepted them.
 	aeoi     [4]uint64
 	aeoiKick Timer
+	// aeoiRetry is aeoiKick's callback, made once.
+	aeoiRetry func(uint64)
 	// aeoiWhere says who does the auto-EOI (aeoi.go).
 	aeoiWhere int
 }
