@@ -14,11 +14,12 @@ import (
 //
 //   - In KVM (KernelAutoEOI hosts): at the guest's first auto-EOI SINT the
 //     vCPU's in-kernel SynIC is switched on and told every SINT write from
-//     then on, with the masked bit forced, so that KVM knows the auto-EOI
-//     vectors and does nothing else of its own (it acts on the EOI only of
-//     unmasked SINT vectors). The guest's SynIC MSR accesses still all exit
-//     to vmm, which traces and counts them and delivers every message;
-//     delivery is then one MSI, as for any other SINT.
+//     then on, those without auto-EOI masked, so that KVM knows the
+//     auto-EOI vectors and nothing else (it ignores masked SINTs; on the
+//     EOI of an unmasked one's vector it only looks for its own timers and
+//     routes, of which it has none). The guest's SynIC MSR accesses still
+//     all exit to vmm, which traces and counts them and delivers every
+//     message; delivery is then one MSI, as for any other SINT.
 //   - In vmm, where that fails (a KVM built without Hyper-V): after raising
 //     such a vector it kicks the vCPU, and on the vCPU's own thread Process
 //     clears the vector's in-service bit once the LAPIC shows it accepted
@@ -49,7 +50,11 @@ func (p *Partition) mirrorSINT(v *vp, sint int, value uint64) {
 	if !ok || v.aeoiWhere == aeoiVMM || v.aeoiWhere == aeoiUndecided && value&sintAutoEOI == 0 {
 		return
 	}
-	if err := k.SetKernelSINT(v.index, sint, value|sintMasked); err != nil {
+	kv := value
+	if kv&sintAutoEOI == 0 {
+		kv |= sintMasked
+	}
+	if err := k.SetKernelSINT(v.index, sint, kv); err != nil {
 		// From now on vmm clears the in-service bits; one the kernel
 		// cleared already is one Process finds gone, and drops.
 		p.log.Warn("Hyper-V auto-EOI in KVM's LAPIC unavailable; vmm does it", "vcpu", v.index, "err", err)
