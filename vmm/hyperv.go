@@ -29,6 +29,9 @@ type hvMachine struct {
 	part  *hyperv.Partition
 	clock *hyperv.TSCClock
 	tlb   []*tlbRequests
+	// synic records the vCPUs whose in-kernel SynIC is on (SetKernelSINT);
+	// each entry is touched only on its vCPU's thread.
+	synic []bool
 	// statsOnce starts the debug-level activity log with the first vCPU.
 	statsOnce sync.Once
 }
@@ -119,7 +122,7 @@ func (m *Machine) setupHyperV() error {
 	}
 	clock := &hyperv.TSCClock{GuestOffset: off}
 	clock.Params = hyperv.NewTSCParams(hz, clock.GuestTSC())
-	hm := &hvMachine{m: m, clock: clock}
+	hm := &hvMachine{m: m, clock: clock, synic: make([]bool, len(m.vcpus))}
 	for range m.vcpus {
 		hm.tlb = append(hm.tlb, &tlbRequests{wake: make(chan struct{}, 1)})
 	}
@@ -244,6 +247,29 @@ func (h *hvMachine) Interrupt(vcpu int, vector uint8) error {
 // thread (the partition asks at that vCPU's MSR exits).
 func (h *hvMachine) GuestTSC(vcpu int) (uint64, error) {
 	return h.m.vcpus[vcpu].kvm.GetMSR(msrIA32TSC)
+}
+
+// SetKernelSINT implements hyperv.KernelAutoEOI: KVM_CAP_HYPERV_SYNIC2
+// gives the vCPU KVM's SynIC (the guest's accesses still exit to vmm: the
+// MSR filter denies them to KVM), and a host-initiated KVM_SET_MSRS, which
+// the filter does not apply to, sets the SINT there.
+func (h *hvMachine) SetKernelSINT(vcpu, sint int, value uint64) error {
+	if sint < 0 || sint > hyperv.MSRSINT15-hyperv.MSRSINT0 {
+		return fmt.Errorf("SINT %d out of range", sint)
+	}
+	v := h.m.vcpus[vcpu].kvm
+	if !h.synic[vcpu] {
+		if err := v.EnableCap(kvm.CapHyperVSynIC2, 0); err != nil {
+			return fmt.Errorf("enable KVM's SynIC on vCPU %d: %w", vcpu, err)
+		}
+		h.synic[vcpu] = true
+	}
+	var e [1]kvm.MSREntry
+	e[0] = kvm.MSREntry{Index: hyperv.MSRSINT0 + uint32(sint), Data: value}
+	if err := v.SetMSRs(e[:]); err != nil {
+		return fmt.Errorf("SINT%d in KVM's SynIC: %w", sint, err)
+	}
+	return nil
 }
 
 // Kick implements hyperv.Host.

@@ -1,6 +1,7 @@
 package hyperv
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -93,4 +94,84 @@ func TestClearAccepted(t *testing.T) {
 	require.False(t, l.has(lapicISR, 0xfe))
 	require.True(t, l.has(lapicIRR, 0x40))
 	require.Equal(t, [4]uint64{0, 1 << 0, 0, 0}, pending)
+}
+
+// kernelHost is a host whose in-kernel SynIC takes the SINTs
+// (KernelAutoEOI), or refuses them with err.
+type kernelHost struct {
+	*fakeHost
+	err   error
+	sints []kernelSINT
+}
+
+type kernelSINT struct {
+	vcpu, sint int
+	value      uint64
+}
+
+func (h *kernelHost) SetKernelSINT(vcpu, sint int, value uint64) error {
+	if h.err != nil {
+		return h.err
+	}
+	h.sints = append(h.sints, kernelSINT{vcpu, sint, value})
+	return nil
+}
+
+func newKernelPartition(t *testing.T, h *kernelHost) testPart {
+	t.Helper()
+	f, err := ParseFeatures("all")
+	require.NoError(t, err)
+	tp := testPart{mem: &fakeMem{b: make([]byte, 1<<20)}, host: h.fakeHost, clock: &fakeClock{now: 1000}}
+	tp.Partition, err = New(Config{Features: f, CPUs: 2, Memory: tp.mem, Host: h, Clock: tp.clock,
+		TSC: NewTSCParams(testTSCHz, 1e9), TSCHz: testTSCHz})
+	require.NoError(t, err)
+	return tp
+}
+
+func TestAutoEOIInKernel(t *testing.T) {
+	h := &kernelHost{fakeHost: &fakeHost{}}
+	tp := newKernelPartition(t, h)
+	const simp = 0x40000
+	tp.mustWrite(t, 1, MSRSControl, 1)
+	tp.mustWrite(t, 1, MSRSIMP, simp|1)
+	tp.mustWrite(t, 1, MSRSINT0+3, 0x94)
+	require.Empty(t, h.sints, "no auto-EOI SINT yet: KVM's SynIC stays off")
+	tp.mustWrite(t, 1, MSRSINT0+2, sintAutoEOI|0x93)
+	tp.mustWrite(t, 1, MSRSINT0+3, 0x95)
+	// KVM's copy has the auto-EOI vector (KVM ignores masked SINTs, so
+	// that one stays as written) and no other.
+	tp.mustWrite(t, 1, MSRSINT0+4, sintMasked|sintAutoEOI|0x96)
+	require.Equal(t, []kernelSINT{{1, 2, sintAutoEOI | 0x93}, {1, 3, sintMasked | 0x95},
+		{1, 4, sintMasked | sintAutoEOI | 0x96}}, h.sints)
+	require.True(t, tp.Summary().VPs[1].KernelAutoEOI)
+	require.False(t, tp.Summary().VPs[0].KernelAutoEOI)
+
+	// A message through the auto-EOI SINT is one interrupt: no kick, no
+	// work on the vCPU thread, no retry timer.
+	tp.mustWrite(t, 1, MSRSTimer0Config, timerConfig(t, false, false, true, false, 0, 2))
+	tp.mustWrite(t, 1, MSRSTimer0Config+1, 1)
+	require.Equal(t, []irq{{1, 0x93}}, tp.host.takeIRQs())
+	require.Empty(t, tp.host.kicks)
+	require.False(t, tp.NeedsProcess(1))
+	require.Zero(t, tp.clock.armed())
+	vp := tp.Summary().VPs[1]
+	require.Equal(t, uint64(1), vp.AutoEOIs)
+	require.Equal(t, uint64(1), vp.SINTsRaised)
+}
+
+func TestAutoEOIFallsBackToVMM(t *testing.T) {
+	h := &kernelHost{fakeHost: &fakeHost{}, err: errors.New("no SynIC in this KVM")}
+	tp := newKernelPartition(t, h)
+	tp.mustWrite(t, 0, MSRSControl, 1)
+	tp.mustWrite(t, 0, MSRSIMP, 0x40000|1)
+	tp.mustWrite(t, 0, MSRSINT0+2, sintAutoEOI|0x93)
+	h.err = nil
+	tp.mustWrite(t, 0, MSRSINT0+3, sintAutoEOI|0x94)
+	require.Empty(t, h.sints, "refused once: vmm does the auto-EOI from then on")
+	tp.mustWrite(t, 0, MSRSTimer0Config, timerConfig(t, false, false, true, false, 0, 2))
+	tp.mustWrite(t, 0, MSRSTimer0Config+1, 1)
+	require.Equal(t, []irq{{0, 0x93}}, tp.host.takeIRQs())
+	require.Equal(t, []int{0}, tp.host.kicks)
+	require.True(t, tp.NeedsProcess(0))
+	require.False(t, tp.Summary().VPs[0].KernelAutoEOI)
 }

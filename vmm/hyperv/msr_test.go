@@ -246,10 +246,11 @@ func TestAPICAccessMSRsNeverServedHere(t *testing.T) {
 // tscHost is a host whose vCPUs' TSCs the test sets (TSCReader).
 type tscHost struct {
 	*fakeHost
-	tsc map[int]uint64
+	tsc   map[int]uint64
+	reads int
 }
 
-func (h *tscHost) GuestTSC(vcpu int) (uint64, error) { return h.tsc[vcpu], nil }
+func (h *tscHost) GuestTSC(vcpu int) (uint64, error) { h.reads++; return h.tsc[vcpu], nil }
 
 func TestPerVCPUClockFromItsTSC(t *testing.T) {
 	f, err := ParseFeatures("all")
@@ -285,4 +286,43 @@ func TestPerVCPUClockFromItsTSC(t *testing.T) {
 	require.Empty(t, host.takeIRQs())
 	clock.Advance(1)
 	require.ElementsMatch(t, []irq{{0, 0x40}, {1, 0x40}}, host.takeIRQs())
+}
+
+// A one-shot timer set at or before the time the vCPU last read expires
+// without another TSC read (an ioctl per exit); one ahead of it, or a
+// periodic one, reads the TSC for its wait.
+func TestPastTimerNeedsNoSample(t *testing.T) {
+	f, err := ParseFeatures("all")
+	require.NoError(t, err)
+	clock := &fakeClock{now: 1000}
+	host := &tscHost{fakeHost: &fakeHost{}, tsc: map[int]uint64{0: 1e9 + 250*5000}}
+	p, err := New(Config{Features: f, CPUs: 1, Memory: &fakeMem{b: make([]byte, 1<<20)}, Host: host, Clock: clock,
+		TSC: NewTSCParams(testTSCHz, 1e9), TSCHz: testTSCHz})
+	require.NoError(t, err)
+	cfg := uint64(stimerAutoEnable | stimerDirect | 0x40<<stimerVectorShft)
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config, cfg))
+	require.Zero(t, host.reads, "a config write that arms nothing")
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config+1, 1))
+	require.Equal(t, 1, host.reads, "first arm: no sample yet")
+	require.Equal(t, []irq{{0, 0x40}}, host.takeIRQs())
+	for _, count := range []uint64{1, 4999, 5000} {
+		require.True(t, p.WriteMSR(0, MSRSTimer0Config+1, count))
+		require.Equal(t, []irq{{0, 0x40}}, host.takeIRQs(), "count %d", count)
+	}
+	require.Equal(t, 1, host.reads)
+	// Ahead of the sample: its wait is measured from a fresh one.
+	host.tsc[0] = 1e9 + 250*5050
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config+1, 5040))
+	require.Equal(t, 2, host.reads)
+	require.Equal(t, []irq{{0, 0x40}}, host.takeIRQs(), "5040 is past on the vCPU's clock (5050)")
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config+1, 5060))
+	require.Equal(t, 3, host.reads)
+	require.Empty(t, host.takeIRQs())
+	clock.Advance(9)
+	require.Empty(t, host.takeIRQs())
+	clock.Advance(1)
+	require.Equal(t, []irq{{0, 0x40}}, host.takeIRQs())
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config, cfg|stimerPeriodic))
+	require.True(t, p.WriteMSR(0, MSRSTimer0Config+1, minPeriod))
+	require.Equal(t, 4, host.reads, "periodic: phase from a fresh sample")
 }

@@ -88,6 +88,10 @@ type vp struct {
 	// skew is this vCPU's reference time minus the partition clock's, as
 	// last sampled from its own TSC (see sample).
 	skew atomic.Int64
+	// sampled is this vCPU's reference time at that sample: a time the
+	// guest has reached (its TSC does not go back), so a one-shot timer
+	// set at or before it is in the past without a new sample.
+	sampled atomic.Uint64
 	// armLogs counts timer arms for the debug log.
 	armLogs atomic.Int64
 
@@ -102,6 +106,10 @@ type vp struct {
 	// bit Process must clear once the guest has accepted them.
 	aeoi     [4]uint64
 	aeoiKick Timer
+	// aeoiRetry is aeoiKick's callback, made once.
+	aeoiRetry func(uint64)
+	// aeoiWhere says who does the auto-EOI (aeoi.go).
+	aeoiWhere int
 }
 
 // New creates the partition state for cfg.
@@ -172,7 +180,9 @@ func (p *Partition) sample(vcpu int) {
 	if err != nil {
 		return
 	}
-	v.skew.Store(int64(p.tsc.RefTime(tsc) - p.clock.Now()))
+	ref := p.tsc.RefTime(tsc)
+	v.skew.Store(int64(ref - p.clock.Now()))
+	v.sampled.Store(ref)
 }
 
 // guestNow is reference time as vCPU v last showed it to be, carried on by
@@ -182,12 +192,13 @@ func (p *Partition) guestNow(v *vp) uint64 {
 }
 
 // clockMSR reports whether an access to msr may read the vCPU's reference
-// time: TIME_REF_COUNT, and the SynIC and timer MSRs (arming a timer, or
-// retrying its message after EOM or a SynIC change). Only these sample the
-// vCPU's TSC, which costs an ioctl on every exit.
+// time: TIME_REF_COUNT, and the SynIC MSRs (retrying a timer's message
+// after EOM or a SynIC change). Only these sample the vCPU's TSC, which
+// costs an ioctl on every exit. Timer writes sample when they need to
+// (writeSTimer).
 func clockMSR(msr uint32) bool {
 	return msr == MSRTimeRefCount || msr >= MSRSControl && msr <= MSREOM ||
-		msr >= MSRSINT0 && msr <= MSRSINT15 || msr >= MSRSTimer0Config && msr <= MSRSTimer3Count
+		msr >= MSRSINT0 && msr <= MSRSINT15
 }
 
 // ReadMSR answers a guest RDMSR of a synthetic MSR; false means #GP.

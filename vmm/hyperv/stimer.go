@@ -85,6 +85,12 @@ func (p *Partition) writeSTimer(v *vp, msr uint32, value uint64) bool {
 	p.stats.timerConfig(v.index, t)
 	// A zero count never expires (KVM starts only timers with a count).
 	if t.enabled() && t.count != 0 {
+		// A one-shot at or before the vCPU's last sampled time is due
+		// now whatever its TSC reads: the sample's ioctl is saved for
+		// timers whose wait depends on it.
+		if t.periodic() || t.count > v.sampled.Load() {
+			p.sample(v.index)
+		}
 		p.startTimer(v, t, p.guestNow(v))
 	}
 	return true

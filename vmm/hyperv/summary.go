@@ -40,15 +40,18 @@ type HypercallCount struct {
 
 // VPSummary is one vCPU's SynIC and timers.
 type VPSummary struct {
-	VP           int            `json:"vp"`
-	SynIC        bool           `json:"synic"`
-	SIMP         string         `json:"simp,omitempty"`
-	SIEFP        string         `json:"siefp,omitempty"`
-	SINTs        []string       `json:"sints,omitempty"` // unmasked SINTs: "n:vector[:auto-eoi]"
-	SINTsRaised  uint64         `json:"sints_raised"`
-	AutoEOIs     uint64         `json:"auto_eois,omitempty"`
-	Timers       []TimerSummary `json:"timers,omitempty"`
-	TimerConfigs uint64         `json:"timer_config_writes,omitempty"`
+	VP          int      `json:"vp"`
+	SynIC       bool     `json:"synic"`
+	SIMP        string   `json:"simp,omitempty"`
+	SIEFP       string   `json:"siefp,omitempty"`
+	SINTs       []string `json:"sints,omitempty"` // unmasked SINTs: "n:vector[:auto-eoi]"
+	SINTsRaised uint64   `json:"sints_raised"`
+	// AutoEOIs counts the in-service bits vmm cleared for auto-EOI SINTs
+	// or, with KernelAutoEOI, the auto-EOI interrupts it left KVM to EOI.
+	AutoEOIs      uint64         `json:"auto_eois,omitempty"`
+	KernelAutoEOI bool           `json:"kernel_auto_eoi,omitempty"`
+	Timers        []TimerSummary `json:"timers,omitempty"`
+	TimerConfigs  uint64         `json:"timer_config_writes,omitempty"`
 }
 
 // TimerSummary is one synthetic timer's mode and activity.
@@ -202,7 +205,8 @@ func (p *Partition) Summary() Summary {
 
 	for i, v := range p.vps {
 		v.mu.Lock()
-		vs := VPSummary{VP: i, SynIC: v.scontrol&1 != 0, SINTsRaised: sints[i], AutoEOIs: aeois[i], TimerConfigs: writes[i]}
+		vs := VPSummary{VP: i, SynIC: v.scontrol&1 != 0, SINTsRaised: sints[i], AutoEOIs: aeois[i], TimerConfigs: writes[i],
+			KernelAutoEOI: v.aeoiWhere == aeoiKernel}
 		if v.simp&pageEnable != 0 {
 			vs.SIMP = hex(v.simp & pageMask)
 		}

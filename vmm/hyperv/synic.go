@@ -118,6 +118,7 @@ func (p *Partition) writeSynIC(v *vp, msr uint32, value uint64) bool {
 			return false
 		}
 		v.sint[msr-MSRSINT0] = value
+		p.mirrorSINT(v, int(msr-MSRSINT0), value)
 	}
 	// Any of these may unblock a timer message waiting for a slot, a page
 	// or an unmasked SINT.
