@@ -50,9 +50,11 @@ const (
 )
 
 // trimFilePages drops the ranges' page-table entries firstTrim after it is
-// called and every trimPeriod after that, until the returned stop is called.
-func trimFilePages(ranges [][2]uintptr) (stop func()) {
-	if len(ranges) == 0 {
+// called and every trimPeriod after that, until the returned stop is called;
+// before each trim it calls sample (the report's memory, rss.go), which may
+// be nil.
+func trimFilePages(ranges [][2]uintptr, sample func()) (stop func()) {
+	if len(ranges) == 0 && sample == nil {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -64,6 +66,9 @@ func trimFilePages(ranges [][2]uintptr) (stop func()) {
 		for {
 			select {
 			case <-t.C:
+				if sample != nil {
+					sample()
+				}
 				dropFilePages(ranges)
 				t.Reset(trimPeriod)
 			case <-done:

@@ -65,9 +65,9 @@ type Machine struct {
 	boot bootPath
 	// routes is the GSI routing table: PC routes and MSI-X irqfds (msiroute.go).
 	routes *gsiRoutes
-	// rss reads the peak RSS for the Result (rss.go).
-	rss rssProbe
-	// guestPeak follows the guest's resident memory (rss.go).
+	// rss reads the peak RSS and vmm's own memory for the Result (rss.go).
+	rss *rssProbe
+	// guestPeak follows the guest's resident memory and vmm's own (rss.go).
 	guestPeak residentPeak
 	// fileRanges are vmm's clean file mappings (footprint.go).
 	fileRanges [][2]uintptr
@@ -110,6 +110,9 @@ type Result struct {
 	// resident at once (more than GuestResident only when the balloon gave
 	// memory back), all in bytes.
 	PeakRSS, GuestResident, GuestResidentPeak uint64
+	// Own is vmm's own memory at its most among the samples (rss.go;
+	// zero if unknown).
+	Own OwnMemory
 	// Balloon holds the virtio-balloon's figures (nil without --balloon).
 	Balloon *balloon.Stats
 	// Sleep counts suspend-to-RAM cycles (nil where S3 is not offered).
@@ -161,7 +164,7 @@ func New(cfg Config, log *slog.Logger) (*Machine, error) {
 	if m.mem, err = NewMemory(cfg.Memory); err != nil {
 		return nil, err
 	}
-	m.guestPeak.mem = m.mem
+	m.guestPeak.mem, m.guestPeak.rss = m.mem, m.rss
 	if err := m.boot.mapMemory(m); err != nil {
 		return nil, err
 	}
@@ -402,7 +405,7 @@ func (m *Machine) Close() error {
 		m.boot.close()
 	}
 	errs = append(errs, m.rss.Close())
-	m.rss = rssProbe{}
+	m.rss = nil
 	return errors.Join(errs...)
 }
 
@@ -421,7 +424,8 @@ func (m *Machine) Run(ctx context.Context) Result {
 	}
 	m.started = time.Now()
 	releaseStartup(m.fileRanges)
-	stopTrim := trimFilePages(m.fileRanges)
+	m.guestPeak.sample()
+	stopTrim := trimFilePages(m.fileRanges, func() { m.guestPeak.sample() })
 	defer stopTrim()
 	var wg sync.WaitGroup
 	for _, v := range m.vcpus {
@@ -456,6 +460,7 @@ func (m *Machine) Run(ctx context.Context) Result {
 		PeakRSS:       m.rss.peak(),
 	}
 	res.GuestResident, res.GuestResidentPeak = m.guestPeak.sample()
+	res.Own = m.guestPeak.ownPeak()
 	if m.balloon != nil {
 		st := m.balloon.Stats()
 		res.Balloon = &st

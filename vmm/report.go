@@ -96,12 +96,15 @@ type ReportDevices struct {
 // memory mappings: GuestResidentKiB at the end, GuestResidentPeakKiB the
 // most at once (sampled at the end and before each balloon discard, the only
 // way guest RAM leaves the resident set). OverheadKiB, vmm's own memory, is
-// the peak minus the guest's peak: heap, stacks, binary, device buffers.
+// OwnAnonKiB plus PageTablesKiB at the sample where their sum was largest
+// (vmm/rss.go says what and when).
 type ReportMemory struct {
 	PeakRSSKiB           uint64 `json:"peak_rss_kib"`
 	GuestResidentKiB     uint64 `json:"guest_resident_kib"`
 	GuestResidentPeakKiB uint64 `json:"guest_resident_peak_kib"`
 	OverheadKiB          uint64 `json:"overhead_kib"`
+	OwnAnonKiB           uint64 `json:"own_anon_kib"`
+	PageTablesKiB        uint64 `json:"page_tables_kib"`
 }
 
 // ReportBalloon is the virtio-balloon's figures (--balloon): the balloon's
@@ -149,7 +152,9 @@ func (r Result) memory() ReportMemory {
 		PeakRSSKiB:           r.PeakRSS >> 10,
 		GuestResidentKiB:     r.GuestResident >> 10,
 		GuestResidentPeakKiB: guestPeak >> 10,
-		OverheadKiB:          (r.PeakRSS - min(r.PeakRSS, guestPeak)) >> 10,
+		OverheadKiB:          r.Own.Total() >> 10,
+		OwnAnonKiB:           r.Own.Anon >> 10,
+		PageTablesKiB:        r.Own.PageTables >> 10,
 	}
 }
 

@@ -149,25 +149,26 @@ func TestWriteReportReplaces(t *testing.T) {
 	require.Equal(t, "poweroff", back.Stop.Reason)
 }
 
-// TestReportMemory pins how the report computes vmm's own memory: the peak
-// resident set minus the most guest RAM resident at once (the end's figure
-// unless the balloon gave memory back), never below zero.
+// TestReportMemory pins how the report computes vmm's own memory: its
+// anonymous memory beyond guest RAM plus the page tables at their largest
+// sample, beside VmHWM and guest RAM resident (the most at once: the end's
+// figure unless the balloon gave memory back).
 func TestReportMemory(t *testing.T) {
 	for _, c := range []struct {
 		name                   string
 		peak, guest, guestPeak uint64
+		own                    OwnMemory
 		want                   ReportMemory
 	}{
-		{"no balloon", 150 << 20, 123 << 20, 0, ReportMemory{153600, 125952, 125952, 27648}},
-		{"balloon gave 128 MiB back", 260 << 20, 100 << 20, 256 << 20, ReportMemory{266240, 102400, 262144, 4096}},
-		{"peak below the guest (pages counted twice)", 10 << 20, 12 << 20, 12 << 20, ReportMemory{10240, 12288, 12288, 0}},
+		{"no balloon", 150 << 20, 123 << 20, 0, OwnMemory{2 << 20, 512 << 10}, ReportMemory{153600, 125952, 125952, 2560, 2048, 512}},
+		{"balloon gave 128 MiB back", 260 << 20, 100 << 20, 256 << 20, OwnMemory{3 << 20, 1 << 20}, ReportMemory{266240, 102400, 262144, 4096, 3072, 1024}},
 		// A nested-host run (docs/report.md): 1 vCPU, virtio disk and NIC.
-		{"nested host, 1 vCPU", 135580 << 10, 133120 << 10, 0, ReportMemory{135580, 133120, 133120, 2460}},
-		{"bytes below a KiB round down", 135580<<10 + 1023, 133120 << 10, 0, ReportMemory{135580, 133120, 133120, 2460}},
-		{"unknown", 0, 0, 0, ReportMemory{}},
+		{"nested host, 1 vCPU", 135580 << 10, 133120 << 10, 0, OwnMemory{2400 << 10, 600 << 10}, ReportMemory{135580, 133120, 133120, 3000, 2400, 600}},
+		{"bytes below a KiB round down", 135580<<10 + 1023, 133120 << 10, 0, OwnMemory{2400<<10 + 1023, 600 << 10}, ReportMemory{135580, 133120, 133120, 3000, 2400, 600}},
+		{"unknown", 0, 0, 0, OwnMemory{}, ReportMemory{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := Result{PeakRSS: c.peak, GuestResident: c.guest, GuestResidentPeak: c.guestPeak}
+			r := Result{PeakRSS: c.peak, GuestResident: c.guest, GuestResidentPeak: c.guestPeak, Own: c.own}
 			require.Equal(t, c.want, r.Report("", "").Memory)
 		})
 	}
