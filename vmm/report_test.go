@@ -37,6 +37,7 @@ func TestReportShape(t *testing.T) {
 		HyperV:        map[string]int{"msr_reads": 2},
 		PeakRSS:       20 << 20,
 		GuestResident: 12 << 20,
+		Own:           OwnMemory{Anon: 2 << 20, PageTables: 256 << 10},
 	}
 	rep := res.Report("summary pass", "Kernel panic")
 	rep.Timing.CommandUnixNS = start.Add(-10 * time.Millisecond).UnixNano()
@@ -105,7 +106,9 @@ func TestReportShape(t *testing.T) {
     "peak_rss_kib": 20480,
     "guest_resident_kib": 12288,
     "guest_resident_peak_kib": 12288,
-    "overhead_kib": 8192
+    "overhead_kib": 2304,
+    "own_anon_kib": 2048,
+    "page_tables_kib": 256
   },
   "hyperv": {
     "msr_reads": 2
