@@ -31,7 +31,7 @@ const (
 	// densityOwnLimitKiB bounds each vmm's own memory (the report's
 	// overhead): the single-guest limit of TestKVMFootprint (cmd/vmm), as
 	// the guests share nothing.
-	densityOwnLimitKiB = 6 << 10
+	densityOwnLimitKiB = 5 << 10
 )
 
 func newDensityScenario() (scenario.Scenario, error) {

@@ -21,9 +21,9 @@ func TestCheckDensityReport(t *testing.T) {
 		}
 		return console
 	}
-	summary, err := checkDensityReport(reports(densityGuests, func(i int) int { return 4096 + 1024*(i%2) }))
+	summary, err := checkDensityReport(reports(densityGuests, func(i int) int { return 3072 + 1024*(i%2) }))
 	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(summary, "12 guests of 128 MiB: vmm's own memory 54.0 MiB in all (each 4.00 to 5.00 MiB), guest RAM resident 703.1 MiB"), summary)
+	require.True(t, strings.HasPrefix(summary, "12 guests of 128 MiB: vmm's own memory 42.0 MiB in all (each 3.00 to 4.00 MiB), guest RAM resident 703.1 MiB"), summary)
 
 	_, err = checkDensityReport(reports(densityGuests-1, func(int) int { return 4096 }))
 	require.ErrorContains(t, err, "want 12 reports, have 11")

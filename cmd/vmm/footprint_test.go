@@ -34,14 +34,12 @@ func debianGuest(t *testing.T) (kernel, initrd string) {
 // footprintLimitKiB is vmm's own memory allowed for a Linux guest with one
 // vCPU, a virtio disk and a virtio NIC, and footprintSMPLimitKiB with four
 // vCPUs, every Hyper-V enlightenment, AHCI and NVMe (issue 20's goals are 5
-// and 8 MiB). In the nested test host (Linux 6.1, 2026-12-07, six runs of
-// each and earlier ones) the report gave 2.2 to 5.1 MiB with one vCPU and 2.6 to 3.1 MiB with
-// four, while smaps, sampled every 100 ms, showed 2.2 to 3.1 MiB of
-// anonymous memory beyond guest RAM in both (Go heap 1.2 to 1.8 MiB, runtime
-// metadata 0.5 to 0.9 MiB): the report's figure is anonymous memory plus
-// the binary's pages mapped when its peak is recorded, less faults still in
-// per-thread counters (docs/report.md). One vCPU is not dearer than four,
-// only noisier, and 5 MiB would fail now and then on that noise, hence 6.
+// and 8 MiB). The report's figure is exact at its samples (anonymous memory
+// beyond guest RAM plus page tables, docs/report.md). In the nested test
+// host (Linux 6.1, 2026-12-07, three runs of each) it gave 3.32 to 3.40 MiB
+// with one vCPU and 4.34 to 4.48 MiB with four; VmHWM minus guest RAM, the
+// figure before, gave 3.35 to 4.92 and 2.98 to 3.41 MiB, moved by the
+// binary's page-cache pages and the kernel's per-thread counter lag.
 // Before vmm run kept transparent huge pages off its Go heap
 // (heapWithoutTHP: the nested host's THP is "always") the figure moved by
 // whole 2 MiB huge pages (4.7 to 6.6 and 8.8 MiB).

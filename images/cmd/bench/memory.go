@@ -84,13 +84,13 @@ type memReport struct {
 	// Runners holds each runner's memory beyond its guest RAM, from the
 	// outer init's samples.
 	Runners map[string]memFigures `json:"runners"`
-	// VMMReportOwn is vmm's own figure (--report: peak RSS minus guest
-	// RAM); ReportMinusAnon is, per run, that minus the anonymous memory
-	// the outer init sampled (median; ReportMinusAnonMost the largest in
-	// magnitude).
-	VMMReportOwn        float64 `json:"vmm_report_own_mib"`
-	ReportMinusAnon     float64 `json:"vmm_report_minus_anon_mib"`
-	ReportMinusAnonMost float64 `json:"vmm_report_minus_anon_most_mib"`
+	// VMMReportOwn is vmm's own figure (--report: anonymous memory beyond
+	// guest RAM plus page tables, at vmm's own samples); ReportMinusPerGuest
+	// is, per run, that minus the per-guest figure the outer init sampled
+	// (median; ReportMinusPerGuestMost the largest in magnitude), in MiB.
+	VMMReportOwn            float64 `json:"vmm_report_own_mib"`
+	ReportMinusPerGuest     float64 `json:"vmm_report_minus_per_guest_mib"`
+	ReportMinusPerGuestMost float64 `json:"vmm_report_minus_per_guest_most_mib"`
 	// Ratio is vmm's per-guest figure over QEMU's, RSSRatio the same for
 	// the resident sets beyond guest RAM; 0 when either is missing.
 	Ratio    float64         `json:"ratio_per_guest_vmm_qemu"`
@@ -180,14 +180,14 @@ func summarizeMemory(runners []string, console map[string][]string) memReport {
 		own = append(own, mib(r.Memory.OverheadKiB))
 		// Each run prints its report and its sampled memory, in run order.
 		if mems := sampled[scenario.RunnerVMM]; i < len(mems) && mems[i].Samples > 0 {
-			d := mib(r.Memory.OverheadKiB) - mib(mems[i].AnonPeakKiB)
+			d := mib(r.Memory.OverheadKiB) - mib(mems[i].PerGuestPeakKiB)
 			diff = append(diff, d)
-			if math.Abs(d) > math.Abs(rep.ReportMinusAnonMost) {
-				rep.ReportMinusAnonMost = d
+			if math.Abs(d) > math.Abs(rep.ReportMinusPerGuestMost) {
+				rep.ReportMinusPerGuestMost = d
 			}
 		}
 	}
-	rep.VMMReportOwn, rep.ReportMinusAnon = median(own), median(diff)
+	rep.VMMReportOwn, rep.ReportMinusPerGuest = median(own), median(diff)
 	v, okV := rep.Runners[scenario.RunnerVMM]
 	q, okQ := rep.Runners[scenario.RunnerQEMU]
 	if okV && okQ && q.PerGuest > 0 && q.RSS > 0 {
@@ -226,8 +226,8 @@ func (rep memReport) write(w io.Writer) {
 		"  by every process that maps them; dirty: not on disk, as all of an initramfs is); per-guest = anon + page tables: what one\n" +
 		"  more guest costs the host (docs/report.md)\n")
 	if rep.VMMReportOwn > 0 {
-		fmt.Fprintf(&b, "  vmm's --report: overhead %.1f MiB (peak RSS minus guest RAM); minus sampled anon of the same run: median %+.1f, largest %+.1f MiB\n",
-			rep.VMMReportOwn, rep.ReportMinusAnon, rep.ReportMinusAnonMost)
+		fmt.Fprintf(&b, "  vmm's --report: overhead %.1f MiB (anon + page tables, at its own samples); minus sampled per-guest of the same run: median %+.1f, largest %+.1f MiB\n",
+			rep.VMMReportOwn, rep.ReportMinusPerGuest, rep.ReportMinusPerGuestMost)
 	}
 	if rep.Ratio > 0 {
 		fmt.Fprintf(&b, "  per-guest vmm/qemu %.2f (target <= %.1f: %t); RSS vmm/qemu %.2f",

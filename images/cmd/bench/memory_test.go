@@ -44,7 +44,7 @@ func TestSummarizeMemory(t *testing.T) {
 	}
 	console := map[string][]string{
 		// Each run's report, then its sampled memory; the report says
-		// 0.25 MiB more than the sampled anon, then 0.5 MiB less.
+		// the sampled per-guest figure, then 0.75 MiB less.
 		"mem-vmm": {scenario.ReportPrefix + `{"memory":{"overhead_kib":3328}}`, mem(3<<10, 8<<10, 60<<10),
 			scenario.ReportPrefix + `{"memory":{"overhead_kib":3584}}`, mem(4<<10, 8<<10, 61<<10)},
 		"mem-qemu": {mem(30<<10, 10<<10, 62<<10), mem(40<<10, 10<<10, 62<<10), mem(50<<10, 10<<10, 62<<10),
@@ -57,8 +57,8 @@ func TestSummarizeMemory(t *testing.T) {
 	require.Equal(t, memFigures{RSS: 11.5, Anon: 3.5, File: 8, PageTables: 0.25, Pss: 7.5, PerGuest: 3.75, Guest: 60.5, N: 2}, rep.Runners["vmm"])
 	require.Equal(t, memFigures{RSS: 50, Anon: 40, File: 10, PageTables: 0.25, Pss: 45, PerGuest: 40.25, Guest: 62, N: 3}, rep.Runners["qemu"])
 	require.InDelta(t, 3.375, rep.VMMReportOwn, 1e-9)
-	require.InDelta(t, -0.125, rep.ReportMinusAnon, 1e-9)
-	require.InDelta(t, -0.5, rep.ReportMinusAnonMost, 1e-9)
+	require.InDelta(t, -0.375, rep.ReportMinusPerGuest, 1e-9)
+	require.InDelta(t, -0.75, rep.ReportMinusPerGuestMost, 1e-9)
 	require.InDelta(t, 3.75/40.25, rep.Ratio, 1e-9)
 	require.InDelta(t, 11.5/50, rep.RSSRatio, 1e-9)
 	require.Equal(t, map[string]bool{"per_guest_fifth_of_qemu": true, "per_guest_under_5MiB": true}, rep.Targets)
@@ -68,7 +68,7 @@ func TestSummarizeMemory(t *testing.T) {
 	rep.write(&b)
 	require.Contains(t, b.String(), "  vmm    2    11.5     3.5     8.0     0.0     0.2     7.5       3.8      60.5\n")
 	require.Contains(t, b.String(), "  qemu   3    50.0    40.0    10.0     0.0     0.2    45.0      40.2      62.0\n")
-	require.Contains(t, b.String(), "overhead 3.4 MiB (peak RSS minus guest RAM); minus sampled anon of the same run: median -0.1, largest -0.5 MiB")
+	require.Contains(t, b.String(), "overhead 3.4 MiB (anon + page tables, at its own samples); minus sampled per-guest of the same run: median -0.4, largest -0.8 MiB")
 	require.Contains(t, b.String(), "per-guest vmm/qemu 0.09 (target <= 0.2: true); RSS vmm/qemu 0.23; vmm per-guest <= 5 MiB: true")
 	require.Contains(t, b.String(), "with --balloon   resident at the end 70.0 MiB (peak 200.0 MiB), free page reports gave back 130.0 MiB")
 
