@@ -90,10 +90,13 @@ func ExtractDebianBoot(ctx context.Context, cfg Config, qcow2, release, out stri
 		return fmt.Errorf("debian boot files: %w", err)
 	}
 	fs := raw + "?offset=" + strconv.FormatInt(debdisk.RootStart*512, 10)
-	for name, src := range map[string]string{
-		DebianVmlinuz: "/boot/vmlinuz-" + release,
-		DebianInitrd:  "/boot/initrd.img-" + release,
+	// In a fixed order, so a missing release is always reported by its
+	// kernel first.
+	for _, f := range []struct{ name, src string }{
+		{DebianVmlinuz, "/boot/vmlinuz-" + release},
+		{DebianInitrd, "/boot/initrd.img-" + release},
 	} {
+		name, src := f.name, f.src
 		dst := filepath.Join(out, name)
 		// debugfs exits 0 when a command fails: the file it wrote tells,
 		// and its output says why.
