@@ -131,6 +131,14 @@ func (m *Machine) setupHyperV() error {
 	if err != nil {
 		return err
 	}
+	if f.Kernel() {
+		// KVM takes the timer MSRs only from a vCPU whose SynIC is on.
+		for i := range m.vcpus {
+			if err := hm.enableKernelSynIC(i); err != nil {
+				return err
+			}
+		}
+	}
 	if err := m.pio.Register(hyperv.HypercallPort, 1, hypercallPortDevice{}, "hyperv-hypercall"); err != nil {
 		return fmt.Errorf("register the Hyper-V hypercall port: %w", err)
 	}
@@ -149,6 +157,14 @@ func (m *Machine) setupHyperV() error {
 // hyperv.Features.KernelMSRs).
 func (m *Machine) hypervForHost() error {
 	f := m.cfg.HyperV
+	if f.Enabled() && f.Kernel() {
+		if missing := m.missingKernelTimerCaps(); len(missing) > 0 {
+			m.log.Warn("Hyper-V kernel-timers unavailable: this host's KVM lacks them; the timers stay in vmm",
+				"missing", missing)
+			f.KernelTimers = false
+			m.cfg.HyperV = f
+		}
+	}
 	if !f.Enabled() || !f.VAPIC {
 		return nil
 	}
@@ -162,6 +178,19 @@ func (m *Machine) hypervForHost() error {
 	}
 	m.cfg.HyperV = g
 	return nil
+}
+
+// missingKernelTimerCaps lists the capabilities kernel-timers needs that
+// the host's KVM lacks: its Hyper-V MSRs, a SynIC per vCPU that leaves the
+// pages to vmm (SYNIC2), and the reference counter and TSC page (TIME).
+func (m *Machine) missingKernelTimerCaps() []string {
+	var missing []string
+	for _, c := range []kvm.Cap{kvm.CapHyperV, kvm.CapHyperVSynIC2, kvm.CapHyperVTime} {
+		if n, err := m.sys.CheckExtension(c); err != nil || n == 0 {
+			missing = append(missing, c.String())
+		}
+	}
+	return missing
 }
 
 // guestTSCOffset returns guest TSC - host TSC: KVM's per-vCPU TSC offset
@@ -228,8 +257,11 @@ func (h *hvMachine) beforeRun(v *vcpu) error {
 		return err
 	}
 	if h.part.NeedsProcess(v.id) {
-		return h.part.Process(v.id, v.kvm)
+		if err := h.part.Process(v.id, v.kvm); err != nil {
+			return err
+		}
 	}
+	h.part.EnterGuest(v.id)
 	return nil
 }
 
@@ -257,19 +289,45 @@ func (h *hvMachine) SetKernelSINT(vcpu, sint int, value uint64) error {
 	if sint < 0 || sint > hyperv.MSRSINT15-hyperv.MSRSINT0 {
 		return fmt.Errorf("SINT %d out of range", sint)
 	}
-	v := h.m.vcpus[vcpu].kvm
-	if !h.synic[vcpu] {
-		if err := v.EnableCap(kvm.CapHyperVSynIC2, 0); err != nil {
-			return fmt.Errorf("enable KVM's SynIC on vCPU %d: %w", vcpu, err)
-		}
-		h.synic[vcpu] = true
+	if err := h.enableKernelSynIC(vcpu); err != nil {
+		return err
 	}
-	var e [1]kvm.MSREntry
-	e[0] = kvm.MSREntry{Index: hyperv.MSRSINT0 + uint32(sint), Data: value}
-	if err := v.SetMSRs(e[:]); err != nil {
-		return fmt.Errorf("SINT%d in KVM's SynIC: %w", sint, err)
+	return h.SetKernelSynIC(vcpu, hyperv.MSRSINT0+uint32(sint), value)
+}
+
+// enableKernelSynIC gives vCPU vcpu KVM's SynIC, once. SYNIC2 rather than
+// SYNIC: KVM then never clears the message and event pages, which are vmm's.
+func (h *hvMachine) enableKernelSynIC(vcpu int) error {
+	if h.synic[vcpu] {
+		return nil
+	}
+	if err := h.m.vcpus[vcpu].kvm.EnableCap(kvm.CapHyperVSynIC2, 0); err != nil {
+		return fmt.Errorf("enable KVM's SynIC on vCPU %d: %w", vcpu, err)
+	}
+	h.synic[vcpu] = true
+	return nil
+}
+
+// SetKernelSynIC implements hyperv.KernelSynIC: a host-initiated
+// KVM_SET_MSRS, which the MSR filter does not apply to.
+func (h *hvMachine) SetKernelSynIC(vcpu int, msr uint32, value uint64) error {
+	e := [1]kvm.MSREntry{{Index: msr, Data: value}}
+	if err := h.m.vcpus[vcpu].kvm.SetMSRs(e[:]); err != nil {
+		return fmt.Errorf("%#x in KVM's SynIC: %w", msr, err)
 	}
 	return nil
+}
+
+// refTime is the reference time the guest reads, in 100 ns units: vmm's
+// clock, or with kernel timers KVM's (kvmclock / 100, which KVM's
+// TIME_REF_COUNT and TSC page follow).
+func (h *hvMachine) refTime() uint64 {
+	if h.part.KernelTimers() {
+		if ns, err := h.m.vm.GetClock(); err == nil {
+			return ns / 100
+		}
+	}
+	return h.clock.Now()
 }
 
 // Kick implements hyperv.Host.

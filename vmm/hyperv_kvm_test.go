@@ -151,67 +151,111 @@ func TestKVMHyperVResetMSR(t *testing.T) {
 	require.Equal(t, 0x45, r.res.Reason.ExitCode(), "the #GP handler ran")
 }
 
-// TestKVMHyperVSynICTimers runs periodic synthetic timers on the host's KVM:
-// three expiry messages through SINT2, then three direct-mode interrupts.
-// With auto-EOI on SINT2 the guest never EOIs the message interrupts, so
-// on a host whose LAPIC keeps the vector in service the second one arrives
-// only if vmm clears the in-service bit for it.
+// TestKVMHyperVSynICTimers runs synthetic timers on the host's KVM: three
+// periodic expiry messages through SINT2, three periodic direct-mode
+// interrupts, then two one-shot messages (1 ms ahead of TIME_REF_COUNT, then
+// in the past). With auto-EOI on SINT2 the guest never EOIs the message
+// interrupts, so on a host whose LAPIC keeps the vector in service the
+// second one arrives only if vmm (or KVM) clears the in-service bit for it.
+// Each runs with vmm's timers and with kernel-timers (KVM's, where the host
+// has them; vmm's otherwise).
 func TestKVMHyperVSynICTimers(t *testing.T) {
-	for _, autoEOI := range []bool{false, true} {
-		name := "eoi"
-		if autoEOI {
-			name = "auto-eoi"
-		}
-		t.Run(name, func(t *testing.T) {
-			code, err := os.ReadFile("testdata/hypervirq.bin")
-			require.NoError(t, err)
+	sys := kvmtest.Require(t)
+	synic2, err := sys.CheckExtension(kvm.CapHyperVSynIC2)
+	require.NoError(t, err)
+	kernelOK := true
+	for _, c := range []kvm.Cap{kvm.CapHyperV, kvm.CapHyperVSynIC2, kvm.CapHyperVTime} {
+		n, err := sys.CheckExtension(c)
+		require.NoError(t, err)
+		kernelOK = kernelOK && n > 0
+	}
+	for _, kernel := range []bool{false, true} {
+		for _, autoEOI := range []bool{false, true} {
+			name := "eoi"
 			if autoEOI {
-				code[8] = 1 // the program's aeoi flag
+				name = "auto-eoi"
 			}
-			bin := filepath.Join(t.TempDir(), "irq.bin")
-			require.NoError(t, os.WriteFile(bin, code, 0o644))
-			r := runHyperVGuest(t, bin, boot.Long64, "vpindex,time,synic,stimer,stimer-direct")
-			require.Equal(t, StopDebugExit, r.res.Reason.Kind, "%s\nguest's counters: %x\nsummary: %+v\nlog:\n%s",
-				r.res.Reason, r.out[:16], r.res.HyperV, r.log)
-			le := binary.LittleEndian
-			// Periodic timers: the guest halts until it has counted three
-			// of each (so reaching the debug exit proves delivery); more may
-			// land between its last count and its cli on a busy host.
-			require.GreaterOrEqual(t, le.Uint32(r.out[0:]), uint32(3), "message interrupts")
-			require.GreaterOrEqual(t, le.Uint32(r.out[4:]), uint32(3), "direct interrupts")
-			require.Equal(t, uint32(0x80000010), le.Uint32(r.out[16:]), "HVMSG_TIMER_EXPIRED")
-			require.Equal(t, uint32(0), le.Uint32(r.out[20:]), "timer 0")
-			exp, delivered := le.Uint64(r.out[24:]), le.Uint64(r.out[32:])
-			require.GreaterOrEqual(t, exp, uint64(30000), "third expiry, 1 ms period")
-			require.GreaterOrEqual(t, delivered, exp)
-			sum := r.res.HyperV.(hyperv.Summary)
-			require.Len(t, sum.VPs, 1)
-			vp := sum.VPs[0]
-			require.True(t, vp.SynIC)
-			require.Equal(t, "0x302000", vp.SIMP)
-			require.Len(t, vp.Timers, 2)
-			require.Equal(t, "message", vp.Timers[0].Mode)
-			require.Equal(t, 2, vp.Timers[0].SINT)
-			require.Equal(t, "direct", vp.Timers[1].Mode)
-			require.Equal(t, uint8(0x51), vp.Timers[1].Vector)
-			require.GreaterOrEqual(t, vp.Timers[1].Delivered, uint64(3))
-			if autoEOI {
-				// Where KVM has a SynIC, its LAPIC does the auto-EOI and
-				// every message interrupt counts as one left to it; else
-				// vmm clears the in-service bits (how many it finds set
-				// depends on the host).
-				n, err := kvmtest.Require(t).CheckExtension(kvm.CapHyperVSynIC2)
+			features := "vpindex,time,synic,stimer,stimer-direct"
+			if kernel {
+				name = "kernel-timers/" + name
+				features += ",kernel-timers"
+			}
+			t.Run(name, func(t *testing.T) {
+				code, err := os.ReadFile("testdata/hypervirq.bin")
 				require.NoError(t, err)
-				require.Equal(t, n > 0, vp.KernelAutoEOI, "KVM_CAP_HYPERV_SYNIC2 %d", n)
-				if vp.KernelAutoEOI {
-					require.GreaterOrEqual(t, vp.AutoEOIs, uint64(3))
+				if autoEOI {
+					code[8] = 1 // the program's aeoi flag
 				}
-				t.Logf("auto-EOIs: %d, in KVM: %v", vp.AutoEOIs, vp.KernelAutoEOI)
-			} else {
-				require.Zero(t, vp.AutoEOIs)
-				require.False(t, vp.KernelAutoEOI)
-			}
-		})
+				bin := filepath.Join(t.TempDir(), "irq.bin")
+				require.NoError(t, os.WriteFile(bin, code, 0o644))
+				r := runHyperVGuest(t, bin, boot.Long64, features)
+				require.Equal(t, StopDebugExit, r.res.Reason.Kind, "%s\nguest's counters: %x\nsummary: %+v\nlog:\n%s",
+					r.res.Reason, r.out[:48], r.res.HyperV, r.log)
+				checkSynICTimers(t, r, autoEOI, kernel && kernelOK, synic2 > 0)
+			})
+		}
+	}
+}
+
+// checkSynICTimers checks one TestKVMHyperVSynICTimers run; kernel says
+// KVM's timers ran.
+func checkSynICTimers(t *testing.T, r hvRun, autoEOI, kernel, synic2 bool) {
+	t.Helper()
+	le := binary.LittleEndian
+	// Periodic timers: the guest halts until it has counted three of each
+	// (so reaching the debug exit proves delivery); more may land between
+	// its last count and its cli on a busy host.
+	require.GreaterOrEqual(t, le.Uint32(r.out[0:]), uint32(3+2), "message interrupts")
+	require.GreaterOrEqual(t, le.Uint32(r.out[4:]), uint32(3), "direct interrupts")
+	require.Equal(t, uint32(2), le.Uint32(r.out[12:]), "one-shot messages")
+	require.Equal(t, uint32(0x20000), le.Uint32(r.out[40:]), "the expired one-shot's config: enable cleared")
+	// The last message: stimer2's one-shot in the past.
+	require.Equal(t, uint32(0x80000010), le.Uint32(r.out[16:]), "HVMSG_TIMER_EXPIRED")
+	require.Equal(t, uint32(2), le.Uint32(r.out[20:]), "timer 2")
+	exp, delivered := le.Uint64(r.out[24:]), le.Uint64(r.out[32:])
+	require.Equal(t, uint64(1), exp, "expiration time: the count")
+	require.GreaterOrEqual(t, delivered, uint64(30000), "delivered after three 1 ms periods")
+	sum := r.res.HyperV.(hyperv.Summary)
+	require.Len(t, sum.VPs, 1)
+	vp := sum.VPs[0]
+	require.True(t, vp.SynIC)
+	require.Equal(t, "0x302000", vp.SIMP)
+	if kernel {
+		require.Equal(t, "kernel", sum.Timers)
+		require.Contains(t, sum.Features, "kernel-timers")
+		require.Contains(t, sum.NotCounted, "TIME_REF_COUNT")
+		require.Empty(t, vp.Timers, "KVM's timers are out of vmm's sight")
+		for _, rec := range r.trace {
+			require.NotContains(t, rec.Name, "STIMER", "a timer MSR reached vmm")
+			require.NotEqual(t, "TIME_REF_COUNT", rec.Name, "TIME_REF_COUNT reached vmm")
+		}
+		// The SynIC stays vmm's, mirrored to KVM's.
+		require.Contains(t, vp.SINTs, "2:0x50"+map[bool]string{true: ":auto-eoi"}[autoEOI])
+	} else {
+		require.Equal(t, "userspace", sum.Timers)
+		require.NotContains(t, sum.Features, "kernel-timers")
+		require.Len(t, vp.Timers, 3)
+		require.Equal(t, "message", vp.Timers[0].Mode)
+		require.Equal(t, 2, vp.Timers[0].SINT)
+		require.Equal(t, "direct", vp.Timers[1].Mode)
+		require.Equal(t, uint8(0x51), vp.Timers[1].Vector)
+		require.GreaterOrEqual(t, vp.Timers[1].Delivered, uint64(3))
+		require.Equal(t, "message", vp.Timers[2].Mode)
+		require.False(t, vp.Timers[2].Periodic)
+		require.Equal(t, uint64(2), vp.Timers[2].Delivered)
+	}
+	if autoEOI {
+		// Where KVM has a SynIC, its LAPIC does the auto-EOI and every
+		// message interrupt counts as one left to it; else vmm clears the
+		// in-service bits (how many it finds set depends on the host).
+		require.Equal(t, synic2, vp.KernelAutoEOI)
+		if vp.KernelAutoEOI && !kernel {
+			require.GreaterOrEqual(t, vp.AutoEOIs, uint64(3))
+		}
+		t.Logf("auto-EOIs: %d, in KVM: %v", vp.AutoEOIs, vp.KernelAutoEOI)
+	} else {
+		require.Zero(t, vp.AutoEOIs)
+		require.False(t, vp.KernelAutoEOI)
 	}
 }
 

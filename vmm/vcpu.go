@@ -167,7 +167,11 @@ func (m *Machine) runVCPU(v *vcpu) {
 				return
 			}
 		}
-		if err := v.kvm.Run(); err != nil {
+		err := v.kvm.Run()
+		if m.hv != nil {
+			m.hv.part.LeaveGuest(v.id)
+		}
+		if err != nil {
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				v.exits[ExitIntr].Add(1)
 				v.answerPoke(true)

@@ -138,7 +138,7 @@ func (m *Machine) setupVMBus() error {
 	if err != nil {
 		return fmt.Errorf("vmbus: %w", err)
 	}
-	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), timesync: ic.NewTimeSync(nil, m.hv.clock.Now), kvp: kvp}
+	v := &vmbusMachine{bus: bus, heartbeat: ic.NewHeartbeat(nil), timesync: ic.NewTimeSync(nil, m.hv.refTime), kvp: kvp}
 	v.shutdown = ic.NewShutdown(func(accepted bool) {
 		if !accepted {
 			m.latch.Stop(StopReason{Kind: StopInterrupted, Source: "vmbus shutdown",

@@ -303,10 +303,11 @@ func Parse(lines []string) (cycles map[string][]float64, done bool) {
 }
 
 // VMMArgs are `vmm run`'s arguments for the guest at path: pc-testdev
-// for the MMIO row, every Hyper-V enlightenment for the stimer rows.
-func VMMArgs(path, timeout string) []string {
+// for the MMIO row, the --hyperv list hv (every enlightenment, for the
+// stimer rows, with or without kernel-timers).
+func VMMArgs(path, timeout, hv string) []string {
 	return []string{"run", "--kernel", path, "--cpus", "1", "--memory", fmt.Sprintf("%dM", MemoryMiB),
-		"--console", "stdio", "--testdev", "--hyperv", "all", "--timeout", timeout}
+		"--console", "stdio", "--testdev", "--hyperv", hv, "--timeout", timeout}
 }
 
 // QEMUArgs are QEMU's for the same machine: -M pc through SeaBIOS (which

@@ -77,7 +77,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	v := VMMArgs("/tmp/g.elf", "60s")
+	v := VMMArgs("/tmp/g.elf", "60s", "all")
 	require.Equal(t, "run", v[0])
 	for _, want := range []string{"--testdev", "/tmp/g.elf", "60s"} {
 		require.Contains(t, v, want)

@@ -106,12 +106,22 @@ func (p *Partition) NeedsProcess(vcpu int) bool {
 }
 
 // Process does the work that must happen on vCPU vcpu's own thread, before
-// it re-enters the guest: the auto-EOI of accepted SINT vectors.
+// it re-enters the guest: the auto-EOI of accepted SINT vectors, and in
+// kernel-timers mode the bus messages that waited for it (kernel.go).
 func (p *Partition) Process(vcpu int, lapic LAPIC) error {
 	v := p.vp(vcpu)
 	if v == nil || !v.need.Swap(false) {
 		return nil
 	}
+	if p.takeBusRetry(v) {
+		if b := p.bus.get(); b != nil {
+			b.EOM()
+		}
+	}
+	return p.processAutoEOI(v, vcpu, lapic)
+}
+
+func (p *Partition) processAutoEOI(v *vp, vcpu int, lapic LAPIC) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.aeoi == [4]uint64{} {

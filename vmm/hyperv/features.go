@@ -47,6 +47,12 @@ type Features struct {
 	// TIME_REF_COUNT MSR (Linux: hyperv_clocksource_msr), so the cost of
 	// that clocksource can be measured.
 	NoTSCPage bool
+	// KernelTimers ("kernel-timers") leaves the synthetic timers, with
+	// TIME_REF_COUNT and the reference TSC page they count against, to
+	// KVM's own Hyper-V code where the host has it (ForHost; kernel.go):
+	// a timer WRMSR then never exits to vmm. Elsewhere the timers stay in
+	// vmm, as without it.
+	KernelTimers bool
 	// Spinlocks is the spinlock retry count (CPUID 0x40000004 EBX); 0 means
 	// the default 0xFFFFFFFF, "never notify".
 	Spinlocks uint32
@@ -158,6 +164,13 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		}
 		f.NoTSCPage = !on
 		return nil
+	case "kernel-timers":
+		on, err := switchValue(name, val, hasVal)
+		if err != nil {
+			return err
+		}
+		f.KernelTimers = on
+		return nil
 	case "vapic":
 		f.VAPICAuto = hasVal && val == "auto"
 		if f.VAPICAuto {
@@ -183,7 +196,7 @@ func (f *Features) apply(sw map[string]*bool, item string) error {
 		for k := range sw {
 			known = append(known, k)
 		}
-		known = append(known, "base", "spinlocks=N", "tsc-page=off", "vapic=auto", "vendor-id=STR")
+		known = append(known, "base", "kernel-timers", "spinlocks=N", "tsc-page=off", "vapic=auto", "vendor-id=STR")
 		known = append(known, presetNames...)
 		slices.Sort(known)
 		return fmt.Errorf("%w: unknown switch %q (known: %s)", ErrFeatures, item, strings.Join(known, ", "))
@@ -209,6 +222,10 @@ func switchValue(name, val string, hasVal bool) (bool, error) {
 	}
 	return false, fmt.Errorf("%w: %s=%q: want on or off", ErrFeatures, name, val)
 }
+
+// Kernel reports whether the timers are to be KVM's (kernel-timers, which
+// without stimer says nothing: an ablation may turn stimer off alone).
+func (f Features) Kernel() bool { return f.KernelTimers && f.STimer }
 
 // TSCPage reports whether the reference TSC page is offered.
 func (f Features) TSCPage() bool { return f.Time && !f.NoTSCPage }
@@ -302,6 +319,9 @@ func (f Features) String() string {
 	}
 	if f.Time && f.NoTSCPage {
 		out = append(out, "tsc-page=off")
+	}
+	if f.Kernel() {
+		out = append(out, "kernel-timers")
 	}
 	if f.Spinlocks != 0 {
 		out = append(out, fmt.Sprintf("spinlocks=%#x", f.Spinlocks))

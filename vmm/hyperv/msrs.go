@@ -51,11 +51,31 @@ const (
 // MSRs once the guest's CPUID says Hv#1, which ours does, and QEMU's
 // hv-vapic relies on the same code. VP_ASSIST_PAGE stays here: only its
 // apic_assist field concerns the LAPIC, and vmm leaves that clear.
+//
+// With kernel-timers, the timer MSRs are KVM's too, and with them the
+// clock KVM's timers count against (TIME_REF_COUNT and REFERENCE_TSC, when
+// offered): a clock of vmm's would disagree with KVM's. The SynIC MSRs stay
+// here, mirrored to KVM's SynIC (kernel.go).
 func (f Features) KernelMSRs() []uint32 {
-	if !f.on || !f.VAPIC {
+	if !f.on {
 		return nil
 	}
-	return []uint32{MSREOI, MSRICR, MSRTPR}
+	var out []uint32
+	if f.VAPIC {
+		out = append(out, MSREOI, MSRICR, MSRTPR)
+	}
+	if f.Kernel() {
+		if f.Time {
+			out = append(out, MSRTimeRefCount)
+		}
+		if f.TSCPage() {
+			out = append(out, MSRReferenceTSC)
+		}
+		for m := uint32(MSRSTimer0Config); m <= MSRSTimer3Count; m++ {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // FilterBitmap is the MSR filter's bitmap over FilterBase..+FilterCount:

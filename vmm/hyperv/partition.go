@@ -65,6 +65,8 @@ type Partition struct {
 	log   *slog.Logger
 	trace *tracer
 	stats *stats
+	// kernel: the timers and reference clock are KVM's (kernel.go).
+	kernel bool
 
 	mu        sync.Mutex // guards the partition-wide MSRs below
 	guestOSID uint64
@@ -94,6 +96,8 @@ type vp struct {
 	sampled atomic.Uint64
 	// armLogs counts timer arms for the debug log.
 	armLogs atomic.Int64
+	// mirrorLogs counts failed writes to KVM's SynIC (kernel.go).
+	mirrorLogs atomic.Int64
 
 	mu       sync.Mutex
 	assist   uint64 // VP_ASSIST_PAGE
@@ -110,6 +114,9 @@ type vp struct {
 	aeoiRetry func(uint64)
 	// aeoiWhere says who does the auto-EOI (aeoi.go).
 	aeoiWhere int
+	// inGuest: the vCPU is in KVM_RUN, where KVM may write its message
+	// page; busRetry: a bus message waited for it to leave (kernel.go).
+	inGuest, busRetry bool
 }
 
 // New creates the partition state for cfg.
@@ -131,7 +138,10 @@ func New(cfg Config) (*Partition, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &Partition{f: cfg.Features, mem: cfg.Memory, host: cfg.Host, clock: cfg.Clock,
-		tsc: cfg.TSC, tscHz: cfg.TSCHz, log: log, stats: newStats(cfg.CPUs)}
+		tsc: cfg.TSC, tscHz: cfg.TSCHz, log: log, stats: newStats(cfg.CPUs), kernel: cfg.Features.Kernel()}
+	if _, ok := cfg.Host.(KernelSynIC); p.kernel && !ok {
+		return nil, fmt.Errorf("%w: kernel-timers needs a host with KVM's SynIC", ErrConfig)
+	}
 	if cfg.Trace != nil {
 		p.trace = newTracer(cfg.Trace, cfg.Clock)
 	}

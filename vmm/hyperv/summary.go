@@ -22,6 +22,13 @@ type Summary struct {
 	VPs []VPSummary `json:"vps"`
 	// Crash holds P0-P4 when the guest reported a crash.
 	Crash []string `json:"crash,omitempty"`
+	// Timers says whose synthetic timers ran, with stimer: "userspace"
+	// (vmm's) or "kernel" (KVM's, kernel-timers). KVM's are out of vmm's
+	// sight: their MSR accesses, expiries and deliveries, TIME_REF_COUNT
+	// and REFERENCE_TSC are not counted (VPs' timers, those MSRs and
+	// TSCPage stay empty); NotCounted names them.
+	Timers     string   `json:"timers,omitempty"`
+	NotCounted []string `json:"not_counted,omitempty"`
 }
 
 // MSRCount is one MSR's access counts.
@@ -169,6 +176,19 @@ func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
 func (p *Partition) Summary() Summary {
 	s := p.stats
 	out := Summary{Features: p.f.String(), MSRs: map[string]MSRCount{}, Hypercalls: map[string]HypercallCount{}}
+	switch {
+	case p.kernel:
+		out.Timers = "kernel"
+		out.NotCounted = []string{"STIMER0_CONFIG-STIMER3_COUNT", "timer expiries and deliveries"}
+		if p.f.Time {
+			out.NotCounted = append(out.NotCounted, "TIME_REF_COUNT")
+		}
+		if p.f.TSCPage() {
+			out.NotCounted = append(out.NotCounted, "REFERENCE_TSC", "tsc_page")
+		}
+	case p.f.STimer:
+		out.Timers = "userspace"
+	}
 	p.mu.Lock()
 	if p.guestOSID != 0 {
 		out.GuestOSID = hex(p.guestOSID)

@@ -118,8 +118,11 @@ func (p *Partition) writeSynIC(v *vp, msr uint32, value uint64) bool {
 			return false
 		}
 		v.sint[msr-MSRSINT0] = value
-		p.mirrorSINT(v, int(msr-MSRSINT0), value)
+		if !p.kernel {
+			p.mirrorSINT(v, int(msr-MSRSINT0), value)
+		}
 	}
+	p.mirrorKernel(v, msr, value)
 	// Any of these may unblock a timer message waiting for a slot, a page
 	// or an unmasked SINT.
 	p.retryTimers(v)
@@ -133,6 +136,9 @@ func (p *Partition) writeSynIC(v *vp, msr uint32, value uint64) bool {
 // Callers hold v.mu.
 func (p *Partition) postMessage(v *vp, sint int, typ uint32, payload []byte) bool {
 	if v.scontrol&1 == 0 || v.simp&pageEnable == 0 || v.sint[sint]&sintMasked != 0 || len(payload) > msgPayloadMax {
+		return false
+	}
+	if p.deferPost(v) {
 		return false
 	}
 	page, err := p.mem.Slice(v.simp&pageMask, 4096)

@@ -1,7 +1,9 @@
 	.code64
 	.globl _start
 # Hyper-V SynIC and synthetic timer guest: three periodic timer messages
-# through SINT2 (vector 0x50), then three direct-mode expiries (vector 0x51).
+# through SINT2 (vector 0x50), then three direct-mode expiries (vector 0x51),
+# then two one-shot messages from stimer2 (1 ms after TIME_REF_COUNT, then
+# in the past, which expires at once).
 # The byte at offset 8 (aeoi) set to 1 makes SINT2 auto-EOI: the message
 # handler then never EOIs, and only vmm's auto-EOI emulation lets the
 # next interrupt in. Counters and the last message land at 0x200000.
@@ -72,7 +74,43 @@ start:
 	xor %eax, %eax
 	xor %edx, %edx
 	wrmsr
-	mov $0x10, %al
+	# stimer2: one-shot, message mode on SINT2, 1 ms from now
+	mov $0x40000020, %ecx
+	rdmsr
+	shl $32, %rdx
+	or %rax, %rdx
+	add $10000, %rdx
+	mov %edx, %eax
+	shr $32, %rdx
+	mov $0x400000b5, %ecx
+	wrmsr
+	mov $0x400000b4, %ecx
+	mov $0x20001, %eax      # enable | SINT2 << 16
+	xor %edx, %edx
+	wrmsr
+4:	cli                     # check and sleep without losing the wakeup
+	cmpl $1, 12(%rdi)
+	jae 5f
+	sti
+	hlt
+	jmp 4b
+5:	mov $0x400000b4, %ecx   # an expired one-shot turns itself off
+	rdmsr
+	mov %eax, 40(%rdi)
+	mov $0x400000b5, %ecx   # stimer2 again, count 1: in the past
+	mov $1, %eax
+	xor %edx, %edx
+	wrmsr
+	mov $0x400000b4, %ecx
+	mov $0x20001, %eax
+	wrmsr
+6:	cli
+	cmpl $2, 12(%rdi)
+	jae 7f
+	sti
+	hlt
+	jmp 6b
+7:	mov $0x10, %al
 	out %al, $0xf4
 	hlt
 
@@ -98,7 +136,10 @@ msg_handler:
 	mov %eax, 0x200010        # message type
 	mov 16(%rcx), %eax
 	mov %eax, 0x200014        # timer index
-	mov 24(%rcx), %rax
+	cmp $2, %eax
+	jne 3f
+	incl 0x20000c             # stimer2's one-shots
+3:	mov 24(%rcx), %rax
 	mov %rax, 0x200018        # expiration time
 	mov 32(%rcx), %rax
 	mov %rax, 0x200020        # delivery time

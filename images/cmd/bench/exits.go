@@ -15,8 +15,10 @@ import (
 // The exit benchmark (-exits): images/exitbench's guest, a multiboot ELF
 // that times exits the way kvm-unit-tests' vmexit test does (CPUID, a PM
 // timer read, an MMIO read, a self-IPI) and Hyper-V synthetic timer round
-// trips, under vmm (--testdev --hyperv all) and QEMU -M pc (pc-testdev,
-// QEMU's hv-* flags, its in-kernel Hyper-V) in the same outer boot.
+// trips, under vmm (--testdev --hyperv all,kernel-timers: KVM's timers where
+// the host has them), vmm with its own timers (--hyperv all, the
+// vmm-userspace column) and QEMU -M pc (pc-testdev, QEMU's hv-* flags, its
+// in-kernel Hyper-V) in the same outer boot.
 
 // exitGuest is where the outer init writes the guest before each run.
 const exitGuest = "/tmp/exitbench.elf"
@@ -25,16 +27,40 @@ const exitGuest = "/tmp/exitbench.elf"
 // exitbench.Batches batches of every row.
 const exitRepeat = 3
 
-func exitScenarioName(runner string) string { return "exits-" + runner }
+// The --hyperv lists of the vmm columns.
+const (
+	exitsHyperV          = "all,kernel-timers"
+	exitsUserspace       = "vmm-userspace"
+	exitsUserspaceHyperV = "all"
+)
+
+func exitScenarioName(column string) string { return "exits-" + column }
+
+// exitColumns are the report's columns for runners: vmm brings two.
+func exitColumns(runners []string) []string {
+	var out []string
+	for _, r := range runners {
+		out = append(out, r)
+		if r == scenario.RunnerVMM {
+			out = append(out, exitsUserspace)
+		}
+	}
+	return out
+}
 
 func (o options) exitScenarios() ([]scenario.Scenario, error) {
 	var list []scenario.Scenario
-	for _, runner := range o.runners {
+	for _, column := range exitColumns(o.runners) {
 		var args []string
 		kill := o.timeout
-		switch runner {
-		case scenario.RunnerVMM:
-			args = exitbench.VMMArgs(exitGuest, o.timeout.String())
+		runner := column
+		switch column {
+		case scenario.RunnerVMM, exitsUserspace:
+			hv := exitsHyperV
+			if column == exitsUserspace {
+				runner, hv = scenario.RunnerVMM, exitsUserspaceHyperV
+			}
+			args = exitbench.VMMArgs(exitGuest, o.timeout.String(), hv)
 			kill += 30 * time.Second
 		case scenario.RunnerQEMU:
 			args = exitbench.QEMUArgs(exitGuest, images.OuterSeaBIOS, testhost.QEMUHyperVCPU)
@@ -42,7 +68,7 @@ func (o options) exitScenarios() ([]scenario.Scenario, error) {
 			return nil, fmt.Errorf("%w: unknown runner %q", scenario.ErrInvalid, runner)
 		}
 		list = append(list, scenario.Scenario{
-			Name: exitScenarioName(runner), Runner: runner, Args: args, Repeat: min(o.n, exitRepeat), Bench: true,
+			Name: exitScenarioName(column), Runner: runner, Args: args, Repeat: min(o.n, exitRepeat), Bench: true,
 			Stream: true, WantExit: 2*exitbench.ExitValue + 1, Timeout: kill.String(),
 			Blobs: map[string][]byte{exitGuest: exitbench.ELF()},
 		})
@@ -50,43 +76,54 @@ func (o options) exitScenarios() ([]scenario.Scenario, error) {
 	return list, nil
 }
 
-// exitsReport holds cycles per iteration, by row then runner.
+// exitsReport holds cycles per iteration, by row then column (a runner, or
+// vmm-userspace).
 type exitsReport struct {
+	// Columns are the columns in the report's order.
+	Columns []string `json:"columns"`
 	// Batches are every batch's cycles per iteration over all runs.
 	Batches map[string]map[string][]float64 `json:"batches_cycles"`
 	// Medians are the batches' medians.
 	Medians map[string]map[string]float64 `json:"medians_cycles"`
-	// Ratios are vmm over QEMU per row (below 1: vmm is faster).
-	Ratios map[string]float64 `json:"ratios_vmm_qemu"`
-	// Incomplete are runners a run of which did not reach the guest's end.
+	// Ratios are vmm (kernel-timers) over QEMU per row (below 1: vmm is
+	// faster); RatiosUserspace vmm with its own timers over QEMU.
+	Ratios          map[string]float64 `json:"ratios_vmm_qemu"`
+	RatiosUserspace map[string]float64 `json:"ratios_vmm_userspace_qemu,omitempty"`
+	// Incomplete are columns a run of which did not reach the guest's end.
 	Incomplete []string `json:"incomplete,omitempty"`
 }
 
 // summarizeExits collects the rows from the streamed consoles.
 func summarizeExits(runners []string, results []scenario.Result, console map[string][]string) exitsReport {
-	rep := exitsReport{Batches: map[string]map[string][]float64{}, Medians: map[string]map[string]float64{}, Ratios: map[string]float64{}}
-	for _, runner := range runners {
-		cycles, done := exitbench.Parse(console[exitScenarioName(runner)])
+	rep := exitsReport{Columns: exitColumns(runners), Batches: map[string]map[string][]float64{},
+		Medians: map[string]map[string]float64{}, Ratios: map[string]float64{}, RatiosUserspace: map[string]float64{}}
+	for _, column := range rep.Columns {
+		name := exitScenarioName(column)
+		cycles, done := exitbench.Parse(console[name])
 		runs := 0
 		for _, r := range results {
-			if r.Name == exitScenarioName(runner) {
+			if r.Name == name {
 				runs++
 			}
 		}
-		if !done || runs == 0 || countDone(console[exitScenarioName(runner)]) < runs {
-			rep.Incomplete = append(rep.Incomplete, runner)
+		if !done || runs == 0 || countDone(console[name]) < runs {
+			rep.Incomplete = append(rep.Incomplete, column)
 		}
 		for row, xs := range cycles {
 			if rep.Batches[row] == nil {
 				rep.Batches[row], rep.Medians[row] = map[string][]float64{}, map[string]float64{}
 			}
-			rep.Batches[row][runner] = xs
-			rep.Medians[row][runner] = median(xs)
+			rep.Batches[row][column] = xs
+			rep.Medians[row][column] = median(xs)
 		}
 	}
 	for row, m := range rep.Medians {
-		if v, q := m[scenario.RunnerVMM], m[scenario.RunnerQEMU]; v > 0 && q > 0 {
+		q := m[scenario.RunnerQEMU]
+		if v := m[scenario.RunnerVMM]; v > 0 && q > 0 {
 			rep.Ratios[row] = v / q
+		}
+		if v := m[exitsUserspace]; v > 0 && q > 0 {
+			rep.RatiosUserspace[row] = v / q
 		}
 	}
 	return rep
@@ -106,9 +143,17 @@ func countDone(lines []string) int {
 func (rep exitsReport) write(w io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Exit round trips in guest TSC cycles per iteration (median of %d-iteration batches [fastest-slowest]):\n", exitbench.Iterations)
-	fmt.Fprintf(&b, "%-13s %26s %26s %8s\n", "row", "vmm", "qemu", "vmm/qemu")
-	cell := func(row, runner string) string {
-		xs := rep.Batches[row][runner]
+	fmt.Fprintf(&b, "%-13s", "row")
+	for _, c := range rep.Columns {
+		fmt.Fprintf(&b, " %26s", c)
+	}
+	fmt.Fprintf(&b, " %8s", "vmm/qemu")
+	if len(rep.RatiosUserspace) > 0 {
+		fmt.Fprintf(&b, " %14s", exitsUserspace+"/qemu")
+	}
+	b.WriteString("\n")
+	cell := func(row, column string) string {
+		xs := rep.Batches[row][column]
 		if len(xs) == 0 {
 			return "-"
 		}
@@ -116,21 +161,33 @@ func (rep exitsReport) write(w io.Writer) {
 		for _, x := range xs {
 			lo, hi = min(lo, x), max(hi, x)
 		}
-		return fmt.Sprintf("%.0f [%.0f-%.0f]", rep.Medians[row][runner], lo, hi)
+		return fmt.Sprintf("%.0f [%.0f-%.0f]", rep.Medians[row][column], lo, hi)
+	}
+	ratio := func(m map[string]float64, row string) string {
+		if v, ok := m[row]; ok {
+			return fmt.Sprintf("%.2f", v)
+		}
+		return "-"
 	}
 	for _, r := range exitbench.Rows {
-		ratio := "-"
-		if v, ok := rep.Ratios[r.Name]; ok {
-			ratio = fmt.Sprintf("%.2f", v)
+		fmt.Fprintf(&b, "%-13s", r.Name)
+		for _, c := range rep.Columns {
+			fmt.Fprintf(&b, " %26s", cell(r.Name, c))
 		}
-		fmt.Fprintf(&b, "%-13s %26s %26s %8s\n", r.Name, cell(r.Name, scenario.RunnerVMM), cell(r.Name, scenario.RunnerQEMU), ratio)
+		fmt.Fprintf(&b, " %8s", ratio(rep.Ratios, r.Name))
+		if len(rep.RatiosUserspace) > 0 {
+			fmt.Fprintf(&b, " %14s", ratio(rep.RatiosUserspace, r.Name))
+		}
+		b.WriteString("\n")
 	}
 	for _, r := range exitbench.Rows {
 		fmt.Fprintf(&b, "  %-13s %s\n", r.Name+":", r.About)
 	}
+	fmt.Fprintf(&b, "  vmm: --hyperv %s (KVM's timers where the host has them); %s: --hyperv %s (vmm's timers)\n",
+		exitsHyperV, exitsUserspace, exitsUserspaceHyperV)
 	b.WriteString("Target: every row at most 1.0x QEMU's.\n")
-	for _, runner := range rep.Incomplete {
-		fmt.Fprintf(&b, "warning: a %s run did not reach the guest's end; its rows may be missing\n", runner)
+	for _, c := range rep.Incomplete {
+		fmt.Fprintf(&b, "warning: a %s run did not reach the guest's end; its rows may be missing\n", c)
 	}
 	_, _ = io.WriteString(w, b.String())
 }

@@ -17,17 +17,21 @@ func TestExitScenarios(t *testing.T) {
 	require.NoError(t, err)
 	list, err := o.scenarios()
 	require.NoError(t, err)
-	require.Len(t, list, 2, "only the exit scenarios")
+	require.Len(t, list, 3, "only the exit scenarios")
 	for _, s := range list {
-		require.Equal(t, exitScenarioName(s.RunnerName()), s.Name)
 		require.Equal(t, exitRepeat, s.Repeat)
 		require.Equal(t, 2*exitbench.ExitValue+1, s.WantExit)
 		require.True(t, s.Stream && s.Bench)
 		require.Equal(t, exitbench.ELF(), s.Blobs[exitGuest])
 		require.True(t, slices.Contains(s.Args, exitGuest), s.Args)
 	}
+	require.Equal(t, []string{"exits-vmm", "exits-vmm-userspace", "exits-qemu"},
+		[]string{list[0].Name, list[1].Name, list[2].Name})
 	require.Contains(t, list[0].Args, "--testdev")
-	require.Contains(t, strings.Join(list[1].Args, " "), "hv-stimer-direct")
+	require.Equal(t, "all,kernel-timers", list[0].Args[slices.Index(list[0].Args, "--hyperv")+1])
+	require.Equal(t, "vmm", list[1].RunnerName())
+	require.Equal(t, "all", list[1].Args[slices.Index(list[1].Args, "--hyperv")+1], "vmm's own timers")
+	require.Contains(t, strings.Join(list[2].Args, " "), "hv-stimer-direct")
 
 	o, err = parseFlags([]string{"-exits", "-runners", "vmm,bochs"}, io.Discard)
 	require.NoError(t, err)
@@ -41,11 +45,16 @@ func TestSummarizeExits(t *testing.T) {
 		"exits-vmm": {"EXITBENCH cpuid 1000", "EXITBENCH cpuid 1400", "EXITBENCH cpuid 1200", "EXITBENCH pio 9000", "EXITBENCH done"},
 		"exits-qemu": {"EXITBENCH cpuid 1000", "EXITBENCH pio 3000", "EXITBENCH done",
 			"EXITBENCH cpuid 1000", "EXITBENCH pio 3000"},
+		"exits-vmm-userspace": {"EXITBENCH cpuid 1500", "EXITBENCH done"},
 	}
+	results = append(results, scenario.Result{Name: "exits-vmm-userspace", Run: 1})
 	rep := summarizeExits([]string{"vmm", "qemu"}, results, console)
+	require.Equal(t, []string{"vmm", "vmm-userspace", "qemu"}, rep.Columns)
 	require.Equal(t, 1200.0, rep.Medians["cpuid"]["vmm"])
 	require.InDelta(t, 1.2, rep.Ratios["cpuid"], 1e-9)
 	require.InDelta(t, 3.0, rep.Ratios["pio"], 1e-9)
+	require.InDelta(t, 1.5, rep.RatiosUserspace["cpuid"], 1e-9)
+	require.NotContains(t, rep.RatiosUserspace, "pio")
 	require.Equal(t, []string{"qemu"}, rep.Incomplete, "qemu's second run never got to its end")
 	var b strings.Builder
 	rep.write(&b)
@@ -54,4 +63,6 @@ func TestSummarizeExits(t *testing.T) {
 	require.Contains(t, out, "3.00")
 	require.Contains(t, out, "warning: a qemu run did not reach")
 	require.Contains(t, out, "stimer-msg")
+	require.Contains(t, out, "vmm-userspace/qemu")
+	require.Contains(t, out, "1.50")
 }
