@@ -41,7 +41,7 @@ func TestScenariosValid(t *testing.T) {
 		require.Equal(t, scenario.Pass, s.WantChecks["boot"], s.Name)
 	}
 	require.Equal(t, map[string]int{"boot-1cpu": 0, "platform-2cpu": 0, "panic": 3, "hang": 4, "reboot": 5, "reboot-acpi": 5, "balloon": 0, "density": 0, "s3-rtcwake": 0, "disk-net": 0, "disk-nvme": 0, "disk-ahci": 0, "disk-qcow2": 0,
-		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "vmbus": 0, "vmbus-panic": 3, "vmbus-ic": 0, "vmbus-heartbeat": vmm.ExitHeartbeat, "vmbus-net": 0, "ipxe": 0, "disk-vmbus": 0, "expect-summary": 0, "fail-panic": 6,
+		"hyperv": 0, "hyperv-panic": 3, "hyperv-2cpu": 0, "hyperv-qemu": 0, "vmbus": 0, "vmbus-kernel-timers": 0, "vmbus-panic": 3, "vmbus-ic": 0, "vmbus-heartbeat": vmm.ExitHeartbeat, "vmbus-net": 0, "ipxe": 0, "disk-vmbus": 0, "expect-summary": 0, "fail-panic": 6,
 		"firmware-grub": 0, "firmware-ahci": 0, "firmware-nvme": 0, "firmware-cdrom": 0, "durable": scenario.ExitNone,
 		"uefi-grub": 0, "uefi-ahci": 0, "uefi-nvme": 0, "uefi-vars": 0, "uefi-vars-kill": scenario.ExitNone,
 		"uefi-secure-boot": 0, "uefi-unsigned": vmm.ExitNoBoot, "debian-seabios": 0, "debian-ovmf-nvme": 0, "debian-storvsc": 0}, names)
@@ -175,6 +175,11 @@ func TestE2E(t *testing.T) {
 			if err := checkEFIVarsRuns(out.Console[name], store); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
+		}
+	}
+	if ran(kernelTimersScenario) {
+		if err := checkKernelTimersReport(out.Console[kernelTimersScenario]); err != nil {
+			t.Errorf("%s report: %v", kernelTimersScenario, err)
 		}
 	}
 	if ran(vmbusScenario) {

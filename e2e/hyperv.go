@@ -41,6 +41,12 @@ func hypervScenarios() ([]scenario.Scenario, error) {
 		// Streamed for its report: the test reads the VMBus summary.
 		{vmbusScenario, testhost.Guest{Quiet: true, Checks: []string{"boot", "hyperv", "modules", "vmbus"}},
 			exitPoweroff, true, true, []string{"--vmbus"}},
+		// VMBus on two vCPUs with KVM's timers (kernel-timers): the SynIC
+		// stays vmm's and is shared with KVM's; the report must say the
+		// timers were KVM's (checkKernelTimersReport).
+		{kernelTimersScenario, testhost.Guest{CPUs: 2, ExpectCPUs: 2, Quiet: true,
+			Checks: []string{"boot", "cpus", "hyperv", "hyperv-clock", "modules", "vmbus"}},
+			exitPoweroff, true, true, []string{"--vmbus", "--hyperv", "all,kernel-timers"}},
 		// A panic with VMBus channels open still ends at once with 3
 		// (Linux also unloads VMBus from a panic notifier).
 		{"vmbus-panic", testhost.Guest{Action: "panic", Quiet: true, Checks: []string{"boot", "vmbus"}},
@@ -226,6 +232,34 @@ func checkSMPReport(console []string) error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%s (hypercalls: %v)", strings.Join(problems, "; "), s.Hypercalls)
+	}
+	return nil
+}
+
+// kernelTimersScenario boots with --vmbus and kernel-timers on two vCPUs.
+const kernelTimersScenario = "vmbus-kernel-timers"
+
+// checkKernelTimersReport checks that the timers ran in KVM and VMBus
+// worked over the shared SynIC (checkVMBusReport).
+func checkKernelTimersReport(console []string) error {
+	if err := checkVMBusReport(console); err != nil {
+		return err
+	}
+	reps, err := scenario.ParseReports[smpReport](console)
+	if err != nil {
+		return err
+	}
+	s := reps[0].HyperV
+	if s.Timers != "kernel" || !strings.Contains(s.Features, "kernel-timers") {
+		return fmt.Errorf("timers %q with features %q, want KVM's (kernel-timers)", s.Timers, s.Features)
+	}
+	for _, vp := range s.VPs {
+		if len(vp.Timers) != 0 {
+			return fmt.Errorf("vCPU %d: vmm counted timers %+v, which were KVM's", vp.VP, vp.Timers)
+		}
+	}
+	if c := s.MSRs["STIMER0_CONFIG"]; c.Reads+c.Writes != 0 {
+		return fmt.Errorf("STIMER0_CONFIG reached vmm %d times", c.Reads+c.Writes)
 	}
 	return nil
 }

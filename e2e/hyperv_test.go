@@ -38,7 +38,7 @@ func TestCompareHyperV(t *testing.T) {
 func TestHyperVScenarios(t *testing.T) {
 	list, err := hypervScenarios()
 	require.NoError(t, err)
-	require.Len(t, list, 6)
+	require.Len(t, list, 7)
 	require.Contains(t, list[0].Args, "all")
 	require.Equal(t, 3, list[1].WantExit)
 	require.Equal(t, hypervSMP, list[2].Name)
@@ -48,9 +48,19 @@ func TestHyperVScenarios(t *testing.T) {
 	require.Equal(t, vmbusScenario, list[3].Name)
 	require.Contains(t, list[3].Args, "--vmbus")
 	require.Equal(t, scenario.Pass, list[3].WantChecks["vmbus"])
-	require.Equal(t, "vmbus-panic", list[4].Name)
-	require.Equal(t, 3, list[4].WantExit)
-	require.Contains(t, list[5].Args, testhost.QEMUHyperVCPU)
+	kt := list[4]
+	require.Equal(t, kernelTimersScenario, kt.Name)
+	require.True(t, kt.Report)
+	last := -1
+	for i, a := range kt.Args {
+		if a == "--hyperv" {
+			last = i
+		}
+	}
+	require.Equal(t, "all,kernel-timers", kt.Args[last+1], "the last --hyperv wins")
+	require.Equal(t, "vmbus-panic", list[5].Name)
+	require.Equal(t, 3, list[5].WantExit)
+	require.Contains(t, list[6].Args, testhost.QEMUHyperVCPU)
 	require.Equal(t, []string{"from hyperv: guest crash (Hyper-V crash MSRs) P0="}, consoleWants("hyperv-panic"))
 }
 
@@ -109,6 +119,16 @@ func TestCheckVMBusReport(t *testing.T) {
 	} {
 		require.Error(t, checkVMBusReport(console(bad)), bad)
 	}
+
+	kernel := strings.Replace(good, `"features": "all",`,
+		`"features": "all,kernel-timers", "timers": "kernel", "vps": [{"vp": 0, "synic": true, "sints_raised": 3}],`, 1)
+	require.NoError(t, checkKernelTimersReport(console(kernel)))
+	require.ErrorContains(t, checkKernelTimersReport(console(good)), "want KVM's")
+	require.ErrorContains(t, checkKernelTimersReport(console(strings.Replace(kernel, `"sints_raised": 3`,
+		`"sints_raised": 3, "timers": [{"timer": 0, "mode": "direct", "expired": 1, "delivered": 1}]`, 1))), "vmm counted timers")
+	require.ErrorContains(t, checkKernelTimersReport(console(strings.Replace(kernel, `"features": "all,kernel-timers",`,
+		`"features": "all,kernel-timers", "msrs": {"STIMER0_CONFIG": {"reads": 0, "writes": 2}},`, 1))), "reached vmm 2 times")
+	require.Error(t, checkKernelTimersReport(console(strings.Replace(kernel, `"5.3"`, `"4.1"`, 1))), "VMBus checked too")
 }
 
 func TestVMBusICScenario(t *testing.T) {

@@ -57,7 +57,8 @@ func registerHyperVFlags(fs *flag.FlagSet) *hypervFlags {
 		"relaxed, vpindex, runtime, time, frequencies, crash, reset, synic, stimer, stimer-direct, tlbflush, ipi, "+
 		"vapic (needs KVM's in-kernel Hyper-V; vapic=auto: only where the host has it), "+
 		"spinlocks=N, vendor-id=STR, kvm-signature (keep KVM's leaves at 0x40000100), tsc-page=off (time without the "+
-		"reference TSC page), or the presets all and windows (docs/windows.md)")
+		"reference TSC page), kernel-timers (the synthetic timers and reference clock in KVM's Hyper-V where the "+
+		"host has it, else in vmm), or the presets all and windows (docs/windows.md)")
 	fs.StringVar(&h.trace, "hyperv-trace", "", "write every synthetic MSR access and hypercall as a JSON line to `FILE`")
 	fs.BoolVar(&h.vmbus, "vmbus", false, "offer VMBus with the heartbeat, time sync and shutdown integration services "+
 		"and KVP (needs --hyperv with synic; stimer-direct recommended)")
