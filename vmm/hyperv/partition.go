@@ -205,7 +205,7 @@ func (p *Partition) guestNow(v *vp) uint64 {
 // time: TIME_REF_COUNT, and the SynIC MSRs (retrying a timer's message
 // after EOM or a SynIC change). Only these sample the vCPU's TSC, which
 // costs an ioctl on every exit. Timer writes sample when they need to
-// (writeSTimer).
+// (writeSTimer). With kernel timers vmm keeps no time: nothing samples.
 func clockMSR(msr uint32) bool {
 	return msr == MSRTimeRefCount || msr >= MSRSControl && msr <= MSREOM ||
 		msr >= MSRSINT0 && msr <= MSRSINT15
@@ -213,7 +213,7 @@ func clockMSR(msr uint32) bool {
 
 // ReadMSR answers a guest RDMSR of a synthetic MSR; false means #GP.
 func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
-	if clockMSR(msr) {
+	if clockMSR(msr) && !p.kernel {
 		p.sample(vcpu)
 	}
 	v, ok := p.readMSR(vcpu, msr)
@@ -224,7 +224,7 @@ func (p *Partition) ReadMSR(vcpu int, msr uint32) (uint64, bool) {
 
 // WriteMSR performs a guest WRMSR of a synthetic MSR; false means #GP.
 func (p *Partition) WriteMSR(vcpu int, msr uint32, value uint64) bool {
-	if clockMSR(msr) {
+	if clockMSR(msr) && !p.kernel {
 		p.sample(vcpu)
 	}
 	ok := p.writeMSR(vcpu, msr, value)
