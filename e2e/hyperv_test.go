@@ -92,6 +92,9 @@ func TestCheckSMPReport(t *testing.T) {
 	message := strings.Replace(good, `"mode": "direct", "periodic": false, "expired": 4`, `"mode": "message", "periodic": false, "expired": 4`, 1)
 	require.ErrorContains(t, checkSMPReport(console(message)), "vCPU 1: no direct-mode timer delivered")
 	require.ErrorContains(t, checkSMPReport(nil), "want one report")
+	kernel := strings.Replace(noTimer, `"features": "all",`, `"features": "all,kernel-timers", "timers": "kernel",`, 1)
+	require.NotEqual(t, noTimer, kernel)
+	require.NoError(t, checkSMPReport(console(kernel)), "KVM's timers are not in the report")
 }
 
 func TestCheckVMBusReport(t *testing.T) {
