@@ -109,7 +109,7 @@ func Probe(device string) ProbeResult {
 		r.Notes = append(r.Notes, "the CPU shows neither vmx nor svm: this KVM is not hardware virtualization")
 	}
 	if r.Capabilities[kvm.CapHyperV.String()] == 0 {
-		r.Notes = append(r.Notes, "KVM has no in-kernel Hyper-V support; vmm emulates enlightenments in userspace")
+		r.Notes = append(r.Notes, "KVM has no in-kernel Hyper-V support; vmm emulates enlightenments in userspace (kernel-timers keeps vmm's timers)")
 	}
 	return r
 }
