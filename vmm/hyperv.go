@@ -126,8 +126,12 @@ func (m *Machine) setupHyperV() error {
 	for range m.vcpus {
 		hm.tlb = append(hm.tlb, &tlbRequests{wake: make(chan struct{}, 1)})
 	}
+	var pclock hyperv.Clock = clock
+	if f.Kernel() {
+		pclock = kernelRefClock{TSCClock: clock, vm: m.vm}
+	}
 	hm.part, err = hyperv.New(hyperv.Config{Features: f, CPUs: m.cfg.CPUs, Memory: m.mem, Host: hm,
-		Clock: clock, TSC: clock.Params, TSCHz: hz, Trace: m.cfg.HyperVTrace, Log: m.log})
+		Clock: pclock, TSC: clock.Params, TSCHz: hz, Trace: m.cfg.HyperVTrace, Log: m.log})
 	if err != nil {
 		return err
 	}
@@ -318,16 +322,29 @@ func (h *hvMachine) SetKernelSynIC(vcpu int, msr uint32, value uint64) error {
 	return nil
 }
 
-// refTime is the reference time the guest reads, in 100 ns units: vmm's
-// clock, or with kernel timers KVM's (kvmclock / 100, which KVM's
-// TIME_REF_COUNT and TSC page follow).
+// refTime is the reference time the guest reads, in 100 ns units (for
+// VMBus time sync): vmm's clock, or with kernel timers KVM's.
 func (h *hvMachine) refTime() uint64 {
 	if h.part.KernelTimers() {
-		if ns, err := h.m.vm.GetClock(); err == nil {
-			return ns / 100
-		}
+		return kernelRefClock{TSCClock: h.clock, vm: h.m.vm}.Now()
 	}
 	return h.clock.Now()
+}
+
+// kernelRefClock is the partition's clock with kernel timers: Now is KVM's
+// reference time (kvmclock / 100, which KVM's TIME_REF_COUNT and TSC page
+// follow), what the guest reads then and what the trace must show; timers
+// (auto-EOI retries) still run on the TSC clock.
+type kernelRefClock struct {
+	*hyperv.TSCClock
+	vm *kvm.VM
+}
+
+func (c kernelRefClock) Now() uint64 {
+	if ns, err := c.vm.GetClock(); err == nil {
+		return ns / 100
+	}
+	return c.TSCClock.Now()
 }
 
 // Kick implements hyperv.Host.
