@@ -168,7 +168,12 @@ func New(cfg Config) (*HBA, error) {
 				return nil, fmt.Errorf("%w: %s port %d: %v", ErrConfig, cfg.Name, i, err)
 			}
 		}
-		h.ports[i] = newPort(h, i, d)
+		p, err := newPort(h, i, d)
+		if err != nil {
+			h.dropKickers()
+			return nil, fmt.Errorf("ahci %s port %d: %w", cfg.Name, i, err)
+		}
+		h.ports[i] = p
 	}
 	h.msi = pci.NewMSI(cfg.MSI)
 	h.msi.OnSendError(func(err error) { log.Warn("ahci: interrupt", "device", cfg.Name, "err", err) })
@@ -177,6 +182,7 @@ func New(cfg Config) (*HBA, error) {
 	}, []pci.BAR{{Index: abarBAR, Kind: pci.BARMem32, Size: abarSize, Dev: abarDevice{h}}},
 		[]pci.Capability{h.msi.Capability()}, log)
 	if err != nil {
+		h.dropKickers()
 		return nil, fmt.Errorf("ahci %s: %w", cfg.Name, err)
 	}
 	h.fn = fn
@@ -189,6 +195,16 @@ func New(cfg Config) (*HBA, error) {
 		go p.run()
 	}
 	return h, nil
+}
+
+// dropKickers closes the ports' eventfds when New fails before their
+// goroutines started.
+func (h *HBA) dropKickers() {
+	for _, p := range h.ports {
+		if p != nil {
+			p.kick.close()
+		}
+	}
 }
 
 // Function is the PCI function to add to the bus.

@@ -18,16 +18,22 @@ import (
 // fakeMem is guest RAM at [0, len).
 type fakeMem = fakeram.RAM
 
-// fakeMSI counts the messages sent.
+// fakeMSI counts the messages sent and tells each one on ch (up to its
+// buffer: tests that read ch send fewer).
 type fakeMSI struct {
 	mu   sync.Mutex
 	sent int
+	ch   chan struct{}
 }
 
 func (f *fakeMSI) SendMSI(v int, _, _, _ uint32) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sent++
+	select {
+	case f.ch <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -70,7 +76,7 @@ type spec struct {
 
 func newDriver(t *testing.T, specs ...spec) *driver {
 	t.Helper()
-	d := &driver{t: t, mem: make(fakeMem, memSize), msi: &fakeMSI{}}
+	d := &driver{t: t, mem: make(fakeMem, memSize), msi: &fakeMSI{ch: make(chan struct{}, 64)}}
 	var drives []Drive
 	for i, s := range specs {
 		if s.size == 0 {

@@ -101,7 +101,7 @@ type port struct {
 	n   int
 	dev *device // nil for an empty port
 
-	kick      chan struct{}
+	kick      *kicker
 	quit      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -124,23 +124,25 @@ type port struct {
 	lastSlot uint32
 }
 
-func newPort(h *HBA, n int, d *device) *port {
-	return &port{h: h, n: n, dev: d, kick: make(chan struct{}, 1), quit: make(chan struct{}),
-		done: make(chan struct{}), ncq: make(chan struct{}, maxNCQTags)}
+func newPort(h *HBA, n int, d *device) (*port, error) {
+	k, err := newKicker()
+	if err != nil {
+		return nil, err
+	}
+	return &port{h: h, n: n, dev: d, kick: k, quit: make(chan struct{}),
+		done: make(chan struct{}), ncq: make(chan struct{}, maxNCQTags)}, nil
 }
 
 // kickLocked has unlock wake the port's goroutine.
 func (p *port) kickLocked() { p.h.kicks |= 1 << p.n }
 
-func (p *port) wake() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+func (p *port) wake() { p.kick.kick() }
 
 func (p *port) close() {
-	p.closeOnce.Do(func() { close(p.quit) })
+	p.closeOnce.Do(func() {
+		close(p.quit)
+		p.kick.close()
+	})
 	<-p.done
 	p.ncqWG.Wait()
 }
@@ -295,12 +297,7 @@ func (p *port) writeSCTLLocked(v uint32) {
 // run serves the command list until the HBA closes.
 func (p *port) run() {
 	defer close(p.done)
-	for {
-		select {
-		case <-p.quit:
-			return
-		case <-p.kick:
-		}
+	for p.kick.wait() {
 		for {
 			select {
 			case <-p.quit:
