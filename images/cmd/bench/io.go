@@ -167,7 +167,8 @@ func (o options) ioScenario(iface, runner string) (scenario.Scenario, error) {
 	s := scenario.Scenario{
 		Name: ioScenarioName(iface, runner), Runner: runner, Args: args, Repeat: o.n, Bench: true, Stream: true,
 		WantChecks: map[string]string{"boot": scenario.Pass, ioCheck: scenario.Pass}, Timeout: kill.String(),
-		Disks: []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed}},
+		Disks:  []scenario.Disk{{Path: ioImage, Size: ioImageSize, Seed: ioSeed, WantSeed: ioSeed}},
+		Report: o.ioReport && runner == scenario.RunnerVMM,
 	}
 	if iface == ifQcow2 {
 		s.Disks[0].Format = "qcow2"
@@ -213,8 +214,90 @@ type ioReport struct {
 	// NetVSCVirtio is vmm's netvsc TCP over its virtio-net TCP, each way
 	// (issue 15's goal: at least 0.8).
 	NetVSCVirtio map[string]float64 `json:"ratios_vmm_netvsc_virtio,omitempty"`
+	// VMMCounts are, with -io-report, the medians per interface of the
+	// counters in vmm's reports that tell where an interface's I/O goes
+	// (reportCounts).
+	VMMCounts map[string]map[string]float64 `json:"vmm_counts,omitempty"`
 	// Problems are passing iobench lines whose figures were left out.
 	Problems []string `json:"problems,omitempty"`
+}
+
+// reportCounts flattens the counters of one vmm report that the I/O
+// summary shows: exits by kind, synthetic MSR accesses, hypercalls, SINTs
+// raised, synthetic timer expiries and each VMBus channel's packets and
+// signals. Keys are the JSON paths, array elements by index.
+func reportCounts(v any) map[string]float64 {
+	out := map[string]float64{}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				walk(path+"."+k, e)
+			}
+		case []any:
+			for i, e := range x {
+				walk(path+"."+strconv.Itoa(i), e)
+			}
+		case float64:
+			if wantCount(path) {
+				out[strings.TrimPrefix(path, ".")] = x
+			}
+		}
+	}
+	walk("", v)
+	return out
+}
+
+func wantCount(path string) bool {
+	prefix := func(p string) bool { return strings.HasPrefix(path, p) }
+	suffix := func(s ...string) bool {
+		for _, x := range s {
+			if strings.HasSuffix(path, "."+x) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case prefix(".exits."), prefix(".hyperv.msrs."):
+		return true
+	case prefix(".hyperv.hypercalls."):
+		return suffix("calls")
+	case prefix(".hyperv.vps."):
+		return suffix("sints_raised", "expired", "delivered", "auto_eois")
+	case prefix(".hyperv.vmbus.bus.channels."):
+		return suffix("packets_in", "packets_out", "signals_in", "signals_out")
+	}
+	return false
+}
+
+// vmmCounts are the medians of reportCounts over the vmm reports of each
+// interface's scenario.
+func vmmCounts(console map[string][]string) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	for _, iface := range ioInterfaces {
+		reps, _ := scenario.ParseReports[any](console[ioScenarioName(iface, scenario.RunnerVMM)])
+		samples := map[string][]float64{}
+		for _, r := range reps {
+			for k, v := range reportCounts(r) {
+				samples[k] = append(samples[k], v)
+			}
+		}
+		if len(samples) == 0 {
+			continue
+		}
+		out[iface] = map[string]float64{}
+		for k, s := range samples {
+			// A counter absent from some runs was zero there.
+			s = append(s, make([]float64, len(reps)-len(s))...)
+			out[iface][k] = median(s)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // agentDetail returns the detail of check name in a console line.
@@ -266,7 +349,7 @@ func detailWord(detail, key string) string {
 // summarizeIO collects the iobench figures from the streamed consoles.
 func summarizeIO(runners []string, console map[string][]string) ioReport {
 	rep := ioReport{Runs: map[string]map[string][]map[string]float64{}, Medians: map[string]map[string]map[string]float64{},
-		Ratios: map[string]map[string]float64{}}
+		Ratios: map[string]map[string]float64{}, VMMCounts: vmmCounts(console)}
 	for _, iface := range ioInterfaces {
 		for _, runner := range runners {
 			name := ioScenarioName(iface, runner)
@@ -368,6 +451,23 @@ func (rep ioReport) write(w io.Writer) {
 			}
 		}
 		b.WriteString("\n")
+	}
+	for _, iface := range ioInterfaces {
+		c := rep.VMMCounts[iface]
+		if len(c) == 0 {
+			continue
+		}
+		keys := make([]string, 0, len(c))
+		for k, v := range c {
+			if v > 0 {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(&b, "vmm counts per run, %s (medians of its reports):\n", iface)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "  %-48s %10.0f\n", k, c[k])
+		}
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(&b, "left out: %s\n", p)

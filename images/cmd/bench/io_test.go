@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -195,4 +196,38 @@ func TestIOInterfaceSubset(t *testing.T) {
 		"iobench-ahci-vmm", "iobench-ahci-qemu"}, names)
 	_, err = parseFlags([]string{"-io-if", "nvme,scsi"}, io.Discard)
 	require.ErrorContains(t, err, `unknown interface "scsi"`)
+}
+
+func TestIOReportCounts(t *testing.T) {
+	o, err := parseFlags([]string{"-n", "1", "-boot=false", "-io", "-io-if", "virtio,vmbus", "-runners", "vmm,qemu", "-io-report"}, io.Discard)
+	require.NoError(t, err)
+	list, err := o.scenarios()
+	require.NoError(t, err)
+	for _, s := range list {
+		require.Equal(t, s.Runner == scenario.RunnerVMM, s.Report, s.Name)
+		require.NoError(t, s.Validate(), s.Name)
+	}
+	report := func(wrmsr, eom, signals int) []string {
+		return []string{scenario.ReportPrefix + fmt.Sprintf(`{"version":1,"exits":{"io":5,"wrmsr":%d},`+
+			`"devices":{"uart":{"tx_bytes":9}},"hyperv":{"msrs":{"HV_X64_MSR_EOM":{"reads":0,"writes":%d}},`+
+			`"hypercalls":{"HvSignalEvent":{"calls":7,"statuses":{"success":7}}},"vps":[{"vp":0,"sints_raised":3}],`+
+			`"vmbus":{"bus":{"channels":[{"relid":1,"stats":{"signals_in":%d,"bytes_in":100}}]}}}}`, wrmsr, eom, signals)}
+	}
+	console := map[string][]string{
+		"iobench-vmbus-vmm": append(append(report(10, 4, 1), report(20, 6, 3)...), report(30, 8, 5)...),
+		// A counter missing from one run counts as zero there.
+		"iobench-virtio-vmm": append([]string{scenario.ReportPrefix + `{"exits":{"io":1,"hlt":4}}`},
+			scenario.ReportPrefix+`{"exits":{"io":3}}`),
+	}
+	rep := summarizeIO([]string{"vmm"}, console)
+	require.Equal(t, map[string]float64{"exits.io": 5, "exits.wrmsr": 20, "hyperv.msrs.HV_X64_MSR_EOM.reads": 0,
+		"hyperv.msrs.HV_X64_MSR_EOM.writes": 6, "hyperv.hypercalls.HvSignalEvent.calls": 7,
+		"hyperv.vps.0.sints_raised": 3, "hyperv.vmbus.bus.channels.0.stats.signals_in": 3}, rep.VMMCounts["vmbus"])
+	require.Equal(t, map[string]float64{"exits.io": 2, "exits.hlt": 2}, rep.VMMCounts["virtio"])
+	var b strings.Builder
+	rep.write(&b)
+	require.Contains(t, b.String(), "vmm counts per run, vmbus (medians of its reports):\n")
+	require.Regexp(t, `\n  hyperv\.msrs\.HV_X64_MSR_EOM\.writes +6\n`, b.String())
+	require.NotContains(t, b.String(), "EOM.reads", "zero counts are left out")
+	require.Nil(t, summarizeIO([]string{"vmm"}, map[string][]string{}).VMMCounts)
 }

@@ -32,6 +32,7 @@ type options struct {
 	boot                      bool     // the boot-time scenarios (main.go)
 	io                        bool     // also the I/O scenarios (io.go)
 	ioIfaces                  []string // the disk interfaces -io measures
+	ioReport                  bool     // vmm's I/O runs write --report; the summary counts their exits (io.go)
 	hyperv                    bool     // also the Hyper-V clock scenarios (hyperv.go)
 	firmware                  bool     // also the SeaBIOS/GRUB boot scenarios (firmware.go)
 	uefi                      bool     // also the OVMF/GRUB boot scenarios (uefi.go)
@@ -57,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "log the image builds")
 	fs.BoolVar(&o.io, "io", false, "also measure disk I/O (virtio-blk, NVMe and AHCI, against QEMU's on microvm and q35; vmm's storvsc against its virtio-blk) and virtio-net TCP in the same outer boot")
 	fs.StringVar(&ioIfaces, "io-if", strings.Join(ioInterfaces, ","), "the disk interfaces -io measures (a subset of the default, for a shorter run)")
+	fs.BoolVar(&o.ioReport, "io-report", false, "with -io, have vmm's runs write --report and print the medians of their exits, synthetic MSR accesses, hypercalls and VMBus signals per interface")
 	fs.BoolVar(&o.hyperv, "hyperv", false, "also measure guest clock reads with Hyper-V enlightenments (TSC page, MSR) against QEMU's hv-* flags")
 	fs.BoolVar(&o.firmware, "firmware", false, "also time SeaBIOS -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc")
 	fs.BoolVar(&o.uefi, "uefi", false, "also time OVMF -> GRUB -> Linux from a virtio-blk disk against QEMU -M pc with the same OVMF")
