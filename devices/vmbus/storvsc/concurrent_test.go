@@ -32,12 +32,8 @@ func (r *rig) sendRW(ch *guestdrv.Channel, write bool, lba uint32, pfn uint64) u
 	req[offSenseLength] = senseWin8
 	copy(req[offCDB:], cdb)
 	le.PutUint32(req[offTransferLen:], scsi.BlockSize)
-	hdr := make([]byte, 24)
-	le.PutUint32(hdr[4:], 1)
-	le.PutUint32(hdr[8:], scsi.BlockSize)
-	le.PutUint64(hdr[16:], pfn)
 	r.id++
-	require.NoError(r.t, ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, hdr, req))
+	require.NoError(r.t, ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, gpaHeader(scsi.BlockSize, 0, pfn), req))
 	return r.id
 }
 

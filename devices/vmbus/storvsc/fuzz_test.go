@@ -26,16 +26,6 @@ func (n *noSubChannels) AddSubChannel(vmbus.Device, uint16) (uint32, error) {
 // keeps its size.
 func FuzzPacket(f *testing.F) {
 	le := binary.LittleEndian
-	gpa := func(length, off uint32, pfns ...uint64) []byte {
-		h := make([]byte, 16+8*len(pfns))
-		le.PutUint32(h[4:], 1)
-		le.PutUint32(h[8:], length)
-		le.PutUint32(h[12:], off)
-		for i, p := range pfns {
-			le.PutUint64(h[16+8*i:], p)
-		}
-		return h
-	}
 	srbReq := func(cdb []byte, transfer uint32) []byte {
 		p := vstor(opExecuteSRB, packetSize)
 		p[offCDBLength] = byte(len(cdb))
@@ -43,9 +33,9 @@ func FuzzPacket(f *testing.F) {
 		le.PutUint32(p[offTransferLen:], transfer)
 		return p
 	}
-	f.Add(uint16(ring.TypeDataGPADirect), gpa(4096, 0, 16), srbReq(cdb10(scsi.OpRead10, 0, 8), 4096))
-	f.Add(uint16(ring.TypeDataGPADirect), gpa(8192, 512, 16, 17, 18), srbReq(cdb10(scsi.OpWrite10, 2040, 8), 4096))
-	f.Add(uint16(ring.TypeDataGPADirect), gpa(512, 4000, 255, 1<<40), srbReq([]byte{scsi.OpInquiry, 1, 0x83, 0, 255, 0}, 512))
+	f.Add(uint16(ring.TypeDataGPADirect), gpaHeader(4096, 0, 16), srbReq(cdb10(scsi.OpRead10, 0, 8), 4096))
+	f.Add(uint16(ring.TypeDataGPADirect), gpaHeader(8192, 512, 16, 17, 18), srbReq(cdb10(scsi.OpWrite10, 2040, 8), 4096))
+	f.Add(uint16(ring.TypeDataGPADirect), gpaHeader(512, 4000, 255, 1<<40), srbReq([]byte{scsi.OpInquiry, 1, 0x83, 0, 255, 0}, 512))
 	f.Add(uint16(ring.TypeDataInband), []byte{}, srbReq([]byte{scsi.OpTestUnitReady, 0, 0, 0, 0, 0}, 0))
 	sub := vstor(opCreateSubChannels, packetSize)
 	le.PutUint16(sub[hdrSize:], 1)

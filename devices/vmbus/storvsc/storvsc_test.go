@@ -106,6 +106,20 @@ func newRig(t testing.TB, vps int, disks ...disk) *rig {
 }
 
 // vstor builds a vstor_packet of n bytes.
+// gpaHeader is a GPA-direct packet's header (dataBuffer's input): one
+// range of length bytes at offset off into the first of pfns.
+func gpaHeader(length, off uint32, pfns ...uint64) []byte {
+	h := make([]byte, 16+8*len(pfns))
+	le := binary.LittleEndian
+	le.PutUint32(h[4:], 1)
+	le.PutUint32(h[8:], length)
+	le.PutUint32(h[12:], off)
+	for i, p := range pfns {
+		le.PutUint64(h[16+8*i:], p)
+	}
+	return h
+}
+
 func vstor(op uint32, n int) []byte {
 	p := make([]byte, n)
 	binary.LittleEndian.PutUint32(p, op)
@@ -212,14 +226,8 @@ func (r *rig) exec(ch *guestdrv.Channel, s srb) srbResult {
 			transfer = s.transfer
 		}
 		le.PutUint32(req[offTransferLen:], transfer)
-		hdr := make([]byte, 16+8*len(pfns))
-		le.PutUint32(hdr[4:], 1)
-		le.PutUint32(hdr[8:], uint32(n))
-		le.PutUint32(hdr[12:], s.offset)
-		for i, p := range pfns {
-			le.PutUint64(hdr[16+8*i:], p)
-		}
-		require.NoError(r.t, ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id, hdr, req))
+		require.NoError(r.t, ch.SendHdr(ring.TypeDataGPADirect, ring.FlagCompletionRequest, r.id,
+			gpaHeader(uint32(n), s.offset, pfns...), req))
 	}
 	p := r.wait(ch)
 	require.Equal(r.t, r.id, p.ID)
@@ -563,17 +571,6 @@ func TestDataBufferRuns(t *testing.T) {
 	mem := twoRegions{make(guestdrv.Mem, 16*pageSize), make(guestdrv.Mem, 16*pageSize)}
 	c, err := New(Config{Disks: []*scsi.Disk{nil}, Mem: mem})
 	require.NoError(t, err)
-	hdr := func(length, off uint32, pfns ...uint64) []byte {
-		h := make([]byte, 16+8*len(pfns))
-		le := binary.LittleEndian
-		le.PutUint32(h[4:], 1)
-		le.PutUint32(h[8:], length)
-		le.PutUint32(h[12:], off)
-		for i, p := range pfns {
-			le.PutUint64(h[16+8*i:], p)
-		}
-		return h
-	}
 	lens := func(b scsi.Buffer) []int {
 		var out []int
 		for _, s := range b {
@@ -582,19 +579,19 @@ func TestDataBufferRuns(t *testing.T) {
 		return out
 	}
 	// Consecutive pages: one buffer, trimmed to offset and length.
-	b, err := c.dataBuffer(hdr(3*pageSize, 0x100, 2, 3, 4, 5))
+	b, err := c.dataBuffer(gpaHeader(3*pageSize, 0x100, 2, 3, 4, 5))
 	require.NoError(t, err)
 	require.Equal(t, []int{3 * pageSize}, lens(b))
 	require.Same(t, &mem.lo[2*pageSize+0x100], &b[0][0])
 	// Out of order and separate runs: one buffer per run, in guest order.
-	b, err = c.dataBuffer(hdr(4*pageSize, 0, 7, 8, 3, 40))
+	b, err = c.dataBuffer(gpaHeader(4*pageSize, 0, 7, 8, 3, 40))
 	require.NoError(t, err)
 	require.Equal(t, []int{2 * pageSize, pageSize, pageSize}, lens(b))
 	require.Same(t, &mem.lo[3*pageSize], &b[1][0])
 	require.Same(t, &mem.hi[8*pageSize], &b[2][0])
 	// A run over the hole: the first page outside RAM is named.
-	_, err = c.dataBuffer(hdr(3*pageSize, 0, 14, 15, 16))
+	_, err = c.dataBuffer(gpaHeader(3*pageSize, 0, 14, 15, 16))
 	require.ErrorContains(t, err, "PFN 0x10")
-	_, err = c.dataBuffer(hdr(pageSize, 0, 1<<52))
+	_, err = c.dataBuffer(gpaHeader(pageSize, 0, 1<<52))
 	require.ErrorContains(t, err, "PFN 0x10000000000000")
 }
