@@ -128,6 +128,14 @@ func (c *Channel) Recv(buf []byte) (p ring.Packet, ok bool, err error) {
 	return p, ok, nil
 }
 
+// RecvPending reports whether Recv would find a packet (or an error): a
+// look at the guest's write index that consumes nothing.
+func (c *Channel) RecvPending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.in.Pending()
+}
+
 // MaskSignals sets the host's interrupt mask in the guest's ring: while it
 // is set the guest writes packets without signalling (Linux's
 // hv_signal_on_write). A device that drains until empty sets it while it

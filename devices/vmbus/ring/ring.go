@@ -233,6 +233,17 @@ func (r *Reader) Next(buf []byte) (p Packet, ok bool, err error) {
 	return p, true, nil
 }
 
+// Pending reports whether the guest has written past what Next consumed,
+// without consuming anything. A broken ring or a bad guest index reports
+// true: Next then says what is wrong.
+func (r *Reader) Pending() bool {
+	if r.broken != nil {
+		return true
+	}
+	w, err := r.b.guestIndex(offWrite)
+	return err != nil || w != r.read
+}
+
 // Done ends a batch of Next calls. It reports whether the guest, waiting
 // for room (pending_send_sz), must be signalled because this batch freed
 // enough of it (ring_buffer.c hv_pkt_iter_close).

@@ -137,6 +137,30 @@ func TestRoundTripAndWrap(t *testing.T) {
 	}
 }
 
+func TestReaderPending(t *testing.T) {
+	_, r, _, gin, _ := pair(t)
+	require.False(t, r.Pending())
+	_, err := gin.write(TypeDataInband, 0, 1, []byte{1})
+	require.NoError(t, err)
+	_, err = gin.write(TypeDataInband, 0, 2, []byte{2})
+	require.NoError(t, err)
+	require.True(t, r.Pending())
+	p, ok, err := r.Next(nil)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(1), p.TransID)
+	require.True(t, r.Pending(), "a second packet is still there")
+	_, _, err = r.Next(nil)
+	require.NoError(t, err)
+	require.False(t, r.Pending(), "Pending consumed nothing: both came out of Next")
+	// A bad guest index reads as pending, for Next to report.
+	gin.set(offWrite, 12)
+	require.True(t, r.Pending())
+	_, _, err = r.Next(nil)
+	require.ErrorIs(t, err, ErrBroken)
+	require.True(t, r.Pending())
+}
+
 func TestWriterSignalsOnlyAnEmptyUnmaskedRing(t *testing.T) {
 	_, _, w, _, gout := pair(t)
 	s, err := w.Write(TypeDataInband, 0, 1, nil, []byte("a"))

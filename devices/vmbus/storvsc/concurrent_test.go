@@ -85,12 +85,31 @@ func TestChannelCompletesOutOfOrder(t *testing.T) {
 	release := r.gates[0].Hold(3 * scsi.BlockSize)
 	defer release()
 	slow := r.sendRW(r.ch, false, 3, dataPFN)
+	// The slow read came alone: the worker runs it itself, and the fast
+	// one, which comes while it waits at the disk, runs beside it.
+	_, err := r.gates[0].WaitArrived()
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), r.ctrl.stats.alone.Load())
 	fast := r.sendRW(r.ch, false, 4, dataPFN+1)
 	require.Equal(t, []uint64{fast}, r.completions(r.ch, 1))
 	r.checkPage(dataPFN+1, 4)
 	release()
 	require.Equal(t, []uint64{slow}, r.completions(r.ch, 1))
 	r.checkPage(dataPFN, 3)
+}
+
+func TestAloneRequestsRunOnWorker(t *testing.T) {
+	r := newRig(t, 1, disk{})
+	r.initialize(Version6_2)
+	const n = 5
+	for i := range n {
+		id := r.sendRW(r.ch, false, uint32(i+1), dataPFN)
+		require.Equal(t, []uint64{id}, r.completions(r.ch, 1))
+		r.checkPage(dataPFN, i+1)
+	}
+	// At queue depth 1 every request comes alone.
+	require.Equal(t, uint64(n), r.ctrl.stats.alone.Load())
+	require.Equal(t, uint64(n), r.ctrl.Stats().SRBs)
 }
 
 func TestSyncCacheAfterConcurrentWrites(t *testing.T) {

@@ -164,6 +164,8 @@ type Controller struct {
 
 type counters struct {
 	packets, srbs, bad, refused, subOffered atomic.Uint64
+	// alone counts the requests run on the worker's goroutine.
+	alone atomic.Uint64
 }
 
 // New returns a controller for cfg.Disks.
@@ -297,6 +299,14 @@ const maxInflight = 64
 // control requests itself; each EXECUTE_SRB runs on a goroutine of its
 // own, at most maxInflight at once, and completes by transaction id in
 // whatever order the requests finish.
+//
+// A request that comes alone (the ring empty behind it, none in flight),
+// as every one does at queue depth 1, runs on the worker's goroutine
+// instead, once the drain is over: the guest waits for that request, and
+// handing it to a new goroutine cost it a goroutine start and a
+// scheduler hand-off more than virtio-blk pays. While it runs the guest's
+// signals are unmasked, and a signal then drains the ring on a helper
+// goroutine, so a request behind it still runs at once.
 type worker struct {
 	c       *Controller
 	ch      *vmbus.Channel
@@ -307,6 +317,16 @@ type worker struct {
 	buf     []byte
 	slots   chan struct{} // one token per SRB in flight
 	srbs    sync.WaitGroup
+
+	// drainMu makes one goroutine at a time drain the ring: the worker's,
+	// or a helper started while the worker runs a request itself.
+	drainMu sync.Mutex
+	// inline is set while the worker's goroutine runs a request itself;
+	// helpers are the drains started meanwhile (inlineMu orders their
+	// start before the worker's exit).
+	inlineMu sync.Mutex
+	inline   bool
+	helpers  sync.WaitGroup
 
 	// held are completions the ring had no room for, oldest first: they
 	// go out first when the guest signals room, and until then no new
@@ -325,7 +345,21 @@ func newWorker(c *Controller, ch *vmbus.Channel) *worker {
 		primary: ch.SubChannelIndex() == 0, slots: make(chan struct{}, maxInflight)}
 }
 
+// wake kicks the worker, or, while it runs a request itself, starts a
+// helper that drains the ring now.
 func (w *worker) wake() {
+	w.inlineMu.Lock()
+	if w.inline {
+		w.helpers.Add(1)
+		go func() {
+			defer w.helpers.Done()
+			var buf []byte
+			w.drain(&buf, false)
+		}()
+		w.inlineMu.Unlock()
+		return
+	}
+	w.inlineMu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
 	default:
@@ -335,16 +369,36 @@ func (w *worker) wake() {
 func (w *worker) run() {
 	defer close(w.done)
 	// Requests in flight finish before the channel counts as closed:
-	// none writes guest memory afterwards.
+	// none writes guest memory afterwards. Helpers may start requests,
+	// so they are waited for first.
 	defer w.srbs.Wait()
+	defer w.helpers.Wait()
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-w.kick:
 		}
-		w.drain()
+		if p, ok := w.drain(&w.buf, true); ok {
+			w.runSRB(p)
+		}
 	}
+}
+
+// runSRB runs a request the drain left to the worker's goroutine (it holds
+// a slot and is counted in srbs) and completes it.
+func (w *worker) runSRB(p ring.Packet) {
+	reply := w.c.executeSRB(p)
+	// Over before the completion goes out: the guest's next request may
+	// follow it at once, and is the worker's again, not a helper's.
+	w.inlineMu.Lock()
+	w.inline = false
+	w.inlineMu.Unlock()
+	<-w.slots
+	if p.Flags&ring.FlagCompletionRequest != 0 {
+		w.complete(p.TransID, reply)
+	}
+	w.srbs.Done()
 }
 
 // complete sends a completion, or holds it while the ring is full (the
@@ -382,13 +436,17 @@ func (w *worker) sendHeld() bool {
 	return true
 }
 
-// drain serves packets until the ring is empty (the guest signals again
-// only for a ring it saw empty), the answer ring is full (the guest
-// signals when it has made room) or the channel is gone. While it drains,
-// the guest's signals are masked (a request written meanwhile is found
-// here without a hypercall); the mask is cleared before the last look at
-// the ring.
-func (w *worker) drain() {
+// drain serves packets from the ring into *buf until it is empty (the
+// guest signals again only for a ring it saw empty), the answer ring is
+// full (the guest signals when it has made room) or the channel is gone.
+// While it drains, the guest's signals are masked (a request written
+// meanwhile is found here without a hypercall); the mask is cleared before
+// the last look at the ring. With mayInline, a request that came alone is
+// returned (ok) for the caller to run once the drain is over, with the
+// guest's signals unmasked and w.inline set.
+func (w *worker) drain(buf *[]byte, mayInline bool) (alone ring.Packet, ok bool) {
+	w.drainMu.Lock()
+	defer w.drainMu.Unlock()
 	masked := false
 	mask := func(on bool) {
 		if masked != on {
@@ -401,18 +459,18 @@ func (w *worker) drain() {
 	for {
 		select {
 		case <-w.stop:
-			return
+			return ring.Packet{}, false
 		default:
 		}
 		if !w.sendHeld() {
 			// Take no more requests until their answers fit; tell the
 			// guest about the room its requests freed.
 			w.ch.RecvDone()
-			return
+			return ring.Packet{}, false
 		}
-		p, ok, err := w.ch.Recv(w.buf)
+		p, ok, err := w.ch.Recv(*buf)
 		if err != nil {
-			return
+			return ring.Packet{}, false
 		}
 		if !ok {
 			if masked {
@@ -422,15 +480,31 @@ func (w *worker) drain() {
 				continue
 			}
 			w.ch.RecvDone()
-			return
+			return ring.Packet{}, false
 		}
 		mask(true)
-		if cap(p.Payload) > cap(w.buf) {
-			w.buf = p.Payload[:0]
+		if cap(p.Payload) > cap(*buf) {
+			*buf = p.Payload[:0]
 		}
 		if w.c.isSRB(p) {
+			if mayInline && w.keepAlone() {
+				// Unmasked before the last look: a request
+				// written after it signals, and wake starts a
+				// helper for it (w.inline is set).
+				mask(false)
+				if !w.ch.RecvPending() {
+					w.ch.RecvDone()
+					w.c.stats.packets.Add(1)
+					w.c.stats.alone.Add(1)
+					return p, true
+				}
+				// Another came before the unmask: this one
+				// is not alone after all.
+				w.giveBack()
+				mask(true)
+			}
 			if !w.startSRB(p) {
-				return
+				return ring.Packet{}, false
 			}
 			continue
 		}
@@ -442,6 +516,29 @@ func (w *worker) drain() {
 			after()
 		}
 	}
+}
+
+// keepAlone takes the slot of a request that came alone, for the worker's
+// goroutine to run: none in flight and nothing behind it in the ring.
+func (w *worker) keepAlone() bool {
+	if len(w.slots) != 0 || w.ch.RecvPending() {
+		return false
+	}
+	w.slots <- struct{}{} // cannot block: no other drain takes slots now
+	w.srbs.Add(1)
+	w.inlineMu.Lock()
+	w.inline = true
+	w.inlineMu.Unlock()
+	return true
+}
+
+// giveBack undoes keepAlone.
+func (w *worker) giveBack() {
+	w.inlineMu.Lock()
+	w.inline = false
+	w.inlineMu.Unlock()
+	<-w.slots
+	w.srbs.Done()
 }
 
 // isSRB reports whether p is an EXECUTE_SRB that may run concurrently:
