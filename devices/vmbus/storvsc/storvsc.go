@@ -340,9 +340,14 @@ type heldCompletion struct {
 	payload []byte
 }
 
+// recvBuf is the size of a worker's packet buffer: a request with the
+// largest data range (one PFN per page, and one more for an offset into
+// the first) fits.
+const recvBuf = ring.DescriptorSize + 16 + 8*(scsi.MaxTransfer/pageSize+1) + packetSize
+
 func newWorker(c *Controller, ch *vmbus.Channel) *worker {
 	return &worker{c: c, ch: ch, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		primary: ch.SubChannelIndex() == 0, slots: make(chan struct{}, maxInflight)}
+		primary: ch.SubChannelIndex() == 0, slots: make(chan struct{}, maxInflight), buf: make([]byte, recvBuf)}
 }
 
 // wake kicks the worker, or, while it runs a request itself, starts a
@@ -353,8 +358,7 @@ func (w *worker) wake() {
 		w.helpers.Add(1)
 		go func() {
 			defer w.helpers.Done()
-			var buf []byte
-			w.drain(&buf, false)
+			w.drain(make([]byte, recvBuf), false)
 		}()
 		w.inlineMu.Unlock()
 		return
@@ -379,7 +383,7 @@ func (w *worker) run() {
 			return
 		case <-w.kick:
 		}
-		if p, ok := w.drain(&w.buf, true); ok {
+		if p, ok := w.drain(w.buf, true); ok {
 			w.runSRB(p)
 		}
 	}
@@ -436,7 +440,7 @@ func (w *worker) sendHeld() bool {
 	return true
 }
 
-// drain serves packets from the ring into *buf until it is empty (the
+// drain serves packets from the ring, read into buf, until it is empty (the
 // guest signals again only for a ring it saw empty), the answer ring is
 // full (the guest signals when it has made room) or the channel is gone.
 // While it drains, the guest's signals are masked (a request written
@@ -444,7 +448,7 @@ func (w *worker) sendHeld() bool {
 // the last look at the ring. With mayInline, a request that came alone is
 // returned (ok) for the caller to run once the drain is over, with the
 // guest's signals unmasked and w.inline set.
-func (w *worker) drain(buf *[]byte, mayInline bool) (alone ring.Packet, ok bool) {
+func (w *worker) drain(buf []byte, mayInline bool) (alone ring.Packet, ok bool) {
 	w.drainMu.Lock()
 	defer w.drainMu.Unlock()
 	masked := false
@@ -468,7 +472,7 @@ func (w *worker) drain(buf *[]byte, mayInline bool) (alone ring.Packet, ok bool)
 			w.ch.RecvDone()
 			return ring.Packet{}, false
 		}
-		p, ok, err := w.ch.Recv(*buf)
+		p, ok, err := w.ch.Recv(buf)
 		if err != nil {
 			return ring.Packet{}, false
 		}
@@ -483,9 +487,6 @@ func (w *worker) drain(buf *[]byte, mayInline bool) (alone ring.Packet, ok bool)
 			return ring.Packet{}, false
 		}
 		mask(true)
-		if cap(p.Payload) > cap(*buf) {
-			*buf = p.Payload[:0]
-		}
 		if w.c.isSRB(p) {
 			if mayInline && w.keepAlone() {
 				// Unmasked before the last look: a request
