@@ -13,6 +13,12 @@ import (
 const QEMUHyperVCPU = "host,kvm=off,hv-relaxed,hv-vpindex,hv-runtime,hv-time,hv-frequencies,hv-crash,hv-reset," +
 	"hv-synic,hv-stimer,hv-stimer-direct,hv-tlbflush,hv-ipi,hv-vapic"
 
+// KernelTimersHyperV is vmm's --hyperv list for benchmarks that compare a
+// Hyper-V guest's I/O or exits with a peer whose timers are in the kernel
+// (QEMU's, or a plain guest's LAPIC timer): every enlightenment, with KVM's
+// synthetic timers where the host's KVM has them.
+const KernelTimersHyperV = "all,kernel-timers"
+
 // WithHyperV adds the Hyper-V enlightenments to a runner's arguments from
 // Guest.Args: --hyperv all for vmm, QEMUHyperVCPU as QEMU's -cpu.
 func WithHyperV(runner string, args []string) ([]string, error) {

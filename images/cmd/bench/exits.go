@@ -29,7 +29,7 @@ const exitRepeat = 3
 
 // The --hyperv lists of the vmm columns.
 const (
-	exitsHyperV          = "all,kernel-timers"
+	exitsHyperV          = testhost.KernelTimersHyperV
 	exitsUserspace       = "vmm-userspace"
 	exitsUserspaceHyperV = "all"
 )

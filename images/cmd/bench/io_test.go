@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/images/scenario"
+	"github.com/vmmdev/vmm/images/testhost"
 )
 
 func TestIOScenarios(t *testing.T) {
@@ -83,7 +84,7 @@ func TestIOScenarioVMBus(t *testing.T) {
 	s, err := o.ioScenario(ifVMBus, scenario.RunnerVMM)
 	require.NoError(t, err)
 	a := strings.Join(s.Args, " ")
-	require.Contains(t, a, "--hyperv all --vmbus --disk /tmp/vmm-bench.img,serial=vmm-bench,if=vmbus")
+	require.Contains(t, a, "--hyperv "+testhost.KernelTimersHyperV+" --vmbus --disk /tmp/vmm-bench.img,serial=vmm-bench,if=vmbus")
 	require.NotContains(t, a, "--net")
 }
 
@@ -95,7 +96,7 @@ func TestIOScenarioNetVSC(t *testing.T) {
 	s, err := o.ioScenario(ifNetVSC, scenario.RunnerVMM)
 	require.NoError(t, err)
 	a := strings.Join(s.Args, " ")
-	require.Contains(t, a, "--hyperv all --vmbus --disk /tmp/vmm-bench.img,serial=vmm-bench --net tap=vmmtap0,if=vmbus,mac="+ioNetVSCMAC)
+	require.Contains(t, a, "--hyperv "+testhost.KernelTimersHyperV+" --vmbus --disk /tmp/vmm-bench.img,serial=vmm-bench --net tap=vmmtap0,if=vmbus,mac="+ioNetVSCMAC)
 	require.Contains(t, a, "vmm.net=10.0.2.15/24,10.0.2.1:7777,")
 	require.Contains(t, a, "vmm.net_mac="+ioNetVSCMAC)
 	require.Equal(t, "vmmtap0", s.Tap.Name)
