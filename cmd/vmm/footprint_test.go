@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmmdev/vmm/images"
+	"github.com/vmmdev/vmm/images/testhost"
 	"github.com/vmmdev/vmm/internal/kvmtest"
 	"github.com/vmmdev/vmm/internal/testenv"
 	"github.com/vmmdev/vmm/vmm"
@@ -94,7 +95,8 @@ func vmmBinary(t *testing.T) string {
 }
 
 // bootAgent runs vmm with Debian's kernel and the agent (the boot check,
-// then power off) with memory of RAM and the extra arguments (a "%s" disk
+// then power off, on testhost.Guest's command line: without Linux's early
+// PCI scans, seconds in the nested test host) with memory of RAM and the extra arguments (a "%s" disk
 // argument gets a fresh 1 MiB image, "tap=vmmfp%d" a tap named for this
 // process, which vmm creates) and returns the report's memory figures.
 func bootAgent(t *testing.T, kernel, initrd, memory string, extra []string) vmm.ReportMemory {
@@ -102,7 +104,7 @@ func bootAgent(t *testing.T, kernel, initrd, memory string, extra []string) vmm.
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.json")
 	args := []string{"run", "--kernel", kernel, "--initrd", initrd, "--memory", memory,
-		"--cmdline", "console=ttyS0 quiet panic=-1 vmm.checks=boot vmm.action=poweroff",
+		"--cmdline", testhost.Guest{Quiet: true, Checks: []string{"boot"}}.Cmdline(),
 		"--console", "stdio", "--timeout", "600s", "--report", report}
 	for i, a := range extra {
 		switch a {

@@ -4,5 +4,7 @@
 // nested test host through bin/kvmexec. TestKVMAgentSuite runs the shipped
 // suites/agent.toml with --jobs 2 and again as two shards merged;
 // TestKVMHyperVAblation runs the shipped suites/hyperv-ablation.toml over a
-// few switches and opens its HTML page in headless Chromium.
+// few switches and opens its HTML page in headless Chromium. Both run copies
+// with Linux's early PCI scans off (testhost.NoEarlyPCI), which cost seconds
+// per boot in the nested test host.
 package agentsuite
