@@ -28,9 +28,10 @@ import (
 //     from the one base image, each with its own overlay and seed, and
 //     both stop at the marker. debian-storvsc boots the image's own kernel
 //     and initrd directly with root=/dev/sda3 on a storvsc disk (--disk
-//     ...,if=vmbus with --hyperv all --vmbus): Debian's initramfs
-//     (MODULES=most) loads hv_vmbus and hv_storvsc, and the marker must
-//     name /dev/sda3 as the root, the only SCSI disk the guest has.
+//     ...,if=vmbus with --hyperv all --vmbus): the image's initramfs
+//     (its disk drivers only) loads hv_vmbus and hv_storvsc, and the
+//     marker must name /dev/sda3 as the root, the only SCSI disk the
+//     guest has.
 const (
 	debianSeaBIOS = "debian-seabios"
 	debianOVMF    = "debian-ovmf-nvme"

@@ -30,8 +30,9 @@ import (
 // qcow2, then on a raw copy go-diskfs reads the GPT (three partitions of
 // the right types), the MBR is GRUB's boot.img pointing at the BIOS boot
 // partition, the ESP holds an EFI executable, and debugfs reads the ext4
-// root: kernel, initrd, grub.cfg naming them, cloud-init's configuration
-// and Hyper-V's daemons. Building takes many minutes and root (debootstrap
+// root: kernel, initrd (the slim one), grub.cfg naming them, cloud-init's
+// configuration (without the skipped modules), the module blacklist and
+// Hyper-V's daemons. Building takes many minutes and root (debootstrap
 // chroots), so it runs with VMM_E2E=1 or under CI=true.
 func TestDebianDisk(t *testing.T) {
 	if os.Getenv("VMM_E2E") != "1" && os.Getenv("CI") != "true" {
@@ -95,6 +96,18 @@ func TestDebianDisk(t *testing.T) {
 	require.Contains(t, grubCfg, "initrd /boot/initrd.img-"+img.Kernel)
 	require.Contains(t, debug("ls -l /etc/cloud"), "cloud.cfg")
 	require.Contains(t, debug("cat /etc/cloud/cloud.cfg.d/90_vmm.cfg"), "NoCloud")
+	cloudCfg := debug("cat /etc/cloud/cloud.cfg")
+	require.Contains(t, cloudCfg, "\n - scripts-user\n", "runcmd's scripts still run")
+	require.Contains(t, cloudCfg, "\n - final-message\n")
+	for _, m := range []string{"apt-configure", "grub-dpkg", "locale"} {
+		require.NotContains(t, cloudCfg, "\n - "+m+"\n")
+	}
+	require.Contains(t, debug("cat /etc/modprobe.d/vmm-blacklist.conf"), "blacklist kvm_amd\n")
+	require.Contains(t, debug("cat /etc/initramfs-tools/conf.d/90-vmm"), "MODULES=list\n")
+	initrd, err := os.Stat(img.Initrd)
+	require.NoError(t, err)
+	t.Logf("initrd: %d KiB", initrd.Size()>>10)
+	require.Less(t, initrd.Size(), int64(16<<20), "the initrd carries the disk drivers, not MODULES=most's 36 MB")
 	require.Contains(t, debug("cat /etc/fstab"), "UUID="+debdisk.RootUUID)
 	sbin := debug("ls -l /usr/sbin")
 	for _, daemon := range []string{"hv_kvp_daemon", "hv_vss_daemon", "hv_fcopy_daemon"} {
