@@ -118,11 +118,17 @@ func (h *kernelHost) SetKernelSINT(vcpu, sint int, value uint64) error {
 }
 
 func newKernelPartition(t *testing.T, h *kernelHost) testPart {
+	return newHostPartition(t, "all", h.fakeHost, h)
+}
+
+// newHostPartition makes a two-VP partition with features on host, which
+// wraps fh (the fake the test inspects).
+func newHostPartition(t *testing.T, features string, fh *fakeHost, host Host) testPart {
 	t.Helper()
-	f, err := ParseFeatures("all")
+	f, err := ParseFeatures(features)
 	require.NoError(t, err)
-	tp := testPart{mem: &fakeMem{b: make([]byte, 1<<20)}, host: h.fakeHost, clock: &fakeClock{now: 1000}}
-	tp.Partition, err = New(Config{Features: f, CPUs: 2, Memory: tp.mem, Host: h, Clock: tp.clock,
+	tp := testPart{mem: &fakeMem{b: make([]byte, 1<<20)}, host: fh, clock: &fakeClock{now: 1000}}
+	tp.Partition, err = New(Config{Features: f, CPUs: 2, Memory: tp.mem, Host: host, Clock: tp.clock,
 		TSC: NewTSCParams(testTSCHz, 1e9), TSCHz: testTSCHz})
 	require.NoError(t, err)
 	return tp

@@ -71,14 +71,7 @@ func (h *synicHost) SetKernelSynIC(vcpu int, msr uint32, value uint64) error {
 }
 
 func newKernelTimersPartition(t *testing.T, h *synicHost) testPart {
-	t.Helper()
-	f, err := ParseFeatures("all,kernel-timers")
-	require.NoError(t, err)
-	tp := testPart{mem: &fakeMem{b: make([]byte, 1<<20)}, host: h.fakeHost, clock: &fakeClock{now: 1000}}
-	tp.Partition, err = New(Config{Features: f, CPUs: 2, Memory: tp.mem, Host: h, Clock: tp.clock,
-		TSC: NewTSCParams(testTSCHz, 1e9), TSCHz: testTSCHz})
-	require.NoError(t, err)
-	return tp
+	return newHostPartition(t, "all,kernel-timers", h.fakeHost, h)
 }
 
 func TestKernelTimersNeedKernelSynIC(t *testing.T) {
