@@ -112,6 +112,36 @@ func TestAloneRequestsRunOnWorker(t *testing.T) {
 	require.Equal(t, uint64(n), r.ctrl.Stats().SRBs)
 }
 
+// A guest that signals in a loop while the worker runs a lone request
+// itself starts one waiting helper, not one per signal.
+func TestSignalStormStartsOneHelper(t *testing.T) {
+	r := newRig(t, 1, disk{gated: true})
+	r.initialize(Version6_2)
+	g := r.gates[0]
+	release := g.Hold(9 * scsi.BlockSize)
+	defer release()
+	id := r.sendRW(r.ch, false, 9, dataPFN)
+	_, err := g.WaitArrived()
+	require.NoError(t, err)
+	r.ctrl.mu.Lock()
+	require.Len(t, r.ctrl.workers, 1)
+	var w *worker
+	for _, w = range r.ctrl.workers {
+	}
+	r.ctrl.mu.Unlock()
+	// Held here, the drain lock keeps a started helper waiting.
+	w.drainMu.Lock()
+	for range 100 {
+		require.Zero(t, r.bus.Signal(r.ch.Conn)) // HvSignalEvent, as the guest's
+	}
+	started := r.ctrl.stats.helpers.Load()
+	w.drainMu.Unlock()
+	require.Equal(t, uint64(1), started)
+	release()
+	require.Equal(t, []uint64{id}, r.completions(r.ch, 1))
+	require.Equal(t, uint64(1), r.ctrl.stats.alone.Load())
+}
+
 func TestSyncCacheAfterConcurrentWrites(t *testing.T) {
 	r := newRig(t, 1, disk{gated: true})
 	r.initialize(Version6_2)

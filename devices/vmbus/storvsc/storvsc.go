@@ -164,8 +164,9 @@ type Controller struct {
 
 type counters struct {
 	packets, srbs, bad, refused, subOffered atomic.Uint64
-	// alone counts the requests run on the worker's goroutine.
-	alone atomic.Uint64
+	// alone counts the requests run on the worker's goroutine, helpers
+	// the drains started meanwhile.
+	alone, helpers atomic.Uint64
 }
 
 // New returns a controller for cfg.Disks.
@@ -327,6 +328,10 @@ type worker struct {
 	inlineMu sync.Mutex
 	inline   bool
 	helpers  sync.WaitGroup
+	// queued: a helper is started and has not begun to drain; it will see
+	// whatever a later signal announces, so no second one is started (a
+	// guest signalling in a loop starts at most one waiting helper).
+	queued bool
 
 	// held are completions the ring had no room for, oldest first: they
 	// go out first when the guest signals room, and until then no new
@@ -355,11 +360,12 @@ func newWorker(c *Controller, ch *vmbus.Channel) *worker {
 func (w *worker) wake() {
 	w.inlineMu.Lock()
 	if w.inline {
-		w.helpers.Add(1)
-		go func() {
-			defer w.helpers.Done()
-			w.drain(make([]byte, recvBuf), false)
-		}()
+		if !w.queued {
+			w.queued = true
+			w.helpers.Add(1)
+			w.c.stats.helpers.Add(1)
+			go w.help()
+		}
 		w.inlineMu.Unlock()
 		return
 	}
@@ -387,6 +393,17 @@ func (w *worker) run() {
 			w.runSRB(p)
 		}
 	}
+}
+
+// help drains the ring while the worker's goroutine runs a request itself.
+func (w *worker) help() {
+	defer w.helpers.Done()
+	w.drainMu.Lock()
+	defer w.drainMu.Unlock()
+	w.inlineMu.Lock()
+	w.queued = false
+	w.inlineMu.Unlock()
+	w.drainLocked(make([]byte, recvBuf), false)
 }
 
 // runSRB runs a request the drain left to the worker's goroutine (it holds
@@ -451,6 +468,11 @@ func (w *worker) sendHeld() bool {
 func (w *worker) drain(buf []byte, mayInline bool) (alone ring.Packet, ok bool) {
 	w.drainMu.Lock()
 	defer w.drainMu.Unlock()
+	return w.drainLocked(buf, mayInline)
+}
+
+// drainLocked is drain with w.drainMu held.
+func (w *worker) drainLocked(buf []byte, mayInline bool) (alone ring.Packet, ok bool) {
 	masked := false
 	mask := func(on bool) {
 		if masked != on {
