@@ -456,10 +456,16 @@ func flushGuestTLB(v *kvm.VCPU) error {
 	return nil
 }
 
-// panicGrace is how long a guest with the Hyper-V crash MSRs has, after its
-// console said "Kernel panic", to report P0-P4 through them: Linux prints
-// that line first and runs its panic notifiers (which write the MSRs) after.
-const panicGrace = 2 * time.Second
+// After its console said "Kernel panic", a guest with the Hyper-V crash
+// MSRs may still report P0-P4 through them: Linux prints that line and its
+// stack dump first and runs its panic notifiers (which write the MSRs)
+// after. vmm waits while the console keeps printing, until it has been
+// quiet for panicGrace (a slow host prints the dump for seconds: the nested
+// test host took over 2 s), and panicMax in all (a guest printing forever).
+const (
+	panicGrace = 2 * time.Second
+	panicMax   = 30 * time.Second
+)
 
 // consolePanic stops the VM for a panic seen on the console, or, when the
 // guest may still report the crash through the Hyper-V crash MSRs, at the
@@ -470,6 +476,17 @@ func (m *Machine) consolePanic(line string) {
 		m.latch.Stop(r)
 		return
 	}
-	m.log.Info("guest panicked; waiting for its Hyper-V crash report", "grace", panicGrace)
-	time.AfterFunc(panicGrace, func() { m.latch.Stop(r) })
+	m.log.Info("guest panicked; waiting for its Hyper-V crash report", "quiet", panicGrace, "max", panicMax)
+	start := time.Now()
+	var wait func(seen uint64)
+	wait = func(seen uint64) {
+		time.AfterFunc(panicGrace, func() {
+			if now := m.consoleBytes.Load(); now != seen && time.Since(start) < panicMax {
+				wait(now)
+				return
+			}
+			m.latch.Stop(r)
+		})
+	}
+	wait(m.consoleBytes.Load())
 }
