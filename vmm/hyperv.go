@@ -28,7 +28,10 @@ type hvMachine struct {
 	m     *Machine
 	part  *hyperv.Partition
 	clock *hyperv.TSCClock
-	tlb   []*tlbRequests
+	// ref is the reference time the guest reads: clock, or with kernel
+	// timers KVM's (kernelRefClock).
+	ref hyperv.Clock
+	tlb []*tlbRequests
 	// synic records the vCPUs whose in-kernel SynIC is on (SetKernelSINT);
 	// each entry is touched only on its vCPU's thread.
 	synic []bool
@@ -126,12 +129,12 @@ func (m *Machine) setupHyperV() error {
 	for range m.vcpus {
 		hm.tlb = append(hm.tlb, &tlbRequests{wake: make(chan struct{}, 1)})
 	}
-	var pclock hyperv.Clock = clock
+	hm.ref = clock
 	if f.Kernel() {
-		pclock = kernelRefClock{TSCClock: clock, vm: m.vm}
+		hm.ref = kernelRefClock{TSCClock: clock, vm: m.vm}
 	}
 	hm.part, err = hyperv.New(hyperv.Config{Features: f, CPUs: m.cfg.CPUs, Memory: m.mem, Host: hm,
-		Clock: pclock, TSC: clock.Params, TSCHz: hz, Trace: m.cfg.HyperVTrace, Log: m.log})
+		Clock: hm.ref, TSC: clock.Params, TSCHz: hz, Trace: m.cfg.HyperVTrace, Log: m.log})
 	if err != nil {
 		return err
 	}
@@ -323,13 +326,8 @@ func (h *hvMachine) SetKernelSynIC(vcpu int, msr uint32, value uint64) error {
 }
 
 // refTime is the reference time the guest reads, in 100 ns units (for
-// VMBus time sync): vmm's clock, or with kernel timers KVM's.
-func (h *hvMachine) refTime() uint64 {
-	if h.part.KernelTimers() {
-		return kernelRefClock{TSCClock: h.clock, vm: h.m.vm}.Now()
-	}
-	return h.clock.Now()
-}
+// VMBus time sync).
+func (h *hvMachine) refTime() uint64 { return h.ref.Now() }
 
 // kernelRefClock is the partition's clock with kernel timers: Now is KVM's
 // reference time (kvmclock / 100, which KVM's TIME_REF_COUNT and TSC page

@@ -71,8 +71,11 @@ func (p *Partition) EnterGuest(vcpu int) { p.setInGuest(vcpu, true) }
 func (p *Partition) LeaveGuest(vcpu int) { p.setInGuest(vcpu, false) }
 
 func (p *Partition) setInGuest(vcpu int, in bool) {
+	if !p.kernel {
+		return // on every exit of every vCPU: nothing more without kernel timers
+	}
 	v := p.vp(vcpu)
-	if !p.kernel || v == nil {
+	if v == nil {
 		return
 	}
 	v.mu.Lock()
