@@ -15,6 +15,7 @@ type asm struct {
 	rel8   map[int]string // offset of a rel8 byte -> its label
 	rel32  map[int]string // offset of a rel32 field -> its label
 	abs32  map[int]string // offset of an absolute address field -> its label
+	rows   []string       // the rows emitted so far, in order (guest.go)
 }
 
 func newAsm(base uint32) *asm {

@@ -26,8 +26,14 @@ const (
 	t0Addr    = varsAddr      // TSC at a batch's start (8 bytes)
 	countAddr = varsAddr + 8  // interrupts taken by the counting handlers
 	batchAddr = varsAddr + 12 // batches left of the current row
-	stackTop  = 0x210000
-	simAddr   = 0x211000 // the SynIC message page
+	paceAddr  = varsAddr + 16 // the current batch's pace (cycles per CPUID)
+	nextAddr  = varsAddr + 20 // where the next batch's result goes
+	// Each batch's cycles and pace (4 bytes each), in the order they ran:
+	// printed only after the last row, so that no console output (which a
+	// VMM may finish on another thread after the exit) overlaps a timing.
+	resultsAddr = varsAddr + 0x100
+	stackTop    = 0x210000
+	simAddr     = 0x211000 // the SynIC message page
 	// MemoryMiB is enough RAM for the above.
 	MemoryMiB = 16
 )
@@ -83,6 +89,14 @@ const (
 	Batches    = 5
 )
 
+// PaceIterations is how many CPUIDs time each batch's pace, right before
+// the batch: CPUID's exit never leaves the host kernel, so its cost is the
+// same code under every VMM and follows only the host's speed at the time.
+// On the nested test host that speed moves by 2x in phases of seconds
+// (TCG on a shared machine), which a ratio of raw medians takes for a
+// difference between VMMs; a batch's cycles over its pace cancel it.
+const PaceIterations = 200
+
 // ExitValue is what the guest writes to the debug-exit port when every
 // row ran: vmm and QEMU's isa-debug-exit both exit with 2*ExitValue+1.
 const ExitValue = 0x10
@@ -91,16 +105,22 @@ const ExitValue = 0x10
 const Line = "EXITBENCH"
 
 // Rows, in the order the guest runs them, with what one iteration does.
-var Rows = []struct{ Name, About string }{
-	{"cpuid", "CPUID leaf 0 (exit handled in the host kernel)"},
-	{"pio", "IN from the ACPI PM timer port 0x608 (exit to the VMM's userspace)"},
-	{"mmio", "read of pc-testdev's MMIO window at 0xff000000 (exit to the VMM's userspace)"},
-	{"ipi", "self-IPI through the xAPIC ICR, taken and EOIed (in-kernel LAPIC)"},
-	{"stimer-past", "Hyper-V stimer0 direct mode armed in the past (WRMSR count, interrupt, EOI)"},
-	{"stimer-timer", "Hyper-V stimer0 direct mode armed 100 µs ahead (RDMSR TIME_REF_COUNT, WRMSR count, host timer, interrupt, EOI)"},
-	{"stimer-msg", "Hyper-V stimer0 message mode armed in the past (WRMSR count, message in SINT2's slot, interrupt, EOI, EOM when pending)"},
-	{"stimer-aeoi", "stimer-msg through an auto-EOI SINT, as kvm-unit-tests' hyperv_stimer uses (no EOI: the hypervisor does it)"},
-	{"stimer-periodic", "Hyper-V stimer0 direct mode, periodic every 100 µs: cycles per expiry taken (more than the period: expiries came late)"},
+// Paced rows cost exit work, which the pace cancels the host's speed for;
+// the others are the pace itself or mostly a wait for the host's timer,
+// which lasts the same real time whatever the host's speed.
+var Rows = []struct {
+	Name, About string
+	Paced       bool
+}{
+	{"cpuid", "CPUID leaf 0 (exit handled in the host kernel)", false},
+	{"pio", "IN from the ACPI PM timer port 0x608 (exit to the VMM's userspace)", true},
+	{"mmio", "read of pc-testdev's MMIO window at 0xff000000 (exit to the VMM's userspace)", true},
+	{"ipi", "self-IPI through the xAPIC ICR, taken and EOIed (in-kernel LAPIC)", true},
+	{"stimer-past", "Hyper-V stimer0 direct mode armed in the past (WRMSR count, interrupt, EOI)", true},
+	{"stimer-timer", "Hyper-V stimer0 direct mode armed 100 µs ahead (RDMSR TIME_REF_COUNT, WRMSR count, host timer, interrupt, EOI)", false},
+	{"stimer-msg", "Hyper-V stimer0 message mode armed in the past (WRMSR count, message in SINT2's slot, interrupt, EOI, EOM when pending)", true},
+	{"stimer-aeoi", "stimer-msg through an auto-EOI SINT, as kvm-unit-tests' hyperv_stimer uses (no EOI: the hypervisor does it)", true},
+	{"stimer-periodic", "Hyper-V stimer0 direct mode, periodic every 100 µs: cycles per expiry taken (more than the period: expiries came late)", false},
 }
 
 // ELF is the guest: a multiboot ELF32 kernel loaded at 1 MiB.
@@ -141,13 +161,31 @@ func (a *asm) waitCount(label string) *asm {
 	return a.label(label).emit(0x39, 0x35).imm32(countAddr).j(0x7c, label) // cmp [count], esi; jl
 }
 
-// row times Batches batches of Iterations runs of body, printing
-// "EXITBENCH name cycles" per batch. body must keep ebp; setup runs
-// before each batch's clock starts, teardown after it stops (it must keep
-// eax and edx).
+// pace times PaceIterations CPUIDs into [pace] (clobbers eax, ebx, ecx,
+// edx, ebp).
+func (a *asm) pace(name string) *asm {
+	a.emit(0x0f, 0x31). // rdtsc
+				emit(0xa3).imm32(t0Addr).                              // mov [t0], eax
+				emit(0x89, 0x15).imm32(t0Addr + 4).                    // mov [t0+4], edx
+				emit(0xbd).imm32(PaceIterations).label(name + ":pace") // mov ebp, PaceIterations
+	a.emit(0x31, 0xc0, 0x0f, 0xa2)             // xor eax, eax; cpuid
+	return a.emit(0x4d).j(0x75, name+":pace"). // dec ebp; jnz pace
+							emit(0x0f, 0x31).                                  // rdtsc
+							emit(0x2b, 0x05).imm32(t0Addr).                    // sub eax, [t0]
+							emit(0x1b, 0x15).imm32(t0Addr+4).                  // sbb edx, [t0+4]
+							emit(0xb9).imm32(PaceIterations).emit(0xf7, 0xf1). // mov ecx, PaceIterations; div ecx
+							emit(0xa3).imm32(paceAddr)                         // mov [pace], eax
+}
+
+// row times Batches batches of Iterations runs of body, keeping each
+// batch's cycles and pace for results. body must keep ebp; setup runs
+// before each batch's clock starts and after its pace, teardown after the
+// clock stops (it must keep eax and edx).
 func (a *asm) row(name string, setup, body, teardown func(*asm)) *asm {
+	a.rows = append(a.rows, name)
 	a.emit(0xc7, 0x05).imm32(batchAddr).imm32(Batches) // mov dword [batch], Batches
 	a.label(name + ":batch")
+	a.pace(name)
 	if setup != nil {
 		setup(a)
 	}
@@ -162,12 +200,28 @@ func (a *asm) row(name string, setup, body, teardown func(*asm)) *asm {
 		teardown(a)
 	}
 	return a.emit(0x2b, 0x05).imm32(t0Addr). // sub eax, [t0]
-							emit(0x1b, 0x15).imm32(t0Addr+4).               // sbb edx, [t0+4]
-							emit(0xb9).imm32(Iterations).emit(0xf7, 0xf1).  // mov ecx, Iterations; div ecx
-							emit(0x50).print(Line+" "+name+" ").emit(0x58). // push eax; print; pop eax
-							near("printdec", 0xe8).print("\n").
-							emit(0xff, 0x0d).imm32(batchAddr). // dec dword [batch]
+							emit(0x1b, 0x15).imm32(t0Addr+4).                  // sbb edx, [t0+4]
+							emit(0xb9).imm32(Iterations).emit(0xf7, 0xf1).     // mov ecx, Iterations; div ecx
+							emit(0x8b, 0x3d).imm32(nextAddr).                  // mov edi, [next]
+							emit(0x89, 0x07).                                  // mov [edi], eax
+							emit(0xa1).imm32(paceAddr).emit(0x89, 0x47, 0x04). // mov eax, [pace]; mov [edi+4], eax
+							emit(0x83, 0x05).imm32(nextAddr).emit(8).          // add dword [next], 8
+							emit(0xff, 0x0d).imm32(batchAddr).                 // dec dword [batch]
 							near(name+":batch", 0x0f, 0x85)
+}
+
+// results prints "EXITBENCH name cycles pace" for every batch the rows
+// kept, in the order they ran.
+func (a *asm) results() *asm {
+	at := uint32(resultsAddr)
+	for _, name := range a.rows {
+		for range Batches {
+			a.print(Line+" "+name+" ").emit(0xa1).imm32(at).near("printdec", 0xe8). // mov eax, [cycles]; printdec
+												print(" ").emit(0xa1).imm32(at+4).near("printdec", 0xe8).print("\n") // mov eax, [pace]; printdec
+			at += 8
+		}
+	}
+	return a
 }
 
 // message is a SINT's handler: it frees the SINT's message slot, asks for
@@ -206,11 +260,12 @@ func code() []byte {
 		a.gate(vec, "unexpected")
 	}
 	a.gate(vecIPI, "count").gate(vecDirect, "count").gate(vecSINT, "message").gate(vecAEOI, "message-aeoi").gate(spurious, "iret").
-		emit(0xbf).imm32(idtrAddr).                              // mov edi, idtr
-		emit(0x66, 0xc7, 0x07, 0xff, 0x07).                      // mov word [edi], 256*8-1
-		emit(0xc7, 0x47, 0x02).imm32(idtAddr).                   // mov dword [edi+2], idt
-		emit(0x0f, 0x01, 0x1f).                                  // lidt [edi]
-		emit(0xc7, 0x05).imm32(lapicSVR).imm32(0x100 | spurious) // LAPIC on
+		emit(0xbf).imm32(idtrAddr).                             // mov edi, idtr
+		emit(0x66, 0xc7, 0x07, 0xff, 0x07).                     // mov word [edi], 256*8-1
+		emit(0xc7, 0x47, 0x02).imm32(idtAddr).                  // mov dword [edi+2], idt
+		emit(0x0f, 0x01, 0x1f).                                 // lidt [edi]
+		emit(0xc7, 0x05).imm32(lapicSVR).imm32(0x100|spurious). // LAPIC on
+		emit(0xc7, 0x05).imm32(nextAddr).imm32(resultsAddr)     // mov dword [next], results
 
 	a.row("cpuid", nil, func(a *asm) { a.emit(0x31, 0xc0, 0x0f, 0xa2) }, nil)                   // xor eax, eax; cpuid
 	a.row("pio", nil, func(a *asm) { a.emit(0x66, 0xba, pmTimer&0xff, pmTimer>>8, 0xed) }, nil) // mov dx, PM timer; in eax, dx
@@ -252,7 +307,12 @@ func code() []byte {
 		a.emit(0x46).waitCount("periodic:wait")
 	}, cli)
 	a.wrmsr(msrSTimer0Cfg, 0, 0)
-	a.print(Line + " done\n").exit(ExitValue)
+	for i, r := range Rows {
+		if i >= len(a.rows) || a.rows[i] != r.Name {
+			panic(fmt.Sprintf("exitbench: the guest's rows %q are not Rows", a.rows))
+		}
+	}
+	a.results().print(Line + " done\n").exit(ExitValue)
 
 	// count: the IPI's and the direct timer's handler.
 	a.label("count").
@@ -276,10 +336,17 @@ func code() []byte {
 	return a.bytes()
 }
 
-// Parse collects each row's per-batch cycles from a console, and whether
-// the guest got to its end ("EXITBENCH done").
-func Parse(lines []string) (cycles map[string][]float64, done bool) {
-	cycles = map[string][]float64{}
+// Batch is one batch's cycles per iteration and its pace (cycles per
+// CPUID just before it).
+type Batch struct{ Cycles, Pace float64 }
+
+// Paced is the batch's cost in units of its pace.
+func (b Batch) Paced() float64 { return b.Cycles / b.Pace }
+
+// Parse collects each row's batches from a console, and whether the guest
+// got to its end ("EXITBENCH done").
+func Parse(lines []string) (batches map[string][]Batch, done bool) {
+	batches = map[string][]Batch{}
 	for _, l := range lines {
 		_, rest, ok := strings.Cut(l, Line+" ")
 		if !ok {
@@ -290,16 +357,17 @@ func Parse(lines []string) (cycles map[string][]float64, done bool) {
 			done = true
 			continue
 		}
-		if len(f) != 2 {
+		if len(f) != 3 {
 			continue
 		}
-		v, err := strconv.ParseUint(f[1], 10, 32)
-		if err != nil {
+		v, err1 := strconv.ParseUint(f[1], 10, 32)
+		p, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || p == 0 {
 			continue
 		}
-		cycles[f[0]] = append(cycles[f[0]], float64(v))
+		batches[f[0]] = append(batches[f[0]], Batch{Cycles: float64(v), Pace: float64(p)})
 	}
-	return cycles, done
+	return batches, done
 }
 
 // VMMArgs are `vmm run`'s arguments for the guest at path: pc-testdev

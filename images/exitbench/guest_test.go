@@ -62,16 +62,19 @@ func TestAsmFixups(t *testing.T) {
 func TestParse(t *testing.T) {
 	cycles, done := Parse([]string{
 		"SeaBIOS (version 1.16)",
-		"EXITBENCH cpuid 1200",
-		"EXITBENCH cpuid 1100\r",
-		"EXITBENCH pio 99999999999", // out of range: dropped
-		"EXITBENCH mmio x",
-		"EXITBENCH ipi 3000 extra",
-		"noise EXITBENCH pio 4000",
+		"EXITBENCH cpuid 1200 1000",
+		"EXITBENCH cpuid 1100 1100\r",
+		"EXITBENCH pio 99999999999 1000", // out of range: dropped
+		"EXITBENCH mmio x 1000",
+		"EXITBENCH mmio 3000 0", // no pace: dropped
+		"EXITBENCH ipi 3000",
+		"EXITBENCH ipi 3000 1000 extra",
+		"noise EXITBENCH pio 4000 2000",
 		"EXITBENCH unexpected interrupt",
 	})
 	require.False(t, done)
-	require.Equal(t, map[string][]float64{"cpuid": {1200, 1100}, "pio": {4000}}, cycles)
+	require.Equal(t, map[string][]Batch{"cpuid": {{1200, 1000}, {1100, 1100}}, "pio": {{4000, 2000}}}, cycles)
+	require.Equal(t, 2.0, cycles["pio"][0].Paced())
 	_, done = Parse([]string{"EXITBENCH done"})
 	require.True(t, done)
 }

@@ -81,14 +81,20 @@ func (o options) exitScenarios() ([]scenario.Scenario, error) {
 type exitsReport struct {
 	// Columns are the columns in the report's order.
 	Columns []string `json:"columns"`
-	// Batches are every batch's cycles per iteration over all runs.
+	// Batches are every batch's cycles per iteration over all runs, Paces
+	// the same batches' paces (cycles per CPUID just before each).
 	Batches map[string]map[string][]float64 `json:"batches_cycles"`
+	Paces   map[string]map[string][]float64 `json:"batches_pace_cycles"`
 	// Medians are the batches' medians.
 	Medians map[string]map[string]float64 `json:"medians_cycles"`
 	// Ratios are vmm (kernel-timers) over QEMU per row (below 1: vmm is
 	// faster); RatiosUserspace vmm with its own timers over QEMU.
 	Ratios          map[string]float64 `json:"ratios_vmm_qemu"`
 	RatiosUserspace map[string]float64 `json:"ratios_vmm_userspace_qemu,omitempty"`
+	// PacedRatios and PacedRatiosUserspace are the same of the medians of
+	// cycles over pace, for the rows exitbench paces.
+	PacedRatios          map[string]float64 `json:"paced_ratios_vmm_qemu"`
+	PacedRatiosUserspace map[string]float64 `json:"paced_ratios_vmm_userspace_qemu,omitempty"`
 	// Incomplete are columns a run of which did not reach the guest's end.
 	Incomplete []string `json:"incomplete,omitempty"`
 }
@@ -96,10 +102,13 @@ type exitsReport struct {
 // summarizeExits collects the rows from the streamed consoles.
 func summarizeExits(runners []string, results []scenario.Result, console map[string][]string) exitsReport {
 	rep := exitsReport{Columns: exitColumns(runners), Batches: map[string]map[string][]float64{},
-		Medians: map[string]map[string]float64{}, Ratios: map[string]float64{}, RatiosUserspace: map[string]float64{}}
+		Paces: map[string]map[string][]float64{}, Medians: map[string]map[string]float64{},
+		Ratios: map[string]float64{}, RatiosUserspace: map[string]float64{},
+		PacedRatios: map[string]float64{}, PacedRatiosUserspace: map[string]float64{}}
+	paced := map[string]map[string]float64{} // row, column: median of cycles over pace
 	for _, column := range rep.Columns {
 		name := exitScenarioName(column)
-		cycles, done := exitbench.Parse(console[name])
+		batches, done := exitbench.Parse(console[name])
 		runs := 0
 		for _, r := range results {
 			if r.Name == name {
@@ -109,23 +118,39 @@ func summarizeExits(runners []string, results []scenario.Result, console map[str
 		if !done || runs == 0 || countDone(console[name]) < runs {
 			rep.Incomplete = append(rep.Incomplete, column)
 		}
-		for row, xs := range cycles {
+		for row, bs := range batches {
 			if rep.Batches[row] == nil {
-				rep.Batches[row], rep.Medians[row] = map[string][]float64{}, map[string]float64{}
+				rep.Batches[row], rep.Paces[row] = map[string][]float64{}, map[string][]float64{}
+				rep.Medians[row], paced[row] = map[string]float64{}, map[string]float64{}
 			}
-			rep.Batches[row][column] = xs
-			rep.Medians[row][column] = median(xs)
+			var cycles, paces, units []float64
+			for _, b := range bs {
+				cycles, paces, units = append(cycles, b.Cycles), append(paces, b.Pace), append(units, b.Paced())
+			}
+			rep.Batches[row][column], rep.Paces[row][column] = cycles, paces
+			rep.Medians[row][column], paced[row][column] = median(cycles), median(units)
 		}
 	}
-	for row, m := range rep.Medians {
-		q := m[scenario.RunnerQEMU]
-		if v := m[scenario.RunnerVMM]; v > 0 && q > 0 {
-			rep.Ratios[row] = v / q
-		}
-		if v := m[exitsUserspace]; v > 0 && q > 0 {
-			rep.RatiosUserspace[row] = v / q
+	ratios := func(m map[string]map[string]float64, out, outUserspace map[string]float64, rows map[string]bool) {
+		for row, col := range m {
+			if rows != nil && !rows[row] {
+				continue
+			}
+			q := col[scenario.RunnerQEMU]
+			if v := col[scenario.RunnerVMM]; v > 0 && q > 0 {
+				out[row] = v / q
+			}
+			if v := col[exitsUserspace]; v > 0 && q > 0 {
+				outUserspace[row] = v / q
+			}
 		}
 	}
+	pacedRows := map[string]bool{}
+	for _, r := range exitbench.Rows {
+		pacedRows[r.Name] = r.Paced
+	}
+	ratios(rep.Medians, rep.Ratios, rep.RatiosUserspace, nil)
+	ratios(paced, rep.PacedRatios, rep.PacedRatiosUserspace, pacedRows)
 	return rep
 }
 
@@ -143,13 +168,13 @@ func countDone(lines []string) int {
 func (rep exitsReport) write(w io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Exit round trips in guest TSC cycles per iteration (median of %d-iteration batches [fastest-slowest]):\n", exitbench.Iterations)
-	fmt.Fprintf(&b, "%-13s", "row")
+	fmt.Fprintf(&b, "%-15s", "row")
 	for _, c := range rep.Columns {
 		fmt.Fprintf(&b, " %26s", c)
 	}
-	fmt.Fprintf(&b, " %8s", "vmm/qemu")
+	fmt.Fprintf(&b, " %8s %6s", "vmm/qemu", "paced")
 	if len(rep.RatiosUserspace) > 0 {
-		fmt.Fprintf(&b, " %14s", exitsUserspace+"/qemu")
+		fmt.Fprintf(&b, " %18s %6s", exitsUserspace+"/qemu", "paced")
 	}
 	b.WriteString("\n")
 	cell := func(row, column string) string {
@@ -170,21 +195,24 @@ func (rep exitsReport) write(w io.Writer) {
 		return "-"
 	}
 	for _, r := range exitbench.Rows {
-		fmt.Fprintf(&b, "%-13s", r.Name)
+		fmt.Fprintf(&b, "%-15s", r.Name)
 		for _, c := range rep.Columns {
 			fmt.Fprintf(&b, " %26s", cell(r.Name, c))
 		}
-		fmt.Fprintf(&b, " %8s", ratio(rep.Ratios, r.Name))
+		fmt.Fprintf(&b, " %8s %6s", ratio(rep.Ratios, r.Name), ratio(rep.PacedRatios, r.Name))
 		if len(rep.RatiosUserspace) > 0 {
-			fmt.Fprintf(&b, " %14s", ratio(rep.RatiosUserspace, r.Name))
+			fmt.Fprintf(&b, " %18s %6s", ratio(rep.RatiosUserspace, r.Name), ratio(rep.PacedRatiosUserspace, r.Name))
 		}
 		b.WriteString("\n")
 	}
 	for _, r := range exitbench.Rows {
-		fmt.Fprintf(&b, "  %-13s %s\n", r.Name+":", r.About)
+		fmt.Fprintf(&b, "  %-16s %s\n", r.Name+":", r.About)
 	}
 	fmt.Fprintf(&b, "  vmm: --hyperv %s (KVM's timers where the host has them); %s: --hyperv %s (vmm's timers)\n",
 		exitsHyperV, exitsUserspace, exitsUserspaceHyperV)
+	fmt.Fprintf(&b, "  paced: the ratio of the medians of each batch's cycles over its pace, %d CPUIDs timed right before it;\n"+
+		"  CPUID's exit is the same host-kernel code under every VMM, so the pace cancels the host's speed at the time\n"+
+		"  (rows that are mostly a wait for the host's timer, and cpuid itself, are not paced)\n", exitbench.PaceIterations)
 	b.WriteString("Target: every row at most 1.0x QEMU's.\n")
 	for _, c := range rep.Incomplete {
 		fmt.Fprintf(&b, "warning: a %s run did not reach the guest's end; its rows may be missing\n", c)

@@ -42,10 +42,12 @@ func TestExitScenarios(t *testing.T) {
 func TestSummarizeExits(t *testing.T) {
 	results := []scenario.Result{{Name: "exits-vmm", Run: 1}, {Name: "exits-qemu", Run: 1}, {Name: "exits-qemu", Run: 2}}
 	console := map[string][]string{
-		"exits-vmm": {"EXITBENCH cpuid 1000", "EXITBENCH cpuid 1400", "EXITBENCH cpuid 1200", "EXITBENCH pio 9000", "EXITBENCH done"},
-		"exits-qemu": {"EXITBENCH cpuid 1000", "EXITBENCH pio 3000", "EXITBENCH done",
-			"EXITBENCH cpuid 1000", "EXITBENCH pio 3000"},
-		"exits-vmm-userspace": {"EXITBENCH cpuid 1500", "EXITBENCH done"},
+		// vmm's pio batch ran while the host was twice as slow (pace 2000).
+		"exits-vmm": {"EXITBENCH cpuid 1000 1000", "EXITBENCH cpuid 1400 1000", "EXITBENCH cpuid 1200 1000",
+			"EXITBENCH pio 9000 2000", "EXITBENCH done"},
+		"exits-qemu": {"EXITBENCH cpuid 1000 1000", "EXITBENCH pio 3000 1000", "EXITBENCH done",
+			"EXITBENCH cpuid 1000 1000", "EXITBENCH pio 3000 1000"},
+		"exits-vmm-userspace": {"EXITBENCH cpuid 1500 1000", "EXITBENCH done"},
 	}
 	results = append(results, scenario.Result{Name: "exits-vmm-userspace", Run: 1})
 	rep := summarizeExits([]string{"vmm", "qemu"}, results, console)
@@ -53,6 +55,9 @@ func TestSummarizeExits(t *testing.T) {
 	require.Equal(t, 1200.0, rep.Medians["cpuid"]["vmm"])
 	require.InDelta(t, 1.2, rep.Ratios["cpuid"], 1e-9)
 	require.InDelta(t, 3.0, rep.Ratios["pio"], 1e-9)
+	require.InDelta(t, 1.5, rep.PacedRatios["pio"], 1e-9, "9000/2000 over 3000/1000")
+	require.NotContains(t, rep.PacedRatios, "cpuid", "the pace itself")
+	require.Equal(t, []float64{2000}, rep.Paces["pio"]["vmm"])
 	require.InDelta(t, 1.5, rep.RatiosUserspace["cpuid"], 1e-9)
 	require.NotContains(t, rep.RatiosUserspace, "pio")
 	require.Equal(t, []string{"qemu"}, rep.Incomplete, "qemu's second run never got to its end")
@@ -60,7 +65,7 @@ func TestSummarizeExits(t *testing.T) {
 	rep.write(&b)
 	out := b.String()
 	require.Contains(t, out, "1200 [1000-1400]")
-	require.Contains(t, out, "3.00")
+	require.Contains(t, out, "3.00   1.50")
 	require.Contains(t, out, "warning: a qemu run did not reach")
 	require.Contains(t, out, "stimer-msg")
 	require.Contains(t, out, "vmm-userspace/qemu")
