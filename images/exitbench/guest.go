@@ -161,13 +161,18 @@ func (a *asm) waitCount(label string) *asm {
 	return a.label(label).emit(0x39, 0x35).imm32(countAddr).j(0x7c, label) // cmp [count], esi; jl
 }
 
-// pace times PaceIterations CPUIDs into [pace] (clobbers eax, ebx, ecx,
-// edx, ebp).
+// pace times PaceIterations CPUIDs into [pace], after as many untimed
+// ones: whatever the last batch left the host to finish (its VMM's work
+// after the exits) settles then instead of landing in the pace, which would
+// flatter that VMM's paced ratio. Clobbers eax, ebx, ecx, edx, ebp.
 func (a *asm) pace(name string) *asm {
-	a.emit(0x0f, 0x31). // rdtsc
-				emit(0xa3).imm32(t0Addr).                              // mov [t0], eax
-				emit(0x89, 0x15).imm32(t0Addr + 4).                    // mov [t0+4], edx
-				emit(0xbd).imm32(PaceIterations).label(name + ":pace") // mov ebp, PaceIterations
+	a.emit(0xbd).imm32(PaceIterations).label(name + ":settle") // mov ebp, PaceIterations
+	a.emit(0x31, 0xc0, 0x0f, 0xa2)                             // xor eax, eax; cpuid
+	a.emit(0x4d).j(0x75, name+":settle").                      // dec ebp; jnz settle
+									emit(0x0f, 0x31).                                      // rdtsc
+									emit(0xa3).imm32(t0Addr).                              // mov [t0], eax
+									emit(0x89, 0x15).imm32(t0Addr + 4).                    // mov [t0+4], edx
+									emit(0xbd).imm32(PaceIterations).label(name + ":pace") // mov ebp, PaceIterations
 	a.emit(0x31, 0xc0, 0x0f, 0xa2)             // xor eax, eax; cpuid
 	return a.emit(0x4d).j(0x75, name+":pace"). // dec ebp; jnz pace
 							emit(0x0f, 0x31).                                  // rdtsc
