@@ -110,3 +110,21 @@ func TestWaitsUntilAtLeast(t *testing.T) {
 	}
 	require.Equal(t, 6, n, "one wait per interrupt row (ipi and five stimer rows)")
 }
+
+// FuzzParse: a guest's console is hostile input; whatever Parse keeps is a
+// batch with a pace to divide by.
+func FuzzParse(f *testing.F) {
+	f.Add("EXITBENCH pio 4000 2000\nEXITBENCH done")
+	f.Add("EXITBENCH cpuid 0 0\nEXITBENCH mmio 4294967295 1")
+	f.Add("noise EXITBENCH ipi 1 1 1\r\nEXITBENCH  done ")
+	f.Fuzz(func(t *testing.T, console string) {
+		batches, _ := Parse(strings.Split(console, "\n"))
+		for row, bs := range batches {
+			for _, b := range bs {
+				if b.Pace <= 0 || b.Cycles < 0 || b.Cycles > 1<<32 || b.Pace > 1<<32 {
+					t.Fatalf("row %q kept %+v", row, b)
+				}
+			}
+		}
+	})
+}
