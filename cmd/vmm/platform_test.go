@@ -3,10 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmmdev/vmm/images/exitbench"
 	"github.com/vmmdev/vmm/internal/kvmtest"
 	"github.com/vmmdev/vmm/internal/testimage"
 	"github.com/vmmdev/vmm/vmm"
@@ -71,6 +73,27 @@ func TestKVMMultibootLowSegment(t *testing.T) {
 	r := runVMMKernel(t, path, "--cmdline", "first second", "--timeout", "20s")
 	require.Equal(t, 2*0x2a+1, r.code, "stderr: %s", r.stderr)
 	require.Equal(t, path+"\n", r.stdout)
+}
+
+// TestKVMExitBenchGuest runs `bench -exits`' guest as the benchmark does
+// (vmm's own timers): every row completes its batches, each with a pace,
+// and the PIO and MMIO rows do leave the guest for vmm.
+func TestKVMExitBenchGuest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "exitbench.elf")
+	require.NoError(t, os.WriteFile(path, exitbench.ELF(), 0o644))
+	r := runVMMKernel(t, path, "--testdev", "--hyperv", "all", "--timeout", "120s")
+	require.Equal(t, 2*exitbench.ExitValue+1, r.code, "stderr: %s\nstdout: %s", r.stderr, r.stdout)
+	batches, done := exitbench.Parse(strings.Split(r.stdout, "\n"))
+	require.True(t, done, r.stdout)
+	for _, row := range exitbench.Rows {
+		require.Len(t, batches[row.Name], exitbench.Batches, row.Name)
+		for _, b := range batches[row.Name] {
+			require.Positive(t, b.Cycles, row.Name)
+			require.Positive(t, b.Pace, row.Name)
+		}
+	}
+	require.GreaterOrEqual(t, r.report.Exits["io"], uint64(exitbench.Batches*exitbench.Iterations))
+	require.GreaterOrEqual(t, r.report.Exits["mmio"], uint64(exitbench.Batches*exitbench.Iterations))
 }
 
 // guestCPUIDBits exits with CPUID leaf 1 ECX's x2APIC (bit 0 of the exit
